@@ -1,0 +1,2 @@
+namespace Ambient.Core.Tests;
+public class SmokeTests { [Fact] public void Works() => Assert.True(true); }
