@@ -1,0 +1,65 @@
+using System.Net;
+
+namespace Ambient.Istiod;
+
+/// <summary>Command-line settings of istiod-lite, parsed once at start and never mutated.</summary>
+internal sealed record IstiodOptions(
+    string ConfigFolder,
+    string StateFolder,
+    IPEndPoint GrpcEndpoint,
+    IPEndPoint? MonitoringEndpoint,
+    string ClusterId,
+    string TrustDomain)
+{
+    public const int DefaultGrpcPort = 15012;
+    public const int DefaultMonitoringPort = 15014;
+
+    public static string Usage =>
+        """
+        usage: istiod-lite --config DIR [--state DIR] [--listen IP:PORT] [--monitoring IP:PORT|off]
+                           [--cluster-id ID] [--trust-domain TD]
+          --config DIR       folder of Kubernetes-style YAML (Namespace, ServiceAccount, Pod, Service), watched live
+          --state DIR        where the mesh root CA and node tokens live (default: <config>/../.ambient-state)
+          --listen IP:PORT   CA + workload discovery (gRPC over TLS), default 127.0.0.1:15012
+          --monitoring ...   plain HTTP /ready and /debug endpoints, default 127.0.0.1:15014
+          --cluster-id ID    default Kubernetes
+          --trust-domain TD  default cluster.local
+        """;
+
+    /// <summary>Parses arguments; returns null and an error naming the bad argument instead of throwing.</summary>
+    public static IstiodOptions? TryParse(string[] args, out string? error)
+    {
+        string? config = null, state = null, clusterId = "Kubernetes", trustDomain = "cluster.local";
+        var grpc = new IPEndPoint(IPAddress.Loopback, DefaultGrpcPort);
+        IPEndPoint? monitoring = new(IPAddress.Loopback, DefaultMonitoringPort);
+        for (var i = 0; i < args.Length; i++)
+        {
+            var name = args[i];
+            if (name is "-h" or "--help") { error = Usage; return null; }
+            if (i + 1 >= args.Length) { error = $"{name} needs a value\n{Usage}"; return null; }
+            var value = args[++i];
+            switch (name)
+            {
+                case "--config": config = value; break;
+                case "--state": state = value; break;
+                case "--cluster-id": clusterId = value; break;
+                case "--trust-domain": trustDomain = value; break;
+                case "--listen":
+                    if (!IPEndPoint.TryParse(value, out var g) || g.Port == 0 && !value.EndsWith(":0", StringComparison.Ordinal))
+                    { error = $"--listen: '{value}' is not IP:PORT"; return null; }
+                    grpc = g; break;
+                case "--monitoring":
+                    if (value == "off") { monitoring = null; break; }
+                    if (!IPEndPoint.TryParse(value, out var m)) { error = $"--monitoring: '{value}' is not IP:PORT or off"; return null; }
+                    monitoring = m; break;
+                default: error = $"unknown argument {name}\n{Usage}"; return null;
+            }
+        }
+        if (config is null) { error = "--config DIR is required\n" + Usage; return null; }
+        config = Path.GetFullPath(config);
+        if (!Directory.Exists(config)) { error = $"--config: folder '{config}' does not exist"; return null; }
+        state = Path.GetFullPath(state ?? Path.Combine(config, "..", ".ambient-state"));
+        error = null;
+        return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain);
+    }
+}

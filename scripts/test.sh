@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The one command that runs every test: installs what the tests need, builds, runs all test projects,
+# and ends with one line "N passed, M failed[, K skipped]".
+# Usage: bash scripts/test.sh [extra dotnet test args, e.g. --filter FullyQualifiedName~Grpc]
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# Debian packages the interop tests use as independent peers. Installed only when missing (CI runs as root).
+need=()
+/usr/bin/python3 -c 'import grpc' 2>/dev/null || need+=(python3-grpcio)
+/usr/bin/python3 -c 'import grpc_tools.protoc' 2>/dev/null || need+=(python3-grpc-tools)
+/usr/bin/python3 -c 'import h2, hpack' 2>/dev/null || need+=(python3-h2)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null \
+      || echo "warning: could not install ${need[*]}; the tests that need them will fail and say why" >&2
+  else
+    echo "warning: missing ${need[*]} and not root; the tests that need them will fail and say why" >&2
+  fi
+fi
+
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+
+if ! dotnet build Ambient.sln -c Debug -nologo -clp:ErrorsOnly; then
+  echo "build failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+dotnet test Ambient.sln -c Debug --no-build --logger "trx" --results-directory "$results" "$@"
+test_rc=$?
+
+# Count outcomes from the TRX files (dotnet test's own summary is per assembly).
+summary=$(/usr/bin/python3 - "$results" <<'PY'
+import sys, glob, xml.etree.ElementTree as ET
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+passed = failed = skipped = 0
+for f in glob.glob(sys.argv[1] + "/**/*.trx", recursive=True):
+    c = ET.parse(f).getroot().find("t:ResultSummary/t:Counters", ns)
+    if c is None:
+        continue
+    passed += int(c.get("passed", 0))
+    failed += int(c.get("failed", 0)) + int(c.get("error", 0)) + int(c.get("timeout", 0)) + int(c.get("aborted", 0))
+    skipped += int(c.get("notExecuted", 0))
+line = f"{passed} passed, {failed} failed"
+if skipped:
+    line += f", {skipped} skipped"
+print(line)
+PY
+)
+if [ -z "$summary" ]; then summary="0 passed, 1 failed"; fi
+case "$summary" in "0 passed, 0 failed"*) summary="0 passed, 1 failed"; test_rc=1;; esac
+echo "$summary"
+case "$summary" in *" 0 failed"*) [ $test_rc -eq 0 ] || exit $test_rc; exit 0;; *) exit 1;; esac

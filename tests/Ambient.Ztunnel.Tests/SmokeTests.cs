@@ -1,0 +1,2 @@
+namespace Ambient.Ztunnel.Tests;
+public class SmokeTests { [Fact] public void Works() => Assert.True(true); }
