@@ -56,6 +56,12 @@ internal sealed partial class FolderConfigSource : IDisposable
         if (_debounce < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(debounce), "debounce must not be negative");
     }
 
+    /// <summary>
+    /// False leaves change detection to the periodic rescan alone. For tests proving the fallback, and for
+    /// filesystems where watchers are known not to work (some network and container mounts).
+    /// </summary>
+    public bool UseFileSystemWatcher { get; init; } = true;
+
     /// <summary>The folder being watched (full path).</summary>
     public string Folder => _folder;
 
@@ -72,7 +78,7 @@ internal sealed partial class FolderConfigSource : IDisposable
         if (!Directory.Exists(_folder)) throw new DirectoryNotFoundException($"config folder '{_folder}' does not exist");
 
         // Watch before the first scan so nothing written during the scan is missed.
-        StartWatcher();
+        if (UseFileSystemWatcher) StartWatcher();
         Scan();
         _loop = Task.Run(() => RunAsync(_stop.Token));
     }

@@ -98,6 +98,22 @@ public sealed class FolderConfigSourceTests : IDisposable
     }
 
     [Fact]
+    public async Task PeriodicRescanAloneSeesChangesWithinOneSecond()
+    {
+        var file = _dir.Write("pods.yaml", Pod("echo", 8080));
+        using var source = new FolderConfigSource(_dir.Path, _log) { UseFileSystemWatcher = false };
+        source.Start();
+
+        var sw = Stopwatch.StartNew();
+        File.WriteAllText(file, Pod("echo", 9090) + "\n");
+        var next = await NextAsync(source, 1);
+        sw.Stop();
+
+        Assert.Equal(9090, ((PodResource)next.Resources[0]).Containers[0].Ports[0].Port);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(1), $"took {sw.Elapsed}");
+    }
+
+    [Fact]
     public async Task BrokenFileKeepsLastGoodResourcesUntilFixed()
     {
         var file = _dir.Write("pods.yaml", Pod("echo", 8080) + "\n---\n" + Sa("echo"));
