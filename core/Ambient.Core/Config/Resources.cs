@@ -4,7 +4,9 @@ namespace Ambient.Core.Config;
 
 // Typed forms of the Kubernetes-style resources users write. The folder source and (later) the
 // Kubernetes API source both produce these; the model builder turns them into a MeshSnapshot.
-// Records are immutable and compared by value, so an unchanged file yields equal resources.
+// Records are immutable and compared by value, so an unchanged file yields equal resources. The records
+// holding collections define Equals/GetHashCode because ImmutableArray/ImmutableSortedDictionary compare
+// by reference.
 
 /// <summary>Where a resource (or an error) came from: file path and 1-based line of its document.</summary>
 public sealed record SourceLocation(string File, int Line)
@@ -19,6 +21,15 @@ public sealed record ObjectMeta(
     ImmutableSortedDictionary<string, string> Annotations)
 {
     public string? Label(string key) => Labels.TryGetValue(key, out var v) ? v : null;
+
+    // Value equality over the maps' contents (the collections themselves compare by reference).
+    public bool Equals(ObjectMeta? other) =>
+        ReferenceEquals(this, other)
+        || (other is not null && Name == other.Name && Namespace == other.Namespace
+            && ValueEquality.Equal(Labels, other.Labels) && ValueEquality.Equal(Annotations, other.Annotations));
+
+    public override int GetHashCode() =>
+        HashCode.Combine(Name, Namespace, ValueEquality.Hash(Labels), ValueEquality.Hash(Annotations));
 }
 
 public abstract record Resource(string ApiVersion, string Kind, ObjectMeta Metadata, SourceLocation Source)
@@ -41,7 +52,17 @@ public sealed record ContainerSpec(
     ImmutableArray<string> Command,
     ImmutableArray<string> Args,
     ImmutableArray<ContainerPort> Ports,
-    ImmutableSortedDictionary<string, string> Env);
+    ImmutableSortedDictionary<string, string> Env)
+{
+    public bool Equals(ContainerSpec? other) =>
+        ReferenceEquals(this, other)
+        || (other is not null && Name == other.Name && Image == other.Image
+            && ValueEquality.Equal(Command, other.Command) && ValueEquality.Equal(Args, other.Args)
+            && ValueEquality.Equal(Ports, other.Ports) && ValueEquality.Equal(Env, other.Env));
+
+    public override int GetHashCode() =>
+        HashCode.Combine(Name, Image, ValueEquality.Hash(Command), ValueEquality.Hash(Args), ValueEquality.Hash(Ports), ValueEquality.Hash(Env));
+}
 
 public sealed record PodResource(
     string ApiVersion,
@@ -51,7 +72,16 @@ public sealed record PodResource(
     string? NodeName,
     ImmutableArray<ContainerSpec> Containers,
     string? PodIP)
-    : Resource(ApiVersion, "Pod", Metadata, Source);
+    : Resource(ApiVersion, "Pod", Metadata, Source)
+{
+    public bool Equals(PodResource? other) =>
+        ReferenceEquals(this, other)
+        || (other is not null && base.Equals(other) && ServiceAccountName == other.ServiceAccountName
+            && NodeName == other.NodeName && PodIP == other.PodIP && ValueEquality.Equal(Containers, other.Containers));
+
+    public override int GetHashCode() =>
+        HashCode.Combine(base.GetHashCode(), ServiceAccountName, NodeName, PodIP, ValueEquality.Hash(Containers));
+}
 
 /// <summary>A Service targetPort: either a number or the name of a container port.</summary>
 public readonly record struct TargetPort(int Number, string? Name)
@@ -72,7 +102,16 @@ public sealed record ServiceResource(
     string? ClusterIP,
     ImmutableSortedDictionary<string, string> Selector,
     ImmutableArray<ServicePortSpec> Ports)
-    : Resource(ApiVersion, "Service", Metadata, Source);
+    : Resource(ApiVersion, "Service", Metadata, Source)
+{
+    public bool Equals(ServiceResource? other) =>
+        ReferenceEquals(this, other)
+        || (other is not null && base.Equals(other) && Type == other.Type && ClusterIP == other.ClusterIP
+            && ValueEquality.Equal(Selector, other.Selector) && ValueEquality.Equal(Ports, other.Ports));
+
+    public override int GetHashCode() =>
+        HashCode.Combine(base.GetHashCode(), Type, ClusterIP, ValueEquality.Hash(Selector), ValueEquality.Hash(Ports));
+}
 
 /// <summary>A kind we do not understand yet: kept so nothing is silently lost, reported once as ignored.</summary>
 public sealed record UnknownResource(string ApiVersion, string Kind, ObjectMeta Metadata, SourceLocation Source)

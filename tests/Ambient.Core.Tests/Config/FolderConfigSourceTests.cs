@@ -1,0 +1,277 @@
+using System.Diagnostics;
+using Ambient.Core.Config;
+using Ambient.TestCommon;
+
+namespace Ambient.Core.Tests.Config;
+
+public sealed class FolderConfigSourceTests : IDisposable
+{
+    // Generous ceiling for "eventually"; the pick-up-within-1s promise is asserted separately with a stopwatch.
+    private static readonly TimeSpan Eventually = TimeSpan.FromSeconds(10);
+
+    private readonly TempDir _dir = new();
+    private readonly ListLogger<FolderConfigSource> _log = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static string Sa(string name, string ns = "demo") =>
+        $"apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {name}\n  namespace: {ns}\n";
+
+    private static string Pod(string name, int port) => $"""
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+          namespace: demo
+        spec:
+          containers:
+            - name: app
+              ports:
+                - containerPort: {port}
+        """;
+
+    private FolderConfigSource Start()
+    {
+        var source = new FolderConfigSource(_dir.Path, _log, TimeSpan.FromMilliseconds(50));
+        source.Start();
+        return source;
+    }
+
+    private static async Task<ConfigSnapshot> NextAsync(FolderConfigSource source, long after)
+    {
+        using var cts = new CancellationTokenSource(Eventually);
+        return await source.WaitForGenerationAsync(after + 1, cts.Token);
+    }
+
+    private static string[] Keys(ConfigSnapshot s) => s.Resources.Select(r => r.Key).ToArray();
+
+    [Fact]
+    public void InitialLoadIsSynchronousSortedAndRecursive()
+    {
+        _dir.Write("b.yaml", Sa("zeta") + "---\n" + Sa("alpha"));
+        _dir.Write("nested/deeper/c.yml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n");
+        _dir.Write("notes.txt", "apiVersion: v1\nkind: Namespace\nmetadata: {name: not-config}\n");
+        _dir.Write(".hidden.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: hidden}\n");
+
+        using var source = Start();
+
+        var s = source.Current;
+        Assert.Equal(1, s.Generation);
+        Assert.Equal(new[] { "Namespace//demo", "ServiceAccount/demo/alpha", "ServiceAccount/demo/zeta" }, Keys(s));
+        Assert.Empty(s.Errors);
+        Assert.Equal(Path.Combine(_dir.Path, "nested", "deeper", "c.yml"), s.Resources[0].Source.File);
+    }
+
+    [Fact]
+    public void EmptyFolderStillPublishesGenerationOne()
+    {
+        using var source = Start();
+
+        Assert.Equal(1, source.Current.Generation);
+        Assert.Empty(source.Current.Resources);
+    }
+
+    [Fact]
+    public void MissingFolderIsAClearError()
+    {
+        using var source = new FolderConfigSource(Path.Combine(_dir.Path, "nope"), _log);
+
+        var ex = Assert.Throws<DirectoryNotFoundException>(source.Start);
+        Assert.Contains("nope", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task EditIsPickedUpWithinOneSecond()
+    {
+        var file = _dir.Write("pods.yaml", Pod("echo", 8080));
+        using var source = Start();
+        Assert.Equal(8080, ((PodResource)source.Current.Resources[0]).Containers[0].Ports[0].Port);
+
+        var sw = Stopwatch.StartNew();
+        File.WriteAllText(file, Pod("echo", 9090));
+        var next = await NextAsync(source, 1);
+        sw.Stop();
+
+        Assert.Equal(2, next.Generation);
+        Assert.Equal(9090, ((PodResource)next.Resources[0]).Containers[0].Ports[0].Port);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(1), $"took {sw.Elapsed}");
+    }
+
+    [Fact]
+    public async Task PeriodicRescanAloneSeesChangesWithinOneSecond()
+    {
+        var file = _dir.Write("pods.yaml", Pod("echo", 8080));
+        using var source = new FolderConfigSource(_dir.Path, _log) { UseFileSystemWatcher = false };
+        source.Start();
+
+        var sw = Stopwatch.StartNew();
+        File.WriteAllText(file, Pod("echo", 9090) + "\n");
+        var next = await NextAsync(source, 1);
+        sw.Stop();
+
+        Assert.Equal(9090, ((PodResource)next.Resources[0]).Containers[0].Ports[0].Port);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(1), $"took {sw.Elapsed}");
+    }
+
+    [Fact]
+    public async Task BrokenFileKeepsLastGoodResourcesUntilFixed()
+    {
+        var file = _dir.Write("pods.yaml", Pod("echo", 8080) + "\n---\n" + Sa("echo"));
+        using var source = Start();
+        var good = source.Current;
+        Assert.Equal(2, good.Resources.Length);
+
+        // Break one document: every resource of the file stays as it was, the error is reported.
+        File.WriteAllText(file, Pod("echo", 70000) + "\n---\n" + Sa("echo-renamed"));
+        var broken = await NextAsync(source, good.Generation);
+        Assert.Equal(good.Resources, broken.Resources);
+        var error = Assert.Single(broken.Errors);
+        Assert.Equal(new SourceLocation(file, 10), error.Source);
+        Assert.Equal("spec.containers[0].ports[0].containerPort", error.Field);
+        Assert.Equal(1, _log.Count(m => m.Contains("ports[0].containerPort", StringComparison.Ordinal)));
+
+        // Fix it differently: the new content takes effect and the error goes away.
+        File.WriteAllText(file, Pod("echo", 7070) + "\n---\n" + Sa("echo-renamed"));
+        var fixedUp = await NextAsync(source, broken.Generation);
+        Assert.Empty(fixedUp.Errors);
+        Assert.Equal(new[] { "Pod/demo/echo", "ServiceAccount/demo/echo-renamed" }, Keys(fixedUp));
+        Assert.Equal(7070, ((PodResource)fixedUp.Resources[0]).Containers[0].Ports[0].Port);
+    }
+
+    [Fact]
+    public async Task SyntaxErrorInANewFileKeepsTheDocumentsBeforeIt()
+    {
+        using var source = Start();
+
+        var file = _dir.Write("new.yaml", Sa("first") + "---\nkind: [unclosed\n---\n" + Sa("third"));
+        var s = await NextAsync(source, 1);
+
+        Assert.Equal(new[] { "ServiceAccount/demo/first" }, Keys(s));
+        var error = Assert.Single(s.Errors);
+        Assert.Equal(file, error.Source.File);
+        Assert.StartsWith("YAML syntax error", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AddedAndDeletedFilesAddAndRemoveResources()
+    {
+        _dir.Write("a.yaml", Sa("a"));
+        using var source = Start();
+
+        var b = _dir.Write("sub/b.yaml", Sa("b"));
+        var added = await NextAsync(source, 1);
+        Assert.Equal(new[] { "ServiceAccount/demo/a", "ServiceAccount/demo/b" }, Keys(added));
+
+        File.Delete(b);
+        var removed = await NextAsync(source, added.Generation);
+        Assert.Equal(new[] { "ServiceAccount/demo/a" }, Keys(removed));
+
+        // Renaming a file away from a config extension removes it too.
+        File.Move(Path.Combine(_dir.Path, "a.yaml"), Path.Combine(_dir.Path, "a.yaml.bak"));
+        var renamed = await NextAsync(source, removed.Generation);
+        Assert.Empty(renamed.Resources);
+    }
+
+    [Fact]
+    public async Task DuplicateAcrossFilesLaterPathLosesUntilTheFirstGoesAway()
+    {
+        var a = _dir.Write("a.yaml", Pod("echo", 1111));
+        var b = _dir.Write("b.yaml", "\n\n" + Pod("echo", 2222));
+        using var source = Start();
+
+        var s = source.Current;
+        var pod = (PodResource)Assert.Single(s.Resources);
+        Assert.Equal(1111, pod.Containers[0].Ports[0].Port);
+        var error = Assert.Single(s.Errors);
+        Assert.Equal(new SourceLocation(b, 3), error.Source);
+        Assert.Contains($"duplicate Pod/demo/echo: already defined at {a}:1", error.Message, StringComparison.Ordinal);
+
+        File.Delete(a);
+        var after = await NextAsync(source, s.Generation);
+        Assert.Equal(2222, ((PodResource)Assert.Single(after.Resources)).Containers[0].Ports[0].Port);
+        Assert.Empty(after.Errors);
+    }
+
+    [Fact]
+    public async Task UnknownKindsAreKeptAndReportedOnce()
+    {
+        _dir.Write("route.yaml", "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: demo}\n");
+        using var source = Start();
+
+        var ignored = Assert.Single(source.Current.Ignored);
+        Assert.Equal("HTTPRoute/demo/r", ignored.Key);
+        Assert.Empty(source.Current.Resources);
+
+        // More generations: the route must not be reported again.
+        _dir.Write("x.yaml", Sa("x"));
+        var g2 = await NextAsync(source, 1);
+        _dir.Write("x.yaml", Sa("y"));
+        var g3 = await NextAsync(source, g2.Generation);
+        Assert.Single(g3.Ignored);
+        Assert.Equal(1, _log.Count(m => m.Contains("HTTPRoute/demo/r", StringComparison.Ordinal) && m.StartsWith("Ignoring", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task RewritingIdenticalContentDoesNotBumpTheGeneration()
+    {
+        var file = _dir.Write("a.yaml", Sa("a"));
+        using var source = Start();
+
+        File.WriteAllText(file, Sa("a"));
+        File.SetLastWriteTimeUtc(file, DateTime.UtcNow.AddSeconds(5));
+        await Task.Delay(1200);
+        Assert.Equal(1, source.Current.Generation);
+
+        // ...while a real change right after still gets through.
+        File.WriteAllText(file, Sa("b"));
+        Assert.Equal(new[] { "ServiceAccount/demo/b" }, Keys(await NextAsync(source, 1)));
+    }
+
+    [Fact]
+    public async Task AThrowingHandlerDoesNotStopTheWatcher()
+    {
+        var file = _dir.Write("a.yaml", Sa("a"));
+        using var source = Start();
+        var seen = new List<long>();
+        source.Changed += _ => throw new InvalidOperationException("subscriber bug");
+        source.Changed += s => { lock (seen) seen.Add(s.Generation); };
+
+        File.WriteAllText(file, Sa("b"));
+        await NextAsync(source, 1);
+        File.WriteAllText(file, Sa("c"));
+        var g3 = await NextAsync(source, 2);
+
+        Assert.Equal(new[] { "ServiceAccount/demo/c" }, Keys(g3));
+        await Task.Delay(100);
+        lock (seen) Assert.Equal(new long[] { 2, 3 }, seen);
+        Assert.Equal(2, _log.Count(m => m.Contains("handler failed", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task ErrorsAreLoggedOncePerDistinctError()
+    {
+        _dir.Write("bad.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata: {namespace: demo}\n");
+        using var source = Start();
+        Assert.Single(source.Current.Errors);
+
+        _dir.Write("other.yaml", Sa("o"));
+        var g2 = await NextAsync(source, 1);
+        Assert.Single(g2.Errors);
+
+        Assert.Equal(1, _log.Count(m => m.StartsWith("Config error at", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task WaitForGenerationHonoursCancellationAndDispose()
+    {
+        var source = Start();
+        using (var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => source.WaitForGenerationAsync(5, cts.Token));
+        }
+        var pending = source.WaitForGenerationAsync(5, CancellationToken.None);
+        source.Dispose();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => pending);
+        Assert.Equal(1, (await source.WaitForGenerationAsync(1, CancellationToken.None)).Generation);
+    }
+}
