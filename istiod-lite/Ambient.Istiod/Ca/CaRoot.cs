@@ -17,9 +17,26 @@ internal sealed class CaRoot : IDisposable
         TrustDomain = trustDomain;
         Certificate = certificateWithKey;
         CertificatePem = certificateWithKey.ExportCertificatePem();
-        IsRsa = certificateWithKey.GetRSAPublicKey() is { } rsa && Dispose(rsa);
+        // RSA roots (e.g. an operator-supplied Istio cacerts root) sign with PKCS#1 v1.5 padding, as Istio's do.
+        // Hold one key object for the life of the root: the Get*PrivateKey calls create a new one each time.
+        if (certificateWithKey.GetRSAPrivateKey() is { } rsa)
+        {
+            _key = rsa;
+            SignatureGenerator = X509SignatureGenerator.CreateForRSA(rsa, RSASignaturePadding.Pkcs1);
+        }
+        else if (certificateWithKey.GetECDsaPrivateKey() is { } ecdsa)
+        {
+            _key = ecdsa;
+            SignatureGenerator = X509SignatureGenerator.CreateForECDsa(ecdsa);
+        }
+        else
+        {
+            throw new ArgumentException("the root key must be RSA or ECDSA", nameof(certificateWithKey));
+        }
         AuthorityKeyIdentifier = CreateAuthorityKeyIdentifier(certificateWithKey);
     }
+
+    private readonly AsymmetricAlgorithm _key;
 
     public string TrustDomain { get; }
 
@@ -27,8 +44,11 @@ internal sealed class CaRoot : IDisposable
 
     public string CertificatePem { get; }
 
-    /// <summary>RSA roots (e.g. an operator-supplied Istio cacerts root) sign with PKCS#1 v1.5 padding.</summary>
-    public bool IsRsa { get; }
+    /// <summary>
+    /// Signs with the root key whatever the subject key type: the BCL's issuer-certificate overload refuses to
+    /// sign an RSA CSR key with an ECDSA root.
+    /// </summary>
+    public X509SignatureGenerator SignatureGenerator { get; }
 
     /// <summary>Added to every issued certificate; built once since it only depends on the root.</summary>
     public X509AuthorityKeyIdentifierExtension AuthorityKeyIdentifier { get; }
@@ -36,12 +56,10 @@ internal sealed class CaRoot : IDisposable
     public TrustBundle CreateTrustBundle(TimeProvider? time = null)
         => new(TrustDomain, new X509Certificate2Collection(X509CertificateLoader.LoadCertificate(Certificate.RawData)), time);
 
-    public void Dispose() => Certificate.Dispose();
-
-    private static bool Dispose(IDisposable d)
+    public void Dispose()
     {
-        d.Dispose();
-        return true;
+        _key.Dispose();
+        Certificate.Dispose();
     }
 
     private static X509AuthorityKeyIdentifierExtension CreateAuthorityKeyIdentifier(X509Certificate2 root)

@@ -68,9 +68,8 @@ internal sealed class CertificateAuthority
         {
             throw new ArgumentException("the SPIFFE ID is empty", nameof(identity));
         }
-        var csr = LoadCsr(csrPem);
-        var publicKey = csr.PublicKey;
-        var request = new CertificateRequest(EmptySubject, publicKey, HashAlgorithmName.SHA256, _root.IsRsa ? RSASignaturePadding.Pkcs1 : null);
+        var publicKey = LoadCsr(csrPem).PublicKey;
+        var request = new CertificateRequest(EmptySubject, publicKey, HashAlgorithmName.SHA256);
         var extensions = request.CertificateExtensions;
         extensions.Add(CertificateSpiffe.CreateUriSanExtension(identity, critical: true));
         extensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, critical: true));
@@ -80,7 +79,7 @@ internal sealed class CertificateAuthority
 
         var (notBefore, notAfter) = Validity(ClampTtl(requestedTtl));
         var serial = NewSerialNumber();
-        using var leaf = request.Create(_root.Certificate, notBefore, notAfter, serial);
+        using var leaf = request.Create(_root.Certificate.SubjectName, _root.SignatureGenerator, notBefore, notAfter, serial);
         var leafPem = leaf.ExportCertificatePem();
         return new IssuedCertificate(leafPem, [leafPem, _root.CertificatePem], identity, leaf.SerialNumber,
             new DateTimeOffset(leaf.NotBefore.ToUniversalTime()), new DateTimeOffset(leaf.NotAfter.ToUniversalTime()));
@@ -115,7 +114,7 @@ internal sealed class CertificateAuthority
         extensions.Add(_root.AuthorityKeyIdentifier);
         var life = lifetime is { } l && l > TimeSpan.Zero ? l : TimeSpan.FromDays(365);
         var (notBefore, notAfter) = Validity(life);
-        using var cert = request.Create(_root.Certificate, notBefore, notAfter, NewSerialNumber());
+        using var cert = request.Create(_root.Certificate.SubjectName, _root.SignatureGenerator, notBefore, notAfter, NewSerialNumber());
         return cert.CopyWithPrivateKey(key);
     }
 
