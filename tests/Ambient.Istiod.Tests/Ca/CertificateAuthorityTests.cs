@@ -216,6 +216,25 @@ public sealed class CertificateAuthorityTests : IDisposable
     }
 
     [Fact]
+    public void ConcurrentIssuance_GivesValidDistinctLeaves()
+    {
+        // gRPC calls arrive in parallel and share one root key object.
+        using var csr = WorkloadCsr.Create(Id);
+        var leaves = new string[64];
+        Parallel.For(0, leaves.Length, new ParallelOptions { MaxDegreeOfParallelism = 8 },
+            i => leaves[i] = _ca.IssueWorkloadCertificate(csr.CsrPem, Id, TimeSpan.Zero).LeafPem);
+
+        var bundle = _root.CreateTrustBundle();
+        var serials = new HashSet<string>();
+        foreach (var pem in leaves)
+        {
+            using var leaf = X509Certificate2.CreateFromPem(pem);
+            Assert.True(bundle.ValidateChain(leaf, null, out var error), error);
+            Assert.True(serials.Add(leaf.SerialNumber));
+        }
+    }
+
+    [Fact]
     public void ServerCertificate_HasIstiodNames_AndVerifiesWithOpenSsl()
     {
         using var cert = _ca.IssueServerCertificate();
