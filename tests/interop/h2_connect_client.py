@@ -40,6 +40,7 @@ p.add_argument("--send-len", type=int, default=0)
 p.add_argument("--idle", type=float, default=0.0, help="seconds to keep the tunnel idle before sending")
 p.add_argument("--streams", type=int, default=1)
 p.add_argument("--timeout", type=float, default=20.0)
+p.add_argument("--debug", action="store_true", help="log HTTP/2 events to stderr")
 a = p.parse_args()
 
 
@@ -144,7 +145,12 @@ try:
 
     flush()
     error = None
-    while not all(s.ended or s.reset for s in streams):
+    def done(s):
+        # A 200 stream is finished when both directions are: the server may half-close first (its END_STREAM)
+        # while we still have bytes to send.
+        return s.reset or (s.ended and (s.sent_end or s.status != 200))
+
+    while not all(done(s) for s in streams):
         if time.monotonic() > deadline:
             error = "timeout"
             break
@@ -161,6 +167,8 @@ try:
             error = "connection closed by server"
             break
         for ev in conn.receive_data(data):
+            if a.debug:
+                print("%.3f %r" % (time.monotonic(), ev), file=sys.stderr)
             if isinstance(ev, h2.events.ResponseReceived):
                 s = by_id[ev.stream_id]
                 s.status = int(dict(ev.headers)[":status"])

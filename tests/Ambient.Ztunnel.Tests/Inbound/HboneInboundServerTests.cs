@@ -149,6 +149,61 @@ public class HboneInboundServerTests
         Assert.Equal("DENY", closed.Flags);
     }
 
+    [Fact]
+    public async Task Workload_Half_Close_First_Ends_The_Response_While_The_Client_Keeps_Sending()
+    {
+        await using var env = await InboundTestEnvironment.StartAsync();
+        const int len = 200 * 1024;
+        var received = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var greeter = new ScriptedServer(async (s, ct) =>
+        {
+            // Say hello, half-close, then keep reading the client's bytes until its END_STREAM arrives as EOF.
+            await s.SendAsync("hello"u8.ToArray(), SocketFlags.None, ct);
+            s.Shutdown(SocketShutdown.Send);
+            var buffer = new byte[16 * 1024];
+            long total = 0;
+            int n;
+            while ((n = await s.ReceiveAsync(buffer, SocketFlags.None, ct)) > 0)
+                total += n;
+            received.TrySetResult(total);
+        });
+        env.Targets.Serve(InboundTestEnvironment.Workload, greeter.EndPoint);
+
+        var r = await env.ConnectAsync(greeter.EndPoint.ToString(), len, extra: ["--idle", "1"]);
+
+        Assert.Null(r.Error);
+        Assert.Equal(200, r.Status);
+        Assert.False(r.Reset);
+        Assert.Equal(5, r.EchoedLen);
+        var closed = await WaitForAsync(env, o => o.Closed.Count == 1 ? o.Closed[0] : default);
+        Assert.True(len == await received.Task.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken), closed.Flags + r.Raw);
+        Assert.Equal("-", closed.Flags);
+        Assert.Equal(len, closed.In);
+        Assert.Equal(5, closed.Out);
+    }
+
+    [Fact]
+    public async Task Workload_Reset_Resets_The_Stream()
+    {
+        await using var env = await InboundTestEnvironment.StartAsync();
+        using var resetter = new ScriptedServer(async (s, ct) =>
+        {
+            await Task.Delay(300, ct);
+            s.LingerState = new LingerOption(true, 0); // close with RST
+            s.Close();
+        });
+        env.Targets.Serve(InboundTestEnvironment.Workload, resetter.EndPoint);
+
+        var r = await env.ConnectAsync(resetter.EndPoint.ToString(), 1000, extra: ["--idle", "2"]);
+
+        Assert.Equal(200, r.Status);
+        Assert.True(r.Reset, r.Raw);
+        var closed = await WaitForAsync(env, o => o.Closed.Count == 1 ? o.Closed[0] : default);
+        Assert.Equal("UPSTREAM_RESET", closed.Flags);
+        var again = await env.ConnectAsync(env.EchoAuthority, 100);
+        Assert.Equal(200, again.Status);
+    }
+
     private static IPEndPoint ClosedLoopbackPort()
     {
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

@@ -132,7 +132,7 @@ internal static class H2Client
             Assert.Fail("python3-h2 is not installed for /usr/bin/python3: install it (apt-get install python3-h2). " + output);
         Assert.True(process.ExitCode == 0 && output.Length > 0, $"h2 client failed (exit {process.ExitCode}): {output} {errors}");
         using var doc = JsonDocument.Parse(output);
-        return Parse(doc.RootElement, output);
+        return Parse(doc.RootElement, output + "\n" + errors);
     }
 
     private static H2Result Parse(JsonElement e, string raw)
@@ -256,5 +256,56 @@ internal sealed class CapturingLoggerProvider : ILoggerProvider
             lock (owner._entries)
                 owner._entries.Add((category, logLevel, eventId, formatter(state, exception)));
         }
+    }
+}
+
+/// <summary>A workload whose behaviour per accepted connection is given by the test.</summary>
+internal sealed class ScriptedServer : IDisposable
+{
+    private readonly Socket _listener;
+    private readonly CancellationTokenSource _stop = new();
+
+    public ScriptedServer(Func<Socket, CancellationToken, Task> onAccept)
+    {
+        _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        _listener.Listen(16);
+        EndPoint = (IPEndPoint)_listener.LocalEndPoint!;
+        _ = Task.Run(async () =>
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                Socket s;
+                try
+                {
+                    s = await _listener.AcceptAsync(_stop.Token);
+                }
+                catch (Exception)
+                {
+                    return;
+                }
+                _ = Task.Run(async () =>
+                {
+                    using (s)
+                    {
+                        try
+                        {
+                            await onAccept(s, _stop.Token);
+                        }
+                        catch (Exception)
+                        {
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    public IPEndPoint EndPoint { get; }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _listener.Dispose();
     }
 }
