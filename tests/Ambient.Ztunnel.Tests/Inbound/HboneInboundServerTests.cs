@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using Ambient.Ztunnel.Proxy.Inbound;
 
 namespace Ambient.Ztunnel.Tests.Inbound;

@@ -158,7 +158,7 @@ public class InboundTlsAndLifecycleTests
         // A tunnel on the first workload stays open (idle) while other workloads come and go.
         var longLived = env.ConnectAsync(env.EchoAuthority, 4096, extra: ["--idle", "3"]);
         await Task.Delay(1000, TestContext.Current.CancellationToken);
-        env.Server.AddListener(third);
+        var thirdListener = env.Server.AddListener(third);
         Assert.True(env.Server.RemoveListener(third));
         Assert.False(env.Server.RemoveListener(third));
 
@@ -175,7 +175,7 @@ public class InboundTlsAndLifecycleTests
         Assert.Equal(2, env.Server.Listeners.Count);
         using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await Assert.ThrowsAnyAsync<SocketException>(async () =>
-            await probe.ConnectAsync(new IPEndPoint(third, secondListener.Port), TestContext.Current.CancellationToken));
+            await probe.ConnectAsync(thirdListener, TestContext.Current.CancellationToken));
     }
 
     [Fact]
