@@ -35,9 +35,10 @@ internal sealed class GrpcClientCall : IDisposable
         _cts = _deadlineCts is null
             ? CancellationTokenSource.CreateLinkedTokenSource(callerToken)
             : CancellationTokenSource.CreateLinkedTokenSource(callerToken, _deadlineCts.Token);
+        Token = _cts.Token; // cached: the property of a disposed source throws, the token itself stays usable
     }
 
-    public CancellationToken Token => _cts.Token;
+    public CancellationToken Token { get; }
 
     /// <summary>The final status once the call has ended (trailers read or failure translated).</summary>
     public GrpcException? Failure { get; private set; }

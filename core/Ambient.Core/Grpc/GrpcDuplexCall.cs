@@ -60,6 +60,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : IAsyncDisposable
     public async ValueTask WriteAsync(TRequest message, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(message);
+        ThrowIfDisposed();
         using var linked = ct.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(ct, _call.Token) : null;
         var token = linked?.Token ?? _call.Token;
         try
@@ -116,9 +117,20 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : IAsyncDisposable
         }
     }
 
+    private void ThrowIfDisposed()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            throw _call.Failure is { Status: not GrpcStatusCode.OK } failure
+                ? failure
+                : new GrpcException(GrpcStatusCode.Cancelled, "The call was disposed");
+        }
+    }
+
     /// <summary>Half-closes the request stream (END_STREAM): tells the server no more messages are coming.</summary>
     public async ValueTask CompleteAsync()
     {
+        ThrowIfDisposed();
         await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
         try
         {
@@ -137,6 +149,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : IAsyncDisposable
     /// </summary>
     public async IAsyncEnumerable<TResponse> ReadAllAsync([EnumeratorCancellation] CancellationToken ct = default)
     {
+        ThrowIfDisposed();
         using var linked = ct.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(ct, _call.Token) : null;
         var token = linked?.Token ?? _call.Token;
         if (!await StartReadingAsync(token).ConfigureAwait(false))
@@ -230,7 +243,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : IAsyncDisposable
         }
 
         _call.Cancel();
-        _content.Fail(new GrpcException(GrpcStatusCode.Cancelled, "Call disposed"));
+        _content.Fail(_call.Complete(new GrpcException(GrpcStatusCode.Cancelled, "The call was disposed")));
         try
         {
             using var response = await _responseTask.ConfigureAwait(false);
