@@ -186,22 +186,28 @@ internal sealed class GrpcClientCall : IDisposable
         return Failure;
     }
 
-    /// <summary>Maps a transport or cancellation failure to the gRPC status the caller sees.</summary>
-    public GrpcException Translate(Exception exception, string operation)
+    /// <summary>Maps a transport or cancellation failure to the gRPC status the caller sees, and records it as final.</summary>
+    public GrpcException Translate(Exception exception, string operation) => Complete(Map(exception, operation));
+
+    /// <summary>
+    /// Maps a failure without recording it as the call's final status: used by the request side, whose failure
+    /// (e.g. the server reset the request stream after answering) must not hide the status in the trailers.
+    /// </summary>
+    public GrpcException Map(Exception exception, string operation)
     {
         if (exception is GrpcException grpc)
         {
-            return Complete(grpc);
+            return grpc;
         }
 
         if (_deadlineCts?.IsCancellationRequested == true && !_callerToken.IsCancellationRequested)
         {
-            return Complete(new GrpcException(GrpcStatusCode.DeadlineExceeded, "Deadline Exceeded", exception));
+            return new GrpcException(GrpcStatusCode.DeadlineExceeded, "Deadline Exceeded", exception);
         }
 
         if (_cts.IsCancellationRequested || exception is OperationCanceledException)
         {
-            return Complete(new GrpcException(GrpcStatusCode.Cancelled, "Call cancelled", exception));
+            return new GrpcException(GrpcStatusCode.Cancelled, "Call cancelled", exception);
         }
 
         // RST_STREAM error codes (RFC 9113 section 7) mapped per PROTOCOL-HTTP2.md.
@@ -217,11 +223,11 @@ internal sealed class GrpcClientCall : IDisposable
                     0xC => GrpcStatusCode.PermissionDenied,   // INADEQUATE_SECURITY
                     _ => GrpcStatusCode.Internal,
                 };
-                return Complete(new GrpcException(status, $"Error {operation}: HTTP/2 stream reset with error code 0x{protocol.ErrorCode:X} ({e.Message})", exception));
+                return new GrpcException(status, $"Error {operation}: HTTP/2 stream reset with error code 0x{protocol.ErrorCode:X} ({e.Message})", exception);
             }
         }
 
-        return Complete(new GrpcException(GrpcStatusCode.Unavailable, $"Error {operation}: {exception.GetType().Name}: {exception.Message}", exception));
+        return new GrpcException(GrpcStatusCode.Unavailable, $"Error {operation}: {exception.GetType().Name}: {exception.Message}", exception);
     }
 
     public void Dispose()

@@ -61,6 +61,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(message);
         ThrowIfDisposed();
+        ThrowIfEnded();
         using var linked = ct.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(ct, _call.Token) : null;
         var token = linked?.Token ?? _call.Token;
         try
@@ -69,7 +70,8 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : IAsyncDisposable
         }
         catch (OperationCanceledException ex)
         {
-            throw _call.Translate(ex, "writing to " + _path);
+            ThrowIfEnded();
+            throw _call.Map(ex, "writing to " + _path);
         }
 
         byte[]? buffer = null;
@@ -90,7 +92,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : IAsyncDisposable
         catch (Exception ex) when (ex is not InvalidOperationException)
         {
             ThrowIfEnded();
-            throw _call.Translate(ex, "writing to " + _path);
+            throw _call.Map(ex, "writing to " + _path);
         }
         finally
         {

@@ -75,6 +75,31 @@ public sealed class GrpcDuplexTests
     }
 
     [Fact]
+    public async Task Oversized_message_in_a_stream_ends_it_with_resource_exhausted()
+    {
+        await using var host = await GrpcTestHost.StartAsync(tls: true);
+        await using var call = host.Client.StartDuplex<IstioCertificateRequest, IstioCertificateResponse>(
+            GrpcTestHost.EchoPath, IstioCertificateResponse.Parser, cancellationToken: Ct);
+        await call.WriteAsync(new IstioCertificateRequest { Csr = "small" }, Ct);
+        var bigWrite = Task.Run(async () => await call.WriteAsync(new IstioCertificateRequest { Csr = new string('o', 5 * 1024 * 1024) }, Ct), Ct);
+
+        var received = new List<string>();
+        var ex = await Assert.ThrowsAsync<GrpcException>(async () =>
+        {
+            await foreach (var response in call.ReadAllAsync(Ct))
+            {
+                received.Add(response.CertChain[0]);
+            }
+        });
+
+        Assert.Equal(["small"], received);
+        Assert.Equal(GrpcStatusCode.ResourceExhausted, ex.Status);
+        Assert.Contains("4194304", ex.Detail);
+        // The stalled 5 MiB write ends too (with the call's status), it does not hang.
+        await Assert.ThrowsAnyAsync<Exception>(() => bigWrite.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+    }
+
+    [Fact]
     public async Task Concurrent_server_writes_are_serialized()
     {
         await using var host = await GrpcTestHost.StartAsync(tls: true);

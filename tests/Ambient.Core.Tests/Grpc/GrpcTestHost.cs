@@ -23,8 +23,11 @@ internal sealed class GrpcTestHost : IAsyncDisposable
 
     private readonly SocketsHttpHandler _handler;
 
-    private GrpcTestHost(LoopbackKestrel server, SocketsHttpHandler handler, X509Certificate2? serverCertificate)
+    private readonly X509Certificate2? _clientCertificate;
+
+    private GrpcTestHost(LoopbackKestrel server, SocketsHttpHandler handler, X509Certificate2? serverCertificate, X509Certificate2? clientCertificate)
     {
+        _clientCertificate = clientCertificate;
         Server = server;
         _handler = handler;
         Invoker = new HttpMessageInvoker(handler, disposeHandler: false);
@@ -46,7 +49,8 @@ internal sealed class GrpcTestHost : IAsyncDisposable
     /// <summary>Completed when a "delay" handler starts waiting.</summary>
     public TaskCompletionSource DelayStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public static async Task<GrpcTestHost> StartAsync(bool tls, bool requireClientCertificate = false)
+    /// <param name="plainKestrelLimits">Skip <see cref="GrpcServerDefaults.ConfigureKestrel"/> (Kestrel's small default HTTP/2 windows).</param>
+    public static async Task<GrpcTestHost> StartAsync(bool tls, bool requireClientCertificate = false, bool plainKestrelLimits = false)
     {
         X509Certificate2? serverCert = tls ? TestCertificates.CreateSelfSigned() : null;
         X509Certificate2? clientCert = requireClientCertificate ? TestCertificates.CreateSelfSigned("test-client") : null;
@@ -57,7 +61,7 @@ internal sealed class GrpcTestHost : IAsyncDisposable
             {
                 ServerCertificate = serverCert,
                 ClientCertificateMode = requireClientCertificate ? ClientCertificateMode.RequireCertificate : ClientCertificateMode.NoCertificate,
-                ConfigureKestrel = GrpcServerDefaults.ConfigureKestrel,
+                ConfigureKestrel = plainKestrelLimits ? null : GrpcServerDefaults.ConfigureKestrel,
             });
 
         var handler = new SocketsHttpHandler { UseProxy = false };
@@ -70,7 +74,7 @@ internal sealed class GrpcTestHost : IAsyncDisposable
             }
         }
 
-        host = new GrpcTestHost(server, handler, serverCert);
+        host = new GrpcTestHost(server, handler, serverCert, clientCert);
         return host;
     }
 
@@ -188,5 +192,6 @@ internal sealed class GrpcTestHost : IAsyncDisposable
         _handler.Dispose();
         await Server.DisposeAsync();
         ServerCertificate?.Dispose();
+        _clientCertificate?.Dispose();
     }
 }
