@@ -52,7 +52,7 @@ internal sealed class GrpcClient
         PipeReader? reader = null;
         try
         {
-            response = await _http.SendAsync(httpRequest, token).ConfigureAwait(false);
+            response = await GrpcClientCall.SendAsync(_http, httpRequest, token).ConfigureAwait(false);
             if (GrpcClientCall.CheckResponseHeaders(response) is { } headerStatus)
             {
                 throw headerStatus.Status == GrpcStatusCode.OK

@@ -120,6 +120,15 @@ internal sealed class GrpcClientCall : IDisposable
     }
 
     /// <summary>
+    /// Sends and returns at the response headers. An <see cref="HttpClient"/> passed as the invoker would
+    /// otherwise buffer the whole response (its default ResponseContentRead), which deadlocks a stream.
+    /// </summary>
+    public static Task<HttpResponseMessage> SendAsync(HttpMessageInvoker http, HttpRequestMessage request, CancellationToken cancellationToken) =>
+        http is HttpClient client
+            ? client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken)
+            : http.SendAsync(request, cancellationToken);
+
+    /// <summary>
     /// Checks the response headers. Returns the status of a Trailers-Only response (grpc-status in the
     /// headers; no messages follow), or null when messages and trailers follow.
     /// </summary>

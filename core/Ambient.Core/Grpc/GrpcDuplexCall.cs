@@ -45,7 +45,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : IAsyncDisposable
     {
         try
         {
-            return await http.SendAsync(_request, _call.Token).ConfigureAwait(false);
+            return await GrpcClientCall.SendAsync(http, _request, _call.Token).ConfigureAwait(false);
         }
         catch (Exception ex)
         {

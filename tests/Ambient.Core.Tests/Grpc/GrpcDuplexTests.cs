@@ -122,6 +122,28 @@ public sealed class GrpcDuplexTests
     }
 
     [Fact]
+    public async Task HttpClient_as_invoker_streams_ping_pong_without_buffering()
+    {
+        await using var host = await GrpcTestHost.StartAsync(tls: false);
+        using var httpClient = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { Timeout = Timeout.InfiniteTimeSpan };
+        var client = new GrpcClient(httpClient, host.Server.BaseAddress);
+        await using var call = client.StartDuplex<IstioCertificateRequest, IstioCertificateResponse>(
+            GrpcTestHost.EchoPath, IstioCertificateResponse.Parser, cancellationToken: Ct);
+        await using var responses = call.ReadAllAsync(Ct).GetAsyncEnumerator(Ct);
+
+        // Each reply must arrive while the request stream is still open: a buffered response would hang here.
+        for (var i = 0; i < 5; i++)
+        {
+            await call.WriteAsync(new IstioCertificateRequest { Csr = "ping" + i }, Ct);
+            Assert.True(await responses.MoveNextAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10), Ct));
+            Assert.Equal("ping" + i, responses.Current.CertChain[0]);
+        }
+
+        await call.CompleteAsync();
+        Assert.False(await responses.MoveNextAsync());
+    }
+
+    [Fact]
     public async Task Half_close_without_messages_ends_ok()
     {
         await using var host = await GrpcTestHost.StartAsync(tls: false);
