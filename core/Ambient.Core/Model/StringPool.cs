@@ -1,0 +1,27 @@
+namespace Ambient.Core.Model;
+
+/// <summary>
+/// Deduplicates strings while one snapshot is built. Protobuf parsing and string concatenation create a fresh
+/// copy of "default", the node name, the cluster id ... for every workload; at 10,000 workloads those copies
+/// would cost more than the workloads themselves. Not thread-safe: one pool per build.
+/// </summary>
+internal sealed class StringPool
+{
+    private readonly Dictionary<string, string> _strings;
+
+    public StringPool(int capacity = 64) => _strings = new Dictionary<string, string>(capacity, StringComparer.Ordinal);
+
+    public string Get(string value)
+    {
+        if (value.Length == 0)
+        {
+            return string.Empty;
+        }
+        if (_strings.TryGetValue(value, out var existing))
+        {
+            return existing;
+        }
+        _strings.Add(value, value);
+        return value;
+    }
+}
