@@ -191,8 +191,12 @@ internal sealed class LoopbackAddressAllocator
         {
             return null;
         }
-        if (!IPAddress.TryParse(text, out var ip) || ip.AddressFamily is not (AddressFamily.InterNetwork or AddressFamily.InterNetworkV6)
-            || text.Contains('/') || ip.ScopeId != 0)
+        // IPAddress.TryParse also takes shorthand such as "10.1" or "0x0a.0.0.1"; Kubernetes
+        // only accepts the canonical dotted quad, so an IPv4 address must print back exactly as written.
+        if (!IPAddress.TryParse(text, out var ip)
+            || (ip.AddressFamily == AddressFamily.InterNetwork && ip.ToString() != text)
+            || (ip.AddressFamily == AddressFamily.InterNetworkV6 && (ip.ScopeId != 0 || ip.IsIPv4MappedToIPv6))
+            || text.Contains('/'))
         {
             problems.Add(new ConfigError(owner.Source, field, $"'{text}' is not an IP address; {kind} {key} gets a loopback address instead"));
             return null;
