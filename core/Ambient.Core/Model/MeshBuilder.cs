@@ -26,17 +26,18 @@ internal static class MeshBuilder
         var namespaces = new Dictionary<string, NamespaceResource>(StringComparer.Ordinal);
         var pods = new List<PodResource>(resources.Count);
         var services = new List<ServiceResource>();
-        var firstSeen = new Dictionary<string, SourceLocation>(resources.Count, StringComparer.Ordinal);
+        var firstSeen = new Dictionary<(string Kind, string Namespace, string Name), SourceLocation>(resources.Count);
         foreach (var r in resources)
         {
             if (r is not (NamespaceResource or PodResource or ServiceResource))
             {
                 continue;
             }
-            if (!firstSeen.TryAdd(r.Key, r.Source))
+            var key = (r.Kind, r.Metadata.Namespace, r.Metadata.Name);
+            if (!firstSeen.TryAdd(key, r.Source))
             {
                 problems.Add(new ConfigError(r.Source, "metadata.name",
-                    $"duplicate {r.Kind} '{QualifiedName(r)}' (first defined at {firstSeen[r.Key]}); this definition is ignored"));
+                    $"duplicate {r.Kind} '{QualifiedName(r)}' (first defined at {firstSeen[key]}); this definition is ignored"));
                 continue;
             }
             switch (r)
@@ -159,8 +160,8 @@ internal static class MeshBuilder
             }
         }
 
-        var serviceAccount = string.IsNullOrEmpty(pod.ServiceAccountName) ? "default" : pool.Get(pod.ServiceAccountName);
-        return new WorkloadInfo(WorkloadInfo.PodUid(options.ClusterId, ns, name), ns, pool.Get(options.TrustDomain), serviceAccount)
+        var serviceAccount = pool.Get(string.IsNullOrEmpty(pod.ServiceAccountName) ? "default" : pod.ServiceAccountName);
+        return new WorkloadInfo(WorkloadInfo.PodUid(options.ClusterId, ns, name), ns, pool.Get(options.TrustDomain), serviceAccount, pool)
         {
             Name = name,
             Addresses = address is null ? [] : [address],

@@ -62,6 +62,37 @@ internal sealed record ServiceInfo
         return false;
     }
 
+    /// <summary>True when both serialize to the same Service (see <see cref="WorkloadInfo.WireEquals"/>).</summary>
+    public bool WireEquals(ServiceInfo other)
+    {
+        if (ReferenceEquals(this, other))
+        {
+            return true;
+        }
+        if (!(Name == other.Name && Namespace == other.Namespace && Hostname == other.Hostname && Network == other.Network
+            && Vips.Length == other.Vips.Length && Ports.Length == other.Ports.Length))
+        {
+            return false;
+        }
+        for (var i = 0; i < Vips.Length; i++)
+        {
+            if (!Vips[i].Equals(other.Vips[i]))
+            {
+                return false;
+            }
+        }
+        for (var i = 0; i < Ports.Length; i++)
+        {
+            var a = Ports[i];
+            var b = other.Ports[i];
+            if (a.Port != b.Port || a.TargetPort != b.TargetPort || a.AppProtocol != b.AppProtocol)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
     public Service ToProto()
     {
         var s = new Service { Name = Name, Namespace = Namespace, Hostname = Hostname };

@@ -11,6 +11,20 @@ internal sealed class StringPool
 
     public StringPool(int capacity = 64) => _strings = new Dictionary<string, string>(capacity, StringComparer.Ordinal);
 
+    private Dictionary<(string TrustDomain, string Namespace, string ServiceAccount), string>? _identities;
+
+    /// <summary>The SPIFFE URI for the triple, one instance per distinct identity.</summary>
+    public string Identity(string trustDomain, string @namespace, string serviceAccount)
+    {
+        _identities ??= [];
+        var key = (trustDomain, @namespace, serviceAccount);
+        if (!_identities.TryGetValue(key, out var identity))
+        {
+            _identities.Add(key, identity = WorkloadInfo.SpiffeUri(trustDomain, @namespace, serviceAccount));
+        }
+        return identity;
+    }
+
     public string Get(string value)
     {
         if (value.Length == 0)

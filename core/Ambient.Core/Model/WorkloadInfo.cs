@@ -34,14 +34,17 @@ internal readonly record struct WorkloadServicePorts(string ServiceKey, Immutabl
 /// </summary>
 internal sealed record WorkloadInfo
 {
-    public WorkloadInfo(string uid, string @namespace, string trustDomain, string serviceAccount)
+    /// <param name="pool">Builders pass their pool: thousands of pods share a handful of (namespace, service
+    /// account) identities, and one string per identity is cheaper than a string.Intern per pod.</param>
+    public WorkloadInfo(string uid, string @namespace, string trustDomain, string serviceAccount, StringPool? pool = null)
     {
         Uid = uid;
         Namespace = @namespace;
         TrustDomain = trustDomain;
         ServiceAccount = serviceAccount;
-        // Interned: thousands of pods share a handful of (namespace, service account) identities.
-        Identity = string.Intern(SpiffeUri(trustDomain, @namespace, serviceAccount));
+        Identity = pool is not null
+            ? pool.Identity(trustDomain, @namespace, serviceAccount)
+            : string.Intern(SpiffeUri(trustDomain, @namespace, serviceAccount));
     }
 
     /// <summary><c>&lt;cluster&gt;//Pod/&lt;ns&gt;/&lt;name&gt;</c>; also the xDS resource name.</summary>
@@ -94,6 +97,53 @@ internal sealed record WorkloadInfo
         }
         ports = default;
         return false;
+    }
+
+    /// <summary>
+    /// True when both serialize to the same Workload: every field <see cref="ToProto"/> writes, nothing else.
+    /// Lets a rebuild reuse the previous push's serialized resource without serializing again; keep it in step
+    /// with ToProto (a test mutates each wire field to check).
+    /// </summary>
+    public bool WireEquals(WorkloadInfo other)
+    {
+        if (ReferenceEquals(this, other))
+        {
+            return true;
+        }
+        if (!(Uid == other.Uid && Name == other.Name && Namespace == other.Namespace && Network == other.Network
+            && TunnelProtocol == other.TunnelProtocol && TrustDomain == other.TrustDomain && ServiceAccount == other.ServiceAccount
+            && Node == other.Node && CanonicalName == other.CanonicalName && CanonicalRevision == other.CanonicalRevision
+            && WorkloadType == other.WorkloadType && WorkloadName == other.WorkloadName && Status == other.Status
+            && ClusterId == other.ClusterId
+            && Addresses.Length == other.Addresses.Length && Services.Length == other.Services.Length
+            && AuthorizationPolicies.Length == other.AuthorizationPolicies.Length))
+        {
+            return false;
+        }
+        for (var i = 0; i < Addresses.Length; i++)
+        {
+            if (!Addresses[i].Equals(other.Addresses[i]))
+            {
+                return false;
+            }
+        }
+        for (var i = 0; i < Services.Length; i++)
+        {
+            var a = Services[i];
+            var b = other.Services[i];
+            if (a.ServiceKey != b.ServiceKey || !a.Ports.AsSpan().SequenceEqual(b.Ports.AsSpan()))
+            {
+                return false;
+            }
+        }
+        for (var i = 0; i < AuthorizationPolicies.Length; i++)
+        {
+            if (AuthorizationPolicies[i] != other.AuthorizationPolicies[i])
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     public Workload ToProto()
@@ -175,7 +225,7 @@ internal sealed record WorkloadInfo
         var trustDomain = pool.Get(w.TrustDomain.Length == 0 ? "cluster.local" : w.TrustDomain);
         var serviceAccount = pool.Get(w.ServiceAccount.Length == 0 ? "default" : w.ServiceAccount);
         var name = w.Name;
-        return new WorkloadInfo(w.Uid, ns, trustDomain, serviceAccount)
+        return new WorkloadInfo(w.Uid, ns, trustDomain, serviceAccount, pool)
         {
             Name = name,
             Addresses = addresses.MoveToImmutable(),

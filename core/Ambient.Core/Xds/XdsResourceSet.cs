@@ -17,10 +17,10 @@ namespace Ambient.Core.Xds;
 /// </summary>
 internal sealed class XdsResourceSet
 {
-    private readonly Dictionary<string, Resource> _byName;
+    private readonly Dictionary<string, Entry> _byName;
     private readonly Resource[] _ordered;
 
-    private XdsResourceSet(string typeUrl, Resource[] ordered, Dictionary<string, Resource> byName)
+    private XdsResourceSet(string typeUrl, Resource[] ordered, Dictionary<string, Entry> byName)
     {
         TypeUrl = typeUrl;
         _ordered = ordered;
@@ -34,19 +34,24 @@ internal sealed class XdsResourceSet
     /// <summary>All resources in build order (workloads by uid, then services by key, for addresses).</summary>
     public ImmutableArray<Resource> Resources => ImmutableCollectionsMarshal.AsImmutableArray(_ordered);
 
-    public static XdsResourceSet Empty(string typeUrl) => new(typeUrl, [], new Dictionary<string, Resource>(StringComparer.Ordinal));
+    public static XdsResourceSet Empty(string typeUrl) => new(typeUrl, [], new Dictionary<string, Entry>(StringComparer.Ordinal));
 
-    public bool TryGet(string name, out Resource resource) => _byName.TryGetValue(name, out resource!);
+    public bool TryGet(string name, out Resource resource)
+    {
+        var found = _byName.TryGetValue(name, out var entry);
+        resource = entry.Resource;
+        return found;
+    }
 
     public bool Contains(string name) => _byName.ContainsKey(name);
 
-    public string? VersionOf(string name) => _byName.TryGetValue(name, out var r) ? r.Version : null;
+    public string? VersionOf(string name) => _byName.TryGetValue(name, out var e) ? e.Resource.Version : null;
 
     /// <summary>
     /// istio.workload.Address resources for every workload (name = uid) and service (name = ns/hostname), each
-    /// aliased by <c>network/ip</c> of its addresses. Resources whose bytes are unchanged from
-    /// <paramref name="previous"/> reuse its Resource object, so unchanged entries keep their identity and the
-    /// freshly serialized duplicate is garbage at once.
+    /// aliased by <c>network/ip</c> of its addresses. With <paramref name="previous"/> (the set built from the
+    /// last snapshot), a workload or service whose wire fields are unchanged reuses the previous Resource object
+    /// without being serialized again: a rebuild after a one-pod change serializes one workload, not 10,000.
     /// </summary>
     public static XdsResourceSet ForAddresses(MeshSnapshot snapshot, XdsResourceSet? previous = null)
     {
@@ -57,21 +62,33 @@ internal sealed class XdsResourceSet
         var builder = new Builder(XdsTypeUrls.Address, snapshot.Workloads.Length + snapshot.Services.Length, previous);
         foreach (var w in snapshot.Workloads)
         {
+            if (previous is not null && previous._byName.TryGetValue(w.Uid, out var old)
+                && old.Source is WorkloadInfo oldWorkload && oldWorkload.WireEquals(w))
+            {
+                builder.Reuse(old.Resource, w);
+                continue;
+            }
             var aliases = new string[w.Addresses.Length];
             for (var i = 0; i < aliases.Length; i++)
             {
                 aliases[i] = ProtoAddresses.Alias(w.Network, w.Addresses[i]);
             }
-            builder.Add(w.Uid, new Address { Workload = w.ToProto() }, aliases);
+            builder.Add(w.Uid, new Address { Workload = w.ToProto() }, aliases, w);
         }
         foreach (var s in snapshot.Services)
         {
+            if (previous is not null && previous._byName.TryGetValue(s.Key, out var old)
+                && old.Source is ServiceInfo oldService && oldService.WireEquals(s))
+            {
+                builder.Reuse(old.Resource, s);
+                continue;
+            }
             var aliases = new string[s.Vips.Length];
             for (var i = 0; i < aliases.Length; i++)
             {
                 aliases[i] = ProtoAddresses.Alias(s.Network, s.Vips[i]);
             }
-            builder.Add(s.Key, new Address { Service = s.ToProto() }, aliases);
+            builder.Add(s.Key, new Address { Service = s.ToProto() }, aliases, s);
         }
         return builder.Build();
     }
@@ -90,7 +107,7 @@ internal sealed class XdsResourceSet
         var builder = new Builder(typeUrl, resources.TryGetNonEnumeratedCount(out var n) ? n : 16, previous);
         foreach (var (name, message, aliases) in resources)
         {
-            builder.Add(name, message, aliases);
+            builder.Add(name, message, aliases, source: null);
         }
         return builder.Build();
     }
@@ -113,7 +130,7 @@ internal sealed class XdsResourceSet
         foreach (var r in next._ordered)
         {
             if (!previous._byName.TryGetValue(r.Name, out var old)
-                || (!ReferenceEquals(old, r) && !string.Equals(old.Version, r.Version, StringComparison.Ordinal)))
+                || (!ReferenceEquals(old.Resource, r) && !string.Equals(old.Resource.Version, r.Version, StringComparison.Ordinal)))
             {
                 changed.Add(r);
             }
@@ -156,19 +173,26 @@ internal sealed class XdsResourceSet
         return new XdsDelta(current.TypeUrl, changed.DrainToImmutable(), removed.DrainToImmutable());
     }
 
+    /// <summary>A resource and the model object it was serialized from (to detect "unchanged" without serializing).</summary>
+    private readonly record struct Entry(Resource Resource, object? Source);
+
     private sealed class Builder(string typeUrl, int capacity, XdsResourceSet? previous)
     {
         private readonly List<Resource> _ordered = new(capacity);
-        private readonly Dictionary<string, Resource> _byName = new(capacity, StringComparer.Ordinal);
+        private readonly Dictionary<string, Entry> _byName = new(capacity, StringComparer.Ordinal);
 
-        public void Add(string name, IMessage message, string[] aliases)
+        /// <summary>Keeps the previous Resource but remembers the new source, so the old snapshot can be collected.</summary>
+        public void Reuse(Resource resource, object source) => Put(resource.Name, resource, source);
+
+        public void Add(string name, IMessage message, string[] aliases, object? source)
         {
             var bytes = message.ToByteArray();
             var version = StableHash.ToHex(StableHash.Fnv1a64(bytes));
             Resource resource;
-            if (previous is not null && previous._byName.TryGetValue(name, out var old) && old.Version == version && SameAliases(old, aliases))
+            if (previous is not null && previous._byName.TryGetValue(name, out var old)
+                && old.Resource.Version == version && SameAliases(old.Resource, aliases))
             {
-                resource = old;
+                resource = old.Resource;
             }
             else
             {
@@ -181,7 +205,12 @@ internal sealed class XdsResourceSet
                 };
                 resource.Aliases.AddRange(aliases);
             }
-            if (!_byName.TryAdd(name, resource))
+            Put(name, resource, source);
+        }
+
+        private void Put(string name, Resource resource, object? source)
+        {
+            if (!_byName.TryAdd(name, new Entry(resource, source)))
             {
                 throw new ArgumentException($"duplicate {typeUrl} resource name '{name}'");
             }

@@ -72,6 +72,9 @@ public class XdsResourceSetTests
         Assert.True(after.TryGet("Kubernetes//Pod/shop/web-0", out var same));
         Assert.True(before.TryGet("Kubernetes//Pod/shop/web-0", out var old));
         Assert.Same(old, same);
+        // Reusing the previous set is only a shortcut: a build from scratch yields the same versions.
+        var fresh = Addresses(config);
+        Assert.Equal(fresh.Resources.Select(r => (r.Name, r.Version)), after.Resources.Select(r => (r.Name, r.Version)));
     }
 
     [Fact]
