@@ -41,13 +41,18 @@ internal sealed class LoopbackAddressAllocator
         _used = used;
     }
 
-    public IPAddress Allocate(string key)
+    public IPAddress Allocate(string key) => AllocateHash(StableHash.Fnv1a64(key));
+
+    /// <summary>Same as <c>Allocate(ns + "/" + name)</c>, without building the string.</summary>
+    public IPAddress Allocate(string @namespace, string name) => AllocateHash(StableHash.Fnv1a64Joined(@namespace, '/', name));
+
+    private IPAddress AllocateHash(ulong hash)
     {
         if (_used.Count >= _slots)
         {
             throw new InvalidOperationException($"loopback range 127.{_firstSecondOctet}.x.x is exhausted");
         }
-        var slot = (uint)(StableHash.Fnv1a64(key) % _slots);
+        var slot = (uint)(hash % _slots);
         while (true)
         {
             var address = SlotToAddress(slot);
@@ -98,11 +103,12 @@ internal sealed class LoopbackAddressAllocator
         var problems = new List<ConfigError>();
         var used = new HashSet<uint>();
         var owners = new Dictionary<IPAddress, string>();
-        var pods = new Dictionary<string, IPAddress?>(StringComparer.Ordinal);
-        var services = new Dictionary<string, IPAddress?>(StringComparer.Ordinal);
-        var nodes = new SortedSet<string>(StringComparer.Ordinal);
-        var podsToAllocate = new List<string>();
-        var servicesToAllocate = new List<string>();
+        // Keyed by (namespace, name) rather than "ns/name" strings: no string per pod is built on this path.
+        var pods = new Dictionary<ObjectKey, IPAddress?>(resources.Count);
+        var services = new Dictionary<ObjectKey, IPAddress?>();
+        var nodeSet = new HashSet<string>(StringComparer.Ordinal);
+        var podsToAllocate = new List<ObjectKey>(resources.Count);
+        var servicesToAllocate = new List<ObjectKey>();
 
         foreach (var r in resources)
         {
@@ -110,14 +116,14 @@ internal sealed class LoopbackAddressAllocator
             {
                 case PodResource pod:
                 {
-                    var key = pod.Metadata.Namespace + "/" + pod.Metadata.Name;
+                    var key = new ObjectKey(pod.Metadata.Namespace, pod.Metadata.Name);
                     if (pods.ContainsKey(key))
                     {
                         break;
                     }
                     if (!string.IsNullOrEmpty(pod.NodeName))
                     {
-                        nodes.Add(pod.NodeName);
+                        nodeSet.Add(pod.NodeName);
                     }
                     var explicitIp = ParseExplicit(pod.PodIP, pod, "status.podIP", "pod", key, used, owners, problems);
                     pods.Add(key, explicitIp);
@@ -129,7 +135,7 @@ internal sealed class LoopbackAddressAllocator
                 }
                 case ServiceResource svc:
                 {
-                    var key = svc.Metadata.Namespace + "/" + svc.Metadata.Name;
+                    var key = new ObjectKey(svc.Metadata.Namespace, svc.Metadata.Name);
                     if (services.ContainsKey(key))
                     {
                         break;
@@ -150,20 +156,23 @@ internal sealed class LoopbackAddressAllocator
             }
         }
 
-        podsToAllocate.Sort(StringComparer.Ordinal);
+        podsToAllocate.Sort(ObjectKey.CompareJoined);
         var podAllocator = new LoopbackAddressAllocator(PodRange.First, PodRange.Last, used);
         foreach (var key in podsToAllocate)
         {
-            pods[key] = podAllocator.Allocate(key);
+            pods[key] = podAllocator.Allocate(key.Namespace, key.Name);
         }
-        servicesToAllocate.Sort(StringComparer.Ordinal);
+        servicesToAllocate.Sort(ObjectKey.CompareJoined);
         var serviceAllocator = new LoopbackAddressAllocator(ServiceRange.First, ServiceRange.Last, used);
         foreach (var key in servicesToAllocate)
         {
-            services[key] = serviceAllocator.Allocate(key);
+            services[key] = serviceAllocator.Allocate(key.Namespace, key.Name);
         }
+        var nodes = new string[nodeSet.Count];
+        nodeSet.CopyTo(nodes);
+        Array.Sort(nodes, StringComparer.Ordinal);
 
-        var nodeAddresses = new Dictionary<string, IPAddress>(nodes.Count, StringComparer.Ordinal);
+        var nodeAddresses = new Dictionary<string, IPAddress>(nodes.Length, StringComparer.Ordinal);
         var index = 0;
         foreach (var node in nodes)
         {
@@ -184,7 +193,7 @@ internal sealed class LoopbackAddressAllocator
     internal static bool IsExternalName(ServiceResource svc) => string.Equals(svc.Type, "ExternalName", StringComparison.Ordinal);
 
     private static IPAddress? ParseExplicit(
-        string? text, Resource owner, string field, string kind, string key,
+        string? text, Resource owner, string field, string kind, ObjectKey key,
         HashSet<uint> used, Dictionary<IPAddress, string> owners, List<ConfigError> problems)
     {
         if (string.IsNullOrEmpty(text))
@@ -213,24 +222,48 @@ internal sealed class LoopbackAddressAllocator
     }
 }
 
-/// <summary>The outcome of <see cref="LoopbackAddressAllocator.AssignAll"/>; keys are "ns/name".</summary>
+/// <summary>A namespaced object name; orders like the string "ns/name" would.</summary>
+internal readonly record struct ObjectKey(string Namespace, string Name)
+{
+    public override string ToString() => Namespace + "/" + Name;
+
+    /// <summary>Ordinal order of <c>Namespace + "/" + Name</c>, without concatenating.</summary>
+    public static int CompareJoined(ObjectKey x, ObjectKey y)
+    {
+        if (string.Equals(x.Namespace, y.Namespace, StringComparison.Ordinal))
+        {
+            return string.CompareOrdinal(x.Name, y.Name);
+        }
+        var lengthX = x.Namespace.Length + 1 + x.Name.Length;
+        var lengthY = y.Namespace.Length + 1 + y.Name.Length;
+        var common = Math.Min(lengthX, lengthY);
+        for (var i = 0; i < common; i++)
+        {
+            var cx = x.CharAt(i);
+            var cy = y.CharAt(i);
+            if (cx != cy)
+            {
+                return cx - cy;
+            }
+        }
+        return lengthX - lengthY;
+    }
+
+    private char CharAt(int i) => i < Namespace.Length ? Namespace[i] : i == Namespace.Length ? '/' : Name[i - Namespace.Length - 1];
+}
+
+/// <summary>The outcome of <see cref="LoopbackAddressAllocator.AssignAll"/>.</summary>
 internal sealed class LoopbackAssignment(
-    Dictionary<string, IPAddress?> pods,
-    Dictionary<string, IPAddress?> services,
+    Dictionary<ObjectKey, IPAddress?> pods,
+    Dictionary<ObjectKey, IPAddress?> services,
     Dictionary<string, IPAddress> nodes,
     IReadOnlyList<ConfigError> problems)
 {
     /// <summary>The pod's explicit status.podIP, else its allocated loopback address; null for an unknown pod.</summary>
-    public IPAddress? PodAddress(string @namespace, string name) => PodAddress(@namespace + "/" + name);
-
-    /// <summary>As <see cref="PodAddress(string, string)"/>, by "ns/name".</summary>
-    public IPAddress? PodAddress(string key) => pods.GetValueOrDefault(key);
+    public IPAddress? PodAddress(string @namespace, string name) => pods.GetValueOrDefault(new ObjectKey(@namespace, name));
 
     /// <summary>The service's explicit clusterIP, else its allocated VIP; null for headless, ExternalName or unknown services.</summary>
-    public IPAddress? ServiceVip(string @namespace, string name) => ServiceVip(@namespace + "/" + name);
-
-    /// <summary>As <see cref="ServiceVip(string, string)"/>, by "ns/name".</summary>
-    public IPAddress? ServiceVip(string key) => services.GetValueOrDefault(key);
+    public IPAddress? ServiceVip(string @namespace, string name) => services.GetValueOrDefault(new ObjectKey(@namespace, name));
 
     public IPAddress? NodeAddress(string node) => nodes.GetValueOrDefault(node);
 

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Net;
+using System.Runtime.InteropServices;
 using Ambient.Core.Config;
 using Ambient.Core.Protos.Workload;
 
@@ -115,7 +116,7 @@ internal static class MeshBuilder
     {
         var ns = pool.Get(svc.Metadata.Namespace);
         var name = svc.Metadata.Name;
-        var vip = assignment.ServiceVip(ns + "/" + name);
+        var vip = assignment.ServiceVip(ns, name);
         var ports = ImmutableArray.CreateBuilder<ServicePortInfo>(svc.Ports.Length);
         foreach (var p in svc.Ports)
         {
@@ -139,24 +140,30 @@ internal static class MeshBuilder
     {
         var meta = pod.Metadata;
         var name = meta.Name;
-        var address = assignment.PodAddress(ns + "/" + name);
+        var address = assignment.PodAddress(ns, name);
         var containerPorts = ContainerPortsOf(pod);
 
         var services = ImmutableArray<WorkloadServicePorts>.Empty;
         if (matchers is not null)
         {
-            ImmutableArray<WorkloadServicePorts>.Builder? matched = null;
+            // Most pods match zero or one service: count first, then fill an exact-size array.
+            var count = 0;
             foreach (var m in matchers)
             {
-                if (m.Selects(meta.Labels))
-                {
-                    matched ??= ImmutableArray.CreateBuilder<WorkloadServicePorts>();
-                    matched.Add(new WorkloadServicePorts(m.Service.Key, m.PortsFor(containerPorts)));
-                }
+                count += m.Selects(meta.Labels) ? 1 : 0;
             }
-            if (matched is not null)
+            if (count > 0)
             {
-                services = matched.DrainToImmutable();
+                var matched = new WorkloadServicePorts[count];
+                var i = 0;
+                foreach (var m in matchers)
+                {
+                    if (m.Selects(meta.Labels))
+                    {
+                        matched[i++] = new WorkloadServicePorts(m.Service.Key, m.PortsFor(containerPorts));
+                    }
+                }
+                services = ImmutableCollectionsMarshal.AsImmutableArray(matched);
             }
         }
 
@@ -251,19 +258,21 @@ internal static class MeshBuilder
             {
                 return _sharedPorts;
             }
-            var result = ImmutableArray.CreateBuilder<PortMapping>(Service.Ports.Length);
+            Span<PortMapping> scratch = stackalloc PortMapping[Math.Min(Service.Ports.Length, 64)];
+            var result = Service.Ports.Length <= 64 ? scratch : new PortMapping[Service.Ports.Length];
+            var n = 0;
             foreach (var p in Service.Ports)
             {
                 if (p.TargetPortName is null)
                 {
-                    result.Add(new PortMapping(p.Port, p.TargetPort, p.AppProtocol));
+                    result[n++] = new PortMapping(p.Port, p.TargetPort, p.AppProtocol);
                 }
                 else if (TryResolve(containerPorts, p.TargetPortName, out var number))
                 {
-                    result.Add(new PortMapping(p.Port, number, p.AppProtocol));
+                    result[n++] = new PortMapping(p.Port, number, p.AppProtocol);
                 }
             }
-            return result.DrainToImmutable();
+            return ImmutableCollectionsMarshal.AsImmutableArray(result[..n].ToArray());
         }
 
         private static bool TryResolve(ImmutableArray<ContainerPort> ports, string name, out int number)

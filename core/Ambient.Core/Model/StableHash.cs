@@ -44,6 +44,30 @@ internal static class StableHash
         }
     }
 
+    /// <summary>Equals <c>Fnv1a64(first + separator + second)</c> without building that string.</summary>
+    public static ulong Fnv1a64Joined(string first, char separator, string second)
+    {
+        if (!Ascii.IsValid(first) || !Ascii.IsValid(second) || separator > 0x7f)
+        {
+            return Fnv1a64(first + separator + second);
+        }
+        // ASCII: one UTF-8 byte per char.
+        var hash = Append(OffsetBasis, first);
+        hash ^= separator;
+        hash *= Prime;
+        return Append(hash, second);
+
+        static ulong Append(ulong hash, string s)
+        {
+            foreach (var c in s)
+            {
+                hash ^= c;
+                hash *= Prime;
+            }
+            return hash;
+        }
+    }
+
     /// <summary>Lower-case 16-digit hex, the form used for xDS resource versions.</summary>
     public static string ToHex(ulong hash) => hash.ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
 }

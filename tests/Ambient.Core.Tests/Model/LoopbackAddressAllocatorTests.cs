@@ -146,6 +146,25 @@ public class LoopbackAddressAllocatorTests
         Assert.Equal(0x85944171f73967e8UL, StableHash.Fnv1a64("foobar"));
     }
 
+    [Theory]
+    [InlineData("a", "x", "a-b", "x")]   // '-' sorts before '/': "a-b/x" < "a/x" although "a" < "a-b"
+    [InlineData("a", "x", "a", "y")]
+    [InlineData("ns", "pod", "ns2", "a")]
+    [InlineData("ab", "c", "a", "b/c")]
+    [InlineData("same", "same", "same", "same")]
+    [InlineData("ns", "", "ns", "a")]
+    public void Keys_sort_and_hash_exactly_like_their_joined_string(string ns1, string name1, string ns2, string name2)
+    {
+        var expected = Math.Sign(string.CompareOrdinal(ns1 + "/" + name1, ns2 + "/" + name2));
+        Assert.Equal(expected, Math.Sign(ObjectKey.CompareJoined(new(ns1, name1), new(ns2, name2))));
+        Assert.Equal(-expected, Math.Sign(ObjectKey.CompareJoined(new(ns2, name2), new(ns1, name1))));
+        Assert.Equal(StableHash.Fnv1a64(ns1 + "/" + name1), StableHash.Fnv1a64Joined(ns1, '/', name1));
+    }
+
+    [Fact]
+    public void Joined_hash_handles_non_ascii_as_utf8()
+        => Assert.Equal(StableHash.Fnv1a64("nämespace/pöd-ü"), StableHash.Fnv1a64Joined("nämespace", '/', "pöd-ü"));
+
     private static IPAddress NextUsable(IPAddress address)
     {
         Assert.True(LoopbackAddressAllocator.TryToUInt32(address, out var v));
