@@ -1,0 +1,88 @@
+namespace Ambient.Ztunnel.Tests.State;
+
+/// <summary>YAML meshes the ztunnel control-plane tests start istiod-lite with.</summary>
+internal static class TestMeshes
+{
+    public const string Uid = "Kubernetes//Pod/";
+
+    public const string Namespaces = """
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: demo
+          labels:
+            istio.io/dataplane-mode: ambient
+        ---
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: legacy
+        """;
+
+    public static string Pod(string name, string ns, string node, string sa, string app, string? podIp = null) => $"""
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+          namespace: {ns}
+          labels:
+            app: {app}
+        spec:
+          serviceAccountName: {sa}
+          nodeName: {node}
+          containers:
+          - name: main
+            image: ambient/echo
+            ports:
+            - name: http
+              containerPort: 8080
+        """ + (podIp is null ? "" : $"\nstatus:\n  podIP: {podIp}\n");
+
+    public static string Service(string name, string ns, string app, int port, string targetPort) => $"""
+        apiVersion: v1
+        kind: Service
+        metadata:
+          name: {name}
+          namespace: {ns}
+        spec:
+          selector:
+            app: {app}
+          ports:
+          - name: p{port}
+            port: {port}
+            targetPort: {targetPort}
+        """;
+
+    /// <summary>
+    /// client on node-1; echo-v1/echo-v2 (HBONE) and legacy-echo (not in the mesh) on node-2. Services: demo/echo
+    /// port 80 -> named "http" (8080 on the pods), demo/echo port 81 -> 9081, demo/grpc port 90 -> named "grpc"
+    /// (no pod declares it), demo/nobody (no endpoints), legacy/legacy-echo 80 -> 8080.
+    /// </summary>
+    public static Dictionary<string, string> Demo() => new()
+    {
+        ["namespaces.yaml"] = Namespaces,
+        ["client.yaml"] = Pod("client", "demo", "node-1", "client", "client"),
+        ["echo.yaml"] = Pod("echo-v1", "demo", "node-2", "echo", "echo") + "\n---\n" + Pod("echo-v2", "demo", "node-2", "echo", "echo")
+            + "\n---\n" + """
+            apiVersion: v1
+            kind: Service
+            metadata:
+              name: echo
+              namespace: demo
+            spec:
+              selector:
+                app: echo
+              ports:
+              - name: http
+                port: 80
+                targetPort: http
+              - name: raw
+                port: 81
+                targetPort: 9081
+            """,
+        ["grpc.yaml"] = Service("grpc", "demo", "echo", 90, "grpc"),
+        ["nobody.yaml"] = Service("nobody", "demo", "nothing-selected", 80, "8080"),
+        ["legacy.yaml"] = Pod("legacy-echo", "legacy", "node-2", "default", "legacy-echo")
+            + "\n---\n" + Service("legacy-echo", "legacy", "legacy-echo", 80, "8080"),
+    };
+}
