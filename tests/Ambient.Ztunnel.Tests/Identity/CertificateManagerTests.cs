@@ -1,0 +1,159 @@
+using System.Security.Cryptography.X509Certificates;
+using Ambient.Core.Identity;
+using Ambient.Ztunnel.Identity;
+using Ambient.Ztunnel.State;
+using Ambient.Ztunnel.Tests.State;
+using Microsoft.Extensions.Logging;
+
+namespace Ambient.Ztunnel.Tests.Identity;
+
+/// <summary>The certificate manager against a real istiod-lite CA: issuance, refusal, renewal, CA outages.</summary>
+public sealed class CertificateManagerTests : IAsyncLifetime
+{
+    private static readonly SpiffeId Echo = SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/echo");
+    private static readonly SpiffeId ClientId = SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/client");
+    private readonly TestLog _log = new();
+    private IstiodTestHost _istiod = null!;
+
+    public async ValueTask InitializeAsync() => _istiod = await IstiodTestHost.StartAsync(TestMeshes.Demo());
+
+    public async ValueTask DisposeAsync() => await _istiod.DisposeAsync();
+
+    private CertificateManager Manager(string node, TimeSpan? ttl = null) => new(new CertificateManagerOptions
+    {
+        CaAddress = _istiod.Address,
+        Token = () => _istiod.TokenOf(node),
+        RequestedTtl = ttl ?? TimeSpan.FromHours(24),
+        InitialBackoff = TimeSpan.FromMilliseconds(200),
+        MaxBackoff = TimeSpan.FromSeconds(1),
+    }, TrustBundle.FromPem(File.ReadAllText(Path.Combine(_istiod.StateFolder, "root-cert.pem"))), _log.CreateLogger("certs"));
+
+    private static Task<WorkloadCertificate> CertificateAsync(CertificateManager m, SpiffeId id, Func<WorkloadCertificate, bool>? condition = null, double seconds = 10)
+        => Eventually.ValueAsync(
+            () => m.TryGetWorkloadCertificate(id.ToString(), out var c) && (condition?.Invoke(c) ?? true) ? c : null,
+            TimeSpan.FromSeconds(seconds), "a certificate for " + id);
+
+    [Fact]
+    public async Task Follows_the_local_hbone_identities_of_the_node_and_drops_those_that_leave()
+    {
+        await using var xds = _istiod.CreateXdsClient("node-2", _log);
+        var state = new ProxyState("node-2");
+        xds.SnapshotChanged += state.Update;
+        xds.Start();
+        await xds.WaitForSyncAsync().WaitAsync(TimeSpan.FromSeconds(15), TestContext.Current.CancellationToken);
+        await using var manager = Manager("node-2");
+        manager.Attach(state);
+
+        var issued = await CertificateAsync(manager, Echo);
+        Assert.True(manager.TryGetCertificate(Echo, out var cert, out var chain));
+        Assert.True(cert.HasPrivateKey);
+        Assert.Equal(["spiffe://cluster.local/ns/demo/sa/echo"], CertificateSpiffe.GetUriSans(cert));
+        Assert.True(manager.Trust.ValidateChain(cert, chain, out var identity, out var error), error);
+        Assert.Equal(Echo, identity);
+        Assert.Equal(manager.Trust.Roots[0].Thumbprint, chain[^1].Thumbprint);
+        // Cached TLS contexts stay valid: the same instances come back until renewal.
+        Assert.True(manager.TryGetCertificate(Echo.ToString(), out var again, out var chainAgain));
+        Assert.Same(cert, again);
+        Assert.Same(chain, chainAgain);
+        Assert.Same(issued.CertificateWithKey, cert);
+        Assert.InRange(issued.NotAfter - issued.NotBefore, TimeSpan.FromHours(24), TimeSpan.FromHours(24.1));
+        Assert.True(manager.AllReady);
+
+        // Only node-2's in-mesh identities: legacy-echo (not in the mesh) and client (node-1) get nothing.
+        var rows = manager.Snapshot();
+        var row = Assert.Single(rows);
+        Assert.Equal(Echo.ToString(), row.Identity);
+        Assert.Equal(CertificateState.Ready, row.State);
+        Assert.Equal(cert.SerialNumber, row.SerialNumber);
+        Assert.Equal(issued.RefreshAt, row.NextAttempt);
+        Assert.False(manager.TryGetCertificate(ClientId, out _, out _));
+
+        // Both echo pods leave the node: the identity is dropped.
+        _istiod.DeleteConfig("echo.yaml");
+        await Eventually.TrueAsync(() => manager.Snapshot().IsEmpty, TimeSpan.FromSeconds(10), "the echo identity to be dropped");
+        Assert.False(manager.TryGetCertificate(Echo, out _, out _));
+        Assert.True(manager.AllReady);
+    }
+
+    [Fact]
+    public async Task An_identity_of_another_node_is_refused_by_istiod_and_reported_while_retrying()
+    {
+        await using var manager = Manager("node-1");
+        manager.SetIdentities([Echo, ClientId]);
+        await CertificateAsync(manager, ClientId);
+        await Eventually.TrueAsync(() => manager.Snapshot()[1].Failures >= 2, TimeSpan.FromSeconds(10), "two refused attempts for echo");
+
+        var echoRow = manager.Snapshot().Single(r => r.Identity == Echo.ToString());
+        Assert.Equal(CertificateState.Failed, echoRow.State);
+        Assert.Null(echoRow.SerialNumber);
+        Assert.Contains("Unauthenticated", echoRow.LastError, StringComparison.Ordinal);
+        Assert.Contains("no running pod", echoRow.LastError, StringComparison.Ordinal);
+        Assert.False(manager.AllReady);
+        Assert.False(manager.TryGetCertificate(Echo, out _, out _));
+        Assert.NotEmpty(_log.Matching("certificate for spiffe://cluster.local/ns/demo/sa/echo not obtained", LogLevel.Warning));
+        Assert.Equal(CertificateState.Ready, manager.Snapshot().Single(r => r.Identity == ClientId.ToString()).State);
+    }
+
+    [Fact]
+    public async Task Renews_at_half_life_with_a_new_serial_and_serves_the_old_certificate_until_then()
+    {
+        // The CA back-dates NotBefore by 2 minutes, so a 6 s cert renews at half its remaining life (~3 s).
+        await using var manager = Manager("node-2", TimeSpan.FromSeconds(6));
+        manager.SetIdentities([Echo]);
+        var first = await CertificateAsync(manager, Echo);
+        Assert.InRange(first.RefreshAt - DateTimeOffset.UtcNow, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3.5));
+
+        // Until the renewal the very same certificate is served.
+        while (DateTimeOffset.UtcNow < first.RefreshAt - TimeSpan.FromMilliseconds(300))
+        {
+            Assert.True(manager.TryGetCertificate(Echo, out var current, out _));
+            Assert.Same(first.CertificateWithKey, current);
+            await Task.Delay(200, TestContext.Current.CancellationToken);
+        }
+
+        var second = await CertificateAsync(manager, Echo, c => c.SerialNumber != first.SerialNumber, seconds: 5);
+        var renewedAt = DateTimeOffset.UtcNow;
+        Assert.True(renewedAt >= first.RefreshAt - TimeSpan.FromMilliseconds(50), "renewed before half-life");
+        Assert.True(renewedAt < first.NotAfter, "renewed only after the old certificate expired");
+        Assert.True(second.NotAfter > first.NotAfter);
+        // The replaced certificate was not disposed under whoever still holds it.
+        Assert.NotNull(first.CertificateWithKey.GetECDsaPrivateKey());
+        Assert.True(manager.Trust.ValidateChain(second.CertificateWithKey, second.Chain, out var id, out var error), error);
+        Assert.Equal(Echo, id);
+    }
+
+    [Fact]
+    public async Task Keeps_serving_the_certificate_while_istiod_is_down_and_recovers_when_it_returns()
+    {
+        await using var manager = Manager("node-2", TimeSpan.FromSeconds(14));
+        manager.SetIdentities([Echo]);
+        var first = await CertificateAsync(manager, Echo);
+        await _istiod.StopAsync();
+
+        // Renewal (~7 s) fails; the backoff retries while the old certificate is still served.
+        await Eventually.TrueAsync(() => manager.Snapshot()[0].Failures >= 3, TimeSpan.FromSeconds(12), "three failed renewals");
+        var row = manager.Snapshot()[0];
+        Assert.Equal(CertificateState.Retrying, row.State);
+        Assert.Equal(first.SerialNumber, row.SerialNumber);
+        Assert.True(manager.TryGetCertificate(Echo, out var stillServed, out _));
+        Assert.Same(first.CertificateWithKey, stillServed);
+        Assert.True(manager.AllReady);
+        Assert.NotEmpty(_log.Matching("still serving serial " + first.SerialNumber, LogLevel.Warning));
+
+        await _istiod.StartAgainAsync();
+        var renewed = await CertificateAsync(manager, Echo, c => c.SerialNumber != first.SerialNumber, seconds: 5);
+        Assert.True(DateTimeOffset.UtcNow < first.NotAfter, "recovered only after the old certificate expired");
+        Assert.Equal(CertificateState.Ready, manager.Snapshot()[0].State);
+        Assert.Equal(0, manager.Snapshot()[0].Failures);
+        Assert.NotEqual(first.SerialNumber, renewed.SerialNumber);
+    }
+
+    [Fact]
+    public void Refresh_time_is_half_life_or_half_the_remaining_life_for_back_dated_short_certificates()
+    {
+        var t0 = new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        Assert.Equal(t0.AddHours(12) - TimeSpan.FromMinutes(1),
+            WorkloadCertificate.ComputeRefreshAt(t0 - TimeSpan.FromMinutes(2), t0.AddHours(24), t0));
+        Assert.Equal(t0.AddSeconds(3), WorkloadCertificate.ComputeRefreshAt(t0 - TimeSpan.FromMinutes(2), t0.AddSeconds(6), t0));
+    }
+}
