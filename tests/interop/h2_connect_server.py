@@ -42,7 +42,9 @@ class Session:
         self.sock = sock
         self.args = args
         self.counter = counter
-        config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        # h2's request validation insists on :path even for CONNECT; HBONE is plain CONNECT (RFC 9113 section 8.5),
+        # so validate the pseudo-headers ourselves in handle().
+        config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8", validate_inbound_headers=False)
         self.conn = h2.connection.H2Connection(config=config)
         self.pending = {}
         self.ended = set()
@@ -62,6 +64,10 @@ class Session:
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 250,
             h2.settings.SettingCodes.MAX_FRAME_SIZE: 1024 * 1024,
         })
+        # Settings built with initial_values count as already in force, so h2 never runs its "settings changed" hook
+        # that widens the inbound frame limit: set the limit we advertise explicitly.
+        self.conn.max_inbound_frame_size = 1024 * 1024
+        self.conn.incoming_buffer.max_frame_size = 1024 * 1024
         self.conn.initiate_connection()
         self.conn.increment_flow_control_window(16 * 1024 * 1024 - 65535)
         if self.args.ping:
@@ -106,7 +112,7 @@ class Session:
                 frame = GoAwayFrame(stream_id=0, last_stream_id=last, error_code=0)
                 self.sock.sendall(frame.serialize())
                 return
-            if headers.get(":method") != "CONNECT" or ":path" in headers or ":scheme" in headers:
+            if headers.get(":method") != "CONNECT" or ":path" in headers or ":scheme" in headers or not authority:
                 conn.send_headers(sid, [(":status", "400")], end_stream=True)
                 return
             status = self.args.status_map.get(authority)
@@ -200,6 +206,8 @@ def serve(args):
                 Session(tls, args, counter).run()
         except (ssl.SSLError, ConnectionError, OSError) as e:
             report("TLS_ERROR " + str(e).replace("\n", " "))
+        except Exception as e:  # report, never die silently: the test shows these lines on failure
+            report("ERROR %s: %s" % (type(e).__name__, str(e).replace("\n", " ")))
 
     while True:
         raw, _ = listener.accept()
