@@ -92,6 +92,8 @@ class Session:
             for event in events:
                 self.handle(event)
             self.send()
+            if any(isinstance(e, h2.events.ConnectionTerminated) for e in events):
+                return  # like real servers: close after the client's GOAWAY
 
     def handle(self, event):
         conn = self.conn

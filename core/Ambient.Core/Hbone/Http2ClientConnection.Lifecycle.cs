@@ -1,3 +1,4 @@
+using System.Buffers;
 using Ambient.Core.Http2;
 
 namespace Ambient.Core.Hbone;
@@ -6,6 +7,7 @@ namespace Ambient.Core.Hbone;
 internal sealed partial class Http2ClientConnection
 {
     private static readonly TimeSpan GoAwayWriteTimeout = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan LingerTimeout = TimeSpan.FromSeconds(1);
 
     private readonly object _pingLock = new();
     private ulong _pingCounter;
@@ -53,6 +55,7 @@ internal sealed partial class Http2ClientConnection
     private async Task FinishCloseAsync(HboneException reason, Http2ErrorCode? goAwayCode)
     {
         await Task.Yield(); // never run the teardown inline on the caller (it may be the read loop or a writer)
+        bool goAwaySent = false;
         if (goAwayCode is Http2ErrorCode code)
         {
             // Best effort: a writer stuck on a full socket must not hold the close up.
@@ -65,6 +68,7 @@ internal sealed partial class Http2ClientConnection
                     Http2FrameWriter.WriteGoAway(_output, lastStreamId: 0, code, code == Http2ErrorCode.NO_ERROR ? default : DebugBytes(reason.Message));
                     using var timeout = new CancellationTokenSource(GoAwayWriteTimeout);
                     await _output.FlushAsync(timeout.Token).ConfigureAwait(false);
+                    goAwaySent = true;
                 }
             }
             catch (Exception)
@@ -80,6 +84,10 @@ internal sealed partial class Http2ClientConnection
             }
         }
 
+        if (goAwaySent && goAwayCode != Http2ErrorCode.NO_ERROR)
+        {
+            await LingerAsync().ConfigureAwait(false);
+        }
         _shutdown.Cancel();
         try
         {
@@ -115,6 +123,39 @@ internal sealed partial class Http2ClientConnection
         _headerBlock.Dispose();
         HboneLog.ConnectionClosed(_logger, Peer, reason.Message);
         _closedTcs.TrySetResult();
+    }
+
+    /// <summary>
+    /// After an error GOAWAY, read and discard what the peer still sends for a moment before closing: closing a socket
+    /// with unread input makes the kernel send RST, which can destroy the GOAWAY (and its error code) before the peer
+    /// reads it. Only protocol errors send an error GOAWAY, and they come from the read loop, so it has ended here.
+    /// </summary>
+    private async Task LingerAsync()
+    {
+        try
+        {
+            await _readLoop.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Its error is the close reason already.
+        }
+        byte[] scratch = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            using var linger = new CancellationTokenSource(LingerTimeout);
+            while (await _transport.ReadAsync(scratch, linger.Token).ConfigureAwait(false) > 0)
+            {
+            }
+        }
+        catch (Exception)
+        {
+            // Timeout or a broken transport: either way it is time to close.
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
     }
 
     /// <summary>Sends a PING every <see cref="HboneClientOptions.PingInterval"/>; a PING unanswered for
