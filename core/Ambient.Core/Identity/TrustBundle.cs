@@ -1,0 +1,169 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+
+namespace Ambient.Core.Identity;
+
+/// <summary>
+/// The mesh root(s) of one trust domain, and the one place that decides whether a peer certificate is a valid
+/// workload certificate. TLS callbacks call <see cref="ValidateChain(X509Certificate2, X509Certificate2Collection?, out SpiffeId, out string)"/>
+/// themselves: SPIFFE certificates carry no DNS name, so SslStream always reports RemoteCertificateNameMismatch
+/// (and ChainErrors, as the mesh root is not in the system store) and its verdict is useless.
+/// </summary>
+internal sealed class TrustBundle
+{
+    private readonly X509Certificate2Collection _roots;
+    private readonly HashSet<string> _rootThumbprints = new(StringComparer.Ordinal);
+    private readonly TimeProvider _time;
+
+    public TrustBundle(string trustDomain, X509Certificate2Collection roots, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(roots);
+        if (roots.Count == 0)
+        {
+            throw new ArgumentException("a trust bundle needs at least one root certificate", nameof(roots));
+        }
+        // Validate the trust domain the same way a SPIFFE ID does.
+        _ = new SpiffeId(trustDomain, "ns", "sa");
+        TrustDomain = trustDomain;
+        _roots = roots;
+        _time = time ?? TimeProvider.System;
+        foreach (var root in roots)
+        {
+            _rootThumbprints.Add(root.GetCertHashString(HashAlgorithmName.SHA256));
+        }
+    }
+
+    public string TrustDomain { get; }
+
+    public X509Certificate2Collection Roots => _roots;
+
+    /// <summary>Loads every CERTIFICATE block of a PEM bundle (e.g. the CA response's last entry).</summary>
+    public static TrustBundle FromPem(string rootsPem, string trustDomain = SpiffeId.DefaultTrustDomain, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(rootsPem);
+        var roots = new X509Certificate2Collection();
+        try
+        {
+            roots.ImportFromPem(rootsPem);
+        }
+        catch (CryptographicException ex)
+        {
+            throw new CryptographicException("the root bundle is not valid PEM certificates: " + ex.Message, ex);
+        }
+        if (roots.Count == 0)
+        {
+            throw new CryptographicException("the root bundle holds no '-----BEGIN CERTIFICATE-----' block");
+        }
+        return new TrustBundle(trustDomain, roots, time);
+    }
+
+    /// <summary>The roots as PEM, one block each.</summary>
+    public string ExportPem()
+    {
+        var sb = new StringBuilder();
+        foreach (var root in _roots)
+        {
+            sb.Append(root.ExportCertificatePem()).Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    public bool ValidateChain(X509Certificate2 leaf, X509Certificate2Collection? intermediates, out string error)
+        => ValidateChain(leaf, intermediates, out _, out error);
+
+    /// <summary>
+    /// True when <paramref name="leaf"/> chains (through optional <paramref name="intermediates"/>) to one of our
+    /// roots, is within its validity period, is not a CA, and carries exactly one SPIFFE URI of our trust domain,
+    /// returned in <paramref name="identity"/>. Revocation is not checked (the mesh uses short-lived certs instead).
+    /// </summary>
+    public bool ValidateChain(X509Certificate2 leaf, X509Certificate2Collection? intermediates, out SpiffeId identity, out string error)
+    {
+        ArgumentNullException.ThrowIfNull(leaf);
+        identity = default;
+
+        var now = _time.GetUtcNow().UtcDateTime;
+        // Checked explicitly first: the chain engine reports expiry as a generic "NotTimeValid" status.
+        if (now < leaf.NotBefore.ToUniversalTime())
+        {
+            error = $"the certificate is not valid before {leaf.NotBefore.ToUniversalTime():u}";
+            return false;
+        }
+        if (now > leaf.NotAfter.ToUniversalTime())
+        {
+            error = $"the certificate expired at {leaf.NotAfter.ToUniversalTime():u}";
+            return false;
+        }
+        if (!CertificateSpiffe.TryGetSpiffeId(leaf, out var id, out error))
+        {
+            return false;
+        }
+        if (!string.Equals(id.TrustDomain, TrustDomain, StringComparison.Ordinal))
+        {
+            error = $"the certificate identity {id} is not of trust domain '{TrustDomain}'";
+            return false;
+        }
+        foreach (var extension in leaf.Extensions)
+        {
+            if (extension is X509BasicConstraintsExtension { CertificateAuthority: true })
+            {
+                error = "the certificate is a CA certificate, not a workload certificate";
+                return false;
+            }
+        }
+
+        using var chain = new X509Chain();
+        var policy = chain.ChainPolicy;
+        policy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        policy.CustomTrustStore.AddRange(_roots);
+        policy.RevocationMode = X509RevocationMode.NoCheck;
+        policy.DisableCertificateDownloads = true;
+        policy.VerificationTime = now;
+        policy.VerificationTimeIgnored = false;
+        if (intermediates is not null)
+        {
+            policy.ExtraStore.AddRange(intermediates);
+        }
+        try
+        {
+            if (!chain.Build(leaf))
+            {
+                error = "the certificate does not chain to the mesh root: " + DescribeStatus(chain);
+                return false;
+            }
+            var elements = chain.ChainElements;
+            var top = elements[elements.Count - 1].Certificate;
+            if (!_rootThumbprints.Contains(top.GetCertHashString(HashAlgorithmName.SHA256)))
+            {
+                error = $"the certificate chains to '{top.Subject}', which is not a mesh root";
+                return false;
+            }
+        }
+        finally
+        {
+            // Chain elements are fresh certificate objects owned by us.
+            foreach (var element in chain.ChainElements)
+            {
+                element.Certificate.Dispose();
+            }
+        }
+
+        identity = id;
+        error = string.Empty;
+        return true;
+    }
+
+    private static string DescribeStatus(X509Chain chain)
+    {
+        var sb = new StringBuilder();
+        foreach (var status in chain.ChainStatus)
+        {
+            if (sb.Length > 0)
+            {
+                sb.Append("; ");
+            }
+            sb.Append(status.Status).Append(": ").Append(status.StatusInformation.Trim());
+        }
+        return sb.Length == 0 ? "unknown chain error" : sb.ToString();
+    }
+}

@@ -1,0 +1,273 @@
+using System.Net;
+using System.Net.Sockets;
+using Ambient.Core.Config;
+
+namespace Ambient.Core.Model;
+
+/// <summary>
+/// Hands out stable loopback addresses in one range: slot = FNV-1a-64(UTF-8 key) mod range size, and on a
+/// taken slot the next free one (linear probing, wrapping). Addresses whose last octet is 0 or 255 are never
+/// used (they look like network/broadcast addresses to tools and humans). Callers must allocate keys in a
+/// deterministic order (sorted), so the outcome is a pure function of the set of keys.
+///
+/// Stability: adding or removing a key moves no other key unless their probe sequences meet, i.e. on a hash
+/// collision: a new key that sorts before an existing key and lands on (or probes into) that key's slot takes
+/// the slot, and the existing key moves to the next free one. With ~8.2 million slots per range and
+/// thousands of keys this is rare, but not impossible; long-lived clients should re-resolve after a config change.
+/// </summary>
+internal sealed class LoopbackAddressAllocator
+{
+    private const int SlotsPerSecondOctet = 256 * 254;
+
+    /// <summary>Pods: 127.1.0.1 - 127.127.255.254.</summary>
+    public static (byte First, byte Last) PodRange => (1, 127);
+
+    /// <summary>Service VIPs: 127.128.0.1 - 127.254.255.254.</summary>
+    public static (byte First, byte Last) ServiceRange => (128, 254);
+
+    private readonly byte _firstSecondOctet;
+    private readonly uint _slots;
+    private readonly HashSet<uint> _used;
+
+    /// <param name="firstSecondOctet">First value of the second octet (127.X.0.0).</param>
+    /// <param name="lastSecondOctet">Last value of the second octet, inclusive.</param>
+    /// <param name="used">Addresses (host byte order) that are taken; shared between allocators so ranges and
+    /// explicitly configured addresses never collide. Allocation adds to it.</param>
+    public LoopbackAddressAllocator(byte firstSecondOctet, byte lastSecondOctet, HashSet<uint> used)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(firstSecondOctet, lastSecondOctet);
+        _firstSecondOctet = firstSecondOctet;
+        _slots = (uint)(lastSecondOctet - firstSecondOctet + 1) * SlotsPerSecondOctet;
+        _used = used;
+    }
+
+    public IPAddress Allocate(string key) => AllocateHash(StableHash.Fnv1a64(key));
+
+    /// <summary>Same as <c>Allocate(ns + "/" + name)</c>, without building the string.</summary>
+    public IPAddress Allocate(string @namespace, string name) => AllocateHash(StableHash.Fnv1a64Joined(@namespace, '/', name));
+
+    private IPAddress AllocateHash(ulong hash)
+    {
+        if (_used.Count >= _slots)
+        {
+            throw new InvalidOperationException($"loopback range 127.{_firstSecondOctet}.x.x is exhausted");
+        }
+        var slot = (uint)(hash % _slots);
+        while (true)
+        {
+            var address = SlotToAddress(slot);
+            if (_used.Add(address))
+            {
+                return ToIPAddress(address);
+            }
+            slot = slot + 1 == _slots ? 0 : slot + 1;
+        }
+    }
+
+    private uint SlotToAddress(uint slot)
+    {
+        var second = _firstSecondOctet + slot / SlotsPerSecondOctet;
+        var rest = slot % SlotsPerSecondOctet;
+        return (127u << 24) | (second << 16) | ((rest / 254) << 8) | (rest % 254 + 1);
+    }
+
+    internal static IPAddress ToIPAddress(uint hostOrder) => new(
+    [
+        (byte)(hostOrder >> 24), (byte)(hostOrder >> 16), (byte)(hostOrder >> 8), (byte)hostOrder,
+    ]);
+
+    internal static bool TryToUInt32(IPAddress address, out uint hostOrder)
+    {
+        if (address.AddressFamily != AddressFamily.InterNetwork)
+        {
+            hostOrder = 0;
+            return false;
+        }
+        Span<byte> b = stackalloc byte[4];
+        address.TryWriteBytes(b, out _);
+        hostOrder = ((uint)b[0] << 24) | ((uint)b[1] << 16) | ((uint)b[2] << 8) | b[3];
+        return true;
+    }
+
+    /// <summary>
+    /// The addresses of a whole config, as a pure function of it, so ambientctl (which launches pods and
+    /// ztunnels) computes exactly what istiod publishes without asking it:
+    /// explicit <c>status.podIP</c> / <c>spec.clusterIP</c> are kept and reserved; other pods get a slot in
+    /// <see cref="PodRange"/>, other non-headless services one in <see cref="ServiceRange"/>, both keyed by
+    /// "ns/name" in sorted order; every distinct <c>spec.nodeName</c> gets 127.0.1.N (N = 1..254, then
+    /// 127.0.2.N ...) in sorted order, so adding a node that sorts earlier renumbers later nodes.
+    /// Duplicate resources: the first one counts (the builder reports the duplicate).
+    /// </summary>
+    public static LoopbackAssignment AssignAll(IReadOnlyList<Resource> resources)
+    {
+        var problems = new List<ConfigError>();
+        var used = new HashSet<uint>();
+        var owners = new Dictionary<IPAddress, string>();
+        // Keyed by (namespace, name) rather than "ns/name" strings: no string per pod is built on this path.
+        var pods = new Dictionary<ObjectKey, IPAddress?>(resources.Count);
+        var services = new Dictionary<ObjectKey, IPAddress?>();
+        var nodeSet = new HashSet<string>(StringComparer.Ordinal);
+        var podsToAllocate = new List<ObjectKey>(resources.Count);
+        var servicesToAllocate = new List<ObjectKey>();
+
+        foreach (var r in resources)
+        {
+            switch (r)
+            {
+                case PodResource pod:
+                {
+                    var key = new ObjectKey(pod.Metadata.Namespace, pod.Metadata.Name);
+                    if (pods.ContainsKey(key))
+                    {
+                        break;
+                    }
+                    if (!string.IsNullOrEmpty(pod.NodeName))
+                    {
+                        nodeSet.Add(pod.NodeName);
+                    }
+                    var explicitIp = ParseExplicit(pod.PodIP, pod, "status.podIP", "pod", key, used, owners, problems);
+                    pods.Add(key, explicitIp);
+                    if (explicitIp is null)
+                    {
+                        podsToAllocate.Add(key);
+                    }
+                    break;
+                }
+                case ServiceResource svc:
+                {
+                    var key = new ObjectKey(svc.Metadata.Namespace, svc.Metadata.Name);
+                    if (services.ContainsKey(key))
+                    {
+                        break;
+                    }
+                    if (IsHeadless(svc) || IsExternalName(svc))
+                    {
+                        services.Add(key, null);
+                        break;
+                    }
+                    var explicitIp = ParseExplicit(svc.ClusterIP, svc, "spec.clusterIP", "service", key, used, owners, problems);
+                    services.Add(key, explicitIp);
+                    if (explicitIp is null)
+                    {
+                        servicesToAllocate.Add(key);
+                    }
+                    break;
+                }
+            }
+        }
+
+        podsToAllocate.Sort(ObjectKey.CompareJoined);
+        var podAllocator = new LoopbackAddressAllocator(PodRange.First, PodRange.Last, used);
+        foreach (var key in podsToAllocate)
+        {
+            pods[key] = podAllocator.Allocate(key.Namespace, key.Name);
+        }
+        servicesToAllocate.Sort(ObjectKey.CompareJoined);
+        var serviceAllocator = new LoopbackAddressAllocator(ServiceRange.First, ServiceRange.Last, used);
+        foreach (var key in servicesToAllocate)
+        {
+            services[key] = serviceAllocator.Allocate(key.Namespace, key.Name);
+        }
+        var nodes = new string[nodeSet.Count];
+        nodeSet.CopyTo(nodes);
+        Array.Sort(nodes, StringComparer.Ordinal);
+
+        var nodeAddresses = new Dictionary<string, IPAddress>(nodes.Length, StringComparer.Ordinal);
+        var index = 0;
+        foreach (var node in nodes)
+        {
+            var third = 1 + index / 254;
+            if (third > 255)
+            {
+                problems.Add(new ConfigError(new SourceLocation("", 0), "spec.nodeName", $"more than {255 * 254} nodes; node '{node}' gets no loopback address"));
+                break;
+            }
+            nodeAddresses.Add(node, ToIPAddress((127u << 24) | ((uint)third << 8) | (uint)(index % 254 + 1)));
+            index++;
+        }
+        return new LoopbackAssignment(pods, services, nodeAddresses, [.. problems]);
+    }
+
+    internal static bool IsHeadless(ServiceResource svc) => string.Equals(svc.ClusterIP, "None", StringComparison.OrdinalIgnoreCase);
+
+    internal static bool IsExternalName(ServiceResource svc) => string.Equals(svc.Type, "ExternalName", StringComparison.Ordinal);
+
+    private static IPAddress? ParseExplicit(
+        string? text, Resource owner, string field, string kind, ObjectKey key,
+        HashSet<uint> used, Dictionary<IPAddress, string> owners, List<ConfigError> problems)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return null;
+        }
+        // IPAddress.TryParse also takes shorthand such as "10.1" or "0x0a.0.0.1"; Kubernetes
+        // only accepts the canonical dotted quad, so an IPv4 address must print back exactly as written.
+        if (!IPAddress.TryParse(text, out var ip)
+            || (ip.AddressFamily == AddressFamily.InterNetwork && ip.ToString() != text)
+            || (ip.AddressFamily == AddressFamily.InterNetworkV6 && (ip.ScopeId != 0 || ip.IsIPv4MappedToIPv6))
+            || text.Contains('/'))
+        {
+            problems.Add(new ConfigError(owner.Source, field, $"'{text}' is not an IP address; {kind} {key} gets a loopback address instead"));
+            return null;
+        }
+        if (!owners.TryAdd(ip, kind + " " + key))
+        {
+            problems.Add(new ConfigError(owner.Source, field, $"address {ip} of {kind} {key} is already used by {owners[ip]}"));
+        }
+        if (TryToUInt32(ip, out var v4))
+        {
+            used.Add(v4);
+        }
+        return ip;
+    }
+}
+
+/// <summary>A namespaced object name; orders like the string "ns/name" would.</summary>
+internal readonly record struct ObjectKey(string Namespace, string Name)
+{
+    public override string ToString() => Namespace + "/" + Name;
+
+    /// <summary>Ordinal order of <c>Namespace + "/" + Name</c>, without concatenating.</summary>
+    public static int CompareJoined(ObjectKey x, ObjectKey y)
+    {
+        if (string.Equals(x.Namespace, y.Namespace, StringComparison.Ordinal))
+        {
+            return string.CompareOrdinal(x.Name, y.Name);
+        }
+        var lengthX = x.Namespace.Length + 1 + x.Name.Length;
+        var lengthY = y.Namespace.Length + 1 + y.Name.Length;
+        var common = Math.Min(lengthX, lengthY);
+        for (var i = 0; i < common; i++)
+        {
+            var cx = x.CharAt(i);
+            var cy = y.CharAt(i);
+            if (cx != cy)
+            {
+                return cx - cy;
+            }
+        }
+        return lengthX - lengthY;
+    }
+
+    private char CharAt(int i) => i < Namespace.Length ? Namespace[i] : i == Namespace.Length ? '/' : Name[i - Namespace.Length - 1];
+}
+
+/// <summary>The outcome of <see cref="LoopbackAddressAllocator.AssignAll"/>.</summary>
+internal sealed class LoopbackAssignment(
+    Dictionary<ObjectKey, IPAddress?> pods,
+    Dictionary<ObjectKey, IPAddress?> services,
+    Dictionary<string, IPAddress> nodes,
+    IReadOnlyList<ConfigError> problems)
+{
+    /// <summary>The pod's explicit status.podIP, else its allocated loopback address; null for an unknown pod.</summary>
+    public IPAddress? PodAddress(string @namespace, string name) => pods.GetValueOrDefault(new ObjectKey(@namespace, name));
+
+    /// <summary>The service's explicit clusterIP, else its allocated VIP; null for headless, ExternalName or unknown services.</summary>
+    public IPAddress? ServiceVip(string @namespace, string name) => services.GetValueOrDefault(new ObjectKey(@namespace, name));
+
+    public IPAddress? NodeAddress(string node) => nodes.GetValueOrDefault(node);
+
+    public IReadOnlyDictionary<string, IPAddress> Nodes => nodes;
+
+    public IReadOnlyList<ConfigError> Problems => problems;
+}

@@ -1,0 +1,14 @@
+using Microsoft.Extensions.Logging;
+
+namespace Ambient.Istiod.Ca;
+
+internal static partial class CaLog
+{
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Information,
+        Message = "Issued certificate for {Identity} to node {Node}: serial {Serial}, expires {NotAfter:u}")]
+    public static partial void CertificateIssued(ILogger logger, string identity, string node, string serial, DateTimeOffset notAfter);
+
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning,
+        Message = "Refused certificate request ({Kind}) from node {Node}: {Reason}")]
+    public static partial void RequestRefused(ILogger logger, CaErrorKind kind, string node, string reason);
+}

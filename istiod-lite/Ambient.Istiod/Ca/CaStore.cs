@@ -1,0 +1,161 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Ambient.Core.Identity;
+
+namespace Ambient.Istiod.Ca;
+
+/// <summary>A CA state file is missing its partner or cannot be read; the message names the file.</summary>
+internal sealed class CaStateException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// The root's home in the state folder: <c>root-cert.pem</c> and <c>root-key.pem</c> (PKCS#8), both 0600.
+/// Created once and reused on every start, because a new root silently invalidates every certificate the mesh
+/// holds. For the same reason a damaged or half-present root is an error for the operator, never regenerated.
+/// </summary>
+internal static class CaStore
+{
+    public const string RootCertFile = "root-cert.pem";
+    public const string RootKeyFile = "root-key.pem";
+    public static readonly TimeSpan RootLifetime = TimeSpan.FromDays(3650);
+
+    // The root is back-dated so that leaves, back-dated 2 minutes for clock skew, still fall inside the issuer's
+    // validity (the BCL refuses to issue otherwise, and strict verifiers reject it).
+    private static readonly TimeSpan RootBackdate = TimeSpan.FromHours(1);
+
+    public static CaRoot LoadOrCreate(string stateDirectory, string trustDomain = SpiffeId.DefaultTrustDomain, TimeProvider? time = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(stateDirectory);
+        _ = new SpiffeId(trustDomain, "ns", "sa"); // validates the trust domain
+        time ??= TimeProvider.System;
+        var certPath = Path.Combine(stateDirectory, RootCertFile);
+        var keyPath = Path.Combine(stateDirectory, RootKeyFile);
+        var certExists = File.Exists(certPath);
+        var keyExists = File.Exists(keyPath);
+        if (certExists && keyExists)
+        {
+            return Load(certPath, keyPath, trustDomain, time);
+        }
+        if (certExists != keyExists)
+        {
+            var (present, missing) = certExists ? (certPath, keyPath) : (keyPath, certPath);
+            throw new CaStateException(
+                $"CA state is incomplete: '{present}' exists but '{missing}' is missing. Restore the missing file, " +
+                "or delete both to create a new root (this invalidates every certificate issued so far).");
+        }
+        PrivateFile.EnsureDirectory(stateDirectory);
+        return Create(certPath, keyPath, trustDomain, time);
+    }
+
+    private static CaRoot Create(string certPath, string keyPath, string trustDomain, TimeProvider time)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var subject = new X500DistinguishedNameBuilder();
+        subject.AddOrganizationName(trustDomain);
+        subject.AddCommonName("Ambient Root CA");
+        var request = new CertificateRequest(subject.Build(), key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(certificateAuthority: true, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, critical: true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, critical: false));
+        var now = time.GetUtcNow();
+        using var generated = request.Create(request.SubjectName, X509SignatureGenerator.CreateForECDsa(key),
+            now - RootBackdate, now + RootLifetime, CertificateAuthority.NewSerialNumber());
+
+        // Key first: a crash between the two writes leaves "key without cert", which LoadOrCreate reports; the
+        // reverse order could leave a root certificate whose key is lost for good.
+        PrivateFile.Write(keyPath, key.ExportPkcs8PrivateKeyPem());
+        PrivateFile.Write(certPath, generated.ExportCertificatePem());
+        return new CaRoot(trustDomain, generated.CopyWithPrivateKey(key));
+    }
+
+    private static CaRoot Load(string certPath, string keyPath, string trustDomain, TimeProvider time)
+    {
+        X509Certificate2 cert;
+        try
+        {
+            cert = X509Certificate2.CreateFromPem(File.ReadAllText(certPath));
+        }
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
+        {
+            throw new CaStateException($"CA root certificate '{certPath}' is not a valid PEM certificate: {ex.Message}", ex);
+        }
+        using (cert)
+        {
+            var keyPem = File.ReadAllText(keyPath);
+            AsymmetricAlgorithm key;
+            try
+            {
+                key = cert.GetKeyAlgorithm() == "1.2.840.113549.1.1.1" ? ImportRsa(keyPem) : ImportEcdsa(keyPem);
+            }
+            catch (Exception ex) when (ex is CryptographicException or ArgumentException)
+            {
+                throw new CaStateException($"CA root key '{keyPath}' is not a valid PEM private key: {ex.Message}", ex);
+            }
+            using (key)
+            {
+                X509Certificate2 withKey;
+                try
+                {
+                    withKey = key is RSA rsa ? cert.CopyWithPrivateKey(rsa) : cert.CopyWithPrivateKey((ECDsa)key);
+                }
+                catch (Exception ex) when (ex is CryptographicException or ArgumentException)
+                {
+                    throw new CaStateException($"CA root key '{keyPath}' does not belong to the certificate '{certPath}': {ex.Message}", ex);
+                }
+                if (!IsCa(withKey))
+                {
+                    withKey.Dispose();
+                    throw new CaStateException($"CA root certificate '{certPath}' is not a CA certificate (basicConstraints CA:true is missing)");
+                }
+                if (time.GetUtcNow().UtcDateTime > withKey.NotAfter.ToUniversalTime())
+                {
+                    var expired = withKey.NotAfter.ToUniversalTime();
+                    withKey.Dispose();
+                    throw new CaStateException($"CA root certificate '{certPath}' expired at {expired:u}; rotate the root");
+                }
+                return new CaRoot(trustDomain, withKey);
+            }
+        }
+    }
+
+    private static ECDsa ImportEcdsa(string pem)
+    {
+        var key = ECDsa.Create();
+        try
+        {
+            key.ImportFromPem(pem);
+            return key;
+        }
+        catch
+        {
+            key.Dispose();
+            throw;
+        }
+    }
+
+    private static RSA ImportRsa(string pem)
+    {
+        var key = RSA.Create();
+        try
+        {
+            key.ImportFromPem(pem);
+            return key;
+        }
+        catch
+        {
+            key.Dispose();
+            throw;
+        }
+    }
+
+    private static bool IsCa(X509Certificate2 cert)
+    {
+        foreach (var extension in cert.Extensions)
+        {
+            if (extension is X509BasicConstraintsExtension bc)
+            {
+                return bc.CertificateAuthority;
+            }
+        }
+        return false;
+    }
+}

@@ -1,0 +1,209 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Ambient.Core.Identity;
+
+namespace Ambient.Istiod.Ca;
+
+/// <summary>The CSR cannot be used: unreadable, bad signature, or an unsupported key. Maps to INVALID_ARGUMENT.</summary>
+internal sealed class InvalidCsrException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>An issued workload certificate: <see cref="ChainPem"/> is leaf first, root last (Istio's order).</summary>
+internal sealed record IssuedCertificate(
+    string LeafPem,
+    IReadOnlyList<string> ChainPem,
+    SpiffeId Identity,
+    string SerialNumber,
+    DateTimeOffset NotBefore,
+    DateTimeOffset NotAfter);
+
+/// <summary>
+/// Signs workload certificates with the mesh root. The CSR only contributes its public key: the identity, subject,
+/// extensions and lifetime are all decided here, so a caller cannot smuggle in a SAN, a CA flag or a longer life.
+/// </summary>
+internal sealed class CertificateAuthority
+{
+    public static readonly TimeSpan DefaultTtl = TimeSpan.FromHours(24);
+    public static readonly TimeSpan MaxTtl = TimeSpan.FromDays(90);
+
+    // Leaves are back-dated for clock skew between nodes, as Istio does.
+    public static readonly TimeSpan Backdate = TimeSpan.FromMinutes(2);
+
+    private const string EcPublicKeyOid = "1.2.840.10045.2.1";
+    private const string RsaPublicKeyOid = "1.2.840.113549.1.1.1";
+    private const string P256CurveOid = "1.2.840.10045.3.1.7";
+    private const int MinRsaBits = 2048;
+
+    // DER of an empty Name (SEQUENCE {}): workload certs carry their identity only in the SAN.
+    private static readonly X500DistinguishedName EmptySubject = new([0x30, 0x00]);
+
+    private static readonly OidCollection WorkloadEku = new()
+    {
+        new Oid("1.3.6.1.5.5.7.3.1", "Server Authentication"),
+        new Oid("1.3.6.1.5.5.7.3.2", "Client Authentication"),
+    };
+
+    private readonly CaRoot _root;
+    private readonly TimeProvider _time;
+
+    public CertificateAuthority(CaRoot root, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(root);
+        _root = root;
+        _time = time ?? TimeProvider.System;
+    }
+
+    public string TrustDomain => _root.TrustDomain;
+
+    public string RootCertificatePem => _root.CertificatePem;
+
+    /// <summary>
+    /// Signs the public key of <paramref name="csrPem"/> for <paramref name="identity"/>. The caller has already
+    /// decided that the requester may hold that identity. <paramref name="requestedTtl"/> &lt;= 0 means 24 h; more
+    /// than 90 days is capped (and nothing outlives the root). Throws <see cref="InvalidCsrException"/>.
+    /// </summary>
+    public IssuedCertificate IssueWorkloadCertificate(string csrPem, SpiffeId identity, TimeSpan requestedTtl)
+    {
+        if (identity.IsEmpty)
+        {
+            throw new ArgumentException("the SPIFFE ID is empty", nameof(identity));
+        }
+        var publicKey = LoadCsr(csrPem).PublicKey;
+        var request = new CertificateRequest(EmptySubject, publicKey, HashAlgorithmName.SHA256);
+        var extensions = request.CertificateExtensions;
+        extensions.Add(CertificateSpiffe.CreateUriSanExtension(identity, critical: true));
+        extensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, critical: true));
+        extensions.Add(new X509EnhancedKeyUsageExtension(WorkloadEku, critical: false));
+        extensions.Add(new X509BasicConstraintsExtension(certificateAuthority: false, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
+        extensions.Add(_root.AuthorityKeyIdentifier);
+
+        var (notBefore, notAfter) = Validity(ClampTtl(requestedTtl));
+        var serial = NewSerialNumber();
+        using var leaf = request.Create(_root.Certificate.SubjectName, _root.SignatureGenerator, notBefore, notAfter, serial);
+        var leafPem = leaf.ExportCertificatePem();
+        return new IssuedCertificate(leafPem, [leafPem, _root.CertificatePem], identity, leaf.SerialNumber,
+            new DateTimeOffset(leaf.NotBefore.ToUniversalTime()), new DateTimeOffset(leaf.NotAfter.ToUniversalTime()));
+    }
+
+    /// <summary>
+    /// istiod's own serving certificate (port 15012), with its private key. It is issued afresh at every start
+    /// and never written to disk: that keeps one secret fewer in the state folder, and a restart is the rotation.
+    /// The one-year life only has to outlast the process; <paramref name="lifetime"/> can shorten it.
+    /// </summary>
+    public X509Certificate2 IssueServerCertificate(IReadOnlyList<string>? extraDnsNames = null, TimeSpan? lifetime = null)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest(EmptySubject, key, HashAlgorithmName.SHA256);
+        // Non-empty subject would be fine too, but an empty one keeps the SAN the sole name, as for workloads.
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddDnsName("istiod.istio-system.svc");
+        san.AddDnsName("localhost");
+        if (extraDnsNames is not null)
+        {
+            foreach (var name in extraDnsNames)
+            {
+                san.AddDnsName(name);
+            }
+        }
+        san.AddIpAddress(IPAddress.Loopback);
+        var extensions = request.CertificateExtensions;
+        extensions.Add(san.Build(critical: true));
+        extensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, critical: true));
+        extensions.Add(new X509EnhancedKeyUsageExtension(new OidCollection { new Oid("1.3.6.1.5.5.7.3.1", "Server Authentication") }, critical: false));
+        extensions.Add(new X509BasicConstraintsExtension(false, false, 0, critical: true));
+        extensions.Add(_root.AuthorityKeyIdentifier);
+        var life = lifetime is { } l && l > TimeSpan.Zero ? l : TimeSpan.FromDays(365);
+        var (notBefore, notAfter) = Validity(life);
+        using var cert = request.Create(_root.Certificate.SubjectName, _root.SignatureGenerator, notBefore, notAfter, NewSerialNumber());
+        return cert.CopyWithPrivateKey(key);
+    }
+
+    /// <summary>A random positive 128-bit serial (RFC 5280 allows up to 20 octets; CAB rules want 64+ random bits).</summary>
+    public static byte[] NewSerialNumber()
+    {
+        var serial = RandomNumberGenerator.GetBytes(16);
+        // Top bit clear = positive INTEGER; a non-zero first octet keeps the DER encoding exactly 16 octets.
+        serial[0] &= 0x7F;
+        if (serial[0] == 0)
+        {
+            serial[0] = 1;
+        }
+        return serial;
+    }
+
+    internal static TimeSpan ClampTtl(TimeSpan requested)
+        => requested <= TimeSpan.Zero ? DefaultTtl : requested > MaxTtl ? MaxTtl : requested;
+
+    private (DateTimeOffset NotBefore, DateTimeOffset NotAfter) Validity(TimeSpan ttl)
+    {
+        var now = _time.GetUtcNow();
+        var rootNotBefore = new DateTimeOffset(_root.Certificate.NotBefore.ToUniversalTime());
+        var rootNotAfter = new DateTimeOffset(_root.Certificate.NotAfter.ToUniversalTime());
+        var notBefore = now - Backdate;
+        if (notBefore < rootNotBefore)
+        {
+            notBefore = rootNotBefore;
+        }
+        var notAfter = now + ttl;
+        if (notAfter > rootNotAfter)
+        {
+            notAfter = rootNotAfter;
+        }
+        return (notBefore, notAfter);
+    }
+
+    private static CertificateRequest LoadCsr(string csrPem)
+    {
+        if (string.IsNullOrWhiteSpace(csrPem))
+        {
+            throw new InvalidCsrException("the CSR is empty");
+        }
+        if (!csrPem.Contains("-----BEGIN CERTIFICATE REQUEST-----", StringComparison.Ordinal))
+        {
+            throw new InvalidCsrException("the CSR is not PEM: no '-----BEGIN CERTIFICATE REQUEST-----' block");
+        }
+        CertificateRequest csr;
+        try
+        {
+            // Default options verify the CSR's self-signature (proof the requester holds the key) and drop every
+            // requested extension: the SAN is ours to set.
+            csr = CertificateRequest.LoadSigningRequestPem(csrPem, HashAlgorithmName.SHA256, CertificateRequestLoadOptions.Default);
+        }
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
+        {
+            throw new InvalidCsrException("the CSR is invalid (unreadable or its signature does not verify): " + ex.Message, ex);
+        }
+        CheckKey(csr.PublicKey);
+        return csr;
+    }
+
+    private static void CheckKey(PublicKey key)
+    {
+        switch (key.Oid.Value)
+        {
+            case EcPublicKeyOid:
+            {
+                using var ec = key.GetECDsaPublicKey()
+                    ?? throw new InvalidCsrException("the CSR's EC public key cannot be read");
+                var curve = ec.ExportParameters(false).Curve;
+                if (!curve.IsNamed || curve.Oid.Value != P256CurveOid)
+                {
+                    throw new InvalidCsrException($"the CSR's EC key uses curve '{curve.Oid.FriendlyName ?? curve.Oid.Value ?? "explicit"}'; only P-256 is accepted");
+                }
+                return;
+            }
+            case RsaPublicKeyOid:
+            {
+                using var rsa = key.GetRSAPublicKey()
+                    ?? throw new InvalidCsrException("the CSR's RSA public key cannot be read");
+                if (rsa.KeySize < MinRsaBits)
+                {
+                    throw new InvalidCsrException($"the CSR's RSA key has {rsa.KeySize} bits; at least {MinRsaBits} are required");
+                }
+                return;
+            }
+            default:
+                throw new InvalidCsrException($"the CSR's key algorithm '{key.Oid.FriendlyName ?? key.Oid.Value}' is not supported; use ECDSA P-256 (or RSA >= 2048)");
+        }
+    }
+}

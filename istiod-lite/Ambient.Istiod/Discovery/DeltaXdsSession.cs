@@ -1,0 +1,285 @@
+using System.Collections.Immutable;
+using System.Globalization;
+using System.Threading.Channels;
+using Ambient.Core.Grpc;
+using Ambient.Core.Protos.Discovery;
+using Ambient.Core.Xds;
+using Envoy = Ambient.Core.Protos.Discovery;
+
+namespace Ambient.Istiod.Discovery;
+
+/// <summary>
+/// One DeltaAggregatedResources stream. Per type URL it remembers what the client holds (the resource set
+/// last sent, or the versions the client declared on reconnect) and pushes only the difference when the
+/// mesh changes. Requests are read on one task and pushes written from one loop, so writes never interleave.
+/// </summary>
+/// <remarks>
+/// Delta xDS rules kept here (envoy xds protocol): the first request of a type subscribes (no names or "*" =
+/// wildcard); initial_resource_versions lets a reconnecting client skip what it has; an ACK echoes a nonce;
+/// a NACK echoes it with error_detail, which we log and do not retry until the next change.
+/// </remarks>
+internal sealed partial class DeltaXdsSession
+{
+    private readonly DiscoveryState _state;
+    private readonly ILogger _logger;
+    private readonly string _node;
+    private readonly string _peer;
+    private readonly Dictionary<string, TypeSubscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
+    {
+        FullMode = BoundedChannelFullMode.DropWrite,
+    });
+    private readonly Lock _lock = new();
+    private long _nonceCounter;
+
+    public DeltaXdsSession(DiscoveryState state, ILogger logger, string node, string peer)
+    {
+        _state = state;
+        _logger = logger;
+        _node = node;
+        _peer = peer;
+    }
+
+    public async Task RunAsync(IAsyncEnumerable<DeltaDiscoveryRequest> requests, GrpcStreamWriter<DeltaDiscoveryResponse> writer, CancellationToken cancellationToken)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var reader = ReadRequestsAsync(requests, stop.Token);
+        var pusher = PushLoopAsync(writer, stop.Token);
+        var first = await Task.WhenAny(reader, pusher).ConfigureAwait(false);
+        await stop.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll(reader, pusher).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // The other half ended the session.
+        }
+        // Surface a protocol error (GrpcException) from whichever half failed first.
+        await first.ConfigureAwait(false);
+    }
+
+    private async Task ReadRequestsAsync(IAsyncEnumerable<DeltaDiscoveryRequest> requests, CancellationToken cancellationToken)
+    {
+        await foreach (var request in requests.WithCancellation(cancellationToken).ConfigureAwait(false))
+        {
+            HandleRequest(request);
+        }
+        // Client half-closed: the stream ends; nothing more to push to a client that stopped listening for changes.
+        Log.ClientClosed(_logger, _node, _peer);
+    }
+
+    internal void HandleRequest(DeltaDiscoveryRequest request)
+    {
+        var typeUrl = request.TypeUrl;
+        if (typeUrl.Length == 0)
+        {
+            throw new GrpcException(GrpcStatusCode.InvalidArgument, "DeltaDiscoveryRequest.type_url is empty");
+        }
+        if (!_state.Current.ResourcesByType.ContainsKey(typeUrl))
+        {
+            // Istio answers unknown types with nothing; a NACK-free silence lets newer clients ask for types we lack.
+            Log.UnknownType(_logger, _node, typeUrl);
+            return;
+        }
+        var wake = false;
+        lock (_lock)
+        {
+            if (!_subscriptions.TryGetValue(typeUrl, out var sub))
+            {
+                sub = new TypeSubscription(request.InitialResourceVersions);
+                _subscriptions.Add(typeUrl, sub);
+                wake = true;
+            }
+            if (request.ResponseNonce.Length > 0)
+            {
+                if (request.ErrorDetail is { } error && (error.Code != 0 || error.Message.Length > 0))
+                {
+                    Log.Nack(_logger, _node, typeUrl, request.ResponseNonce, error.Message);
+                }
+                else
+                {
+                    Log.Ack(_logger, _node, typeUrl, request.ResponseNonce);
+                }
+            }
+            wake |= sub.ApplySubscriptionChanges(request.ResourceNamesSubscribe, request.ResourceNamesUnsubscribe, isFirst: wake);
+        }
+        if (wake)
+        {
+            _wake.Writer.TryWrite(true);
+        }
+    }
+
+    private async Task PushLoopAsync(GrpcStreamWriter<DeltaDiscoveryResponse> writer, CancellationToken cancellationToken)
+    {
+        long seen = 0;
+        var responses = new List<DeltaDiscoveryResponse>(2);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var generation = _state.Current;
+            seen = generation.Number;
+            responses.Clear();
+            lock (_lock)
+            {
+                foreach (var (typeUrl, sub) in _subscriptions)
+                {
+                    var set = generation.ResourcesFor(typeUrl)!;
+                    if (sub.TakeDelta(set) is { } delta)
+                    {
+                        var nonce = Interlocked.Increment(ref _nonceCounter).ToString(CultureInfo.InvariantCulture);
+                        responses.Add(delta.ToResponse(nonce, generation.Number.ToString(CultureInfo.InvariantCulture)));
+                    }
+                }
+            }
+            foreach (var response in responses)
+            {
+                await writer.WriteAsync(response, cancellationToken).ConfigureAwait(false);
+                Log.Pushed(_logger, _node, response.TypeUrl, response.Resources.Count, response.RemovedResources.Count, response.Nonce);
+            }
+            var changed = _state.WaitForChangeAsync(seen, cancellationToken);
+            var woken = _wake.Reader.WaitToReadAsync(cancellationToken).AsTask();
+            await Task.WhenAny(changed, woken).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+            _wake.Reader.TryRead(out _);
+        }
+    }
+
+    /// <summary>What one client asked for of one type, and what it already holds.</summary>
+    private sealed class TypeSubscription
+    {
+        private bool _wildcard;
+        private readonly HashSet<string> _names = new(StringComparer.Ordinal);
+        // Exactly one of these says what the client holds: the set we last sent it, or (before our first
+        // response) the versions it declared in initial_resource_versions.
+        private XdsResourceSet? _sent;
+        private IReadOnlyDictionary<string, string>? _declared;
+        private bool _mustRespond = true;
+        private readonly HashSet<string> _newlySubscribed = new(StringComparer.Ordinal);
+
+        public TypeSubscription(IDictionary<string, string> initialVersions)
+        {
+            _declared = initialVersions.Count > 0 ? new Dictionary<string, string>(initialVersions, StringComparer.Ordinal) : null;
+        }
+
+        public bool ApplySubscriptionChanges(IList<string> subscribe, IList<string> unsubscribe, bool isFirst)
+        {
+            var changed = false;
+            // First request with no names is a legacy wildcard subscription (envoy delta xDS rule).
+            if (isFirst && subscribe.Count == 0)
+            {
+                _wildcard = true;
+            }
+            foreach (var name in subscribe)
+            {
+                if (name == "*")
+                {
+                    changed |= !_wildcard;
+                    _wildcard = true;
+                }
+                else if (_names.Add(name))
+                {
+                    _newlySubscribed.Add(name);
+                    changed = true;
+                }
+            }
+            foreach (var name in unsubscribe)
+            {
+                if (name == "*")
+                {
+                    _wildcard = false;
+                }
+                else
+                {
+                    _names.Remove(name);
+                    _newlySubscribed.Remove(name);
+                }
+            }
+            return changed;
+        }
+
+        /// <summary>The response this client needs now for <paramref name="current"/>, or null if nothing.</summary>
+        public XdsDelta? TakeDelta(XdsResourceSet current)
+        {
+            XdsDelta delta;
+            if (_sent is null)
+            {
+                delta = XdsResourceSet.ForClient(current, _declared ?? EmptyVersions);
+                _declared = null;
+            }
+            else if (ReferenceEquals(_sent, current) && _newlySubscribed.Count == 0)
+            {
+                return null;
+            }
+            else
+            {
+                delta = XdsResourceSet.Diff(_sent, current);
+            }
+            if (!_wildcard)
+            {
+                delta = FilterToNames(delta, current);
+            }
+            _newlySubscribed.Clear();
+            _sent = current;
+            var respond = _mustRespond || !delta.IsEmpty;
+            _mustRespond = false;
+            return respond ? delta : null;
+        }
+
+        private XdsDelta FilterToNames(XdsDelta delta, XdsResourceSet current)
+        {
+            var resources = ImmutableArray.CreateBuilder<Envoy.Resource>();
+            foreach (var r in delta.Resources)
+            {
+                if (_names.Contains(r.Name))
+                {
+                    resources.Add(r);
+                }
+            }
+            var removed = ImmutableArray.CreateBuilder<string>();
+            foreach (var n in delta.RemovedResources)
+            {
+                if (_names.Contains(n))
+                {
+                    removed.Add(n);
+                }
+            }
+            // A name subscribed since the last push gets its resource even if it did not change, or an explicit
+            // removal when it does not exist, so an on-demand lookup always hears back.
+            foreach (var name in _newlySubscribed)
+            {
+                if (current.TryGet(name, out var r))
+                {
+                    if (!resources.Contains(r))
+                    {
+                        resources.Add(r);
+                    }
+                }
+                else if (!removed.Contains(name))
+                {
+                    removed.Add(name);
+                }
+            }
+            return new XdsDelta(delta.TypeUrl, resources.DrainToImmutable(), removed.DrainToImmutable());
+        }
+
+        private static readonly IReadOnlyDictionary<string, string> EmptyVersions = new Dictionary<string, string>();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "xDS push to {Node}: {TypeUrl} {Count} resources, {Removed} removed (nonce {Nonce})")]
+        public static partial void Pushed(ILogger logger, string node, string typeUrl, int count, int removed, string nonce);
+
+        [LoggerMessage(2, LogLevel.Debug, "xDS ACK from {Node}: {TypeUrl} nonce {Nonce}")]
+        public static partial void Ack(ILogger logger, string node, string typeUrl, string nonce);
+
+        [LoggerMessage(3, LogLevel.Warning, "xDS NACK from {Node}: {TypeUrl} nonce {Nonce}: {Error}")]
+        public static partial void Nack(ILogger logger, string node, string typeUrl, string nonce, string error);
+
+        [LoggerMessage(4, LogLevel.Information, "xDS request from {Node} for unknown type {TypeUrl} ignored")]
+        public static partial void UnknownType(ILogger logger, string node, string typeUrl);
+
+        [LoggerMessage(5, LogLevel.Information, "xDS stream from {Node} ({Peer}) closed by the client")]
+        public static partial void ClientClosed(ILogger logger, string node, string peer);
+    }
+}

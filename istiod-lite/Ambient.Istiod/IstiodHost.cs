@@ -1,0 +1,182 @@
+using System.Net;
+using System.Security.Authentication;
+using System.Text.Json;
+using Ambient.Core.Config;
+using Ambient.Core.Grpc;
+using Ambient.Core.Model;
+using Ambient.Istiod.Ca;
+using Ambient.Istiod.Discovery;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace Ambient.Istiod;
+
+/// <summary>
+/// A running istiod-lite: config source, CA, discovery, and the Kestrel host serving them. Used by Program and,
+/// in-process, by functional tests (the same code path, bound to port 0).
+/// </summary>
+internal sealed class IstiodHost : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly FolderConfigSource _source;
+    private readonly MeshController _mesh;
+    private readonly CaRoot _root;
+
+    private IstiodHost(WebApplication app, FolderConfigSource source, MeshController mesh, CaRoot root, IstiodOptions options)
+    {
+        _app = app;
+        _source = source;
+        _mesh = mesh;
+        _root = root;
+        Options = options;
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        foreach (var a in addresses)
+        {
+            var uri = new Uri(a);
+            if (uri.Scheme == "https")
+            {
+                GrpcEndpoint = new IPEndPoint(IPAddress.Parse(uri.Host.Trim('[', ']')), uri.Port);
+            }
+            else
+            {
+                MonitoringEndpoint = new IPEndPoint(IPAddress.Parse(uri.Host.Trim('[', ']')), uri.Port);
+            }
+        }
+        GrpcEndpoint ??= options.GrpcEndpoint;
+    }
+
+    public IstiodOptions Options { get; }
+    public IPEndPoint GrpcEndpoint { get; }
+    public IPEndPoint? MonitoringEndpoint { get; }
+    public string RootCertificatePath => Path.Combine(Options.StateFolder, CaStore.RootCertFile);
+    public MeshController Mesh => _mesh;
+    public FolderConfigSource Config => _source;
+    public NodeTokens Tokens => _app.Services.GetRequiredService<NodeTokens>();
+
+    public static async Task<IstiodHost> StartAsync(IstiodOptions options, Action<ILoggingBuilder>? configureLogging, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(options.StateFolder);
+        var root = CaStore.LoadOrCreate(options.StateFolder, options.TrustDomain);
+        var ca = new CertificateAuthority(root);
+        var tokens = new NodeTokens(options.StateFolder);
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        configureLogging?.Invoke(builder.Logging);
+
+        var meshOptions = new MeshOptions { ClusterId = options.ClusterId, TrustDomain = options.TrustDomain };
+        // Created by the container so they log through the host's logging and are disposed with it.
+        builder.Services.AddSingleton(sp =>
+        {
+            var source = new FolderConfigSource(options.ConfigFolder, sp.GetRequiredService<ILogger<FolderConfigSource>>());
+            source.Start();
+            return source;
+        });
+        builder.Services.AddSingleton(sp => new MeshController(
+            sp.GetRequiredService<FolderConfigSource>(), meshOptions, tokens, sp.GetRequiredService<ILogger<MeshController>>()));
+        builder.Services.AddSingleton<IWorkloadDirectory>(sp => sp.GetRequiredService<MeshController>());
+        builder.Services.AddSingleton(sp => sp.GetRequiredService<MeshController>().Discovery);
+
+        // istiod's own serving cert is re-issued at every start from the persistent root: nothing to rotate
+        // while running, and a restart (the only way its SANs could change) picks up a fresh one.
+        var serverCertificate = ca.IssueServerCertificate();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MinRequestBodyDataRate = null; // xDS streams idle for long stretches
+            k.Limits.Http2.MaxStreamsPerConnection = 1000;
+            k.Listen(options.GrpcEndpoint, l =>
+            {
+                l.Protocols = HttpProtocols.Http2;
+                l.UseHttps(h =>
+                {
+                    h.ServerCertificate = serverCertificate;
+                    h.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
+                });
+            });
+            if (options.MonitoringEndpoint is { } monitoring)
+            {
+                k.Listen(monitoring, l => l.Protocols = HttpProtocols.Http1);
+            }
+        });
+        builder.Services.AddRouting();
+        builder.Services.AddSingleton(ca);
+        builder.Services.AddSingleton(tokens);
+        builder.Services.AddSingleton<CertificateService>();
+
+        var app = builder.Build();
+        // Load the config and build the first snapshot before listening, so the first client sees the mesh.
+        var mesh = app.Services.GetRequiredService<MeshController>();
+        var source = app.Services.GetRequiredService<FolderConfigSource>();
+        app.MapCertificateService();
+        app.MapWorkloadDiscovery();
+        app.MapGrpcUnimplemented();
+        if (options.MonitoringEndpoint is not null)
+        {
+            app.MapGet("/ready", () => Results.Text("ready\n"));
+            app.MapGet("/debug/workloads", () => Results.Text(DescribeMesh(mesh.Snapshot, source.Current), "application/json"));
+        }
+        try
+        {
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException e)
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            root.Dispose();
+            throw new IOException($"cannot listen on {options.GrpcEndpoint} or {options.MonitoringEndpoint}: {e.Message} (is another istiod-lite running?)", e);
+        }
+        return new IstiodHost(app, source, mesh, root, options);
+    }
+
+    public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
+
+    private static string DescribeMesh(MeshSnapshot snapshot, ConfigSnapshot config)
+    {
+        using var stream = new MemoryStream();
+        using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            json.WriteStartObject();
+            json.WriteNumber("configGeneration", config.Generation);
+            json.WriteStartArray("workloads");
+            foreach (var w in snapshot.Workloads)
+            {
+                json.WriteStartObject();
+                json.WriteString("uid", w.Uid);
+                json.WriteString("node", w.Node);
+                json.WriteString("address", w.Addresses.Length > 0 ? w.Addresses[0].ToString() : "");
+                json.WriteString("identity", w.Identity.ToString());
+                json.WriteString("protocol", w.TunnelProtocol.ToString().ToUpperInvariant());
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+            json.WriteStartArray("services");
+            foreach (var s in snapshot.Services)
+            {
+                json.WriteStartObject();
+                json.WriteString("hostname", s.Hostname);
+                json.WriteString("vip", s.Vips.Length > 0 ? s.Vips[0].ToString() : "");
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+            json.WriteStartArray("errors");
+            foreach (var e in config.Errors)
+            {
+                json.WriteStringValue(e.ToString());
+            }
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false); // disposes the config source and the mesh controller
+        _root.Dispose();
+    }
+}

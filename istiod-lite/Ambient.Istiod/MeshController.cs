@@ -1,0 +1,79 @@
+using Ambient.Core.Config;
+using Ambient.Core.Identity;
+using Ambient.Core.Model;
+using Ambient.Istiod.Ca;
+using Ambient.Istiod.Discovery;
+
+namespace Ambient.Istiod;
+
+/// <summary>
+/// Glue between the config source and everything that serves from the mesh: each config change builds a new
+/// <see cref="MeshSnapshot"/>, publishes it to workload discovery, and makes sure every node has a token.
+/// Also answers the CA's "does this node run a pod with that identity" from the same snapshot.
+/// </summary>
+internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
+{
+    private readonly FolderConfigSource _source;
+    private readonly MeshOptions _options;
+    private readonly NodeTokens _tokens;
+    private readonly ILogger<MeshController> _logger;
+    private readonly Lock _rebuildLock = new();
+
+    public MeshController(FolderConfigSource source, MeshOptions options, NodeTokens tokens, ILogger<MeshController> logger)
+    {
+        _source = source;
+        _options = options;
+        _tokens = tokens;
+        _logger = logger;
+        var config = source.Current;
+        Discovery = new DiscoveryState(BuildSnapshot(config));
+        EnsureNodeTokens(Discovery.Current.Snapshot);
+        _source.Changed += OnConfigChanged;
+    }
+
+    public DiscoveryState Discovery { get; }
+
+    public MeshSnapshot Snapshot => Discovery.Current.Snapshot;
+
+    public bool HasPodOnNode(string node, SpiffeId identity) =>
+        identity.TrustDomain == _options.TrustDomain && Snapshot.HasPodOnNode(node, identity.Namespace, identity.ServiceAccount);
+
+    private void OnConfigChanged(ConfigSnapshot config)
+    {
+        lock (_rebuildLock)
+        {
+            var snapshot = BuildSnapshot(config);
+            var generation = Discovery.Publish(snapshot);
+            EnsureNodeTokens(snapshot);
+            Log.Published(_logger, generation.Number, snapshot.Workloads.Length, snapshot.Services.Length, config.Errors.Length);
+        }
+    }
+
+    private MeshSnapshot BuildSnapshot(ConfigSnapshot config)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var snapshot = MeshBuilder.Build(config.Resources, _options);
+        Log.Built(_logger, config.Generation, snapshot.Workloads.Length, snapshot.Services.Length,
+            System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        return snapshot;
+    }
+
+    private void EnsureNodeTokens(MeshSnapshot snapshot)
+    {
+        foreach (var node in snapshot.NodeAddresses.Keys)
+        {
+            _tokens.GetOrCreate(node);
+        }
+    }
+
+    public void Dispose() => _source.Changed -= OnConfigChanged;
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "mesh built from config generation {ConfigGeneration}: {Workloads} workloads, {Services} services in {Milliseconds:F1} ms")]
+        public static partial void Built(ILogger logger, long configGeneration, int workloads, int services, double milliseconds);
+
+        [LoggerMessage(2, LogLevel.Information, "discovery generation {Generation} published: {Workloads} workloads, {Services} services, {Errors} config errors")]
+        public static partial void Published(ILogger logger, long generation, int workloads, int services, int errors);
+    }
+}

@@ -1,0 +1,63 @@
+namespace Ambient.Istiod.Tests.Functional;
+
+/// <summary>Small meshes the functional tests start from.</summary>
+internal static class Meshes
+{
+    public const string Namespaces = """
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: demo
+          labels:
+            istio.io/dataplane-mode: ambient
+        ---
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: legacy
+        """;
+
+    public static string Pod(string name, string ns, string node, string sa, string app, string version = "v1") => $"""
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: {name}
+          namespace: {ns}
+          labels:
+            app: {app}
+            version: {version}
+        spec:
+          serviceAccountName: {sa}
+          nodeName: {node}
+          containers:
+          - name: main
+            image: ambient/echo
+            ports:
+            - name: http
+              containerPort: 8080
+        """;
+
+    public const string EchoService = """
+        apiVersion: v1
+        kind: Service
+        metadata:
+          name: echo
+          namespace: demo
+        spec:
+          selector:
+            app: echo
+          ports:
+          - name: http
+            port: 80
+            targetPort: http
+            appProtocol: http
+        """;
+
+    public static Dictionary<string, string> Demo() => new()
+    {
+        ["namespaces.yaml"] = Namespaces,
+        ["client.yaml"] = Pod("client", "demo", "node-1", "client", "client"),
+        ["echo.yaml"] = Pod("echo-v1", "demo", "node-2", "echo", "echo") + "\n---\n" + EchoService,
+        ["legacy.yaml"] = Pod("legacy-echo", "legacy", "node-2", "default", "legacy-echo"),
+    };
+}

@@ -1,0 +1,29 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Ambient.Ztunnel.Proxy.Inbound;
+
+/// <summary>Settings of the inbound HBONE server. Defaults are Istio's.</summary>
+internal sealed record HboneInboundOptions
+{
+    /// <summary>Port every workload listener binds; 0 picks a free port per listener (tests).</summary>
+    public int Port { get; init; } = 15008;
+
+    /// <summary>Upstream (workload) connect timeout; on expiry the CONNECT gets 503.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>A client that has not finished the TLS handshake by then is dropped.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Opens the upstream socket to the workload. Null = a plain socket connect. The node proxy replaces it when
+    /// upstream sockets need SO_MARK or must be created inside the pod's network namespace.
+    /// </summary>
+    public Func<IPEndPoint, CancellationToken, ValueTask<Socket>>? ConnectUpstream { get; init; }
+
+    /// <summary>On dispose, how long open tunnels get to finish before they are cut.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Listen backlog of each workload listener.</summary>
+    public int Backlog { get; init; } = 512;
+}

@@ -1,0 +1,79 @@
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Ambient.Ztunnel.Proxy.Inbound;
+
+/// <summary>
+/// Where the inbound listener gets its certificates and how it judges a peer's. The ztunnel's cert manager and
+/// TrustBundle implement it; the server never caches a certificate itself, so a renewed one is used by the next
+/// handshake without a restart.
+/// </summary>
+internal interface IInboundIdentity
+{
+    /// <summary>Current cert (with private key) + chain for the workload that owns this listener address; null if none yet.</summary>
+    X509Certificate2? GetServerCertificate(IPAddress listenerAddress, out X509Certificate2Collection? chain);
+
+    /// <summary>Validate the client's certificate chain; return the peer's SPIFFE identity string, or null + reason.</summary>
+    string? ValidateClient(X509Certificate2 clientCert, X509Chain? chain, out string? failureReason);
+}
+
+/// <summary>Which CONNECT targets a listener serves and who may reach them.</summary>
+internal interface IInboundTargets
+{
+    /// <summary>Is ip:port a target this listener serves (a workload at that address on THIS listener)? (no open relay)</summary>
+    bool IsServedTarget(IPAddress listenerAddress, IPEndPoint target);
+
+    /// <summary>Authorization hook: may <paramref name="peerIdentity"/> reach <paramref name="target"/>? false -> 401.</summary>
+    bool IsAllowed(string peerIdentity, IPEndPoint target);
+}
+
+/// <summary>
+/// One accepted CONNECT whose target is served here. <see cref="Source"/> is the TCP peer of the HBONE connection
+/// (the source ztunnel or waypoint); the original client address, if any, is in <see cref="Forwarded"/>.
+/// </summary>
+internal sealed record InboundConnectionInfo(
+    string PeerIdentity,
+    IPEndPoint Source,
+    IPEndPoint Destination,
+    IPAddress ListenerAddress,
+    string? Forwarded,
+    string? Baggage,
+    string? TraceParent,
+    DateTimeOffset StartedAt);
+
+/// <summary>
+/// Metrics/event seam. ConnectionOpened is reported for every CONNECT whose target is served here (also the ones
+/// later denied or failing upstream, as Istio's connections_opened does); ConnectionClosed always follows it once.
+/// Calls come from connection threads and must not block.
+/// </summary>
+internal interface IInboundObserver
+{
+    void ConnectionOpened(InboundConnectionInfo info);
+
+    /// <param name="responseFlags">"-" ok, "DENY" (401), "CONNECT" (503 upstream connect failed), "UPSTREAM_RESET"/"DOWNSTREAM_RESET" (tunnel torn down).</param>
+    void ConnectionClosed(InboundConnectionInfo info, long bytesIn, long bytesOut, string responseFlags);
+
+    /// <summary>A TLS handshake on an inbound listener failed; only that connection was closed.</summary>
+    void TlsFailure(IPEndPoint remote, string reason);
+}
+
+internal sealed class NullInboundObserver : IInboundObserver
+{
+    public static readonly NullInboundObserver Instance = new();
+
+    public void ConnectionOpened(InboundConnectionInfo info) { }
+
+    public void ConnectionClosed(InboundConnectionInfo info, long bytesIn, long bytesOut, string responseFlags) { }
+
+    public void TlsFailure(IPEndPoint remote, string reason) { }
+}
+
+/// <summary>Response flags as Istio's metrics spell them.</summary>
+internal static class ResponseFlags
+{
+    public const string None = "-";
+    public const string Deny = "DENY";
+    public const string Connect = "CONNECT";
+    public const string UpstreamReset = "UPSTREAM_RESET";
+    public const string DownstreamReset = "DOWNSTREAM_RESET";
+}
