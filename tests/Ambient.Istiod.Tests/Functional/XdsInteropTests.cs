@@ -35,7 +35,11 @@ public sealed class XdsInteropTests : IAsyncLifetime
         public async Task<JsonElement> NextAsync(TimeSpan? timeout = null)
         {
             var line = await _process.StandardOutput.ReadLineAsync().WaitAsync(timeout ?? TimeSpan.FromSeconds(30));
-            Assert.True(line is not null, "xds_client.py ended early: " + (_process.HasExited ? await _stderr : ""));
+            if (line is null)
+            {
+                await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+                Assert.Fail($"xds_client.py ended early (exit {_process.ExitCode}): {await _stderr}");
+            }
             return JsonDocument.Parse(line!).RootElement.Clone();
         }
 
@@ -55,12 +59,13 @@ public sealed class XdsInteropTests : IAsyncLifetime
         }
     }
 
-    private XdsClient Connect(string? token, string type = "type.googleapis.com/istio.workload.Address", string? initial = null)
+    private XdsClient Connect(string? token, string type = "type.googleapis.com/istio.workload.Address", string? initial = null, int nackIndex = -1)
     {
         var args = new List<string> { IstiodFixture.Interop("xds_client.py"), "--protos", IstiodFixture.ProtoRoot,
             "--target", _istiod.Target, "--root", _istiod.Root, "--type", type, "--seconds", "60" };
         if (token is not null) { args.AddRange(["--token", token]); }
         if (initial is not null) { args.AddRange(["--initial", initial]); }
+        if (nackIndex >= 0) { args.AddRange(["--nack-index", nackIndex.ToString(System.Globalization.CultureInfo.InvariantCulture)]); }
         return new XdsClient(args);
     }
 
@@ -139,5 +144,17 @@ public sealed class XdsInteropTests : IAsyncLifetime
         await using var client = Connect(token: null);
         var end = await client.NextAsync();
         Assert.Equal("UNAUTHENTICATED", end.GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task A_nack_is_logged_and_the_stream_keeps_delivering_changes()
+    {
+        await using var client = Connect(_istiod.TokenOf("node-1"), nackIndex: 0);
+        var first = await client.NextAsync();
+        Assert.NotEmpty(first.GetProperty("resources").EnumerateArray());
+        _istiod.WriteConfig("client.yaml", Meshes.Pod("client", "demo", "node-1", "client", "client", version: "v3"));
+        var update = await client.NextAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal([Uid + "demo/client"], ByName(update).Keys);
+        Assert.NotEqual(first.GetProperty("nonce").GetString(), update.GetProperty("nonce").GetString());
     }
 }

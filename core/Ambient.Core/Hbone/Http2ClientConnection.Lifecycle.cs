@@ -1,0 +1,243 @@
+using System.Buffers;
+using Ambient.Core.Http2;
+
+namespace Ambient.Core.Hbone;
+
+/// <summary>Keepalive PINGs and shutdown: every path that ends the connection goes through <see cref="Abort"/> once.</summary>
+internal sealed partial class Http2ClientConnection
+{
+    private static readonly TimeSpan GoAwayWriteTimeout = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan LingerTimeout = TimeSpan.FromSeconds(1);
+
+    private readonly object _pingLock = new();
+    private ulong _pingCounter;
+    private ulong _pingOutstanding;
+    private long _pingSentTimestamp;
+
+    /// <summary>Sends GOAWAY with <paramref name="errorCode"/>, fails every stream and closes the transport; completes
+    /// when the connection is closed. Used for idle reaping and pool disposal (NO_ERROR).</summary>
+    public Task CloseAsync(Http2ErrorCode errorCode, string reason)
+    {
+        Abort(new HboneException($"HBONE connection to {Peer} closed: {reason}", errorCode: errorCode), errorCode);
+        return Closed;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await CloseAsync(Http2ErrorCode.NO_ERROR, "disposed").ConfigureAwait(false);
+    }
+
+    private void Abort(HboneException reason, Http2ErrorCode? goAwayCode)
+    {
+        if (Interlocked.Exchange(ref _abortStarted, 1) != 0)
+        {
+            return;
+        }
+        List<HboneStream> streams;
+        lock (_streamsLock)
+        {
+            CloseReason = reason;
+            _closed = true;
+            streams = new List<HboneStream>(_streams.Values);
+            _streams.Clear();
+        }
+        lock (_flowLock)
+        {
+            _connectionWindowWaiters.Clear();
+        }
+        foreach (HboneStream stream in streams)
+        {
+            stream.Fail(reason);
+        }
+        _ = FinishCloseAsync(reason, goAwayCode);
+    }
+
+    private async Task FinishCloseAsync(HboneException reason, Http2ErrorCode? goAwayCode)
+    {
+        await Task.Yield(); // never run the teardown inline on the caller (it may be the read loop or a writer)
+        bool goAwaySent = false;
+        if (goAwayCode is Http2ErrorCode code)
+        {
+            // Best effort: a writer stuck on a full socket must not hold the close up.
+            bool locked = false;
+            try
+            {
+                locked = await _writeLock.WaitAsync(GoAwayWriteTimeout).ConfigureAwait(false);
+                if (locked)
+                {
+                    Http2FrameWriter.WriteGoAway(_output, lastStreamId: 0, code, code == Http2ErrorCode.NO_ERROR ? default : DebugBytes(reason.Message));
+                    using var timeout = new CancellationTokenSource(GoAwayWriteTimeout);
+                    await _output.FlushAsync(timeout.Token).ConfigureAwait(false);
+                    goAwaySent = true;
+                }
+            }
+            catch (Exception)
+            {
+                // The transport is already broken; nothing more to tell the peer.
+            }
+            finally
+            {
+                if (locked)
+                {
+                    _writeLock.Release();
+                }
+            }
+        }
+
+        if (goAwaySent && goAwayCode != Http2ErrorCode.NO_ERROR)
+        {
+            await LingerAsync().ConfigureAwait(false);
+        }
+        _shutdown.Cancel();
+        try
+        {
+            await _transport.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Disposing a faulted SslStream/socket can throw; it is closed either way.
+        }
+        try
+        {
+            await _readLoop.ConfigureAwait(false);
+            await _keepAliveLoop.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Both loops end on their own errors, already folded into the close reason.
+        }
+
+        await _writeLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            await _output.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Completing flushes nothing useful once the transport is gone.
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+        _headerBlock.Dispose();
+        HboneLog.ConnectionClosed(_logger, Peer, reason.Message);
+        _closedTcs.TrySetResult();
+    }
+
+    /// <summary>
+    /// After an error GOAWAY, read and discard what the peer still sends for a moment before closing: closing a socket
+    /// with unread input makes the kernel send RST, which can destroy the GOAWAY (and its error code) before the peer
+    /// reads it. Only protocol errors send an error GOAWAY, and they come from the read loop, so it has ended here.
+    /// </summary>
+    private async Task LingerAsync()
+    {
+        try
+        {
+            await _readLoop.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Its error is the close reason already.
+        }
+        byte[] scratch = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            using var linger = new CancellationTokenSource(LingerTimeout);
+            while (await _transport.ReadAsync(scratch, linger.Token).ConfigureAwait(false) > 0)
+            {
+            }
+        }
+        catch (Exception)
+        {
+            // Timeout or a broken transport: either way it is time to close.
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
+    }
+
+    /// <summary>Sends a PING every <see cref="HboneClientOptions.PingInterval"/>; a PING unanswered for
+    /// <see cref="HboneClientOptions.PingTimeout"/> closes the connection (the peer or the path is dead).</summary>
+    private async Task KeepAliveLoopAsync()
+    {
+        long tickTicks = Math.Min(_options.PingInterval.Ticks, _options.PingTimeout.Ticks) / 4;
+        using var timer = new PeriodicTimer(TimeSpan.FromTicks(Math.Max(tickTicks, TimeSpan.TicksPerMillisecond * 5)), _time);
+        long lastPingTimestamp = _time.GetTimestamp();
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_shutdown.Token).ConfigureAwait(false))
+            {
+                ulong toSend = 0;
+                lock (_pingLock)
+                {
+                    if (_pingOutstanding != 0)
+                    {
+                        if (_time.GetElapsedTime(_pingSentTimestamp) >= _options.PingTimeout)
+                        {
+                            HboneLog.KeepAliveTimeout(_logger, Peer, _options.PingTimeout);
+                            Abort(new HboneException($"HBONE peer {Peer} did not acknowledge a keepalive PING within {_options.PingTimeout}"), goAwayCode: null);
+                            return;
+                        }
+                    }
+                    else if (_time.GetElapsedTime(lastPingTimestamp) >= _options.PingInterval)
+                    {
+                        toSend = ++_pingCounter;
+                        _pingOutstanding = toSend;
+                        _pingSentTimestamp = lastPingTimestamp = _time.GetTimestamp();
+                    }
+                }
+                if (toSend != 0)
+                {
+                    // Not awaited: a write stuck behind a dead socket must not stop the timeout check above.
+                    ObserveInBackground(SendPingAsync(toSend, ack: false));
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Connection closing.
+        }
+    }
+
+    private void OnPingAck(ulong data)
+    {
+        lock (_pingLock)
+        {
+            if (_pingOutstanding == data)
+            {
+                _pingOutstanding = 0;
+            }
+        }
+    }
+
+    private async ValueTask SendPingAsync(ulong data, bool ack)
+    {
+        await _writeLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (IsClosed)
+            {
+                return;
+            }
+            Http2FrameWriter.WritePing(_output, data, ack);
+            await FlushOrAbortAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Runs a control-frame write without awaiting it; its failure already aborted the connection.</summary>
+    private static void ObserveInBackground(ValueTask task)
+    {
+        if (task.IsCompletedSuccessfully)
+        {
+            return;
+        }
+        _ = task.AsTask().ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+}

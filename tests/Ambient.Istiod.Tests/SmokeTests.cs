@@ -1,2 +1,0 @@
-namespace Ambient.Istiod.Tests;
-public class SmokeTests { [Fact] public void Works() => Assert.True(true); }
