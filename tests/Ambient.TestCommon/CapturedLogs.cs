@@ -31,7 +31,7 @@ public sealed class CapturedLogs
     }
 }
 
-internal sealed class CapturedLogsProvider : ILoggerProvider
+public sealed class CapturedLogsProvider : ILoggerProvider
 {
     private readonly CapturedLogs _logs;
     private readonly LogLevel _minimum;

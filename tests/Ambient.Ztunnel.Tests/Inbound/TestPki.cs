@@ -177,7 +177,7 @@ internal sealed class RecordingObserver : IInboundObserver
     public readonly List<DateTimeOffset> ClosedAt = new();
     public readonly List<(IPEndPoint Remote, string Reason)> TlsFailures = new();
 
-    public void ConnectionOpened(InboundConnectionInfo info)
+    public void ConnectionOpened(InboundConnectionInfo info, string responseFlags)
     {
         lock (this)
             Opened.Add(info);

@@ -67,12 +67,17 @@ internal sealed class AdminServer : IAsyncDisposable
             Listen("readiness", ports.Readiness);
         });
         var app = builder.Build();
-        app.MapGet("/config_dump", (HttpContext c) => Role(c) != "admin" ? Results.NotFound() : Results.Stream(async s =>
+        app.MapGet("/config_dump", (HttpContext c) =>
         {
-            await using var json = new Utf8JsonWriter(s, new JsonWriterOptions { Indented = true });
-            source.WriteConfigDump(json);
-            await json.FlushAsync();
-        }, "application/json"));
+            if (Role(c) != "admin") { return Results.NotFound(); }
+            // Built in memory, then sent: Kestrel forbids the synchronous writes Utf8JsonWriter would make.
+            var buffer = new System.Buffers.ArrayBufferWriter<byte>(16 * 1024);
+            using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+            {
+                source.WriteConfigDump(json);
+            }
+            return Results.Bytes(buffer.WrittenMemory, "application/json");
+        });
         app.MapGet("/", (HttpContext c) => Role(c) != "admin" ? Results.NotFound() : Results.Text("ztunnel admin: /config_dump\n"));
         IResult Metrics(HttpContext c)
         {

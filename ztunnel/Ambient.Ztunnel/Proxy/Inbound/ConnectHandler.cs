@@ -71,7 +71,6 @@ internal sealed class ConnectHandler
             HeaderOrNull(request.Headers, "traceparent"),
             DateTimeOffset.UtcNow);
         long started = Stopwatch.GetTimestamp();
-        Notify(static (o, i) => o.ConnectionOpened(i), info);
 
         string flags = ResponseFlags.None;
         long bytesIn = 0, bytesOut = 0;
@@ -80,6 +79,7 @@ internal sealed class ConnectHandler
             if (!_targets.IsAllowed(peer, target!))
             {
                 flags = ResponseFlags.Deny;
+                Notify(static (o, i) => o.ConnectionOpened(i, ResponseFlags.Deny), info);
                 context.Response.StatusCode = StatusCodes.Status401Unauthorized;
                 return;
             }
@@ -88,12 +88,14 @@ internal sealed class ConnectHandler
             if (upstream is null)
             {
                 flags = ResponseFlags.Connect;
+                Notify(static (o, i) => o.ConnectionOpened(i, ResponseFlags.Connect), info);
                 context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
                 return;
             }
 
             using (upstream)
             {
+                Notify(static (o, i) => o.ConnectionOpened(i, ResponseFlags.None), info);
                 context.Response.StatusCode = StatusCodes.Status200OK;
                 // Send the 200 HEADERS now: the client waits for them before it sends any payload.
                 await context.Response.BodyWriter.FlushAsync(context.RequestAborted).ConfigureAwait(false);

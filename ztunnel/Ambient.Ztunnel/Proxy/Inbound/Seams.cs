@@ -42,13 +42,15 @@ internal sealed record InboundConnectionInfo(
     DateTimeOffset StartedAt);
 
 /// <summary>
-/// Metrics/event seam. ConnectionOpened is reported for every CONNECT whose target is served here (also the ones
-/// later denied or failing upstream, as Istio's connections_opened does); ConnectionClosed always follows it once.
+/// Metrics/event seam. ConnectionOpened is reported for every CONNECT whose target is served here, once its outcome
+/// (200, 401 or 503) is known, so the observer can count it under its final response flags; ConnectionClosed
+/// follows it once (a tunnel aborted before any outcome gets only ConnectionClosed, with DOWNSTREAM_RESET).
 /// Calls come from connection threads and must not block.
 /// </summary>
 internal interface IInboundObserver
 {
-    void ConnectionOpened(InboundConnectionInfo info);
+    /// <param name="responseFlags">the outcome known at this point: "-" (200), "DENY" (401) or "CONNECT" (503).</param>
+    void ConnectionOpened(InboundConnectionInfo info, string responseFlags);
 
     /// <param name="responseFlags">"-" ok, "DENY" (401), "CONNECT" (503 upstream connect failed), "UPSTREAM_RESET"/"DOWNSTREAM_RESET" (tunnel torn down).</param>
     void ConnectionClosed(InboundConnectionInfo info, long bytesIn, long bytesOut, string responseFlags);
@@ -61,7 +63,7 @@ internal sealed class NullInboundObserver : IInboundObserver
 {
     public static readonly NullInboundObserver Instance = new();
 
-    public void ConnectionOpened(InboundConnectionInfo info) { }
+    public void ConnectionOpened(InboundConnectionInfo info, string responseFlags) { }
 
     public void ConnectionClosed(InboundConnectionInfo info, long bytesIn, long bytesOut, string responseFlags) { }
 

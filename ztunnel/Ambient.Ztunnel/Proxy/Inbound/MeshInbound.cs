@@ -1,0 +1,157 @@
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using Ambient.Core.Identity;
+using Ambient.Core.Model;
+using Ambient.Core.Telemetry;
+using Ambient.Ztunnel.Identity;
+using Ambient.Ztunnel.State;
+using Ambient.Ztunnel.Telemetry;
+
+namespace Ambient.Ztunnel.Proxy.Inbound;
+
+/// <summary>
+/// The inbound server's seams answered from the node's live state: each listener presents its pod's current
+/// certificate, peers are judged by the mesh trust bundle, only workloads on the listener's own address are
+/// served (no open relay), and every tunnel is counted with reporter=destination.
+/// </summary>
+internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, IInboundObserver
+{
+    private readonly ProxyState _state;
+    private readonly CertificateManager _certificates;
+    private readonly ConnectionMetrics _metrics;
+    private readonly ILogger _logger;
+    // Keyed by instance: two tunnels can carry equal info (same peer, target and start tick).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<InboundConnectionInfo, TcpCounters> _open = new(ReferenceEqualityComparer.Instance);
+
+    public MeshInbound(ProxyState state, CertificateManager certificates, ConnectionMetrics metrics, ILogger logger)
+    {
+        _state = state;
+        _certificates = certificates;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    public X509Certificate2? GetServerCertificate(IPAddress listenerAddress, out X509Certificate2Collection? chain)
+    {
+        chain = null;
+        var workload = _state.FindWorkloadByAddress(listenerAddress);
+        if (workload is null || !workload.IsInMesh)
+        {
+            return null;
+        }
+        if (_certificates.TryGetCertificate(workload.Identity, out var cert, out var c))
+        {
+            chain = c;
+            return cert;
+        }
+        return null;
+    }
+
+    public string? ValidateClient(X509Certificate2 clientCert, X509Chain? chain, out string? failureReason)
+    {
+        X509Certificate2Collection? intermediates = null;
+        if (chain is { ChainElements.Count: > 1 })
+        {
+            intermediates = [];
+            for (var i = 1; i < chain.ChainElements.Count; i++)
+            {
+                intermediates.Add(chain.ChainElements[i].Certificate);
+            }
+        }
+        if (_certificates.Trust.ValidateChain(clientCert, intermediates, out SpiffeId peer, out var error))
+        {
+            failureReason = null;
+            return peer.ToString();
+        }
+        failureReason = error;
+        return null;
+    }
+
+    public bool IsServedTarget(IPAddress listenerAddress, IPEndPoint target)
+    {
+        if (!target.Address.Equals(listenerAddress))
+        {
+            return false;
+        }
+        var workload = _state.FindWorkloadByAddress(target.Address);
+        return workload is not null && workload.IsInMesh && workload.Node == _state.NodeName;
+    }
+
+    // Authorization policies arrive with the policy issue; until then the mesh is allow-all, as Istio is with
+    // no ALLOW policy.
+    public bool IsAllowed(string peerIdentity, IPEndPoint target) => true;
+
+    public void ConnectionOpened(InboundConnectionInfo info, string responseFlags)
+    {
+        // Reported once the outcome is known (see IInboundObserver), so a denied or failed tunnel lands in its
+        // flagged row from the start.
+        var (source, destination) = Ends(info);
+        _open[info] = _metrics.Open(TcpMetricLabels.ReporterDestination, source, info.PeerIdentity, destination, ServiceFrom(info), responseFlags, mutualTls: true);
+    }
+
+    public void ConnectionClosed(InboundConnectionInfo info, long bytesIn, long bytesOut, string responseFlags)
+    {
+        if (_open.TryRemove(info, out var counters))
+        {
+            counters.ConnectionClosed(bytesIn, bytesOut);
+        }
+    }
+
+    public void TlsFailure(IPEndPoint remote, string reason)
+    {
+        Log.TlsFailure(_logger, remote.ToString(), reason);
+        _metrics.TlsFailure(remote);
+    }
+
+    /// <summary>The source pod from `forwarded: for=` (trusted only if its identity is the peer's), and the target pod.</summary>
+    private (WorkloadInfo? Source, WorkloadInfo? Destination) Ends(InboundConnectionInfo info)
+    {
+        WorkloadInfo? source = null;
+        if (ForwardedFor(info.Forwarded) is { } address)
+        {
+            var candidate = _state.FindWorkloadByAddress(address);
+            if (candidate is not null && candidate.Identity == info.PeerIdentity)
+            {
+                source = candidate;
+            }
+        }
+        return (source, _state.FindWorkloadByAddress(info.Destination.Address));
+    }
+
+    private ServiceInfo? ServiceFrom(InboundConnectionInfo info)
+    {
+        // forwarded: for="1.2.3.4:5";host=name.ns.svc.cluster.local
+        var f = info.Forwarded;
+        var i = f?.IndexOf("host=", StringComparison.Ordinal) ?? -1;
+        if (i < 0)
+        {
+            return null;
+        }
+        var host = f![(i + 5)..];
+        var end = host.IndexOf(';');
+        return _state.Snapshot.FindServiceByHostname(end < 0 ? host : host[..end]);
+    }
+
+    private static IPAddress? ForwardedFor(string? forwarded)
+    {
+        if (forwarded is null)
+        {
+            return null;
+        }
+        var i = forwarded.IndexOf("for=", StringComparison.Ordinal);
+        if (i < 0)
+        {
+            return null;
+        }
+        var value = forwarded[(i + 4)..];
+        var end = value.IndexOf(';');
+        value = (end < 0 ? value : value[..end]).Trim('"');
+        return IPEndPoint.TryParse(value, out var ep) ? ep.Address : IPAddress.TryParse(value, out var ip) ? ip : null;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Warning, "inbound TLS handshake from {Remote} refused: {Reason}")]
+        public static partial void TlsFailure(ILogger logger, string remote, string reason);
+    }
+}

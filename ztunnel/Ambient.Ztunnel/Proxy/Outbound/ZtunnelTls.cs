@@ -1,0 +1,46 @@
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using Ambient.Core.Hbone;
+using Ambient.Core.Identity;
+using Ambient.Ztunnel.Identity;
+
+namespace Ambient.Ztunnel.Proxy.Outbound;
+
+/// <summary>The HBONE client's identity seam: the source pod's certificate out, the exact destination identity in.</summary>
+internal sealed class ZtunnelTls(CertificateManager certificates) : IHboneTlsProvider
+{
+    public (X509Certificate2 Certificate, X509Certificate2Collection? Chain) GetClientCertificate(string sourceIdentity)
+    {
+        if (certificates.TryGetCertificate(sourceIdentity, out var cert, out var chain))
+        {
+            return (cert, chain);
+        }
+        // Fail the dial rather than connect without the source's identity.
+        throw new AuthenticationException($"no certificate yet for {sourceIdentity} (istiod not reachable, or the pod is not on this node)");
+    }
+
+    public bool ValidateServer(X509Certificate2 serverCert, X509Chain? chain, string expectedIdentity, out string? failure)
+    {
+        X509Certificate2Collection? intermediates = null;
+        if (chain is { ChainElements.Count: > 1 })
+        {
+            intermediates = [];
+            for (var i = 1; i < chain.ChainElements.Count; i++)
+            {
+                intermediates.Add(chain.ChainElements[i].Certificate);
+            }
+        }
+        if (!certificates.Trust.ValidateChain(serverCert, intermediates, out SpiffeId actual, out var error))
+        {
+            failure = error;
+            return false;
+        }
+        if (!string.Equals(actual.ToString(), expectedIdentity, StringComparison.Ordinal))
+        {
+            failure = $"server presented {actual} but {expectedIdentity} was expected";
+            return false;
+        }
+        failure = null;
+        return true;
+    }
+}

@@ -1,0 +1,77 @@
+using System.Net;
+using Ambient.Ztunnel.Admin;
+
+namespace Ambient.Ztunnel;
+
+/// <summary>Command-line settings of one node proxy; immutable.</summary>
+internal sealed record ZtunnelOptions(
+    string Node,
+    IPAddress Address,
+    Uri Istiod,
+    string RootCertificatePath,
+    string TokenPath,
+    int HbonePort,
+    int SocksPort,
+    AdminPorts AdminPorts,
+    string ClusterId)
+{
+    public const string Usage =
+        """
+        usage: ztunnel --node NAME --root FILE --token-file FILE [--istiod https://IP:PORT] [--address IP]
+                       [--hbone-port N] [--socks-port N] [--admin-port N] [--metrics-port N] [--readiness-port N]
+          --node NAME          the node this proxy serves (pods with spec.nodeName = NAME)
+          --root FILE          mesh root certificate (istiod-lite state folder: root-cert.pem)
+          --token-file FILE    this node's token (istiod-lite state folder: tokens/NAME.token)
+          --istiod URL         CA + discovery, default https://127.0.0.1:15012
+          --address IP         where the node-wide admin ports listen, default 127.0.0.1
+        """;
+
+    public static ZtunnelOptions? TryParse(string[] args, out string? error)
+    {
+        string? node = null, root = null, token = null, clusterId = "Kubernetes";
+        var address = IPAddress.Loopback;
+        var istiod = new Uri("https://127.0.0.1:15012");
+        int hbone = 15008, socks = 15080, admin = 15000, metrics = 15020, ready = 15021;
+        for (var i = 0; i < args.Length; i++)
+        {
+            var name = args[i];
+            if (name is "-h" or "--help") { error = Usage; return null; }
+            if (i + 1 >= args.Length) { error = $"{name} needs a value\n{Usage}"; return null; }
+            var value = args[++i];
+            switch (name)
+            {
+                case "--node": node = value; break;
+                case "--root": root = value; break;
+                case "--token-file": token = value; break;
+                case "--cluster-id": clusterId = value; break;
+                case "--istiod":
+                    if (!Uri.TryCreate(value, UriKind.Absolute, out var u) || u.Scheme != "https") { error = $"--istiod: '{value}' is not an https URL"; return null; }
+                    istiod = u; break;
+                case "--address":
+                    if (!IPAddress.TryParse(value, out var a)) { error = $"--address: '{value}' is not an IP address"; return null; }
+                    address = a; break;
+                case "--hbone-port": if (!Port(value, out hbone)) { error = $"--hbone-port: '{value}' is not a port"; return null; } break;
+                case "--socks-port": if (!Port(value, out socks)) { error = $"--socks-port: '{value}' is not a port"; return null; } break;
+                case "--admin-port": if (!Port(value, out admin)) { error = $"--admin-port: '{value}' is not a port"; return null; } break;
+                case "--metrics-port": if (!Port(value, out metrics)) { error = $"--metrics-port: '{value}' is not a port"; return null; } break;
+                case "--readiness-port": if (!Port(value, out ready)) { error = $"--readiness-port: '{value}' is not a port"; return null; } break;
+                default: error = $"unknown argument {name}\n{Usage}"; return null;
+            }
+        }
+        if (node is null || root is null || token is null)
+        {
+            error = "--node, --root and --token-file are required\n" + Usage;
+            return null;
+        }
+        foreach (var (flag, path) in new[] { ("--root", root), ("--token-file", token) })
+        {
+            if (!File.Exists(path)) { error = $"{flag}: file '{path}' does not exist"; return null; }
+        }
+        error = null;
+        return new ZtunnelOptions(node, address, istiod, Path.GetFullPath(root), Path.GetFullPath(token), hbone, socks,
+            new AdminPorts(admin, metrics, ready), clusterId);
+    }
+
+    private static bool Port(string value, out int port) =>
+        int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out port) && port is >= 0 and <= 65535;
+}
