@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace Ambient.Ctl.Local;
+
+/// <summary>Stopping processes by pid only: a polite SIGTERM first, SIGKILL when the grace period is over.</summary>
+internal static partial class Signals
+{
+    private const int SigTerm = 15;
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int SysKill(int pid, int signal);
+
+    /// <summary>Sends SIGTERM (on Windows there is none: kills at once). False when the process is gone.</summary>
+    public static bool Terminate(Process process)
+    {
+        try
+        {
+            if (process.HasExited) return false;
+            if (OperatingSystem.IsWindows())
+            {
+                process.Kill(entireProcessTree: true);
+                return true;
+            }
+            return SysKill(process.Id, SigTerm) == 0;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>SIGTERM, wait up to <paramref name="grace"/>, then SIGKILL. Returns true if it had to kill.</summary>
+    public static async Task<bool> StopAsync(Process process, TimeSpan grace)
+    {
+        if (!Terminate(process)) return false;
+        using var timeout = new CancellationTokenSource(grace);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
+            return false;
+        }
+        catch (OperationCanceledException)
+        {
+            try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// The process with this pid, only if it is still the one we started (same start time): pids are reused,
+    /// and killing a stranger's process because it inherited a pid is the one thing `local down` must never do.
+    /// </summary>
+    public static Process? Find(int pid, long startTimeTicks)
+    {
+        try
+        {
+            var p = Process.GetProcessById(pid);
+            if (p.HasExited || p.StartTime.ToUniversalTime().Ticks != startTimeTicks)
+            {
+                p.Dispose();
+                return null;
+            }
+            return p;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            return null;
+        }
+    }
+
+    public static long StartTicks(Process p)
+    {
+        try { return p.StartTime.ToUniversalTime().Ticks; }
+        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception) { return 0; }
+    }
+}
