@@ -86,7 +86,6 @@ internal sealed record MeshPlan(
             {
                 problems.Add(new ConfigError(pod.Source, "spec.nodeName",
                     $"pod {pod.Metadata.Namespace}/{pod.Metadata.Name} names no node; the local mesh runs one ztunnel per spec.nodeName"));
-                continue;
             }
             if (!namespaces.Contains(pod.Metadata.Namespace) && pod.Metadata.Namespace != "default")
             {
@@ -107,7 +106,7 @@ internal sealed record MeshPlan(
                     problems.Add(problem);
                     continue;
                 }
-                containers.Add(new ContainerPlan(pod.Metadata.Namespace, pod.Metadata.Name, c.Name, pod.NodeName, address,
+                containers.Add(new ContainerPlan(pod.Metadata.Namespace, pod.Metadata.Name, c.Name, pod.NodeName ?? "", address,
                     pod.ServiceAccountName, c.Image, c.Command, c.Args, c.Ports.IsEmpty ? null : c.Ports[0].Port, c.Env, pod.Source)
                 {
                     DisplayName = pod.Containers.Length == 1

@@ -7,11 +7,19 @@ namespace Ambient.Ctl.Local;
 internal static partial class Signals
 {
     private const int SigTerm = 15;
+    private const int SigInt = 2;
+
+    /// <summary>
+    /// SIGINT rather than SIGTERM: it is what Ctrl-C delivers, and the .NET hosts we run stop promptly on it, while on
+    /// SIGTERM the generic host waits for open streams (xDS) up to its shutdown timeout.
+    /// AMBIENT_STOP_SIGNAL=TERM switches back for programs that only honour SIGTERM.
+    /// </summary>
+    private static int StopSignal => Environment.GetEnvironmentVariable("AMBIENT_STOP_SIGNAL") == "TERM" ? SigTerm : SigInt;
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int SysKill(int pid, int signal);
 
-    /// <summary>Sends SIGTERM (on Windows there is none: kills at once). False when the process is gone.</summary>
+    /// <summary>Asks the process to stop (on Windows: kills at once). False when the process is gone.</summary>
     public static bool Terminate(Process process)
     {
         try
@@ -22,7 +30,7 @@ internal static partial class Signals
                 process.Kill(entireProcessTree: true);
                 return true;
             }
-            return SysKill(process.Id, SigTerm) == 0;
+            return SysKill(process.Id, StopSignal) == 0;
         }
         catch (InvalidOperationException)
         {
@@ -51,12 +59,16 @@ internal static partial class Signals
     /// The process with this pid, only if it is still the one we started (same start time): pids are reused,
     /// and killing a stranger's process because it inherited a pid is the one thing `local down` must never do.
     /// </summary>
+    // Start times are derived from boot time + clock ticks and differ by milliseconds between readers; a pid
+    // reused within this window by a different program is not a realistic case.
+    private static readonly TimeSpan StartTimeTolerance = TimeSpan.FromSeconds(2);
+
     public static Process? Find(int pid, long startTimeTicks)
     {
         try
         {
             var p = Process.GetProcessById(pid);
-            if (p.HasExited || p.StartTime.ToUniversalTime().Ticks != startTimeTicks)
+            if (p.HasExited || Math.Abs(p.StartTime.ToUniversalTime().Ticks - startTimeTicks) > StartTimeTolerance.Ticks)
             {
                 p.Dispose();
                 return null;
