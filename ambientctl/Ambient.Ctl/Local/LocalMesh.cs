@@ -28,7 +28,8 @@ internal sealed class LocalMeshException(string message) : Exception(message);
 /// </summary>
 internal sealed class LocalMesh : IAsyncDisposable
 {
-    private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(4);
+    // SIGINT, SIGTERM at half time, SIGKILL at the end: the whole mesh is gone within 5 s of Ctrl-C.
+    private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(3);
     private readonly MeshPlan _plan;
     private readonly LocalMeshOptions _options;
     private readonly Action<string> _report;

@@ -19,8 +19,8 @@ internal static partial class Signals
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int SysKill(int pid, int signal);
 
-    /// <summary>Asks the process to stop (on Windows: kills at once). False when the process is gone.</summary>
-    public static bool Terminate(Process process)
+    /// <summary>Sends <paramref name="signal"/> (on Windows: kills at once). False when the process is gone.</summary>
+    private static bool Send(Process process, int signal)
     {
         try
         {
@@ -30,7 +30,7 @@ internal static partial class Signals
                 process.Kill(entireProcessTree: true);
                 return true;
             }
-            return SysKill(process.Id, StopSignal) == 0;
+            return SysKill(process.Id, signal) == 0;
         }
         catch (InvalidOperationException)
         {
@@ -38,27 +38,39 @@ internal static partial class Signals
         }
     }
 
-    /// <summary>SIGTERM, wait up to <paramref name="grace"/>, then SIGKILL. Returns true if it had to kill.</summary>
+    /// <summary>
+    /// The stop signal, then after half the grace period SIGTERM (a process started with SIGINT ignored, e.g. from
+    /// a non-interactive shell's background job, never sees the first), then SIGKILL. True if it had to kill.
+    /// </summary>
     public static async Task<bool> StopAsync(Process process, TimeSpan grace)
     {
-        if (!Terminate(process)) return false;
-        using var timeout = new CancellationTokenSource(grace);
+        if (!Send(process, StopSignal)) return false;
+        if (await ExitedWithinAsync(process, grace / 2).ConfigureAwait(false)) return false;
+        Send(process, SigTerm);
+        if (await ExitedWithinAsync(process, grace / 2).ConfigureAwait(false)) return false;
+        try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        await ExitedWithinAsync(process, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        return true;
+    }
+
+    private static async Task<bool> ExitedWithinAsync(Process process, TimeSpan time)
+    {
+        using var timeout = new CancellationTokenSource(time);
         try
         {
             await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
-            return false;
+            return true;
         }
         catch (OperationCanceledException)
         {
-            try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
             return true;
         }
     }
 
-    /// <summary>
-    /// The process with this pid, only if it is still the one we started (same start time): pids are reused,
-    /// and killing a stranger's process because it inherited a pid is the one thing `local down` must never do.
-    /// </summary>
     // Start times are derived from boot time + clock ticks and differ by milliseconds between readers; a pid
     // reused within this window by a different program is not a realistic case.
     private static readonly TimeSpan StartTimeTolerance = TimeSpan.FromSeconds(2);

@@ -32,6 +32,7 @@ internal sealed class SupervisedProcess : IAsyncDisposable
     private StreamWriter? _log;
     private Process? _process;
     private Task? _loop;
+    private int _stopped;
 
     /// <param name="meshStopping">Cancelled when the whole mesh stops: an exit after that is expected, not a crash
     /// (on Ctrl-C the terminal signals the children at the same moment as us).</param>
@@ -155,6 +156,7 @@ internal sealed class SupervisedProcess : IAsyncDisposable
     /// <summary>Stops supervising, then SIGTERM and SIGKILL after <paramref name="grace"/>.</summary>
     public async Task StopAsync(TimeSpan grace)
     {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0) return;
         await _stop.CancelAsync().ConfigureAwait(false);
         if (_loop is not null) await _loop.ConfigureAwait(false);
         var p = Current;
