@@ -47,6 +47,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
             NodeName = options.Node,
             InstanceIp = options.Address.ToString(),
             ClusterId = options.ClusterId,
+            CertificateTtl = options.CertificateTtl,
         }, loggerFactory);
         Metrics = new ConnectionMetrics();
         _pool = new HboneConnectionPool(new ZtunnelTls(_control.Certificates), hboneOptions, loggerFactory);

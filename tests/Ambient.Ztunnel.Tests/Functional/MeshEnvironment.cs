@@ -35,7 +35,7 @@ internal sealed class MeshEnvironment : IAsyncDisposable
 
     public string Warnings() => string.Join("\n", Logs.AtLeast(LogLevel.Warning).Select(e => $"{e.Category}: {e.Message} {e.Exception?.Message}"));
 
-    public static async Task<MeshEnvironment> StartAsync(string ns, bool enrolled = true)
+    public static async Task<MeshEnvironment> StartAsync(string ns, bool enrolled = true, TimeSpan? certificateTtl = null)
     {
         var dir = new TempDir();
         var config = Path.Combine(dir.Path, "mesh");
@@ -59,7 +59,10 @@ internal sealed class MeshEnvironment : IAsyncDisposable
             {
                 var options = new ZtunnelOptions(node, snapshot.NodeAddress(node)!, new Uri($"https://127.0.0.1:{istiod.GrpcEndpoint.Port}"),
                     istiod.RootCertificatePath, Path.Combine(istiod.Options.StateFolder, "tokens", node + ".token"),
-                    HbonePort: 15008, SocksPort: 15080, new AdminPorts(0, 0, 0), "Kubernetes");
+                    HbonePort: 15008, SocksPort: 15080, new AdminPorts(0, 0, 0), "Kubernetes")
+                {
+                    CertificateTtl = certificateTtl ?? TimeSpan.FromHours(24),
+                };
                 env.Nodes[node] = await NodeProxy.StartAsync(options, logs, CancellationToken.None);
             }
             using var ready = new CancellationTokenSource(TimeSpan.FromSeconds(30));
