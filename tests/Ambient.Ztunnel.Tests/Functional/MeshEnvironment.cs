@@ -88,12 +88,15 @@ internal sealed class MeshEnvironment : IAsyncDisposable
     public IPAddress PodAddress(string pod, string? ns = null) => Istiod.Mesh.Snapshot.PodAddress(ns ?? Namespace, pod)!;
 
     /// <summary>SOCKS5 CONNECT (RFC 1928, no auth, domain name) through the pod's ztunnel listener.</summary>
-    public async Task<Socket> Socks5ConnectAsync(string fromPod, string host, int port, CancellationToken ct = default)
+    public async Task<Socket> Socks5ConnectAsync(string fromPod, string host, int port, CancellationToken ct = default, bool bindToPod = true)
     {
         var socks = new IPEndPoint(PodAddress(fromPod), 15080);
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        // Bind to the pod's address as the app in that pod would.
-        socket.Bind(new IPEndPoint(PodAddress(fromPod), 0));
+        if (bindToPod)
+        {
+            // Bind to the pod's address as the app in that pod would.
+            socket.Bind(new IPEndPoint(PodAddress(fromPod), 0));
+        }
         await socket.ConnectAsync(socks, ct);
         await socket.SendAsync(new byte[] { 5, 1, 0 }, ct);
         var buf = new byte[512];
