@@ -49,16 +49,7 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
 
     public string? ValidateClient(X509Certificate2 clientCert, X509Chain? chain, out string? failureReason)
     {
-        X509Certificate2Collection? intermediates = null;
-        if (chain is { ChainElements.Count: > 1 })
-        {
-            intermediates = [];
-            for (var i = 1; i < chain.ChainElements.Count; i++)
-            {
-                intermediates.Add(chain.ChainElements[i].Certificate);
-            }
-        }
-        if (_certificates.Trust.ValidateChain(clientCert, intermediates, out SpiffeId peer, out var error))
+        if (_certificates.Trust.ValidatePresentedChain(clientCert, chain, out SpiffeId peer, out var error))
         {
             failureReason = null;
             return peer.ToString();
