@@ -193,7 +193,7 @@ internal sealed class HboneInboundServer : IAsyncDisposable
     }
 
     /// <summary>A host lifetime that does nothing: start/stop are driven by the owner, not by console signals.</summary>
-    private sealed class EmbeddedHostLifetime : IHostLifetime
+    internal sealed class EmbeddedHostLifetime : IHostLifetime
     {
         public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
