@@ -1,0 +1,405 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Ambient.TestCommon;
+
+// Node addresses are a pure function of the sorted node names (127.0.1.1, 127.0.1.2, ...), so every local mesh with
+// two nodes binds the same node ports: two E2E classes cannot each run a mesh at the same moment. Their namespaces
+// and control addresses are still their own, so a leftover of one never answers for another.
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
+namespace Ambient.E2E.Tests;
+
+/// <summary>
+/// One `ambientctl local up --detach` for a test: a temp folder with its own AMBIENT_HOME, namespace and control
+/// address, the state file's pids, logs and metrics at hand, and a Dispose that kills every process it ever saw by pid
+/// (the supervisor first, so nothing is restarted behind our back), whatever the test's outcome.
+/// </summary>
+internal sealed class MeshRun : IDisposable
+{
+    public const string TrustDomain = "cluster.local";
+    private readonly TempDir _dir = new();
+    private readonly HashSet<(int Pid, long Ticks)> _seen = [];
+    private readonly Lock _lock = new();
+
+    private MeshRun(string prefix)
+    {
+        Namespace = prefix + Guid.NewGuid().ToString("N")[..6];
+        // A control address of its own, so a mesh someone else runs on 127.0.0.1:15012 does not get in the way.
+        Control = "127.0.0." + Random.Shared.Next(20, 250).ToString(CultureInfo.InvariantCulture);
+        Home = Path.Combine(_dir.Path, "home");
+    }
+
+    public string Namespace { get; }
+    public string Control { get; }
+    public string Home { get; }
+    public string ConfigFolder => Path.Combine(_dir.Path, "mesh");
+    public string TempPath => _dir.Path;
+
+    public string Spiffe(string serviceAccount) => $"spiffe://{TrustDomain}/ns/{Namespace}/sa/{serviceAccount}";
+
+    /// <summary>Writes the YAML (<paramref name="yaml"/> gets the namespace) and brings the mesh up.</summary>
+    public static async Task<MeshRun> UpAsync(string prefix, Func<string, string> yaml)
+    {
+        var run = new MeshRun(prefix);
+        try
+        {
+            run._dir.Write("mesh/mesh.yaml", yaml(run.Namespace));
+            var up = await run.CtlAsync(TimeSpan.FromSeconds(90), "local", "up", "-f", run.ConfigFolder, "--detach", "--control-address", run.Control);
+            Assert.True(up.Code == 0, $"local up failed ({up.Code}):\n{up.Output}");
+            run.ReadState();
+            return run;
+        }
+        catch
+        {
+            run.Dispose();
+            throw;
+        }
+    }
+
+    public sealed record Component(string Name, string Kind, int Pid, long StartTicks, string? Address, string? Node, string Log, int Restarts);
+    public sealed record State(int SupervisorPid, long SupervisorStartTicks, string StateFolder, string Phase, List<Component> Components);
+
+    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+
+    public State ReadState()
+    {
+        var state = JsonSerializer.Deserialize<State>(File.ReadAllText(Path.Combine(Home, "local.json")), Json)!;
+        lock (_lock)
+        {
+            _seen.Add((state.SupervisorPid, state.SupervisorStartTicks));
+            foreach (var c in state.Components) _seen.Add((c.Pid, c.StartTicks));
+        }
+        return state;
+    }
+
+    public Component Get(string name) => ReadState().Components.Single(c => c.Name == name);
+    public Component Pod(string pod) => Get($"pod-{Namespace}-{pod}");
+    public Component Ztunnel(string node) => Get("ztunnel-" + node);
+    public string RootCertPath => Path.Combine(ReadState().StateFolder, "root-cert.pem");
+
+    /// <summary>A log file as it is now; the writer keeps it open, so share it.</summary>
+    public static string ReadLog(Component c)
+    {
+        using var stream = new FileStream(c.Log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+
+    /// <summary>SIGKILL, as the OOM killer or a crash would: no chance to clean up.</summary>
+    public static void Kill9(Component c)
+    {
+        Assert.True(c.Pid > 0 && Alive(c.Pid, c.StartTicks), $"{c.Name} (pid {c.Pid}) is not running");
+        using var p = Process.GetProcessById(c.Pid);
+        p.Kill();
+        Assert.True(p.WaitForExit(5000), $"{c.Name} (pid {c.Pid}) survived SIGKILL");
+    }
+
+    /// <summary>Waits until the supervisor has started <paramref name="name"/> again (a new pid in the state file).</summary>
+    public async Task<Component> WaitForRestartAsync(string name, int oldPid, TimeSpan timeout)
+    {
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            var c = Get(name);
+            if (c.Pid != 0 && c.Pid != oldPid && Alive(c.Pid, c.StartTicks)) return c;
+            Assert.True(sw.Elapsed < timeout, $"{name} was not restarted within {timeout.TotalSeconds:0}s (state: pid {c.Pid}, restarts {c.Restarts})");
+            await Task.Delay(100, TestContext.Current.CancellationToken);
+        }
+    }
+
+    public static readonly HttpClient Plain = new(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(5) };
+
+    public static async Task<bool> HttpOkAsync(string url)
+    {
+        try
+        {
+            using var response = await Plain.GetAsync(url, TestContext.Current.CancellationToken);
+            return response.IsSuccessStatusCode;
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+        {
+            return false;
+        }
+    }
+
+    public static Task<string> MetricsAsync(Component ztunnel) =>
+        Plain.GetStringAsync($"http://{ztunnel.Address}:15020/metrics", TestContext.Current.CancellationToken);
+
+    /// <summary>Sum of a counter's rows that carry every one of <paramref name="labels"/>.</summary>
+    public static long Sum(string metrics, string family, params string[] labels)
+    {
+        long total = 0;
+        foreach (var line in metrics.Split('\n'))
+        {
+            if (!line.StartsWith(family + "{", StringComparison.Ordinal)) continue;
+            var all = true;
+            foreach (var l in labels) all &= line.Contains(l, StringComparison.Ordinal);
+            if (all) total += long.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+        }
+        return total;
+    }
+
+    public static async Task EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout, Func<Task<string>> message)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (sw.Elapsed > timeout) Assert.Fail(await message());
+            await Task.Delay(150, TestContext.Current.CancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// An HTTP client "in" a pod: every connection goes through the pod's ztunnel SOCKS5 port. With
+    /// <paramref name="keepAlive"/> it keeps one pooled connection (and counts how many it ever opened);
+    /// without, each request asks for `Connection: close` and so gets a new connection.
+    /// </summary>
+    public static PodClient ClientIn(Component pod, bool keepAlive) => new(pod, keepAlive);
+
+    internal sealed class PodClient : IDisposable
+    {
+        private readonly HttpClient _http;
+        private readonly bool _keepAlive;
+        private int _connections;
+
+        public PodClient(Component pod, bool keepAlive)
+        {
+            _keepAlive = keepAlive;
+            var handler = new SocketsHttpHandler
+            {
+                Proxy = new WebProxy($"socks5://{pod.Address}:15080"),
+                UseProxy = true,
+                MaxConnectionsPerServer = 1,
+                PooledConnectionLifetime = keepAlive ? Timeout.InfiniteTimeSpan : TimeSpan.Zero,
+                PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5),
+                ConnectCallback = async (ctx, ct) =>
+                {
+                    Interlocked.Increment(ref _connections);
+                    var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                    try
+                    {
+                        await socket.ConnectAsync(ctx.DnsEndPoint, ct);
+                        return new NetworkStream(socket, ownsSocket: true);
+                    }
+                    catch
+                    {
+                        socket.Dispose();
+                        throw;
+                    }
+                },
+            };
+            _http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(5) };
+        }
+
+        /// <summary>TCP connections opened to the SOCKS5 port so far.</summary>
+        public int Connections => Volatile.Read(ref _connections);
+
+        /// <summary>GET; returns the answering pod's name, or throws with what went wrong.</summary>
+        public async Task<string> GetAsync(string url, CancellationToken ct)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, url);
+            if (!_keepAlive) request.Headers.ConnectionClose = true;
+            using var response = await _http.SendAsync(request, ct);
+            var body = await response.Content.ReadAsStringAsync(ct);
+            if (response.StatusCode != HttpStatusCode.OK) throw new HttpRequestException($"{url}: HTTP {(int)response.StatusCode}: {body}");
+            using var json = JsonDocument.Parse(body);
+            return json.RootElement.GetProperty("pod").GetString()!;
+        }
+
+        public void Dispose() => _http.Dispose();
+    }
+
+    /// <summary>
+    /// Requests in a loop until stopped, each outcome recorded with its time: the "traffic keeps flowing" evidence.
+    /// </summary>
+    internal sealed class TrafficLoop : IAsyncDisposable
+    {
+        private readonly CancellationTokenSource _stop = new();
+        private readonly List<(TimeSpan At, string? Error)> _results = [];
+        private readonly Task _task;
+        private readonly Stopwatch _clock;
+
+        public TrafficLoop(PodClient client, string url, string expectedPod, Stopwatch clock)
+        {
+            _clock = clock;
+            _task = Task.Run(async () =>
+            {
+                while (!_stop.IsCancellationRequested)
+                {
+                    string? error = null;
+                    try
+                    {
+                        var pod = await client.GetAsync(url, _stop.Token);
+                        if (pod != expectedPod) error = $"answered by {pod}, not {expectedPod}";
+                    }
+                    catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+                    {
+                        return;
+                    }
+                    catch (Exception e)
+                    {
+                        error = e.GetType().Name + ": " + e.Message + (e.InnerException is { } i ? " <- " + i.Message : "");
+                    }
+                    lock (_results) _results.Add((_clock.Elapsed, error));
+                    try { await Task.Delay(40, _stop.Token); } catch (OperationCanceledException) { return; }
+                }
+            });
+        }
+
+        public List<(TimeSpan At, string? Error)> Results
+        {
+            get { lock (_results) return [.. _results]; }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            await _task;
+            _stop.Dispose();
+        }
+    }
+
+    public static bool Alive(int pid, long startTicks)
+    {
+        if (pid == 0) return false;
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited && Math.Abs(p.StartTime.ToUniversalTime().Ticks - startTicks) < TimeSpan.TicksPerSecond * 2;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    public async Task<(int Code, string Output)> CtlAsync(TimeSpan timeout, params string[] args)
+    {
+        var psi = new ProcessStartInfo(DotnetHost()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ambientctl.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["AMBIENT_HOME"] = Home;
+        return await RunAsync(psi, timeout);
+    }
+
+    /// <summary>Runs a tool with stdin closed; killed (with its children) if it overruns.</summary>
+    public static async Task<(int Code, string Output)> RunAsync(ProcessStartInfo psi, TimeSpan timeout)
+    {
+        psi.UseShellExecute = false;
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        psi.RedirectStandardInput = true;
+        using var p = Process.Start(psi)!;
+        p.StandardInput.Close();
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await p.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            p.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{psi.FileName} {string.Join(' ', psi.ArgumentList)} did not finish within {timeout}");
+        }
+        return (p.ExitCode, await stdout + await stderr);
+    }
+
+    private static string DotnetHost() =>
+        Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } h ? h
+        : Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet" ? self : "dotnet";
+
+    public void Dispose()
+    {
+        // The supervisor first (with its tree: a component it just restarted is its child), so nothing comes back;
+        // then every pid the state file ever named, in case one was re-parented.
+        try
+        {
+            if (File.Exists(Path.Combine(Home, "local.json")))
+            {
+                var state = ReadState();
+                KillTree(state.SupervisorPid, state.SupervisorStartTicks);
+                ReadState();
+            }
+        }
+        catch (Exception e) when (e is IOException or JsonException) { }
+        (int, long)[] all;
+        lock (_lock) all = [.. _seen];
+        foreach (var (pid, ticks) in all) KillTree(pid, ticks);
+        _dir.Dispose();
+    }
+
+    private static void KillTree(int pid, long ticks)
+    {
+        if (!Alive(pid, ticks)) return;
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            p.Kill(entireProcessTree: true);
+            p.WaitForExit(5000);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception) { }
+    }
+}
+
+/// <summary>Kubernetes-style YAML pieces for the E2E meshes.</summary>
+internal static class MeshYaml
+{
+    public static string Namespace(string ns) => $"""
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: {ns}
+          labels:
+            istio.io/dataplane-mode: ambient
+        ---
+
+        """;
+
+    public static string ServiceAccount(string ns, string name) => $$"""
+        apiVersion: v1
+        kind: ServiceAccount
+        metadata: {name: {{name}}, namespace: {{ns}}}
+        ---
+
+        """;
+
+    public static string Sleep(string ns, string name, string serviceAccount, string node) => $$$"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: {{{name}}}, namespace: {{{ns}}}, labels: {app: {{{name}}}}}
+        spec:
+          serviceAccountName: {{{serviceAccount}}}
+          nodeName: {{{node}}}
+          containers: [{name: sleep, image: ambient/sleep}]
+        ---
+
+        """;
+
+    /// <summary>An echo pod with a Service of the same name in front of it (port 80 -> 8080).</summary>
+    public static string Echo(string ns, string name, string serviceAccount, string node) => $$$"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: {{{name}}}, namespace: {{{ns}}}, labels: {app: {{{name}}}}}
+        spec:
+          serviceAccountName: {{{serviceAccount}}}
+          nodeName: {{{node}}}
+          containers:
+            - name: echo
+              image: ambient/echo
+              ports: [{name: http, containerPort: 8080}]
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: {{{name}}}, namespace: {{{ns}}}}
+        spec:
+          selector: {app: {{{name}}}}
+          ports: [{name: http, port: 80, targetPort: http}]
+        ---
+
+        """;
+}
