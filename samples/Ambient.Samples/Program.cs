@@ -15,15 +15,16 @@ switch (command)
         await EchoServer.RunAsync(settings);
         return 0;
     case "sleep":
-        // Idles until stopped, like the sleep image pods use as a traffic source.
-        using (var stop = new CancellationTokenSource())
         {
+            // Idles until stopped, like the sleep image pods use as a traffic source. The token source is never
+            // disposed: ProcessExit can fire after Main has returned.
+            var stop = new CancellationTokenSource();
             Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
             AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
             Console.WriteLine($"ambient/sleep: pod {Environment.GetEnvironmentVariable("POD_NAME") ?? "-"} idling");
             await Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+            return 0;
         }
-        return 0;
     default:
         Console.Error.WriteLine("usage: ambient-samples echo|sleep   (settings from POD_IP, PORT, POD_NAME, POD_NAMESPACE, SERVICE_ACCOUNT)");
         return 2;
