@@ -17,11 +17,12 @@ internal static class Program
         """
         usage: ambient-loadgen echo --listen IP:PORT
                ambient-loadgen probe  TARGET [--timeout SECONDS]
-               ambient-loadgen suite  TARGET --name NAME --out FILE [--process NAME=PID ...] [--runs N]
-                                      [--rate RPS] [--connections N] [--body BYTES] [--latency-seconds S]
+               ambient-loadgen l4     --setup SPEC ... --out FILE [--env KEY=VALUE ...] [--runs N] [--rate RPS]
+                                      [--connections N] [--body BYTES] [--latency-seconds S]
                                       [--throughput-seconds S] [--connect-seconds S] [--connect-workers N]
-               ambient-loadgen report --direct FILE --ztunnel FILE --haproxy FILE --out FILE [--env KEY=VALUE ...]
           TARGET: --connect IP:PORT [--bind IP] [--socks-host NAME --socks-port PORT]
+          SPEC:   name=NAME,connect=IP:PORT[,bind=IP][,socks=HOST:PORT][,process=NAME:PID]...
+                  (names direct, ztunnel and haproxy are compared)
         """;
 
     private static async Task<int> Main(string[] args)
@@ -55,8 +56,7 @@ internal static class Program
             {
                 "echo" => await EchoAsync(options, stop.Token),
                 "probe" => await ProbeAsync(options, stop.Token),
-                "suite" => await SuiteAsync(options, stop.Token),
-                "report" => Report(options),
+                "l4" => await L4Async(options, stop.Token),
                 _ => Fail($"unknown command '{args[0]}'\n{Usage}"),
             };
         }
@@ -108,21 +108,19 @@ internal static class Program
         }
     }
 
-    private static async Task<int> SuiteAsync(Dictionary<string, List<string>> o, CancellationToken ct)
+    /// <summary>
+    /// <c>l4 --setup SPEC ... --out FILE</c>: every setup measured interleaved (see <see cref="Suite"/>), then the
+    /// table and the JSON. SPEC is <c>name=NAME,connect=IP:PORT[,bind=IP][,socks=HOST:PORT][,process=NAME:PID]...</c>;
+    /// the names direct, ztunnel and haproxy are the ones the report compares.
+    /// </summary>
+    private static async Task<int> L4Async(Dictionary<string, List<string>> o, CancellationToken ct)
     {
-        var target = ParseTarget(o);
-        var name = Required(o, "--name");
-        var output = Required(o, "--out");
-        var processes = new List<(string, int)>();
-        foreach (var p in o.GetValueOrDefault("--process") ?? [])
+        var setups = new List<Setup>();
+        foreach (var spec in o.GetValueOrDefault("--setup") ?? [])
         {
-            var eq = p.LastIndexOf('=');
-            if (eq <= 0 || !int.TryParse(p[(eq + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || !File.Exists($"/proc/{pid}/stat"))
-            {
-                throw new ArgumentException($"--process: '{p}' is not NAME=PID of a running process");
-            }
-            processes.Add((p[..eq], pid));
+            setups.Add(ParseSetup(spec));
         }
+        var output = Required(o, "--out");
         var settings = new SuiteSettings(
             Runs: (int)Number(o, "--runs", 5),
             ThroughputWarmup: TimeSpan.FromMilliseconds(300),
@@ -135,13 +133,8 @@ internal static class Program
             ConnectWorkers: (int)Number(o, "--connect-workers", 4),
             ConnectWarmup: TimeSpan.FromMilliseconds(500),
             ConnectDuration: TimeSpan.FromSeconds(Number(o, "--connect-seconds", 3)));
-        var result = await Suite.RunAsync(name, target, settings, processes, Console.Out, ct);
-        File.WriteAllText(output, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
-        return 0;
-    }
-
-    private static int Report(Dictionary<string, List<string>> o)
-    {
+        var results = await Suite.RunAsync(setups, settings, Console.Error, ct);
+        SuiteResult Named(string name) => results.Find(r => r.Name == name) ?? throw new ArgumentException($"--setup name={name} is required");
         var env = new JsonObject();
         foreach (var kv in o.GetValueOrDefault("--env") ?? [])
         {
@@ -152,12 +145,56 @@ internal static class Program
             }
             env[kv[..eq]] = kv[(eq + 1)..];
         }
-        Console.Write(L4Report.Write(Load(Required(o, "--direct")), Load(Required(o, "--ztunnel")), Load(Required(o, "--haproxy")), env, Required(o, "--out")));
+        env["settings"] = JsonSerializer.SerializeToNode(settings);
+        Console.Write(L4Report.Write(Named("direct"), Named("ztunnel"), Named("haproxy"), env, output));
         return 0;
     }
 
-    private static SuiteResult Load(string path) =>
-        JsonSerializer.Deserialize<SuiteResult>(File.ReadAllText(path)) ?? throw new JsonException($"{path}: empty");
+    private static Setup ParseSetup(string spec)
+    {
+        string? name = null, socksHost = null;
+        IPEndPoint? connect = null;
+        IPAddress? bind = null;
+        var socksPort = 0;
+        var processes = new List<(string, int)>();
+        foreach (var part in spec.Split(','))
+        {
+            var eq = part.IndexOf('=');
+            var (key, value) = eq > 0 ? (part[..eq], part[(eq + 1)..]) : (part, "");
+            switch (key)
+            {
+                case "name": name = value; break;
+                case "connect":
+                    connect = IPEndPoint.TryParse(value, out var ep) && ep.Port != 0 ? ep : throw new ArgumentException($"--setup {spec}: connect '{value}' is not IP:PORT");
+                    break;
+                case "bind":
+                    bind = IPAddress.TryParse(value, out var b) ? b : throw new ArgumentException($"--setup {spec}: bind '{value}' is not an IP address");
+                    break;
+                case "socks":
+                    var colon = value.LastIndexOf(':');
+                    if (colon <= 0 || !int.TryParse(value[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out socksPort) || socksPort is 0 or > 65535)
+                    {
+                        throw new ArgumentException($"--setup {spec}: socks '{value}' is not HOST:PORT");
+                    }
+                    socksHost = value[..colon];
+                    break;
+                case "process":
+                    var c = value.LastIndexOf(':');
+                    if (c <= 0 || !int.TryParse(value[(c + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || !File.Exists($"/proc/{pid}/stat"))
+                    {
+                        throw new ArgumentException($"--setup {spec}: process '{value}' is not NAME:PID of a running process");
+                    }
+                    processes.Add((value[..c], pid));
+                    break;
+                default: throw new ArgumentException($"--setup {spec}: unknown key '{key}'");
+            }
+        }
+        if (name is null || connect is null)
+        {
+            throw new ArgumentException($"--setup {spec}: name= and connect= are required");
+        }
+        return new Setup(name, new Target(connect, bind, socksHost, socksPort), processes);
+    }
 
     private static Target ParseTarget(Dictionary<string, List<string>> o)
     {
