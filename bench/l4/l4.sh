@@ -10,6 +10,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 RUNS="${L4_RUNS:-5}"
+# L4_ZTUNNEL_GC=workstation runs the ztunnels with DOTNET_gcServer=0 (the product's default is the Web SDK's server GC).
+ZTUNNEL_GC="${L4_ZTUNNEL_GC:-default}"
 LATENCY_SECONDS="${L4_LATENCY_SECONDS:-5}"
 CLIENT_IP=127.77.0.2
 ECHO_IP=127.77.0.3
@@ -46,7 +48,9 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/ambient-l4.XXXXXX")"
 pids=()
 cleanup() {
     local status=$?
-    for pid in "${pids[@]}"; do terminate "$pid"; done
+    local i
+    # Reverse start order: the ztunnels leave before istiod-lite, so it has no open xDS streams to drain.
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do terminate "${pids[$i]}"; done
     if [ "$status" -ne 0 ]; then
         for f in "$work"/*.log; do [ -f "$f" ] && { echo "--- $(basename "$f") (last lines)" >&2; tail -n 15 "$f" >&2; }; done
     fi
@@ -111,9 +115,11 @@ curl -fsS "http://$ISTIOD_MON/debug/workloads" | grep -q "$ECHO_IP" \
     || { echo "l4: istiod-lite does not publish the echo pod at $ECHO_IP" >&2; exit 1; }
 zt=()
 for n in 1 2; do
+    if [ "$ZTUNNEL_GC" = workstation ]; then export DOTNET_gcServer=0; fi
     start "ztunnel-node-$n" "$ZTUNNEL" --node "node-$n" --root "$state/root-cert.pem" --token-file "$state/tokens/node-$n.token" \
         --istiod "https://$ISTIOD_GRPC" --address "127.0.1.$n" --admin-port 25000 --metrics-port 25020 --readiness-port 25021
     zt+=("$last_pid")
+    unset DOTNET_gcServer
 done
 for n in 1 2; do wait_http "http://127.0.1.$n:25021/healthz/ready" 60; done
 "$LOADGEN" probe --connect "$CLIENT_IP:15080" --bind "$CLIENT_IP" --socks-host echo.bench.svc.cluster.local --socks-port 80 --timeout 30 >/dev/null
@@ -133,7 +139,7 @@ log "measuring, interleaved: direct, haproxy pair (nbthread 1 each, TLS 1.3 mTLS
     --env "dotnet=$(dotnet --version)" \
     --env "haproxy=$(haproxy -v | head -n 1)" \
     --env "haproxy_threads=nbthread 1 per side" \
-    --env "ztunnel_server_gc=${gc_server:-unknown}" \
+    --env "ztunnel_server_gc=$([ "$ZTUNNEL_GC" = workstation ] && echo "false (DOTNET_gcServer=0)" || echo "${gc_server:-unknown} (runtimeconfig)")" \
     --env "runs=$RUNS" \
     --env "latency=1000 req/s open loop, 4 connections, 1 KiB POST /echo bodies, ${LATENCY_SECONDS} s + 1 s warm-up" \
     --env "throughput=1 connection, GET /bulk (server->client), 1.5 s after 0.3 s warm-up" \
