@@ -141,27 +141,8 @@ internal sealed class IstiodHost : IAsyncDisposable
         {
             json.WriteStartObject();
             json.WriteNumber("configGeneration", config.Generation);
-            json.WriteStartArray("workloads");
-            foreach (var w in snapshot.Workloads)
-            {
-                json.WriteStartObject();
-                json.WriteString("uid", w.Uid);
-                json.WriteString("node", w.Node);
-                json.WriteString("address", w.Addresses.Length > 0 ? w.Addresses[0].ToString() : "");
-                json.WriteString("identity", w.Identity.ToString());
-                json.WriteString("protocol", w.TunnelProtocol.ToString().ToUpperInvariant());
-                json.WriteEndObject();
-            }
-            json.WriteEndArray();
-            json.WriteStartArray("services");
-            foreach (var s in snapshot.Services)
-            {
-                json.WriteStartObject();
-                json.WriteString("hostname", s.Hostname);
-                json.WriteString("vip", s.Vips.Length > 0 ? s.Vips[0].ToString() : "");
-                json.WriteEndObject();
-            }
-            json.WriteEndArray();
+            MeshSnapshotJson.WriteWorkloads(json, snapshot);
+            MeshSnapshotJson.WriteServices(json, snapshot);
             json.WriteStartArray("errors");
             foreach (var e in config.Errors)
             {

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Ambient.Core.Hbone;
+using Ambient.Core.Model;
 using Ambient.Core.Xds;
 using Ambient.Ztunnel.Admin;
 using Ambient.Ztunnel.Control;
@@ -47,6 +48,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
             NodeName = options.Node,
             InstanceIp = options.Address.ToString(),
             ClusterId = options.ClusterId,
+            CertificateTtl = options.CertificateTtl,
         }, loggerFactory);
         Metrics = new ConnectionMetrics();
         _pool = new HboneConnectionPool(new ZtunnelTls(_control.Certificates), hboneOptions, loggerFactory);
@@ -213,41 +215,8 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         var snapshot = State.Snapshot;
         json.WriteStartObject();
         json.WriteString("node", _options.Node);
-        json.WriteStartArray("workloads");
-        foreach (var w in snapshot.Workloads)
-        {
-            json.WriteStartObject();
-            json.WriteString("uid", w.Uid);
-            json.WriteString("name", w.Name);
-            json.WriteString("namespace", w.Namespace);
-            json.WriteString("node", w.Node);
-            json.WriteString("serviceAccount", w.ServiceAccount);
-            json.WriteString("identity", w.Identity);
-            json.WriteString("protocol", w.IsInMesh ? "HBONE" : "TCP");
-            json.WriteStartArray("addresses");
-            foreach (var a in w.Addresses)
-            {
-                json.WriteStringValue(a.ToString());
-            }
-            json.WriteEndArray();
-            json.WriteEndObject();
-        }
-        json.WriteEndArray();
-        json.WriteStartArray("services");
-        foreach (var s in snapshot.Services)
-        {
-            json.WriteStartObject();
-            json.WriteString("hostname", s.Hostname);
-            json.WriteString("namespace", s.Namespace);
-            json.WriteStartArray("vips");
-            foreach (var v in s.Vips)
-            {
-                json.WriteStringValue(v.ToString());
-            }
-            json.WriteEndArray();
-            json.WriteEndObject();
-        }
-        json.WriteEndArray();
+        MeshSnapshotJson.WriteWorkloads(json, snapshot);
+        MeshSnapshotJson.WriteServices(json, snapshot);
         json.WriteStartArray("certificates");
         foreach (var c in _control.Certificates.Snapshot())
         {

@@ -16,7 +16,8 @@ internal static class Program
             l.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
             l.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         });
-        using var stop = new CancellationTokenSource();
+        // Lives as long as the process: ProcessExit may fire after Main returns.
+        var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
         AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
         try

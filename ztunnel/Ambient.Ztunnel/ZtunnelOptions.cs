@@ -15,6 +15,9 @@ internal sealed record ZtunnelOptions(
     AdminPorts AdminPorts,
     string ClusterId)
 {
+    /// <summary>Workload certificate lifetime asked of the CA (Istio default 24 h; renewed at half-life).</summary>
+    public TimeSpan CertificateTtl { get; init; } = TimeSpan.FromHours(24);
+
     public const string Usage =
         """
         usage: ztunnel --node NAME --root FILE --token-file FILE [--istiod https://IP:PORT] [--address IP]
@@ -24,6 +27,7 @@ internal sealed record ZtunnelOptions(
           --token-file FILE    this node's token (istiod-lite state folder: tokens/NAME.token)
           --istiod URL         CA + discovery, default https://127.0.0.1:15012
           --address IP         where the node-wide admin ports listen, default 127.0.0.1
+          --cert-ttl SECONDS   workload certificate lifetime to request, default 86400
         """;
 
     public static ZtunnelOptions? TryParse(string[] args, out string? error)
@@ -32,6 +36,7 @@ internal sealed record ZtunnelOptions(
         var address = IPAddress.Loopback;
         var istiod = new Uri("https://127.0.0.1:15012");
         int hbone = 15008, socks = 15080, admin = 15000, metrics = 15020, ready = 15021;
+        var ttl = TimeSpan.FromHours(24);
         for (var i = 0; i < args.Length; i++)
         {
             var name = args[i];
@@ -55,6 +60,10 @@ internal sealed record ZtunnelOptions(
                 case "--admin-port": if (!Port(value, out admin)) { error = $"--admin-port: '{value}' is not a port"; return null; } break;
                 case "--metrics-port": if (!Port(value, out metrics)) { error = $"--metrics-port: '{value}' is not a port"; return null; } break;
                 case "--readiness-port": if (!Port(value, out ready)) { error = $"--readiness-port: '{value}' is not a port"; return null; } break;
+                case "--cert-ttl":
+                    if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds) || seconds < 1)
+                    { error = $"--cert-ttl: '{value}' is not a positive number of seconds"; return null; }
+                    ttl = TimeSpan.FromSeconds(seconds); break;
                 default: error = $"unknown argument {name}\n{Usage}"; return null;
             }
         }
@@ -69,7 +78,7 @@ internal sealed record ZtunnelOptions(
         }
         error = null;
         return new ZtunnelOptions(node, address, istiod, Path.GetFullPath(root), Path.GetFullPath(token), hbone, socks,
-            new AdminPorts(admin, metrics, ready), clusterId);
+            new AdminPorts(admin, metrics, ready), clusterId) { CertificateTtl = ttl };
     }
 
     private static bool Port(string value, out int port) =>

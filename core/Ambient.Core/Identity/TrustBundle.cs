@@ -77,6 +77,21 @@ internal sealed class TrustBundle
     /// roots, is within its validity period, is not a CA, and carries exactly one SPIFFE URI of our trust domain,
     /// returned in <paramref name="identity"/>. Revocation is not checked (the mesh uses short-lived certs instead).
     /// </summary>
+    /// <summary>As the other overloads, taking the intermediates from the chain a TLS callback was handed.</summary>
+    public bool ValidatePresentedChain(X509Certificate2 leaf, X509Chain? presented, out SpiffeId identity, out string error)
+    {
+        X509Certificate2Collection? intermediates = null;
+        if (presented is { ChainElements.Count: > 1 })
+        {
+            intermediates = [];
+            for (var i = 1; i < presented.ChainElements.Count; i++)
+            {
+                intermediates.Add(presented.ChainElements[i].Certificate);
+            }
+        }
+        return ValidateChain(leaf, intermediates, out identity, out error);
+    }
+
     public bool ValidateChain(X509Certificate2 leaf, X509Certificate2Collection? intermediates, out SpiffeId identity, out string error)
     {
         ArgumentNullException.ThrowIfNull(leaf);

@@ -54,6 +54,18 @@ public sealed class CrossNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_destination_names_the_source_workload_even_when_the_app_is_not_on_the_pod_address()
+    {
+        // A host program using the pod's SOCKS5 port from 127.0.0.1: forwarded for= is not the pod, the baggage is.
+        using (var s = await _mesh.Socks5ConnectAsync("client", "echo.xnode.svc.cluster.local", 80, bindToPod: false))
+        {
+            await EchoAsync(s, 2048);
+        }
+        await AssertEventuallyAsync(async () => Has(await _mesh.MetricsAsync("node-2"), "istio_tcp_connections_closed_total",
+            "reporter=\"destination\"", "source_workload=\"client\"", "source_principal=\"spiffe://cluster.local/ns/xnode/sa/client\""));
+    }
+
+    [Fact]
     public async Task Short_names_and_pod_ip_work_and_unknown_host_gets_a_socks_error()
     {
         using (var s = await _mesh.Socks5ConnectAsync("client", "echo", 80))

@@ -35,7 +35,7 @@ internal sealed class MeshEnvironment : IAsyncDisposable
 
     public string Warnings() => string.Join("\n", Logs.AtLeast(LogLevel.Warning).Select(e => $"{e.Category}: {e.Message} {e.Exception?.Message}"));
 
-    public static async Task<MeshEnvironment> StartAsync(string ns, bool enrolled = true)
+    public static async Task<MeshEnvironment> StartAsync(string ns, bool enrolled = true, TimeSpan? certificateTtl = null)
     {
         var dir = new TempDir();
         var config = Path.Combine(dir.Path, "mesh");
@@ -59,7 +59,10 @@ internal sealed class MeshEnvironment : IAsyncDisposable
             {
                 var options = new ZtunnelOptions(node, snapshot.NodeAddress(node)!, new Uri($"https://127.0.0.1:{istiod.GrpcEndpoint.Port}"),
                     istiod.RootCertificatePath, Path.Combine(istiod.Options.StateFolder, "tokens", node + ".token"),
-                    HbonePort: 15008, SocksPort: 15080, new AdminPorts(0, 0, 0), "Kubernetes");
+                    HbonePort: 15008, SocksPort: 15080, new AdminPorts(0, 0, 0), "Kubernetes")
+                {
+                    CertificateTtl = certificateTtl ?? TimeSpan.FromHours(24),
+                };
                 env.Nodes[node] = await NodeProxy.StartAsync(options, logs, CancellationToken.None);
             }
             using var ready = new CancellationTokenSource(TimeSpan.FromSeconds(30));
@@ -85,12 +88,15 @@ internal sealed class MeshEnvironment : IAsyncDisposable
     public IPAddress PodAddress(string pod, string? ns = null) => Istiod.Mesh.Snapshot.PodAddress(ns ?? Namespace, pod)!;
 
     /// <summary>SOCKS5 CONNECT (RFC 1928, no auth, domain name) through the pod's ztunnel listener.</summary>
-    public async Task<Socket> Socks5ConnectAsync(string fromPod, string host, int port, CancellationToken ct = default)
+    public async Task<Socket> Socks5ConnectAsync(string fromPod, string host, int port, CancellationToken ct = default, bool bindToPod = true)
     {
         var socks = new IPEndPoint(PodAddress(fromPod), 15080);
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        // Bind to the pod's address as the app in that pod would.
-        socket.Bind(new IPEndPoint(PodAddress(fromPod), 0));
+        if (bindToPod)
+        {
+            // Bind to the pod's address as the app in that pod would.
+            socket.Bind(new IPEndPoint(PodAddress(fromPod), 0));
+        }
         await socket.ConnectAsync(socks, ct);
         await socket.SendAsync(new byte[] { 5, 1, 0 }, ct);
         var buf = new byte[512];

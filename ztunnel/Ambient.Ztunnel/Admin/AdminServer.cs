@@ -45,6 +45,8 @@ internal sealed class AdminServer : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(loggerFactory);
+        // The node proxy owns process signals (Program); a console lifetime here would swallow SIGTERM.
+        builder.Services.AddSingleton<IHostLifetime, Proxy.Inbound.HboneInboundServer.EmbeddedHostLifetime>();
         // Each listener tags its connections with its role, so a path answers only on its own port (ports may be 0
         // in tests, so the port number alone cannot tell them apart). Kestrel updates ListenOptions.IPEndPoint to
         // the bound port once it listens.

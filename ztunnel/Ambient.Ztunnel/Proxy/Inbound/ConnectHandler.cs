@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
@@ -39,6 +40,14 @@ internal sealed class ConnectHandler
 
         var request = context.Request;
         var source = new IPEndPoint(context.Connection.RemoteIpAddress ?? IPAddress.None, context.Connection.RemotePort);
+        state.StreamStarted();
+        if (context.RequestAborted.IsCancellationRequested)
+        {
+            // Reset by the client before we looked at it (Kestrel dispatches on HEADERS even when RST_STREAM
+            // follows in the same read): no upstream connect, no access log, no metric - only the reset count.
+            PrematureReset(state, source);
+            return;
+        }
 
         // HBONE is a plain CONNECT (RFC 9113 8.5): no :path, no :scheme, no :protocol (extended CONNECT is not HBONE).
         if (!HttpMethods.IsConnect(request.Method) || request.Path.HasValue || request.QueryString.HasValue
@@ -85,6 +94,13 @@ internal sealed class ConnectHandler
             }
 
             Socket? upstream = await ConnectAsync(target!, context.RequestAborted).ConfigureAwait(false);
+            if (upstream is null && context.RequestAborted.IsCancellationRequested)
+            {
+                // The client gave up, not the workload: not a CONNECT failure, and a reset before the tunnel was up.
+                flags = ResponseFlags.DownstreamReset;
+                PrematureReset(state, source);
+                return;
+            }
             if (upstream is null)
             {
                 flags = ResponseFlags.Connect;
@@ -144,11 +160,21 @@ internal sealed class ConnectHandler
         catch (Exception ex) when (ex is SocketException or OperationCanceledException)
         {
             socket?.Dispose();
-            string reason = ex is SocketException se ? se.SocketErrorCode.ToString()
-                : aborted.IsCancellationRequested ? "client went away" : "timed out";
-            InboundLog.UpstreamConnectFailed(_logger, target, reason);
+            // A client that went away is the caller's business (DOWNSTREAM_RESET), not a workload problem worth a
+            // warning: a rapid-reset flood would otherwise write one warning per stream.
+            if (!aborted.IsCancellationRequested)
+                InboundLog.UpstreamConnectFailed(_logger, target, ex is SocketException se ? se.SocketErrorCode.ToString() : "timed out");
             return null;
         }
+    }
+
+    /// <summary>Counts a stream reset before its tunnel was up; a connection that floods them is closed (CVE-2023-44487).</summary>
+    private void PrematureReset(InboundConnectionState state, IPEndPoint source)
+    {
+        if (!state.PrematureReset(_options.MaxPrematureResets))
+            return;
+        InboundLog.RapidReset(_logger, source, state.Listener.Address, state.PrematureResets, state.Streams);
+        state.Connection?.Abort(new ConnectionAbortedException("HBONE client reset too many streams before their tunnel was up"));
     }
 
     private async Task RejectAsync(HttpContext context, string peer, IPEndPoint source, string target, int status, string reason)

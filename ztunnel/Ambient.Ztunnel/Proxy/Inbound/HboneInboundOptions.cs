@@ -24,6 +24,13 @@ internal sealed record HboneInboundOptions
     /// <summary>On dispose, how long open tunnels get to finish before they are cut.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Rapid-reset guard (CVE-2023-44487): an HBONE connection whose client has reset this many CONNECT streams
+    /// before their tunnel was up, and more than half of all its streams, is closed. Kestrel's own guard only trips
+    /// when reset streams pile up unfinished; ours finish at once, so the flood would otherwise run unbounded.
+    /// </summary>
+    public int MaxPrematureResets { get; init; } = 100;
+
     /// <summary>Listen backlog of each workload listener.</summary>
     public int Backlog { get; init; } = 512;
 }

@@ -40,6 +40,8 @@ internal sealed class HboneInboundServer : IAsyncDisposable
             throw new ArgumentOutOfRangeException(nameof(options), options.Port, "HBONE port must be 0-65535");
         if (options.ConnectTimeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(options), options.ConnectTimeout, "connect timeout must be positive");
+        if (options.MaxPrematureResets < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxPrematureResets, "MaxPrematureResets must be at least 1");
 
         _options = options;
         observer ??= NullInboundObserver.Instance;
@@ -191,7 +193,7 @@ internal sealed class HboneInboundServer : IAsyncDisposable
     }
 
     /// <summary>A host lifetime that does nothing: start/stop are driven by the owner, not by console signals.</summary>
-    private sealed class EmbeddedHostLifetime : IHostLifetime
+    internal sealed class EmbeddedHostLifetime : IHostLifetime
     {
         public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 

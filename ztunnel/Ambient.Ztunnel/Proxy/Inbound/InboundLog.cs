@@ -31,6 +31,10 @@ internal static partial class InboundLog
         Message = "inbound observer threw")]
     public static partial void ObserverFailed(ILogger logger, Exception exception);
 
+    [LoggerMessage(EventId = 9, EventName = "InboundRapidReset", Level = LogLevel.Warning,
+        Message = "closing HBONE connection from {Remote} on listener {Listener}: {Resets} of its {Streams} streams were reset by the client before their tunnel was up (rapid reset)")]
+    public static partial void RapidReset(ILogger logger, IPEndPoint remote, IPAddress listener, int resets, int streams);
+
     [LoggerMessage(EventId = 7, EventName = "InboundListenerAdded", Level = LogLevel.Information,
         Message = "HBONE listener for workload {Workload} on {EndPoint}")]
     public static partial void ListenerAdded(ILogger logger, IPAddress workload, IPEndPoint endPoint);

@@ -39,6 +39,34 @@ internal sealed class InboundConnectionState
 
     public bool FailureReported { get; set; }
 
+    /// <summary>The connection after its handshake (set by <see cref="InboundTls.MarkHandshakeCompleted"/>), so a stream can end it.</summary>
+    public ConnectionContext? Connection { get; set; }
+
+    private int _streams;
+    private int _prematureResets;
+    private int _closedForResets;
+
+    /// <summary>Counts a CONNECT stream that reached the handler.</summary>
+    public void StreamStarted() => Interlocked.Increment(ref _streams);
+
+    /// <summary>
+    /// Counts a stream the client reset before its tunnel was up (before our 200). True exactly once: when this
+    /// connection has had at least <paramref name="limit"/> such streams AND they are more than half of all its
+    /// streams, i.e. it looks like a rapid-reset flood (CVE-2023-44487) rather than a client cancelling now and then.
+    /// The half rule is Envoy's (premature resets vs. total streams); a busy pooled connection with occasional
+    /// cancellations never trips it.
+    /// </summary>
+    public bool PrematureReset(int limit)
+    {
+        int resets = Interlocked.Increment(ref _prematureResets);
+        return resets >= limit && resets * 2 > Volatile.Read(ref _streams)
+            && Interlocked.Exchange(ref _closedForResets, 1) == 0;
+    }
+
+    public int Streams => Volatile.Read(ref _streams);
+
+    public int PrematureResets => Volatile.Read(ref _prematureResets);
+
     // Bound once per connection (not per call) and handed to SslStream.
     public bool ValidateClient(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors) =>
         _tls.ValidateClient(this, certificate, chain);
@@ -184,7 +212,10 @@ internal sealed class InboundTls
     {
         var state = connection.Features.Get<InboundConnectionState>();
         if (state is not null)
+        {
             state.HandshakeCompleted = true;
+            state.Connection = connection;
+        }
         return next(connection);
     };
 }

@@ -49,16 +49,7 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
 
     public string? ValidateClient(X509Certificate2 clientCert, X509Chain? chain, out string? failureReason)
     {
-        X509Certificate2Collection? intermediates = null;
-        if (chain is { ChainElements.Count: > 1 })
-        {
-            intermediates = [];
-            for (var i = 1; i < chain.ChainElements.Count; i++)
-            {
-                intermediates.Add(chain.ChainElements[i].Certificate);
-            }
-        }
-        if (_certificates.Trust.ValidateChain(clientCert, intermediates, out SpiffeId peer, out var error))
+        if (_certificates.Trust.ValidatePresentedChain(clientCert, chain, out SpiffeId peer, out var error))
         {
             failureReason = null;
             return peer.ToString();
@@ -103,19 +94,45 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
         _metrics.TlsFailure(remote);
     }
 
-    /// <summary>The source pod from `forwarded: for=` (trusted only if its identity is the peer's), and the target pod.</summary>
+    /// <summary>
+    /// The source pod, from `forwarded: for=` or else the baggage's k8s.namespace.name/k8s.pod.name (the app's own
+    /// address is not the pod's when it reached the SOCKS5 listener from elsewhere), trusted only if its identity is
+    /// the authenticated peer's; and the target pod.
+    /// </summary>
     private (WorkloadInfo? Source, WorkloadInfo? Destination) Ends(InboundConnectionInfo info)
     {
         WorkloadInfo? source = null;
         if (ForwardedFor(info.Forwarded) is { } address)
         {
-            var candidate = _state.FindWorkloadByAddress(address);
-            if (candidate is not null && candidate.Identity == info.PeerIdentity)
-            {
-                source = candidate;
-            }
+            source = _state.FindWorkloadByAddress(address);
+        }
+        if ((source is null || source.Identity != info.PeerIdentity)
+            && BaggageValue(info.Baggage, "k8s.namespace.name") is { } ns && BaggageValue(info.Baggage, "k8s.pod.name") is { } pod)
+        {
+            source = _state.Snapshot.FindPod(ns, pod);
+        }
+        if (source is not null && source.Identity != info.PeerIdentity)
+        {
+            source = null;
         }
         return (source, _state.FindWorkloadByAddress(info.Destination.Address));
+    }
+
+    private static string? BaggageValue(string? baggage, string key)
+    {
+        if (baggage is null)
+        {
+            return null;
+        }
+        foreach (var member in baggage.Split(','))
+        {
+            var eq = member.IndexOf('=');
+            if (eq > 0 && member.AsSpan(0, eq).Trim().SequenceEqual(key))
+            {
+                return member[(eq + 1)..].Trim();
+            }
+        }
+        return null;
     }
 
     private ServiceInfo? ServiceFrom(InboundConnectionInfo info)

@@ -21,16 +21,7 @@ internal sealed class ZtunnelTls(CertificateManager certificates) : IHboneTlsPro
 
     public bool ValidateServer(X509Certificate2 serverCert, X509Chain? chain, string expectedIdentity, out string? failure)
     {
-        X509Certificate2Collection? intermediates = null;
-        if (chain is { ChainElements.Count: > 1 })
-        {
-            intermediates = [];
-            for (var i = 1; i < chain.ChainElements.Count; i++)
-            {
-                intermediates.Add(chain.ChainElements[i].Certificate);
-            }
-        }
-        if (!certificates.Trust.ValidateChain(serverCert, intermediates, out SpiffeId actual, out var error))
+        if (!certificates.Trust.ValidatePresentedChain(serverCert, chain, out SpiffeId actual, out var error))
         {
             failure = error;
             return false;

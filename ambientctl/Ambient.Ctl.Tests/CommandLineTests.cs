@@ -1,0 +1,70 @@
+using Ambient.Ctl.Cli;
+using Ambient.Ctl.Demo;
+using Ambient.Ctl.Local;
+using Ambient.TestCommon;
+
+namespace Ambient.Ctl.Tests;
+
+public class CommandLineTests
+{
+    [Fact]
+    public void LocalUp_RequiresAFolder()
+    {
+        var result = CommandLine.Build().Parse(["local", "up"]);
+        Assert.NotEmpty(result.Errors);
+        Assert.Contains(result.Errors, e => e.Message.Contains("--file", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Exec_TakesEverythingAfterTheDoubleDashAsTheCommand()
+    {
+        var result = CommandLine.Build().Parse(["exec", "client", "-n", "demo", "--", "curl", "-s", "-H", "X-A: b", "echo"]);
+        Assert.Empty(result.Errors);
+        var values = result.CommandResult.Children.OfType<System.CommandLine.Parsing.ArgumentResult>()
+            .Single(a => a.Argument.Name == "command").Tokens.Select(t => t.Value);
+        Assert.Equal(["curl", "-s", "-H", "X-A: b", "echo"], values);
+    }
+
+    [Fact]
+    public async Task LocalUp_OnAnInvalidFolder_ExitsWith2BeforeStartingAnything()
+    {
+        using var dir = new TempDir();
+        dir.Write("p.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers:\n    - name: a\n      image: nginx\n");
+        var code = await CommandLine.Build().Parse(["local", "up", "-f", dir.Path]).InvokeAsync();
+        Assert.Equal(ExitCodes.InvalidInput, code);
+    }
+
+    [Fact]
+    public void Label_RejectsOtherKindsAndBadLabels()
+    {
+        using var dir = new TempDir();
+        var error = new StringWriter();
+        Assert.Equal(ExitCodes.InvalidInput, LabelCommand.Run("pod", "x", "a=b", dir.Path, TextWriter.Null, error));
+        Assert.Equal(ExitCodes.InvalidInput, LabelCommand.Run("namespace", "x", "a b=c", dir.Path, TextWriter.Null, error));
+        Assert.Equal(ExitCodes.Ok, LabelCommand.Run("namespace", "x", "a=b", dir.Path, TextWriter.Null, error));
+    }
+
+    [Fact]
+    public void ExecCurl_GoesThroughThePodsSocksPort()
+    {
+        var plan = MeshPlan.Load(Repo.SampleMesh, out _)!;
+        var client = ExecCommand.FindPod(plan, "demo/client", null, out var error);
+        Assert.Null(error);
+        Assert.Equal(["--socks5-hostname", $"{client!.Address}:15080", "-s", "echo"], ExecCommand.WithProxy(["curl", "-s", "echo"], client));
+        Assert.Equal(["x"], ExecCommand.WithProxy(["nc", "x"], client));
+        Assert.Null(ExecCommand.FindPod(plan, "nope", null, out error));
+        Assert.Contains("no pod 'nope'", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Prometheus_ParsesLabelsAndDeltas()
+    {
+        var before = PrometheusText.Parse("# HELP x\nistio_tcp_connections_closed_total{reporter=\"source\",a=\"q\\\"uote\"} 1\n");
+        var after = PrometheusText.Parse("istio_tcp_connections_closed_total{reporter=\"source\",a=\"q\\\"uote\"} 3\nother 5 1700000000\n");
+        Assert.Equal("q\"uote", before[0].Label("a"));
+        var delta = PrometheusText.Delta(before, after);
+        Assert.Equal(2, delta.Single(s => s.Name == "istio_tcp_connections_closed_total").Value);
+        Assert.Equal(5, delta.Single(s => s.Name == "other").Value);
+        Assert.Null(PrometheusText.ParseLine("broken{a=\"x} 1"));
+    }
+}

@@ -1,0 +1,139 @@
+using System.Net;
+using Ambient.Core.Config;
+using Ambient.Core.Model;
+using Ambient.Ctl.Local;
+using Ambient.TestCommon;
+
+namespace Ambient.Ctl.Tests;
+
+public class MeshPlanTests
+{
+    [Fact]
+    public void SampleMesh_PlansTwoNodesAndEveryPodAtTheAddressIstiodPublishes()
+    {
+        var plan = MeshPlan.Load(Repo.SampleMesh, out var errors);
+        Assert.Empty(errors);
+        Assert.NotNull(plan);
+        Assert.Equal(["node-1", "node-2"], plan.Nodes.Keys);
+        Assert.Equal(IPAddress.Parse("127.0.1.1"), plan.Nodes["node-1"]);
+        Assert.Equal(IPAddress.Parse("127.0.1.2"), plan.Nodes["node-2"]);
+        var assignment = LoopbackAddressAllocator.AssignAll(plan.Resources);
+        Assert.Equal(4, plan.Containers.Length);
+        foreach (var c in plan.Containers)
+        {
+            Assert.Equal(assignment.PodAddress(c.Namespace, c.Pod), c.Address);
+            Assert.True(IPAddress.IsLoopback(c.Address));
+        }
+        var echo = Assert.Single(plan.Containers, c => c.Pod == "echo-v1");
+        Assert.Equal(8080, echo.Port);
+        Assert.Equal("node-2", echo.Node);
+        Assert.Equal("echo", echo.ServiceAccount);
+        Assert.Equal("v1", echo.Env["VERSION"]);
+    }
+
+    [Fact]
+    public void InvalidFolder_ReportsEveryProblemWithFileAndLine()
+    {
+        using var dir = new TempDir();
+        var file = dir.Write("bad.yaml", """
+            apiVersion: v1
+            kind: Namespace
+            metadata:
+              name: shop
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: web
+              namespace: shop
+            spec:
+              containers:
+                - name: web
+                  image: nginx
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: tool
+              namespace: shop
+            spec:
+              nodeName: node-1
+              containers:
+                - name: tool
+                  command: ["no-such-program-ambient-test"]
+            """);
+        var plan = MeshPlan.Load(dir.Path, out var errors);
+        Assert.Null(plan);
+        Assert.Contains(errors, e => e.Source == new SourceLocation(file, 6) && e.Field == "spec.nodeName");
+        Assert.Contains(errors, e => e.Source.Line == 6 && e.Field == "spec.containers[web].image" && e.Message.Contains("nginx", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Source.Line == 16 && e.Field == "spec.containers[tool].command"
+            && e.Message.Contains("no-such-program-ambient-test", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void YamlSyntaxError_IsReportedWithItsFile()
+    {
+        using var dir = new TempDir();
+        var file = dir.Write("broken.yaml", "apiVersion: v1\nkind: Pod\nmetadata: [unclosed\n");
+        Assert.Null(MeshPlan.Load(dir.Path, out var errors));
+        Assert.Contains(errors, e => e.Source.File == file && e.Source.Line > 0);
+    }
+
+    [Fact]
+    public void MissingOrEmptyFolder_IsAnError()
+    {
+        using var dir = new TempDir();
+        Assert.Null(MeshPlan.Load(Path.Combine(dir.Path, "nope"), out var missing));
+        Assert.Contains("does not exist", Assert.Single(missing).Message, StringComparison.Ordinal);
+        Assert.Null(MeshPlan.Load(dir.Path, out var empty));
+        Assert.Contains("no *.yaml", Assert.Single(empty).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void CommandPods_GetTheirEnvironmentAndExpandedArguments()
+    {
+        using var dir = new TempDir();
+        dir.Write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tools\n");
+        dir.Write("pod.yaml", """
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: web
+              namespace: tools
+            spec:
+              nodeName: node-1
+              serviceAccountName: web
+              containers:
+                - name: web
+                  command: ["sh", "-c"]
+                  args: ["serve $(POD_IP):$(PORT) $$(LITERAL) $(GREETING)"]
+                  ports:
+                    - containerPort: 9000
+                  env:
+                    - name: GREETING
+                      value: hi-$(POD_NAME)
+            """);
+        var plan = MeshPlan.Load(dir.Path, out var errors);
+        Assert.Empty(errors);
+        var c = Assert.Single(plan!.Containers);
+        var env = LocalMesh.PodEnvironment(c);
+        Assert.Equal(c.Address.ToString(), env["POD_IP"]);
+        Assert.Equal("9000", env["PORT"]);
+        Assert.Equal("web", env["SERVICE_ACCOUNT"]);
+        Assert.Equal("tools", env["POD_NAMESPACE"]);
+        Assert.Equal("hi-web", env["GREETING"]);
+        Assert.Equal($"serve {c.Address}:9000 $(LITERAL) hi-web", HostPrograms.Expand(c.Args[0], env));
+    }
+
+    [Fact]
+    public void PortCheck_NamesTheBusyEndpointAndItsOwner()
+    {
+        var plan = MeshPlan.Load(Repo.SampleMesh, out _)!;
+        var echo = plan.Containers.First(c => c.Pod == "echo-v1");
+        using var squatter = new System.Net.Sockets.TcpListener(echo.Address, 8080);
+        squatter.Start();
+        var e = Assert.Throws<LocalMeshException>(() => LocalMesh.CheckPorts(plan,
+            new LocalMeshOptions(Path.GetTempPath(), IPAddress.Parse("127.0.0.1"), null, TimeSpan.FromSeconds(1))));
+        Assert.Contains($"{echo.Address}:8080 (pod demo/echo-v1 port 8080)", e.Message, StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,171 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using Ambient.Ctl.Demo;
+using Ambient.Ctl.Local;
+using Spectre.Console;
+
+namespace Ambient.Ctl.Cli;
+
+/// <summary>
+/// `ambientctl demo [--keep]`: a two-node mesh from the demo folder (copied to a temp folder), traffic from the
+/// client, and a table of what each end's ztunnel saw. Exits 1 if any check fails.
+/// </summary>
+internal static class DemoCommand
+{
+    public static Command Build()
+    {
+        var keep = new Option<bool>("--keep") { Description = "leave the mesh running (Ctrl-C stops it) and print its URLs" };
+        var control = new Option<string>("--control-address") { Description = "loopback address istiod-lite listens on", DefaultValueFactory = _ => "127.0.0.1" };
+        var demo = new Command("demo", "Run the demo: mTLS between meshed pods, plain text outside, live switch by label") { keep, control };
+        demo.SetAction(async (parse, _) => await RunAsync(parse.GetValue(keep), parse.GetValue(control)!).ConfigureAwait(false));
+        return demo;
+    }
+
+    private static async Task<int> RunAsync(bool keep, string controlText)
+    {
+        var control = LocalCommands.ParseControlAddress(controlText, Console.Error);
+        if (control is null) return ExitCodes.InvalidInput;
+        if (LocalCommands.RunningMesh(out var running) is { } other)
+        {
+            other.Dispose();
+            Console.Error.WriteLine($"a local mesh is already running (config {running!.ConfigFolder}); stop it with `ambientctl local down`");
+            return ExitCodes.Failed;
+        }
+        if (!await EnsureBuiltAsync().ConfigureAwait(false)) return ExitCodes.Failed;
+        var source = Path.Combine(AppContext.BaseDirectory, "demo");
+        if (!Directory.Exists(source))
+        {
+            Console.Error.WriteLine($"demo: the demo folder {source} is missing; rebuild ambientctl");
+            return ExitCodes.Failed;
+        }
+        var root = Path.Combine(Path.GetTempPath(), "ambient-demo-" + Guid.NewGuid().ToString("N")[..8]);
+        var folder = Path.Combine(root, "mesh");
+        Directory.CreateDirectory(folder);
+        foreach (var f in Directory.GetFiles(source, "*.yaml")) File.Copy(f, Path.Combine(folder, Path.GetFileName(f)));
+        try
+        {
+            return await RunMeshAsync(folder, Path.Combine(root, "state"), control, keep).ConfigureAwait(false);
+        }
+        finally
+        {
+            try { Directory.Delete(root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    private static async Task<int> RunMeshAsync(string folder, string state, IPAddress control, bool keep)
+    {
+        var plan = LocalCommands.Validate(folder, Console.Error);
+        if (plan is null) return ExitCodes.Failed;
+        using var stopping = new Stopping();
+        LocalMesh mesh;
+        try
+        {
+            mesh = await AnsiConsole.Status().StartAsync("starting istiod-lite, 2 ztunnels and 4 pods ...", _ =>
+                LocalMesh.StartAsync(plan, new LocalMeshOptions(state, control, null, TimeSpan.FromSeconds(60)), Report, stopping.Token)).ConfigureAwait(false);
+        }
+        catch (LocalMeshException e)
+        {
+            Console.Error.WriteLine($"demo: {e.Message}");
+            return ExitCodes.Failed;
+        }
+        catch (OperationCanceledException)
+        {
+            return ExitCodes.Failed;
+        }
+        await using (mesh.ConfigureAwait(false))
+        {
+            List<DemoCheck> checks;
+            try
+            {
+                checks = await new DemoRunner(mesh, Report).RunAsync(stopping.Token).ConfigureAwait(false);
+            }
+            catch (LocalMeshException e)
+            {
+                Console.Error.WriteLine($"demo: {e.Message}");
+                return ExitCodes.Failed;
+            }
+            catch (OperationCanceledException)
+            {
+                return ExitCodes.Failed;
+            }
+            Print(checks);
+            var failed = checks.FindAll(c => !c.Passed);
+            foreach (var f in failed) Console.Error.WriteLine($"FAILED {f.Step}: {f.Problem}");
+            if (keep)
+            {
+                PrintUrls(mesh);
+                Console.WriteLine($"the mesh keeps running from {folder}; try `ambientctl exec client -n demo -- curl -s echo.demo.svc.cluster.local`, " +
+                    "`ambientctl label namespace demo istio.io/dataplane-mode-`; Ctrl-C stops it");
+                try { await Task.Delay(Timeout.Infinite, stopping.Token).ConfigureAwait(false); } catch (OperationCanceledException) { }
+            }
+            Console.WriteLine("stopping the demo mesh ...");
+            return failed.Count == 0 ? ExitCodes.Ok : ExitCodes.Failed;
+        }
+    }
+
+    private static void Report(string message) => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(message)}[/]");
+
+    private static void Print(List<DemoCheck> checks)
+    {
+        var table = new Table().Title("Ambient demo: what the ztunnels saw")
+            .AddColumns("step", "source -> destination", "path", "security", "source identity", "destination identity", "answered by", "bytes", "latency", "result");
+        foreach (var c in checks)
+        {
+            var security = c.Security == "mTLS" ? "[green]mTLS[/]" : $"[yellow]{Markup.Escape(c.Security)}[/]";
+            table.AddRow(Markup.Escape(c.Step), Markup.Escape(c.Route), Markup.Escape(c.Via), security, Markup.Escape(c.SourceIdentity),
+                Markup.Escape(c.DestinationIdentity), Markup.Escape(c.Answered), c.Bytes.ToString(CultureInfo.InvariantCulture),
+                c.LatencyMs.ToString("0.0", CultureInfo.InvariantCulture) + " ms", c.Passed ? "[green]ok[/]" : "[red]FAILED[/]");
+        }
+        AnsiConsole.Write(table);
+    }
+
+    private static void PrintUrls(LocalMesh mesh)
+    {
+        var control = mesh.Options.ControlAddress;
+        Console.WriteLine($"istiod-lite: https://{control}:{LocalMeshOptions.GrpcPort} (CA + discovery), http://{control}:{LocalMeshOptions.MonitoringPort}/debug/workloads");
+        foreach (var (node, address) in mesh.Plan.Nodes)
+        {
+            Console.WriteLine($"ztunnel {node}: http://{address}:{LocalMeshOptions.AdminPort}/config_dump  http://{address}:{LocalMeshOptions.MetricsPort}/metrics  http://{address}:{LocalMeshOptions.ReadinessPort}/healthz/ready");
+        }
+    }
+
+    /// <summary>When the mesh's programs are not next to us, builds the solution we were built from.</summary>
+    private static async Task<bool> EnsureBuiltAsync()
+    {
+        if (Executables.Find(Executables.Istiod, out _) is not null && Executables.Find(Executables.Ztunnel, out _) is not null
+            && Executables.Find(Executables.Samples, out _) is not null)
+        {
+            return true;
+        }
+        var solution = FindSolution(AppContext.BaseDirectory) ?? FindSolution(Environment.CurrentDirectory);
+        if (solution is null)
+        {
+            Console.Error.WriteLine("demo: istiod-lite/ztunnel are not built and Ambient.sln was not found; run `dotnet build Ambient.sln`");
+            return false;
+        }
+        Console.WriteLine($"building {solution} ...");
+        var psi = new ProcessStartInfo(Executables.DotnetHost()) { UseShellExecute = false };
+        psi.ArgumentList.Add("build");
+        psi.ArgumentList.Add(solution);
+        using var build = Process.Start(psi)!;
+        await build.WaitForExitAsync().ConfigureAwait(false);
+        if (build.ExitCode != 0 || Executables.Find(Executables.Istiod, out _) is null)
+        {
+            Console.Error.WriteLine($"demo: `dotnet build {solution}` failed (exit {build.ExitCode})");
+            return false;
+        }
+        return true;
+    }
+
+    private static string? FindSolution(string start)
+    {
+        for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+        {
+            var sln = Path.Combine(dir.FullName, "Ambient.sln");
+            if (File.Exists(sln)) return sln;
+        }
+        return null;
+    }
+}

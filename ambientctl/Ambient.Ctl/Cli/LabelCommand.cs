@@ -1,0 +1,61 @@
+using System.CommandLine;
+using Ambient.Ctl.Labels;
+
+namespace Ambient.Ctl.Cli;
+
+/// <summary>
+/// `ambientctl label namespace NAME KEY=VALUE|KEY-`: edits the Namespace in the running mesh's folder (or -f DIR);
+/// istiod-lite watches the folder and pushes the change, so enrolment switches without restarting anything.
+/// </summary>
+internal static class LabelCommand
+{
+    public static Command Build()
+    {
+        var kind = new Argument<string>("kind") { Description = "namespace (the only kind labelled here)" };
+        var name = new Argument<string>("name") { Description = "the namespace" };
+        var change = new Argument<string>("label") { Description = "KEY=VALUE to set, KEY- to remove (e.g. istio.io/dataplane-mode=ambient)" };
+        var file = new Option<DirectoryInfo?>("--file", "-f") { Description = "the mesh folder (default: the running local mesh's)" };
+        var label = new Command("label", "Set or remove a namespace label in the mesh folder (picked up live)") { kind, name, change, file };
+        label.SetAction(parse => Run(parse.GetValue(kind)!, parse.GetValue(name)!, parse.GetValue(change)!, parse.GetValue(file)?.FullName, Console.Out, Console.Error));
+        return label;
+    }
+
+    internal static int Run(string kind, string name, string changeText, string? folder, TextWriter output, TextWriter error)
+    {
+        if (kind is not ("namespace" or "namespaces" or "ns"))
+        {
+            error.WriteLine($"label: only namespaces can be labelled here, not '{kind}'");
+            return ExitCodes.InvalidInput;
+        }
+        var change = LabelChange.Parse(changeText, out var parseError);
+        if (change is null)
+        {
+            error.WriteLine($"label: {parseError}");
+            return ExitCodes.InvalidInput;
+        }
+        if (folder is null)
+        {
+            if (LocalCommands.RunningMesh(out var state) is not { } supervisor || state is null)
+            {
+                error.WriteLine("label: no local mesh is running; name the folder with -f DIR");
+                return ExitCodes.InvalidInput;
+            }
+            supervisor.Dispose();
+            folder = state.ConfigFolder;
+        }
+        if (!Directory.Exists(folder))
+        {
+            error.WriteLine($"label: folder '{folder}' does not exist");
+            return ExitCodes.InvalidInput;
+        }
+        var written = NamespaceLabelEditor.Apply(folder, name, change, out var changed, out var editError);
+        if (editError is not null)
+        {
+            error.WriteLine($"label: {editError}");
+            return ExitCodes.Failed;
+        }
+        var what = change.Value is null ? $"{change.Key} removed from" : $"{change.Key}={change.Value} on";
+        output.WriteLine(changed ? $"namespace/{name} labelled ({what} it) in {written}" : $"namespace/{name} unchanged ({what} it already)");
+        return ExitCodes.Ok;
+    }
+}

@@ -1,0 +1,300 @@
+using System.Collections.Immutable;
+using System.CommandLine;
+using System.Diagnostics;
+using System.Net;
+using Ambient.Core.Config;
+using Ambient.Ctl.Local;
+using Spectre.Console;
+
+namespace Ambient.Ctl.Cli;
+
+/// <summary>`ambientctl local up|status|down`: the mesh on this machine.</summary>
+internal static class LocalCommands
+{
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
+
+    public static Command Build()
+    {
+        var local = new Command("local", "Run a mesh on this machine from a folder of Kubernetes-style YAML");
+        local.Subcommands.Add(BuildUp());
+        var status = new Command("status", "Show the running local mesh: processes, addresses, readiness");
+        status.SetAction(_ => Status());
+        local.Subcommands.Add(status);
+        var down = new Command("down", "Stop the local mesh started with --detach (only the processes it started)");
+        down.SetAction(async (_, _) => await DownAsync(Console.Out).ConfigureAwait(false));
+        local.Subcommands.Add(down);
+        return local;
+    }
+
+    private static Command BuildUp()
+    {
+        var file = new Option<DirectoryInfo>("--file", "-f") { Description = "folder of YAML (Namespace, ServiceAccount, Pod, Service)", Required = true };
+        var state = new Option<DirectoryInfo?>("--state") { Description = "mesh root CA, node tokens and logs (default: <folder>/../.ambient-state)" };
+        var control = new Option<string>("--control-address") { Description = "loopback address istiod-lite listens on", DefaultValueFactory = _ => "127.0.0.1" };
+        var detach = new Option<bool>("--detach", "-d") { Description = "run in the background; see `local status`, stop with `local down`" };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "do not print the components' output (it is always in <state>/logs)" };
+        var supervise = new Option<bool>("--supervise") { Description = "internal: the background supervisor of --detach", Hidden = true };
+        var up = new Command("up", "Validate the folder, then start istiod-lite, one ztunnel per node and every pod") { file, state, control, detach, quiet, supervise };
+        up.SetAction(async (parse, _) =>
+        {
+            var settings = new UpSettings(parse.GetValue(file)!.FullName, parse.GetValue(state)?.FullName, parse.GetValue(control)!,
+                parse.GetValue(detach), parse.GetValue(quiet), parse.GetValue(supervise));
+            return await UpAsync(settings).ConfigureAwait(false);
+        });
+        return up;
+    }
+
+    internal sealed record UpSettings(string Folder, string? StateFolder, string ControlAddress, bool Detach, bool Quiet, bool Supervise);
+
+    /// <summary>Validation errors as `file:line: field: message`, one a line.</summary>
+    internal static void PrintErrors(TextWriter error, ImmutableArray<ConfigError> errors)
+    {
+        error.WriteLine($"invalid mesh folder: {errors.Length} problem(s)");
+        foreach (var e in errors) error.WriteLine($"  {e}");
+    }
+
+    internal static MeshPlan? Validate(string folder, TextWriter error)
+    {
+        var plan = MeshPlan.Load(folder, out var errors);
+        if (plan is null) PrintErrors(error, errors);
+        return plan;
+    }
+
+    internal static IPAddress? ParseControlAddress(string text, TextWriter error)
+    {
+        if (!IPAddress.TryParse(text, out var ip) || !IPAddress.IsLoopback(ip))
+        {
+            error.WriteLine($"--control-address: '{text}' is not a loopback address (127.x.y.z)");
+            return null;
+        }
+        return ip;
+    }
+
+    private static async Task<int> UpAsync(UpSettings settings)
+    {
+        var plan = Validate(settings.Folder, Console.Error);
+        if (plan is null) return ExitCodes.InvalidInput;
+        var control = ParseControlAddress(settings.ControlAddress, Console.Error);
+        if (control is null) return ExitCodes.InvalidInput;
+        var stateFolder = settings.StateFolder ?? LocalMeshOptions.DefaultStateFolder(plan.ConfigFolder);
+
+        if (!settings.Supervise && RunningMesh(out var running) is not null)
+        {
+            Console.Error.WriteLine($"a local mesh is already running (config {running!.ConfigFolder}, supervisor pid {running.SupervisorPid}); stop it with `ambientctl local down`");
+            return ExitCodes.Failed;
+        }
+        if (settings.Detach && !settings.Supervise)
+        {
+            return await DetachAsync(settings, plan, control, stateFolder).ConfigureAwait(false);
+        }
+
+        StreamWriter? supervisorLog = null;
+        if (settings.Supervise)
+        {
+            // Nobody reads our stdout in the background: write to a log file instead of a pipe that would fill up.
+            Directory.CreateDirectory(Path.Combine(stateFolder, "logs"));
+            supervisorLog = new StreamWriter(Path.Combine(stateFolder, "logs", "ambientctl.log"), append: true) { AutoFlush = true };
+            Console.SetOut(supervisorLog);
+            Console.SetError(supervisorLog);
+        }
+        using var stopping = new Stopping();
+        var echo = settings.Quiet || settings.Supervise ? null : Console.Out;
+        var options = new LocalMeshOptions(stateFolder, control, echo, ReadyTimeout);
+        LocalMesh mesh;
+        try
+        {
+            mesh = await LocalMesh.StartAsync(plan, options, Report, stopping.Token).ConfigureAwait(false);
+        }
+        catch (LocalMeshException e)
+        {
+            Console.Error.WriteLine($"local up failed: {e.Message}");
+            return ExitCodes.Failed;
+        }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine("local up: interrupted; stopped everything");
+            return ExitCodes.Failed;
+        }
+        await using (mesh.ConfigureAwait(false))
+        {
+            PrintSummary(mesh);
+            if (!settings.Supervise) Console.WriteLine("the mesh is up; Ctrl-C stops everything");
+            try
+            {
+                await Task.Delay(Timeout.Infinite, stopping.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            Console.WriteLine("stopping the local mesh ...");
+        }
+        Console.WriteLine("stopped");
+        supervisorLog?.Dispose();
+        return ExitCodes.Ok;
+    }
+
+    private static void Report(string message) => Console.WriteLine($"ambientctl: {message}");
+
+    /// <summary>Starts `local up --supervise` in its own session and waits until it reports ready or failed.</summary>
+    private static async Task<int> DetachAsync(UpSettings settings, MeshPlan plan, IPAddress control, string stateFolder)
+    {
+        // Refuse early, in the foreground, so the user sees a clash at once rather than in a log file.
+        try
+        {
+            LocalMesh.CheckPorts(plan, new LocalMeshOptions(stateFolder, control, null, ReadyTimeout));
+        }
+        catch (LocalMeshException e)
+        {
+            Console.Error.WriteLine($"local up failed: {e.Message}");
+            return ExitCodes.Failed;
+        }
+        var self = Executables.Self();
+        // setsid puts the supervisor in its own session: a later Ctrl-C in this terminal does not reach it.
+        var setsid = OperatingSystem.IsWindows() ? null : HostPrograms.Resolve("setsid");
+        var psi = new ProcessStartInfo(setsid ?? self.FileName)
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        if (setsid is not null) psi.ArgumentList.Add(self.FileName);
+        foreach (var a in self.PrefixArgs) psi.ArgumentList.Add(a);
+        foreach (var a in new[] { "local", "up", "-f", plan.ConfigFolder, "--state", stateFolder, "--control-address", control.ToString(), "--supervise" })
+        {
+            psi.ArgumentList.Add(a);
+        }
+        LocalState.Delete();
+        using var child = Process.Start(psi)!;
+        child.StandardInput.Close();
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < ReadyTimeout + TimeSpan.FromSeconds(10))
+        {
+            var state = LocalState.Read(out _);
+            if (state is { Phase: LocalState.PhaseReady })
+            {
+                PrintSummary(state);
+                Console.WriteLine($"the mesh runs in the background (supervisor pid {state.SupervisorPid}, log {Path.Combine(stateFolder, "logs", "ambientctl.log")}); stop it with `ambientctl local down`");
+                return ExitCodes.Ok;
+            }
+            if (state is { Phase: LocalState.PhaseFailed })
+            {
+                Console.Error.WriteLine($"local up failed: {state.Message}");
+                await DownAsync(TextWriter.Null).ConfigureAwait(false);
+                return ExitCodes.Failed;
+            }
+            if (child.HasExited && setsid is null || child.HasExited && sw.Elapsed > TimeSpan.FromSeconds(5) && state is null)
+            {
+                Console.Error.WriteLine($"local up failed: the background supervisor exited (code {child.ExitCode}); see {Path.Combine(stateFolder, "logs", "ambientctl.log")}");
+                return ExitCodes.Failed;
+            }
+            await Task.Delay(200).ConfigureAwait(false);
+        }
+        Console.Error.WriteLine("local up failed: the background mesh did not become ready in time; stopping it");
+        await DownAsync(TextWriter.Null).ConfigureAwait(false);
+        return ExitCodes.Failed;
+    }
+
+    /// <summary>The recorded mesh if its supervisor is still alive; a stale record (supervisor gone) is reported as none.</summary>
+    internal static Process? RunningMesh(out LocalState? state)
+    {
+        state = LocalState.Read(out _);
+        if (state is null) return null;
+        return Signals.Find(state.SupervisorPid, state.SupervisorStartTicks);
+    }
+
+    private static void PrintSummary(LocalMesh mesh)
+    {
+        var state = LocalState.Read(out _);
+        if (state is not null) PrintSummary(state);
+    }
+
+    internal static void PrintSummary(LocalState state)
+    {
+        var table = new Table().AddColumns("component", "pid", "address", "endpoints", "log");
+        foreach (var c in state.Components)
+        {
+            var endpoints = c.Kind switch
+            {
+                "istiod" => $"grpc {c.Address}:{LocalMeshOptions.GrpcPort}, http://{c.Address}:{LocalMeshOptions.MonitoringPort}/debug/workloads",
+                "ztunnel" => $"http://{c.Address}:{LocalMeshOptions.AdminPort}/config_dump, http://{c.Address}:{LocalMeshOptions.MetricsPort}/metrics",
+                _ => $"socks5h://{c.Address}:{LocalMeshOptions.SocksPort}",
+            };
+            table.AddRow(Markup.Escape(c.Name), c.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                Markup.Escape(c.Address ?? "-"), Markup.Escape(endpoints), Markup.Escape(c.Log));
+        }
+        AnsiConsole.Write(table);
+    }
+
+    private static int Status()
+    {
+        var state = LocalState.Read(out var error);
+        if (error is not null)
+        {
+            Console.Error.WriteLine($"cannot read the state file: {error}");
+            return ExitCodes.Failed;
+        }
+        if (state is null)
+        {
+            Console.WriteLine("no local mesh is running");
+            return ExitCodes.Failed;
+        }
+        var supervisor = Signals.Find(state.SupervisorPid, state.SupervisorStartTicks);
+        Console.WriteLine($"config {state.ConfigFolder}; state {state.StateFolder}; phase {state.Phase}{(state.Message is null ? "" : ": " + state.Message)}");
+        Console.WriteLine(supervisor is null
+            ? $"supervisor pid {state.SupervisorPid} is gone: the record is stale (`ambientctl local down` cleans up)"
+            : $"supervisor pid {state.SupervisorPid} running");
+        var table = new Table().AddColumns("component", "pid", "state", "restarts", "address", "node");
+        var allUp = supervisor is not null;
+        foreach (var c in state.Components)
+        {
+            using var p = c.Pid == 0 ? null : Signals.Find(c.Pid, c.StartTicks);
+            allUp &= p is not null;
+            table.AddRow(Markup.Escape(c.Name), c.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                p is null ? "[red]not running[/]" : "[green]running[/]", c.Restarts.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                Markup.Escape(c.Address ?? "-"), Markup.Escape(c.Node ?? "-"));
+        }
+        AnsiConsole.Write(table);
+        supervisor?.Dispose();
+        return allUp ? ExitCodes.Ok : ExitCodes.Failed;
+    }
+
+    /// <summary>Stops the recorded mesh: its supervisor first (it stops its children), then any recorded process left.</summary>
+    internal static async Task<int> DownAsync(TextWriter output)
+    {
+        var state = LocalState.Read(out var error);
+        if (error is not null)
+        {
+            Console.Error.WriteLine($"cannot read the state file: {error}");
+            return ExitCodes.Failed;
+        }
+        if (state is null)
+        {
+            output.WriteLine("no local mesh is running");
+            return ExitCodes.Ok;
+        }
+        using (var supervisor = Signals.Find(state.SupervisorPid, state.SupervisorStartTicks))
+        {
+            if (supervisor is not null && supervisor.Id != Environment.ProcessId)
+            {
+                output.WriteLine($"stopping supervisor pid {supervisor.Id} ...");
+                if (await Signals.StopAsync(supervisor, TimeSpan.FromSeconds(8)).ConfigureAwait(false))
+                {
+                    output.WriteLine($"supervisor pid {supervisor.Id} did not stop in time; killed");
+                }
+            }
+        }
+        var stops = new List<Task>();
+        foreach (var c in state.Components)
+        {
+            var p = c.Pid == 0 ? null : Signals.Find(c.Pid, c.StartTicks);
+            if (p is null) continue;
+            output.WriteLine($"stopping {c.Name} (pid {c.Pid})");
+            stops.Add(Signals.StopAsync(p, TimeSpan.FromSeconds(4)).ContinueWith(_ => p.Dispose(), TaskScheduler.Default));
+        }
+        await Task.WhenAll(stops).ConfigureAwait(false);
+        LocalState.Delete();
+        output.WriteLine("local mesh stopped");
+        return ExitCodes.Ok;
+    }
+}

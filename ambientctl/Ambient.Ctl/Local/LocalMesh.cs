@@ -1,0 +1,345 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Ambient.Ctl.Local;
+
+/// <summary>Settings of one `local up`.</summary>
+internal sealed record LocalMeshOptions(string StateFolder, IPAddress ControlAddress, TextWriter? Echo, TimeSpan ReadyTimeout)
+{
+    public const int GrpcPort = 15012;
+    public const int MonitoringPort = 15014;
+    public const int HbonePort = 15008;
+    public const int SocksPort = 15080;
+    public const int AdminPort = 15000;
+    public const int MetricsPort = 15020;
+    public const int ReadinessPort = 15021;
+
+    public static string DefaultStateFolder(string configFolder) =>
+        Path.GetFullPath(Path.Combine(configFolder, "..", ".ambient-state"));
+}
+
+/// <summary>Thrown for a problem that stops `local up`, with a message naming what is wrong.</summary>
+internal sealed class LocalMeshException(string message) : Exception(message);
+
+/// <summary>
+/// The local mesh on this machine: istiod-lite, one ztunnel per node, one process per pod container, started in
+/// that order (each waits for what it needs), supervised, recorded in the state file, and stopped together.
+/// </summary>
+internal sealed class LocalMesh : IAsyncDisposable
+{
+    // SIGINT, SIGTERM at half time, SIGKILL at the end: the whole mesh is gone within 5 s of Ctrl-C.
+    private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(3);
+    private readonly MeshPlan _plan;
+    private readonly LocalMeshOptions _options;
+    private readonly Action<string> _report;
+    private readonly List<SupervisedProcess> _components = [];
+    private readonly Lock _stateLock = new();
+    private string _phase = LocalState.PhaseStarting;
+    private string? _message;
+
+    private readonly CancellationToken _stopping;
+
+    private LocalMesh(MeshPlan plan, LocalMeshOptions options, Action<string> report, CancellationToken stopping)
+    {
+        _stopping = stopping;
+        _plan = plan;
+        _options = options;
+        _report = report;
+    }
+
+    public MeshPlan Plan => _plan;
+    public LocalMeshOptions Options => _options;
+    public IReadOnlyList<SupervisedProcess> Components => _components;
+
+    /// <summary>Checks ports and binaries, starts everything and waits until it is ready.</summary>
+    public static async Task<LocalMesh> StartAsync(MeshPlan plan, LocalMeshOptions options, Action<string> report, CancellationToken ct)
+    {
+        var istiod = Executables.Find(Executables.Istiod, out var e1) ?? throw new LocalMeshException(e1!);
+        var ztunnel = Executables.Find(Executables.Ztunnel, out var e2) ?? throw new LocalMeshException(e2!);
+        var samples = Executables.Find(Executables.Samples, out var e3);
+        if (samples is null && NeedsSamples(plan)) throw new LocalMeshException(e3!);
+        CheckPorts(plan, options);
+
+        var mesh = new LocalMesh(plan, options, report, ct);
+        try
+        {
+            await mesh.StartAllAsync(istiod, ztunnel, samples, ct).ConfigureAwait(false);
+            mesh.SetPhase(LocalState.PhaseReady, null);
+            return mesh;
+        }
+        catch (Exception e)
+        {
+            mesh.SetPhase(LocalState.PhaseFailed, e.Message);
+            await mesh.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static bool NeedsSamples(MeshPlan plan)
+    {
+        foreach (var c in plan.Containers)
+        {
+            if (c.Command.IsEmpty) return true;
+        }
+        return false;
+    }
+
+    /// <summary>Every address:port the mesh will bind, tried now so a clash is reported before anything starts.</summary>
+    internal static void CheckPorts(MeshPlan plan, LocalMeshOptions options)
+    {
+        var wanted = new List<(IPEndPoint Endpoint, string Owner)>
+        {
+            (new IPEndPoint(options.ControlAddress, LocalMeshOptions.GrpcPort), "istiod-lite CA + discovery"),
+            (new IPEndPoint(options.ControlAddress, LocalMeshOptions.MonitoringPort), "istiod-lite monitoring"),
+        };
+        foreach (var (node, address) in plan.Nodes)
+        {
+            wanted.Add((new IPEndPoint(address, LocalMeshOptions.AdminPort), $"ztunnel {node} admin"));
+            wanted.Add((new IPEndPoint(address, LocalMeshOptions.MetricsPort), $"ztunnel {node} metrics"));
+            wanted.Add((new IPEndPoint(address, LocalMeshOptions.ReadinessPort), $"ztunnel {node} readiness"));
+        }
+        var seenPods = new HashSet<IPAddress>();
+        foreach (var c in plan.Containers)
+        {
+            if (seenPods.Add(c.Address))
+            {
+                wanted.Add((new IPEndPoint(c.Address, LocalMeshOptions.HbonePort), $"ztunnel HBONE for pod {c.Namespace}/{c.Pod}"));
+                wanted.Add((new IPEndPoint(c.Address, LocalMeshOptions.SocksPort), $"ztunnel SOCKS5 for pod {c.Namespace}/{c.Pod}"));
+            }
+            if (c.Port is { } port) wanted.Add((new IPEndPoint(c.Address, port), $"pod {c.DisplayName} port {port}"));
+        }
+        var busy = new List<string>();
+        foreach (var (endpoint, owner) in wanted)
+        {
+            if (!IsFree(endpoint)) busy.Add($"{endpoint} ({owner})");
+        }
+        if (busy.Count > 0)
+        {
+            throw new LocalMeshException("ports already in use: " + string.Join(", ", busy)
+                + ". Is another local mesh running? See `ambientctl local status`; stop it with `ambientctl local down`.");
+        }
+    }
+
+    internal static bool IsFree(IPEndPoint endpoint)
+    {
+        using var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(endpoint);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    private async Task StartAllAsync(Launcher istiod, Launcher ztunnel, Launcher? samples, CancellationToken ct)
+    {
+        var state = _options.StateFolder;
+        var logs = Path.Combine(state, "logs");
+        var control = _options.ControlAddress.ToString();
+        WriteState();
+
+        _report($"starting istiod-lite on {control}:{LocalMeshOptions.GrpcPort} (config {_plan.ConfigFolder})");
+        await StartAsync(new ComponentSpec("istiod", "istiod", istiod,
+            ["--config", _plan.ConfigFolder, "--state", state, "--listen", $"{control}:{LocalMeshOptions.GrpcPort}",
+             "--monitoring", $"{control}:{LocalMeshOptions.MonitoringPort}"],
+            new Dictionary<string, string>(), control, null, Path.Combine(logs, "istiod.log"))).ConfigureAwait(false);
+        var rootCert = Path.Combine(state, "root-cert.pem");
+        var tokens = new List<string> { rootCert };
+        foreach (var node in _plan.Nodes.Keys) tokens.Add(Path.Combine(state, "tokens", node + ".token"));
+        await WaitForAsync("istiod-lite to write the root certificate and node tokens", () => AllExist(tokens), "istiod", ct).ConfigureAwait(false);
+        await WaitForAsync("istiod-lite to be ready", () => HttpOkAsync($"http://{control}:{LocalMeshOptions.MonitoringPort}/ready"), "istiod", ct).ConfigureAwait(false);
+
+        foreach (var (node, address) in _plan.Nodes)
+        {
+            _report($"starting ztunnel {node} on {address}");
+            await StartAsync(new ComponentSpec("ztunnel-" + node, "ztunnel", ztunnel,
+                ["--node", node, "--address", address.ToString(), "--root", rootCert,
+                 "--token-file", Path.Combine(state, "tokens", node + ".token"),
+                 "--istiod", $"https://{control}:{LocalMeshOptions.GrpcPort}"],
+                new Dictionary<string, string>(), address.ToString(), node, Path.Combine(logs, $"ztunnel-{node}.log"))).ConfigureAwait(false);
+        }
+        foreach (var (node, address) in _plan.Nodes)
+        {
+            await WaitForAsync($"ztunnel {node} to be ready", () => HttpOkAsync($"http://{address}:{LocalMeshOptions.ReadinessPort}/healthz/ready"),
+                "ztunnel-" + node, ct).ConfigureAwait(false);
+        }
+
+        foreach (var c in _plan.Containers)
+        {
+            var name = "pod-" + c.DisplayName.Replace('/', '-');
+            var env = PodEnvironment(c);
+            Launcher launcher;
+            IReadOnlyList<string> args;
+            if (!c.Command.IsEmpty)
+            {
+                launcher = new Launcher(HostPrograms.Resolve(c.Command[0])!, [], c.Command[0]);
+                var list = new List<string>();
+                for (var i = 1; i < c.Command.Length; i++) list.Add(HostPrograms.Expand(c.Command[i], env));
+                foreach (var a in c.Args) list.Add(HostPrograms.Expand(a, env));
+                args = list;
+            }
+            else
+            {
+                launcher = samples!;
+                args = [c.Image == MeshPlan.EchoImage ? "echo" : "sleep"];
+            }
+            _report($"starting pod {c.DisplayName} on {c.Address} (node {c.Node}, {(c.Command.IsEmpty ? c.Image : c.Command[0])})");
+            await StartAsync(new ComponentSpec(name, "pod", launcher, args, env, c.Address.ToString(), c.Node,
+                Path.Combine(logs, name + ".log"))).ConfigureAwait(false);
+        }
+        foreach (var c in _plan.Containers)
+        {
+            if (c.Port is { } port)
+            {
+                await WaitForAsync($"pod {c.DisplayName} to listen on {c.Address}:{port}", () => CanConnectAsync(new IPEndPoint(c.Address, port)),
+                    "pod-" + c.DisplayName.Replace('/', '-'), ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>What a pod is told about itself (the Kubernetes downward API, by convention).</summary>
+    internal static Dictionary<string, string> PodEnvironment(ContainerPlan c)
+    {
+        var env = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["POD_IP"] = c.Address.ToString(),
+            ["POD_NAME"] = c.Pod,
+            ["POD_NAMESPACE"] = c.Namespace,
+            ["SERVICE_ACCOUNT"] = c.ServiceAccount,
+            ["NODE_NAME"] = c.Node,
+            // A program that honours ALL_PROXY reaches the mesh through its node's ztunnel, as if captured.
+            ["AMBIENT_SOCKS5"] = $"{c.Address}:{LocalMeshOptions.SocksPort}",
+        };
+        if (c.Port is { } port) env["PORT"] = port.ToString(CultureInfo.InvariantCulture);
+        foreach (var (k, v) in c.Env) env[k] = HostPrograms.Expand(v, env);
+        return env;
+    }
+
+    private Task StartAsync(ComponentSpec spec)
+    {
+        var p = new SupervisedProcess(spec, _report, _options.Echo, _stopping);
+        p.Started += WriteState;
+        lock (_stateLock) _components.Add(p);
+        p.Start();
+        return Task.CompletedTask;
+    }
+
+    private async Task WaitForAsync(string what, Func<Task<bool>> probe, string component, CancellationToken ct)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(_options.ReadyTimeout);
+        while (true)
+        {
+            if (await probe().ConfigureAwait(false)) return;
+            SupervisedProcess? c;
+            lock (_stateLock) c = _components.Find(x => x.Spec.Name == component);
+            if (c is { Restarts: > 2 })
+            {
+                throw new LocalMeshException($"{component} keeps exiting (code {c.LastExitCode}) while waiting for {what}; see {c.Spec.LogPath}");
+            }
+            try
+            {
+                await Task.Delay(100, timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                throw new LocalMeshException($"timed out after {_options.ReadyTimeout.TotalSeconds:0}s waiting for {what}; see {c?.Spec.LogPath}");
+            }
+        }
+    }
+
+    private static Task<bool> AllExist(List<string> files)
+    {
+        foreach (var f in files)
+        {
+            if (!File.Exists(f)) return Task.FromResult(false);
+        }
+        return Task.FromResult(true);
+    }
+
+    private static readonly HttpClient Probe = new(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(2) };
+
+    internal static async Task<bool> HttpOkAsync(string url)
+    {
+        try
+        {
+            using var response = await Probe.GetAsync(url).ConfigureAwait(false);
+            return response.IsSuccessStatusCode;
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+        {
+            return false;
+        }
+    }
+
+    internal static async Task<bool> CanConnectAsync(IPEndPoint endpoint)
+    {
+        using var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        try
+        {
+            await socket.ConnectAsync(endpoint, timeout.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    private void SetPhase(string phase, string? message)
+    {
+        lock (_stateLock)
+        {
+            _phase = phase;
+            _message = message;
+        }
+        WriteState();
+    }
+
+    private void WriteState()
+    {
+        lock (_stateLock)
+        {
+            var records = new List<ComponentRecord>(_components.Count);
+            foreach (var c in _components)
+            {
+                var p = c.Current;
+                int pid;
+                try { pid = p is null || p.HasExited ? 0 : p.Id; } catch (InvalidOperationException) { pid = 0; }
+                records.Add(new ComponentRecord(c.Spec.Name, c.Spec.Kind, pid, p is null || pid == 0 ? 0 : Signals.StartTicks(p),
+                    c.Spec.Address, c.Spec.Node, c.Spec.LogPath, c.Restarts));
+            }
+            using var self = System.Diagnostics.Process.GetCurrentProcess();
+            try
+            {
+                new LocalState(Environment.ProcessId, Signals.StartTicks(self), _plan.ConfigFolder, _options.StateFolder,
+                    _options.ControlAddress.ToString(), _phase, _message, records).Write();
+            }
+            catch (IOException e)
+            {
+                _report($"cannot write {LocalState.FilePath}: {e.Message}");
+            }
+        }
+    }
+
+    /// <summary>Stops every component at once (pods, ztunnels and istiod-lite in parallel) within the grace period.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        SupervisedProcess[] all;
+        lock (_stateLock) all = [.. _components];
+        var stops = new Task[all.Length];
+        for (var i = 0; i < all.Length; i++)
+        {
+            stops[i] = all[i].StopAsync(StopGrace);
+        }
+        await Task.WhenAll(stops).ConfigureAwait(false);
+        foreach (var c in all) await c.DisposeAsync().ConfigureAwait(false);
+        var current = LocalState.Read(out _);
+        if (current is not null && current.SupervisorPid == Environment.ProcessId) LocalState.Delete();
+    }
+}

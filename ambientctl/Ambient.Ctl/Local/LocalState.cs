@@ -1,0 +1,70 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Ambient.Ctl.Local;
+
+/// <summary>One running process of the local mesh, as recorded for `local status` and `local down`.</summary>
+internal sealed record ComponentRecord(string Name, string Kind, int Pid, long StartTicks, string? Address, string? Node, string Log, int Restarts);
+
+/// <summary>
+/// The small state file of a running local mesh (AMBIENT_HOME/local.json, default ~/.ambient/local.json): who
+/// supervises it, where its config and state live, and every process with its pid and start time, so `local
+/// down` kills exactly those processes and nothing else.
+/// </summary>
+internal sealed record LocalState(
+    int SupervisorPid,
+    long SupervisorStartTicks,
+    string ConfigFolder,
+    string StateFolder,
+    string ControlAddress,
+    string Phase,
+    string? Message,
+    IReadOnlyList<ComponentRecord> Components)
+{
+    public const string PhaseStarting = "starting";
+    public const string PhaseReady = "ready";
+    public const string PhaseFailed = "failed";
+    public const string PhaseStopped = "stopped";
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    public static string Home => Environment.GetEnvironmentVariable("AMBIENT_HOME") is { Length: > 0 } home
+        ? Path.GetFullPath(home)
+        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".ambient");
+
+    public static string FilePath => Path.Combine(Home, "local.json");
+
+    public static LocalState? Read(out string? error)
+    {
+        error = null;
+        if (!File.Exists(FilePath)) return null;
+        try
+        {
+            return JsonSerializer.Deserialize<LocalState>(File.ReadAllText(FilePath), Json);
+        }
+        catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException)
+        {
+            error = $"{FilePath}: {e.Message}";
+            return null;
+        }
+    }
+
+    public void Write()
+    {
+        Directory.CreateDirectory(Home);
+        // Write-then-rename so a reader never sees half a file.
+        var temp = FilePath + "." + Environment.ProcessId + ".tmp";
+        File.WriteAllText(temp, JsonSerializer.Serialize(this, Json));
+        File.Move(temp, FilePath, overwrite: true);
+    }
+
+    public static void Delete()
+    {
+        try { File.Delete(FilePath); } catch (IOException) { }
+    }
+}

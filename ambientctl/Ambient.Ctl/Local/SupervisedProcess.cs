@@ -1,0 +1,179 @@
+using System.Diagnostics;
+
+namespace Ambient.Ctl.Local;
+
+/// <summary>What to run for one component of the local mesh.</summary>
+internal sealed record ComponentSpec(
+    string Name,
+    string Kind,
+    Launcher Launcher,
+    IReadOnlyList<string> Args,
+    IReadOnlyDictionary<string, string> Env,
+    string? Address,
+    string? Node,
+    string LogPath);
+
+/// <summary>
+/// Runs one component and, like a kubelet, starts it again when it exits on its own: back-off 1 s doubling to 30 s,
+/// reset once it has stayed up for a minute. Output goes to its log file and, when asked, to our console with its
+/// name in front.
+/// </summary>
+internal sealed class SupervisedProcess : IAsyncDisposable
+{
+    private static readonly TimeSpan FirstBackoff = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan StableAfter = TimeSpan.FromMinutes(1);
+
+    private readonly ComponentSpec _spec;
+    private readonly Action<string> _report;
+    private readonly TextWriter? _echo;
+    private readonly CancellationTokenSource _stop;
+    private readonly Lock _lock = new();
+    private StreamWriter? _log;
+    private Process? _process;
+    private Task? _loop;
+    private int _stopped;
+
+    /// <param name="meshStopping">Cancelled when the whole mesh stops: an exit after that is expected, not a crash
+    /// (on Ctrl-C the terminal signals the children at the same moment as us).</param>
+    public SupervisedProcess(ComponentSpec spec, Action<string> report, TextWriter? echo, CancellationToken meshStopping)
+    {
+        _spec = spec;
+        _report = report;
+        _echo = echo;
+        _stop = CancellationTokenSource.CreateLinkedTokenSource(meshStopping);
+    }
+
+    public ComponentSpec Spec => _spec;
+    public int Restarts { get; private set; }
+    public int? LastExitCode { get; private set; }
+
+    /// <summary>Raised after each (re)start, so the state file can record the new pid.</summary>
+    public event Action? Started;
+
+    public Process? Current
+    {
+        get { lock (_lock) return _process; }
+    }
+
+    /// <summary>Starts the first instance; throws with a clear message if the program cannot be started at all.</summary>
+    public void Start()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(_spec.LogPath)!);
+        _log = new StreamWriter(new FileStream(_spec.LogPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+        var first = Launch();
+        _loop = Task.Run(() => SuperviseAsync(first));
+    }
+
+    private Process Launch()
+    {
+        var psi = new ProcessStartInfo(_spec.Launcher.FileName)
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+        };
+        foreach (var a in _spec.Launcher.PrefixArgs) psi.ArgumentList.Add(a);
+        foreach (var a in _spec.Args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in _spec.Env) psi.Environment[k] = v;
+        Process process;
+        try
+        {
+            process = Process.Start(psi) ?? throw new InvalidOperationException("no process was started");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"{_spec.Name}: cannot start {_spec.Launcher.FileName}: {e.Message}", e);
+        }
+        process.OutputDataReceived += (_, e) => Line(e.Data);
+        process.ErrorDataReceived += (_, e) => Line(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        // Nothing reads the pods' stdin; closing it gives them EOF rather than a pipe that never answers.
+        process.StandardInput.Close();
+        lock (_lock) _process = process;
+        Started?.Invoke();
+        return process;
+    }
+
+    private void Line(string? line)
+    {
+        if (line is null) return;
+        try { _log?.WriteLine(line); } catch (ObjectDisposedException) { }
+        _echo?.WriteLine($"[{_spec.Name}] {line}");
+    }
+
+    private async Task SuperviseAsync(Process process)
+    {
+        var backoff = FirstBackoff;
+        while (true)
+        {
+            var startedAt = Stopwatch.GetTimestamp();
+            try
+            {
+                await process.WaitForExitAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            // Give a simultaneous mesh-wide stop a moment to be seen before calling this a crash.
+            try
+            {
+                await Task.Delay(200, _stop.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            LastExitCode = process.ExitCode;
+            process.Dispose();
+            if (Stopwatch.GetElapsedTime(startedAt) > StableAfter) backoff = FirstBackoff;
+            Restarts++;
+            _report($"{_spec.Name} exited with code {LastExitCode}; restarting in {backoff.TotalSeconds:0}s (restart {Restarts}, log: {_spec.LogPath})");
+            try
+            {
+                await Task.Delay(backoff, _stop.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
+            try
+            {
+                process = Launch();
+            }
+            catch (InvalidOperationException e)
+            {
+                _report(e.Message);
+                return;
+            }
+        }
+    }
+
+    /// <summary>Stops supervising, then SIGTERM and SIGKILL after <paramref name="grace"/>.</summary>
+    public async Task StopAsync(TimeSpan grace)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0) return;
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_loop is not null) await _loop.ConfigureAwait(false);
+        var p = Current;
+        if (p is not null)
+        {
+            if (await Signals.StopAsync(p, grace).ConfigureAwait(false))
+            {
+                _report($"{_spec.Name} did not stop within {grace.TotalSeconds:0}s; killed (pid {p.Id})");
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(TimeSpan.FromSeconds(3)).ConfigureAwait(false);
+        Current?.Dispose();
+        if (_log is not null) await _log.DisposeAsync().ConfigureAwait(false);
+        _stop.Dispose();
+    }
+}
