@@ -1,0 +1,116 @@
+using Ambient.LoadGen.Client;
+
+namespace Ambient.LoadGen.Measure;
+
+/// <summary>What one setup measured, every run kept (the report takes medians and spreads).</summary>
+internal sealed record SuiteResult(
+    string Name,
+    string Target,
+    int Runs,
+    List<double> ThroughputGbps,
+    List<LatencyResult> Latency,
+    List<double> ConnectionsPerSecond,
+    List<long> ConnectionErrors,
+    List<double> CpuSecondsPer100kRequests,
+    List<double> CpuSecondsPer100kConnections,
+    List<ProcessResult> Processes);
+
+internal sealed record ProcessResult(string Name, int Pid, double PeakRssMiB, double RssMiB, double CpuSecondsTotal);
+
+/// <summary>One way of reaching the echo server, and the proxy processes on that path (none for direct).</summary>
+internal sealed record Setup(string Name, Target Target, IReadOnlyList<(string Name, int Pid)> Processes);
+
+internal sealed record SuiteSettings(
+    int Runs,
+    TimeSpan ThroughputWarmup,
+    TimeSpan ThroughputDuration,
+    int Rate,
+    int Connections,
+    int BodyBytes,
+    TimeSpan LatencyWarmup,
+    TimeSpan LatencyDuration,
+    int ConnectWorkers,
+    TimeSpan ConnectWarmup,
+    TimeSpan ConnectDuration);
+
+/// <summary>
+/// All setups measured in one process, interleaved: warm-up of each, then for every run one throughput measurement
+/// of each setup in turn, then the latency runs the same way, then new connections. The host is shared, so its load
+/// drifts; interleaving spreads that drift over the setups instead of charging it to whichever ran last.
+/// </summary>
+internal static class Suite
+{
+    public static async Task<List<SuiteResult>> RunAsync(IReadOnlyList<Setup> setups, SuiteSettings s, TextWriter log, CancellationToken ct)
+    {
+        var results = new List<SuiteResult>(setups.Count);
+        foreach (var setup in setups)
+        {
+            log.WriteLine($"[{setup.Name}] warm-up through {setup.Target}");
+            await Throughput.RunGbpsAsync(setup.Target, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(500), ct).ConfigureAwait(false);
+            await OpenLoopLatency.RunAsync(setup.Target, s.Rate, s.Connections, s.BodyBytes, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+            await ConnectionRate.RunAsync(setup.Target, s.ConnectWorkers, TimeSpan.Zero, TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+            results.Add(new SuiteResult(setup.Name, setup.Target.ToString(), s.Runs, [], [], [], [], [], [], []));
+        }
+        for (var r = 0; r < s.Runs; r++)
+        {
+            for (var i = 0; i < setups.Count; i++)
+            {
+                var gbps = await Throughput.RunGbpsAsync(setups[i].Target, s.ThroughputWarmup, s.ThroughputDuration, ct).ConfigureAwait(false);
+                results[i].ThroughputGbps.Add(gbps);
+                log.WriteLine($"[{setups[i].Name}] throughput run {r + 1}: {gbps:F2} Gbps");
+            }
+        }
+        for (var r = 0; r < s.Runs; r++)
+        {
+            for (var i = 0; i < setups.Count; i++)
+            {
+                var pids = Pids(setups[i]);
+                var cpu0 = ProcessStats.TotalCpu(pids);
+                var lat = await OpenLoopLatency.RunAsync(setups[i].Target, s.Rate, s.Connections, s.BodyBytes, s.LatencyWarmup, s.LatencyDuration, ct).ConfigureAwait(false);
+                var cpu = ProcessStats.TotalCpu(pids) - cpu0;
+                results[i].Latency.Add(lat);
+                if (pids.Count > 0)
+                {
+                    // Every request sent counts, warm-up included: the CPU window covers them all.
+                    results[i].CpuSecondsPer100kRequests.Add(cpu / ((s.LatencyWarmup + s.LatencyDuration).TotalSeconds * s.Rate) * 100_000);
+                }
+                log.WriteLine($"[{setups[i].Name}] latency run {r + 1}: p50 {lat.P50Ms:F3} ms, p90 {lat.P90Ms:F3} ms, p99 {lat.P99Ms:F3} ms, max {lat.MaxMs:F3} ms, {lat.AchievedRps:F0} req/s, send lag {lat.MeanSendLagUs:F0} us");
+            }
+        }
+        for (var r = 0; r < s.Runs; r++)
+        {
+            for (var i = 0; i < setups.Count; i++)
+            {
+                var pids = Pids(setups[i]);
+                var cpu0 = ProcessStats.TotalCpu(pids);
+                var (perSecond, _, all, errors) = await ConnectionRate.RunAsync(setups[i].Target, s.ConnectWorkers, s.ConnectWarmup, s.ConnectDuration, ct).ConfigureAwait(false);
+                var cpu = ProcessStats.TotalCpu(pids) - cpu0;
+                results[i].ConnectionsPerSecond.Add(perSecond);
+                results[i].ConnectionErrors.Add(errors);
+                if (pids.Count > 0 && all > 0)
+                {
+                    results[i].CpuSecondsPer100kConnections.Add(cpu / all * 100_000);
+                }
+                log.WriteLine($"[{setups[i].Name}] new connections run {r + 1}: {perSecond:F0}/s ({errors} errors)");
+            }
+        }
+        for (var i = 0; i < setups.Count; i++)
+        {
+            foreach (var (name, pid) in setups[i].Processes)
+            {
+                results[i].Processes.Add(new ProcessResult(name, pid, ProcessStats.StatusMiB(pid, "VmHWM"), ProcessStats.StatusMiB(pid, "VmRSS"), ProcessStats.CpuSeconds(pid)));
+            }
+        }
+        return results;
+    }
+
+    private static List<int> Pids(Setup setup)
+    {
+        var pids = new List<int>(setup.Processes.Count);
+        foreach (var p in setup.Processes)
+        {
+            pids.Add(p.Pid);
+        }
+        return pids;
+    }
+}

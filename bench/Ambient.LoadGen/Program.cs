@@ -1,0 +1,230 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Ambient.LoadGen.Client;
+using Ambient.LoadGen.Echo;
+using Ambient.LoadGen.Measure;
+using Ambient.LoadGen.Report;
+
+namespace Ambient.LoadGen;
+
+internal static class Program
+{
+    private const string Usage =
+        """
+        usage: ambient-loadgen echo --listen IP:PORT
+               ambient-loadgen probe  TARGET [--timeout SECONDS]
+               ambient-loadgen l4     --setup SPEC ... --out FILE [--env KEY=VALUE ...] [--runs N] [--rate RPS]
+                                      [--connections N] [--body BYTES] [--latency-seconds S]
+                                      [--throughput-seconds S] [--connect-seconds S] [--connect-workers N]
+          TARGET: --connect IP:PORT [--bind IP] [--socks-host NAME --socks-port PORT]
+          SPEC:   name=NAME,connect=IP:PORT[,bind=IP][,socks=HOST:PORT][,process=NAME:PID]...
+                  (names direct, ztunnel and haproxy are compared)
+        """;
+
+    private static async Task<int> Main(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help")
+        {
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+        var options = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        for (var i = 1; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
+            {
+                Console.Error.WriteLine($"bad argument '{args[i]}' (every option takes a value)\n{Usage}");
+                return 2;
+            }
+            if (!options.TryGetValue(args[i], out var values))
+            {
+                options[args[i]] = values = [];
+            }
+            values.Add(args[++i]);
+        }
+        // Not disposed: ProcessExit may still fire after Main returns.
+        var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
+        try
+        {
+            return args[0] switch
+            {
+                "echo" => await EchoAsync(options, stop.Token),
+                "probe" => await ProbeAsync(options, stop.Token),
+                "l4" => await L4Async(options, stop.Token),
+                _ => Fail($"unknown command '{args[0]}'\n{Usage}"),
+            };
+        }
+        catch (ArgumentException e)
+        {
+            return Fail(e.Message);
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or JsonException)
+        {
+            return Fail($"{args[0]}: {e.Message}");
+        }
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine(message);
+        return message.StartsWith("unknown", StringComparison.Ordinal) ? 2 : 1;
+    }
+
+    private static async Task<int> EchoAsync(Dictionary<string, List<string>> o, CancellationToken ct)
+    {
+        var listen = Endpoint(o, "--listen");
+        await using var server = EchoServer.Start(listen);
+        Console.WriteLine($"echo server listening on {server.LocalEndPoint}");
+        await Task.Delay(Timeout.Infinite, ct).ContinueWith(_ => { }, TaskScheduler.Default);
+        return 0;
+    }
+
+    /// <summary>Retries one keep-alive request until it succeeds: the mesh is routable end to end.</summary>
+    private static async Task<int> ProbeAsync(Dictionary<string, List<string>> o, CancellationToken ct)
+    {
+        var target = ParseTarget(o);
+        var deadline = DateTime.UtcNow.AddSeconds(Number(o, "--timeout", 30));
+        var request = Encoding.ASCII.GetBytes($"GET / HTTP/1.1\r\nHost: {target.SocksHost ?? "echo"}\r\n\r\n");
+        while (true)
+        {
+            try
+            {
+                using var s = await target.ConnectAsync(ct);
+                await s.SendAsync(request, SocketFlags.None, ct);
+                await new ResponseReader(s, 4096).ReadResponseAsync(ct);
+                Console.WriteLine($"probe: {target} answers");
+                return 0;
+            }
+            catch (Exception e) when (e is IOException or SocketException && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(250, ct);
+            }
+        }
+    }
+
+    /// <summary>
+    /// <c>l4 --setup SPEC ... --out FILE</c>: every setup measured interleaved (see <see cref="Suite"/>), then the
+    /// table and the JSON. SPEC is <c>name=NAME,connect=IP:PORT[,bind=IP][,socks=HOST:PORT][,process=NAME:PID]...</c>;
+    /// the names direct, ztunnel and haproxy are the ones the report compares.
+    /// </summary>
+    private static async Task<int> L4Async(Dictionary<string, List<string>> o, CancellationToken ct)
+    {
+        var setups = new List<Setup>();
+        foreach (var spec in o.GetValueOrDefault("--setup") ?? [])
+        {
+            setups.Add(ParseSetup(spec));
+        }
+        var output = Required(o, "--out");
+        var settings = new SuiteSettings(
+            Runs: (int)Number(o, "--runs", 5),
+            ThroughputWarmup: TimeSpan.FromMilliseconds(300),
+            ThroughputDuration: TimeSpan.FromSeconds(Number(o, "--throughput-seconds", 1.5)),
+            Rate: (int)Number(o, "--rate", 1000),
+            Connections: (int)Number(o, "--connections", 4),
+            BodyBytes: (int)Number(o, "--body", 1024),
+            LatencyWarmup: TimeSpan.FromSeconds(1),
+            LatencyDuration: TimeSpan.FromSeconds(Number(o, "--latency-seconds", 5)),
+            ConnectWorkers: (int)Number(o, "--connect-workers", 4),
+            ConnectWarmup: TimeSpan.FromMilliseconds(500),
+            ConnectDuration: TimeSpan.FromSeconds(Number(o, "--connect-seconds", 3)));
+        var results = await Suite.RunAsync(setups, settings, Console.Error, ct);
+        SuiteResult Named(string name) => results.Find(r => r.Name == name) ?? throw new ArgumentException($"--setup name={name} is required");
+        var env = new JsonObject();
+        foreach (var kv in o.GetValueOrDefault("--env") ?? [])
+        {
+            var eq = kv.IndexOf('=');
+            if (eq <= 0)
+            {
+                throw new ArgumentException($"--env: '{kv}' is not KEY=VALUE");
+            }
+            env[kv[..eq]] = kv[(eq + 1)..];
+        }
+        env["settings"] = JsonSerializer.SerializeToNode(settings);
+        Console.Write(L4Report.Write(Named("direct"), Named("ztunnel"), Named("haproxy"), env, output));
+        return 0;
+    }
+
+    private static Setup ParseSetup(string spec)
+    {
+        string? name = null, socksHost = null;
+        IPEndPoint? connect = null;
+        IPAddress? bind = null;
+        var socksPort = 0;
+        var processes = new List<(string, int)>();
+        foreach (var part in spec.Split(','))
+        {
+            var eq = part.IndexOf('=');
+            var (key, value) = eq > 0 ? (part[..eq], part[(eq + 1)..]) : (part, "");
+            switch (key)
+            {
+                case "name": name = value; break;
+                case "connect":
+                    connect = IPEndPoint.TryParse(value, out var ep) && ep.Port != 0 ? ep : throw new ArgumentException($"--setup {spec}: connect '{value}' is not IP:PORT");
+                    break;
+                case "bind":
+                    bind = IPAddress.TryParse(value, out var b) ? b : throw new ArgumentException($"--setup {spec}: bind '{value}' is not an IP address");
+                    break;
+                case "socks":
+                    var colon = value.LastIndexOf(':');
+                    if (colon <= 0 || !int.TryParse(value[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out socksPort) || socksPort is 0 or > 65535)
+                    {
+                        throw new ArgumentException($"--setup {spec}: socks '{value}' is not HOST:PORT");
+                    }
+                    socksHost = value[..colon];
+                    break;
+                case "process":
+                    var c = value.LastIndexOf(':');
+                    if (c <= 0 || !int.TryParse(value[(c + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || !File.Exists($"/proc/{pid}/stat"))
+                    {
+                        throw new ArgumentException($"--setup {spec}: process '{value}' is not NAME:PID of a running process");
+                    }
+                    processes.Add((value[..c], pid));
+                    break;
+                default: throw new ArgumentException($"--setup {spec}: unknown key '{key}'");
+            }
+        }
+        if (name is null || connect is null)
+        {
+            throw new ArgumentException($"--setup {spec}: name= and connect= are required");
+        }
+        return new Setup(name, new Target(connect, bind, socksHost, socksPort), processes);
+    }
+
+    private static Target ParseTarget(Dictionary<string, List<string>> o)
+    {
+        var connect = Endpoint(o, "--connect");
+        IPAddress? bind = null;
+        if (o.GetValueOrDefault("--bind") is [var b] && !IPAddress.TryParse(b, out bind))
+        {
+            throw new ArgumentException($"--bind: '{b}' is not an IP address");
+        }
+        var host = o.GetValueOrDefault("--socks-host") is [var h] ? h : null;
+        var port = (int)Number(o, "--socks-port", 80);
+        return new Target(connect, bind, host, port);
+    }
+
+    private static IPEndPoint Endpoint(Dictionary<string, List<string>> o, string name)
+    {
+        var value = Required(o, name);
+        return IPEndPoint.TryParse(value, out var ep) && ep.Port != 0 ? ep : throw new ArgumentException($"{name}: '{value}' is not IP:PORT");
+    }
+
+    private static string Required(Dictionary<string, List<string>> o, string name) =>
+        o.GetValueOrDefault(name) is [var v] ? v : throw new ArgumentException($"{name} is required (once)\n{Usage}");
+
+    private static double Number(Dictionary<string, List<string>> o, string name, double fallback)
+    {
+        if (o.GetValueOrDefault(name) is not [var v])
+        {
+            return fallback;
+        }
+        return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d > 0
+            ? d : throw new ArgumentException($"{name}: '{v}' is not a positive number");
+    }
+}

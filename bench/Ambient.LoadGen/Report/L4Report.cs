@@ -1,0 +1,163 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Ambient.LoadGen.Measure;
+
+namespace Ambient.LoadGen.Report;
+
+/// <summary>
+/// The side-by-side table: for every figure the median over runs with its min-max spread, and ratios of the mesh
+/// (ztunnel pair) to direct and to the C peer (haproxy pair); then the targets, met or missed by how much.
+/// </summary>
+internal static class L4Report
+{
+    internal sealed record Stat(double Median, double Min, double Max)
+    {
+        public static Stat Of(IReadOnlyList<double> values)
+        {
+            if (values.Count == 0)
+            {
+                return new Stat(double.NaN, double.NaN, double.NaN);
+            }
+            var v = new double[values.Count];
+            for (var i = 0; i < v.Length; i++)
+            {
+                v[i] = values[i];
+            }
+            Array.Sort(v);
+            var median = v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
+            return new Stat(median, v[0], v[^1]);
+        }
+    }
+
+    private sealed record Row(string Metric, string Unit, bool HigherIsBetter, Func<SuiteResult, Stat> Get);
+
+    private static readonly Row[] Rows =
+    [
+        new("throughput (1 stream)", "Gbps", true, r => Stat.Of(r.ThroughputGbps)),
+        new("latency P50 @1000 rps", "ms", false, r => Stat.Of(Select(r.Latency, l => l.P50Ms))),
+        new("latency P90 @1000 rps", "ms", false, r => Stat.Of(Select(r.Latency, l => l.P90Ms))),
+        new("latency P99 @1000 rps", "ms", false, r => Stat.Of(Select(r.Latency, l => l.P99Ms))),
+        new("latency P99.9 @1000 rps", "ms", false, r => Stat.Of(Select(r.Latency, l => l.P999Ms))),
+        new("new connections", "conn/s", true, r => Stat.Of(r.ConnectionsPerSecond)),
+        new("proxy CPU / 100k req (keep-alive)", "cpu-s", false, r => Stat.Of(r.CpuSecondsPer100kRequests)),
+        new("proxy CPU / 100k new conns", "cpu-s", false, r => Stat.Of(r.CpuSecondsPer100kConnections)),
+        new("proxy peak RSS (max of pair)", "MiB", false, r => MaxRss(r)),
+    ];
+
+    public static string Write(SuiteResult direct, SuiteResult mesh, SuiteResult peer, JsonObject environment, string jsonPath)
+    {
+        var sb = new StringBuilder();
+        var inv = CultureInfo.InvariantCulture;
+        sb.AppendLine(inv, $"{"metric",-34} {"unit",-6} {"direct",-22} {"ztunnel pair",-22} {"haproxy pair",-22} {"zt/direct",9} {"zt/haproxy",10}");
+        sb.AppendLine(new string('-', 131));
+        var rows = new JsonArray();
+        foreach (var row in Rows)
+        {
+            var d = row.Get(direct);
+            var m = row.Get(mesh);
+            var p = row.Get(peer);
+            sb.AppendLine(inv, $"{row.Metric,-34} {row.Unit,-6} {Cell(d),-22} {Cell(m),-22} {Cell(p),-22} {Ratio(m.Median, d.Median),9} {Ratio(m.Median, p.Median),10}");
+            rows.Add(new JsonObject
+            {
+                ["metric"] = row.Metric,
+                ["unit"] = row.Unit,
+                ["direct"] = StatJson(d),
+                ["ztunnel"] = StatJson(m),
+                ["haproxy"] = StatJson(p),
+                ["ztunnelOverDirect"] = Num(m.Median / d.Median),
+                ["ztunnelOverHaproxy"] = Num(m.Median / p.Median),
+            });
+        }
+        sb.AppendLine();
+        var targets = new JsonArray();
+        var tput = Rows[0].Get(mesh).Median / Rows[0].Get(peer).Median;
+        Target(sb, targets, "throughput >= 0.5x haproxy pair", tput >= 0.5, $"{tput:F2}x");
+        // Added P99 is paired per run (the setups run back to back within a run, so they share that moment's host
+        // load) and then the median is taken; a non-positive figure means the host's own noise dominated the tail.
+        var addedMesh = Stat.Of(PairedDifference(mesh.Latency, direct.Latency)).Median;
+        var addedPeer = Stat.Of(PairedDifference(peer.Latency, direct.Latency)).Median;
+        if (addedPeer > 0)
+        {
+            var addedRatio = Math.Max(addedMesh, 0) / addedPeer;
+            Target(sb, targets, "added P99 <= 2x haproxy pair's", addedRatio <= 2,
+                $"ztunnel adds {addedMesh:F3} ms, haproxy adds {addedPeer:F3} ms ({addedRatio:F2}x; median of per-run differences)");
+        }
+        else
+        {
+            Target(sb, targets, "added P99 <= 2x haproxy pair's", null,
+                $"inconclusive: haproxy's added P99 is {addedPeer:F3} ms (<= 0), ztunnel's {addedMesh:F3} ms; host noise dominates the tail");
+        }
+        var conn = Rows[5].Get(mesh).Median / Rows[5].Get(peer).Median;
+        Target(sb, targets, "new connections/s >= haproxy pair", conn >= 1, $"{conn:F2}x");
+        var rss = MaxRss(mesh).Median;
+        Target(sb, targets, "ztunnel peak RSS <= 60 MB", rss <= 60, $"{rss:F1} MiB");
+
+        var json = new JsonObject
+        {
+            ["benchmark"] = "l4",
+            ["date"] = DateTimeOffset.UtcNow.ToString("O", inv),
+            ["environment"] = environment,
+            ["rows"] = rows,
+            ["targets"] = targets,
+            ["setups"] = new JsonArray(Raw(direct), Raw(mesh), Raw(peer)),
+        };
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(jsonPath))!);
+        File.WriteAllText(jsonPath, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        sb.AppendLine(inv, $"JSON: {jsonPath}");
+        return sb.ToString();
+    }
+
+    private static void Target(StringBuilder sb, JsonArray targets, string name, bool? met, string detail)
+    {
+        sb.AppendLine(CultureInfo.InvariantCulture, $"target {name,-36} {(met switch { true => "MET    ", false => "MISSED ", null => "UNCLEAR" })} {detail}");
+        targets.Add(new JsonObject { ["target"] = name, ["met"] = met, ["detail"] = detail });
+    }
+
+    private static JsonNode Raw(SuiteResult r) => JsonSerializer.SerializeToNode(r, new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals })!;
+
+    private static Stat MaxRss(SuiteResult r)
+    {
+        if (r.Processes.Count == 0)
+        {
+            return new Stat(double.NaN, double.NaN, double.NaN);
+        }
+        double max = 0;
+        foreach (var p in r.Processes)
+        {
+            max = Math.Max(max, p.PeakRssMiB);
+        }
+        return new Stat(max, max, max);
+    }
+
+    private static List<double> PairedDifference(List<LatencyResult> proxied, List<LatencyResult> direct)
+    {
+        var values = new List<double>(proxied.Count);
+        for (var i = 0; i < proxied.Count && i < direct.Count; i++)
+        {
+            values.Add(proxied[i].P99Ms - direct[i].P99Ms);
+        }
+        return values;
+    }
+
+    private static List<double> Select(List<LatencyResult> list, Func<LatencyResult, double> f)
+    {
+        var values = new List<double>(list.Count);
+        foreach (var l in list)
+        {
+            values.Add(f(l));
+        }
+        return values;
+    }
+
+    private static string Cell(Stat s) => double.IsNaN(s.Median) ? "-" : $"{Fmt(s.Median)} ({Fmt(s.Min)}-{Fmt(s.Max)})";
+
+    private static string Fmt(double v) => v.ToString(Math.Abs(v) >= 100 ? "F0" : Math.Abs(v) >= 10 ? "F1" : "F3", CultureInfo.InvariantCulture);
+
+    private static string Ratio(double a, double b) => double.IsNaN(a) || double.IsNaN(b) || b == 0 ? "-" : (a / b).ToString("F2", CultureInfo.InvariantCulture) + "x";
+
+    private static JsonObject StatJson(Stat s) => new() { ["median"] = Num(s.Median), ["min"] = Num(s.Min), ["max"] = Num(s.Max) };
+
+    private static JsonNode? Num(double v) => double.IsNaN(v) || double.IsInfinity(v) ? null : JsonValue.Create(Math.Round(v, 4));
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# bench/run.sh l4: one echo server, measured three ways in one run on this host:
+#   direct   client -> echo (127.77.0.3:8080)
+#   ztunnel  client -> SOCKS5 127.77.0.2:15080 (ztunnel node-1) -> pooled HBONE mTLS HTTP/2 -> ztunnel node-2 -> echo
+#   haproxy  client -> haproxy A 127.77.1.1:16080 (plain) -> TLS 1.3 mTLS -> haproxy B 127.77.1.2:16443 -> echo
+# Every client socket is bound to the client pod's address 127.77.0.2. Everything stays on loopback; every process
+# started here is killed by pid on exit. Figures: see bench/l4/README.md.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+RUNS="${L4_RUNS:-5}"
+# L4_ZTUNNEL_GC=workstation runs the ztunnels with DOTNET_gcServer=0 (the product's default is the Web SDK's server GC).
+ZTUNNEL_GC="${L4_ZTUNNEL_GC:-default}"
+LATENCY_SECONDS="${L4_LATENCY_SECONDS:-5}"
+CLIENT_IP=127.77.0.2
+ECHO_IP=127.77.0.3
+ECHO_PORT=8080
+HAPROXY_A=127.77.1.1:16080
+HAPROXY_B=127.77.1.2:16443
+ISTIOD_GRPC=127.0.0.1:25012
+ISTIOD_MON=127.0.0.1:25014
+
+log() { printf '%s l4: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# --- tools -----------------------------------------------------------------------------------------------------------
+if ! command -v haproxy >/dev/null 2>&1; then
+    log "installing haproxy (Debian package)"
+    if [ "$(id -u)" -ne 0 ]; then echo "l4: haproxy is missing and we are not root to apt-get install it" >&2; exit 1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null \
+        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null; }
+fi
+for tool in openssl curl dotnet; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "l4: $tool is required" >&2; exit 1; }
+done
+
+log "building Release (istiod-lite, ztunnel, load generator)"
+for project in istiod-lite/Ambient.Istiod ztunnel/Ambient.Ztunnel bench/Ambient.LoadGen; do
+    dotnet build -c Release --nologo -v q "$project" >/dev/null || { dotnet build -c Release --nologo "$project"; exit 1; }
+done
+bin() { echo "$root/$1/bin/Release/net10.0/$2"; }
+ISTIOD="$(bin istiod-lite/Ambient.Istiod istiod-lite)"
+ZTUNNEL="$(bin ztunnel/Ambient.Ztunnel ztunnel)"
+LOADGEN="$(bin bench/Ambient.LoadGen ambient-loadgen)"
+
+# --- processes: started by pid, killed by pid ------------------------------------------------------------------------
+work="$(mktemp -d "${TMPDIR:-/tmp}/ambient-l4.XXXXXX")"
+pids=()
+cleanup() {
+    local status=$?
+    local i
+    # Reverse start order: the ztunnels leave before istiod-lite, so it has no open xDS streams to drain.
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do terminate "${pids[$i]}"; done
+    if [ "$status" -ne 0 ]; then
+        for f in "$work"/*.log; do [ -f "$f" ] && { echo "--- $(basename "$f") (last lines)" >&2; tail -n 15 "$f" >&2; }; done
+    fi
+    rm -rf "$work"
+}
+terminate() { # pid: SIGTERM, then SIGKILL if it has not exited within 10 s (and say so: a proxy should stop promptly)
+    local pid="$1" i
+    kill "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }; sleep 0.2; done
+    echo "l4: pid $pid ($(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-60)...) ignored SIGTERM for 10 s; killing it" >&2
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start() { # name, command... ; sets $last_pid
+    local name="$1"; shift
+    "$@" >"$work/$name.log" 2>&1 &
+    last_pid=$!
+    pids+=("$last_pid")
+}
+wait_http() { # url, seconds
+    local deadline=$((SECONDS + $2))
+    until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || { echo "l4: $1 did not answer within $2 s" >&2; return 1; }
+        sleep 0.2
+    done
+}
+
+# --- (a) direct: the echo server ------------------------------------------------------------------------------------------------------
+start echo "$LOADGEN" echo --listen "$ECHO_IP:$ECHO_PORT"
+"$LOADGEN" probe --connect "$ECHO_IP:$ECHO_PORT" --timeout 20 >/dev/null
+
+# --- (c) haproxy pair, TLS 1.3 mutual TLS ----------------------------------------------------------------------------
+certs="$work/certs"; mkdir -p "$certs"
+(
+    cd "$certs"
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+    openssl req -x509 -new -key ca.key -subj "/CN=l4 bench CA" -days 1 -out ca.pem
+    for who in server client; do
+        openssl ecparam -name prime256v1 -genkey -noout -out "$who.key"
+        openssl req -new -key "$who.key" -subj "/CN=haproxy-$who" -out "$who.csr"
+        printf 'subjectAltName=IP:%s\nextendedKeyUsage=%s\n' "${HAPROXY_B%:*}" "$([ "$who" = server ] && echo serverAuth || echo clientAuth)" > "$who.ext"
+        openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile "$who.ext" -out "$who.crt" 2>/dev/null
+        cat "$who.crt" "$who.key" > "$who.pem"
+    done
+) >/dev/null
+fill() { sed -e "s|@DIR@|$certs|g" -e "s|@LISTEN@|$2|g" -e "s|@UPSTREAM@|$3|g" "$root/bench/l4/$1" > "$work/$1"; }
+fill haproxy-b.cfg "$HAPROXY_B" "$ECHO_IP:$ECHO_PORT"
+fill haproxy-a.cfg "$HAPROXY_A" "$HAPROXY_B"
+haproxy -c -q -f "$work/haproxy-b.cfg" && haproxy -c -q -f "$work/haproxy-a.cfg"
+start haproxy-b haproxy -db -f "$work/haproxy-b.cfg"; hb=$last_pid
+start haproxy-a haproxy -db -f "$work/haproxy-a.cfg"; ha=$last_pid
+"$LOADGEN" probe --connect "$HAPROXY_A" --bind "$CLIENT_IP" --timeout 20 >/dev/null
+
+# --- (b) ztunnel pair ------------------------------------------------------------------------------------------------
+state="$work/state"
+start istiod "$ISTIOD" --config "$root/bench/l4/mesh" --state "$state" --listen "$ISTIOD_GRPC" --monitoring "$ISTIOD_MON"
+wait_http "http://$ISTIOD_MON/ready" 60
+curl -fsS "http://$ISTIOD_MON/debug/workloads" | grep -q "$ECHO_IP" \
+    || { echo "l4: istiod-lite does not publish the echo pod at $ECHO_IP" >&2; exit 1; }
+zt=()
+for n in 1 2; do
+    if [ "$ZTUNNEL_GC" = workstation ]; then export DOTNET_gcServer=0; fi
+    start "ztunnel-node-$n" "$ZTUNNEL" --node "node-$n" --root "$state/root-cert.pem" --token-file "$state/tokens/node-$n.token" \
+        --istiod "https://$ISTIOD_GRPC" --address "127.0.1.$n" --admin-port 25000 --metrics-port 25020 --readiness-port 25021
+    zt+=("$last_pid")
+    unset DOTNET_gcServer
+done
+for n in 1 2; do wait_http "http://127.0.1.$n:25021/healthz/ready" 60; done
+"$LOADGEN" probe --connect "$CLIENT_IP:15080" --bind "$CLIENT_IP" --socks-host echo.bench.svc.cluster.local --socks-port 80 --timeout 30 >/dev/null
+
+# --- report ----------------------------------------------------------------------------------------------------------
+mkdir -p "$root/bench/results"
+out="$root/bench/results/l4-$(date +%Y-%m-%d-%H%M%S).json"
+gc_server="$(grep -o '"System.GC.Server": [a-z]*' "${ZTUNNEL}.runtimeconfig.json" | awk '{print $2}')"
+log "measuring, interleaved: direct, haproxy pair (nbthread 1 each, TLS 1.3 mTLS, ECDSA P-256), ztunnel pair (SOCKS5 -> HBONE)"
+"$LOADGEN" l4 --out "$out" --runs "$RUNS" --latency-seconds "$LATENCY_SECONDS" \
+    --setup "name=direct,connect=$ECHO_IP:$ECHO_PORT,bind=$CLIENT_IP" \
+    --setup "name=haproxy,connect=$HAPROXY_A,bind=$CLIENT_IP,process=haproxy-a:$ha,process=haproxy-b:$hb" \
+    --setup "name=ztunnel,connect=$CLIENT_IP:15080,bind=$CLIENT_IP,socks=echo.bench.svc.cluster.local:80,process=ztunnel-node-1:${zt[0]},process=ztunnel-node-2:${zt[1]}" \
+    --env "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --env "cpus=$(nproc)" \
+    --env "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)" \
+    --env "dotnet=$(dotnet --version)" \
+    --env "haproxy=$(haproxy -v | head -n 1)" \
+    --env "haproxy_threads=nbthread 1 per side" \
+    --env "ztunnel_server_gc=$([ "$ZTUNNEL_GC" = workstation ] && echo "false (DOTNET_gcServer=0)" || echo "${gc_server:-unknown} (runtimeconfig)")" \
+    --env "runs=$RUNS" \
+    --env "latency=1000 req/s open loop, 4 connections, 1 KiB POST /echo bodies, ${LATENCY_SECONDS} s + 1 s warm-up" \
+    --env "throughput=1 connection, GET /bulk (server->client), 1.5 s after 0.3 s warm-up" \
+    --env "new_connections=4 closed-loop workers, connect + GET / Connection: close, 3 s after 0.5 s warm-up" \
+    --env "order=interleaved per run: direct, haproxy, ztunnel"
