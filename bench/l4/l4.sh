@@ -10,7 +10,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 RUNS="${L4_RUNS:-5}"
-# L4_ZTUNNEL_GC=workstation runs the ztunnels with DOTNET_gcServer=0 (the product's default is the Web SDK's server GC).
+# L4_ZTUNNEL_GC=workstation forces DOTNET_gcServer=0 (the ztunnel project already builds with workstation GC).
 ZTUNNEL_GC="${L4_ZTUNNEL_GC:-default}"
 LATENCY_SECONDS="${L4_LATENCY_SECONDS:-5}"
 CLIENT_IP=127.77.0.2
