@@ -4,7 +4,7 @@ using Ambient.Core.Http2;
 namespace Ambient.Core.Hbone;
 
 /// <summary>
-/// Client-side HBONE settings. Defaults are ztunnel's (PROTOCOL.md "HBONE"); tests shorten the timers.
+/// Client-side HBONE settings. Defaults are Istio ztunnel's; tests shorten the timers.
 /// Immutable: a change builds a new pool.
 /// </summary>
 internal sealed record HboneClientOptions

@@ -11,7 +11,7 @@ internal sealed record HboneConnectionInfo(string Peer, int ActiveStreams, int M
 internal sealed record HbonePoolEntryInfo(HbonePoolKey Key, IReadOnlyList<HboneConnectionInfo> Connections, bool DialInProgress);
 
 /// <summary>
-/// HBONE connection pool (PROTOCOL.md "HBONE"): one mTLS HTTP/2 connection per <see cref="HbonePoolKey"/> multiplexing
+/// HBONE connection pool (Istio ztunnel's HBONE): one mTLS HTTP/2 connection per <see cref="HbonePoolKey"/> multiplexing
 /// up to <see cref="HboneClientOptions.MaxStreamsPerConnection"/> tunnels. A new connection is dialed only when every
 /// existing one for the key is full or going away, and concurrent callers share that one dial (no thundering herd).
 /// Connections with no streams for <see cref="HboneClientOptions.IdleTimeout"/> are closed; dead ones are dropped.

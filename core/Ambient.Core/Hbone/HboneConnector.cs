@@ -49,7 +49,7 @@ internal sealed class HboneConnector : IHboneConnector
             (X509Certificate2 certificate, X509Certificate2Collection? chain) = _tls.GetClientCertificate(key.SourceIdentity);
             var authentication = new SslClientAuthenticationOptions
             {
-                // Empty target host: .NET then sends no SNI extension; HBONE never uses SNI (PROTOCOL.md).
+                // Empty target host: .NET then sends no SNI extension; HBONE never uses SNI (as Istio's ztunnel).
                 TargetHost = string.Empty,
                 EnabledSslProtocols = SslProtocols.Tls13,
                 ApplicationProtocols = [SslApplicationProtocol.Http2],

@@ -16,7 +16,7 @@ internal class HboneException(string message, bool isRetryable = false, Http2Err
 }
 
 /// <summary>
-/// The peer answered the CONNECT with a non-200 status (PROTOCOL.md: 400 bad target, 401 denied by policy, 503 upstream
+/// The peer answered the CONNECT with a non-200 status (as Istio's ztunnel: 400 bad target, 401 denied by policy, 503 upstream
 /// unreachable). Callers map the status to their own response flags.
 /// </summary>
 internal sealed class HboneConnectException(int statusCode, string authority, string peer)

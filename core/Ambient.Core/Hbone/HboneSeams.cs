@@ -5,7 +5,7 @@ namespace Ambient.Core.Hbone;
 
 /// <summary>
 /// One pooled connection serves exactly one (source identity, destination identity, destination address) triple
-/// (PROTOCOL.md "HBONE"): the client cert presented and the server identity checked are part of the connection.
+/// (Istio ztunnel's HBONE): the client cert presented and the server identity checked are part of the connection.
 /// </summary>
 internal readonly record struct HbonePoolKey(string SourceIdentity, string DestinationIdentity, IPEndPoint Destination)
 {

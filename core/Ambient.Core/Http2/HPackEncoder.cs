@@ -152,7 +152,7 @@ internal sealed class HPackEncoder
     }
 
     /// <summary>
-    /// The HBONE request pseudo-headers (PROTOCOL.md "HBONE"): plain CONNECT, so only :method and :authority, no
+    /// The HBONE request pseudo-headers (Istio ztunnel's HBONE): plain CONNECT, so only :method and :authority, no
     /// :scheme/:path. Starts the block (size updates) too; add baggage/forwarded/traceparent with <see cref="EncodeHeader(IBufferWriter{byte}, ReadOnlySpan{byte}, ReadOnlySpan{char}, HPackIndexing)"/>.
     /// </summary>
     public void EncodeConnectRequest(IBufferWriter<byte> output, ReadOnlySpan<char> authority)

@@ -18,7 +18,7 @@ namespace Ambient.Core.Tests.Hbone;
 
 /// <summary>
 /// A Kestrel HBONE-style server on 127.0.0.1:0: TLS 1.3, HTTP/2 only, client cert required (chained to the test root),
-/// limits per PROTOCOL.md ".NET facts". CONNECT handling by authority:
+/// limits a CONNECT tunnel needs on Kestrel (MinRequestBodyDataRate off etc.). CONNECT handling by authority:
 /// "deny.test:*" -> 401; "half-close.test:*" -> 200, writes a greeting, ends its side, then counts what the client sends;
 /// anything else -> 200 and echo until the client ends.
 /// </summary>

@@ -12,7 +12,7 @@ using Ambient.Ztunnel.Telemetry;
 namespace Ambient.Ztunnel.Proxy.Outbound;
 
 /// <summary>
-/// Where a captured outbound connection goes (PROTOCOL.md "Data flow"): the source pod is the owner of the listener
+/// Where a captured outbound connection goes (the ambient data flow): the source pod is the owner of the listener
 /// address; the destination is resolved in the current snapshot; an in-mesh destination is reached over a pooled
 /// HBONE connection presenting the SOURCE pod's certificate, anything else over plain TCP.
 /// </summary>
@@ -134,7 +134,7 @@ internal sealed partial class OutboundHandler : ISocks5ConnectHandler
         };
     }
 
-    /// <summary>PROTOCOL.md: baggage, forwarded (for= the app's address, host= the service when one was targeted), traceparent.</summary>
+    /// <summary>The headers Istio's ztunnel sends: baggage, forwarded (for= the app's address, host= the service when one was targeted), traceparent.</summary>
     private static List<(string Name, string Value)> BuildHeaders(WorkloadInfo source, IPEndPoint client, ResolvedDestination target)
     {
         var forwarded = target.Service is { } svc
