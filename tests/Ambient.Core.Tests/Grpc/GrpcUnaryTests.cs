@@ -140,11 +140,14 @@ public sealed class GrpcUnaryTests
 
         var ex = await Assert.ThrowsAsync<GrpcException>(() => host.Client.UnaryAsync(GrpcTestHost.UnaryPath,
             new IstioCertificateRequest { Csr = "delay:20000" }, IstioCertificateResponse.Parser,
-            new GrpcCallOptions(Timeout: TimeSpan.FromMilliseconds(300)), Ct));
+            // Long enough that a loaded machine still dispatches the handler before the deadline (with 300 ms the
+            // client sometimes gave up before the server ever ran it), far shorter than the handler's 20 s.
+            new GrpcCallOptions(Timeout: TimeSpan.FromSeconds(2)), Ct));
 
         Assert.Equal(GrpcStatusCode.DeadlineExceeded, ex.Status);
+        Assert.True(host.DelayStarted.Task.IsCompleted, "the handler never started before the 2 s deadline");
         // The server's token fired too (from grpc-timeout or the client's reset), not after 20 s.
-        Assert.Equal("cancelled", await host.DelayOutcome.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        Assert.Equal("cancelled", await host.DelayOutcome.Task.WaitAsync(TimeSpan.FromSeconds(15), Ct));
     }
 
     [Fact]
