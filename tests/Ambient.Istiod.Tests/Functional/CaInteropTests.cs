@@ -34,7 +34,8 @@ public sealed class CaInteropTests : IAsyncLifetime
     {
         var args = new List<string> { IstiodFixture.Interop("ca_client.py"), "--protos", IstiodFixture.ProtoRoot,
             "--target", _istiod.Target, "--root", _istiod.Root, "--csr", csrFile, "--ttl", ttl.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        if (token is not null) { args.AddRange(["--token", token]); }
+        // "=" form: a base64url token may start with "-", which argparse would take for an option.
+        if (token is not null) { args.Add("--token=" + token); }
         if (identity is not null) { args.AddRange(["--identity", identity]); }
         var (code, stdout, stderr) = await Python.RunAsync(args, TimeSpan.FromSeconds(60));
         Assert.True(code == 0, $"ca_client.py exited {code}: {stderr}");

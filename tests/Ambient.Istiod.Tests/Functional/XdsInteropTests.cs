@@ -63,7 +63,8 @@ public sealed class XdsInteropTests : IAsyncLifetime
     {
         var args = new List<string> { IstiodFixture.Interop("xds_client.py"), "--protos", IstiodFixture.ProtoRoot,
             "--target", _istiod.Target, "--root", _istiod.Root, "--type", type, "--seconds", "60" };
-        if (token is not null) { args.AddRange(["--token", token]); }
+        // "=" form: a base64url token may start with "-", which argparse would take for an option.
+        if (token is not null) { args.Add("--token=" + token); }
         if (initial is not null) { args.AddRange(["--initial", initial]); }
         if (nackIndex >= 0) { args.AddRange(["--nack-index", nackIndex.ToString(System.Globalization.CultureInfo.InvariantCulture)]); }
         return new XdsClient(args);
