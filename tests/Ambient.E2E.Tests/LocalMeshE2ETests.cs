@@ -112,44 +112,9 @@ public sealed class LocalMeshE2ETests : IDisposable
     private State ReadState() => JsonSerializer.Deserialize<State>(File.ReadAllText(Path.Combine(_home, "local.json")),
         new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.CamelCase })!;
 
-    private static bool Alive(int pid, long startTicks)
-    {
-        try
-        {
-            using var p = Process.GetProcessById(pid);
-            return !p.HasExited && Math.Abs(p.StartTime.ToUniversalTime().Ticks - startTicks) < TimeSpan.TicksPerSecond * 2;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
-    }
+    private static bool Alive(int pid, long startTicks) => MeshRun.Alive(pid, startTicks);
 
-    private async Task<(int Code, string Output)> RunCtlAsync(TimeSpan timeout, params string[] args)
-    {
-        var psi = new ProcessStartInfo(DotnetHost()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ambientctl.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["AMBIENT_HOME"] = _home;
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(timeout);
-        try
-        {
-            await p.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"ambientctl {string.Join(' ', args)} did not finish within {timeout}");
-        }
-        return (p.ExitCode, await stdout + await stderr);
-    }
-
-    private static string DotnetHost() =>
-        Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } h ? h
-        : Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet" ? self : "dotnet";
+    private Task<(int Code, string Output)> RunCtlAsync(TimeSpan timeout, params string[] args) => MeshRun.CtlAsync(_home, timeout, args);
 
     public void Dispose()
     {

@@ -276,12 +276,15 @@ internal sealed class MeshRun : IDisposable
         }
     }
 
-    public async Task<(int Code, string Output)> CtlAsync(TimeSpan timeout, params string[] args)
+    public Task<(int Code, string Output)> CtlAsync(TimeSpan timeout, params string[] args) => CtlAsync(Home, timeout, args);
+
+    /// <summary>Runs the built ambientctl with <paramref name="home"/> as its AMBIENT_HOME.</summary>
+    public static async Task<(int Code, string Output)> CtlAsync(string home, TimeSpan timeout, params string[] args)
     {
         var psi = new ProcessStartInfo(DotnetHost()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ambientctl.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["AMBIENT_HOME"] = Home;
+        psi.Environment["AMBIENT_HOME"] = home;
         return await RunAsync(psi, timeout);
     }
 
