@@ -1,41 +1,14 @@
+using Ambient.TestCommon;
+
 namespace Ambient.Istiod.Tests.Functional;
 
 /// <summary>Small meshes the functional tests start from.</summary>
 internal static class Meshes
 {
-    public const string Namespaces = """
-        apiVersion: v1
-        kind: Namespace
-        metadata:
-          name: demo
-          labels:
-            istio.io/dataplane-mode: ambient
-        ---
-        apiVersion: v1
-        kind: Namespace
-        metadata:
-          name: legacy
-        """;
+    public const string Namespaces = MeshYaml.DemoNamespaces;
 
-    public static string Pod(string name, string ns, string node, string sa, string app, string version = "v1") => $"""
-        apiVersion: v1
-        kind: Pod
-        metadata:
-          name: {name}
-          namespace: {ns}
-          labels:
-            app: {app}
-            version: {version}
-        spec:
-          serviceAccountName: {sa}
-          nodeName: {node}
-          containers:
-          - name: main
-            image: ambient/echo
-            ports:
-            - name: http
-              containerPort: 8080
-        """;
+    public static string Pod(string name, string ns, string node, string sa, string app, string version = "v1") =>
+        MeshYaml.Pod(name, ns, node, sa, app, version);
 
     public const string EchoService = """
         apiVersion: v1

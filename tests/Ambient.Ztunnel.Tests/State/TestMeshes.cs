@@ -1,3 +1,5 @@
+using Ambient.TestCommon;
+
 namespace Ambient.Ztunnel.Tests.State;
 
 /// <summary>YAML meshes the ztunnel control-plane tests start istiod-lite with.</summary>
@@ -5,38 +7,10 @@ internal static class TestMeshes
 {
     public const string Uid = "Kubernetes//Pod/";
 
-    public const string Namespaces = """
-        apiVersion: v1
-        kind: Namespace
-        metadata:
-          name: demo
-          labels:
-            istio.io/dataplane-mode: ambient
-        ---
-        apiVersion: v1
-        kind: Namespace
-        metadata:
-          name: legacy
-        """;
+    public const string Namespaces = MeshYaml.DemoNamespaces;
 
-    public static string Pod(string name, string ns, string node, string sa, string app, string? podIp = null) => $"""
-        apiVersion: v1
-        kind: Pod
-        metadata:
-          name: {name}
-          namespace: {ns}
-          labels:
-            app: {app}
-        spec:
-          serviceAccountName: {sa}
-          nodeName: {node}
-          containers:
-          - name: main
-            image: ambient/echo
-            ports:
-            - name: http
-              containerPort: 8080
-        """ + (podIp is null ? "" : $"\nstatus:\n  podIP: {podIp}\n");
+    public static string Pod(string name, string ns, string node, string sa, string app, string? podIp = null) =>
+        MeshYaml.Pod(name, ns, node, sa, app, version: null, podIp);
 
     public static string Service(string name, string ns, string app, int port, string targetPort) => $"""
         apiVersion: v1
