@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Ambient.Core.Hbone;
 using Ambient.Core.Model;
+using Ambient.Core.Telemetry;
 using Ambient.Core.Xds;
 using Ambient.Ztunnel.Admin;
 using Ambient.Ztunnel.Control;
@@ -53,7 +54,8 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         Metrics = new ConnectionMetrics();
         _pool = new HboneConnectionPool(new ZtunnelTls(_control.Certificates), hboneOptions, loggerFactory);
         var mesh = new MeshInbound(State, _control.Certificates, Metrics, loggerFactory.CreateLogger<MeshInbound>());
-        _inbound = new HboneInboundServer(inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }, mesh, mesh, mesh, loggerFactory);
+        _inbound = new HboneInboundServer(inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }, mesh, mesh, mesh, loggerFactory,
+            AdminServer.Endpoints(options.Address, options.AdminPorts, this));
         _outbound = new OutboundHandler(State, _pool, Metrics, loggerFactory.CreateLogger<OutboundHandler>());
     }
 
@@ -88,7 +90,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         try
         {
             await proxy._inbound.StartAsync(cancellationToken).ConfigureAwait(false);
-            proxy._admin = await AdminServer.StartAsync(options.Address, options.AdminPorts, proxy, loggerFactory, cancellationToken).ConfigureAwait(false);
+            proxy._admin = AdminServer.Bound(proxy._inbound);
             proxy.State.Changed += proxy.OnStateChanged;
             proxy._control.Start();
             return proxy;
@@ -208,7 +210,11 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         return true;
     }
 
-    public void WriteMetrics(StringBuilder prometheusText) => Metrics.WritePrometheus(prometheusText);
+    public void WriteMetrics(StringBuilder prometheusText)
+    {
+        Metrics.WritePrometheus(prometheusText);
+        ProcessMetrics.WritePrometheus(prometheusText);
+    }
 
     public void WriteConfigDump(Utf8JsonWriter json)
     {
@@ -290,10 +296,6 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
             await _inbound.DisposeAsync().ConfigureAwait(false);
             await _pool.DisposeAsync().ConfigureAwait(false);
             await _control.DisposeAsync().ConfigureAwait(false);
-            if (_admin is not null)
-            {
-                await _admin.DisposeAsync().ConfigureAwait(false);
-            }
         }
         finally
         {

@@ -133,6 +133,33 @@ public sealed class CrossNodeTests : IAsyncLifetime
         Assert.Contains(certs, c => c.ToString().Contains("spiffe://cluster.local/ns/xnode/sa/echo", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task Admin_paths_answer_only_on_their_own_port_and_only_to_reads()
+    {
+        // The admin ports share the node's Kestrel with HBONE: each port must still keep to its own paths.
+        var admin = _mesh.Nodes["node-1"].Admin;
+        using var http = new HttpClient();
+        async Task<System.Net.HttpStatusCode> StatusAsync(HttpMethod method, string url)
+        {
+            using var response = await http.SendAsync(new HttpRequestMessage(method, url));
+            return response.StatusCode;
+        }
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, await StatusAsync(HttpMethod.Get, $"http://{admin.AdminEndpoint}/metrics"));
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, await StatusAsync(HttpMethod.Get, $"http://{admin.MetricsEndpoint}/config_dump"));
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, await StatusAsync(HttpMethod.Get, $"http://{admin.ReadinessEndpoint}/metrics"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, await StatusAsync(HttpMethod.Head, $"http://{admin.MetricsEndpoint}/stats/prometheus"));
+
+        using var post = await http.PostAsync($"http://{admin.AdminEndpoint}/config_dump", new StringContent("{}"));
+        Assert.Equal(System.Net.HttpStatusCode.MethodNotAllowed, post.StatusCode);
+        Assert.Equal("GET, HEAD", string.Join(", ", post.Content.Headers.Allow));
+
+        // Process metrics with the standard names, so proxy CPU and memory dashboards work unchanged.
+        var metrics = await _mesh.MetricsAsync("node-1");
+        var rss = metrics.Split('\n').Single(l => l.StartsWith("process_resident_memory_bytes ", StringComparison.Ordinal));
+        Assert.InRange(double.Parse(rss.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture), 1 << 20, 1L << 40);
+        Assert.Contains("\ndotnet_collection_count_total{generation=\"0\"} ", metrics, StringComparison.Ordinal);
+    }
+
     internal static bool Has(string metrics, string family, params string[] fragments) =>
         metrics.Split('\n').Any(line => line.StartsWith(family + "{", StringComparison.Ordinal) && fragments.All(f => line.Contains(f, StringComparison.Ordinal)));
 

@@ -1,8 +1,9 @@
+using System.Buffers;
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using Microsoft.AspNetCore.Connections.Features;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Ambient.Ztunnel.Proxy.Inbound;
+using Microsoft.AspNetCore.Http;
 
 namespace Ambient.Ztunnel.Admin;
 
@@ -21,105 +22,95 @@ internal sealed record AdminPorts(int Admin = 15000, int Metrics = 15020, int Re
 
 /// <summary>
 /// The node-wide plain-HTTP ports, as Istio's ztunnel has them: 15000 admin (/config_dump), 15020 Prometheus
-/// (/metrics, /stats/prometheus), 15021 readiness (/healthz/ready). One small Kestrel; each path answers only on its
-/// own port so a scrape config written for Istio finds the same thing here.
+/// (/metrics, /stats/prometheus), 15021 readiness (/healthz/ready). They are <see cref="PlainEndpoint"/>s of the node
+/// proxy's one Kestrel; each path answers only on its own port, so a scrape config written for Istio finds the same
+/// thing here. Handlers write straight to the response: three fixed paths need no router.
 /// </summary>
-internal sealed class AdminServer : IAsyncDisposable
+internal sealed class AdminServer
 {
-    private readonly WebApplication _app;
+    private const string AdminName = "admin";
+    private const string MetricsName = "metrics";
+    private const string ReadinessName = "readiness";
 
-    private AdminServer(WebApplication app, IReadOnlyDictionary<string, IPEndPoint> bound)
+    private AdminServer(IReadOnlyDictionary<string, IPEndPoint> bound)
     {
-        _app = app;
-        AdminEndpoint = bound["admin"];
-        MetricsEndpoint = bound["metrics"];
-        ReadinessEndpoint = bound["readiness"];
+        AdminEndpoint = bound[AdminName];
+        MetricsEndpoint = bound[MetricsName];
+        ReadinessEndpoint = bound[ReadinessName];
     }
 
     public IPEndPoint AdminEndpoint { get; }
     public IPEndPoint MetricsEndpoint { get; }
     public IPEndPoint ReadinessEndpoint { get; }
 
-    public static async Task<AdminServer> StartAsync(IPAddress address, AdminPorts ports, IAdminSource source, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
+    /// <summary>The three endpoints to hand to the node proxy's Kestrel.</summary>
+    public static IReadOnlyList<PlainEndpoint> Endpoints(IPAddress address, AdminPorts ports, IAdminSource source) =>
+    [
+        new(AdminName, new IPEndPoint(address, ports.Admin), context => ServeAdminAsync(context, source)),
+        new(MetricsName, new IPEndPoint(address, ports.Metrics), context => ServeMetricsAsync(context, source)),
+        new(ReadinessName, new IPEndPoint(address, ports.Readiness), context => ServeReadinessAsync(context, source)),
+    ];
+
+    /// <summary>The bound admin endpoints, read from the started server (ports may have been 0).</summary>
+    public static AdminServer Bound(HboneInboundServer server) => new(server.PlainEndpoints);
+
+    private static Task ServeAdminAsync(HttpContext context, IAdminSource source)
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(loggerFactory);
-        // The node proxy owns process signals (Program); a console lifetime here would swallow SIGTERM.
-        builder.Services.AddSingleton<IHostLifetime, Proxy.Inbound.HboneInboundServer.EmbeddedHostLifetime>();
-        // Each listener tags its connections with its role, so a path answers only on its own port (ports may be 0
-        // in tests, so the port number alone cannot tell them apart). Kestrel updates ListenOptions.IPEndPoint to
-        // the bound port once it listens.
-        var listeners = new Dictionary<string, ListenOptions>();
-        builder.WebHost.ConfigureKestrel(k =>
+        switch (context.Request.Path.Value)
         {
-            k.AddServerHeader = false;
-            void Listen(string role, int port) => k.Listen(address, port, l =>
-            {
-                l.Protocols = HttpProtocols.Http1;
-                l.Use(next => connection =>
+            case "/config_dump":
+                if (!IsRead(context)) { return MethodNotAllowedAsync(context); }
+                // Built in memory, then sent: Kestrel forbids the synchronous writes Utf8JsonWriter would make.
+                var buffer = new ArrayBufferWriter<byte>(16 * 1024);
+                using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
                 {
-                    connection.Items[RoleKey] = role;
-                    return next(connection);
-                });
-                listeners[role] = l;
-            });
-            Listen("admin", ports.Admin);
-            Listen("metrics", ports.Metrics);
-            Listen("readiness", ports.Readiness);
-        });
-        var app = builder.Build();
-        app.MapGet("/config_dump", (HttpContext c) =>
-        {
-            if (Role(c) != "admin") { return Results.NotFound(); }
-            // Built in memory, then sent: Kestrel forbids the synchronous writes Utf8JsonWriter would make.
-            var buffer = new System.Buffers.ArrayBufferWriter<byte>(16 * 1024);
-            using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
-            {
-                source.WriteConfigDump(json);
-            }
-            return Results.Bytes(buffer.WrittenMemory, "application/json");
-        });
-        app.MapGet("/", (HttpContext c) => Role(c) != "admin" ? Results.NotFound() : Results.Text("ztunnel admin: /config_dump\n"));
-        IResult Metrics(HttpContext c)
-        {
-            if (Role(c) != "metrics") { return Results.NotFound(); }
-            var sb = new StringBuilder(4096);
-            source.WriteMetrics(sb);
-            return Results.Text(sb.ToString(), "text/plain; version=0.0.4; charset=utf-8");
+                    source.WriteConfigDump(json);
+                }
+                return WriteAsync(context, StatusCodes.Status200OK, "application/json", buffer.WrittenMemory);
+            case "/":
+                return IsRead(context) ? WriteTextAsync(context, StatusCodes.Status200OK, "ztunnel admin: /config_dump\n") : MethodNotAllowedAsync(context);
+            default:
+                return NotFoundAsync(context);
         }
-        app.MapGet("/metrics", Metrics);
-        app.MapGet("/stats/prometheus", Metrics);
-        app.MapGet("/healthz/ready", (HttpContext c) =>
-        {
-            if (Role(c) != "readiness") { return Results.NotFound(); }
-            return source.IsReady(out var reason) ? Results.Text("ready\n") : Results.Text("not ready: " + reason + "\n", statusCode: 503);
-        });
-        try
-        {
-            await app.StartAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (IOException e)
-        {
-            await app.DisposeAsync().ConfigureAwait(false);
-            throw new IOException($"ztunnel admin: cannot listen on {address} ports {ports.Admin}/{ports.Metrics}/{ports.Readiness}: {e.Message}", e);
-        }
-        var bound = new Dictionary<string, IPEndPoint>();
-        foreach (var (role, l) in listeners)
-        {
-            bound[role] = l.IPEndPoint!;
-        }
-        return new AdminServer(app, bound);
     }
 
-    private const string RoleKey = "ambient.admin.role";
-
-    private static string? Role(HttpContext c) =>
-        c.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(RoleKey, out var role) == true ? role as string : null;
-
-    public async ValueTask DisposeAsync()
+    private static Task ServeMetricsAsync(HttpContext context, IAdminSource source)
     {
-        await _app.StopAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
-        await _app.DisposeAsync().ConfigureAwait(false);
+        if (context.Request.Path.Value is not ("/metrics" or "/stats/prometheus")) { return NotFoundAsync(context); }
+        if (!IsRead(context)) { return MethodNotAllowedAsync(context); }
+        var text = new StringBuilder(4096);
+        source.WriteMetrics(text);
+        return WriteAsync(context, StatusCodes.Status200OK, "text/plain; version=0.0.4; charset=utf-8", Encoding.UTF8.GetBytes(text.ToString()));
+    }
+
+    private static Task ServeReadinessAsync(HttpContext context, IAdminSource source)
+    {
+        if (context.Request.Path.Value != "/healthz/ready") { return NotFoundAsync(context); }
+        if (!IsRead(context)) { return MethodNotAllowedAsync(context); }
+        return source.IsReady(out var reason)
+            ? WriteTextAsync(context, StatusCodes.Status200OK, "ready\n")
+            : WriteTextAsync(context, StatusCodes.Status503ServiceUnavailable, "not ready: " + reason + "\n");
+    }
+
+    private static bool IsRead(HttpContext context) => HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method);
+
+    private static Task NotFoundAsync(HttpContext context) => WriteTextAsync(context, StatusCodes.Status404NotFound, "not found\n");
+
+    private static Task MethodNotAllowedAsync(HttpContext context)
+    {
+        context.Response.Headers.Allow = "GET, HEAD";
+        return WriteTextAsync(context, StatusCodes.Status405MethodNotAllowed, "method not allowed\n");
+    }
+
+    private static Task WriteTextAsync(HttpContext context, int status, string text) =>
+        WriteAsync(context, status, "text/plain; charset=utf-8", Encoding.UTF8.GetBytes(text));
+
+    private static Task WriteAsync(HttpContext context, int status, string contentType, ReadOnlyMemory<byte> body)
+    {
+        var response = context.Response;
+        response.StatusCode = status;
+        response.ContentType = contentType;
+        response.ContentLength = body.Length;
+        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(body).AsTask();
     }
 }

@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -20,6 +22,10 @@ namespace Ambient.Ztunnel.Proxy.Inbound;
 /// thread, memory pool and DI container across all pods; compared with restarting a shared Kestrel it never
 /// touches existing tunnels when a pod comes or goes. The host is needed at all because Kestrel's HTTPS middleware
 /// resolves its (internal) metrics service from DI.
+///
+/// The node's plain admin ports (<see cref="PlainEndpoint"/>) are served by this same Kestrel on its socket
+/// transport: a second web host for three small HTTP/1.1 ports cost the node proxy about 12 MB of RSS (its DI
+/// container, routing, minimal-API expression compilation and a second Kestrel with its own heartbeat and pools).
 /// </summary>
 internal sealed class HboneInboundServer : IAsyncDisposable
 {
@@ -27,10 +33,11 @@ internal sealed class HboneInboundServer : IAsyncDisposable
     private readonly WorkloadListeners _listeners;
     private readonly IHost _host;
     private readonly ILogger _logger;
+    private readonly List<(PlainEndpoint Endpoint, ListenOptions Listen)> _plain = [];
     private int _state; // 0 new, 1 started, 2 disposed
 
     public HboneInboundServer(HboneInboundOptions options, IInboundIdentity identity, IInboundTargets targets,
-        IInboundObserver? observer, ILoggerFactory loggerFactory)
+        IInboundObserver? observer, ILoggerFactory loggerFactory, IReadOnlyList<PlainEndpoint>? plainEndpoints = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(identity);
@@ -62,8 +69,8 @@ internal sealed class HboneInboundServer : IAsyncDisposable
                 web.UseSetting(WebHostDefaults.PreventHostingStartupKey, "true");
                 web.UseKestrelCore();
                 web.ConfigureServices(services => services.AddSingleton<IConnectionListenerFactory>(_listeners));
-                web.ConfigureKestrel(kestrel => ConfigureKestrel(kestrel, tls));
-                web.Configure(app => app.Run(handler.HandleAsync));
+                web.ConfigureKestrel(kestrel => ConfigureKestrel(kestrel, tls, plainEndpoints ?? []));
+                web.Configure(app => app.Run(context => HandlerFor(context)?.Invoke(context) ?? handler.HandleAsync(context)));
             }, web => web.SuppressEnvironmentConfiguration = true)
             .Build();
     }
@@ -80,11 +87,34 @@ internal sealed class HboneInboundServer : IAsyncDisposable
         }
     }
 
+    /// <summary>The plain endpoints by name, with the ports Kestrel actually bound (known once started).</summary>
+    public IReadOnlyDictionary<string, IPEndPoint> PlainEndpoints
+    {
+        get
+        {
+            var result = new Dictionary<string, IPEndPoint>(_plain.Count);
+            foreach (var (endpoint, listen) in _plain)
+                result[endpoint.Name] = listen.IPEndPoint ?? endpoint.EndPoint;
+            return result;
+        }
+    }
+
+    /// <summary>Starts Kestrel. A plain endpoint that cannot bind fails the start with an error naming it.</summary>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
             throw new InvalidOperationException("the HBONE inbound server was already started or disposed");
-        await _host.StartAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await _host.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException e) when (_plain.Count > 0)
+        {
+            var names = new List<string>(_plain.Count);
+            foreach (var (endpoint, _) in _plain)
+                names.Add($"{endpoint.Name} {endpoint.EndPoint}");
+            throw new IOException($"cannot listen on {string.Join(", ", names)}: {e.Message}", e);
+        }
     }
 
     /// <summary>Binds workload:<see cref="HboneInboundOptions.Port"/> and serves that workload. Returns the bound endpoint.</summary>
@@ -166,7 +196,7 @@ internal sealed class HboneInboundServer : IAsyncDisposable
 
     // Limits per the HBONE wire facts: without MinRequestBodyDataRate = null an idle tunnel resets the whole
     // connection after ~5 s; without MaxRequestBodySize = null a tunnel dies at 30 MB.
-    private void ConfigureKestrel(KestrelServerOptions kestrel, InboundTls tls)
+    private void ConfigureKestrel(KestrelServerOptions kestrel, InboundTls tls, IReadOnlyList<PlainEndpoint> plainEndpoints)
     {
         kestrel.AddServerHeader = false;
         var limits = kestrel.Limits;
@@ -190,7 +220,32 @@ internal sealed class HboneInboundServer : IAsyncDisposable
             listen.UseHttps(tls.CallbackOptions(_options.HandshakeTimeout));
             listen.Use(InboundTls.MarkHandshakeCompleted);
         });
+
+        // Kestrel reads ListenOptions once per start; a restarted host (none today) would add them again.
+        _plain.Clear();
+        foreach (var endpoint in plainEndpoints)
+        {
+            kestrel.Listen(endpoint.EndPoint, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1;
+                RequestDelegate handler = endpoint.Handler;
+                listen.Use(next => connection =>
+                {
+                    connection.Items[PlainHandlerKey] = handler;
+                    return next(connection);
+                });
+                _plain.Add((endpoint, listen));
+            });
+        }
     }
+
+    private const string PlainHandlerKey = "ambient.plain-endpoint.handler";
+
+    // HBONE connections carry no handler item: their requests go to the CONNECT handler.
+    private static RequestDelegate? HandlerFor(HttpContext context) =>
+        context.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(PlainHandlerKey, out var handler) == true
+            ? handler as RequestDelegate
+            : null;
 
     /// <summary>A host lifetime that does nothing: start/stop are driven by the owner, not by console signals.</summary>
     internal sealed class EmbeddedHostLifetime : IHostLifetime
