@@ -12,8 +12,10 @@ internal sealed record HboneClientOptions
     /// <summary>Our cap on streams per pooled connection; the effective limit is min(this, peer's MAX_CONCURRENT_STREAMS).</summary>
     public int MaxStreamsPerConnection { get; init; } = 100;
 
-    /// <summary>SETTINGS_INITIAL_WINDOW_SIZE we advertise: how much one tunnel may have in flight towards us.</summary>
-    public int InitialStreamWindowSize { get; init; } = 4 * 1024 * 1024;
+    /// <summary>SETTINGS_INITIAL_WINDOW_SIZE we advertise: how much one tunnel may have in flight towards us, which is
+    /// also how much a slow local reader can leave buffered per tunnel. 1 MiB keeps a single stream near its loopback
+    /// ceiling (bench/run.sh l4) while bounding the node proxy's buffers; 4 MiB cost ~5 MB of peak RSS in the bench.</summary>
+    public int InitialStreamWindowSize { get; init; } = 1024 * 1024;
 
     /// <summary>Connection receive window (raised from 65535 with a WINDOW_UPDATE right after the preface).</summary>
     public int ConnectionWindowSize { get; init; } = 16 * 1024 * 1024;
