@@ -12,7 +12,12 @@ cd "$root"
 RUNS="${L4_RUNS:-5}"
 # L4_ZTUNNEL_GC=workstation forces DOTNET_gcServer=0 (the ztunnel project already builds with workstation GC).
 ZTUNNEL_GC="${L4_ZTUNNEL_GC:-default}"
+ZTUNNEL_BUILD="${L4_ZTUNNEL_BUILD:-publish}"
+case "$ZTUNNEL_BUILD" in publish|framework) ;; *) echo "l4: L4_ZTUNNEL_BUILD must be publish or framework, not '$ZTUNNEL_BUILD'" >&2; exit 2 ;; esac
 LATENCY_SECONDS="${L4_LATENCY_SECONDS:-5}"
+# L4_ZTUNNEL_ENV="NAME=value ..." adds environment variables to the ztunnels only (runtime knobs under test), so they
+# reach neither the build nor the other processes; recorded in the JSON.
+read -r -a ZTUNNEL_ENV <<< "${L4_ZTUNNEL_ENV:-}"
 CLIENT_IP=127.77.0.2
 ECHO_IP=127.77.0.3
 ECHO_PORT=8080
@@ -30,6 +35,13 @@ if ! command -v haproxy >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null \
         || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null; }
 fi
+# Native AOT links the ztunnel with the system C toolchain.
+if [ "$ZTUNNEL_BUILD" = publish ] && ! command -v clang >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
+    log "installing clang (native AOT linker)"
+    if [ "$(id -u)" -ne 0 ]; then echo "l4: a C toolchain (clang or gcc) is missing and we are not root to apt-get install it" >&2; exit 1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang zlib1g-dev >/dev/null \
+        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang zlib1g-dev >/dev/null; }
+fi
 for tool in openssl curl dotnet; do
     command -v "$tool" >/dev/null 2>&1 || { echo "l4: $tool is required" >&2; exit 1; }
 done
@@ -40,7 +52,19 @@ for project in istiod-lite/Ambient.Istiod ztunnel/Ambient.Ztunnel bench/Ambient.
 done
 bin() { echo "$root/$1/bin/Release/net10.0/$2"; }
 ISTIOD="$(bin istiod-lite/Ambient.Istiod istiod-lite)"
-ZTUNNEL="$(bin ztunnel/Ambient.Ztunnel ztunnel)"
+# The ztunnel measured is the shipped one: `dotnet publish -r <rid>`, a native AOT executable (see its csproj).
+# L4_ZTUNNEL_BUILD=framework measures the framework-dependent JIT build instead (what `ambientctl local up` runs).
+if [ "$ZTUNNEL_BUILD" = publish ]; then
+    case "$(uname -m)" in x86_64) rid=linux-x64 ;; aarch64) rid=linux-arm64 ;; *) echo "l4: no runtime identifier for $(uname -m)" >&2; exit 1 ;; esac
+    published="$root/ztunnel/Ambient.Ztunnel/bin/publish/$rid"
+    rm -rf "$published"  # no files left over from another build mode
+    log "publishing ztunnel ($rid, native AOT)"
+    dotnet publish ztunnel/Ambient.Ztunnel -c Release -r "$rid" --nologo -v q -o "$published" >/dev/null \
+        || { dotnet publish ztunnel/Ambient.Ztunnel -c Release -r "$rid" --nologo -o "$published"; exit 1; }
+    ZTUNNEL="$published/ztunnel"
+else
+    ZTUNNEL="$(bin ztunnel/Ambient.Ztunnel ztunnel)"
+fi
 LOADGEN="$(bin bench/Ambient.LoadGen ambient-loadgen)"
 
 # --- processes: started by pid, killed by pid ------------------------------------------------------------------------
@@ -116,7 +140,7 @@ curl -fsS "http://$ISTIOD_MON/debug/workloads" | grep -q "$ECHO_IP" \
 zt=()
 for n in 1 2; do
     if [ "$ZTUNNEL_GC" = workstation ]; then export DOTNET_gcServer=0; fi
-    start "ztunnel-node-$n" "$ZTUNNEL" --node "node-$n" --root "$state/root-cert.pem" --token-file "$state/tokens/node-$n.token" \
+    start "ztunnel-node-$n" env "${ZTUNNEL_ENV[@]}" "$ZTUNNEL" --node "node-$n" --root "$state/root-cert.pem" --token-file "$state/tokens/node-$n.token" \
         --istiod "https://$ISTIOD_GRPC" --address "127.0.1.$n" --admin-port 25000 --metrics-port 25020 --readiness-port 25021
     zt+=("$last_pid")
     unset DOTNET_gcServer
@@ -127,7 +151,7 @@ for n in 1 2; do wait_http "http://127.0.1.$n:25021/healthz/ready" 60; done
 # --- report ----------------------------------------------------------------------------------------------------------
 mkdir -p "$root/bench/results"
 out="$root/bench/results/l4-$(date +%Y-%m-%d-%H%M%S).json"
-gc_server="$(grep -o '"System.GC.Server": [a-z]*' "${ZTUNNEL}.runtimeconfig.json" | awk '{print $2}')"
+gc_server="$(grep -so '"System.GC.Server": [a-z]*' "${ZTUNNEL}.runtimeconfig.json" | awk '{print $2}' || true)"
 log "measuring, interleaved: direct, haproxy pair (nbthread 1 each, TLS 1.3 mTLS, ECDSA P-256), ztunnel pair (SOCKS5 -> HBONE)"
 "$LOADGEN" l4 --out "$out" --runs "$RUNS" --latency-seconds "$LATENCY_SECONDS" \
     --setup "name=direct,connect=$ECHO_IP:$ECHO_PORT,bind=$CLIENT_IP" \
@@ -139,7 +163,9 @@ log "measuring, interleaved: direct, haproxy pair (nbthread 1 each, TLS 1.3 mTLS
     --env "dotnet=$(dotnet --version)" \
     --env "haproxy=$(haproxy -v | head -n 1)" \
     --env "haproxy_threads=nbthread 1 per side" \
+    --env "ztunnel_build=$([ "$ZTUNNEL_BUILD" = publish ] && echo "native AOT publish ($rid)" || echo "framework-dependent build")" \
     --env "ztunnel_server_gc=$([ "$ZTUNNEL_GC" = workstation ] && echo "false (DOTNET_gcServer=0)" || echo "${gc_server:-unknown} (runtimeconfig)")" \
+    --env "ztunnel_env=${L4_ZTUNNEL_ENV:-none}" \
     --env "runs=$RUNS" \
     --env "latency=1000 req/s open loop, 4 connections, 1 KiB POST /echo bodies, ${LATENCY_SECONDS} s + 1 s warm-up" \
     --env "throughput=1 connection, GET /bulk (server->client), 1.5 s after 0.3 s warm-up" \

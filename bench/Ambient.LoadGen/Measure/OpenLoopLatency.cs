@@ -6,7 +6,12 @@ using Ambient.LoadGen.Client;
 
 namespace Ambient.LoadGen.Measure;
 
-internal sealed record LatencyResult(double P50Ms, double P90Ms, double P99Ms, double P999Ms, double MaxMs, long Requests, double AchievedRps, double MeanSendLagUs);
+internal sealed record LatencyResult(double P50Ms, double P90Ms, double P99Ms, double P999Ms, double MaxMs, long Requests, double AchievedRps, double MeanSendLagUs)
+{
+    /// <summary>Every measured latency (Stopwatch ticks, sorted), so the report can pool runs; not written to the JSON.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public long[] SortedTicks { get; init; } = [];
+}
 
 /// <summary>
 /// Open-loop latency at a fixed rate, corrected for coordinated omission the way wrk2 does it: request i is DUE at
@@ -96,7 +101,7 @@ internal static partial class OpenLoopLatency
                 Ms(Percentile(measured, 0.50)), Ms(Percentile(measured, 0.90)), Ms(Percentile(measured, 0.99)), Ms(Percentile(measured, 0.999)),
                 Ms(measured[^1]), measured.Length,
                 (total - 1) / ((double)(lastDue - t0) / Stopwatch.Frequency),
-                lagSum / total / Stopwatch.Frequency * 1e6);
+                lagSum / total / Stopwatch.Frequency * 1e6) { SortedTicks = measured };
         }
         finally
         {
@@ -119,9 +124,9 @@ internal static partial class OpenLoopLatency
         return request;
     }
 
-    private static long Percentile(long[] sorted, double q) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
+    internal static long Percentile(long[] sorted, double q) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
 
-    private static double Ms(long ticks) => (double)ticks / Stopwatch.Frequency * 1000;
+    internal static double Ms(long ticks) => (double)ticks / Stopwatch.Frequency * 1000;
 
     private static void SleepUntil(long timestamp)
     {

@@ -60,6 +60,7 @@ internal static class Suite
                 log.WriteLine($"[{setups[i].Name}] throughput run {r + 1}: {gbps:F2} Gbps");
             }
         }
+        LogPeakRss(setups, "warm-up and throughput", log);
         for (var r = 0; r < s.Runs; r++)
         {
             for (var i = 0; i < setups.Count; i++)
@@ -77,6 +78,7 @@ internal static class Suite
                 log.WriteLine($"[{setups[i].Name}] latency run {r + 1}: p50 {lat.P50Ms:F3} ms, p90 {lat.P90Ms:F3} ms, p99 {lat.P99Ms:F3} ms, max {lat.MaxMs:F3} ms, {lat.AchievedRps:F0} req/s, send lag {lat.MeanSendLagUs:F0} us");
             }
         }
+        LogPeakRss(setups, "latency", log);
         for (var r = 0; r < s.Runs; r++)
         {
             for (var i = 0; i < setups.Count; i++)
@@ -94,6 +96,7 @@ internal static class Suite
                 log.WriteLine($"[{setups[i].Name}] new connections run {r + 1}: {perSecond:F0}/s ({errors} errors)");
             }
         }
+        LogPeakRss(setups, "new connections", log);
         for (var i = 0; i < setups.Count; i++)
         {
             foreach (var (name, pid) in setups[i].Processes)
@@ -102,6 +105,18 @@ internal static class Suite
             }
         }
         return results;
+    }
+
+    /// <summary>Peak RSS so far after each phase, so a footprint regression points at the traffic shape that caused it.</summary>
+    private static void LogPeakRss(IReadOnlyList<Setup> setups, string phase, TextWriter log)
+    {
+        foreach (var setup in setups)
+        {
+            foreach (var (name, pid) in setup.Processes)
+            {
+                log.WriteLine($"[{setup.Name}] {name} after {phase}: peak RSS {ProcessStats.StatusMiB(pid, "VmHWM"):F1} MiB, RSS now {ProcessStats.StatusMiB(pid, "VmRSS"):F1} MiB");
+            }
+        }
     }
 
     private static List<int> Pids(Setup setup)

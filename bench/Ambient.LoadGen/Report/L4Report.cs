@@ -74,25 +74,32 @@ internal static class L4Report
         var targets = new JsonArray();
         var tput = Rows[0].Get(mesh).Median / Rows[0].Get(peer).Median;
         Target(sb, targets, "throughput >= 0.5x haproxy pair", tput >= 0.5, $"{tput:F2}x");
-        // Added P99 is paired per run (the setups run back to back within a run, so they share that moment's host
-        // load) and then the median is taken; a non-positive figure means the host's own noise dominated the tail.
-        var addedMesh = Stat.Of(PairedDifference(mesh.Latency, direct.Latency)).Median;
-        var addedPeer = Stat.Of(PairedDifference(peer.Latency, direct.Latency)).Median;
+        // Added P99 pools every run's samples per setup (runs are interleaved, so each setup saw the same spread of
+        // host load): with 1% of a few thousand requests per run, one run's P99 rests on a few dozen samples and
+        // moves by a millisecond with the host's noise; pooled over all runs it rests on hundreds. The median of
+        // per-run differences is printed beside it.
+        var addedMesh = PooledP99(mesh.Latency) - PooledP99(direct.Latency);
+        var addedPeer = PooledP99(peer.Latency) - PooledP99(direct.Latency);
+        var perRunMesh = Stat.Of(PairedDifference(mesh.Latency, direct.Latency)).Median;
+        var perRunPeer = Stat.Of(PairedDifference(peer.Latency, direct.Latency)).Median;
+        var perRun = $"median of per-run differences: ztunnel {perRunMesh:F3} ms, haproxy {perRunPeer:F3} ms";
         if (addedPeer > 0)
         {
             var addedRatio = Math.Max(addedMesh, 0) / addedPeer;
             Target(sb, targets, "added P99 <= 2x haproxy pair's", addedRatio <= 2,
-                $"ztunnel adds {addedMesh:F3} ms, haproxy adds {addedPeer:F3} ms ({addedRatio:F2}x; median of per-run differences)");
+                $"ztunnel adds {addedMesh:F3} ms, haproxy adds {addedPeer:F3} ms ({addedRatio:F2}x; P99 of all runs pooled; {perRun})");
         }
         else
         {
             Target(sb, targets, "added P99 <= 2x haproxy pair's", null,
-                $"inconclusive: haproxy's added P99 is {addedPeer:F3} ms (<= 0), ztunnel's {addedMesh:F3} ms; host noise dominates the tail");
+                $"inconclusive: haproxy's added P99 is {addedPeer:F3} ms (<= 0), ztunnel's {addedMesh:F3} ms; host noise dominates the tail ({perRun})");
         }
         var conn = Rows[5].Get(mesh).Median / Rows[5].Get(peer).Median;
         Target(sb, targets, "new connections/s >= haproxy pair", conn >= 1, $"{conn:F2}x");
         var rss = MaxRss(mesh).Median;
-        Target(sb, targets, "ztunnel peak RSS <= 60 MB", rss <= 60, $"{rss:F1} MiB");
+        // Decimal megabytes, the stricter reading of "60 MB" (60 MB = 57.2 MiB); the table shows MiB, as VmHWM does.
+        var rssMb = rss * 1.048576;
+        Target(sb, targets, "ztunnel peak RSS <= 60 MB", rssMb <= 60, $"{rssMb:F1} MB ({rss:F1} MiB)");
 
         var json = new JsonObject
         {
@@ -129,6 +136,28 @@ internal static class L4Report
             max = Math.Max(max, p.PeakRssMiB);
         }
         return new Stat(max, max, max);
+    }
+
+    private static double PooledP99(List<LatencyResult> runs)
+    {
+        var count = 0;
+        foreach (var run in runs)
+        {
+            count += run.SortedTicks.Length;
+        }
+        if (count == 0)
+        {
+            return double.NaN;
+        }
+        var all = new long[count];
+        var at = 0;
+        foreach (var run in runs)
+        {
+            run.SortedTicks.CopyTo(all, at);
+            at += run.SortedTicks.Length;
+        }
+        Array.Sort(all);
+        return OpenLoopLatency.Ms(OpenLoopLatency.Percentile(all, 0.99));
     }
 
     private static List<double> PairedDifference(List<LatencyResult> proxied, List<LatencyResult> direct)
