@@ -37,7 +37,7 @@ public sealed class Http2ClientConnectionTests
         await connection.StartAsync();
         (Dictionary<Http2SettingsParameter, uint> settings, uint increment) = await peer.ReadPrefaceAsync();
         Assert.Equal(0u, settings[Http2SettingsParameter.SETTINGS_ENABLE_PUSH]);
-        Assert.Equal(4u * 1024 * 1024, settings[Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE]);
+        Assert.Equal(1024u * 1024, settings[Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE]);
         Assert.Equal(1024u * 1024, settings[Http2SettingsParameter.SETTINGS_MAX_FRAME_SIZE]);
         Assert.Equal(16u * 1024, settings[Http2SettingsParameter.SETTINGS_MAX_HEADER_LIST_SIZE]);
         Assert.Equal(16u * 1024 * 1024 - 65_535, increment);
