@@ -7,6 +7,8 @@ internal sealed record Launcher(string FileName, IReadOnlyList<string> PrefixArg
 /// Finds istiod-lite, ztunnel and the sample images. They are built next to ambientctl (Ambient.Ctl references
 /// their projects), so the first place to look is this assembly's folder; AMBIENT_BIN overrides it.
 /// Each is run through its apphost when there is one, else as `dotnet NAME.dll` with the dotnet running us.
+/// AMBIENT_ZTUNNEL names a ztunnel executable to run instead, e.g. the native one `dotnet publish -r linux-x64`
+/// makes (what a node runs in production; the tests run the end-to-end suite against it too).
 /// </summary>
 internal static class Executables
 {
@@ -20,6 +22,12 @@ internal static class Executables
 
     public static Launcher? Find(string name, out string? error)
     {
+        if (name == Ztunnel && Environment.GetEnvironmentVariable("AMBIENT_ZTUNNEL") is { Length: > 0 } ztunnel)
+        {
+            var path = Path.GetFullPath(ztunnel);
+            error = File.Exists(path) ? null : $"cannot find ztunnel: AMBIENT_ZTUNNEL is {path}, which does not exist";
+            return error is null ? new Launcher(path, [], path) : null;
+        }
         var folder = BinFolder;
         var dll = Path.Combine(folder, name + ".dll");
         if (!File.Exists(dll))
