@@ -46,7 +46,7 @@ internal sealed class HboneStream : Stream
         _recvWindow = receiveWindow;
         _receive = new Pipe(new PipeOptions(
             pool: MemoryPool<byte>.Shared,
-            readerScheduler: PipeScheduler.ThreadPool,
+            readerScheduler: ReadLoopScheduler.Instance,
             writerScheduler: PipeScheduler.Inline,
             // 0 = FlushAsync never waits: the read loop must not stall on one slow tunnel. Flow control bounds the buffer.
             pauseWriterThreshold: 0,
@@ -222,6 +222,20 @@ internal sealed class HboneStream : Stream
     /// <summary>Read loop: a DATA payload arrived. Returns false when the stream no longer takes data (disposed or dead),
     /// in which case the caller credits the connection window itself.</summary>
     internal bool TryReceiveData(in ReadOnlySequence<byte> data, int flowControlledLength, bool endStream)
+    {
+        // The reader this flush wakes runs on this thread once the lock is released (see ReadLoopScheduler).
+        ReadLoopScheduler.BeginDeferring();
+        try
+        {
+            return TryReceiveDataLocked(data, flowControlledLength, endStream);
+        }
+        finally
+        {
+            ReadLoopScheduler.RunDeferred();
+        }
+    }
+
+    private bool TryReceiveDataLocked(in ReadOnlySequence<byte> data, int flowControlledLength, bool endStream)
     {
         lock (_sync)
         {

@@ -1,0 +1,72 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Ambient.Core.Hbone;
+
+namespace Ambient.Core.Tests.Hbone;
+
+/// <summary>The receive pipe's reader runs on the read loop's thread only after the loop let go of its locks.</summary>
+public sealed class ReadLoopSchedulerTests
+{
+    private static Pipe NewPipe() => new(new PipeOptions(readerScheduler: ReadLoopScheduler.Instance, writerScheduler: PipeScheduler.Inline,
+        pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false));
+
+    [Fact]
+    public async Task A_reader_woken_while_deferring_runs_on_this_thread_at_RunDeferred_and_not_before()
+    {
+        var pipe = NewPipe();
+        int? readerThread = null;
+        var lockHeldWhenReaderRan = true;
+        var gate = new object();
+        var reading = Task.Run(async () =>
+        {
+            var result = await pipe.Reader.ReadAsync();
+            readerThread = Environment.CurrentManagedThreadId;
+            lockHeldWhenReaderRan = Monitor.IsEntered(gate);
+            pipe.Reader.AdvanceTo(result.Buffer.End);
+        });
+        await WaitUntilPendingAsync(pipe);
+
+        ReadLoopScheduler.BeginDeferring();
+        lock (gate)
+        {
+            pipe.Writer.Write(new byte[] { 1, 2, 3 });
+            _ = pipe.Writer.FlushAsync();
+            Assert.Null(readerThread); // held, not run under the lock
+        }
+        ReadLoopScheduler.RunDeferred();
+
+        Assert.Equal(Environment.CurrentManagedThreadId, readerThread);
+        Assert.False(lockHeldWhenReaderRan);
+        await reading;
+    }
+
+    [Fact]
+    public async Task A_reader_woken_outside_the_read_loop_goes_to_the_thread_pool()
+    {
+        var pipe = NewPipe();
+        var self = 0;
+        var insideComplete = false;
+        var ranInline = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _ = Task.Run(async () =>
+        {
+            await pipe.Reader.ReadAsync();
+            ranInline.TrySetResult(Volatile.Read(ref insideComplete) && Environment.CurrentManagedThreadId == Volatile.Read(ref self));
+        });
+        await WaitUntilPendingAsync(pipe);
+
+        // e.g. a dispose on another thread, maybe holding locks: it must not run the reader inside its call
+        Volatile.Write(ref self, Environment.CurrentManagedThreadId);
+        Volatile.Write(ref insideComplete, true);
+        pipe.Writer.Complete();
+        Volatile.Write(ref insideComplete, false);
+        Assert.False(await ranInline.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    // The reader must be parked on ReadAsync before the write, or there is nothing to schedule (and the first test
+    // would then fail: the reader would run on its own thread).
+    private static Task WaitUntilPendingAsync(Pipe pipe)
+    {
+        _ = pipe;
+        return Task.Delay(200);
+    }
+}
