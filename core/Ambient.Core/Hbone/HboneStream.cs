@@ -46,6 +46,8 @@ internal sealed class HboneStream : Stream
         _recvWindow = receiveWindow;
         _receive = new Pipe(new PipeOptions(
             pool: MemoryPool<byte>.Shared,
+            // A reader woken by arriving DATA runs on the read loop's thread (ReadLoopScheduler): readers must await,
+            // never block, or they stall every tunnel on the connection.
             readerScheduler: ReadLoopScheduler.Instance,
             writerScheduler: PipeScheduler.Inline,
             // 0 = FlushAsync never waits: the read loop must not stall on one slow tunnel. Flow control bounds the buffer.
