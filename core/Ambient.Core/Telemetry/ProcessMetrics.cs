@@ -16,14 +16,14 @@ internal static class ProcessMetrics
     public static void WritePrometheus(StringBuilder sb)
     {
         var gc = GC.GetGCMemoryInfo();
-        Gauge(sb, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", Environment.CpuUsage.TotalTime.TotalSeconds);
-        Gauge(sb, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", Environment.WorkingSet);
-        Gauge(sb, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", StartTimeSeconds);
-        Gauge(sb, "process_open_fds", "gauge", "Number of open file descriptors.", CountEntries("/proc/self/fd"));
-        Gauge(sb, "process_num_threads", "gauge", "Number of OS threads in the process.", CountEntries("/proc/self/task"));
-        Gauge(sb, "dotnet_total_memory_bytes", "gauge", "Bytes of live managed objects, as of the last collection.", GC.GetTotalMemory(forceFullCollection: false));
-        Gauge(sb, "dotnet_gc_committed_bytes", "gauge", "Bytes of memory the garbage collector has committed.", gc.TotalCommittedBytes);
-        sb.Append("# HELP dotnet_collection_count_total Garbage collections per generation.\n# TYPE dotnet_collection_count_total counter\n");
+        OneSample(sb, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", Environment.CpuUsage.TotalTime.TotalSeconds);
+        OneSample(sb, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", Environment.WorkingSet);
+        OneSample(sb, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", StartTimeSeconds);
+        OneSample(sb, "process_open_fds", "gauge", "Number of open file descriptors.", CountEntries("/proc/self/fd"));
+        OneSample(sb, "process_num_threads", "gauge", "Number of OS threads in the process.", CountEntries("/proc/self/task"));
+        OneSample(sb, "dotnet_total_memory_bytes", "gauge", "Bytes of live managed objects, as of the last collection.", GC.GetTotalMemory(forceFullCollection: false));
+        OneSample(sb, "dotnet_gc_committed_bytes", "gauge", "Bytes of memory the garbage collector has committed.", gc.TotalCommittedBytes);
+        PrometheusWriter.Family(sb, "dotnet_collection_count_total", "counter", "Garbage collections per generation.");
         for (var generation = 0; generation <= GC.MaxGeneration; generation++)
         {
             sb.Append("dotnet_collection_count_total{generation=\"").Append(generation).Append("\"} ")
@@ -31,9 +31,8 @@ internal static class ProcessMetrics
         }
     }
 
-    private static void Gauge(StringBuilder sb, string name, string type, string help, double value) =>
-        sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n')
-            .Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n')
+    private static void OneSample(StringBuilder sb, string name, string type, string help, double value) =>
+        PrometheusWriter.Family(sb, name, type, help)
             .Append(name).Append(' ').Append(value.ToString("R", CultureInfo.InvariantCulture)).Append('\n');
 
     private static double ReadStartTimeSeconds()

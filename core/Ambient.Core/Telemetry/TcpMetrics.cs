@@ -74,8 +74,7 @@ internal sealed class TcpMetrics
 
     private static void WriteFamily(StringBuilder sb, KeyValuePair<TcpMetricLabels, TcpCounters>[] rows, string name, string help, Func<TcpCounters, long> value)
     {
-        sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
-        sb.Append("# TYPE ").Append(name).Append(" counter\n");
+        PrometheusWriter.Family(sb, name, "counter", help);
         foreach (var (labels, counters) in rows)
         {
             sb.Append(name).Append('{');
