@@ -4,8 +4,9 @@ using Ambient.Core.Http2;
 namespace Ambient.Core.Hbone;
 
 /// <summary>
-/// Client-side HBONE settings. Defaults are Istio ztunnel's; tests shorten the timers.
-/// Immutable: a change builds a new pool.
+/// HBONE connection settings. Defaults are Istio ztunnel's; tests shorten the timers. The HTTP/2 ones apply to both
+/// roles (a server advertises <see cref="MaxStreamsPerConnection"/> as SETTINGS_MAX_CONCURRENT_STREAMS); the dial and
+/// pool ones only to the client. Immutable: a change builds a new pool.
 /// </summary>
 internal sealed record HboneClientOptions
 {
@@ -38,6 +39,10 @@ internal sealed record HboneClientOptions
     /// <summary>TCP connect + TLS handshake budget for one dial.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Server role: streams the client may reset before our answer before the connection counts as a rapid-reset
+    /// flood (also needs more than half of its requests; see <see cref="Http2Connection"/>).</summary>
+    public int MaxPrematureResets { get; init; } = 100;
+
     /// <summary>Called on each new socket before connect (e.g. to set SO_MARK 1337 so capture rules skip our own traffic).</summary>
     public Action<Socket>? ConfigureSocket { get; init; }
 
@@ -63,6 +68,10 @@ internal sealed record HboneClientOptions
         if (MaxHeaderListSize < 1024)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxHeaderListSize), MaxHeaderListSize, "must be at least 1024");
+        }
+        if (MaxPrematureResets < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxPrematureResets), MaxPrematureResets, "must be at least 1");
         }
         if (PingInterval <= TimeSpan.Zero || PingTimeout <= TimeSpan.Zero || IdleTimeout <= TimeSpan.Zero || ConnectTimeout <= TimeSpan.Zero)
         {

@@ -73,8 +73,8 @@ internal sealed class HboneConnectionPool : IAsyncDisposable
         int attempts = 0;
         for (int round = 0; ; round++)
         {
-            Http2ClientConnection? connection = null;
-            Task<Http2ClientConnection>? dial = null;
+            Http2Connection? connection = null;
+            Task<Http2Connection>? dial = null;
             lock (_lock)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
@@ -83,7 +83,7 @@ internal sealed class HboneConnectionPool : IAsyncDisposable
                     entry = new Entry();
                     _entries.Add(key, entry);
                 }
-                foreach (Http2ClientConnection candidate in entry.Connections)
+                foreach (Http2Connection candidate in entry.Connections)
                 {
                     if (candidate.TryReserveStream())
                     {
@@ -117,9 +117,9 @@ internal sealed class HboneConnectionPool : IAsyncDisposable
         }
     }
 
-    private async Task<Http2ClientConnection> DialAsync(HbonePoolKey key, Entry entry)
+    private async Task<Http2Connection> DialAsync(HbonePoolKey key, Entry entry)
     {
-        Http2ClientConnection connection;
+        Http2Connection connection;
         try
         {
             connection = await _connector.ConnectAsync(key, _disposing.Token).ConfigureAwait(false);
@@ -154,7 +154,7 @@ internal sealed class HboneConnectionPool : IAsyncDisposable
         return connection;
     }
 
-    private void Remove(HbonePoolKey key, Entry entry, Http2ClientConnection connection)
+    private void Remove(HbonePoolKey key, Entry entry, Http2Connection connection)
     {
         lock (_lock)
         {
@@ -180,7 +180,7 @@ internal sealed class HboneConnectionPool : IAsyncDisposable
             foreach ((HbonePoolKey key, Entry entry) in _entries)
             {
                 var connections = new List<HboneConnectionInfo>(entry.Connections.Count);
-                foreach (Http2ClientConnection c in entry.Connections)
+                foreach (Http2Connection c in entry.Connections)
                 {
                     connections.Add(new HboneConnectionInfo(c.Peer, c.ActiveStreams, c.MaxConcurrentStreams,
                         _time.GetElapsedTime(c.CreatedTimestamp), _time.GetElapsedTime(c.LastActivityTimestamp), c.IsGoingAway));
@@ -199,12 +199,12 @@ internal sealed class HboneConnectionPool : IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(_disposing.Token).ConfigureAwait(false))
             {
-                List<Http2ClientConnection>? idle = null;
+                List<Http2Connection>? idle = null;
                 lock (_lock)
                 {
                     foreach (Entry entry in _entries.Values)
                     {
-                        foreach (Http2ClientConnection connection in entry.Connections)
+                        foreach (Http2Connection connection in entry.Connections)
                         {
                             if (connection.TryBeginIdleClose(_options.IdleTimeout))
                             {
@@ -217,7 +217,7 @@ internal sealed class HboneConnectionPool : IAsyncDisposable
                 {
                     continue;
                 }
-                foreach (Http2ClientConnection connection in idle)
+                foreach (Http2Connection connection in idle)
                 {
                     HboneLog.IdleClosed(_logger, connection.Peer, _options.IdleTimeout);
                     // Removal from the pool happens through the Closed continuation.
@@ -234,7 +234,7 @@ internal sealed class HboneConnectionPool : IAsyncDisposable
     /// <summary>Closes every connection (GOAWAY NO_ERROR); open tunnels fail. Pending dials are cancelled.</summary>
     public async ValueTask DisposeAsync()
     {
-        List<Http2ClientConnection> connections = [];
+        List<Http2Connection> connections = [];
         List<Task> dials = [];
         lock (_lock)
         {
@@ -254,7 +254,7 @@ internal sealed class HboneConnectionPool : IAsyncDisposable
         }
         _disposing.Cancel();
         var closing = new List<Task>(connections.Count + dials.Count + 1);
-        foreach (Http2ClientConnection connection in connections)
+        foreach (Http2Connection connection in connections)
         {
             closing.Add(connection.CloseAsync(Http2ErrorCode.NO_ERROR, "pool disposed"));
         }
@@ -278,8 +278,8 @@ internal sealed class HboneConnectionPool : IAsyncDisposable
 
     private sealed class Entry
     {
-        public List<Http2ClientConnection> Connections { get; } = [];
+        public List<Http2Connection> Connections { get; } = [];
 
-        public Task<Http2ClientConnection>? PendingDial { get; set; }
+        public Task<Http2Connection>? PendingDial { get; set; }
     }
 }

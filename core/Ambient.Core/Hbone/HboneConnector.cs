@@ -32,7 +32,7 @@ internal sealed class HboneConnector : IHboneConnector
         _time = timeProvider ?? TimeProvider.System;
     }
 
-    public async Task<Http2ClientConnection> ConnectAsync(HbonePoolKey key, CancellationToken cancellationToken)
+    public async Task<Http2Connection> ConnectAsync(HbonePoolKey key, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.ConnectTimeout);
@@ -77,8 +77,8 @@ internal sealed class HboneConnector : IHboneConnector
                 throw new HboneException($"HBONE peer {key.Destination} did not negotiate ALPN h2 (got '{ssl.NegotiatedApplicationProtocol}')");
             }
 
-            var connection = new Http2ClientConnection(ssl, _options, $"{key.Destination} ({key.DestinationIdentity})",
-                _loggerFactory.CreateLogger<Http2ClientConnection>(), _time);
+            var connection = new Http2Connection(ssl, _options, $"{key.Destination} ({key.DestinationIdentity})",
+                _loggerFactory.CreateLogger<Http2Connection>(), _time);
             await connection.StartAsync(timeout.Token).ConfigureAwait(false);
             HboneLog.ConnectionOpened(_logger, connection.Peer, key);
             connected = true;

@@ -28,5 +28,5 @@ internal interface IHboneTlsProvider
 /// transports (e.g. dialing from inside a pod network namespace) can swap it.</summary>
 internal interface IHboneConnector
 {
-    Task<Http2ClientConnection> ConnectAsync(HbonePoolKey key, CancellationToken cancellationToken);
+    Task<Http2Connection> ConnectAsync(HbonePoolKey key, CancellationToken cancellationToken);
 }

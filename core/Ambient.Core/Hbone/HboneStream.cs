@@ -18,12 +18,15 @@ internal sealed class HboneStream : Stream
     // Big enough that a 16 KiB TLS record lands in one segment, small enough that an idle tunnel pins little.
     private const int ReceiveSegmentSize = 16 * 1024;
 
-    private readonly Http2ClientConnection _connection;
+    private readonly Http2Connection _connection;
     private readonly Pipe _receive;
     private readonly object _sync = new();
     private readonly TaskCompletionSource<int> _response = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    // Under _sync.
+    // Canceled when the stream dies; created on first use (only the server's handler asks).
+    private CancellationTokenSource? _aborted;
+
+    // Under _sync. On a server stream _responseReceived means "the request arrived" (always true).
     private bool _localEnded;
     private bool _remoteEnded;
     private bool _responseReceived;
@@ -38,9 +41,11 @@ internal sealed class HboneStream : Stream
     private int _pendingUpdate;
     private int _unread;
 
-    internal HboneStream(Http2ClientConnection connection, string authority, long initialSendWindow, int receiveWindow)
+    /// <param name="accepted">Server role: the peer opened this stream with its request, so DATA may follow at once.</param>
+    internal HboneStream(Http2Connection connection, string authority, long initialSendWindow, int receiveWindow, bool accepted = false)
     {
         _connection = connection;
+        _responseReceived = accepted;
         Authority = authority;
         SendWindow = initialSendWindow;
         _recvWindow = receiveWindow;
@@ -66,6 +71,9 @@ internal sealed class HboneStream : Stream
 
     /// <summary>Queued on the connection's list of writers waiting for connection window; guarded by the flow lock.</summary>
     internal bool WaitingForConnectionWindow;
+
+    /// <summary>Server role: our answer (:status) went out. A stream the client resets before that is a premature reset.</summary>
+    internal volatile bool Answered;
 
     /// <summary>Wakes this stream's writer when a window grows or the stream dies.</summary>
     internal AsyncSignal SendSignal { get; } = new();
@@ -132,6 +140,40 @@ internal sealed class HboneStream : Stream
 
     public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
+    /// <summary>
+    /// Canceled when the stream dies before it ended normally: the peer reset it, or the connection went away. A server
+    /// handler passes it to the work it does before the tunnel is up (dialing the workload).
+    /// </summary>
+    internal CancellationToken Aborted
+    {
+        get
+        {
+            lock (_sync)
+            {
+                if (_terminated)
+                {
+                    return new CancellationToken(canceled: true);
+                }
+                _aborted ??= new CancellationTokenSource();
+                return _aborted.Token;
+            }
+        }
+    }
+
+    /// <summary>Server role: answers the request with <paramref name="status"/> and an optional text body. With
+    /// <paramref name="endStream"/> our side of the stream ends there (an error answer); a 200 leaves it open for the
+    /// tunnel's bytes.</summary>
+    public ValueTask RespondAsync(int status, string? text = null, bool endStream = false, CancellationToken cancellationToken = default) =>
+        _connection.RespondAsync(this, status, text is null ? ReadOnlyMemory<byte>.Empty : System.Text.Encoding.UTF8.GetBytes(text), endStream, cancellationToken);
+
+    /// <summary>Ends the stream abnormally now: our reads and writes fail, the peer gets RST_STREAM <paramref name="code"/>.
+    /// Safe while a read or write is pending (unlike disposing); dispose afterwards as usual.</summary>
+    internal ValueTask ResetAsync(Http2ErrorCode code, string reason)
+    {
+        Fail(new HboneException($"HBONE stream {StreamId} (CONNECT {Authority}) with {_connection.Peer} reset by us: {reason}", errorCode: code));
+        return _connection.ResetStreamAsync(this, code);
+    }
+
     /// <summary>Half-close: sends an empty DATA frame with END_STREAM. Reads continue until the peer ends too.</summary>
     public ValueTask CompleteWritesAsync(CancellationToken cancellationToken = default) => _connection.WriteEndStreamAsync(this, cancellationToken);
 
@@ -159,6 +201,7 @@ internal sealed class HboneStream : Stream
     {
         bool reset;
         int unread;
+        Http2ErrorCode resetCode;
         lock (_sync)
         {
             if (_disposed)
@@ -167,6 +210,8 @@ internal sealed class HboneStream : Stream
             }
             _disposed = true;
             reset = !_released;
+            // A server that already ended its answer only tells the client to stop sending (RFC 9113 section 8.1).
+            resetCode = _localEnded && _connection.IsServer ? Http2ErrorCode.NO_ERROR : Http2ErrorCode.CANCEL;
             if (reset)
             {
                 _terminated = true;
@@ -183,7 +228,7 @@ internal sealed class HboneStream : Stream
         {
             if (reset)
             {
-                await _connection.ResetStreamAsync(this, Http2ErrorCode.CANCEL).ConfigureAwait(false);
+                await _connection.ResetStreamAsync(this, resetCode).ConfigureAwait(false);
             }
             await _connection.CreditConnectionWindowAsync(unread).ConfigureAwait(false);
         }
@@ -350,18 +395,22 @@ internal sealed class HboneStream : Stream
     /// <summary>Kills the stream: pending and future reads and writes throw <paramref name="error"/>. Idempotent.</summary>
     internal void Fail(HboneException error)
     {
+        CancellationTokenSource? aborted = null;
         lock (_sync)
         {
             if (!_terminated)
             {
                 _terminated = true;
                 _failure = error;
+                aborted = _aborted;
                 if (!_disposed)
                 {
                     _receive.Writer.Complete(error);
                 }
             }
         }
+        // Outside the lock: cancellation callbacks run inline.
+        aborted?.Cancel();
         SendSignal.Set();
         _response.TrySetException(error);
         _ = _response.Task.Exception;

@@ -162,6 +162,17 @@ internal sealed class HPackEncoder
         EncodeHeader(output, ":authority"u8, authority);
     }
 
+    /// <summary>A response's <c>:status</c> (starts the block). 200 is one byte (static index 8); other codes are literals
+    /// kept out of the dynamic table, where they would only churn it.</summary>
+    public void EncodeResponseStatus(IBufferWriter<byte> output, int status)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(status, 100);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(status, 999);
+        BeginHeaderBlock(output);
+        Span<byte> digits = [(byte)('0' + (status / 100)), (byte)('0' + (status / 10 % 10)), (byte)('0' + (status % 10))];
+        EncodeHeader(output, ":status"u8, digits, HPackIndexing.WithoutIndexing);
+    }
+
     private void WriteSizeUpdate(IBufferWriter<byte> output, int size) => WriteInteger(output, size, 5, 0x20);
 
     private static void WriteInteger(IBufferWriter<byte> output, int value, int prefixBits, byte flags)

@@ -55,7 +55,7 @@ public sealed class HbonePythonInteropTests : IDisposable
     public async Task GoAway_StreamsAboveLastFailRetryable_EarlierStreamsFinish()
     {
         await using PythonH2Server server = await StartServerAsync("--goaway-on-stream", "2");
-        await using Http2ClientConnection connection = await NewConnector().ConnectAsync(Key(server.EndPoint), CancellationToken.None);
+        await using Http2Connection connection = await NewConnector().ConnectAsync(Key(server.EndPoint), CancellationToken.None);
         await using HboneStream first = await connection.OpenConnectAsync("10.0.0.1:80", null, CancellationToken.None);
 
         HboneException refused = await Assert.ThrowsAsync<HboneException>(
@@ -123,7 +123,7 @@ public sealed class HbonePythonInteropTests : IDisposable
     {
         await using PythonH2Server server = await StartServerAsync("--ping");
         var options = new HboneClientOptions { PingInterval = TimeSpan.FromMilliseconds(100), PingTimeout = TimeSpan.FromSeconds(5) };
-        await using Http2ClientConnection connection = await NewConnector(options).ConnectAsync(Key(server.EndPoint), CancellationToken.None);
+        await using Http2Connection connection = await NewConnector(options).ConnectAsync(Key(server.EndPoint), CancellationToken.None);
         await server.WaitForLineAsync("PING_ACK", TestTimeout);
         await server.WaitForLineAsync("PING_RECEIVED", TestTimeout);
         await Task.Delay(500);
@@ -135,7 +135,7 @@ public sealed class HbonePythonInteropTests : IDisposable
     {
         await using PythonH2Server server = await StartServerAsync("--blackhole");
         var options = new HboneClientOptions { PingInterval = TimeSpan.FromMilliseconds(100), PingTimeout = TimeSpan.FromMilliseconds(400) };
-        await using Http2ClientConnection connection = await NewConnector(options).ConnectAsync(Key(server.EndPoint), CancellationToken.None);
+        await using Http2Connection connection = await NewConnector(options).ConnectAsync(Key(server.EndPoint), CancellationToken.None);
         await connection.Closed.WaitAsync(TestTimeout);
         Assert.Contains("PING", connection.CloseReason!.Message);
         await server.WaitForLineAsync("CLOSED", TestTimeout);

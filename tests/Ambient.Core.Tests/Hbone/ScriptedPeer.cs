@@ -153,6 +153,44 @@ internal sealed class ScriptedPeer
         return FlushAsync();
     }
 
+    /// <summary>Client role: the connection preface and our SETTINGS.</summary>
+    public Task SendClientPrefaceAsync(params Http2Setting[] settings)
+    {
+        Http2FrameWriter.WritePreface(_output);
+        Http2FrameWriter.WriteSettings(_output, settings);
+        return FlushAsync();
+    }
+
+    /// <summary>Client role: a request header block with exactly these fields, in this order.</summary>
+    public Task SendRequestAsync(int streamId, bool endStream, params (string Name, string Value)[] fields)
+    {
+        var block = new ArrayBufferWriter<byte>();
+        _encoder.BeginHeaderBlock(block);
+        foreach ((string name, string value) in fields)
+        {
+            // Literal without indexing, name as given: lets a test send what our encoder would refuse (uppercase names).
+            block.GetSpan(1)[0] = 0x00;
+            block.Advance(1);
+            HPackEncoder.WriteString(block, System.Text.Encoding.Latin1.GetBytes(name));
+            HPackEncoder.WriteString(block, System.Text.Encoding.Latin1.GetBytes(value));
+        }
+        Http2FrameWriter.WriteHeaders(_output, streamId, block.WrittenSpan, endStream, Http2Frame.DefaultMaxFrameSize);
+        return FlushAsync();
+    }
+
+    public Task SendRstStreamAsync(int streamId, Http2ErrorCode code)
+    {
+        Http2FrameWriter.WriteRstStream(_output, streamId, code);
+        return FlushAsync();
+    }
+
+    /// <summary>Raw bytes outside any frame (a wrong preface).</summary>
+    public Task SendBytesAsync(byte[] bytes)
+    {
+        _output.Write(bytes);
+        return FlushAsync();
+    }
+
     /// <summary>Any raw frame (e.g. PUSH_PROMISE, which our writer has no helper for).</summary>
     public Task SendRawAsync(Http2FrameType type, Http2Flags flags, int streamId, byte[] payload)
     {

@@ -136,7 +136,7 @@ public sealed class CrossNodeTests : IAsyncLifetime
     [Fact]
     public async Task Admin_paths_answer_only_on_their_own_port_and_only_to_reads()
     {
-        // The admin ports share the node's Kestrel with HBONE: each port must still keep to its own paths.
+        // The admin ports share one Kestrel: each port must still keep to its own paths.
         var admin = _mesh.Nodes["node-1"].Admin;
         using var http = new HttpClient();
         async Task<System.Net.HttpStatusCode> StatusAsync(HttpMethod method, string url)

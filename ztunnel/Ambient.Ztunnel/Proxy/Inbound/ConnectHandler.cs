@@ -1,9 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
+using Ambient.Core.Hbone;
 using Microsoft.Extensions.Logging;
 
 namespace Ambient.Ztunnel.Proxy.Inbound;
@@ -28,56 +26,51 @@ internal sealed class ConnectHandler
         _logger = logger;
     }
 
-    public async Task HandleAsync(HttpContext context)
+    /// <summary>Serves one CONNECT stream to its end; owns and disposes the stream, never throws.</summary>
+    public async Task HandleAsync(InboundConnectionState state, HboneStream stream, HboneRequest request)
     {
-        var state = context.Features.Get<InboundConnectionState>();
-        if (state?.PeerIdentity is not { } peer)
+        await using var _ = stream.ConfigureAwait(false);
+        if (state.PeerIdentity is not { } peer)
         {
             // Only reachable if the pipeline were misconfigured (no mTLS); never serve an unidentified peer.
-            context.Abort();
             return;
         }
 
-        var request = context.Request;
-        var source = new IPEndPoint(context.Connection.RemoteIpAddress ?? IPAddress.None, context.Connection.RemotePort);
-        state.StreamStarted();
-        if (context.RequestAborted.IsCancellationRequested)
+        var source = state.Remote;
+        var aborted = stream.Aborted;
+        if (aborted.IsCancellationRequested)
         {
-            // Reset by the client before we looked at it (Kestrel dispatches on HEADERS even when RST_STREAM
-            // follows in the same read): no upstream connect, no access log, no metric - only the reset count.
-            PrematureReset(state, source);
+            // Reset by the client before we looked at it: no upstream connect, no access log, no metric. The
+            // connection counts such resets itself (rapid-reset guard).
             return;
         }
 
         // HBONE is a plain CONNECT (RFC 9113 8.5): no :path, no :scheme, no :protocol (extended CONNECT is not HBONE).
-        if (!HttpMethods.IsConnect(request.Method) || request.Path.HasValue || request.QueryString.HasValue
-            || context.Features.Get<IHttpExtendedConnectFeature>()?.IsExtendedConnect == true)
+        if (request.Method != "CONNECT" || request.Path is not null || request.Scheme is not null || request.Protocol is not null)
         {
-            await RejectAsync(context, peer, source, request.Method, StatusCodes.Status400BadRequest,
-                "HBONE expects CONNECT without :path").ConfigureAwait(false);
+            await RejectAsync(stream, peer, source, request.Method ?? "(no :method)", 400, "HBONE expects CONNECT without :path").ConfigureAwait(false);
             return;
         }
 
-        string authority = request.Headers.Host.ToString();
+        string authority = request.Authority ?? "";
         if (!ConnectAuthority.TryParse(authority, out var target, out var error))
         {
-            await RejectAsync(context, peer, source, authority, StatusCodes.Status400BadRequest, error!).ConfigureAwait(false);
+            await RejectAsync(stream, peer, source, authority, 400, error!).ConfigureAwait(false);
             return;
         }
 
         var listenerAddress = state.Listener.Address;
         if (!_targets.IsServedTarget(listenerAddress, target!))
         {
-            await RejectAsync(context, peer, source, authority, StatusCodes.Status400BadRequest,
-                "target is not a workload served by this listener").ConfigureAwait(false);
+            await RejectAsync(stream, peer, source, authority, 400, "target is not a workload served by this listener").ConfigureAwait(false);
             return;
         }
 
         var info = new InboundConnectionInfo(
             peer, source, target!, listenerAddress,
-            HeaderOrNull(request.Headers, "forwarded"),
-            HeaderOrNull(request.Headers, "baggage"),
-            HeaderOrNull(request.Headers, "traceparent"),
+            request.Header("forwarded"),
+            request.Header("baggage"),
+            request.Header("traceparent"),
             DateTimeOffset.UtcNow);
         long started = Stopwatch.GetTimestamp();
 
@@ -89,42 +82,41 @@ internal sealed class ConnectHandler
             {
                 flags = ResponseFlags.Deny;
                 Notify(static (o, i) => o.ConnectionOpened(i, ResponseFlags.Deny), info);
-                context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+                await stream.RespondAsync(401, endStream: true, cancellationToken: aborted).ConfigureAwait(false);
                 return;
             }
 
-            Socket? upstream = await ConnectAsync(target!, context.RequestAborted).ConfigureAwait(false);
-            if (upstream is null && context.RequestAborted.IsCancellationRequested)
+            Socket? upstream = await ConnectAsync(target!, aborted).ConfigureAwait(false);
+            if (upstream is null && aborted.IsCancellationRequested)
             {
-                // The client gave up, not the workload: not a CONNECT failure, and a reset before the tunnel was up.
+                // The client gave up, not the workload: not a CONNECT failure.
                 flags = ResponseFlags.DownstreamReset;
-                PrematureReset(state, source);
                 return;
             }
             if (upstream is null)
             {
                 flags = ResponseFlags.Connect;
                 Notify(static (o, i) => o.ConnectionOpened(i, ResponseFlags.Connect), info);
-                context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+                await stream.RespondAsync(503, endStream: true, cancellationToken: aborted).ConfigureAwait(false);
                 return;
             }
 
             using (upstream)
             {
                 Notify(static (o, i) => o.ConnectionOpened(i, ResponseFlags.None), info);
-                context.Response.StatusCode = StatusCodes.Status200OK;
-                // Send the 200 HEADERS now: the client waits for them before it sends any payload.
-                await context.Response.BodyWriter.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+                // The 200 HEADERS go out now: the client waits for them before it sends any payload.
+                await stream.RespondAsync(200, cancellationToken: aborted).ConfigureAwait(false);
 
-                var relay = new TunnelRelay(context, upstream);
+                var relay = new TunnelRelay(stream, upstream);
                 await relay.RunAsync().ConfigureAwait(false);
                 flags = relay.Flags;
                 bytesIn = relay.BytesIn;
                 bytesOut = relay.BytesOut;
             }
         }
-        catch (Exception) when (context.RequestAborted.IsCancellationRequested)
+        catch (Exception)
         {
+            // Only the answer can throw here: the stream or the whole connection went away under us.
             flags = ResponseFlags.DownstreamReset;
         }
         finally
@@ -168,25 +160,14 @@ internal sealed class ConnectHandler
         }
     }
 
-    /// <summary>Counts a stream reset before its tunnel was up; a connection that floods them is closed (CVE-2023-44487).</summary>
-    private void PrematureReset(InboundConnectionState state, IPEndPoint source)
-    {
-        if (!state.PrematureReset(_options.MaxPrematureResets))
-            return;
-        InboundLog.RapidReset(_logger, source, state.Listener.Address, state.PrematureResets, state.Streams);
-        state.Connection?.Abort(new ConnectionAbortedException("HBONE client reset too many streams before their tunnel was up"));
-    }
-
-    private async Task RejectAsync(HttpContext context, string peer, IPEndPoint source, string target, int status, string reason)
+    private async Task RejectAsync(HboneStream stream, string peer, IPEndPoint source, string target, int status, string reason)
     {
         InboundLog.Rejected(_logger, peer, source, target, status, reason);
-        context.Response.StatusCode = status;
-        context.Response.ContentType = "text/plain";
         try
         {
-            await context.Response.WriteAsync(reason, context.RequestAborted).ConfigureAwait(false);
+            await stream.RespondAsync(status, reason, endStream: true, stream.Aborted).ConfigureAwait(false);
         }
-        catch (Exception) when (context.RequestAborted.IsCancellationRequested)
+        catch (Exception)
         {
             // The client reset the stream first; nothing left to tell it.
         }
@@ -202,11 +183,5 @@ internal sealed class ConnectHandler
         {
             InboundLog.ObserverFailed(_logger, ex);
         }
-    }
-
-    private static string? HeaderOrNull(IHeaderDictionary headers, string name)
-    {
-        var value = headers[name];
-        return value.Count == 0 ? null : value.ToString();
     }
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Ambient.Core.Hbone;
 
 namespace Ambient.Ztunnel.Proxy.Inbound;
 
@@ -26,10 +27,27 @@ internal sealed record HboneInboundOptions
 
     /// <summary>
     /// Rapid-reset guard (CVE-2023-44487): an HBONE connection whose client has reset this many CONNECT streams
-    /// before their tunnel was up, and more than half of all its streams, is closed. Kestrel's own guard only trips
-    /// when reset streams pile up unfinished; ours finish at once, so the flood would otherwise run unbounded.
+    /// before their tunnel was up, and more than half of all its streams, is closed with GOAWAY ENHANCE_YOUR_CALM.
     /// </summary>
     public int MaxPrematureResets { get; init; } = 100;
+
+    /// <summary>
+    /// HTTP/2 settings of every inbound connection: 200 concurrent streams (Istio's server side), windows and frame
+    /// limits as the client's, and the rapid-reset threshold from <see cref="MaxPrematureResets"/>.
+    /// </summary>
+    public HboneClientOptions Http2 => new()
+    {
+        MaxStreamsPerConnection = 200,
+        MaxPrematureResets = MaxPrematureResets,
+        PingInterval = PingInterval,
+        PingTimeout = PingTimeout,
+    };
+
+    /// <summary>Keepalive PING interval on inbound connections.</summary>
+    public TimeSpan PingInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>An inbound connection whose client does not answer a PING within this time is closed.</summary>
+    public TimeSpan PingTimeout { get; init; } = TimeSpan.FromSeconds(20);
 
     /// <summary>Listen backlog of each workload listener.</summary>
     public int Backlog { get; init; } = 512;

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Ambient.Core.Hbone;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
@@ -15,23 +16,22 @@ namespace Ambient.Ztunnel.Proxy.Inbound;
 /// <summary>
 /// The ztunnel's inbound HBONE server (port 15008): mutual TLS 1.3 + HTTP/2 CONNECT tunnels to local workloads.
 ///
-/// Hosting choice: ONE Kestrel, built on a bare generic host with <c>UseKestrelCore</c> (no MVC, no routing, no
-/// config/env sources, no console lifetime; the only middleware is the CONNECT handler). Kestrel binds its endpoint
-/// once, so per-workload listeners come from a small custom transport (<see cref="WorkloadListeners"/>) whose
-/// sockets are added and removed at runtime. Compared with one Kestrel per workload this shares one heartbeat
-/// thread, memory pool and DI container across all pods; compared with restarting a shared Kestrel it never
-/// touches existing tunnels when a pod comes or goes. The host is needed at all because Kestrel's HTTPS middleware
-/// resolves its (internal) metrics service from DI.
+/// Each workload gets its own listening socket (<see cref="WorkloadListeners"/>), added and removed at runtime; every
+/// accepted connection is an <see cref="InboundConnection"/>: SslStream, then our own HTTP/2 server (the same framing
+/// as the HBONE client), whose streams go to the <see cref="ConnectHandler"/>.
 ///
-/// The node's plain admin ports (<see cref="PlainEndpoint"/>) are served by this same Kestrel on its socket
-/// transport: a second web host for three small HTTP/1.1 ports cost the node proxy about 12 MB of RSS (its DI
-/// container, routing, minimal-API expression compilation and a second Kestrel with its own heartbeat and pools).
+/// The node's plain admin ports (<see cref="PlainEndpoint"/>) are served by one small Kestrel, built on a bare generic
+/// host with <c>UseKestrelCore</c> (no MVC, no routing, no config/env sources, no console lifetime) and only when
+/// there are such endpoints.
 /// </summary>
 internal sealed class HboneInboundServer : IAsyncDisposable
 {
     private readonly HboneInboundOptions _options;
     private readonly WorkloadListeners _listeners;
-    private readonly IHost _host;
+    private readonly InboundTls _tls;
+    private readonly ConnectHandler _handler;
+    private readonly HboneClientOptions _http2Options;
+    private readonly IHost? _host;
     private readonly ILogger _logger;
     private readonly List<(PlainEndpoint Endpoint, ListenOptions Listen)> _plain = [];
     private int _state; // 0 new, 1 started, 2 disposed
@@ -53,26 +53,29 @@ internal sealed class HboneInboundServer : IAsyncDisposable
         _options = options;
         observer ??= NullInboundObserver.Instance;
         _logger = loggerFactory.CreateLogger<HboneInboundServer>();
-        var tls = new InboundTls(identity, observer, _logger);
-        var handler = new ConnectHandler(options, targets, observer, _logger);
-        _listeners = new WorkloadListeners(loggerFactory, tls.CreateState);
+        _tls = new InboundTls(identity, observer, _logger);
+        _handler = new ConnectHandler(options, targets, observer, _logger);
+        _http2Options = options.Http2;
+        _listeners = new WorkloadListeners(_logger, OnAccepted);
 
-        _host = new HostBuilder()
-            .ConfigureServices(services =>
-            {
-                services.AddSingleton(loggerFactory);
-                // The node proxy owns signals and shutdown; the default console lifetime would grab SIGTERM.
-                services.AddSingleton<IHostLifetime, EmbeddedHostLifetime>();
-            })
-            .ConfigureWebHost(web =>
-            {
-                web.UseSetting(WebHostDefaults.PreventHostingStartupKey, "true");
-                web.UseKestrelCore();
-                web.ConfigureServices(services => services.AddSingleton<IConnectionListenerFactory>(_listeners));
-                web.ConfigureKestrel(kestrel => ConfigureKestrel(kestrel, tls, plainEndpoints ?? []));
-                web.Configure(app => app.Run(context => HandlerFor(context)?.Invoke(context) ?? handler.HandleAsync(context)));
-            }, web => web.SuppressEnvironmentConfiguration = true)
-            .Build();
+        if (plainEndpoints is { Count: > 0 })
+        {
+            _host = new HostBuilder()
+                .ConfigureServices(services =>
+                {
+                    services.AddSingleton(loggerFactory);
+                    // The node proxy owns signals and shutdown; the default console lifetime would grab SIGTERM.
+                    services.AddSingleton<IHostLifetime, EmbeddedHostLifetime>();
+                })
+                .ConfigureWebHost(web =>
+                {
+                    web.UseSetting(WebHostDefaults.PreventHostingStartupKey, "true");
+                    web.UseKestrelCore();
+                    web.ConfigureKestrel(kestrel => ConfigureKestrel(kestrel, plainEndpoints));
+                    web.Configure(app => app.Run(context => HandlerFor(context)?.Invoke(context) ?? NotFound(context)));
+                }, web => web.SuppressEnvironmentConfiguration = true)
+                .Build();
+        }
     }
 
     /// <summary>The workload listeners currently accepting, by workload address.</summary>
@@ -99,11 +102,13 @@ internal sealed class HboneInboundServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts Kestrel. A plain endpoint that cannot bind fails the start with an error naming it.</summary>
+    /// <summary>Starts the plain endpoints. One that cannot bind fails the start with an error naming it.</summary>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
             throw new InvalidOperationException("the HBONE inbound server was already started or disposed");
+        if (_host is null)
+            return;
         try
         {
             await _host.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -173,54 +178,67 @@ internal sealed class HboneInboundServer : IAsyncDisposable
         return removed;
     }
 
+    private void OnAccepted(WorkloadListener listener, Socket socket)
+    {
+        var connection = new InboundConnection(_tls.CreateState(listener, socket), socket, _tls, _handler, _http2Options,
+            _options.HandshakeTimeout, _logger);
+        if (!listener.Track(connection))
+        {
+            socket.Dispose();
+            return;
+        }
+        _ = ServeAsync(listener, connection);
+    }
+
+    private static async Task ServeAsync(WorkloadListener listener, InboundConnection connection)
+    {
+        try
+        {
+            await connection.RunAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            listener.Untrack(connection);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         int previous = Interlocked.Exchange(ref _state, 2);
         if (previous == 2)
             return;
-        if (previous == 1)
+
+        // Graceful first: no new connections, GOAWAY on the open ones, whose tunnels get the drain timeout to finish.
+        var connections = new List<InboundConnection>();
+        foreach (var listener in _listeners.Current)
+            connections.AddRange(listener.Connections);
+        _listeners.CloseAll(abortConnections: false);
+        var drains = new List<Task>(connections.Count);
+        foreach (var connection in connections)
+            drains.Add(connection.DrainAsync(_options.DrainTimeout));
+        await Task.WhenAll(drains).ConfigureAwait(false);
+
+        if (_host is not null)
         {
-            // Graceful first (GOAWAY, tunnels may finish), then Kestrel aborts what is left when the token fires.
-            using var drain = new CancellationTokenSource(_options.DrainTimeout);
-            try
+            if (previous == 1)
             {
-                await _host.StopAsync(drain.Token).ConfigureAwait(false);
+                using var drain = new CancellationTokenSource(_options.DrainTimeout);
+                try
+                {
+                    await _host.StopAsync(drain.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
             }
-            catch (OperationCanceledException)
-            {
-            }
+            _host.Dispose();
         }
-        _host.Dispose();
         await _listeners.DisposeAsync().ConfigureAwait(false);
     }
 
-    // Limits per the HBONE wire facts: without MinRequestBodyDataRate = null an idle tunnel resets the whole
-    // connection after ~5 s; without MaxRequestBodySize = null a tunnel dies at 30 MB.
-    private void ConfigureKestrel(KestrelServerOptions kestrel, InboundTls tls, IReadOnlyList<PlainEndpoint> plainEndpoints)
+    private void ConfigureKestrel(KestrelServerOptions kestrel, IReadOnlyList<PlainEndpoint> plainEndpoints)
     {
         kestrel.AddServerHeader = false;
-        var limits = kestrel.Limits;
-        limits.MinRequestBodyDataRate = null;
-        limits.MinResponseDataRate = null;
-        limits.MaxRequestBodySize = null;
-        limits.MaxRequestHeadersTotalSize = 16 * 1024;
-        limits.Http2.InitialStreamWindowSize = 4 * 1024 * 1024;
-        limits.Http2.InitialConnectionWindowSize = 16 * 1024 * 1024;
-        limits.Http2.MaxFrameSize = 1024 * 1024;
-        limits.Http2.MaxRequestHeaderFieldSize = 16 * 1024;
-        limits.Http2.MaxStreamsPerConnection = 200;
-        limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(10);
-        limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(20);
-
-        kestrel.Listen(_listeners.EndPoint, listen =>
-        {
-            listen.Protocols = HttpProtocols.Http2;
-            // Order matters: DetectFailures wraps the TLS middleware, MarkHandshakeCompleted runs inside it.
-            listen.Use(tls.DetectFailures);
-            listen.UseHttps(tls.CallbackOptions(_options.HandshakeTimeout));
-            listen.Use(InboundTls.MarkHandshakeCompleted);
-        });
-
         // Kestrel reads ListenOptions once per start; a restarted host (none today) would add them again.
         _plain.Clear();
         foreach (var endpoint in plainEndpoints)
@@ -239,9 +257,14 @@ internal sealed class HboneInboundServer : IAsyncDisposable
         }
     }
 
+    private static Task NotFound(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status404NotFound;
+        return Task.CompletedTask;
+    }
+
     private const string PlainHandlerKey = "ambient.plain-endpoint.handler";
 
-    // HBONE connections carry no handler item: their requests go to the CONNECT handler.
     private static RequestDelegate? HandlerFor(HttpContext context) =>
         context.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(PlainHandlerKey, out var handler) == true
             ? handler as RequestDelegate

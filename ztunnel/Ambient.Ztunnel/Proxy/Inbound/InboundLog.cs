@@ -35,6 +35,10 @@ internal static partial class InboundLog
         Message = "closing HBONE connection from {Remote} on listener {Listener}: {Resets} of its {Streams} streams were reset by the client before their tunnel was up (rapid reset)")]
     public static partial void RapidReset(ILogger logger, IPEndPoint remote, IPAddress listener, int resets, int streams);
 
+    [LoggerMessage(EventId = 10, EventName = "InboundConnectionEstablished", Level = LogLevel.Debug,
+        Message = "HBONE connection from {Remote} ({Identity}) on listener {Listener} established")]
+    public static partial void ConnectionEstablished(ILogger logger, IPEndPoint remote, string? identity, IPAddress listener);
+
     [LoggerMessage(EventId = 7, EventName = "InboundListenerAdded", Level = LogLevel.Information,
         Message = "HBONE listener for workload {Workload} on {EndPoint}")]
     public static partial void ListenerAdded(ILogger logger, IPAddress workload, IPEndPoint endPoint);

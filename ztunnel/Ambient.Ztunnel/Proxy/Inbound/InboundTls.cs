@@ -3,8 +3,6 @@ using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.Logging;
 
 namespace Ambient.Ztunnel.Proxy.Inbound;
@@ -13,9 +11,9 @@ namespace Ambient.Ztunnel.Proxy.Inbound;
 internal sealed record CertificateContextCache(X509Certificate2 Certificate, SslStreamCertificateContext Context);
 
 /// <summary>
-/// Per-connection state, attached as a connection feature at accept time. It carries the listener (which workload's
-/// cert to present), the verified peer identity (read by the CONNECT handler), and whether a TLS failure was
-/// already reported with a precise reason.
+/// Per-connection state, created at accept time. It carries the listener (which workload's cert to present), the
+/// verified peer identity (read by the CONNECT handler), and whether a TLS failure was already reported with a
+/// precise reason.
 /// </summary>
 internal sealed class InboundConnectionState
 {
@@ -38,34 +36,6 @@ internal sealed class InboundConnectionState
     public bool HandshakeCompleted { get; set; }
 
     public bool FailureReported { get; set; }
-
-    /// <summary>The connection after its handshake (set by <see cref="InboundTls.MarkHandshakeCompleted"/>), so a stream can end it.</summary>
-    public ConnectionContext? Connection { get; set; }
-
-    private int _streams;
-    private int _prematureResets;
-    private int _closedForResets;
-
-    /// <summary>Counts a CONNECT stream that reached the handler.</summary>
-    public void StreamStarted() => Interlocked.Increment(ref _streams);
-
-    /// <summary>
-    /// Counts a stream the client reset before its tunnel was up (before our 200). True exactly once: when this
-    /// connection has had at least <paramref name="limit"/> such streams AND they are more than half of all its
-    /// streams, i.e. it looks like a rapid-reset flood (CVE-2023-44487) rather than a client cancelling now and then.
-    /// The half rule is Envoy's (premature resets vs. total streams); a busy pooled connection with occasional
-    /// cancellations never trips it.
-    /// </summary>
-    public bool PrematureReset(int limit)
-    {
-        int resets = Interlocked.Increment(ref _prematureResets);
-        return resets >= limit && resets * 2 > Volatile.Read(ref _streams)
-            && Interlocked.Exchange(ref _closedForResets, 1) == 0;
-    }
-
-    public int Streams => Volatile.Read(ref _streams);
-
-    public int PrematureResets => Volatile.Read(ref _prematureResets);
 
     // Bound once per connection (not per call) and handed to SslStream.
     public bool ValidateClient(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors) =>
@@ -96,18 +66,10 @@ internal sealed class InboundTls
     public InboundConnectionState CreateState(WorkloadListener listener, Socket socket) =>
         new(this, listener, socket.RemoteEndPoint as IPEndPoint ?? new IPEndPoint(IPAddress.None, 0));
 
-    public TlsHandshakeCallbackOptions CallbackOptions(TimeSpan handshakeTimeout) => new()
+    /// <summary>The handshake settings for one accepted connection; throws (and reports) when the workload has no certificate yet.</summary>
+    public SslServerAuthenticationOptions ServerOptions(InboundConnectionState state)
     {
-        OnConnection = OnConnection,
-        HandshakeTimeout = handshakeTimeout,
-    };
-
-    private ValueTask<SslServerAuthenticationOptions> OnConnection(TlsHandshakeCallbackContext context)
-    {
-        var state = context.Connection.Features.Get<InboundConnectionState>()
-            ?? throw new InvalidOperationException("HBONE connection without listener state");
         var listener = state.Listener;
-
         var cert = _identity.GetServerCertificate(listener.Address, out var chain);
         if (cert is null)
         {
@@ -123,7 +85,7 @@ internal sealed class InboundTls
             listener.Certificate = cached;
         }
 
-        return ValueTask.FromResult(new SslServerAuthenticationOptions
+        return new SslServerAuthenticationOptions
         {
             ServerCertificateContext = cached.Context,
             EnabledSslProtocols = SslProtocols.Tls13,
@@ -132,7 +94,7 @@ internal sealed class InboundTls
             CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
             AllowRenegotiation = false,
             RemoteCertificateValidationCallback = state.ValidateClient,
-        });
+        };
     }
 
     internal bool ValidateClient(InboundConnectionState state, X509Certificate? certificate, X509Chain? chain)
@@ -168,11 +130,11 @@ internal sealed class InboundTls
         return true;
     }
 
-    /// <summary>Called by the connection middleware when a handshake ended without success and no reason was given yet.</summary>
+    /// <summary>Called when a handshake ended without success; reports a generic reason unless a precise one was given.</summary>
     public void HandshakeFailed(InboundConnectionState state) =>
         Fail(state, "TLS handshake failed (not TLS 1.3 with ALPN h2, aborted, or timed out)");
 
-    private void Fail(InboundConnectionState state, string reason)
+    public void Fail(InboundConnectionState state, string reason)
     {
         if (state.FailureReported)
             return;
@@ -187,35 +149,4 @@ internal sealed class InboundTls
             InboundLog.ObserverFailed(_logger, ex);
         }
     }
-
-    /// <summary>
-    /// Connection middleware placed around Kestrel's HTTPS middleware: Kestrel swallows handshake errors (it only
-    /// logs them), so a connection that returns here without having passed <see cref="MarkHandshakeCompleted"/> failed
-    /// its handshake.
-    /// </summary>
-    public Func<ConnectionDelegate, ConnectionDelegate> DetectFailures => next => async connection =>
-    {
-        try
-        {
-            await next(connection).ConfigureAwait(false);
-        }
-        finally
-        {
-            var state = connection.Features.Get<InboundConnectionState>();
-            if (state is not null && !state.HandshakeCompleted)
-                HandshakeFailed(state);
-        }
-    };
-
-    /// <summary>Connection middleware placed after Kestrel's HTTPS middleware: reached only by completed handshakes.</summary>
-    public static Func<ConnectionDelegate, ConnectionDelegate> MarkHandshakeCompleted => next => connection =>
-    {
-        var state = connection.Features.Get<InboundConnectionState>();
-        if (state is not null)
-        {
-            state.HandshakeCompleted = true;
-            state.Connection = connection;
-        }
-        return next(connection);
-    };
 }

@@ -1,7 +1,7 @@
 using System.Buffers;
-using System.IO.Pipelines;
 using System.Net.Sockets;
-using Microsoft.AspNetCore.Http;
+using Ambient.Core.Hbone;
+using Ambient.Core.Http2;
 
 namespace Ambient.Ztunnel.Proxy.Inbound;
 
@@ -9,30 +9,27 @@ namespace Ambient.Ztunnel.Proxy.Inbound;
 /// Copies bytes between an accepted HBONE CONNECT stream and the upstream workload socket, both directions at once,
 /// with TCP half-close semantics:
 /// <code>
-///   client DATA ... END_STREAM  -> Request.BodyReader  -> socket.Send ... Shutdown(Send)
-///   client     <- END_STREAM ... Response.BodyWriter   <- socket.Receive ... 0 (EOF)
+///   client DATA ... END_STREAM  -> stream reads   -> socket.Send ... Shutdown(Send)
+///   client     <- END_STREAM ... stream writes  <- socket.Receive ... 0 (EOF)
 /// </code>
 /// A reset on either side tears down the other (RST_STREAM towards the client, socket close towards the workload).
-/// Buffers: downstream data is sent straight from Kestrel's pooled request segments; upstream data is received
-/// straight into the response pipe's memory. Only a multi-segment request read is coalesced, into one 64 KiB array
-/// rented once per tunnel.
+/// Buffers: each direction first waits with a zero-byte read, so an idle tunnel holds no buffer; a pooled 64 KiB
+/// array is rented only while bytes flow.
 /// </summary>
 internal sealed class TunnelRelay
 {
-    // Receive size: large enough that one syscall moves a useful amount, small enough for Kestrel's output pipe.
-    private const int ReceiveChunk = 64 * 1024;
-    private const int CoalesceSize = 64 * 1024;
+    // Large enough that one syscall or one DATA frame moves a useful amount.
+    private const int ChunkSize = 64 * 1024;
 
-    private readonly HttpContext _context;
+    private readonly HboneStream _stream;
     private readonly Socket _upstream;
-    private byte[]? _scratch;
     private string? _flags;
     private long _bytesIn;
     private long _bytesOut;
 
-    public TunnelRelay(HttpContext context, Socket upstream)
+    public TunnelRelay(HboneStream stream, Socket upstream)
     {
-        _context = context;
+        _stream = stream;
         _upstream = upstream;
     }
 
@@ -47,85 +44,65 @@ internal sealed class TunnelRelay
 
     public async Task RunAsync()
     {
-        try
-        {
-            var upload = UploadAsync(_context.Request.BodyReader, _context.RequestAborted);
-            var download = DownloadAsync(_context.Response.BodyWriter, _context.RequestAborted);
-            await Task.WhenAll(upload, download).ConfigureAwait(false);
-        }
-        finally
-        {
-            if (_scratch is not null)
-                ArrayPool<byte>.Shared.Return(_scratch);
-        }
+        var upload = UploadAsync();
+        var download = DownloadAsync();
+        await upload.ConfigureAwait(false);
+        await download.ConfigureAwait(false);
     }
 
-    private async Task UploadAsync(PipeReader reader, CancellationToken aborted)
+    private async Task UploadAsync()
     {
-        while (true)
+        byte[]? buffer = null;
+        try
         {
-            ReadResult result;
-            try
+            while (true)
             {
-                result = await reader.ReadAsync(aborted).ConfigureAwait(false);
-            }
-            catch (Exception)
-            {
-                // RST_STREAM from the client, or the HTTP/2 connection went away.
-                FailDownstream();
-                return;
-            }
-
-            var buffer = result.Buffer;
-            if (!buffer.IsEmpty)
-            {
+                int n;
                 try
                 {
-                    await SendAsync(buffer).ConfigureAwait(false);
+                    // Zero-byte read: completes when DATA (or END_STREAM) is there, without holding a buffer meanwhile.
+                    await _stream.ReadAsync(Memory<byte>.Empty).ConfigureAwait(false);
+                    buffer ??= ArrayPool<byte>.Shared.Rent(ChunkSize);
+                    n = await _stream.ReadAsync(buffer.AsMemory(0, ChunkSize)).ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    // RST_STREAM from the client, or the HTTP/2 connection went away.
+                    FailDownstream();
+                    return;
+                }
+
+                if (n == 0)
+                {
+                    // END_STREAM from the client: half-close towards the workload, keep reading its answer.
+                    try
+                    {
+                        _upstream.Shutdown(SocketShutdown.Send);
+                    }
+                    catch (Exception)
+                    {
+                        FailUpstream();
+                    }
+                    return;
+                }
+
+                try
+                {
+                    await SendAllAsync(buffer.AsMemory(0, n)).ConfigureAwait(false);
                 }
                 catch (Exception)
                 {
                     FailUpstream();
                     return;
                 }
-                Interlocked.Add(ref _bytesIn, buffer.Length);
+                Interlocked.Add(ref _bytesIn, n);
+                ReturnIfDrained(ref buffer, n);
             }
-            reader.AdvanceTo(buffer.End);
-
-            if (result.IsCompleted)
-            {
-                // END_STREAM from the client: half-close towards the workload, keep reading its answer.
-                try
-                {
-                    _upstream.Shutdown(SocketShutdown.Send);
-                }
-                catch (Exception)
-                {
-                    FailUpstream();
-                }
-                return;
-            }
-            if (result.IsCanceled)
-                return;
         }
-    }
-
-    private async ValueTask SendAsync(ReadOnlySequence<byte> buffer)
-    {
-        if (buffer.IsSingleSegment)
+        finally
         {
-            await SendAllAsync(buffer.First).ConfigureAwait(false);
-            return;
-        }
-
-        // Kestrel hands request data over in small pooled segments; one send per segment would multiply syscalls.
-        _scratch ??= ArrayPool<byte>.Shared.Rent(CoalesceSize);
-        while (!buffer.IsEmpty)
-        {
-            int n = (int)Math.Min(buffer.Length, _scratch.Length);
-            buffer.Slice(0, n).CopyTo(_scratch);
-            await SendAllAsync(_scratch.AsMemory(0, n)).ConfigureAwait(false);
-            buffer = buffer.Slice(n);
+            if (buffer is not null)
+                ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
@@ -138,65 +115,72 @@ internal sealed class TunnelRelay
         }
     }
 
-    private async Task DownloadAsync(PipeWriter writer, CancellationToken aborted)
+    private async Task DownloadAsync()
     {
-        bool waitForData = true;
-        while (true)
+        byte[]? buffer = null;
+        try
         {
-            int n;
-            Memory<byte> memory;
-            try
+            while (true)
             {
-                if (waitForData)
-                {
-                    // Zero-byte receive: an idle tunnel waits without holding a 64 KiB buffer.
-                    await _upstream.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, aborted).ConfigureAwait(false);
-                }
-                memory = writer.GetMemory(ReceiveChunk);
-                n = await _upstream.ReceiveAsync(memory, SocketFlags.None, aborted).ConfigureAwait(false);
-            }
-            catch (Exception)
-            {
-                if (aborted.IsCancellationRequested)
-                    FailDownstream();
-                else
-                    FailUpstream();
-                return;
-            }
-
-            if (n == 0)
-            {
-                // Workload EOF: END_STREAM towards the client while its direction may stay open.
+                int n;
                 try
                 {
-                    await _context.Response.CompleteAsync().ConfigureAwait(false);
+                    if (buffer is null)
+                    {
+                        // Zero-byte receive: an idle tunnel waits without holding a 64 KiB buffer.
+                        await _upstream.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                        buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
+                    }
+                    n = await _upstream.ReceiveAsync(buffer.AsMemory(0, ChunkSize), SocketFlags.None).ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    if (Volatile.Read(ref _flags) is null)
+                        FailUpstream();
+                    return;
+                }
+
+                if (n == 0)
+                {
+                    // Workload EOF: END_STREAM towards the client while its direction may stay open.
+                    try
+                    {
+                        await _stream.CompleteWritesAsync().ConfigureAwait(false);
+                    }
+                    catch (Exception)
+                    {
+                        FailDownstream();
+                    }
+                    return;
+                }
+
+                try
+                {
+                    await _stream.WriteAsync(buffer.AsMemory(0, n)).ConfigureAwait(false);
                 }
                 catch (Exception)
                 {
                     FailDownstream();
+                    return;
                 }
-                return;
+                Interlocked.Add(ref _bytesOut, n);
+                ReturnIfDrained(ref buffer, n);
             }
+        }
+        finally
+        {
+            if (buffer is not null)
+                ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
 
-            writer.Advance(n);
-            Interlocked.Add(ref _bytesOut, n);
-            FlushResult flush;
-            try
-            {
-                flush = await writer.FlushAsync(aborted).ConfigureAwait(false);
-            }
-            catch (Exception)
-            {
-                FailDownstream();
-                return;
-            }
-            if (flush.IsCompleted || flush.IsCanceled)
-            {
-                FailDownstream();
-                return;
-            }
-            // A full read means more is probably queued: skip the readiness wait next time.
-            waitForData = n < memory.Length;
+    /// <summary>A short read means the source is drained: give the buffer back while the tunnel waits for more.</summary>
+    private static void ReturnIfDrained(ref byte[]? buffer, int read)
+    {
+        if (read < ChunkSize && buffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            buffer = null;
         }
     }
 
@@ -213,7 +197,8 @@ internal sealed class TunnelRelay
         if (Interlocked.CompareExchange(ref _flags, ResponseFlags.UpstreamReset, null) is null)
         {
             _upstream.Dispose();
-            _context.Abort();
+            // RFC 9113 section 8.5: a tunnel whose TCP side broke is reset with CONNECT_ERROR.
+            _ = _stream.ResetAsync(Http2ErrorCode.CONNECT_ERROR, "the workload connection broke").AsTask();
         }
     }
 }

@@ -8,15 +8,17 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace Ambient.Core.Hbone;
 
 /// <summary>
-/// Our HTTP/2 client connection for plain CONNECT tunnels (HBONE), over an already authenticated duplex stream.
-/// HttpClient cannot send a CONNECT without :scheme/:path, so we speak RFC 9113 ourselves.
+/// Our HTTP/2 connection for plain CONNECT tunnels (HBONE), over an already authenticated duplex stream, in either
+/// role: the client opens tunnels (HttpClient cannot send a CONNECT without :scheme/:path), the server
+/// (<see cref="CreateServer"/>, the ztunnel's inbound side) accepts them. Both share framing, HPACK, flow control,
+/// keepalive and shutdown; the role-specific parts live in Http2Connection.Server.cs and the client's open path.
 /// <para>Threads: one read loop owns frame parsing, the HPACK decoder and the per-stream receive pipes. Every frame
 /// write happens under <see cref="_writeLock"/> (one frame, or one HEADERS block, then flush), which also guards the
 /// HPACK encoder and stream-id allocation because both must reach the wire in order. Flow-control send windows live
 /// under <see cref="_flowLock"/>; stream bookkeeping under <see cref="_streamsLock"/>. Never take the write lock while
 /// holding another lock.</para>
 /// </summary>
-internal sealed partial class Http2ClientConnection : IAsyncDisposable
+internal sealed partial class Http2Connection : IAsyncDisposable
 {
     private const int DefaultWindowSize = 65_535;
 
@@ -57,7 +59,13 @@ internal sealed partial class Http2ClientConnection : IAsyncDisposable
     private Task _keepAliveLoop = Task.CompletedTask;
     private int _abortStarted;
 
-    public Http2ClientConnection(Stream transport, HboneClientOptions options, string peer, ILogger? logger = null, TimeProvider? timeProvider = null)
+    public Http2Connection(Stream transport, HboneClientOptions options, string peer, ILogger? logger = null, TimeProvider? timeProvider = null)
+        : this(transport, options, peer, logger, timeProvider, onRequest: null)
+    {
+    }
+
+    private Http2Connection(Stream transport, HboneClientOptions options, string peer, ILogger? logger, TimeProvider? timeProvider,
+        Action<HboneStream, HboneRequest>? onRequest)
     {
         ArgumentNullException.ThrowIfNull(transport);
         ArgumentNullException.ThrowIfNull(options);
@@ -66,6 +74,7 @@ internal sealed partial class Http2ClientConnection : IAsyncDisposable
         _options = options;
         _logger = logger ?? NullLogger.Instance;
         _time = timeProvider ?? TimeProvider.System;
+        _onRequest = onRequest;
         Peer = peer;
         _input = PipeReader.Create(transport, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
         _output = PipeWriter.Create(transport, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
@@ -109,20 +118,35 @@ internal sealed partial class Http2ClientConnection : IAsyncDisposable
     /// <summary>Why the connection closed, once it has.</summary>
     public Exception? CloseReason { get; private set; }
 
-    /// <summary>Sends the preface, our SETTINGS and the connection WINDOW_UPDATE, then starts the read and keepalive loops.</summary>
+    /// <summary>Sends the preface (client role), our SETTINGS and the connection WINDOW_UPDATE, then starts the read
+    /// and keepalive loops. A server's read loop first checks the client's preface.</summary>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            Http2FrameWriter.WritePreface(_output);
-            Http2FrameWriter.WriteSettings(_output,
-            [
-                new(Http2SettingsParameter.SETTINGS_ENABLE_PUSH, 0),
-                new(Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE, (uint)_options.InitialStreamWindowSize),
-                new(Http2SettingsParameter.SETTINGS_MAX_FRAME_SIZE, (uint)_options.MaxFrameSize),
-                new(Http2SettingsParameter.SETTINGS_MAX_HEADER_LIST_SIZE, (uint)_options.MaxHeaderListSize),
-            ]);
+            if (IsServer)
+            {
+                // RFC 9113 section 3.4: the server preface is its SETTINGS; servers say nothing about push.
+                Http2FrameWriter.WriteSettings(_output,
+                [
+                    new(Http2SettingsParameter.SETTINGS_MAX_CONCURRENT_STREAMS, (uint)_options.MaxStreamsPerConnection),
+                    new(Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE, (uint)_options.InitialStreamWindowSize),
+                    new(Http2SettingsParameter.SETTINGS_MAX_FRAME_SIZE, (uint)_options.MaxFrameSize),
+                    new(Http2SettingsParameter.SETTINGS_MAX_HEADER_LIST_SIZE, (uint)_options.MaxHeaderListSize),
+                ]);
+            }
+            else
+            {
+                Http2FrameWriter.WritePreface(_output);
+                Http2FrameWriter.WriteSettings(_output,
+                [
+                    new(Http2SettingsParameter.SETTINGS_ENABLE_PUSH, 0),
+                    new(Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE, (uint)_options.InitialStreamWindowSize),
+                    new(Http2SettingsParameter.SETTINGS_MAX_FRAME_SIZE, (uint)_options.MaxFrameSize),
+                    new(Http2SettingsParameter.SETTINGS_MAX_HEADER_LIST_SIZE, (uint)_options.MaxHeaderListSize),
+                ]);
+            }
             if (_options.ConnectionWindowSize > DefaultWindowSize)
             {
                 Http2FrameWriter.WriteWindowUpdate(_output, 0, (uint)(_options.ConnectionWindowSize - DefaultWindowSize));
@@ -499,7 +523,7 @@ internal sealed partial class Http2ClientConnection : IAsyncDisposable
         }
         if (drained)
         {
-            _ = CloseAsync(Http2ErrorCode.NO_ERROR, "peer sent GOAWAY and the last stream ended");
+            _ = CloseAsync(Http2ErrorCode.NO_ERROR, "GOAWAY was sent and the last stream ended");
         }
         return true;
     }
@@ -513,7 +537,7 @@ internal sealed partial class Http2ClientConnection : IAsyncDisposable
         }
         if (drained)
         {
-            _ = CloseAsync(Http2ErrorCode.NO_ERROR, "peer sent GOAWAY and the last stream ended");
+            _ = CloseAsync(Http2ErrorCode.NO_ERROR, "GOAWAY was sent and the last stream ended");
         }
     }
 
@@ -522,7 +546,9 @@ internal sealed partial class Http2ClientConnection : IAsyncDisposable
         _activeStreams--;
         Debug.Assert(_activeStreams >= 0);
         TouchActivity();
-        return _goingAway && _peerSentGoAway && _activeStreams == 0 && !_closed;
+        // A client that is merely idle-reaped (_goingAway alone) closes itself; after a GOAWAY either way, the last
+        // stream to end closes the connection.
+        return _goingAway && (_peerSentGoAway || _sentGoAway) && _activeStreams == 0 && !_closed;
     }
 
     private void TouchActivity() => Interlocked.Exchange(ref _lastActivityTimestamp, _time.GetTimestamp());

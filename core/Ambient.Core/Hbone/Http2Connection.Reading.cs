@@ -7,7 +7,7 @@ namespace Ambient.Core.Hbone;
 
 /// <summary>The read loop and frame handlers (RFC 9113 section 6), Kestrel style: ReadAsync, parse every complete frame
 /// in the buffer, AdvanceTo(consumed, examined). Only this loop touches the HPACK decoder.</summary>
-internal sealed partial class Http2ClientConnection
+internal sealed partial class Http2Connection
 {
     private readonly HPackDecoder _decoder;
     private readonly Http2HeaderBlockBuffer _headerBlock;
@@ -21,6 +21,10 @@ internal sealed partial class Http2ClientConnection
         Http2ErrorCode? goAwayCode = null;
         try
         {
+            if (IsServer)
+            {
+                await ReadClientPrefaceAsync().ConfigureAwait(false);
+            }
             while (true)
             {
                 ReadResult result = await _input.ReadAsync(_shutdown.Token).ConfigureAwait(false);
@@ -81,6 +85,16 @@ internal sealed partial class Http2ClientConnection
                 return false;
             }
             _continuation.OnFrame(frame);
+            if (!_settingsReceived && IsServer)
+            {
+                // RFC 9113 section 3.4: the client preface ends with a SETTINGS frame; anything else first is an error.
+                // (As a client we are lenient: a server that skips its SETTINGS only means default settings.)
+                if (frame.Type != Http2FrameType.SETTINGS || frame.Ack)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"the peer's first frame is {frame.Type}, not SETTINGS");
+                }
+                _settingsReceived = true;
+            }
             return true;
         }
         catch (Http2StreamException ex)
@@ -152,6 +166,12 @@ internal sealed partial class Http2ClientConnection
         HboneStream? stream = FindStream(ex.StreamId);
         if (stream is null)
         {
+            if (IsServer && ex.StreamId <= _lastPeerStreamId)
+            {
+                // A request we never took (or already forgot) still gets its RST_STREAM: the client may think it open.
+                HboneLog.StreamError(_logger, Peer, ex.StreamId, ex.Message);
+                await SendRstStreamAsync(ex.StreamId, ex.ErrorCode).ConfigureAwait(false);
+            }
             return;
         }
         HboneLog.StreamError(_logger, Peer, ex.StreamId, ex.Message);
@@ -171,9 +191,9 @@ internal sealed partial class Http2ClientConnection
     /// connection error (RFC 9113 section 5.1, "idle" state).</summary>
     private void ThrowIfNeverOpened(in Http2Frame frame)
     {
-        if ((frame.StreamId & 1) == 0 || frame.StreamId >= Volatile.Read(ref _nextStreamId))
+        if ((frame.StreamId & 1) == 0 || (IsServer ? frame.StreamId > _lastPeerStreamId : frame.StreamId >= Volatile.Read(ref _nextStreamId)))
         {
-            throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"{frame.Type} on stream {frame.StreamId}, which we never opened");
+            throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"{frame.Type} on stream {frame.StreamId}, which was never opened");
         }
     }
 
@@ -221,15 +241,39 @@ internal sealed partial class Http2ClientConnection
     */
     private void ProcessHeaders(in Http2Frame frame, in ReadOnlySequence<byte> payload)
     {
-        ThrowIfNeverOpened(frame);
+        if (IsServer)
+        {
+            // HEADERS on a new odd id opens a stream (the continuation tracker keeps CONTINUATIONs on their HEADERS' id).
+            if ((frame.StreamId & 1) == 0)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"{frame.Type} on stream {frame.StreamId}, which a client cannot open");
+            }
+        }
+        else
+        {
+            ThrowIfNeverOpened(frame);
+        }
         if (frame.Type == Http2FrameType.HEADERS)
         {
             ReadOnlySequence<byte> fragment = Http2FrameReader.GetHeaderBlockFragment(frame, payload);
+            if (frame.EndHeaders && fragment.IsSingleSegment)
+            {
+                DecodeHeaderBlock(frame.StreamId, fragment.FirstSpan, frame.EndStream);
+                return;
+            }
             if (frame.EndHeaders)
             {
-                var handler = new ResponseHeaderHandler();
-                _decoder.Decode(fragment, frame.StreamId, ref handler);
-                OnResponseHeaders(frame.StreamId, handler, frame.EndStream);
+                // A block split across pipe segments: decode it from one contiguous copy.
+                _headerBlock.Reset();
+                _headerBlock.Append(fragment);
+                try
+                {
+                    DecodeHeaderBlock(frame.StreamId, _headerBlock.Block, frame.EndStream);
+                }
+                finally
+                {
+                    _headerBlock.Reset();
+                }
                 return;
             }
             _headerBlock.Reset();
@@ -241,17 +285,40 @@ internal sealed partial class Http2ClientConnection
         _headerBlock.Append(payload);
         if (frame.EndHeaders)
         {
-            var handler = new ResponseHeaderHandler();
             try
             {
-                _decoder.Decode(_headerBlock.Block, frame.StreamId, ref handler);
+                DecodeHeaderBlock(frame.StreamId, _headerBlock.Block, _headerBlockEndStream);
             }
             finally
             {
                 _headerBlock.Reset();
             }
-            OnResponseHeaders(frame.StreamId, handler, _headerBlockEndStream);
         }
+    }
+
+    private void DecodeHeaderBlock(int streamId, ReadOnlySpan<byte> block, bool endStream)
+    {
+        if (!IsServer)
+        {
+            var response = new ResponseHeaderHandler();
+            _decoder.Decode(block, streamId, ref response);
+            OnResponseHeaders(streamId, response, endStream);
+            return;
+        }
+        var request = new RequestHeaderHandler();
+        try
+        {
+            _decoder.Decode(block, streamId, ref request);
+        }
+        catch (Http2HeaderListTooLargeException) when (streamId > _lastPeerStreamId)
+        {
+            // Decoded in full, so HPACK is in step; only this request is refused, with an answer saying why.
+            Volatile.Write(ref _lastPeerStreamId, streamId);
+            HboneLog.StreamError(_logger, Peer, streamId, $"request header list over {_options.MaxHeaderListSize} bytes; answered 431");
+            ObserveInBackground(RespondToUnopenedAsync(streamId, 431));
+            return;
+        }
+        OnRequestHeaders(streamId, ref request, endStream);
     }
 
     private void OnResponseHeaders(int streamId, in ResponseHeaderHandler headers, bool endStream)
@@ -307,6 +374,10 @@ internal sealed partial class Http2ClientConnection
             return;
         }
         HboneLog.StreamResetByPeer(_logger, Peer, frame.StreamId, code);
+        if (IsServer)
+        {
+            CountPrematureReset(stream);
+        }
         // REFUSED_STREAM promises the peer did no work, so the CONNECT may be retried elsewhere (RFC 9113 section 8.7).
         stream.Fail(new HboneException($"HBONE stream {frame.StreamId} (CONNECT {stream.Authority}) was reset by {Peer} with RST_STREAM {code}",
             isRetryable: code == Http2ErrorCode.REFUSED_STREAM, errorCode: code));
@@ -327,8 +398,8 @@ internal sealed partial class Http2ClientConnection
                 case Http2SettingsParameter.SETTINGS_HEADER_TABLE_SIZE:
                     headerTableSize = setting.Value;
                     break;
-                case Http2SettingsParameter.SETTINGS_ENABLE_PUSH when setting.Value != 0:
-                    throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, "server sent SETTINGS_ENABLE_PUSH 1 (RFC 9113 section 6.5.2)");
+                case Http2SettingsParameter.SETTINGS_ENABLE_PUSH when setting.Value > 1 || (setting.Value != 0 && !IsServer):
+                    throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"SETTINGS_ENABLE_PUSH {setting.Value} (RFC 9113 section 6.5.2)");
                 case Http2SettingsParameter.SETTINGS_MAX_CONCURRENT_STREAMS:
                     Volatile.Write(ref _peerMaxConcurrentStreams, (int)Math.Min(setting.Value, int.MaxValue));
                     break;
@@ -419,7 +490,8 @@ internal sealed partial class Http2ClientConnection
             _peerSentGoAway = true;
             foreach (HboneStream stream in _streams.Values)
             {
-                if (stream.StreamId > lastStreamId)
+                // A client's last-stream-id counts pushed streams; the streams it opened are never "unprocessed".
+                if (!IsServer && stream.StreamId > lastStreamId)
                 {
                     (unprocessed ??= []).Add(stream);
                 }

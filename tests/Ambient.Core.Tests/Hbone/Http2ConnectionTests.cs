@@ -6,13 +6,13 @@ using static Ambient.Core.Tests.Hbone.HboneTestSupport;
 
 namespace Ambient.Core.Tests.Hbone;
 
-/// <summary>Protocol behaviour of <see cref="Http2ClientConnection"/> against a scripted in-memory peer.</summary>
-public sealed class Http2ClientConnectionTests
+/// <summary>Protocol behaviour of <see cref="Http2Connection"/> against a scripted in-memory peer.</summary>
+public sealed class Http2ConnectionTests
 {
-    private static async Task<(Http2ClientConnection Connection, ScriptedPeer Peer)> StartAsync(HboneClientOptions? options = null, params Http2Setting[] peerSettings)
+    private static async Task<(Http2Connection Connection, ScriptedPeer Peer)> StartAsync(HboneClientOptions? options = null, params Http2Setting[] peerSettings)
     {
         (Stream transport, ScriptedPeer peer) = ScriptedPeer.Create();
-        var connection = new Http2ClientConnection(transport, options ?? new HboneClientOptions(), "scripted-peer");
+        var connection = new Http2Connection(transport, options ?? new HboneClientOptions(), "scripted-peer");
         await connection.StartAsync();
         await peer.ReadPrefaceAsync();
         await peer.SendSettingsAsync(peerSettings);
@@ -20,7 +20,7 @@ public sealed class Http2ClientConnectionTests
         return (connection, peer);
     }
 
-    private static async Task<HboneStream> OpenAsync(Http2ClientConnection connection, ScriptedPeer peer, int expectedStreamId = 1)
+    private static async Task<HboneStream> OpenAsync(Http2Connection connection, ScriptedPeer peer, int expectedStreamId = 1)
     {
         Task<HboneStream> open = connection.OpenConnectAsync("10.0.0.1:80", null, CancellationToken.None);
         (Http2Frame headers, _) = await peer.ReadFrameAsync(Http2FrameType.HEADERS);
@@ -33,7 +33,7 @@ public sealed class Http2ClientConnectionTests
     public async Task PrefaceSettingsAndConnectHeaders_AreHbonesOnTheWire()
     {
         (Stream transport, ScriptedPeer peer) = ScriptedPeer.Create();
-        await using var connection = new Http2ClientConnection(transport, new HboneClientOptions(), "scripted-peer");
+        await using var connection = new Http2Connection(transport, new HboneClientOptions(), "scripted-peer");
         await connection.StartAsync();
         (Dictionary<Http2SettingsParameter, uint> settings, uint increment) = await peer.ReadPrefaceAsync();
         Assert.Equal(0u, settings[Http2SettingsParameter.SETTINGS_ENABLE_PUSH]);
@@ -61,7 +61,7 @@ public sealed class Http2ClientConnectionTests
     [Fact]
     public async Task Writer_WaitsForWindow_AndFollowsInitialWindowSizeChanges()
     {
-        (Http2ClientConnection connection, ScriptedPeer peer) = await StartAsync(null, new Http2Setting(Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE, 100));
+        (Http2Connection connection, ScriptedPeer peer) = await StartAsync(null, new Http2Setting(Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE, 100));
         await using (connection)
         {
             HboneStream stream = await OpenAsync(connection, peer);
@@ -84,7 +84,7 @@ public sealed class Http2ClientConnectionTests
     public async Task Reader_ReturnsWindowAsTheAppConsumes()
     {
         var options = new HboneClientOptions { InitialStreamWindowSize = 65_535 };
-        (Http2ClientConnection connection, ScriptedPeer peer) = await StartAsync(options);
+        (Http2Connection connection, ScriptedPeer peer) = await StartAsync(options);
         await using (connection)
         {
             HboneStream stream = await OpenAsync(connection, peer);
@@ -104,7 +104,7 @@ public sealed class Http2ClientConnectionTests
     public async Task PeerOverrunningTheStreamWindow_GetsRstStreamFlowControlError()
     {
         var options = new HboneClientOptions { InitialStreamWindowSize = 65_535 };
-        (Http2ClientConnection connection, ScriptedPeer peer) = await StartAsync(options);
+        (Http2Connection connection, ScriptedPeer peer) = await StartAsync(options);
         await using (connection)
         {
             HboneStream stream = await OpenAsync(connection, peer);
@@ -123,7 +123,7 @@ public sealed class Http2ClientConnectionTests
     [Fact]
     public async Task PushPromise_IsAConnectionProtocolError()
     {
-        (Http2ClientConnection connection, ScriptedPeer peer) = await StartAsync();
+        (Http2Connection connection, ScriptedPeer peer) = await StartAsync();
         await using (connection)
         {
             HboneStream stream = await OpenAsync(connection, peer);

@@ -4,7 +4,7 @@ using Ambient.Core.Http2;
 namespace Ambient.Core.Hbone;
 
 /// <summary>Keepalive PINGs and shutdown: every path that ends the connection goes through <see cref="Abort"/> once.</summary>
-internal sealed partial class Http2ClientConnection
+internal sealed partial class Http2Connection
 {
     private static readonly TimeSpan GoAwayWriteTimeout = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan LingerTimeout = TimeSpan.FromSeconds(1);
@@ -65,7 +65,7 @@ internal sealed partial class Http2ClientConnection
                 locked = await _writeLock.WaitAsync(GoAwayWriteTimeout).ConfigureAwait(false);
                 if (locked)
                 {
-                    Http2FrameWriter.WriteGoAway(_output, lastStreamId: 0, code, code == Http2ErrorCode.NO_ERROR ? default : DebugBytes(reason.Message));
+                    Http2FrameWriter.WriteGoAway(_output, LastPeerStreamId, code, code == Http2ErrorCode.NO_ERROR ? default : DebugBytes(reason.Message));
                     using var timeout = new CancellationTokenSource(GoAwayWriteTimeout);
                     await _output.FlushAsync(timeout.Token).ConfigureAwait(false);
                     goAwaySent = true;

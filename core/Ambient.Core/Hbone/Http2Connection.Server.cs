@@ -1,0 +1,429 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Ambient.Core.Http2;
+using Microsoft.Extensions.Logging;
+
+namespace Ambient.Core.Hbone;
+
+/// <summary>
+/// A request as the server side of an HBONE connection received it: pseudo-headers and the regular fields, already
+/// checked for HTTP/2 well-formedness (RFC 9113 section 8.2-8.3). Whether it is a valid HBONE CONNECT is the
+/// handler's call, so it can answer 400 with a reason instead of a bare reset.
+/// </summary>
+internal sealed record HboneRequest(string? Method, string? Authority, string? Scheme, string? Path, string? Protocol,
+    IReadOnlyList<KeyValuePair<string, string>> Headers)
+{
+    /// <summary>The first value of a regular field (lowercase name), or null.</summary>
+    public string? Header(string name)
+    {
+        for (int i = 0; i < Headers.Count; i++)
+        {
+            if (Headers[i].Key == name)
+            {
+                return Headers[i].Value;
+            }
+        }
+        return null;
+    }
+}
+
+/// <summary>
+/// The server role: the peer opens odd-numbered CONNECT streams, we answer them. The read loop decodes the request,
+/// registers the stream and hands it to the request handler on the thread pool (a handler dials the workload, which
+/// must not hold up other streams' frames). From then on the tunnel's bytes flow exactly as on the client side:
+/// DATA from the read loop into the stream's pipe, whose reader runs on the read loop's thread.
+/// </summary>
+internal sealed partial class Http2Connection
+{
+    private readonly Action<HboneStream, HboneRequest>? _onRequest;
+    private int _lastPeerStreamId;
+    private int _requestsSeen;
+    private int _prematureResets;
+    private bool _settingsReceived;
+    private bool _sentGoAway;
+
+    /// <summary>True for a server connection (the peer opens streams).</summary>
+    public bool IsServer => _onRequest is not null;
+
+    /// <summary>
+    /// A server connection over an authenticated duplex stream. <paramref name="onRequest"/> runs on the thread pool,
+    /// once per stream the peer opens; it owns the stream (answers it with <see cref="HboneStream.RespondAsync"/> and
+    /// disposes it).
+    /// </summary>
+    public static Http2Connection CreateServer(Stream transport, HboneClientOptions options, string peer,
+        Action<HboneStream, HboneRequest> onRequest, ILogger? logger = null, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(onRequest);
+        return new Http2Connection(transport, options, peer, logger, timeProvider, onRequest);
+    }
+
+    /// <summary>The highest stream id the peer opened (server role); what our GOAWAY reports as processed.</summary>
+    public int LastPeerStreamId => Volatile.Read(ref _lastPeerStreamId);
+
+    /// <summary>
+    /// Graceful shutdown (server role): GOAWAY NO_ERROR naming the last stream we took, so the client opens new
+    /// tunnels elsewhere; open tunnels may finish. The connection closes when the last one ends or when
+    /// <paramref name="timeout"/> passes, whichever is first.
+    /// </summary>
+    public async Task DrainAsync(TimeSpan timeout)
+    {
+        bool idle;
+        lock (_streamsLock)
+        {
+            if (_closed)
+            {
+                return;
+            }
+            // Both at once: a stream that ends before the GOAWAY is on the wire must still close a drained connection.
+            _goingAway = true;
+            _sentGoAway = true;
+            idle = _activeStreams == 0;
+        }
+        await SendGoAwayAsync(Http2ErrorCode.NO_ERROR).ConfigureAwait(false);
+        if (idle)
+        {
+            await CloseAsync(Http2ErrorCode.NO_ERROR, "drained").ConfigureAwait(false);
+            return;
+        }
+        if (await Task.WhenAny(Closed, Task.Delay(timeout)).ConfigureAwait(false) != Closed)
+        {
+            await CloseAsync(Http2ErrorCode.NO_ERROR, $"drain timeout ({timeout.TotalSeconds:0.#} s) with tunnels still open").ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask SendGoAwayAsync(Http2ErrorCode code)
+    {
+        await _writeLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (IsClosed)
+            {
+                return;
+            }
+            Http2FrameWriter.WriteGoAway(_output, LastPeerStreamId, code);
+            await FlushOrAbortAsync().ConfigureAwait(false);
+        }
+        catch (HboneException)
+        {
+            // The write failure already closed the connection.
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Answers a request: <c>:status</c>, then the body if any, then END_STREAM when <paramref name="endStream"/>.</summary>
+    internal async ValueTask RespondAsync(HboneStream stream, int status, ReadOnlyMemory<byte> textBody, bool endStream, CancellationToken cancellationToken)
+    {
+        bool headersEndStream = endStream && textBody.IsEmpty;
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfClosed();
+            stream.ThrowIfCannotWrite();
+            stream.Answered = true;
+            _headerScratch.ResetWrittenCount();
+            _encoder.EncodeResponseStatus(_headerScratch, status);
+            if (!textBody.IsEmpty)
+            {
+                _encoder.EncodeHeader(_headerScratch, "content-type"u8, "text/plain; charset=utf-8"u8);
+            }
+            Http2FrameWriter.WriteHeaders(_output, stream.StreamId, _headerScratch.WrittenSpan, headersEndStream, _peerMaxFrameSize);
+            await FlushOrAbortAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+        if (headersEndStream)
+        {
+            if (stream.OnLocalEnd())
+            {
+                ReleaseStream(stream, requireBothEnded: true);
+            }
+            return;
+        }
+        if (!textBody.IsEmpty)
+        {
+            await WriteDataAsync(stream, textBody, cancellationToken).ConfigureAwait(false);
+        }
+        if (endStream)
+        {
+            await WriteEndStreamAsync(stream, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Server role: the 24-byte client preface comes before any frame (RFC 9113 section 3.4). Anything else,
+    /// say an HTTP/1.1 request inside the TLS session, is a PROTOCOL_ERROR, found at the first differing byte.</summary>
+    private async ValueTask ReadClientPrefaceAsync()
+    {
+        int length = Http2Frame.ClientPreface.Length;
+        while (true)
+        {
+            ReadResult result = await _input.ReadAsync(_shutdown.Token).ConfigureAwait(false);
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            int matched = MatchPreface(buffer);
+            if (matched < 0)
+            {
+                _input.AdvanceTo(buffer.Start, buffer.End);
+                throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, "the client did not start with the HTTP/2 connection preface");
+            }
+            if (matched == length)
+            {
+                _input.AdvanceTo(buffer.GetPosition(length));
+                return;
+            }
+            _input.AdvanceTo(buffer.Start, buffer.End);
+            if (result.IsCompleted || result.IsCanceled)
+            {
+                throw new HboneException($"HBONE peer {Peer} closed the connection before the HTTP/2 preface");
+            }
+        }
+    }
+
+    /// <summary>How many preface bytes <paramref name="buffer"/> starts with (up to 24), or -1 at the first mismatch.</summary>
+    private static int MatchPreface(in ReadOnlySequence<byte> buffer)
+    {
+        ReadOnlySpan<byte> preface = Http2Frame.ClientPreface;
+        int n = (int)Math.Min(buffer.Length, preface.Length);
+        Span<byte> head = stackalloc byte[preface.Length];
+        buffer.Slice(0, n).CopyTo(head);
+        return head[..n].SequenceEqual(preface[..n]) ? n : -1;
+    }
+
+    /// <summary>Server role: HEADERS on a new odd stream id open a request; on an open stream they are trailers.</summary>
+    private void OnRequestHeaders(int streamId, ref RequestHeaderHandler headers, bool endStream)
+    {
+        if (streamId <= _lastPeerStreamId)
+        {
+            HboneStream? open = FindStream(streamId);
+            if (open is null)
+            {
+                // A stream that already ended or that we reset (RFC 9113 section 5.1: closed).
+                throw new Http2StreamException(streamId, Http2ErrorCode.STREAM_CLOSED, "HEADERS on a closed stream");
+            }
+            if (!endStream)
+            {
+                throw new Http2StreamException(streamId, Http2ErrorCode.PROTOCOL_ERROR, "trailers without END_STREAM");
+            }
+            if (open.TryReceiveData(ReadOnlySequence<byte>.Empty, 0, endStream: true) && open.IsRemoteEndedAndLocalEnded)
+            {
+                ReleaseStream(open, requireBothEnded: true);
+            }
+            return;
+        }
+
+        Volatile.Write(ref _lastPeerStreamId, streamId);
+        _requestsSeen++;
+        if (headers.Error is not null)
+        {
+            RefuseInBackground(streamId, Http2ErrorCode.PROTOCOL_ERROR, $"malformed request: {headers.Error}");
+            return;
+        }
+
+        HboneStream? stream = null;
+        string? refusal = null;
+        lock (_flowLock)
+        {
+            lock (_streamsLock)
+            {
+                if (_closed)
+                {
+                    return;
+                }
+                if (_goingAway)
+                {
+                    refusal = "the connection is going away";
+                }
+                else if (_activeStreams >= _options.MaxStreamsPerConnection)
+                {
+                    refusal = $"the limit of {_options.MaxStreamsPerConnection} concurrent streams is reached";
+                }
+                if (refusal is null)
+                {
+                    stream = new HboneStream(this, headers.Authority ?? "", _peerInitialWindowSize, _options.InitialStreamWindowSize, accepted: true) { StreamId = streamId };
+                    _streams.Add(streamId, stream);
+                    _activeStreams++;
+                    TouchActivity();
+                }
+            }
+        }
+        if (stream is null)
+        {
+            // REFUSED_STREAM: nothing was done, the client may retry elsewhere (RFC 9113 section 8.7).
+            RefuseInBackground(streamId, Http2ErrorCode.REFUSED_STREAM, refusal!);
+            return;
+        }
+        if (endStream)
+        {
+            stream.TryReceiveData(ReadOnlySequence<byte>.Empty, 0, endStream: true);
+        }
+        var request = new HboneRequest(headers.Method, headers.Authority, headers.Scheme, headers.Path, headers.Protocol,
+            (IReadOnlyList<KeyValuePair<string, string>>?)headers.Headers ?? []);
+        ThreadPool.UnsafeQueueUserWorkItem(static s => s.Handler(s.Stream, s.Request), (Handler: _onRequest!, Stream: stream, Request: request), preferLocal: false);
+    }
+
+    /// <summary>Answers a request that never became a stream (its header list was too large) and ends it.</summary>
+    private async ValueTask RespondToUnopenedAsync(int streamId, int status)
+    {
+        await _writeLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (IsClosed)
+            {
+                return;
+            }
+            _headerScratch.ResetWrittenCount();
+            _encoder.EncodeResponseStatus(_headerScratch, status);
+            Http2FrameWriter.WriteHeaders(_output, streamId, _headerScratch.WrittenSpan, endStream: true, _peerMaxFrameSize);
+            // The request's own END_STREAM may never come: NO_ERROR tells the client to stop sending (RFC 9113 section 8.1).
+            Http2FrameWriter.WriteRstStream(_output, streamId, Http2ErrorCode.NO_ERROR);
+            await FlushOrAbortAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Server role, read loop: the client reset <paramref name="stream"/>. One reset before our answer is a client
+    /// changing its mind; at least <see cref="HboneClientOptions.MaxPrematureResets"/> of them that are also more than
+    /// half of all the connection's requests is a rapid-reset flood (CVE-2023-44487): every reset stream still cost
+    /// us a dispatch, so the connection ends with GOAWAY ENHANCE_YOUR_CALM. The half rule is Envoy's: a busy pooled
+    /// connection with occasional cancellations never trips it.
+    /// </summary>
+    private void CountPrematureReset(HboneStream stream)
+    {
+        if (stream.Answered)
+        {
+            return;
+        }
+        _prematureResets++;
+        if (_prematureResets >= _options.MaxPrematureResets && _prematureResets * 2L > _requestsSeen)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ENHANCE_YOUR_CALM,
+                $"the client reset {_prematureResets} of its {_requestsSeen} streams before their answer (rapid reset)");
+        }
+    }
+
+    private void RefuseInBackground(int streamId, Http2ErrorCode code, string reason)
+    {
+        HboneLog.StreamError(_logger, Peer, streamId, reason);
+        ObserveInBackground(SendRstStreamAsync(streamId, code));
+    }
+
+    private async ValueTask SendRstStreamAsync(int streamId, Http2ErrorCode code)
+    {
+        await _writeLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (!IsClosed)
+            {
+                Http2FrameWriter.WriteRstStream(_output, streamId, code);
+                await FlushOrAbortAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Collects a request's fields and checks what RFC 9113 section 8.2-8.3 require of every request: lowercase names,
+    /// known pseudo-headers once each and before regular fields, no connection-specific fields, no NUL/CR/LF in
+    /// values. The first violation is kept as <see cref="Error"/> (the stream is then reset, PROTOCOL_ERROR).
+    /// </summary>
+    private struct RequestHeaderHandler : IHPackHeaderHandler
+    {
+        public string? Method;
+        public string? Authority;
+        public string? Scheme;
+        public string? Path;
+        public string? Protocol;
+        public List<KeyValuePair<string, string>>? Headers;
+        public string? Error;
+        private bool _regularSeen;
+
+        public void OnHeader(int staticIndex, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+        {
+            if (Error is not null)
+            {
+                return;
+            }
+            if (value.IndexOfAny((byte)0, (byte)'\r', (byte)'\n') >= 0)
+            {
+                Error = "a field value contains NUL, CR or LF";
+                return;
+            }
+            if (!name.IsEmpty && name[0] == (byte)':')
+            {
+                if (_regularSeen)
+                {
+                    Error = "a pseudo-header after a regular field";
+                    return;
+                }
+                ref string? slot = ref Method;
+                if (name.SequenceEqual(":method"u8))
+                {
+                    slot = ref Method;
+                }
+                else if (name.SequenceEqual(":authority"u8))
+                {
+                    slot = ref Authority;
+                }
+                else if (name.SequenceEqual(":scheme"u8))
+                {
+                    slot = ref Scheme;
+                }
+                else if (name.SequenceEqual(":path"u8))
+                {
+                    slot = ref Path;
+                }
+                else if (name.SequenceEqual(":protocol"u8))
+                {
+                    slot = ref Protocol;
+                }
+                else
+                {
+                    Error = "an unknown pseudo-header";
+                    return;
+                }
+                if (slot is not null)
+                {
+                    Error = "a repeated pseudo-header";
+                    return;
+                }
+                slot = Latin1(value);
+                return;
+            }
+
+            _regularSeen = true;
+            if (name.IsEmpty)
+            {
+                Error = "an empty field name";
+                return;
+            }
+            foreach (byte b in name)
+            {
+                if (b is >= (byte)'A' and <= (byte)'Z' || b <= (byte)' ' || b >= 0x7f)
+                {
+                    Error = "a field name with an uppercase letter or a character outside a token";
+                    return;
+                }
+            }
+            if (name.SequenceEqual("connection"u8) || name.SequenceEqual("keep-alive"u8) || name.SequenceEqual("proxy-connection"u8)
+                || name.SequenceEqual("transfer-encoding"u8) || name.SequenceEqual("upgrade"u8)
+                || (name.SequenceEqual("te"u8) && !value.SequenceEqual("trailers"u8)))
+            {
+                Error = "a connection-specific field";
+                return;
+            }
+            (Headers ??= []).Add(new(Latin1(name), Latin1(value)));
+        }
+
+        private static string Latin1(ReadOnlySpan<byte> bytes) => System.Text.Encoding.Latin1.GetString(bytes);
+    }
+}

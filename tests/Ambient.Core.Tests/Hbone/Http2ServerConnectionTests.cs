@@ -1,0 +1,278 @@
+using System.Buffers;
+using System.Threading.Channels;
+using Ambient.Core.Hbone;
+using Ambient.Core.Http2;
+using static Ambient.Core.Tests.Hbone.HboneTestSupport;
+
+namespace Ambient.Core.Tests.Hbone;
+
+/// <summary>The server role of <see cref="Http2Connection"/> (the ztunnel's inbound HBONE), against a scripted client.</summary>
+public sealed class Http2ServerConnectionTests
+{
+    private sealed class Server : IAsyncDisposable
+    {
+        public required Http2Connection Connection { get; init; }
+
+        public required ScriptedPeer Client { get; init; }
+
+        public Channel<(HboneStream Stream, HboneRequest Request)> Requests { get; } = Channel.CreateUnbounded<(HboneStream, HboneRequest)>();
+
+        public async Task<(HboneStream Stream, HboneRequest Request)> NextRequestAsync() =>
+            await Requests.Reader.ReadAsync().AsTask().WaitAsync(TestTimeout);
+
+        public ValueTask DisposeAsync() => Connection.DisposeAsync();
+    }
+
+    private static async Task<Server> StartAsync(HboneClientOptions? options = null, bool handshake = true)
+    {
+        (Stream transport, ScriptedPeer client) = ScriptedPeer.Create();
+        Channel<(HboneStream, HboneRequest)>? requests = null;
+        var connection = Http2Connection.CreateServer(transport, options ?? new HboneClientOptions { MaxStreamsPerConnection = 200 }, "scripted-client",
+            (stream, request) => requests!.Writer.TryWrite((stream, request)));
+        var server = new Server { Connection = connection, Client = client };
+        requests = server.Requests;
+        await connection.StartAsync();
+        if (handshake)
+        {
+            await client.SendClientPrefaceAsync();
+            await client.ReadFrameAsync(Http2FrameType.SETTINGS); // the server's SETTINGS (its preface)
+        }
+        return server;
+    }
+
+    private static Task SendConnectAsync(ScriptedPeer client, int streamId, string authority = "10.0.0.1:80") =>
+        client.SendRequestAsync(streamId, false, (":method", "CONNECT"), (":authority", authority));
+
+    private static async Task<(Http2ErrorCode Code, int LastStreamId)> ReadGoAwayAsync(ScriptedPeer client)
+    {
+        (_, byte[] payload) = await client.ReadFrameAsync(Http2FrameType.GOAWAY);
+        Http2FrameReader.ReadGoAway(new ReadOnlySequence<byte>(payload), out int last, out Http2ErrorCode code);
+        return (code, last);
+    }
+
+    private static async Task<(int StreamId, Http2ErrorCode Code)> ReadRstAsync(ScriptedPeer client)
+    {
+        (Http2Frame frame, byte[] payload) = await client.ReadFrameAsync(Http2FrameType.RST_STREAM);
+        return (frame.StreamId, Http2FrameReader.ReadRstStreamErrorCode(new ReadOnlySequence<byte>(payload)));
+    }
+
+    [Fact]
+    public async Task Server_preface_advertises_its_limits()
+    {
+        await using var server = await StartAsync(handshake: false);
+        await server.Client.SendClientPrefaceAsync();
+        (_, byte[] payload) = await server.Client.ReadFrameAsync(Http2FrameType.SETTINGS);
+        var settings = new Dictionary<Http2SettingsParameter, uint>();
+        foreach (Http2Setting s in Http2FrameReader.ReadSettings(new ReadOnlySequence<byte>(payload)))
+        {
+            settings[s.Parameter] = s.Value;
+        }
+        Assert.Equal(200u, settings[Http2SettingsParameter.SETTINGS_MAX_CONCURRENT_STREAMS]);
+        Assert.Equal(1024u * 1024, settings[Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE]);
+        Assert.Equal(16u * 1024, settings[Http2SettingsParameter.SETTINGS_MAX_HEADER_LIST_SIZE]);
+        // A server never speaks about push (RFC 9113 section 6.5.2).
+        Assert.False(settings.ContainsKey(Http2SettingsParameter.SETTINGS_ENABLE_PUSH));
+    }
+
+    [Fact]
+    public async Task Connect_reaches_the_handler_and_bytes_flow_both_ways_with_half_close()
+    {
+        await using var server = await StartAsync();
+        await server.Client.SendRequestAsync(1, false, (":method", "CONNECT"), (":authority", "10.0.0.1:80"),
+            ("forwarded", "for=\"10.0.0.2:4000\""), ("baggage", "k8s.pod.name=a"));
+        (HboneStream stream, HboneRequest request) = await server.NextRequestAsync();
+        Assert.Equal("CONNECT", request.Method);
+        Assert.Equal("10.0.0.1:80", request.Authority);
+        Assert.Null(request.Path);
+        Assert.Null(request.Scheme);
+        Assert.Equal("for=\"10.0.0.2:4000\"", request.Header("forwarded"));
+        Assert.Equal("k8s.pod.name=a", request.Header("baggage"));
+
+        await stream.RespondAsync(200);
+        (Http2Frame headers, byte[] block) = await server.Client.ReadFrameAsync(Http2FrameType.HEADERS);
+        Assert.Equal([(":status", "200")], server.Client.Decode(block, headers.StreamId));
+        Assert.False(headers.EndStream);
+
+        await server.Client.SendDataAsync(1, 100, endStream: true);
+        var buffer = new byte[1000];
+        int total = 0, n;
+        while ((n = await stream.ReadAsync(buffer).AsTask().WaitAsync(TestTimeout)) > 0)
+        {
+            total += n;
+        }
+        Assert.Equal(100, total);
+
+        // The client half-closed; our direction still works until we end it.
+        await stream.WriteAsync(new byte[50]);
+        Assert.Equal(50, (await server.Client.ReadFrameAsync(Http2FrameType.DATA)).Frame.PayloadLength);
+        await stream.CompleteWritesAsync();
+        Assert.True((await server.Client.ReadFrameAsync(Http2FrameType.DATA)).Frame.EndStream);
+        await WaitUntilAsync(() => server.Connection.ActiveStreams == 0, TestTimeout, "the stream released once both sides ended");
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Error_answer_carries_its_reason_and_then_stops_the_client_with_NO_ERROR()
+    {
+        await using var server = await StartAsync();
+        await server.Client.SendRequestAsync(1, false, (":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "x"));
+        (HboneStream stream, HboneRequest request) = await server.NextRequestAsync();
+        Assert.Equal("/", request.Path);
+        await stream.RespondAsync(400, "HBONE expects CONNECT without :path", endStream: true);
+        await stream.DisposeAsync();
+
+        (Http2Frame headers, byte[] block) = await server.Client.ReadFrameAsync(Http2FrameType.HEADERS);
+        List<(string, string)> fields = server.Client.Decode(block, headers.StreamId);
+        Assert.Equal((":status", "400"), fields[0]);
+        (Http2Frame data, byte[] body) = await server.Client.ReadFrameAsync(Http2FrameType.DATA);
+        Assert.Equal("HBONE expects CONNECT without :path", System.Text.Encoding.UTF8.GetString(body));
+        if (!data.EndStream)
+        {
+            Assert.True((await server.Client.ReadFrameAsync(Http2FrameType.DATA)).Frame.EndStream);
+        }
+        // The request side was still open: RST_STREAM NO_ERROR tells the client to stop sending (RFC 9113 section 8.1).
+        Assert.Equal((1, Http2ErrorCode.NO_ERROR), await ReadRstAsync(server.Client));
+    }
+
+    [Fact]
+    public async Task Malformed_request_is_reset_and_never_reaches_the_handler()
+    {
+        await using var server = await StartAsync();
+        await server.Client.SendRequestAsync(1, false, (":method", "CONNECT"), (":authority", "10.0.0.1:80"), ("X-Upper", "1"));
+        Assert.Equal((1, Http2ErrorCode.PROTOCOL_ERROR), await ReadRstAsync(server.Client));
+        await server.Client.SendRequestAsync(3, false, (":method", "CONNECT"), (":authority", "10.0.0.1:80"), ("connection", "close"));
+        Assert.Equal((3, Http2ErrorCode.PROTOCOL_ERROR), await ReadRstAsync(server.Client));
+        await server.Client.SendRequestAsync(5, false, ("x", "1"), (":method", "CONNECT"), (":authority", "10.0.0.1:80"));
+        Assert.Equal((5, Http2ErrorCode.PROTOCOL_ERROR), await ReadRstAsync(server.Client));
+
+        // The connection itself is fine: the next good request gets through.
+        await SendConnectAsync(server.Client, 7);
+        (HboneStream stream, HboneRequest request) = await server.NextRequestAsync();
+        Assert.Equal(7, stream.StreamId);
+        Assert.False(server.Requests.Reader.TryRead(out _));
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Streams_beyond_the_limit_are_refused()
+    {
+        await using var server = await StartAsync(new HboneClientOptions { MaxStreamsPerConnection = 1 });
+        await SendConnectAsync(server.Client, 1);
+        (HboneStream first, _) = await server.NextRequestAsync();
+        await SendConnectAsync(server.Client, 3);
+        Assert.Equal((3, Http2ErrorCode.REFUSED_STREAM), await ReadRstAsync(server.Client));
+        Assert.Equal(1, server.Connection.ActiveStreams);
+        await first.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Header_list_over_the_limit_is_answered_431_and_the_connection_stays()
+    {
+        await using var server = await StartAsync(new HboneClientOptions { MaxHeaderListSize = 1024 });
+        await server.Client.SendRequestAsync(1, false, (":method", "CONNECT"), (":authority", "10.0.0.1:80"), ("x-big", new string('a', 2000)));
+        (Http2Frame headers, byte[] block) = await server.Client.ReadFrameAsync(Http2FrameType.HEADERS);
+        Assert.Equal(1, headers.StreamId);
+        Assert.True(headers.EndStream);
+        Assert.Equal([(":status", "431")], server.Client.Decode(block, 1));
+
+        await SendConnectAsync(server.Client, 3);
+        (HboneStream stream, _) = await server.NextRequestAsync();
+        Assert.Equal(3, stream.StreamId);
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Rapid_reset_ends_the_connection_with_ENHANCE_YOUR_CALM()
+    {
+        await using var server = await StartAsync(new HboneClientOptions { MaxStreamsPerConnection = 200, MaxPrematureResets = 5 });
+        for (int i = 0; i < 5; i++)
+        {
+            int id = 1 + (2 * i);
+            await SendConnectAsync(server.Client, id);
+            await server.Client.SendRstStreamAsync(id, Http2ErrorCode.CANCEL);
+        }
+        (Http2ErrorCode code, int last) = await ReadGoAwayAsync(server.Client);
+        Assert.Equal(Http2ErrorCode.ENHANCE_YOUR_CALM, code);
+        Assert.Equal(9, last);
+        await server.Connection.Closed.WaitAsync(TestTimeout);
+        Assert.Contains("(rapid reset)", server.Connection.CloseReason!.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Resets_after_the_answer_and_occasional_cancellations_are_not_a_flood()
+    {
+        await using var server = await StartAsync(new HboneClientOptions { MaxStreamsPerConnection = 200, MaxPrematureResets = 3 });
+        // Six answered tunnels, each later reset by the client, and three cancelled before their answer: 3 of 9 is
+        // not more than half, so the connection stays.
+        for (int i = 0; i < 6; i++)
+        {
+            int id = 1 + (2 * i);
+            await SendConnectAsync(server.Client, id);
+            (HboneStream stream, _) = await server.NextRequestAsync();
+            await stream.RespondAsync(200);
+            await server.Client.ReadFrameAsync(Http2FrameType.HEADERS);
+            await server.Client.SendRstStreamAsync(id, Http2ErrorCode.CANCEL);
+        }
+        for (int i = 0; i < 3; i++)
+        {
+            int id = 13 + (2 * i);
+            await SendConnectAsync(server.Client, id);
+            await server.Client.SendRstStreamAsync(id, Http2ErrorCode.CANCEL);
+        }
+        await SendConnectAsync(server.Client, 19);
+        await WaitUntilAsync(() => server.Requests.Reader.Count == 4, TestTimeout, "the last request reached the handler");
+        Assert.False(server.Connection.IsClosed);
+    }
+
+    [Fact]
+    public async Task Wrong_preface_is_a_PROTOCOL_ERROR()
+    {
+        await using var server = await StartAsync(handshake: false);
+        await server.Client.SendBytesAsync("GET / HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray());
+        Assert.Equal(Http2ErrorCode.PROTOCOL_ERROR, (await ReadGoAwayAsync(server.Client)).Code);
+        await server.Connection.Closed.WaitAsync(TestTimeout);
+    }
+
+    [Fact]
+    public async Task First_frame_other_than_SETTINGS_is_a_PROTOCOL_ERROR()
+    {
+        await using var server = await StartAsync(handshake: false);
+        await server.Client.SendBytesAsync(Http2Frame.ClientPreface.ToArray());
+        await SendConnectAsync(server.Client, 1);
+        Assert.Equal(Http2ErrorCode.PROTOCOL_ERROR, (await ReadGoAwayAsync(server.Client)).Code);
+        Assert.False(server.Requests.Reader.TryRead(out _));
+    }
+
+    [Fact]
+    public async Task Frames_on_streams_the_client_never_opened_are_a_PROTOCOL_ERROR()
+    {
+        await using var server = await StartAsync();
+        await server.Client.SendDataAsync(5, 10);
+        Assert.Equal(Http2ErrorCode.PROTOCOL_ERROR, (await ReadGoAwayAsync(server.Client)).Code);
+    }
+
+    [Fact]
+    public async Task Drain_sends_GOAWAY_with_the_last_stream_and_waits_for_open_tunnels()
+    {
+        await using var server = await StartAsync();
+        await SendConnectAsync(server.Client, 1);
+        (HboneStream stream, _) = await server.NextRequestAsync();
+        await stream.RespondAsync(200);
+
+        Task drain = server.Connection.DrainAsync(TimeSpan.FromSeconds(30));
+        (Http2ErrorCode code, int last) = await ReadGoAwayAsync(server.Client);
+        Assert.Equal((Http2ErrorCode.NO_ERROR, 1), (code, last));
+        Assert.False(drain.IsCompleted, "the drain must wait for the open tunnel");
+
+        // A stream opened after the GOAWAY is refused; the open tunnel still works and, once both sides end, the
+        // connection closes by itself.
+        await SendConnectAsync(server.Client, 3);
+        Assert.Equal((3, Http2ErrorCode.REFUSED_STREAM), await ReadRstAsync(server.Client));
+        await stream.WriteAsync(new byte[10]);
+        await stream.CompleteWritesAsync();
+        await server.Client.SendDataAsync(1, 0, endStream: true);
+        await drain.WaitAsync(TestTimeout);
+        await server.Connection.Closed.WaitAsync(TestTimeout);
+        await stream.DisposeAsync();
+    }
+}
