@@ -20,6 +20,7 @@ import time
 try:
     import h2.config
     import h2.connection
+    import h2.errors
     import h2.events
     import h2.settings
 except ImportError:
@@ -40,6 +41,8 @@ p.add_argument("--send-len", type=int, default=0)
 p.add_argument("--idle", type=float, default=0.0, help="seconds to keep the tunnel idle before sending")
 p.add_argument("--streams", type=int, default=1)
 p.add_argument("--timeout", type=float, default=20.0)
+p.add_argument("--reset-after", type=float, default=None,
+               help="seconds after our END_STREAM to reset each stream (RST_STREAM CANCEL) and stop waiting for it")
 p.add_argument("--debug", action="store_true", help="log HTTP/2 events to stderr")
 a = p.parse_args()
 
@@ -142,6 +145,12 @@ try:
             if s.offset >= len(payload):
                 conn.end_stream(s.sid)
                 s.sent_end = True
+                s.end_at = now
+        if a.reset_after is not None:
+            for s in streams:
+                if s.sent_end and not s.reset and not s.ended and now >= s.end_at + a.reset_after:
+                    conn.reset_stream(s.sid, h2.errors.ErrorCodes.CANCEL)
+                    s.reset = True
 
     flush()
     error = None

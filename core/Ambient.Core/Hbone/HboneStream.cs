@@ -168,10 +168,17 @@ internal sealed class HboneStream : Stream
 
     /// <summary>Ends the stream abnormally now: our reads and writes fail, the peer gets RST_STREAM <paramref name="code"/>.
     /// Safe while a read or write is pending (unlike disposing); dispose afterwards as usual.</summary>
-    internal ValueTask ResetAsync(Http2ErrorCode code, string reason)
+    internal async Task ResetAsync(Http2ErrorCode code, string reason)
     {
         Fail(new HboneException($"HBONE stream {StreamId} (CONNECT {Authority}) with {_connection.Peer} reset by us: {reason}", errorCode: code));
-        return _connection.ResetStreamAsync(this, code);
+        try
+        {
+            await _connection.ResetStreamAsync(this, code).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // The connection is going down; it fails and forgets every stream itself.
+        }
     }
 
     /// <summary>Half-close: sends an empty DATA frame with END_STREAM. Reads continue until the peer ends too.</summary>

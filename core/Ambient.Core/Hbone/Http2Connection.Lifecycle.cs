@@ -65,7 +65,7 @@ internal sealed partial class Http2Connection
                 locked = await _writeLock.WaitAsync(GoAwayWriteTimeout).ConfigureAwait(false);
                 if (locked)
                 {
-                    Http2FrameWriter.WriteGoAway(_output, LastPeerStreamId, code, code == Http2ErrorCode.NO_ERROR ? default : DebugBytes(reason.Message));
+                    Http2FrameWriter.WriteGoAway(_output, LastAcceptedStreamId, code, code == Http2ErrorCode.NO_ERROR ? default : DebugBytes(reason.Message));
                     using var timeout = new CancellationTokenSource(GoAwayWriteTimeout);
                     await _output.FlushAsync(timeout.Token).ConfigureAwait(false);
                     goAwaySent = true;
@@ -87,6 +87,13 @@ internal sealed partial class Http2Connection
         if (goAwaySent && goAwayCode != Http2ErrorCode.NO_ERROR)
         {
             await LingerAsync().ConfigureAwait(false);
+        }
+        else if (goAwaySent && IsServer)
+        {
+            // A graceful server close: the client closes once it has read our GOAWAY and the last tunnel's end.
+            // Closing first, with its late WINDOW_UPDATE or PING unread, would make the kernel send RST and could
+            // throw away those last bytes still queued for the client.
+            await Task.WhenAny(_readLoop, Task.Delay(LingerTimeout)).ConfigureAwait(false);
         }
         _shutdown.Cancel();
         try
@@ -169,6 +176,12 @@ internal sealed partial class Http2Connection
         {
             while (await timer.WaitForNextTickAsync(_shutdown.Token).ConfigureAwait(false))
             {
+                if (IsServer && TryBeginIdleClose(_options.IdleTimeout))
+                {
+                    // The client pools connections for a while; one it left with no tunnel this long is done.
+                    _ = CloseAsync(Http2ErrorCode.NO_ERROR, $"idle for {_options.IdleTimeout.TotalMinutes:0.#} min");
+                    return;
+                }
                 ulong toSend = 0;
                 lock (_pingLock)
                 {

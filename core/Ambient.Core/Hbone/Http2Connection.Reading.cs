@@ -133,8 +133,7 @@ internal sealed partial class Http2Connection
                     return ProcessData(frame, payload);
                 case Http2FrameType.HEADERS:
                 case Http2FrameType.CONTINUATION:
-                    ProcessHeaders(frame, payload);
-                    return default;
+                    return ProcessHeaders(frame, payload);
                 case Http2FrameType.RST_STREAM:
                     ProcessRstStream(frame, payload);
                     return default;
@@ -170,6 +169,7 @@ internal sealed partial class Http2Connection
             {
                 // A request we never took (or already forgot) still gets its RST_STREAM: the client may think it open.
                 HboneLog.StreamError(_logger, Peer, ex.StreamId, ex.Message);
+                CountStreamError();
                 await SendRstStreamAsync(ex.StreamId, ex.ErrorCode).ConfigureAwait(false);
             }
             return;
@@ -231,7 +231,9 @@ internal sealed partial class Http2Connection
         {
             ReleaseStream(stream, requireBothEnded: true);
         }
-        return padding > 0 ? CreditConnectionWindowAsync(padding) : default;
+        // Padding is never read: give it back to the stream window as well as the connection's, or a padding peer
+        // would slowly close the stream window for good.
+        return padding > 0 ? OnDataConsumedAsync(stream!, padding) : default;
     }
 
     /*
@@ -239,7 +241,7 @@ internal sealed partial class Http2Connection
      END_HEADERS on the last frame. Every block is decoded, even for streams we already dropped, so our HPACK table
      stays in step with the peer's encoder.
     */
-    private void ProcessHeaders(in Http2Frame frame, in ReadOnlySequence<byte> payload)
+    private ValueTask ProcessHeaders(in Http2Frame frame, in ReadOnlySequence<byte> payload)
     {
         if (IsServer)
         {
@@ -258,8 +260,7 @@ internal sealed partial class Http2Connection
             ReadOnlySequence<byte> fragment = Http2FrameReader.GetHeaderBlockFragment(frame, payload);
             if (frame.EndHeaders && fragment.IsSingleSegment)
             {
-                DecodeHeaderBlock(frame.StreamId, fragment.FirstSpan, frame.EndStream);
-                return;
+                return DecodeHeaderBlock(frame.StreamId, fragment.FirstSpan, frame.EndStream);
             }
             if (frame.EndHeaders)
             {
@@ -268,18 +269,17 @@ internal sealed partial class Http2Connection
                 _headerBlock.Append(fragment);
                 try
                 {
-                    DecodeHeaderBlock(frame.StreamId, _headerBlock.Block, frame.EndStream);
+                    return DecodeHeaderBlock(frame.StreamId, _headerBlock.Block, frame.EndStream);
                 }
                 finally
                 {
                     _headerBlock.Reset();
                 }
-                return;
             }
             _headerBlock.Reset();
             _headerBlock.Append(fragment);
             _headerBlockEndStream = frame.EndStream;
-            return;
+            return default;
         }
 
         _headerBlock.Append(payload);
@@ -287,23 +287,24 @@ internal sealed partial class Http2Connection
         {
             try
             {
-                DecodeHeaderBlock(frame.StreamId, _headerBlock.Block, _headerBlockEndStream);
+                return DecodeHeaderBlock(frame.StreamId, _headerBlock.Block, _headerBlockEndStream);
             }
             finally
             {
                 _headerBlock.Reset();
             }
         }
+        return default;
     }
 
-    private void DecodeHeaderBlock(int streamId, ReadOnlySpan<byte> block, bool endStream)
+    private ValueTask DecodeHeaderBlock(int streamId, ReadOnlySpan<byte> block, bool endStream)
     {
         if (!IsServer)
         {
             var response = new ResponseHeaderHandler();
             _decoder.Decode(block, streamId, ref response);
             OnResponseHeaders(streamId, response, endStream);
-            return;
+            return default;
         }
         var request = new RequestHeaderHandler();
         try
@@ -315,10 +316,10 @@ internal sealed partial class Http2Connection
             // Decoded in full, so HPACK is in step; only this request is refused, with an answer saying why.
             Volatile.Write(ref _lastPeerStreamId, streamId);
             HboneLog.StreamError(_logger, Peer, streamId, $"request header list over {_options.MaxHeaderListSize} bytes; answered 431");
-            ObserveInBackground(RespondToUnopenedAsync(streamId, 431));
-            return;
+            CountStreamError();
+            return RespondToUnopenedAsync(streamId, 431);
         }
-        OnRequestHeaders(streamId, ref request, endStream);
+        return OnRequestHeaders(streamId, ref request, endStream);
     }
 
     private void OnResponseHeaders(int streamId, in ResponseHeaderHandler headers, bool endStream)
@@ -378,10 +379,12 @@ internal sealed partial class Http2Connection
         {
             CountPrematureReset(stream);
         }
-        // REFUSED_STREAM promises the peer did no work, so the CONNECT may be retried elsewhere (RFC 9113 section 8.7).
+        // Released first: a handler that sees the failure and disposes must not answer this RST_STREAM with another
+        // (RFC 9113 section 5.4.2). REFUSED_STREAM promises the peer did no work, so the CONNECT may be retried
+        // elsewhere (section 8.7).
+        ReleaseStream(stream, requireBothEnded: false);
         stream.Fail(new HboneException($"HBONE stream {frame.StreamId} (CONNECT {stream.Authority}) was reset by {Peer} with RST_STREAM {code}",
             isRetryable: code == Http2ErrorCode.REFUSED_STREAM, errorCode: code));
-        ReleaseStream(stream, requireBothEnded: false);
     }
 
     private ValueTask ProcessSettings(in Http2Frame frame, in ReadOnlySequence<byte> payload)

@@ -13,17 +13,18 @@ namespace Ambient.Core.Hbone;
 internal sealed record HboneRequest(string? Method, string? Authority, string? Scheme, string? Path, string? Protocol,
     IReadOnlyList<KeyValuePair<string, string>> Headers)
 {
-    /// <summary>The first value of a regular field (lowercase name), or null.</summary>
+    /// <summary>A regular field (lowercase name), repeated lines joined with ", " as HTTP does (RFC 9110 section 5.3), or null.</summary>
     public string? Header(string name)
     {
+        string? value = null;
         for (int i = 0; i < Headers.Count; i++)
         {
             if (Headers[i].Key == name)
             {
-                return Headers[i].Value;
+                value = value is null ? Headers[i].Value : value + ", " + Headers[i].Value;
             }
         }
-        return null;
+        return value;
     }
 }
 
@@ -36,9 +37,19 @@ internal sealed record HboneRequest(string? Method, string? Authority, string? S
 internal sealed partial class Http2Connection
 {
     private readonly Action<HboneStream, HboneRequest>? _onRequest;
+    // What the peer opened (for frame checks) vs what we took on (what a GOAWAY reports, so it never grows).
     private int _lastPeerStreamId;
+    private int _lastAcceptedStreamId;
     private int _requestsSeen;
     private int _prematureResets;
+    private int _streamErrors;
+
+    // Stream errors we originate (refusals, malformed requests, 431s) over a connection's life before it counts as
+    // abuse: each costs us a write while the peer pays almost nothing (the h2 crate's limit).
+    private const int MaxStreamErrors = 1024;
+
+    // A client that connects and never finishes its preface holds a connection for nothing.
+    private static readonly TimeSpan PrefaceTimeout = TimeSpan.FromSeconds(10);
     private bool _settingsReceived;
     private bool _sentGoAway;
 
@@ -57,8 +68,8 @@ internal sealed partial class Http2Connection
         return new Http2Connection(transport, options, peer, logger, timeProvider, onRequest);
     }
 
-    /// <summary>The highest stream id the peer opened (server role); what our GOAWAY reports as processed.</summary>
-    public int LastPeerStreamId => Volatile.Read(ref _lastPeerStreamId);
+    /// <summary>The highest stream id we accepted (server role): what our GOAWAY reports as possibly processed.</summary>
+    public int LastAcceptedStreamId => Volatile.Read(ref _lastAcceptedStreamId);
 
     /// <summary>
     /// Graceful shutdown (server role): GOAWAY NO_ERROR naming the last stream we took, so the client opens new
@@ -79,28 +90,34 @@ internal sealed partial class Http2Connection
             _sentGoAway = true;
             idle = _activeStreams == 0;
         }
-        await SendGoAwayAsync(Http2ErrorCode.NO_ERROR).ConfigureAwait(false);
+        // One deadline for everything, the GOAWAY write included: a writer stuck on a client that stopped reading
+        // must not hold the drain past it.
+        Task deadline = Task.Delay(timeout);
+        await SendGoAwayAsync(Http2ErrorCode.NO_ERROR, timeout).ConfigureAwait(false);
         if (idle)
         {
             await CloseAsync(Http2ErrorCode.NO_ERROR, "drained").ConfigureAwait(false);
             return;
         }
-        if (await Task.WhenAny(Closed, Task.Delay(timeout)).ConfigureAwait(false) != Closed)
+        if (await Task.WhenAny(Closed, deadline).ConfigureAwait(false) != Closed)
         {
             await CloseAsync(Http2ErrorCode.NO_ERROR, $"drain timeout ({timeout.TotalSeconds:0.#} s) with tunnels still open").ConfigureAwait(false);
         }
     }
 
-    private async ValueTask SendGoAwayAsync(Http2ErrorCode code)
+    private async ValueTask SendGoAwayAsync(Http2ErrorCode code, TimeSpan timeout)
     {
-        await _writeLock.WaitAsync().ConfigureAwait(false);
+        if (!await _writeLock.WaitAsync(timeout).ConfigureAwait(false))
+        {
+            return;
+        }
         try
         {
             if (IsClosed)
             {
                 return;
             }
-            Http2FrameWriter.WriteGoAway(_output, LastPeerStreamId, code);
+            Http2FrameWriter.WriteGoAway(_output, LastAcceptedStreamId, code);
             await FlushOrAbortAsync().ConfigureAwait(false);
         }
         catch (HboneException)
@@ -159,9 +176,19 @@ internal sealed partial class Http2Connection
     private async ValueTask ReadClientPrefaceAsync()
     {
         int length = Http2Frame.ClientPreface.Length;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
+        timeout.CancelAfter(PrefaceTimeout);
         while (true)
         {
-            ReadResult result = await _input.ReadAsync(_shutdown.Token).ConfigureAwait(false);
+            ReadResult result;
+            try
+            {
+                result = await _input.ReadAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!_shutdown.IsCancellationRequested)
+            {
+                throw new HboneException($"HBONE peer {Peer} sent no HTTP/2 preface within {PrefaceTimeout.TotalSeconds:0} s");
+            }
             ReadOnlySequence<byte> buffer = result.Buffer;
             int matched = MatchPreface(buffer);
             if (matched < 0)
@@ -192,8 +219,10 @@ internal sealed partial class Http2Connection
         return head[..n].SequenceEqual(preface[..n]) ? n : -1;
     }
 
-    /// <summary>Server role: HEADERS on a new odd stream id open a request; on an open stream they are trailers.</summary>
-    private void OnRequestHeaders(int streamId, ref RequestHeaderHandler headers, bool endStream)
+    /// <summary>Server role: HEADERS on a new odd stream id open a request; on an open stream they are trailers. A
+    /// refusal is written before the read loop goes on, so a peer that floods refusable requests while not reading
+    /// its socket stalls only itself.</summary>
+    private ValueTask OnRequestHeaders(int streamId, ref RequestHeaderHandler headers, bool endStream)
     {
         if (streamId <= _lastPeerStreamId)
         {
@@ -211,15 +240,13 @@ internal sealed partial class Http2Connection
             {
                 ReleaseStream(open, requireBothEnded: true);
             }
-            return;
+            return default;
         }
 
         Volatile.Write(ref _lastPeerStreamId, streamId);
-        _requestsSeen++;
         if (headers.Error is not null)
         {
-            RefuseInBackground(streamId, Http2ErrorCode.PROTOCOL_ERROR, $"malformed request: {headers.Error}");
-            return;
+            return RefuseAsync(streamId, Http2ErrorCode.PROTOCOL_ERROR, $"malformed request: {headers.Error}");
         }
 
         HboneStream? stream = null;
@@ -230,7 +257,7 @@ internal sealed partial class Http2Connection
             {
                 if (_closed)
                 {
-                    return;
+                    return default;
                 }
                 if (_goingAway)
                 {
@@ -245,6 +272,7 @@ internal sealed partial class Http2Connection
                     stream = new HboneStream(this, headers.Authority ?? "", _peerInitialWindowSize, _options.InitialStreamWindowSize, accepted: true) { StreamId = streamId };
                     _streams.Add(streamId, stream);
                     _activeStreams++;
+                    Volatile.Write(ref _lastAcceptedStreamId, streamId);
                     TouchActivity();
                 }
             }
@@ -252,9 +280,11 @@ internal sealed partial class Http2Connection
         if (stream is null)
         {
             // REFUSED_STREAM: nothing was done, the client may retry elsewhere (RFC 9113 section 8.7).
-            RefuseInBackground(streamId, Http2ErrorCode.REFUSED_STREAM, refusal!);
-            return;
+            return RefuseAsync(streamId, Http2ErrorCode.REFUSED_STREAM, refusal!);
         }
+        // Only requests that reached a handler count towards the rapid-reset ratio: padding it with refusable
+        // requests would otherwise keep a flood under the half mark.
+        _requestsSeen++;
         if (endStream)
         {
             stream.TryReceiveData(ReadOnlySequence<byte>.Empty, 0, endStream: true);
@@ -262,6 +292,25 @@ internal sealed partial class Http2Connection
         var request = new HboneRequest(headers.Method, headers.Authority, headers.Scheme, headers.Path, headers.Protocol,
             (IReadOnlyList<KeyValuePair<string, string>>?)headers.Headers ?? []);
         ThreadPool.UnsafeQueueUserWorkItem(static s => s.Handler(s.Stream, s.Request), (Handler: _onRequest!, Stream: stream, Request: request), preferLocal: false);
+        return default;
+    }
+
+    private ValueTask RefuseAsync(int streamId, Http2ErrorCode code, string reason)
+    {
+        HboneLog.StreamError(_logger, Peer, streamId, reason);
+        CountStreamError();
+        return SendRstStreamAsync(streamId, code);
+    }
+
+    /// <summary>Read loop, server role: one more stream error of our making; past <see cref="MaxStreamErrors"/> the
+    /// peer is abusing us and the connection ends with ENHANCE_YOUR_CALM.</summary>
+    private void CountStreamError()
+    {
+        if (++_streamErrors > MaxStreamErrors)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ENHANCE_YOUR_CALM,
+                $"the client caused more than {MaxStreamErrors} stream errors (refused, malformed or oversized requests)");
+        }
     }
 
     /// <summary>Answers a request that never became a stream (its header list was too large) and ends it.</summary>
@@ -306,12 +355,6 @@ internal sealed partial class Http2Connection
             throw new Http2ConnectionException(Http2ErrorCode.ENHANCE_YOUR_CALM,
                 $"the client reset {_prematureResets} of its {_requestsSeen} streams before their answer (rapid reset)");
         }
-    }
-
-    private void RefuseInBackground(int streamId, Http2ErrorCode code, string reason)
-    {
-        HboneLog.StreamError(_logger, Peer, streamId, reason);
-        ObserveInBackground(SendRstStreamAsync(streamId, code));
     }
 
     private async ValueTask SendRstStreamAsync(int streamId, Http2ErrorCode code)

@@ -274,5 +274,43 @@ public sealed class Http2ServerConnectionTests
         await drain.WaitAsync(TestTimeout);
         await server.Connection.Closed.WaitAsync(TestTimeout);
         await stream.DisposeAsync();
+        // The closing GOAWAY repeats the first one's last stream: the refused stream 3 must not raise it (RFC 9113
+        // section 6.8: the value never increases).
+        Assert.Equal((Http2ErrorCode.NO_ERROR, 1), await ReadGoAwayAsync(server.Client));
+    }
+
+    [Fact]
+    public async Task Padding_is_given_back_to_the_stream_window_too()
+    {
+        await using var server = await StartAsync(new HboneClientOptions { InitialStreamWindowSize = 65_535 });
+        await SendConnectAsync(server.Client, 1);
+        (HboneStream stream, _) = await server.NextRequestAsync();
+        await stream.RespondAsync(200);
+        // 200 frames of 1 data byte + 255 bytes of padding: 51,200 flow-controlled bytes, 200 of them readable.
+        byte[] padded = new byte[1 + 1 + 255];
+        padded[0] = 255;
+        padded[1] = 7;
+        for (int i = 0; i < 200; i++)
+        {
+            await server.Client.SendRawAsync(Http2FrameType.DATA, Http2Flags.PADDED, 1, padded);
+        }
+        var buffer = new byte[256];
+        int total = 0;
+        while (total < 200)
+        {
+            total += await stream.ReadAsync(buffer).AsTask().WaitAsync(TestTimeout);
+        }
+        // Half the stream window used: a WINDOW_UPDATE for stream 1 must come (only the connection's would without
+        // the padding credit, and the stream window would shrink for good).
+        while (true)
+        {
+            (Http2Frame frame, byte[] payload) = await server.Client.ReadFrameAsync(Http2FrameType.WINDOW_UPDATE);
+            if (frame.StreamId == 1)
+            {
+                Assert.True(Http2FrameReader.ReadWindowUpdateIncrement(new ReadOnlySequence<byte>(payload)) >= 32_768);
+                break;
+            }
+        }
+        await stream.DisposeAsync();
     }
 }

@@ -203,6 +203,53 @@ public class HboneInboundServerTests
         Assert.Equal(200, again.Status);
     }
 
+    [Fact]
+    public async Task Client_Reset_After_Its_Half_Close_Resets_The_Silent_Workload_Connection()
+    {
+        // The client sends, half-closes, then resets while the workload says nothing: no direction is reading the
+        // stream at that moment, yet the workload connection must end (with a TCP RST) and the tunnel be logged.
+        await using var env = await InboundTestEnvironment.StartAsync();
+        var workloadSaw = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var silent = new ScriptedServer(async (s, ct) =>
+        {
+            var buffer = new byte[4096];
+            long total = 0;
+            try
+            {
+                int n;
+                while ((n = await s.ReceiveAsync(buffer, SocketFlags.None, ct)) > 0)
+                    total += n;
+                // EOF is the client's END_STREAM. Stay silent (sending would let the relay notice by itself) and
+                // watch for the RST: after a FIN, Linux records it as the socket's pending error (EPIPE).
+                var deadline = DateTime.UtcNow.AddSeconds(5);
+                while (DateTime.UtcNow < deadline)
+                {
+                    if ((int)s.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)! != 0)
+                    {
+                        workloadSaw.TrySetResult($"reset after {total} bytes");
+                        return;
+                    }
+                    await Task.Delay(20, ct);
+                }
+                workloadSaw.TrySetResult($"still open 5 s after {total} bytes");
+            }
+            catch (SocketException e)
+            {
+                workloadSaw.TrySetResult($"{e.SocketErrorCode} after {total} bytes");
+            }
+        });
+        env.Targets.Serve(InboundTestEnvironment.Workload, silent.EndPoint);
+
+        var r = await env.ConnectAsync(silent.EndPoint.ToString(), 1000, extra: ["--reset-after", "0.5", "--timeout", "5"]);
+
+        Assert.Equal(200, r.Status);
+        string seen = await workloadSaw.Task.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        Assert.Equal("reset after 1000 bytes", seen);
+        var closed = await WaitForAsync(env, o => o.Closed.Count == 1 ? o.Closed[0] : default);
+        Assert.Equal("DOWNSTREAM_RESET", closed.Flags);
+        Assert.Equal(1000, closed.In);
+    }
+
     private static IPEndPoint ClosedLoopbackPort()
     {
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

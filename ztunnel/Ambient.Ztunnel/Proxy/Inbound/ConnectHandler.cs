@@ -29,6 +29,19 @@ internal sealed class ConnectHandler
     /// <summary>Serves one CONNECT stream to its end; owns and disposes the stream, never throws.</summary>
     public async Task HandleAsync(InboundConnectionState state, HboneStream stream, HboneRequest request)
     {
+        try
+        {
+            await ServeAsync(state, stream, request).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // A bug or a seam that threw: this tunnel is reset (by the dispose), the proxy and other tunnels go on.
+            InboundLog.HandlerFailed(_logger, stream.StreamId, state.Remote, ex);
+        }
+    }
+
+    private async Task ServeAsync(InboundConnectionState state, HboneStream stream, HboneRequest request)
+    {
         await using var _ = stream.ConfigureAwait(false);
         if (state.PeerIdentity is not { } peer)
         {
@@ -114,9 +127,9 @@ internal sealed class ConnectHandler
                 bytesOut = relay.BytesOut;
             }
         }
-        catch (Exception)
+        catch (Exception) when (aborted.IsCancellationRequested)
         {
-            // Only the answer can throw here: the stream or the whole connection went away under us.
+            // The stream or the whole connection went away under us.
             flags = ResponseFlags.DownstreamReset;
         }
         finally

@@ -41,7 +41,12 @@ internal sealed record HboneInboundOptions
         MaxPrematureResets = MaxPrematureResets,
         PingInterval = PingInterval,
         PingTimeout = PingTimeout,
+        IdleTimeout = IdleTimeout,
     };
+
+    /// <summary>An inbound connection with no tunnel for this long is closed (GOAWAY). Longer than the client pool's
+    /// own 5 minutes, so normally the client, which knows when it wants the connection again, closes first.</summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
     /// <summary>Keepalive PING interval on inbound connections.</summary>
     public TimeSpan PingInterval { get; init; } = TimeSpan.FromSeconds(10);

@@ -187,7 +187,9 @@ internal sealed class HboneInboundServer : IAsyncDisposable
             socket.Dispose();
             return;
         }
-        _ = ServeAsync(listener, connection);
+        // Off the accept loop: the handshake's first steps (certificate context, key exchange) would otherwise run
+        // on it and hold up the next accept.
+        ThreadPool.UnsafeQueueUserWorkItem(static s => _ = ServeAsync(s.Listener, s.Connection), (Listener: listener, Connection: connection), preferLocal: false);
     }
 
     private static async Task ServeAsync(WorkloadListener listener, InboundConnection connection)
@@ -208,15 +210,21 @@ internal sealed class HboneInboundServer : IAsyncDisposable
         if (previous == 2)
             return;
 
-        // Graceful first: no new connections, GOAWAY on the open ones, whose tunnels get the drain timeout to finish.
-        var connections = new List<InboundConnection>();
-        foreach (var listener in _listeners.Current)
-            connections.AddRange(listener.Connections);
-        _listeners.CloseAll(abortConnections: false);
-        var drains = new List<Task>(connections.Count);
-        foreach (var connection in connections)
-            drains.Add(connection.DrainAsync(_options.DrainTimeout));
+        // Graceful first: no new connections (stopped before the snapshot, so none slips past it), GOAWAY on the open
+        // ones, whose tunnels get the drain timeout to finish; whatever is left after that is cut.
+        var stopped = _listeners.CloseAll(abortConnections: false);
+        var drains = new List<Task>();
+        foreach (var listener in stopped)
+        {
+            foreach (var connection in listener.Connections)
+                drains.Add(connection.DrainAsync(_options.DrainTimeout));
+        }
         await Task.WhenAll(drains).ConfigureAwait(false);
+        foreach (var listener in stopped)
+        {
+            foreach (var connection in listener.Connections)
+                connection.Abort("the HBONE server stopped");
+        }
 
         if (_host is not null)
         {

@@ -24,7 +24,7 @@ internal sealed class InboundConnection
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _aborted = new();
     private Http2Connection? _http2;
-    private string? _abortReason;
+    private string? _abortReason; // under the lock on _aborted; non-null once Abort was called
 
     public InboundConnection(InboundConnectionState state, Socket socket, InboundTls tls, ConnectHandler handler,
         HboneClientOptions http2Options, TimeSpan handshakeTimeout, ILogger logger)
@@ -49,13 +49,16 @@ internal sealed class InboundConnection
 
             var http2 = Http2Connection.CreateServer(ssl, _http2Options, $"{_state.Remote} ({_state.PeerIdentity})",
                 (stream, request) => _ = _handler.HandleAsync(_state, stream, request), _logger);
+            string? abortedFor;
             lock (_aborted)
             {
                 _http2 = http2;
+                abortedFor = _abortReason;
             }
-            if (_aborted.IsCancellationRequested)
+            if (abortedFor is not null)
             {
-                await http2.CloseAsync(Http2ErrorCode.NO_ERROR, _abortReason ?? "aborted").ConfigureAwait(false);
+                // Abort ran before the connection existed: it could not close it, so we do.
+                await http2.CloseAsync(Http2ErrorCode.NO_ERROR, abortedFor).ConfigureAwait(false);
                 return;
             }
             await http2.StartAsync().ConfigureAwait(false);

@@ -39,6 +39,10 @@ internal static partial class InboundLog
         Message = "HBONE connection from {Remote} ({Identity}) on listener {Listener} established")]
     public static partial void ConnectionEstablished(ILogger logger, IPEndPoint remote, string? identity, IPAddress listener);
 
+    [LoggerMessage(EventId = 11, EventName = "InboundHandlerFailed", Level = LogLevel.Error,
+        Message = "inbound CONNECT stream {StreamId} from {Remote} failed unexpectedly; the stream was reset")]
+    public static partial void HandlerFailed(ILogger logger, int streamId, IPEndPoint remote, Exception exception);
+
     [LoggerMessage(EventId = 7, EventName = "InboundListenerAdded", Level = LogLevel.Information,
         Message = "HBONE listener for workload {Workload} on {EndPoint}")]
     public static partial void ListenerAdded(ILogger logger, IPAddress workload, IPEndPoint endPoint);

@@ -44,6 +44,9 @@ internal sealed class TunnelRelay
 
     public async Task RunAsync()
     {
+        // A reset stream or a lost connection must end the workload side even when neither direction is reading the
+        // stream at that moment (the client already half-closed, or the workload is not reading).
+        using var aborted = _stream.Aborted.UnsafeRegister(static s => ((TunnelRelay)s!).FailDownstream(), this);
         var upload = UploadAsync();
         var download = DownloadAsync();
         await upload.ConfigureAwait(false);
@@ -184,11 +187,22 @@ internal sealed class TunnelRelay
         }
     }
 
-    // The client side broke: drop the workload connection so its reads and writes end too.
+    // The client side broke: reset the workload connection (a TCP RST, RFC 9113 section 8.5) so its reads and writes
+    // end too and the workload learns the tunnel died rather than ended.
     private void FailDownstream()
     {
         if (Interlocked.CompareExchange(ref _flags, ResponseFlags.DownstreamReset, null) is null)
+        {
+            try
+            {
+                _upstream.LingerState = new LingerOption(true, 0);
+            }
+            catch (Exception)
+            {
+                // Already closed: nothing left to reset.
+            }
             _upstream.Dispose();
+        }
     }
 
     // The workload side broke: reset the stream (RST_STREAM) so the client and our reader see it.
@@ -198,7 +212,7 @@ internal sealed class TunnelRelay
         {
             _upstream.Dispose();
             // RFC 9113 section 8.5: a tunnel whose TCP side broke is reset with CONNECT_ERROR.
-            _ = _stream.ResetAsync(Http2ErrorCode.CONNECT_ERROR, "the workload connection broke").AsTask();
+            _ = _stream.ResetAsync(Http2ErrorCode.CONNECT_ERROR, "the workload connection broke");
         }
     }
 }

@@ -81,15 +81,24 @@ internal sealed class WorkloadListeners : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops accepting everywhere; open connections are the caller's to drain (or are cut when asked).</summary>
-    public void CloseAll(bool abortConnections)
+    /// <summary>Stops accepting everywhere. Returns the listeners it stopped: their open connections are the caller's
+    /// to drain (or are cut when asked).</summary>
+    public List<WorkloadListener> CloseAll(bool abortConnections)
     {
         lock (_gate)
         {
             _closed = true;
         }
+        var stopped = new List<WorkloadListener>();
         foreach (var address in _listeners.Keys)
-            Remove(address, abortConnections);
+        {
+            if (_listeners.TryRemove(address, out var listener))
+            {
+                listener.Stop(abortConnections);
+                stopped.Add(listener);
+            }
+        }
+        return stopped;
     }
 
     public ValueTask DisposeAsync()
