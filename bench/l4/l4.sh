@@ -152,7 +152,7 @@ for n in 1 2; do wait_http "http://127.0.1.$n:25021/healthz/ready" 60; done
 mkdir -p "$root/bench/results"
 out="$root/bench/results/l4-$(date +%Y-%m-%d-%H%M%S).json"
 gc_server="$(grep -so '"System.GC.Server": [a-z]*' "${ZTUNNEL}.runtimeconfig.json" | awk '{print $2}' || true)"
-log "measuring, interleaved: direct, haproxy pair (nbthread 1 each, TLS 1.3 mTLS, ECDSA P-256), ztunnel pair (SOCKS5 -> HBONE)"
+log "measuring, interleaved (order rotated each run): direct, haproxy pair (nbthread 1 each, TLS 1.3 mTLS, ECDSA P-256), ztunnel pair (SOCKS5 -> HBONE)"
 "$LOADGEN" l4 --out "$out" --runs "$RUNS" --latency-seconds "$LATENCY_SECONDS" \
     --setup "name=direct,connect=$ECHO_IP:$ECHO_PORT,bind=$CLIENT_IP" \
     --setup "name=haproxy,connect=$HAPROXY_A,bind=$CLIENT_IP,process=haproxy-a:$ha,process=haproxy-b:$hb" \
@@ -170,4 +170,4 @@ log "measuring, interleaved: direct, haproxy pair (nbthread 1 each, TLS 1.3 mTLS
     --env "latency=1000 req/s open loop, 4 connections, 1 KiB POST /echo bodies, ${LATENCY_SECONDS} s + 1 s warm-up" \
     --env "throughput=1 connection, GET /bulk (server->client), 1.5 s after 0.3 s warm-up" \
     --env "new_connections=4 closed-loop workers, connect + GET / Connection: close, 3 s after 0.5 s warm-up" \
-    --env "order=interleaved per run: direct, haproxy, ztunnel"
+    --env "order=interleaved per run, rotated by one each run (run 1: direct, haproxy, ztunnel)"

@@ -36,10 +36,15 @@ internal sealed record SuiteSettings(
 /// <summary>
 /// All setups measured in one process, interleaved: warm-up of each, then for every run one throughput measurement
 /// of each setup in turn, then the latency runs the same way, then new connections. The host is shared, so its load
-/// drifts; interleaving spreads that drift over the setups instead of charging it to whichever ran last.
+/// drifts; interleaving spreads that drift over the setups instead of charging it to whichever ran last, and the
+/// order rotates each run (<see cref="InRunOrder"/>) so no setup always runs right after the same other one.
 /// </summary>
 internal static class Suite
 {
+    /// <summary>The k-th setup measured in run <paramref name="run"/>: the order rotates by one each run, so no setup
+    /// always follows the same one (whatever a phase leaves behind on the host is spread over all of them).</summary>
+    internal static int InRunOrder(int k, int run, int count) => (k + run) % count;
+
     public static async Task<List<SuiteResult>> RunAsync(IReadOnlyList<Setup> setups, SuiteSettings s, TextWriter log, CancellationToken ct)
     {
         var results = new List<SuiteResult>(setups.Count);
@@ -53,8 +58,9 @@ internal static class Suite
         }
         for (var r = 0; r < s.Runs; r++)
         {
-            for (var i = 0; i < setups.Count; i++)
+            for (var k = 0; k < setups.Count; k++)
             {
+                var i = InRunOrder(k, r, setups.Count);
                 var gbps = await Throughput.RunGbpsAsync(setups[i].Target, s.ThroughputWarmup, s.ThroughputDuration, ct).ConfigureAwait(false);
                 results[i].ThroughputGbps.Add(gbps);
                 log.WriteLine($"[{setups[i].Name}] throughput run {r + 1}: {gbps:F2} Gbps");
@@ -63,8 +69,9 @@ internal static class Suite
         LogPeakRss(setups, "warm-up and throughput", log);
         for (var r = 0; r < s.Runs; r++)
         {
-            for (var i = 0; i < setups.Count; i++)
+            for (var k = 0; k < setups.Count; k++)
             {
+                var i = InRunOrder(k, r, setups.Count);
                 var pids = Pids(setups[i]);
                 var cpu0 = ProcessStats.TotalCpu(pids);
                 var lat = await OpenLoopLatency.RunAsync(setups[i].Target, s.Rate, s.Connections, s.BodyBytes, s.LatencyWarmup, s.LatencyDuration, ct).ConfigureAwait(false);
@@ -81,8 +88,9 @@ internal static class Suite
         LogPeakRss(setups, "latency", log);
         for (var r = 0; r < s.Runs; r++)
         {
-            for (var i = 0; i < setups.Count; i++)
+            for (var k = 0; k < setups.Count; k++)
             {
+                var i = InRunOrder(k, r, setups.Count);
                 var pids = Pids(setups[i]);
                 var cpu0 = ProcessStats.TotalCpu(pids);
                 var (perSecond, _, all, errors) = await ConnectionRate.RunAsync(setups[i].Target, s.ConnectWorkers, s.ConnectWarmup, s.ConnectDuration, ct).ConfigureAwait(false);
