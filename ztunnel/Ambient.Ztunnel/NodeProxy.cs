@@ -54,8 +54,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         Metrics = new ConnectionMetrics();
         _pool = new HboneConnectionPool(new ZtunnelTls(_control.Certificates), hboneOptions, loggerFactory);
         var mesh = new MeshInbound(State, _control.Certificates, Metrics, loggerFactory.CreateLogger<MeshInbound>());
-        _inbound = new HboneInboundServer(inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }, mesh, mesh, mesh, loggerFactory,
-            AdminServer.Endpoints(options.Address, options.AdminPorts, this));
+        _inbound = new HboneInboundServer(inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }, mesh, mesh, mesh, loggerFactory);
         _outbound = new OutboundHandler(State, _pool, Metrics, loggerFactory.CreateLogger<OutboundHandler>());
     }
 
@@ -89,8 +88,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         var proxy = new NodeProxy(options, loggerFactory, hboneOptions, inboundOptions);
         try
         {
-            await proxy._inbound.StartAsync(cancellationToken).ConfigureAwait(false);
-            proxy._admin = AdminServer.Bound(proxy._inbound);
+            proxy._admin = await AdminServer.StartAsync(options.Address, options.AdminPorts, proxy, loggerFactory, cancellationToken).ConfigureAwait(false);
             proxy.State.Changed += proxy.OnStateChanged;
             proxy._control.Start();
             return proxy;
@@ -296,6 +294,10 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
             await _inbound.DisposeAsync().ConfigureAwait(false);
             await _pool.DisposeAsync().ConfigureAwait(false);
             await _control.DisposeAsync().ConfigureAwait(false);
+            if (_admin is not null)
+            {
+                await _admin.DisposeAsync().ConfigureAwait(false);
+            }
         }
         finally
         {

@@ -140,13 +140,7 @@ internal sealed partial class Http2Connection
             ThrowIfClosed();
             stream.ThrowIfCannotWrite();
             stream.Answered = true;
-            _headerScratch.ResetWrittenCount();
-            _encoder.EncodeResponseStatus(_headerScratch, status);
-            if (!textBody.IsEmpty)
-            {
-                _encoder.EncodeHeader(_headerScratch, "content-type"u8, "text/plain; charset=utf-8"u8);
-            }
-            Http2FrameWriter.WriteHeaders(_output, stream.StreamId, _headerScratch.WrittenSpan, headersEndStream, _peerMaxFrameSize);
+            WriteResponseHeaders(stream.StreamId, status, textBody: !textBody.IsEmpty, headersEndStream);
             await FlushOrAbortAsync().ConfigureAwait(false);
         }
         finally
@@ -169,6 +163,19 @@ internal sealed partial class Http2Connection
         {
             await WriteEndStreamAsync(stream, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Encodes and writes a response HEADERS block (not flushed). Call under the write lock: the HPACK encoder's
+    /// state must reach the wire in order.</summary>
+    private void WriteResponseHeaders(int streamId, int status, bool textBody, bool endStream)
+    {
+        _headerScratch.ResetWrittenCount();
+        _encoder.EncodeResponseStatus(_headerScratch, status);
+        if (textBody)
+        {
+            _encoder.EncodeHeader(_headerScratch, "content-type"u8, "text/plain; charset=utf-8"u8);
+        }
+        Http2FrameWriter.WriteHeaders(_output, streamId, _headerScratch.WrittenSpan, endStream, _peerMaxFrameSize);
     }
 
     /// <summary>Server role: the 24-byte client preface comes before any frame (RFC 9113 section 3.4). Anything else,
@@ -323,9 +330,7 @@ internal sealed partial class Http2Connection
             {
                 return;
             }
-            _headerScratch.ResetWrittenCount();
-            _encoder.EncodeResponseStatus(_headerScratch, status);
-            Http2FrameWriter.WriteHeaders(_output, streamId, _headerScratch.WrittenSpan, endStream: true, _peerMaxFrameSize);
+            WriteResponseHeaders(streamId, status, textBody: false, endStream: true);
             // The request's own END_STREAM may never come: NO_ERROR tells the client to stop sending (RFC 9113 section 8.1).
             Http2FrameWriter.WriteRstStream(_output, streamId, Http2ErrorCode.NO_ERROR);
             await FlushOrAbortAsync().ConfigureAwait(false);
@@ -354,23 +359,6 @@ internal sealed partial class Http2Connection
         {
             throw new Http2ConnectionException(Http2ErrorCode.ENHANCE_YOUR_CALM,
                 $"the client reset {_prematureResets} of its {_requestsSeen} streams before their answer (rapid reset)");
-        }
-    }
-
-    private async ValueTask SendRstStreamAsync(int streamId, Http2ErrorCode code)
-    {
-        await _writeLock.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            if (!IsClosed)
-            {
-                Http2FrameWriter.WriteRstStream(_output, streamId, code);
-                await FlushOrAbortAsync().ConfigureAwait(false);
-            }
-        }
-        finally
-        {
-            _writeLock.Release();
         }
     }
 

@@ -480,17 +480,22 @@ internal sealed partial class Http2Connection : IAsyncDisposable
     /// <summary>Sends RST_STREAM (unless the connection is gone) and forgets the stream.</summary>
     internal async ValueTask ResetStreamAsync(HboneStream stream, Http2ErrorCode errorCode)
     {
-        bool removed = ReleaseStream(stream, requireBothEnded: false);
-        if (!removed)
+        if (ReleaseStream(stream, requireBothEnded: false))
         {
-            return;
+            await SendRstStreamAsync(stream.StreamId, errorCode).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Writes RST_STREAM for <paramref name="streamId"/> unless the connection is gone; also for a stream we
+    /// never registered (a server's refusal).</summary>
+    private async ValueTask SendRstStreamAsync(int streamId, Http2ErrorCode code)
+    {
         await _writeLock.WaitAsync().ConfigureAwait(false);
         try
         {
             if (!IsClosed)
             {
-                Http2FrameWriter.WriteRstStream(_output, stream.StreamId, errorCode);
+                Http2FrameWriter.WriteRstStream(_output, streamId, code);
                 await FlushOrAbortAsync().ConfigureAwait(false);
             }
         }

@@ -2,8 +2,13 @@ using System.Buffers;
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using Ambient.Ztunnel.Proxy.Inbound;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace Ambient.Ztunnel.Admin;
 
@@ -22,37 +27,101 @@ internal sealed record AdminPorts(int Admin = 15000, int Metrics = 15020, int Re
 
 /// <summary>
 /// The node-wide plain-HTTP ports, as Istio's ztunnel has them: 15000 admin (/config_dump), 15020 Prometheus
-/// (/metrics, /stats/prometheus), 15021 readiness (/healthz/ready). They are <see cref="PlainEndpoint"/>s of the node
-/// proxy's one Kestrel; each path answers only on its own port, so a scrape config written for Istio finds the same
-/// thing here. Handlers write straight to the response: three fixed paths need no router.
+/// (/metrics, /stats/prometheus), 15021 readiness (/healthz/ready). One Kestrel on a bare generic host with
+/// <c>UseKestrelCore</c> (no MVC, routing, config/env sources or console lifetime): the web host WebApplication builds
+/// cost the node proxy about 12 MB of RSS. Each listener tags its connections with its own handler, so a path answers
+/// only on its own port (ports may be 0 in tests, so the number alone cannot tell them apart) and a scrape config
+/// written for Istio finds the same thing here. Handlers write straight to the response: three fixed paths need no
+/// router.
 /// </summary>
-internal sealed class AdminServer
+internal sealed class AdminServer : IAsyncDisposable
 {
-    private const string AdminName = "admin";
-    private const string MetricsName = "metrics";
-    private const string ReadinessName = "readiness";
+    private const string HandlerKey = "ambient.admin.handler";
 
-    private AdminServer(IReadOnlyDictionary<string, IPEndPoint> bound)
+    private readonly IHost _host;
+
+    private AdminServer(IHost host, IPEndPoint admin, IPEndPoint metrics, IPEndPoint readiness)
     {
-        AdminEndpoint = bound[AdminName];
-        MetricsEndpoint = bound[MetricsName];
-        ReadinessEndpoint = bound[ReadinessName];
+        _host = host;
+        AdminEndpoint = admin;
+        MetricsEndpoint = metrics;
+        ReadinessEndpoint = readiness;
     }
 
     public IPEndPoint AdminEndpoint { get; }
     public IPEndPoint MetricsEndpoint { get; }
     public IPEndPoint ReadinessEndpoint { get; }
 
-    /// <summary>The three endpoints to hand to the node proxy's Kestrel.</summary>
-    public static IReadOnlyList<PlainEndpoint> Endpoints(IPAddress address, AdminPorts ports, IAdminSource source) =>
-    [
-        new(AdminName, new IPEndPoint(address, ports.Admin), context => ServeAdminAsync(context, source)),
-        new(MetricsName, new IPEndPoint(address, ports.Metrics), context => ServeMetricsAsync(context, source)),
-        new(ReadinessName, new IPEndPoint(address, ports.Readiness), context => ServeReadinessAsync(context, source)),
-    ];
+    /// <summary>Listens on the three ports of <paramref name="address"/>; a port that cannot bind fails with an error naming them.</summary>
+    public static async Task<AdminServer> StartAsync(IPAddress address, AdminPorts ports, IAdminSource source, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
+    {
+        ListenOptions? admin = null, metrics = null, readiness = null;
+        var host = new HostBuilder()
+            .ConfigureServices(services =>
+            {
+                services.AddSingleton(loggerFactory);
+                // The node proxy owns signals and shutdown (Program); the default console lifetime would grab SIGTERM.
+                services.AddSingleton<IHostLifetime, EmbeddedHostLifetime>();
+            })
+            .ConfigureWebHost(web =>
+            {
+                web.UseSetting(WebHostDefaults.PreventHostingStartupKey, "true");
+                web.UseKestrelCore();
+                web.ConfigureKestrel(kestrel =>
+                {
+                    kestrel.AddServerHeader = false;
+                    admin = Listen(kestrel, new IPEndPoint(address, ports.Admin), context => ServeAdminAsync(context, source));
+                    metrics = Listen(kestrel, new IPEndPoint(address, ports.Metrics), context => ServeMetricsAsync(context, source));
+                    readiness = Listen(kestrel, new IPEndPoint(address, ports.Readiness), context => ServeReadinessAsync(context, source));
+                });
+                web.Configure(app => app.Run(context => HandlerOf(context)(context)));
+            }, web => web.SuppressEnvironmentConfiguration = true)
+            .Build();
+        try
+        {
+            await host.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException e)
+        {
+            host.Dispose();
+            throw new IOException($"cannot listen on admin {address}:{ports.Admin}, metrics {address}:{ports.Metrics}, readiness {address}:{ports.Readiness}: {e.Message}", e);
+        }
+        // Kestrel fills in ListenOptions.IPEndPoint with the bound port once it listens.
+        return new AdminServer(host, admin!.IPEndPoint!, metrics!.IPEndPoint!, readiness!.IPEndPoint!);
+    }
 
-    /// <summary>The bound admin endpoints, read from the started server (ports may have been 0).</summary>
-    public static AdminServer Bound(HboneInboundServer server) => new(server.PlainEndpoints);
+    public async ValueTask DisposeAsync()
+    {
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            await _host.StopAsync(stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        _host.Dispose();
+    }
+
+    private static ListenOptions Listen(KestrelServerOptions kestrel, IPEndPoint endPoint, RequestDelegate handler)
+    {
+        ListenOptions? options = null;
+        kestrel.Listen(endPoint, listen =>
+        {
+            listen.Protocols = HttpProtocols.Http1;
+            listen.Use(next => connection =>
+            {
+                connection.Items[HandlerKey] = handler;
+                return next(connection);
+            });
+            options = listen;
+        });
+        return options!;
+    }
+
+    // Every listener sets its handler on each connection it accepts.
+    private static RequestDelegate HandlerOf(HttpContext context) =>
+        (RequestDelegate)context.Features.Get<IConnectionItemsFeature>()!.Items[HandlerKey]!;
 
     private static Task ServeAdminAsync(HttpContext context, IAdminSource source)
     {
@@ -112,5 +181,13 @@ internal sealed class AdminServer
         response.ContentType = contentType;
         response.ContentLength = body.Length;
         return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(body).AsTask();
+    }
+
+    /// <summary>A host lifetime that does nothing: start and stop are driven by the node proxy, not by console signals.</summary>
+    private sealed class EmbeddedHostLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }

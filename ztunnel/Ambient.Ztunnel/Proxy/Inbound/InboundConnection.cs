@@ -95,7 +95,6 @@ internal sealed class InboundConnection
             _tls.Fail(_state, "the client did not negotiate ALPN h2");
             return false;
         }
-        _state.HandshakeCompleted = true;
         InboundLog.ConnectionEstablished(_logger, _state.Remote, _state.PeerIdentity, _state.Listener.Address);
         return true;
     }

@@ -33,8 +33,6 @@ internal sealed class InboundConnectionState
     /// <summary>SPIFFE identity of the verified client; set during the handshake.</summary>
     public string? PeerIdentity { get; set; }
 
-    public bool HandshakeCompleted { get; set; }
-
     public bool FailureReported { get; set; }
 
     // Bound once per connection (not per call) and handed to SslStream.

@@ -130,8 +130,6 @@ internal sealed class WorkloadListener
 
     public CancellationToken Stopping => _stopping.Token;
 
-    public int ConnectionCount => _connections.Count;
-
     /// <summary>The last certificate context built for this workload; rebuilt only when the identity hands out a new cert.</summary>
     public CertificateContextCache? Certificate
     {
