@@ -89,9 +89,18 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : IAsyncDisposable
             await stream.WriteAsync(buffer.AsMemory(0, length), token).ConfigureAwait(false);
             await stream.FlushAsync(token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is not InvalidOperationException)
+        // InvalidOperationException is our own misuse report; ObjectDisposedException (one of its kind) is the
+        // HTTP/2 request stream torn down under us, a transport failure like any other.
+        catch (Exception ex) when (ex is not InvalidOperationException or ObjectDisposedException)
         {
             ThrowIfEnded();
+            // A server that refuses the call (Trailers-Only, e.g. Unauthenticated) resets the request stream right
+            // after its answer: the write fails first, but the answer is the reason, so report its status.
+            if (await AnsweredStatusAsync().ConfigureAwait(false) is { Status: not GrpcStatusCode.OK } answered)
+            {
+                throw answered;
+            }
+
             throw _call.Map(ex, "writing to " + _path);
         }
         finally
@@ -102,6 +111,21 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : IAsyncDisposable
             }
 
             _writeLock.Release();
+        }
+    }
+
+    // The status in the response headers when the server has answered (HEADERS is processed before the RST_STREAM
+    // that broke the write, but its task may complete a moment later: wait briefly); null if it has not answered.
+    private async ValueTask<GrpcException?> AnsweredStatusAsync()
+    {
+        try
+        {
+            var response = await _responseTask.WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+            return GrpcClientCall.CheckResponseHeaders(response);
+        }
+        catch (Exception ex) when (ex is TimeoutException or GrpcException or OperationCanceledException)
+        {
+            return null;
         }
     }
 

@@ -177,7 +177,16 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
                 var request = new DeltaDiscoveryRequest { Node = node, TypeUrl = typeUrl };
                 request.ResourceNamesSubscribe.Add("*");
                 _cache.CopyVersions(typeUrl, request.InitialResourceVersions);
-                await call.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await call.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+                }
+                catch (GrpcException writeFailed)
+                {
+                    // istiod refuses a bad token by ending the call, which can break this write before the reader
+                    // has seen why: the answer's status (e.g. Unauthenticated) is the reason to report.
+                    throw await FinalStatusAsync(call, writeFailed, cancellationToken).ConfigureAwait(false);
+                }
                 Log.Subscribed(_logger, typeUrl, request.InitialResourceVersions.Count);
             }
 
@@ -202,6 +211,30 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
         {
             throw new StreamAttempt(receivedAny, ex);
         }
+    }
+
+    // Reads what is left of a call whose request side failed, for the status the server ended it with.
+    private static async Task<GrpcException> FinalStatusAsync(
+        GrpcDuplexCall<DeltaDiscoveryRequest, DeltaDiscoveryResponse> call, GrpcException writeFailed, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(2));
+        try
+        {
+            await foreach (var unused in call.ReadAllAsync(timeout.Token).ConfigureAwait(false))
+            {
+            }
+        }
+        catch (GrpcException final) when (final.Status != GrpcStatusCode.Cancelled)
+        {
+            return final;
+        }
+        catch (Exception ex) when (ex is GrpcException or OperationCanceledException or InvalidOperationException)
+        {
+            // No better reason than the write's own.
+        }
+
+        return writeFailed;
     }
 
     /// <summary>Applies one response, publishes the result, and returns the ACK or NACK to send.</summary>

@@ -19,6 +19,7 @@ internal sealed class GrpcTestHost : IAsyncDisposable
     public const string UnaryPath = "/test.Ca/Create";
     public const string EchoPath = "/test.Ca/Echo";
     public const string FanoutPath = "/test.Ca/Fanout";
+    public const string RefusePath = "/test.Ca/Refuse";
     public const string Http503Path = "/plain.Service/Unavailable";
 
     private readonly SocketsHttpHandler _handler;
@@ -98,6 +99,10 @@ internal sealed class GrpcTestHost : IAsyncDisposable
                     await writer.WriteAsync(response, context.CancellationToken);
                 }
             });
+
+        // Refuses before reading anything, as istiod does a bad token: a Trailers-Only answer, then RST_STREAM.
+        endpoints.MapGrpcDuplex<IstioCertificateRequest, IstioCertificateResponse>(RefusePath, IstioCertificateRequest.Parser,
+            (requests, writer, context) => throw new GrpcException(GrpcStatusCode.Unauthenticated, "bad token"));
 
         // Several producers write to one stream at once: frames must never interleave.
         endpoints.MapGrpcDuplex<IstioCertificateRequest, IstioCertificateResponse>(FanoutPath, IstioCertificateRequest.Parser,
