@@ -43,6 +43,11 @@ internal sealed class GrpcClientCall : IDisposable
     /// <summary>The final status once the call has ended (trailers read or failure translated).</summary>
     public GrpcException? Failure { get; private set; }
 
+    private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes when the final status has been recorded.</summary>
+    public Task Ended => _ended.Task;
+
     public void Cancel()
     {
         try
@@ -192,6 +197,7 @@ internal sealed class GrpcClientCall : IDisposable
     public GrpcException Complete(GrpcException status)
     {
         Failure ??= status;
+        _ended.TrySetResult();
         return Failure;
     }
 

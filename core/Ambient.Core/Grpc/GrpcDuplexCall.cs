@@ -114,14 +114,26 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : IAsyncDisposable
         }
     }
 
-    // The status in the response headers when the server has answered (HEADERS is processed before the RST_STREAM
-    // that broke the write, but its task may complete a moment later: wait briefly); null if it has not answered.
+    // How the server ended a call whose request side just broke: the status the reader records from the trailers,
+    // or a Trailers-Only answer's. Both arrive before or just after the reset that broke the write: wait briefly.
+    // Null if neither came.
     private async ValueTask<GrpcException?> AnsweredStatusAsync()
     {
         try
         {
             var response = await _responseTask.WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-            return GrpcClientCall.CheckResponseHeaders(response);
+            if (GrpcClientCall.CheckResponseHeaders(response) is { } headerStatus)
+            {
+                return headerStatus;
+            }
+
+            if (_reader is not null)
+            {
+                await _call.Ended.WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+                return _call.Failure;
+            }
+
+            return null;
         }
         catch (Exception ex) when (ex is TimeoutException or GrpcException or OperationCanceledException)
         {
