@@ -271,13 +271,13 @@ internal sealed class MeshRun : IDisposable
     /// <paramref name="addresses"/>' range (pass the same to every command of one mesh).
     /// </summary>
     public static Task<(int Code, string Output)> CtlAsync(string home, MeshAddresses addresses, TimeSpan timeout, params string[] args) =>
-        CtlAsync(home, addresses.NodeBase, timeout, args);
+        RunCtlAsync(home, addresses.NodeBase, timeout, args);
 
-    /// <summary>Same, for a command that plans no mesh of ours (the nodes stay where the environment puts them).</summary>
+    /// <summary>Same without a range of its own: the nodes go where this process's environment says (default 127.0.1.x).</summary>
     public static Task<(int Code, string Output)> CtlAsync(string home, TimeSpan timeout, params string[] args) =>
-        CtlAsync(home, Environment.GetEnvironmentVariable(MeshAddresses.NodeBaseVariable), timeout, args);
+        RunCtlAsync(home, Environment.GetEnvironmentVariable(MeshAddresses.NodeBaseVariable), timeout, args);
 
-    private static async Task<(int Code, string Output)> CtlAsync(string home, string? nodeBase, TimeSpan timeout, string[] args)
+    private static async Task<(int Code, string Output)> RunCtlAsync(string home, string? nodeBase, TimeSpan timeout, string[] args)
     {
         var psi = new ProcessStartInfo(DotnetHost()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ambientctl.dll"));
