@@ -12,6 +12,8 @@ need=()
 /usr/bin/python3 -c 'import grpc_tools.protoc' 2>/dev/null || need+=(python3-grpc-tools)
 /usr/bin/python3 -c 'import h2, hpack' 2>/dev/null || need+=(python3-h2)
 command -v openssl >/dev/null || need+=(openssl)
+# curl is the independent SOCKS5 client of the interop tests (CurlInteropTests run /usr/bin/curl).
+[ -x /usr/bin/curl ] || need+=(curl)
 # The native AOT ztunnel is linked by the system C toolchain.
 command -v gcc >/dev/null || command -v clang >/dev/null || need+=(clang)
 if [ ${#need[@]} -gt 0 ]; then

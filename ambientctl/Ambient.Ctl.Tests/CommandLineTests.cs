@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Ambient.Ctl.Cli;
 using Ambient.Ctl.Demo;
 using Ambient.Ctl.Local;
@@ -28,10 +29,35 @@ public class CommandLineTests
     [Fact]
     public async Task LocalUp_OnAnInvalidFolder_ExitsWith2BeforeStartingAnything()
     {
+        // The real command in a process of its own, with a home and a state folder of its own, so "nothing started"
+        // can be seen: no state file naming processes, no state folder (CA, tokens, logs), and the error names the
+        // file and line.
         using var dir = new TempDir();
-        dir.Write("p.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers:\n    - name: a\n      image: nginx\n");
-        var code = await CommandLine.Build().Parse(["local", "up", "-f", dir.Path]).InvokeAsync();
-        Assert.Equal(ExitCodes.InvalidInput, code);
+        var file = dir.Write("mesh/p.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers:\n    - name: a\n      image: nginx\n");
+        var home = Path.Combine(dir.Path, "home");
+        var state = Path.Combine(dir.Path, "state");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "ambientctl.dll"), "local", "up", "-f", Path.Combine(dir.Path, "mesh"), "--state", state, "--detach" })
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.Environment["AMBIENT_HOME"] = home;
+        using var process = Process.Start(psi)!;
+        process.StandardInput.Close();
+        var stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var stderr = process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            await process.WaitForExitAsync(deadline.Token);
+        }
+
+        Assert.Equal(ExitCodes.InvalidInput, process.ExitCode);
+        var error = await stderr;
+        Assert.Contains("invalid mesh folder", error, StringComparison.Ordinal);
+        Assert.Contains($"{file}:1: spec.containers[a].image", error, StringComparison.Ordinal);
+        Assert.Contains("'nginx'", error, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(home, "local.json")), "a state file was written: something was started\n" + await stdout);
+        Assert.False(Directory.Exists(state), "the state folder was created: the CA or a component was started\n" + await stdout);
     }
 
     [Fact]

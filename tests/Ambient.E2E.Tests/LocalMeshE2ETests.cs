@@ -15,8 +15,8 @@ public sealed class LocalMeshE2ETests : IDisposable
     private readonly TempDir _dir = new();
     private readonly string _home;
     private readonly string _ns = "e2e" + Guid.NewGuid().ToString("N")[..6];
-    // A control address of its own, so a mesh someone else runs on 127.0.0.1:15012 does not get in the way.
-    private readonly string _control = "127.0.0." + Random.Shared.Next(20, 250);
+    // Addresses of its own, so a mesh the user left running (127.0.0.1, 127.0.1.x) does not get in the way.
+    private readonly MeshAddresses _addresses = MeshAddresses.PickFree();
 
     public LocalMeshE2ETests()
     {
@@ -63,12 +63,12 @@ public sealed class LocalMeshE2ETests : IDisposable
     [Fact]
     public async Task LocalUpDetach_TrafficIsMutualTls_ThenDownStopsEverything()
     {
-        var up = await RunCtlAsync(TimeSpan.FromSeconds(120), "local", "up", "-f", Path.Combine(_dir.Path, "mesh"), "--detach", "--control-address", _control);
+        var up = await RunCtlAsync(TimeSpan.FromSeconds(120), "local", "up", "-f", Path.Combine(_dir.Path, "mesh"), "--detach", "--control-address", _addresses.Control);
         Assert.True(up.Code == 0, $"local up failed ({up.Code}):\n{up.Output}");
         var state = ReadState();
         var client = state.Components.Single(c => c.Name == $"pod-{_ns}-client");
         var nodes = state.Components.Where(c => c.Kind == "ztunnel").Select(c => c.Address!).ToList();
-        Assert.Equal(2, nodes.Count);
+        Assert.Equal([_addresses.Node(1), _addresses.Node(2)], nodes.Order(StringComparer.Ordinal));
 
         using var handler = new SocketsHttpHandler { Proxy = new WebProxy($"socks5://{client.Address}:15080"), UseProxy = true, PooledConnectionLifetime = TimeSpan.Zero };
         using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
@@ -114,7 +114,7 @@ public sealed class LocalMeshE2ETests : IDisposable
 
     private static bool Alive(int pid, long startTicks) => MeshRun.Alive(pid, startTicks);
 
-    private Task<(int Code, string Output)> RunCtlAsync(TimeSpan timeout, params string[] args) => MeshRun.CtlAsync(_home, timeout, args);
+    private Task<(int Code, string Output)> RunCtlAsync(TimeSpan timeout, params string[] args) => MeshRun.CtlAsync(_home, _addresses, timeout, args);
 
     public void Dispose()
     {

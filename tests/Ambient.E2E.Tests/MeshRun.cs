@@ -5,9 +5,8 @@ using System.Net.Sockets;
 using System.Text.Json;
 using Ambient.TestCommon;
 
-// Node addresses are a pure function of the sorted node names (127.0.1.1, 127.0.1.2, ...), so every local mesh with
-// two nodes binds the same node ports: two E2E classes cannot each run a mesh at the same moment. Their namespaces
-// and control addresses are still their own, so a leftover of one never answers for another.
+// One mesh at a time: each run has its own node range and control address (MeshAddresses), but a 2-core host
+// running two meshes side by side starves both, and the timing of restarts and outages is part of what is tested.
 [assembly: CollectionBehavior(DisableTestParallelization = true)]
 
 namespace Ambient.E2E.Tests;
@@ -27,13 +26,13 @@ internal sealed class MeshRun : IDisposable
     private MeshRun(string prefix)
     {
         Namespace = prefix + Guid.NewGuid().ToString("N")[..6];
-        // A control address of its own, so a mesh someone else runs on 127.0.0.1:15012 does not get in the way.
-        Control = "127.0.0." + Random.Shared.Next(20, 250).ToString(CultureInfo.InvariantCulture);
+        Addresses = MeshAddresses.PickFree();
         Home = Path.Combine(_dir.Path, "home");
     }
 
     public string Namespace { get; }
-    public string Control { get; }
+    public MeshAddresses Addresses { get; }
+    public string Control => Addresses.Control;
     public string Home { get; }
     public string ConfigFolder => Path.Combine(_dir.Path, "mesh");
     public string TempPath => _dir.Path;
@@ -129,18 +128,7 @@ internal sealed class MeshRun : IDisposable
         Plain.GetStringAsync($"http://{ztunnel.Address}:15020/metrics", TestContext.Current.CancellationToken);
 
     /// <summary>Sum of a counter's rows that carry every one of <paramref name="labels"/>.</summary>
-    public static long Sum(string metrics, string family, params string[] labels)
-    {
-        long total = 0;
-        foreach (var line in metrics.Split('\n'))
-        {
-            if (!line.StartsWith(family + "{", StringComparison.Ordinal)) continue;
-            var all = true;
-            foreach (var l in labels) all &= line.Contains(l, StringComparison.Ordinal);
-            if (all) total += long.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
-        }
-        return total;
-    }
+    public static long Sum(string metrics, string family, params string[] labels) => PrometheusCounters.Sum(metrics, family, labels);
 
     public static async Task EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout, Func<Task<string>> message)
     {
@@ -276,26 +264,38 @@ internal sealed class MeshRun : IDisposable
         }
     }
 
-    public Task<(int Code, string Output)> CtlAsync(TimeSpan timeout, params string[] args) => CtlAsync(Home, timeout, args);
+    public Task<(int Code, string Output)> CtlAsync(TimeSpan timeout, params string[] args) => CtlAsync(Home, Addresses, timeout, args);
 
-    /// <summary>Runs the built ambientctl with <paramref name="home"/> as its AMBIENT_HOME.</summary>
-    public static async Task<(int Code, string Output)> CtlAsync(string home, TimeSpan timeout, params string[] args)
+    /// <summary>
+    /// Runs the built ambientctl with <paramref name="home"/> as its AMBIENT_HOME and the nodes in
+    /// <paramref name="addresses"/>' range (pass the same to every command of one mesh).
+    /// </summary>
+    public static Task<(int Code, string Output)> CtlAsync(string home, MeshAddresses addresses, TimeSpan timeout, params string[] args) =>
+        RunCtlAsync(home, addresses.NodeBase, timeout, args);
+
+    /// <summary>Same without a range of its own: the nodes go where this process's environment says (default 127.0.1.x).</summary>
+    public static Task<(int Code, string Output)> CtlAsync(string home, TimeSpan timeout, params string[] args) =>
+        RunCtlAsync(home, Environment.GetEnvironmentVariable(MeshAddresses.NodeBaseVariable), timeout, args);
+
+    private static async Task<(int Code, string Output)> RunCtlAsync(string home, string? nodeBase, TimeSpan timeout, string[] args)
     {
         var psi = new ProcessStartInfo(DotnetHost()) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ambientctl.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["AMBIENT_HOME"] = home;
+        psi.Environment[MeshAddresses.NodeBaseVariable] = nodeBase;
         return await RunAsync(psi, timeout);
     }
 
-    /// <summary>Runs a tool with stdin closed; killed (with its children) if it overruns.</summary>
-    public static async Task<(int Code, string Output)> RunAsync(ProcessStartInfo psi, TimeSpan timeout)
+    /// <summary>Runs a tool with <paramref name="stdin"/> (or nothing) as its input; killed (with its children) if it overruns.</summary>
+    public static async Task<(int Code, string Output)> RunAsync(ProcessStartInfo psi, TimeSpan timeout, byte[]? stdin = null)
     {
         psi.UseShellExecute = false;
         psi.RedirectStandardOutput = true;
         psi.RedirectStandardError = true;
         psi.RedirectStandardInput = true;
         using var p = Process.Start(psi)!;
+        if (stdin is not null) await p.StandardInput.BaseStream.WriteAsync(stdin);
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
@@ -346,6 +346,67 @@ internal sealed class MeshRun : IDisposable
             p.WaitForExit(5000);
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception) { }
+    }
+}
+
+/// <summary>
+/// The loopback addresses of one E2E mesh, chosen so it runs beside a mesh the user left running (`local up` puts
+/// istiod-lite on 127.0.0.1 and nodes on 127.0.1.x, each node with the fixed ports 15000/15020/15021): a control
+/// address in 127.0.0.20-249 and a node range 127.0.N.x with N in 100-254, both checked free before use.
+/// Pods and VIPs need nothing: they are hashed from names, and each run has a namespace of its own.
+/// </summary>
+internal sealed record MeshAddresses(string Control, string NodeBase)
+{
+    public const string NodeBaseVariable = "AMBIENT_NODE_ADDRESS_BASE";
+
+    // Enough for every E2E mesh (they have two nodes); the ports every node and the control plane bind.
+    private const int NodesChecked = 4;
+    private static readonly int[] NodePorts = [15000, 15020, 15021];
+    private static readonly int[] ControlPorts = [15012, 15014];
+
+    /// <summary>Node address <paramref name="index"/> (1-based) of this range.</summary>
+    public string Node(int index) => NodeBase[..^1] + index.ToString(CultureInfo.InvariantCulture);
+
+    public static MeshAddresses PickFree()
+    {
+        for (var attempt = 0; attempt < 100; attempt++)
+        {
+            var control = "127.0.0." + Random.Shared.Next(20, 250).ToString(CultureInfo.InvariantCulture);
+            var candidate = new MeshAddresses(control, $"127.0.{Random.Shared.Next(100, 255).ToString(CultureInfo.InvariantCulture)}.0");
+            if (candidate.AllFree()) return candidate;
+        }
+        throw new InvalidOperationException("no free control address and node range found in 100 tries: is something binding all of 127.0.0.0/16?");
+    }
+
+    private bool AllFree()
+    {
+        foreach (var port in ControlPorts)
+        {
+            if (!Free(Control, port)) return false;
+        }
+        for (var i = 1; i <= NodesChecked; i++)
+        {
+            foreach (var port in NodePorts)
+            {
+                if (!Free(Node(i), port)) return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Whether nothing holds the endpoint (a bind test; `local up` checks again and names any clash).</summary>
+    private static bool Free(string address, int port)
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(new IPEndPoint(IPAddress.Parse(address), port));
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
     }
 }
 

@@ -70,7 +70,9 @@ internal sealed record MeshPlan(
         }
         var merged = ConfigMerge.Merge(1, files);
         problems.AddRange(merged.Errors);
-        var assignment = LoopbackAddressAllocator.AssignAll(merged.Resources);
+        var firstNodeOctet = NodeAddressBase.FromEnvironment(out var baseError);
+        if (baseError is not null) problems.Add(baseError);
+        var assignment = LoopbackAddressAllocator.AssignAll(merged.Resources, firstNodeOctet);
         problems.AddRange(assignment.Problems);
 
         var namespaces = new HashSet<string>(StringComparer.Ordinal);

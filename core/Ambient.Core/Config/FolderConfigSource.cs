@@ -33,7 +33,8 @@ internal sealed partial class FolderConfigSource : IDisposable
     private readonly ConcurrentDictionary<string, byte> _dirty = new(StringComparer.Ordinal);
     private volatile bool _reparseAll;
     private readonly SemaphoreSlim _signal = new(0, int.MaxValue);
-    private long _lastEventTick;
+    private readonly TimeProvider _time;
+    private long _lastEventTimestamp;
 
     private readonly Lock _waitersLock = new();
     private readonly List<(long Generation, TaskCompletionSource<ConfigSnapshot> Tcs)> _waiters = [];
@@ -46,13 +47,18 @@ internal sealed partial class FolderConfigSource : IDisposable
     private int _disposed;
     private int _publishingThread = -1;
 
-    public FolderConfigSource(string folder, ILogger<FolderConfigSource> logger, TimeSpan? debounce = null)
+    /// <param name="folder">The folder to watch.</param>
+    /// <param name="logger">Where config errors and generations are reported.</param>
+    /// <param name="debounce">How long watcher events must be quiet before a scan (default 150 ms).</param>
+    /// <param name="time">Clock of the debounce and the periodic rescan (tests drive their own).</param>
+    public FolderConfigSource(string folder, ILogger<FolderConfigSource> logger, TimeSpan? debounce = null, TimeProvider? time = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         ArgumentNullException.ThrowIfNull(logger);
         _folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
         _logger = logger;
         _debounce = debounce ?? DefaultDebounce;
+        _time = time ?? TimeProvider.System;
         if (_debounce < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(debounce), "debounce must not be negative");
     }
 
@@ -61,6 +67,9 @@ internal sealed partial class FolderConfigSource : IDisposable
     /// filesystems where watchers are known not to work (some network and container mounts).
     /// </summary>
     public bool UseFileSystemWatcher { get; init; } = true;
+
+    /// <summary>How often the folder is rescanned when no watcher event arrives.</summary>
+    public static TimeSpan RescanPeriod => RescanInterval;
 
     /// <summary>The folder being watched (full path).</summary>
     public string Folder => _folder;
@@ -155,7 +164,7 @@ internal sealed partial class FolderConfigSource : IDisposable
     {
         if (IsConfigFile(e.FullPath)) _dirty[e.FullPath] = 0;
         if (e is RenamedEventArgs r && IsConfigFile(r.OldFullPath)) _dirty[r.OldFullPath] = 0;
-        Volatile.Write(ref _lastEventTick, Environment.TickCount64);
+        Volatile.Write(ref _lastEventTimestamp, _time.GetTimestamp());
         Wake();
     }
 
@@ -182,7 +191,7 @@ internal sealed partial class FolderConfigSource : IDisposable
         {
             try
             {
-                var woken = await _signal.WaitAsync(RescanInterval, ct).ConfigureAwait(false);
+                var woken = await WaitForEventOrRescanAsync(ct).ConfigureAwait(false);
                 if (woken)
                 {
                     await DebounceAsync(ct).ConfigureAwait(false);
@@ -202,18 +211,34 @@ internal sealed partial class FolderConfigSource : IDisposable
         }
     }
 
+    /// <summary>True when a watcher event woke us, false when the rescan period passed first.</summary>
+    private async Task<bool> WaitForEventOrRescanAsync(CancellationToken ct)
+    {
+        using var race = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var woken = _signal.WaitAsync(race.Token);
+        var rescan = Task.Delay(RescanInterval, _time, race.Token);
+        await Task.WhenAny(woken, rescan).ConfigureAwait(false);
+        await race.CancelAsync().ConfigureAwait(false);
+        // The losing wait is cancelled without taking a signal; on a tie the signal was taken and counts as woken.
+        await ((Task)woken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        ct.ThrowIfCancellationRequested();
+        return woken.IsCompletedSuccessfully;
+    }
+
     // Editors save in several steps (truncate, write, rename); wait until events have been quiet for the
     // debounce period, but no longer than 4x it so a busy writer cannot postpone the update forever.
     private async Task DebounceAsync(CancellationToken ct)
     {
-        var debounceMs = (long)_debounce.TotalMilliseconds;
-        var deadline = Environment.TickCount64 + 4 * debounceMs;
+        var started = _time.GetTimestamp();
+        var longest = 4 * _debounce;
         while (true)
         {
-            var now = Environment.TickCount64;
-            var quietFor = now - Volatile.Read(ref _lastEventTick);
-            if (quietFor >= debounceMs || now >= deadline) return;
-            await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(debounceMs - quietFor, deadline - now)), ct).ConfigureAwait(false);
+            var now = _time.GetTimestamp();
+            var quietFor = _time.GetElapsedTime(Volatile.Read(ref _lastEventTimestamp), now);
+            var waited = _time.GetElapsedTime(started, now);
+            if (quietFor >= _debounce || waited >= longest) return;
+            var rest = _debounce - quietFor;
+            await Task.Delay(rest < longest - waited ? rest : longest - waited, _time, ct).ConfigureAwait(false);
         }
     }
 

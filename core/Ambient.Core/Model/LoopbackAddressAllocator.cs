@@ -25,6 +25,9 @@ internal sealed class LoopbackAddressAllocator
     /// <summary>Service VIPs: 127.128.0.1 - 127.254.255.254.</summary>
     public static (byte First, byte Last) ServiceRange => (128, 254);
 
+    /// <summary>Nodes: 127.0.1.1, 127.0.1.2, ... unless a caller moves them (127.0.0.x is left to the control plane).</summary>
+    public const byte DefaultFirstNodeOctet = 1;
+
     private readonly byte _firstSecondOctet;
     private readonly uint _slots;
     private readonly HashSet<uint> _used;
@@ -98,8 +101,13 @@ internal sealed class LoopbackAddressAllocator
     /// 127.0.2.N ...) in sorted order, so adding a node that sorts earlier renumbers later nodes.
     /// Duplicate resources: the first one counts (the builder reports the duplicate).
     /// </summary>
-    public static LoopbackAssignment AssignAll(IReadOnlyList<Resource> resources)
+    /// <param name="resources">The whole config.</param>
+    /// <param name="firstNodeOctet">Third octet of the first node address (127.0.X.1). Nodes are the only fixed
+    /// addresses with well-known ports (admin, metrics, readiness), so moving them lets a second mesh run beside
+    /// one on the default range.</param>
+    public static LoopbackAssignment AssignAll(IReadOnlyList<Resource> resources, byte firstNodeOctet = DefaultFirstNodeOctet)
     {
+        ArgumentOutOfRangeException.ThrowIfZero(firstNodeOctet);
         var problems = new List<ConfigError>();
         var used = new HashSet<uint>();
         var owners = new Dictionary<IPAddress, string>();
@@ -176,10 +184,10 @@ internal sealed class LoopbackAddressAllocator
         var index = 0;
         foreach (var node in nodes)
         {
-            var third = 1 + index / 254;
+            var third = firstNodeOctet + index / 254;
             if (third > 255)
             {
-                problems.Add(new ConfigError(new SourceLocation("", 0), "spec.nodeName", $"more than {255 * 254} nodes; node '{node}' gets no loopback address"));
+                problems.Add(new ConfigError(new SourceLocation("", 0), "spec.nodeName", $"more than {(256 - firstNodeOctet) * 254} nodes; node '{node}' gets no loopback address"));
                 break;
             }
             nodeAddresses.Add(node, ToIPAddress((127u << 24) | ((uint)third << 8) | (uint)(index % 254 + 1)));

@@ -95,8 +95,10 @@ public sealed class GrpcDuplexTests
         Assert.Equal(["small"], received);
         Assert.Equal(GrpcStatusCode.ResourceExhausted, ex.Status);
         Assert.Contains("4194304", ex.Detail);
-        // The stalled 5 MiB write ends too (with the call's status), it does not hang.
-        await Assert.ThrowsAnyAsync<Exception>(() => bigWrite.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        // The stalled 5 MiB write ends too (with the call's status), it does not hang: a hang would surface as the
+        // TimeoutException of WaitAsync, which is not the call's status.
+        var writeEx = await Assert.ThrowsAsync<GrpcException>(() => bigWrite.WaitAsync(TimeSpan.FromSeconds(30), Ct));
+        Assert.Equal(GrpcStatusCode.ResourceExhausted, writeEx.Status);
     }
 
     [Fact]

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using Ambient.Core.Grpc;
 using Ambient.Core.Protos.Ca;
 using Microsoft.Extensions.Logging;
@@ -181,11 +183,11 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task Connection_refused_is_unavailable()
     {
-        int port;
-        await using (var host = await GrpcTestHost.StartAsync(tls: false))
-        {
-            port = host.Server.Port;
-        }
+        // Bound, never listening, held for the test: connects are refused, and unlike the port of a server that was
+        // stopped, nobody else can start listening there meanwhile.
+        using var refusing = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        refusing.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var port = ((IPEndPoint)refusing.LocalEndPoint!).Port;
 
         using var invoker = new HttpMessageInvoker(new SocketsHttpHandler { UseProxy = false });
         var client = new GrpcClient(invoker, new Uri($"http://127.0.0.1:{port}/"));

@@ -17,14 +17,14 @@ public sealed class ReadLoopSchedulerTests
         int? readerThread = null;
         var lockHeldWhenReaderRan = true;
         var gate = new object();
-        var reading = Task.Run(async () =>
+        async Task ReadOnceAsync()
         {
             var result = await pipe.Reader.ReadAsync();
             readerThread = Environment.CurrentManagedThreadId;
             lockHeldWhenReaderRan = Monitor.IsEntered(gate);
             pipe.Reader.AdvanceTo(result.Buffer.End);
-        });
-        await WaitUntilPendingAsync(pipe);
+        }
+        var reading = ParkReader(ReadOnceAsync);
 
         ReadLoopScheduler.BeginDeferring();
         lock (gate)
@@ -47,12 +47,12 @@ public sealed class ReadLoopSchedulerTests
         var self = 0;
         var insideComplete = false;
         var ranInline = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _ = Task.Run(async () =>
+        async Task ReadOnceAsync()
         {
             await pipe.Reader.ReadAsync();
             ranInline.TrySetResult(Volatile.Read(ref insideComplete) && Environment.CurrentManagedThreadId == Volatile.Read(ref self));
-        });
-        await WaitUntilPendingAsync(pipe);
+        }
+        _ = ParkReader(ReadOnceAsync);
 
         // e.g. a dispose on another thread, maybe holding locks: it must not run the reader inside its call
         Volatile.Write(ref self, Environment.CurrentManagedThreadId);
@@ -63,10 +63,13 @@ public sealed class ReadLoopSchedulerTests
     }
 
     // The reader must be parked on ReadAsync before the write, or there is nothing to schedule (and the first test
-    // would then fail: the reader would run on its own thread).
-    private static Task WaitUntilPendingAsync(Pipe pipe)
+    // would then fail: the reader would run on its own thread). An async method runs synchronously up to its first
+    // await of an unfinished ReadAsync, where it registers its continuation with the pipe: once the call returns an
+    // unfinished task, the reader is parked - no waiting, whatever the machine's load.
+    private static Task ParkReader(Func<Task> reader)
     {
-        _ = pipe;
-        return Task.Delay(200);
+        var task = reader();
+        Assert.False(task.IsCompleted, "the reader did not park: ReadAsync completed at once");
+        return task;
     }
 }

@@ -138,6 +138,25 @@ public class LoopbackAddressAllocatorTests
     }
 
     [Fact]
+    public void Nodes_move_to_another_range_and_nothing_else_does()
+    {
+        Resource[] config = [Pod("n", "1", node: "b"), Pod("n", "2", node: "a"), Service("n", "s", [("a", "b")], [Port(80)])];
+        var standard = LoopbackAddressAllocator.AssignAll(config);
+        var moved = LoopbackAddressAllocator.AssignAll(config, firstNodeOctet: 200);
+
+        Assert.Equal(IPAddress.Parse("127.0.200.1"), moved.NodeAddress("a"));
+        Assert.Equal(IPAddress.Parse("127.0.200.2"), moved.NodeAddress("b"));
+        // Pods and VIPs are keyed by name only: the same as in the default range.
+        Assert.Equal(standard.PodAddress("n", "1"), moved.PodAddress("n", "1"));
+        Assert.Equal(standard.ServiceVip("n", "s"), moved.ServiceVip("n", "s"));
+        // The last range fills up sooner, and says so.
+        var many = Enumerable.Range(0, 255).Select(i => (Resource)Pod("n", "p" + i, node: "node-" + i.ToString("D3", System.Globalization.CultureInfo.InvariantCulture))).ToArray();
+        var full = LoopbackAddressAllocator.AssignAll(many, firstNodeOctet: 255);
+        Assert.Equal(254, full.Nodes.Count);
+        Assert.Contains(full.Problems, p => p.Message.Contains("more than 254 nodes", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Stable_hash_is_fnv1a_64_over_utf8()
     {
         // Published FNV-1a test vectors: other tools can reproduce our slots.

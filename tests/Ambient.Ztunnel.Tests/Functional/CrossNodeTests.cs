@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Ambient.TestCommon;
 
 namespace Ambient.Ztunnel.Tests.Functional;
 
@@ -11,6 +12,8 @@ namespace Ambient.Ztunnel.Tests.Functional;
 /// </summary>
 public sealed class CrossNodeTests : IAsyncLifetime
 {
+    private const string Client = "spiffe://cluster.local/ns/xnode/sa/client";
+    private const string Echo = "spiffe://cluster.local/ns/xnode/sa/echo";
     private MeshEnvironment _mesh = null!;
 
     public async ValueTask InitializeAsync() => _mesh = await MeshEnvironment.StartAsync("xnode");
@@ -82,6 +85,54 @@ public sealed class CrossNodeTests : IAsyncLifetime
         }
         var refused = await Assert.ThrowsAsync<SocksRefusedException>(() => _mesh.Socks5ConnectAsync("client", "nope.xnode.svc.cluster.local", 80));
         Assert.Equal(4, refused.Code); // host unreachable
+    }
+
+    [Fact]
+    public async Task Every_name_form_the_VIP_and_the_pod_IP_go_through_SOCKS5_as_mutual_tls()
+    {
+        // A TCP echo answers plaintext just as well, so an echo proves nothing about the tunnel: each form must add
+        // exactly one mutual_tls connection at the source ztunnel (for echo-v1, with the client's and echo's
+        // identities) and one at the destination ztunnel, which a plaintext or direct connection never passes through.
+        const string service = "echo.xnode.svc.cluster.local";
+        var vip = _mesh.Istiod.Mesh.Snapshot.FindServiceByHostname(service)!.Vips[0];
+        (string Host, int Port, bool ViaService)[] forms =
+        [
+            ("echo", 80, true),
+            ("echo.xnode", 80, true),
+            ("echo.xnode.svc", 80, true),
+            (service, 80, true),
+            (vip.ToString(), 80, true),
+            (_mesh.PodAddress("echo-v1").ToString(), 8080, false),
+        ];
+        string[] source = ["reporter=\"source\"", "source_workload=\"client\"", $"source_principal=\"{Client}\"",
+            "destination_workload=\"echo-v1\"", $"destination_principal=\"{Echo}\"", "connection_security_policy=\"mutual_tls\""];
+        string[] destination = ["reporter=\"destination\"", "source_workload=\"client\"", $"source_principal=\"{Client}\"",
+            "destination_workload=\"echo-v1\"", $"destination_principal=\"{Echo}\"", "connection_security_policy=\"mutual_tls\""];
+        const string closed = "istio_tcp_connections_closed_total";
+        foreach (var (host, port, viaService) in forms)
+        {
+            long sourceBefore = PrometheusCounters.Sum(await _mesh.MetricsAsync("node-1"), closed, source);
+            long serviceBefore = PrometheusCounters.Sum(await _mesh.MetricsAsync("node-1"), closed, [.. source, $"destination_service=\"{service}\""]);
+            long destinationBefore = PrometheusCounters.Sum(await _mesh.MetricsAsync("node-2"), closed, destination);
+            using (var socket = await _mesh.Socks5ConnectAsync("client", host, port))
+            {
+                await EchoAsync(socket, 1000);
+                socket.Shutdown(SocketShutdown.Send);
+                Assert.Equal(0, await socket.ReceiveAsync(new byte[1]).WaitAsync(TimeSpan.FromSeconds(10)));
+            }
+            string? last = null;
+            await AssertEventuallyAsync(async () =>
+            {
+                var src = await _mesh.MetricsAsync("node-1");
+                var dst = await _mesh.MetricsAsync("node-2");
+                last = $"{host}:{port}: source {PrometheusCounters.Sum(src, closed, source) - sourceBefore}, destination {PrometheusCounters.Sum(dst, closed, destination) - destinationBefore} new mutual_tls connections\n{src}\n{dst}";
+                return PrometheusCounters.Sum(src, closed, source) == sourceBefore + 1
+                    && PrometheusCounters.Sum(dst, closed, destination) == destinationBefore + 1
+                    && (!viaService || PrometheusCounters.Sum(src, closed, [.. source, $"destination_service=\"{service}\""]) == serviceBefore + 1);
+            }, () => last ?? host);
+        }
+        var metrics = await _mesh.MetricsAsync("node-1");
+        Assert.Equal(0, PrometheusCounters.Sum(metrics, closed, "destination_workload=\"echo-v1\"", "connection_security_policy=\"unknown\""));
     }
 
     [Fact]
@@ -163,12 +214,14 @@ public sealed class CrossNodeTests : IAsyncLifetime
     internal static bool Has(string metrics, string family, params string[] fragments) =>
         metrics.Split('\n').Any(line => line.StartsWith(family + "{", StringComparison.Ordinal) && fragments.All(f => line.Contains(f, StringComparison.Ordinal)));
 
-    internal static async Task AssertEventuallyAsync(Func<Task<bool>> condition)
+    internal static Task AssertEventuallyAsync(Func<Task<bool>> condition) => AssertEventuallyAsync(condition, () => "");
+
+    internal static async Task AssertEventuallyAsync(Func<Task<bool>> condition, Func<string> explain)
     {
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (!await condition())
         {
-            Assert.True(DateTime.UtcNow < deadline, "condition not met within 10 s");
+            Assert.True(DateTime.UtcNow < deadline, "condition not met within 10 s " + explain());
             await Task.Delay(100);
         }
     }

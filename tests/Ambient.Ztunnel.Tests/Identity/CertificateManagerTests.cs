@@ -1,5 +1,6 @@
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Identity;
+using Ambient.TestCommon;
 using Ambient.Ztunnel.Identity;
 using Ambient.Ztunnel.State;
 using Ambient.Ztunnel.Tests.State;
@@ -19,13 +20,19 @@ public sealed class CertificateManagerTests : IAsyncLifetime
 
     public async ValueTask DisposeAsync() => await _istiod.DisposeAsync();
 
-    private CertificateManager Manager(string node, TimeSpan? ttl = null) => new(new CertificateManagerOptions
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(1);
+
+    // Real time only bounds how long the test waits for an event; what is asserted about timing is in the clock's terms.
+    private static readonly TimeSpan EventDeadline = TimeSpan.FromSeconds(15);
+
+    private CertificateManager Manager(string node, TimeSpan? ttl = null, TimeProvider? time = null) => new(new CertificateManagerOptions
     {
         CaAddress = _istiod.Address,
         Token = () => _istiod.TokenOf(node),
         RequestedTtl = ttl ?? TimeSpan.FromHours(24),
         InitialBackoff = TimeSpan.FromMilliseconds(200),
-        MaxBackoff = TimeSpan.FromSeconds(1),
+        MaxBackoff = MaxBackoff,
+        Time = time ?? TimeProvider.System,
     }, TrustBundle.FromPem(File.ReadAllText(Path.Combine(_istiod.StateFolder, "root-cert.pem"))), _log.CreateLogger("certs"));
 
     private static Task<WorkloadCertificate> CertificateAsync(CertificateManager m, SpiffeId id, Func<WorkloadCertificate, bool>? condition = null, double seconds = 10)
@@ -97,25 +104,34 @@ public sealed class CertificateManagerTests : IAsyncLifetime
     [Fact]
     public async Task Renews_at_half_life_with_a_new_serial_and_serves_the_old_certificate_until_then()
     {
-        // The CA back-dates NotBefore by 2 minutes, so a 6 s cert renews at half its remaining life (~3 s).
-        await using var manager = Manager("node-2", TimeSpan.FromSeconds(6));
+        // The manager's clock moves only when the test moves it; istiod's CA issues in real time.
+        var time = new ManualTimeProvider();
+        var received = time.GetUtcNow();
+        await using var manager = Manager("node-2", TimeSpan.FromSeconds(6), time);
         manager.SetIdentities([Echo]);
         var first = await CertificateAsync(manager, Echo);
-        Assert.InRange(first.RefreshAt - DateTimeOffset.UtcNow, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3.5));
 
-        // Until the renewal the very same certificate is served.
-        while (DateTimeOffset.UtcNow < first.RefreshAt - TimeSpan.FromMilliseconds(300))
-        {
-            Assert.True(manager.TryGetCertificate(Echo, out var current, out _));
-            Assert.Same(first.CertificateWithKey, current);
-            await Task.Delay(200, TestContext.Current.CancellationToken);
-        }
+        // The CA back-dates NotBefore by 2 minutes, so NotBefore + half the lifetime of a 6 s certificate is long past
+        // when it arrives: the renewal is due at half the life that remained on receipt.
+        Assert.Equal(received + (first.NotAfter - received) / 2, first.RefreshAt);
+        var renewalDue = first.RefreshAt - received;
+        Assert.Equal(renewalDue, await time.WaitForTimerAsync(due => due == renewalDue, EventDeadline, "the renewal at half-life"));
 
-        var second = await CertificateAsync(manager, Echo, c => c.SerialNumber != first.SerialNumber, seconds: 5);
-        var renewedAt = DateTimeOffset.UtcNow;
-        Assert.True(renewedAt >= first.RefreshAt - TimeSpan.FromMilliseconds(50), "renewed before half-life");
-        Assert.True(renewedAt < first.NotAfter, "renewed only after the old certificate expired");
-        Assert.True(second.NotAfter > first.NotAfter);
+        // One tick before that instant the renewal has not run (the worker sleeps on that timer), and the very same
+        // certificate is served.
+        time.Advance(renewalDue - TimeSpan.FromTicks(1));
+        Assert.True(manager.TryGetCertificate(Echo, out var current, out _));
+        Assert.Same(first.CertificateWithKey, current);
+        Assert.Equal([TimeSpan.FromTicks(1)], time.PendingTimers);
+
+        time.Advance(TimeSpan.FromTicks(1));
+        var second = await CertificateAsync(manager, Echo, c => c.SerialNumber != first.SerialNumber, seconds: EventDeadline.TotalSeconds);
+        // Received exactly at the half-life instant (its own renewal is computed from that moment), well before expiry.
+        Assert.Equal(first.RefreshAt, time.GetUtcNow());
+        Assert.Equal(WorkloadCertificate.ComputeRefreshAt(second.NotBefore, second.NotAfter, first.RefreshAt), second.RefreshAt);
+        Assert.True(first.RefreshAt < first.NotAfter);
+        // istiod's CA runs on real time, in which both were issued moments apart (possibly within one second).
+        Assert.True(second.NotAfter >= first.NotAfter);
         // The replaced certificate was not disposed under whoever still holds it.
         Assert.NotNull(first.CertificateWithKey.GetECDsaPrivateKey());
         Assert.True(manager.Trust.ValidateChain(second.CertificateWithKey, second.Chain, out var id, out var error), error);
@@ -125,24 +141,52 @@ public sealed class CertificateManagerTests : IAsyncLifetime
     [Fact]
     public async Task Keeps_serving_the_certificate_while_istiod_is_down_and_recovers_when_it_returns()
     {
-        await using var manager = Manager("node-2", TimeSpan.FromSeconds(14));
+        var time = new ManualTimeProvider();
+        var received = time.GetUtcNow();
+        await using var manager = Manager("node-2", TimeSpan.FromSeconds(14), time);
         manager.SetIdentities([Echo]);
         var first = await CertificateAsync(manager, Echo);
+        var renewalDue = first.RefreshAt - received;
+        await time.WaitForTimerAsync(due => due == renewalDue, EventDeadline, "the renewal at half-life");
         await _istiod.StopAsync();
 
-        // Renewal (~7 s) fails; the backoff retries while the old certificate is still served.
-        await Eventually.TrueAsync(() => manager.Snapshot()[0].Failures >= 3, TimeSpan.FromSeconds(12), "three failed renewals");
-        var row = manager.Snapshot()[0];
-        Assert.Equal(CertificateState.Retrying, row.State);
-        Assert.Equal(first.SerialNumber, row.SerialNumber);
-        Assert.True(manager.TryGetCertificate(Echo, out var stillServed, out _));
-        Assert.Same(first.CertificateWithKey, stillServed);
-        Assert.True(manager.AllReady);
+        // The renewal (~7 s into the certificate's life) fails; each failure arms a backoff of at most MaxBackoff,
+        // and the old certificate is served meanwhile.
+        time.Advance(renewalDue);
+        for (var failures = 1; failures <= 3; failures++)
+        {
+            await Eventually.TrueAsync(() => manager.Snapshot()[0].Failures >= failures, EventDeadline, $"failed renewal {failures}");
+            var backoff = await time.WaitForTimerAsync(due => due > TimeSpan.Zero && due <= MaxBackoff, EventDeadline, $"the backoff after failure {failures}");
+            var row = manager.Snapshot()[0];
+            Assert.Equal(CertificateState.Retrying, row.State);
+            Assert.Equal(first.SerialNumber, row.SerialNumber);
+            Assert.True(manager.TryGetCertificate(Echo, out var stillServed, out _));
+            Assert.Same(first.CertificateWithKey, stillServed);
+            Assert.True(manager.AllReady);
+            if (failures < 3) time.Advance(backoff);
+        }
         Assert.NotEmpty(_log.Matching("still serving serial " + first.SerialNumber, LogLevel.Warning));
 
+        // istiod is back: the next retries succeed (a first one may still meet the restart half-way).
         await _istiod.StartAgainAsync();
-        var renewed = await CertificateAsync(manager, Echo, c => c.SerialNumber != first.SerialNumber, seconds: 5);
-        Assert.True(DateTimeOffset.UtcNow < first.NotAfter, "recovered only after the old certificate expired");
+        WorkloadCertificate? renewed = null;
+        for (var retry = 0; retry < 4 && renewed is null; retry++)
+        {
+            var failuresBefore = manager.Snapshot()[0].Failures;
+            time.Advance(await time.WaitForTimerAsync(due => due > TimeSpan.Zero && due <= MaxBackoff, EventDeadline, "the next retry"));
+            await Eventually.TrueAsync(() =>
+            {
+                if (manager.TryGetWorkloadCertificate(Echo.ToString(), out var c) && c.SerialNumber != first.SerialNumber)
+                {
+                    renewed = c;
+                    return true;
+                }
+                return manager.Snapshot()[0].Failures > failuresBefore;
+            }, EventDeadline, "the retry's outcome");
+        }
+        Assert.NotNull(renewed);
+        // Renewal, three to six backoffs of at most 1 s: recovered while the old certificate was still valid.
+        Assert.True(time.GetUtcNow() < first.NotAfter, $"recovered at {time.GetUtcNow():O}, after the old certificate expired at {first.NotAfter:O}");
         Assert.Equal(CertificateState.Ready, manager.Snapshot()[0].State);
         Assert.Equal(0, manager.Snapshot()[0].Failures);
         Assert.NotEqual(first.SerialNumber, renewed.SerialNumber);

@@ -96,7 +96,8 @@ public class HboneInboundServerTests
     {
         // Default 10 s connect timeout: a refused connect must answer long before it.
         await using var env = await InboundTestEnvironment.StartAsync();
-        var closedPort = ClosedLoopbackPort();
+        using var refusing = RefusingLoopbackSocket();
+        var closedPort = (IPEndPoint)refusing.LocalEndPoint!;
         env.Targets.Serve(InboundTestEnvironment.Workload, closedPort);
 
         var r = await env.ConnectAsync(closedPort.ToString(), 10);
@@ -250,11 +251,15 @@ public class HboneInboundServerTests
         Assert.Equal(1000, closed.In);
     }
 
-    private static IPEndPoint ClosedLoopbackPort()
+    /// <summary>
+    /// Bound, never listening: connects to it get RST. Keep it for the test's length - a port bound and closed again
+    /// may be taken by any other process meanwhile and then accept.
+    /// </summary>
+    private static Socket RefusingLoopbackSocket()
     {
-        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return (IPEndPoint)s.LocalEndPoint!; // bound, never listening, then closed: connects get RST
+        return s;
     }
 
     internal static async Task<T> WaitForAsync<T>(InboundTestEnvironment env, Func<RecordingObserver, T> probe)

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Ambient.Ztunnel.Proxy.Socks5;
@@ -79,12 +80,10 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         {
             echo = StartEcho(IPAddress.IPv6Loopback);
         }
-        catch (SocketException)
+        catch (SocketException e)
         {
-            // No ::1 on this host: the IPv6 request layout is still covered by Socks5ParserTests.Request_IPv6.
-            var request = Socks5Wire.ConnectIPv6(new IPEndPoint(IPAddress.IPv6Loopback, 443));
-            Assert.Equal(Socks5ParseStatus.Ok, Socks5Parser.ParseRequest(new(request), out _, out var parsed));
-            Assert.Equal(IPAddress.IPv6Loopback, parsed.ToDestination().Address);
+            // Said, not hidden: this test relays nothing without ::1 (the request layout alone is Socks5ParserTests').
+            Assert.Skip($"no IPv6 loopback (::1) on this host ({e.SocketErrorCode}): the IPv6 relay is not tested here");
             return;
         }
 
@@ -257,13 +256,11 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     [Fact]
     public async Task UpstreamRefusesConnection_ReplyIsConnectionRefused()
     {
-        // Bind then close a socket: its port is very likely to refuse connections for the duration of the test.
-        int closedPort;
-        using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
-        {
-            probe.Bind(Loopback);
-            closedPort = ((IPEndPoint)probe.LocalEndPoint!).Port;
-        }
+        // A socket bound but never listening, kept for the whole test: connects to its port are refused (RST), and no
+        // other process can take the port meanwhile (a port bound and closed again could be anyone's by now).
+        using var refusing = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        refusing.Bind(Loopback);
+        var closedPort = ((IPEndPoint)refusing.LocalEndPoint!).Port;
 
         var listener = StartListener(new TestConnectHandler(d => new IPEndPoint(d.Address!, d.Port)));
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
@@ -275,14 +272,20 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     public async Task SilentClient_IsDroppedAfterTheHandshakeTimeout()
     {
         var handler = new TestConnectHandler(_ => null);
-        var listener = StartListener(handler, new Socks5ListenerOptions { HandshakeTimeout = TimeSpan.FromMilliseconds(300) });
+        var configured = TimeSpan.FromMilliseconds(300);
+        var standard = new Socks5ListenerOptions().HandshakeTimeout;
+        var listener = StartListener(handler, new Socks5ListenerOptions { HandshakeTimeout = configured });
+        // Timed from before the connect: the listener's timer starts at accept, later, so the drop cannot be seen
+        // sooner than the timeout after this however slowly this thread runs (less timer granularity).
+        var clock = Stopwatch.StartNew();
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
-        var started = DateTime.UtcNow;
-        var (data, _) = await Socks5Wire.ReadToEndAsync(client, TimeSpan.FromSeconds(10));
-        var waited = DateTime.UtcNow - started;
+        var (data, _) = await Socks5Wire.ReadToEndAsync(client, standard + TimeSpan.FromSeconds(20));
+        var waited = clock.Elapsed;
         Assert.Empty(data);
-        Assert.True(waited >= TimeSpan.FromMilliseconds(250), $"dropped after {waited}, before the timeout");
-        Assert.True(waited < TimeSpan.FromSeconds(5), $"dropped only after {waited}");
+        Assert.True(waited >= configured - TimeSpan.FromMilliseconds(20), $"dropped after {waited}, before the timeout");
+        // The only upper bound that matters: the configured timeout was used, not the default one. Anything under the
+        // default is load; a drop at or after it would mean the option was ignored.
+        Assert.True(waited < standard, $"dropped only after {waited}: the default {standard}, not the configured {configured}?");
         Assert.True(_logger.Contains("HandshakeTimedOut"));
         Assert.Empty(handler.Calls);
     }

@@ -12,6 +12,8 @@ namespace Ambient.Ztunnel.Tests.State;
 /// <summary>
 /// A real istiod-lite in-process on 127.0.0.1 over a scratch config folder, which can be stopped and started
 /// again on the same port and state folder (root and node tokens survive, as across a real istiod restart).
+/// The port is picked below the kernel's ephemeral range (32768 and up on Linux), checked free by starting on it:
+/// bind(0) and outgoing connections never hand such a port out, so nothing takes it while istiod is stopped.
 /// </summary>
 internal sealed class IstiodTestHost : IAsyncDisposable
 {
@@ -35,11 +37,23 @@ internal sealed class IstiodTestHost : IAsyncDisposable
         {
             File.WriteAllText(Path.Combine(host.ConfigFolder, name), text);
         }
-        await host.StartAgainAsync();
-        return host;
+        for (var attempt = 1; ; attempt++)
+        {
+            host._port = Random.Shared.Next(20000, 32768);
+            try
+            {
+                await host.StartAgainAsync();
+                return host;
+            }
+            catch (IOException) when (attempt < 20)
+            {
+                // Someone listens there already: another port.
+                host._host = null;
+            }
+        }
     }
 
-    /// <summary>Starts istiod (again) on the same port (the first time: an ephemeral one).</summary>
+    /// <summary>Starts istiod (again) on the same port.</summary>
     public async Task StartAgainAsync()
     {
         Assert.Null(_host);
