@@ -47,6 +47,8 @@ public class MeshEndpointsTests
             Assert.Null(endpoints.Refusal(new IPEndPoint(IPAddress.Parse("127.0.0.8"), port)));
         }
         Assert.Null(endpoints.Refusal(IPEndPoint.Parse("127.0.0.7:8080")));
+        // The unspecified address is this host: it reaches an istiod on loopback.
+        Assert.NotNull(ForNode("https://127.0.0.1:15012").Refusal(IPEndPoint.Parse("0.0.0.0:15012")));
         // An istiod given by name is resolved once.
         Assert.NotNull(ForNode("https://localhost:15012").Refusal(IPEndPoint.Parse("127.0.0.1:15014")));
     }

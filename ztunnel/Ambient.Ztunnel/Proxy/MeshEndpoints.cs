@@ -65,7 +65,13 @@ internal sealed class MeshEndpoints
         }
         if (port == _istiodPort || port is ZtunnelPorts.IstiodGrpc or ZtunnelPorts.IstiodMonitoring)
         {
-            var address = Canonical(target.Address);
+            // A connect to the unspecified address reaches this host's loopback (Linux), so it counts as loopback.
+            var address = Canonical(target.Address) switch
+            {
+                var any when any.Equals(IPAddress.Any) => IPAddress.Loopback,
+                var any when any.Equals(IPAddress.IPv6Any) => IPAddress.IPv6Loopback,
+                var other => other,
+            };
             foreach (var istiod in _istiod)
             {
                 if (address.Equals(istiod) || istiod.Equals(IPAddress.Any) || istiod.Equals(IPAddress.IPv6Any))
