@@ -5,8 +5,9 @@ would refuse to go on using a tunnel after GOAWAY, which is exactly what a drain
 
 Scenarios (--scenario):
   over-limit  --streams CONNECTs in one burst, sent before the server's SETTINGS are read (a client that does not wait
-              for SETTINGS_MAX_CONCURRENT_STREAMS); then reads until every stream has an answer (a :status or an
-              RST_STREAM) or --wait seconds pass. Reports per outcome how many streams and when the last one came.
+              for SETTINGS_MAX_CONCURRENT_STREAMS), or with --staged as many as SETTINGS allow, answered, then the rest;
+              then reads until every stream has an answer (a :status or an RST_STREAM) or --wait seconds pass. Reports
+              per outcome how many streams, and when the last answer and the last refusal came after the (last) burst.
   drain       two tunnels to --authority: "transfer" and "idle". After a first echo round trip on "transfer" it prints
               {"ready": true} on its own line and waits for the server's GOAWAY. Then it opens one more stream (a
               server going away must refuse it), sends --send-len more bytes on "transfer" (byte i = i % 251),
@@ -52,6 +53,8 @@ p.add_argument("--authority", required=True, help="CONNECT target (podIP:port)")
 p.add_argument("--scenario", required=True, choices=["over-limit", "drain"])
 p.add_argument("--streams", type=int, default=300, help="over-limit: CONNECTs in the burst")
 p.add_argument("--wait", type=float, default=10.0, help="over-limit: seconds to wait for every answer")
+p.add_argument("--staged", action="store_true",
+               help="over-limit: read SETTINGS, open MAX_CONCURRENT_STREAMS and wait for their answers, then the rest")
 p.add_argument("--send-len", type=int, default=256 * 1024, help="drain: bytes sent on the transfer tunnel after GOAWAY")
 p.add_argument("--timeout", type=float, default=30.0, help="drain: seconds each phase may take")
 a = p.parse_args()
@@ -225,12 +228,22 @@ def pattern(start, length):
 
 
 def over_limit(conn, result):
-    # The whole burst goes out before a single server frame is read.
-    for i in range(a.streams):
-        conn.connect(1 + 2 * i, a.authority)
+    sids = [1 + 2 * i for i in range(a.streams)]
+    first = sids
+    if a.staged:
+        # As many as the server allows, answered, then the rest on top.
+        if not conn.wait(lambda: conn.settings_seen, a.wait):
+            raise RuntimeError("no SETTINGS from the server")
+        first = sids[:conn.settings.get(hf.SettingsFrame.MAX_CONCURRENT_STREAMS, len(sids))]
+        for s in first:
+            conn.connect(s, a.authority)
+        if not conn.wait(lambda: all(s in conn.status or s in conn.rst for s in first), a.wait):
+            raise RuntimeError("the streams within the limit were not all answered")
+    # Otherwise the whole burst goes out before a single server frame is read.
+    for s in sids[len(first) if a.staged else 0:]:
+        conn.connect(s, a.authority)
     conn.flush()
     sent_at = time.monotonic()
-    sids = [1 + 2 * i for i in range(a.streams)]
     conn.wait(lambda: all(s in conn.status or s in conn.rst for s in sids), a.wait)
     outcomes, last_answer, last_refusal = {}, None, None
     for s in sids:
