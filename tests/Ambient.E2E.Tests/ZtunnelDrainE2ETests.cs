@@ -22,7 +22,7 @@ public sealed class ZtunnelDrainE2ETests : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        var echo = Path.Combine(H2SessionClient.RepoRoot(), "tests", "interop", "tcp_echo_server.py");
+        var echo = RepoPaths.Interop("tcp_echo_server.py");
         _mesh = await MeshRun.UpAsync("drain", ns =>
             MeshYaml.Namespace(ns) + MeshYaml.ServiceAccount(ns, "client") + MeshYaml.Sleep(ns, "client", "client", "drain-a") + $$$"""
                 apiVersion: v1
@@ -78,12 +78,11 @@ public sealed class ZtunnelDrainE2ETests : IAsyncLifetime
         var csrPath = Path.Combine(dir, "client.csr");
         await File.WriteAllTextAsync(csrPath, csr.CreateSigningRequestPem());
 
-        var repo = H2SessionClient.RepoRoot();
         var istiod = state.Components.Single(c => c.Name == "istiod").Address;
-        var psi = new ProcessStartInfo(Python) { WorkingDirectory = Path.Combine(repo, "tests", "interop") };
+        var psi = new ProcessStartInfo(Python);
         foreach (var a in new[]
         {
-            Path.Combine(repo, "tests", "interop", "ca_client.py"), "--protos", Path.Combine(repo, "core", "Ambient.Core", "Protos"),
+            RepoPaths.Interop("ca_client.py"), "--protos", Path.Combine(RepoPaths.Root, "core", "Ambient.Core", "Protos"),
             "--target", $"{istiod}:15012", "--root", Mesh.RootCertPath, "--identity", identity, "--csr", csrPath, "--ttl", "3600",
             "--token", (await File.ReadAllTextAsync(Path.Combine(state.StateFolder, "tokens", node + ".token"))).Trim(),
         })

@@ -35,7 +35,7 @@ public sealed class H2SessionClient : IAsyncDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        psi.ArgumentList.Add(Path.Combine(RepoRoot(), "tests", "interop", "h2_session_client.py"));
+        psi.ArgumentList.Add(RepoPaths.Interop("h2_session_client.py"));
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);
@@ -111,18 +111,6 @@ public sealed class H2SessionClient : IAsyncDisposable
             _process.Kill(entireProcessTree: true);
         }
         throw new H2SessionException($"h2_session_client.py {what}; stdout: {string.Join('\n', _lines)}; stderr: {await _stderr}");
-    }
-
-    public static string RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Ambient.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-        throw new InvalidOperationException("repository root (Ambient.sln) not found above " + AppContext.BaseDirectory);
     }
 
     public async ValueTask DisposeAsync()

@@ -25,18 +25,15 @@ Exit 3 if python3-h2 (hyperframe, hpack) is missing; 0 otherwise (see "error").
 """
 import argparse
 import json
-import select
 import socket
 import ssl
-import struct
 import sys
 import time
 
 try:
-    import h2.errors
-    import h2.settings
     import hpack
     import hyperframe.frame as hf
+    from h2_frames import FrameSocket, error_name, setting_name
 except ImportError:
     print(json.dumps({"error": "python3-h2 is not installed for /usr/bin/python3 (apt-get install python3-h2)"}))
     sys.exit(3)
@@ -60,26 +57,11 @@ p.add_argument("--timeout", type=float, default=30.0, help="drain: seconds each 
 a = p.parse_args()
 
 
-def error_name(code):
-    try:
-        return h2.errors.ErrorCodes(code).name
-    except ValueError:
-        return "0x%x" % code
-
-
-def setting_name(code):
-    try:
-        return h2.settings.SettingCodes(code).name
-    except ValueError:
-        return "0x%x" % code
-
-
-class Connection:
+class Connection(FrameSocket):
     """Frame I/O on a non-blocking TLS socket, with the per-stream state the scenarios look at."""
 
     def __init__(self, sock):
-        self.sock = sock
-        self.buf = bytearray()
+        super().__init__(sock)
         self.out = bytearray()
         self.encoder = hpack.Encoder()
         self.decoder = hpack.Decoder()
@@ -90,16 +72,10 @@ class Connection:
         self.stream_windows = {}
         self.initial_window = 65535
         self.goaway = None
-        self.closed_at = None
-        self.close_reason = None
         self.status = {}  # stream id -> (:status, time)
         self.rst = {}  # stream id -> (error name, time)
         self.data = {}  # stream id -> bytearray
         self.ended = {}  # stream id -> time of the server's END_STREAM
-
-    @property
-    def closed(self):
-        return self.closed_at is not None
 
     def queue(self, frame):
         self.out += frame.serialize()
@@ -130,46 +106,8 @@ class Connection:
             except (ConnectionResetError, BrokenPipeError, ssl.SSLError) as e:
                 self._close("reset: %s" % e)
 
-    def pump(self, wait):
-        if self.closed:
-            return
-        ready, _, _ = select.select([self.sock], [], [], wait)
-        if not ready and self.sock.pending() == 0:
-            return
-        while True:
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except (ssl.SSLWantReadError, BlockingIOError):
-                break
-            except (ConnectionResetError, BrokenPipeError, ssl.SSLError) as e:
-                self._close("reset: %s" % e)
-                break
-            if not chunk:
-                self._close("eof")
-                break
-            self.buf += chunk
-            if self.sock.pending() == 0:
-                break
-        self._frames()
-
-    def _close(self, reason):
-        if self.closed_at is None:
-            self.closed_at = time.monotonic()
-            self.close_reason = reason
-
-    def _frames(self):
-        while len(self.buf) >= 9:
-            frame, length = hf.Frame.parse_frame_header(memoryview(self.buf[:9]))
-            if len(self.buf) < 9 + length:
-                return
-            body = bytes(self.buf[9:9 + length])
-            del self.buf[:9 + length]
-            if isinstance(frame, hf.ExtensionFrame):
-                continue
-            frame.parse_body(memoryview(body))
-            self._handle(frame, time.monotonic())
-
-    def _handle(self, f, now):
+    def _handle(self, f):
+        now = time.monotonic()
         if isinstance(f, hf.SettingsFrame):
             if "ACK" not in f.flags:
                 if hf.SettingsFrame.INITIAL_WINDOW_SIZE in f.settings:
