@@ -228,9 +228,10 @@ def drain(conn, result):
     rest = pattern(len(first), a.send_len)
     sent = 0
     while sent < len(rest) and not conn.closed and time.monotonic() < goaway_at + a.timeout:
-        sent += conn.send_data(transfer, rest[sent:], end=False)
+        n = conn.send_data(transfer, rest[sent:], end=False)
+        sent += n
         conn.flush()
-        conn.pump(0 if sent < len(rest) else 0.05)
+        conn.pump(0 if n else 0.01)  # an empty window waits for the server's WINDOW_UPDATE
     conn.send_data(transfer, b"", end=True)
     conn.wait(lambda: transfer in conn.ended or transfer in conn.rst, a.timeout)
     echoed = bytes(conn.data.get(transfer, b""))

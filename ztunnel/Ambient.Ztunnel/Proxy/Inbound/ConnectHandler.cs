@@ -9,8 +9,8 @@ namespace Ambient.Ztunnel.Proxy.Inbound;
 /// <summary>
 /// The request delegate of the inbound server: one HTTP/2 CONNECT stream = one tunnel to a local workload.
 /// Order of checks follows Istio's inbound: shape of the request (400), not one of the mesh's own endpoints (400),
-/// target served here (400, no open relay),
-/// authorization (401), upstream connect (503), then 200 and raw bytes both ways.
+/// target served here (400, no open relay), authorization (401), upstream connect (503), then 200 and raw bytes both
+/// ways.
 /// </summary>
 internal sealed class ConnectHandler
 {

@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using Ambient.Core.Hbone;
-using Ambient.Ztunnel.Proxy;
 
 namespace Ambient.Ztunnel.Proxy.Inbound;
 

@@ -29,13 +29,13 @@ internal sealed partial class OutboundHandler : ISocks5ConnectHandler
     public OutboundHandler(ProxyState state, HboneConnectionPool pool, ConnectionMetrics metrics, ILogger logger,
         TimeSpan? connectTimeout = null, Action<Socket>? configureSocket = null, MeshEndpoints? meshEndpoints = null)
     {
-        _meshEndpoints = meshEndpoints ?? MeshEndpoints.Default;
         _state = state;
         _pool = pool;
         _metrics = metrics;
         _logger = logger;
         _connectTimeout = connectTimeout ?? TimeSpan.FromSeconds(10);
         _configureSocket = configureSocket;
+        _meshEndpoints = meshEndpoints ?? MeshEndpoints.Default;
     }
 
     public async ValueTask<Socks5ConnectResult> ConnectAsync(IPEndPoint listener, IPEndPoint client, Socks5Destination destination, CancellationToken ct)
