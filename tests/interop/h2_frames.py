@@ -2,6 +2,7 @@
 malformed frames, keep using a tunnel after GOAWAY): whole frames parsed with hyperframe from a non-blocking TLS
 socket, each handed to the subclass's _handle(frame)."""
 import select
+import socket
 import ssl
 import time
 
@@ -22,6 +23,21 @@ def setting_name(code):
         return h2.settings.SettingCodes(code).name
     except ValueError:
         return "0x%x" % code
+
+
+def connect_hbone(addr, ca, cert, key, timeout):
+    """TCP to host:port, then mutual TLS 1.3 with ALPN h2 and no SNI, as HBONE does. Returns the TLS socket (blocking,
+    ALPN not yet checked: a client may want to report what was negotiated)."""
+    host, port = addr.rsplit(":", 1)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False  # SPIFFE certs carry no DNS name; HBONE sends no SNI
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(ca)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["h2"])
+    raw = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    return ctx.wrap_socket(raw, server_hostname=None)
 
 
 class FrameSocket:

@@ -26,7 +26,6 @@ Exit 3 if python3-h2 (hyperframe, hpack) is missing; 0 otherwise, also when the 
 """
 import argparse
 import json
-import socket
 import ssl
 import struct
 import sys
@@ -35,7 +34,7 @@ import time
 try:
     import hpack
     import hyperframe.frame as hf
-    from h2_frames import FrameSocket, error_name, setting_name
+    from h2_frames import FrameSocket, connect_hbone, error_name, setting_name
 except ImportError:
     print(json.dumps({"error": "python3-h2 is not installed for /usr/bin/python3 (apt-get install python3-h2)"}))
     sys.exit(3)
@@ -178,16 +177,7 @@ result = {"attack": a.attack, "alpn": None, "server_settings": {}, "probe": None
           "statuses": {}, "probe_reset": None, "send_error": None, "error": None}
 peer = None
 try:
-    host, port = a.addr.rsplit(":", 1)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.check_hostname = False  # SPIFFE certs carry no DNS name; HBONE sends no SNI
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(a.ca)
-    ctx.load_cert_chain(a.cert, a.key)
-    ctx.set_alpn_protocols(["h2"])
-    raw = socket.create_connection((host.strip("[]"), int(port)), timeout=a.timeout)
-    sock = ctx.wrap_socket(raw, server_hostname=None)
+    sock = connect_hbone(a.addr, a.ca, a.cert, a.key, a.timeout)
     result["alpn"] = sock.selected_alpn_protocol()
     if result["alpn"] != "h2":
         raise RuntimeError("ALPN h2 not negotiated: %r" % result["alpn"])

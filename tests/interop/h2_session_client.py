@@ -25,7 +25,6 @@ Exit 3 if python3-h2 (hyperframe, hpack) is missing; 0 otherwise (see "error").
 """
 import argparse
 import json
-import socket
 import ssl
 import sys
 import time
@@ -33,7 +32,7 @@ import time
 try:
     import hpack
     import hyperframe.frame as hf
-    from h2_frames import FrameSocket, error_name, setting_name
+    from h2_frames import FrameSocket, connect_hbone, error_name, setting_name
 except ImportError:
     print(json.dumps({"error": "python3-h2 is not installed for /usr/bin/python3 (apt-get install python3-h2)"}))
     sys.exit(3)
@@ -252,16 +251,7 @@ def drain(conn, result):
 result = {"scenario": a.scenario, "server_settings": {}, "closed": False, "close_reason": None, "error": None}
 conn = None
 try:
-    host, port = a.addr.rsplit(":", 1)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.check_hostname = False  # SPIFFE certs carry no DNS name; HBONE sends no SNI
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(a.ca)
-    ctx.load_cert_chain(a.cert, a.key)
-    ctx.set_alpn_protocols(["h2"])
-    raw = socket.create_connection((host.strip("[]"), int(port)), timeout=a.timeout)
-    sock = ctx.wrap_socket(raw, server_hostname=None)
+    sock = connect_hbone(a.addr, a.ca, a.cert, a.key, a.timeout)
     if sock.selected_alpn_protocol() != "h2":
         raise RuntimeError("ALPN h2 not negotiated: %r" % sock.selected_alpn_protocol())
     sock.setblocking(False)
