@@ -26,18 +26,15 @@ Exit 3 if python3-h2 (hyperframe, hpack) is missing; 0 otherwise, also when the 
 """
 import argparse
 import json
-import select
-import socket
 import ssl
 import struct
 import sys
 import time
 
 try:
-    import h2.errors
-    import h2.settings
     import hpack
     import hyperframe.frame as hf
+    from h2_frames import FrameSocket, connect_hbone, error_name, setting_name
 except ImportError:
     print(json.dumps({"error": "python3-h2 is not installed for /usr/bin/python3 (apt-get install python3-h2)"}))
     sys.exit(3)
@@ -68,40 +65,22 @@ p.add_argument("--debug", action="store_true", help="log every server frame to s
 a = p.parse_args()
 
 
-def error_name(code):
-    try:
-        return h2.errors.ErrorCodes(code).name
-    except ValueError:
-        return "0x%x" % code
-
-
-def setting_name(code):
-    try:
-        return h2.settings.SettingCodes(code).name
-    except ValueError:
-        return "0x%x" % code
-
-
 def raw_frame(ftype, flags, sid, payload):
     # RFC 9113 4.1: Length (24) | Type (8) | Flags (8) | R (1) | Stream Identifier (31) | Frame Payload
     return struct.pack(">I", len(payload))[1:] + struct.pack(">BBI", ftype, flags, sid & 0x7FFFFFFF) + payload
 
 
-class Peer:
+class Peer(FrameSocket):
     """Reads server frames (raw parsing via hyperframe, header blocks via hpack) and records what happened."""
 
     def __init__(self, sock):
-        self.sock = sock
-        self.buf = bytearray()
+        super().__init__(sock)
         self.decoder = hpack.Decoder()
         self.decoder.max_header_list_size = 1 << 20
         self.block = None  # (stream id, bytearray) while a header block spans CONTINUATION frames
         self.settings = {}
         self.settings_seen = False
         self.goaway = None
-        self.closed = False
-        self.close_reason = None
-        self.closed_at = None
         self.rst = {}  # stream id -> error name
         self.status = {}  # stream id -> :status
         self.data = {}  # stream id -> bytes received
@@ -125,47 +104,10 @@ class Peer:
                 if self.closed:
                     raise ConnectionResetError("server closed the connection while we were sending")
 
-    def pump(self, wait):
-        """Reads what is available (waiting up to `wait` seconds for the first bytes) and handles every whole frame."""
-        if self.closed:
-            return
-        ready, _, _ = select.select([self.sock], [], [], wait)
-        if not ready and self.sock.pending() == 0:
-            return
-        while True:
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except (ssl.SSLWantReadError, BlockingIOError):
-                break
-            except (ConnectionResetError, BrokenPipeError, ssl.SSLError) as e:
-                self._close("reset: %s" % e)
-                break
-            if not chunk:
-                self._close("eof")
-                break
-            self.buf += chunk
-            if self.sock.pending() == 0:
-                break
-        self._frames()
-
     def _close(self, reason):
         if a.debug:
             print("%.3f closed: %s (%d bytes unparsed)" % (time.monotonic(), reason, len(self.buf)), file=sys.stderr)
-        self.closed = True
-        self.close_reason = reason
-        self.closed_at = time.monotonic()
-
-    def _frames(self):
-        while len(self.buf) >= 9:
-            frame, length = hf.Frame.parse_frame_header(memoryview(self.buf[:9]))
-            if len(self.buf) < 9 + length:
-                return
-            body = bytes(self.buf[9:9 + length])
-            del self.buf[:9 + length]
-            if isinstance(frame, hf.ExtensionFrame):
-                continue
-            frame.parse_body(memoryview(body))
-            self._handle(frame)
+        super()._close(reason)
 
     def _handle(self, f):
         if a.debug:
@@ -235,16 +177,7 @@ result = {"attack": a.attack, "alpn": None, "server_settings": {}, "probe": None
           "statuses": {}, "probe_reset": None, "send_error": None, "error": None}
 peer = None
 try:
-    host, port = a.addr.rsplit(":", 1)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.check_hostname = False  # SPIFFE certs carry no DNS name; HBONE sends no SNI
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(a.ca)
-    ctx.load_cert_chain(a.cert, a.key)
-    ctx.set_alpn_protocols(["h2"])
-    raw = socket.create_connection((host.strip("[]"), int(port)), timeout=a.timeout)
-    sock = ctx.wrap_socket(raw, server_hostname=None)
+    sock = connect_hbone(a.addr, a.ca, a.cert, a.key, a.timeout)
     result["alpn"] = sock.selected_alpn_protocol()
     if result["alpn"] != "h2":
         raise RuntimeError("ALPN h2 not negotiated: %r" % result["alpn"])

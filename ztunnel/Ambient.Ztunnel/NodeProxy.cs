@@ -8,6 +8,7 @@ using Ambient.Core.Xds;
 using Ambient.Ztunnel.Admin;
 using Ambient.Ztunnel.Control;
 using Ambient.Ztunnel.Identity;
+using Ambient.Ztunnel.Proxy;
 using Ambient.Ztunnel.Proxy.Inbound;
 using Ambient.Ztunnel.Proxy.Outbound;
 using Ambient.Ztunnel.Proxy.Socks5;
@@ -54,8 +55,10 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         Metrics = new ConnectionMetrics();
         _pool = new HboneConnectionPool(new ZtunnelTls(_control.Certificates), hboneOptions, loggerFactory);
         var mesh = new MeshInbound(State, _control.Certificates, Metrics, loggerFactory.CreateLogger<MeshInbound>());
-        _inbound = new HboneInboundServer(inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }, mesh, mesh, mesh, loggerFactory);
-        _outbound = new OutboundHandler(State, _pool, Metrics, loggerFactory.CreateLogger<OutboundHandler>());
+        var meshEndpoints = MeshEndpoints.For(options);
+        _inbound = new HboneInboundServer((inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }) with { MeshEndpoints = meshEndpoints },
+            mesh, mesh, mesh, loggerFactory);
+        _outbound = new OutboundHandler(State, _pool, Metrics, loggerFactory.CreateLogger<OutboundHandler>(), meshEndpoints: meshEndpoints);
     }
 
     public ProxyState State => _control.State;

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Ambient.Ztunnel;
 
 internal static class Program
@@ -26,7 +28,16 @@ internal static class Program
         });
         // Lives as long as the process: ProcessExit may fire after Main returns.
         var stop = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        // SIGTERM (what a kubelet or a supervisor sends) and SIGINT are cancelled here rather than left to the runtime,
+        // which would end the process as soon as the ProcessExit handlers return: Main then gets to dispose the proxy,
+        // and the HBONE side drains its tunnels (GOAWAY, up to the drain timeout) before the process exits.
+        void Stop(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
         AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
         try
         {

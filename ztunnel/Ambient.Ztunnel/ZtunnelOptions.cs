@@ -34,8 +34,8 @@ internal sealed record ZtunnelOptions(
     {
         string? node = null, root = null, token = null, clusterId = "Kubernetes";
         var address = IPAddress.Loopback;
-        var istiod = new Uri("https://127.0.0.1:15012");
-        int hbone = 15008, socks = 15080, admin = 15000, metrics = 15020, ready = 15021;
+        var istiod = new Uri($"https://127.0.0.1:{ZtunnelPorts.IstiodGrpc}");
+        int hbone = ZtunnelPorts.Hbone, socks = ZtunnelPorts.Socks5, admin = ZtunnelPorts.Admin, metrics = ZtunnelPorts.Metrics, ready = ZtunnelPorts.Readiness;
         var ttl = TimeSpan.FromHours(24);
         for (var i = 0; i < args.Length; i++)
         {

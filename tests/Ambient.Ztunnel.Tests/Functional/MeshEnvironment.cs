@@ -98,6 +98,22 @@ internal sealed class MeshEnvironment : IAsyncDisposable
             socket.Bind(new IPEndPoint(PodAddress(fromPod), 0));
         }
         await socket.ConnectAsync(socks, ct);
+        try
+        {
+            await Socks5HandshakeAsync(socket, host, port, ct);
+        }
+        catch (SocksRefusedException)
+        {
+            socket.Dispose();
+            throw;
+        }
+        return socket;
+    }
+
+    /// <summary>The SOCKS5 greeting and CONNECT request (domain name form) on a connected stream, whatever carries it:
+    /// a socket to a SOCKS5 port, or a tunnel that ends at one.</summary>
+    public async Task Socks5HandshakeAsync(Socket socket, string host, int port, CancellationToken ct = default)
+    {
         await socket.SendAsync(new byte[] { 5, 1, 0 }, ct);
         var buf = new byte[512];
         await ReceiveExactlyAsync(socket, buf.AsMemory(0, 2), ct);
@@ -111,10 +127,8 @@ internal sealed class MeshEnvironment : IAsyncDisposable
         await ReceiveExactlyAsync(socket, buf.AsMemory(0, 10), ct);
         if (buf[1] != 0)
         {
-            socket.Dispose();
             throw new SocksRefusedException(buf[1], Warnings());
         }
-        return socket;
     }
 
     public static async Task ReceiveExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken ct)

@@ -150,15 +150,7 @@ internal static class H2Client
     private static string? Str(JsonElement e, string name) =>
         e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
 
-    public static string RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Ambient.sln")))
-                return dir.FullName;
-        }
-        throw new InvalidOperationException("repository root (Ambient.sln) not found above " + AppContext.BaseDirectory);
-    }
+    public static string RepoRoot() => RepoPaths.Root;
 }
 
 /// <summary>The workload: echoes every byte and answers the client's half-close with its own.</summary>

@@ -23,7 +23,7 @@ internal interface IAdminSource
     void WriteMetrics(StringBuilder prometheusText);
 }
 
-internal sealed record AdminPorts(int Admin = 15000, int Metrics = 15020, int Readiness = 15021);
+internal sealed record AdminPorts(int Admin = ZtunnelPorts.Admin, int Metrics = ZtunnelPorts.Metrics, int Readiness = ZtunnelPorts.Readiness);
 
 /// <summary>
 /// The node-wide plain-HTTP ports, as Istio's ztunnel has them: 15000 admin (/config_dump), 15020 Prometheus

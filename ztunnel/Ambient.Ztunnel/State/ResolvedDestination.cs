@@ -32,7 +32,7 @@ internal sealed record ResolvedDestination(
     ServiceInfo? Service)
 {
     /// <summary>The HBONE port every in-mesh pod listens on.</summary>
-    public const int HbonePort = 15008;
+    public const int HbonePort = ZtunnelPorts.Hbone;
 
     /// <summary>True when the address is not in the mesh at all and the connection goes straight to it.</summary>
     public bool IsPassthrough => Workload is null;

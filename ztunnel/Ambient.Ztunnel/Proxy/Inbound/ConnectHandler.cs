@@ -8,8 +8,9 @@ namespace Ambient.Ztunnel.Proxy.Inbound;
 
 /// <summary>
 /// The request delegate of the inbound server: one HTTP/2 CONNECT stream = one tunnel to a local workload.
-/// Order of checks follows Istio's inbound: shape of the request (400), target served here (400, no open relay),
-/// authorization (401), upstream connect (503), then 200 and raw bytes both ways.
+/// Order of checks follows Istio's inbound: shape of the request (400), not one of the mesh's own endpoints (400),
+/// target served here (400, no open relay), authorization (401), upstream connect (503), then 200 and raw bytes both
+/// ways.
 /// </summary>
 internal sealed class ConnectHandler
 {
@@ -69,6 +70,13 @@ internal sealed class ConnectHandler
         if (!ConnectAuthority.TryParse(authority, out var target, out var error))
         {
             await RejectAsync(stream, peer, source, authority, 400, error!).ConfigureAwait(false);
+            return;
+        }
+
+        // Before the served-target check, so the answer names the real reason whatever the address.
+        if (_options.MeshEndpoints.Refusal(target!) is { } refusal)
+        {
+            await RejectAsync(stream, peer, source, authority, 400, refusal).ConfigureAwait(false);
             return;
         }
 

@@ -8,7 +8,7 @@ namespace Ambient.Ztunnel.Proxy.Inbound;
 internal sealed record HboneInboundOptions
 {
     /// <summary>Port every workload listener binds; 0 picks a free port per listener (tests).</summary>
-    public int Port { get; init; } = 15008;
+    public int Port { get; init; } = ZtunnelPorts.Hbone;
 
     /// <summary>Upstream (workload) connect timeout; on expiry the CONNECT gets 503.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
@@ -53,6 +53,9 @@ internal sealed record HboneInboundOptions
 
     /// <summary>An inbound connection whose client does not answer a PING within this time is closed.</summary>
     public TimeSpan PingTimeout { get; init; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>Targets no CONNECT may reach (the mesh's own listeners and istiod): answered 400.</summary>
+    public MeshEndpoints MeshEndpoints { get; init; } = MeshEndpoints.Default;
 
     /// <summary>Listen backlog of each workload listener.</summary>
     public int Backlog { get; init; } = 512;

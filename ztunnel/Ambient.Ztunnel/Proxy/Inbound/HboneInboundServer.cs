@@ -153,6 +153,8 @@ internal sealed class HboneInboundServer : IAsyncDisposable
             foreach (var connection in listener.Connections)
                 drains.Add(connection.DrainAsync(_options.DrainTimeout));
         }
+        if (drains.Count > 0)
+            InboundLog.Draining(_logger, drains.Count, _options.DrainTimeout.TotalSeconds);
         await Task.WhenAll(drains).ConfigureAwait(false);
         foreach (var listener in stopped)
         {

@@ -43,6 +43,10 @@ internal static partial class InboundLog
         Message = "inbound CONNECT stream {StreamId} from {Remote} failed unexpectedly; the stream was reset")]
     public static partial void HandlerFailed(ILogger logger, int streamId, IPEndPoint remote, Exception exception);
 
+    [LoggerMessage(EventId = 12, EventName = "InboundDraining", Level = LogLevel.Information,
+        Message = "HBONE server stopping: GOAWAY sent on {Connections} connections; open tunnels get up to {DrainSeconds} s to finish")]
+    public static partial void Draining(ILogger logger, int connections, double drainSeconds);
+
     [LoggerMessage(EventId = 7, EventName = "InboundListenerAdded", Level = LogLevel.Information,
         Message = "HBONE listener for workload {Workload} on {EndPoint}")]
     public static partial void ListenerAdded(ILogger logger, IPAddress workload, IPEndPoint endPoint);

@@ -24,9 +24,10 @@ internal sealed partial class OutboundHandler : ISocks5ConnectHandler
     private readonly ILogger _logger;
     private readonly TimeSpan _connectTimeout;
     private readonly Action<Socket>? _configureSocket;
+    private readonly MeshEndpoints _meshEndpoints;
 
     public OutboundHandler(ProxyState state, HboneConnectionPool pool, ConnectionMetrics metrics, ILogger logger,
-        TimeSpan? connectTimeout = null, Action<Socket>? configureSocket = null)
+        TimeSpan? connectTimeout = null, Action<Socket>? configureSocket = null, MeshEndpoints? meshEndpoints = null)
     {
         _state = state;
         _pool = pool;
@@ -34,6 +35,7 @@ internal sealed partial class OutboundHandler : ISocks5ConnectHandler
         _logger = logger;
         _connectTimeout = connectTimeout ?? TimeSpan.FromSeconds(10);
         _configureSocket = configureSocket;
+        _meshEndpoints = meshEndpoints ?? MeshEndpoints.Default;
     }
 
     public async ValueTask<Socks5ConnectResult> ConnectAsync(IPEndPoint listener, IPEndPoint client, Socks5Destination destination, CancellationToken ct)
@@ -50,6 +52,12 @@ internal sealed partial class OutboundHandler : ISocks5ConnectHandler
             return Socks5ConnectResult.Failed(result.Failure == ResolveFailure.PortNotExposed ? Socks5ReplyCode.ConnectionRefused : Socks5ReplyCode.HostUnreachable);
         }
         var target = result.Destination!;
+        // Judged on where the connection would really go: a service port may name a ztunnel port as its target.
+        if (_meshEndpoints.Refusal(target.Target) is { } refusal)
+        {
+            Log.MeshEndpointRefused(_logger, source?.Uid ?? listener.Address.ToString(), target.Target.ToString(), refusal);
+            return Socks5ConnectResult.Failed(Socks5ReplyCode.NotAllowed);
+        }
         var started = Stopwatch.GetTimestamp();
         if (target.UseHbone)
         {
@@ -169,6 +177,9 @@ internal sealed partial class OutboundHandler : ISocks5ConnectHandler
 
         [LoggerMessage(5, LogLevel.Warning, "outbound from {Source}: the pod is no longer in the mesh; refusing")]
         public static partial void SourceNotInMesh(ILogger logger, string source);
+
+        [LoggerMessage(7, LogLevel.Warning, "outbound from {Source}: {Target} refused: {Reason}")]
+        public static partial void MeshEndpointRefused(ILogger logger, string source, string target, string reason);
 
         [LoggerMessage(6, LogLevel.Information, "access reporter={Reporter} src.identity={SourceIdentity} src.addr={SourceAddress} dst.identity={DestinationIdentity} dst.addr={Destination} dst.service={Service} bytes_sent={Sent} bytes_recv={Received} duration_ms={DurationMs:F1} security={Security}")]
         public static partial void Access(ILogger logger, string reporter, string sourceIdentity, string sourceAddress, string destinationIdentity,
