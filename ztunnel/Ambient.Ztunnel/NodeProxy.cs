@@ -8,6 +8,7 @@ using Ambient.Core.Xds;
 using Ambient.Ztunnel.Admin;
 using Ambient.Ztunnel.Control;
 using Ambient.Ztunnel.Identity;
+using Ambient.Ztunnel.Memory;
 using Ambient.Ztunnel.Proxy.Inbound;
 using Ambient.Ztunnel.Proxy.Outbound;
 using Ambient.Ztunnel.Proxy.Socks5;
@@ -30,6 +31,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
     private readonly ControlPlane _control;
     private readonly HboneConnectionPool _pool;
     private readonly HboneInboundServer _inbound;
+    private readonly ConnectionMemoryTrimmer _trimmer;
     private readonly OutboundHandler _outbound;
     private readonly Dictionary<IPAddress, Socks5Listener> _socks = new();
     private readonly SemaphoreSlim _reconcile = new(1, 1);
@@ -54,7 +56,9 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         Metrics = new ConnectionMetrics();
         _pool = new HboneConnectionPool(new ZtunnelTls(_control.Certificates), hboneOptions, loggerFactory);
         var mesh = new MeshInbound(State, _control.Certificates, Metrics, loggerFactory.CreateLogger<MeshInbound>());
-        _inbound = new HboneInboundServer(inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }, mesh, mesh, mesh, loggerFactory);
+        _trimmer = new ConnectionMemoryTrimmer(loggerFactory.CreateLogger("Ambient.Ztunnel.Memory"));
+        _inbound = new HboneInboundServer(inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }, mesh, mesh, mesh,
+            loggerFactory, _trimmer);
         _outbound = new OutboundHandler(State, _pool, Metrics, loggerFactory.CreateLogger<OutboundHandler>());
     }
 
@@ -292,6 +296,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
                 await l.DisposeAsync().ConfigureAwait(false);
             }
             await _inbound.DisposeAsync().ConfigureAwait(false);
+            _trimmer.Dispose();
             await _pool.DisposeAsync().ConfigureAwait(false);
             await _control.DisposeAsync().ConfigureAwait(false);
             if (_admin is not null)
