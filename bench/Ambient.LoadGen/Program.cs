@@ -25,7 +25,7 @@ internal static class Program
                ambient-loadgen memory-run --ztunnel-pid PID --istiod-pid PID --connect IP:PORT [--bind IP]
                                       --cert PEM --key PEM --root PEM --config DIR --staging DIR --istiod-log FILE
                                       --base-workloads N --base-services N --out FILE [--connections N]
-                                      [--hold-seconds S] [--observe-seconds S] [--flood-mib MIB]
+                                      [--hold-seconds S] [--observe-seconds S] [--flood-mib MIB] [--phases ztunnel,istiod]
                ambient-loadgen memory-report --run FILE ... --out FILE [--env KEY=VALUE ...]
           TARGET: --connect IP:PORT [--bind IP] [--socks-host NAME --socks-port PORT]
           SPEC:   name=NAME,connect=IP:PORT[,bind=IP][,socks=HOST:PORT][,process=NAME:PID]...
@@ -172,8 +172,9 @@ internal static class Program
         using var cert = X509Certificate2.CreateFromPemFile(Required(o, "--cert"), Required(o, "--key"));
         using var root = X509CertificateLoader.LoadCertificateFromFile(Required(o, "--root"));
         var run = new MemoryRun(settings, Console.Error);
-        var ztunnel = await run.ZtunnelAsync(Pid(o, "--ztunnel-pid"), cert, root, ct);
-        var istiod = await run.IstiodAsync(Pid(o, "--istiod-pid"), ct);
+        var phases = o.GetValueOrDefault("--phases") is [var p] ? p : "ztunnel,istiod";
+        var ztunnel = phases.Contains("ztunnel", StringComparison.Ordinal) ? await run.ZtunnelAsync(Pid(o, "--ztunnel-pid"), cert, root, ct) : null;
+        var istiod = phases.Contains("istiod", StringComparison.Ordinal) ? await run.IstiodAsync(Pid(o, "--istiod-pid"), ct) : null;
         File.WriteAllText(Required(o, "--out"), JsonSerializer.Serialize(new MemoryRunResult(ztunnel, istiod), MemoryReport.Json));
         return 0;
     }

@@ -13,6 +13,7 @@ RUNS="${MEMORY_RUNS:-3}"
 CONNECTIONS="${MEMORY_CONNECTIONS:-2000}"
 FLOOD_MIB="${MEMORY_FLOOD_MIB:-10}"
 OBSERVE_SECONDS="${MEMORY_OBSERVE_SECONDS:-60}"
+PHASES="${MEMORY_PHASES:-ztunnel,istiod}"   # measure only one of them with MEMORY_PHASES=ztunnel or istiod
 # MEMORY_ZTUNNEL_ENV / MEMORY_ISTIOD_ENV="NAME=value ...": runtime knobs for one component only, recorded in the JSON.
 read -r -a ZTUNNEL_ENV <<< "${MEMORY_ZTUNNEL_ENV:-}"
 read -r -a ISTIOD_ENV <<< "${MEMORY_ISTIOD_ENV:-}"
@@ -134,7 +135,7 @@ for run in $(seq 1 "$RUNS"); do
         --cert "$dir/client.pem" --key "$dir/client.key" --root "$state/root-cert.pem" \
         --config "$dir/mesh" --staging "$dir/staging" --istiod-log "$dir/istiod.log" \
         --base-workloads 2 --base-services 1 --connections "$CONNECTIONS" --flood-mib "$FLOOD_MIB" \
-        --observe-seconds "$OBSERVE_SECONDS" --out "$dir/result.json"
+        --observe-seconds "$OBSERVE_SECONDS" --phases "$PHASES" --out "$dir/result.json"
     cp "$dir/result.json" "$work/result-$run.json"
     runs+=(--run "$work/result-$run.json")
     stop_all

@@ -128,8 +128,9 @@ internal sealed class IdleHboneClient : IAsyncDisposable
                 }
             }
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or EndOfStreamException or AuthenticationException)
+        catch (Exception)
         {
+            // Any end of the connection (EOF, reset, a TLS error, our own dispose): the loop is over.
             ClosedByServer |= !_closing;
         }
     }
@@ -156,12 +157,6 @@ internal sealed class IdleHboneClient : IAsyncDisposable
         }
         await _ssl.DisposeAsync().ConfigureAwait(false);
         _socket.Dispose();
-        try
-        {
-            await _reader.ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
-        {
-        }
+        await _reader.ConfigureAwait(false);
     }
 }

@@ -7,7 +7,7 @@ using static Ambient.LoadGen.Report.L4Report;
 namespace Ambient.LoadGen.Memory;
 
 /// <summary>One run's two phases, as written by <c>memory-run</c> and read back by <c>memory-report</c>.</summary>
-internal sealed record MemoryRunResult(PhaseResult Ztunnel, PhaseResult Istiod);
+internal sealed record MemoryRunResult(PhaseResult? Ztunnel, PhaseResult? Istiod);
 
 /// <summary>
 /// The memory table: per process before / peak / after RSS as the median over runs with the min-max spread, then
@@ -25,13 +25,17 @@ internal static class MemoryReport
         sb.AppendLine(new string('-', 138));
         var rows = new JsonArray();
         var targets = new JsonArray();
-        foreach (var (name, pick, target) in new (string, Func<MemoryRunResult, PhaseResult>, string)[]
+        foreach (var (name, pick, target) in new (string, Func<MemoryRunResult, PhaseResult?>, string)[]
         {
             ("ztunnel", r => r.Ztunnel, "ztunnel RSS within 20% of before, 60 s after 2,000 idle connections closed"),
             ("istiod-lite", r => r.Istiod, "istiod-lite RSS within 20% of before, 60 s after a 10 MB config file was removed"),
         })
         {
-            var phases = runs.Select(pick).ToList();
+            var phases = runs.Select(pick).OfType<PhaseResult>().ToList();
+            if (phases.Count == 0)
+            {
+                continue;
+            }
             var ratios = phases.Select(p => p.AfterMib / p.BeforeMib).ToList();
             var back = phases.Select(p => p.ReturnedAfterSeconds ?? double.NaN).ToList();
             sb.AppendLine(inv, $"{name,-12} {Cell(Stat.Of(phases.Select(p => p.ColdMib).ToList())),-20} {Cell(Stat.Of(phases.Select(p => p.BeforeMib).ToList())),-20} " +
