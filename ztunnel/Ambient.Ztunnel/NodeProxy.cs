@@ -2,13 +2,13 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Ambient.Core.Hbone;
+using Ambient.Core.Memory;
 using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
 using Ambient.Core.Xds;
 using Ambient.Ztunnel.Admin;
 using Ambient.Ztunnel.Control;
 using Ambient.Ztunnel.Identity;
-using Ambient.Ztunnel.Memory;
 using Ambient.Ztunnel.Proxy.Inbound;
 using Ambient.Ztunnel.Proxy.Outbound;
 using Ambient.Ztunnel.Proxy.Socks5;
@@ -31,7 +31,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
     private readonly ControlPlane _control;
     private readonly HboneConnectionPool _pool;
     private readonly HboneInboundServer _inbound;
-    private readonly ConnectionMemoryTrimmer _trimmer;
+    private readonly MemoryTrimmer _trimmer;
     private readonly OutboundHandler _outbound;
     private readonly Dictionary<IPAddress, Socks5Listener> _socks = new();
     private readonly SemaphoreSlim _reconcile = new(1, 1);
@@ -56,7 +56,9 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         Metrics = new ConnectionMetrics();
         _pool = new HboneConnectionPool(new ZtunnelTls(_control.Certificates), hboneOptions, loggerFactory);
         var mesh = new MeshInbound(State, _control.Certificates, Metrics, loggerFactory.CreateLogger<MeshInbound>());
-        _trimmer = new ConnectionMemoryTrimmer(loggerFactory.CreateLogger("Ambient.Ztunnel.Memory"));
+        // A burst is over once at least 256 connections have closed, down to half the peak, and none closed for 2 s.
+        _trimmer = new MemoryTrimmer(loggerFactory.CreateLogger("Ambient.Ztunnel.Memory"), "inbound connections",
+            minimumDrop: 256, quietPeriod: TimeSpan.FromSeconds(2));
         _inbound = new HboneInboundServer(inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }, mesh, mesh, mesh,
             loggerFactory, _trimmer);
         _outbound = new OutboundHandler(State, _pool, Metrics, loggerFactory.CreateLogger<OutboundHandler>());

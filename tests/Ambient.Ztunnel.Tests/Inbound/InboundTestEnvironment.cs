@@ -5,7 +5,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Memory;
+using Ambient.Core.Memory;
 using Ambient.Ztunnel.Proxy.Inbound;
 using Microsoft.Extensions.Logging;
 
@@ -20,7 +20,7 @@ internal sealed class InboundTestEnvironment : IAsyncDisposable
 {
     public static readonly IPAddress Workload = IPAddress.Loopback;
 
-    private InboundTestEnvironment(HboneInboundOptions options, ConnectionMemoryTrimmer? trimmer)
+    private InboundTestEnvironment(HboneInboundOptions options, MemoryTrimmer? trimmer)
     {
         Ca = new TestCa();
         Identity = new TestInboundIdentity(Ca.Root);
@@ -53,7 +53,7 @@ internal sealed class InboundTestEnvironment : IAsyncDisposable
 
     public string EchoAuthority => Echo.EndPoint.ToString();
 
-    public static Task<InboundTestEnvironment> StartAsync(HboneInboundOptions? options = null, ConnectionMemoryTrimmer? trimmer = null)
+    public static Task<InboundTestEnvironment> StartAsync(HboneInboundOptions? options = null, MemoryTrimmer? trimmer = null)
     {
         var env = new InboundTestEnvironment(options ?? new HboneInboundOptions { Port = 0, DrainTimeout = TimeSpan.FromSeconds(1) }, trimmer);
         env.Listener = env.Server.AddListener(Workload);

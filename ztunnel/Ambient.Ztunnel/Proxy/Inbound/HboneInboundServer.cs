@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Ambient.Core.Hbone;
-using Ambient.Ztunnel.Memory;
+using Ambient.Core.Memory;
 using Microsoft.Extensions.Logging;
 
 namespace Ambient.Ztunnel.Proxy.Inbound;
@@ -21,12 +21,12 @@ internal sealed class HboneInboundServer : IAsyncDisposable
     private readonly ConnectHandler _handler;
     private readonly HboneClientOptions _http2Options;
     private readonly ILogger _logger;
-    private readonly ConnectionMemoryTrimmer? _trimmer;
+    private readonly MemoryTrimmer? _trimmer;
     private int _disposed;
 
     /// <param name="trimmer">Told about every connection, so memory goes back to the OS after a burst of them.</param>
     public HboneInboundServer(HboneInboundOptions options, IInboundIdentity identity, IInboundTargets targets,
-        IInboundObserver? observer, ILoggerFactory loggerFactory, ConnectionMemoryTrimmer? trimmer = null)
+        IInboundObserver? observer, ILoggerFactory loggerFactory, MemoryTrimmer? trimmer = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(identity);
@@ -133,7 +133,7 @@ internal sealed class HboneInboundServer : IAsyncDisposable
             (Listener: listener, Connection: connection, Trimmer: _trimmer), preferLocal: false);
     }
 
-    private static async Task ServeAsync(WorkloadListener listener, InboundConnection connection, ConnectionMemoryTrimmer? trimmer)
+    private static async Task ServeAsync(WorkloadListener listener, InboundConnection connection, MemoryTrimmer? trimmer)
     {
         try
         {
