@@ -8,6 +8,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
+BENCH=memory
+# shellcheck source=../lib.sh
+source "$root/bench/lib.sh"
 
 RUNS="${MEMORY_RUNS:-3}"
 CONNECTIONS="${MEMORY_CONNECTIONS:-2000}"
@@ -29,15 +32,11 @@ log() { printf '%s memory: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # --- tools -----------------------------------------------------------------------------------------------------------
 if ! command -v clang >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
     log "installing clang (native AOT linker)"
-    if [ "$(id -u)" -ne 0 ]; then echo "memory: a C toolchain (clang or gcc) is missing and we are not root to apt-get install it" >&2; exit 1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang zlib1g-dev >/dev/null \
-        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang zlib1g-dev >/dev/null; }
+    apt_install "a C toolchain (clang or gcc)" clang zlib1g-dev
 fi
 if ! "$PYTHON" -c 'import grpc, grpc_tools' 2>/dev/null; then
     log "installing python3-grpcio and python3-grpc-tools (Debian packages)"
-    if [ "$(id -u)" -ne 0 ]; then echo "memory: $PYTHON lacks grpcio/grpc_tools and we are not root to apt-get install them" >&2; exit 1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-grpcio python3-grpc-tools >/dev/null \
-        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-grpcio python3-grpc-tools >/dev/null; }
+    apt_install "grpcio for $PYTHON" python3-grpcio python3-grpc-tools
 fi
 for tool in openssl curl dotnet; do
     command -v "$tool" >/dev/null 2>&1 || { echo "memory: $tool is required" >&2; exit 1; }
@@ -73,14 +72,6 @@ stop_all() { # reverse start order: the ztunnel leaves before istiod-lite
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do terminate "${pids[$i]}"; done
     pids=()
 }
-terminate() { # pid: SIGTERM, then SIGKILL if it has not exited within 10 s (and say so)
-    local pid="$1" i
-    kill "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }; sleep 0.2; done
-    echo "memory: pid $pid ignored SIGTERM for 10 s; killing it" >&2
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -89,13 +80,6 @@ start() { # log file, command... ; sets $last_pid
     "$@" >"$out" 2>&1 &
     last_pid=$!
     pids+=("$last_pid")
-}
-wait_http() { # url, seconds
-    local deadline=$((SECONDS + $2))
-    until curl -fsS -o /dev/null "$1" 2>/dev/null; do
-        [ $SECONDS -lt $deadline ] || { echo "memory: $1 did not answer within $2 s" >&2; return 1; }
-        sleep 0.2
-    done
 }
 wait_tcp() { # ip, port, seconds
     local deadline=$((SECONDS + $3))
