@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -9,7 +10,6 @@ using Ambient.LoadGen.Echo;
 using Ambient.LoadGen.Measure;
 using Ambient.LoadGen.Memory;
 using Ambient.LoadGen.Report;
-using System.Security.Cryptography.X509Certificates;
 
 namespace Ambient.LoadGen;
 
