@@ -1,12 +1,14 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Ambient.LoadGen.Client;
 using Ambient.LoadGen.Echo;
 using Ambient.LoadGen.Measure;
+using Ambient.LoadGen.Memory;
 using Ambient.LoadGen.Report;
 
 namespace Ambient.LoadGen;
@@ -20,6 +22,11 @@ internal static class Program
                ambient-loadgen l4     --setup SPEC ... --out FILE [--env KEY=VALUE ...] [--runs N] [--rate RPS]
                                       [--connections N] [--body BYTES] [--latency-seconds S]
                                       [--throughput-seconds S] [--connect-seconds S] [--connect-workers N]
+               ambient-loadgen memory-run --ztunnel-pid PID --istiod-pid PID --connect IP:PORT [--bind IP]
+                                      --cert PEM --key PEM --root PEM --config DIR --staging DIR --istiod-log FILE
+                                      --base-workloads N --base-services N --out FILE [--connections N]
+                                      [--hold-seconds S] [--observe-seconds S] [--flood-mib MIB] [--phases ztunnel,istiod]
+               ambient-loadgen memory-report --run FILE ... --out FILE [--env KEY=VALUE ...]
           TARGET: --connect IP:PORT [--bind IP] [--socks-host NAME --socks-port PORT]
           SPEC:   name=NAME,connect=IP:PORT[,bind=IP][,socks=HOST:PORT][,process=NAME:PID]...
                   (names direct, ztunnel and haproxy are compared)
@@ -57,6 +64,8 @@ internal static class Program
                 "echo" => await EchoAsync(options, stop.Token),
                 "probe" => await ProbeAsync(options, stop.Token),
                 "l4" => await L4Async(options, stop.Token),
+                "memory-run" => await MemoryRunAsync(options, stop.Token),
+                "memory-report" => MemoryReportRun(options),
                 _ => Fail($"unknown command '{args[0]}'\n{Usage}"),
             };
         }
@@ -64,7 +73,7 @@ internal static class Program
         {
             return Fail(e.Message);
         }
-        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or JsonException)
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or JsonException or TimeoutException)
         {
             return Fail($"{args[0]}: {e.Message}");
         }
@@ -135,6 +144,66 @@ internal static class Program
             ConnectDuration: TimeSpan.FromSeconds(Number(o, "--connect-seconds", 3)));
         var results = await Suite.RunAsync(setups, settings, Console.Error, ct);
         SuiteResult Named(string name) => results.Find(r => r.Name == name) ?? throw new ArgumentException($"--setup name={name} is required");
+        var env = EnvironmentOptions(o);
+        env["settings"] = JsonSerializer.SerializeToNode(settings);
+        Console.Write(L4Report.Write(Named("direct"), Named("ztunnel"), Named("haproxy"), env, output));
+        return 0;
+    }
+
+    /// <summary>
+    /// <c>memory-run</c>: one run of bench/run.sh memory against a running ztunnel and istiod-lite (see
+    /// <see cref="MemoryRun"/>); writes that run's before / peak / after figures as JSON for <c>memory-report</c>.
+    /// </summary>
+    private static async Task<int> MemoryRunAsync(Dictionary<string, List<string>> o, CancellationToken ct)
+    {
+        var target = ParseTarget(o);
+        var settings = new MemorySettings(
+            target,
+            Connections: (int)Number(o, "--connections", 2000),
+            ConnectConcurrency: 50,
+            Hold: TimeSpan.FromSeconds(Number(o, "--hold-seconds", 15)),
+            Observe: TimeSpan.FromSeconds(Number(o, "--observe-seconds", 60)),
+            FloodBytes: (long)(Number(o, "--flood-mib", 10) * 1024 * 1024),
+            ConfigFolder: Required(o, "--config"),
+            StagingFolder: Required(o, "--staging"),
+            IstiodLog: Required(o, "--istiod-log"),
+            BaseWorkloads: (int)Number(o, "--base-workloads", 1),
+            BaseServices: (int)Number(o, "--base-services", 1));
+        using var cert = X509Certificate2.CreateFromPemFile(Required(o, "--cert"), Required(o, "--key"));
+        using var root = X509CertificateLoader.LoadCertificateFromFile(Required(o, "--root"));
+        var run = new MemoryRun(settings, Console.Error);
+        var phases = o.GetValueOrDefault("--phases") is [var p] ? p : "ztunnel,istiod";
+        var ztunnel = phases.Contains("ztunnel", StringComparison.Ordinal) ? await run.ZtunnelAsync(Pid(o, "--ztunnel-pid"), cert, root, ct) : null;
+        var istiod = phases.Contains("istiod", StringComparison.Ordinal) ? await run.IstiodAsync(Pid(o, "--istiod-pid"), ct) : null;
+        File.WriteAllText(Required(o, "--out"), JsonSerializer.Serialize(new MemoryRunResult(ztunnel, istiod), MemoryReport.Json));
+        return 0;
+    }
+
+    private static int Pid(Dictionary<string, List<string>> o, string name)
+    {
+        var value = Required(o, name);
+        return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && File.Exists($"/proc/{pid}/status")
+            ? pid : throw new ArgumentException($"{name}: '{value}' is not the pid of a running process");
+    }
+
+    private static int MemoryReportRun(Dictionary<string, List<string>> o)
+    {
+        var runs = new List<MemoryRunResult>();
+        foreach (var file in o.GetValueOrDefault("--run") ?? [])
+        {
+            runs.Add(JsonSerializer.Deserialize<MemoryRunResult>(File.ReadAllText(file), MemoryReport.Json)
+                ?? throw new ArgumentException($"--run {file}: empty"));
+        }
+        if (runs.Count == 0)
+        {
+            throw new ArgumentException("memory-report needs at least one --run FILE");
+        }
+        Console.Write(MemoryReport.Write(runs, EnvironmentOptions(o), Required(o, "--out")));
+        return 0;
+    }
+
+    private static JsonObject EnvironmentOptions(Dictionary<string, List<string>> o)
+    {
         var env = new JsonObject();
         foreach (var kv in o.GetValueOrDefault("--env") ?? [])
         {
@@ -145,9 +214,7 @@ internal static class Program
             }
             env[kv[..eq]] = kv[(eq + 1)..];
         }
-        env["settings"] = JsonSerializer.SerializeToNode(settings);
-        Console.Write(L4Report.Write(Named("direct"), Named("ztunnel"), Named("haproxy"), env, output));
-        return 0;
+        return env;
     }
 
     private static Setup ParseSetup(string spec)

@@ -8,6 +8,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
+BENCH=l4
+# shellcheck source=../lib.sh
+source "$root/bench/lib.sh"
 
 RUNS="${L4_RUNS:-5}"
 # L4_ZTUNNEL_GC=workstation forces DOTNET_gcServer=0 (the ztunnel project already builds with workstation GC).
@@ -31,16 +34,12 @@ log() { printf '%s l4: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # --- tools -----------------------------------------------------------------------------------------------------------
 if ! command -v haproxy >/dev/null 2>&1; then
     log "installing haproxy (Debian package)"
-    if [ "$(id -u)" -ne 0 ]; then echo "l4: haproxy is missing and we are not root to apt-get install it" >&2; exit 1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null \
-        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null; }
+    apt_install haproxy haproxy
 fi
 # Native AOT links the ztunnel with the system C toolchain.
 if [ "$ZTUNNEL_BUILD" = publish ] && ! command -v clang >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
     log "installing clang (native AOT linker)"
-    if [ "$(id -u)" -ne 0 ]; then echo "l4: a C toolchain (clang or gcc) is missing and we are not root to apt-get install it" >&2; exit 1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang zlib1g-dev >/dev/null \
-        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang zlib1g-dev >/dev/null; }
+    apt_install "a C toolchain (clang or gcc)" clang zlib1g-dev
 fi
 for tool in openssl curl dotnet; do
     command -v "$tool" >/dev/null 2>&1 || { echo "l4: $tool is required" >&2; exit 1; }
@@ -80,14 +79,6 @@ cleanup() {
     fi
     rm -rf "$work"
 }
-terminate() { # pid: SIGTERM, then SIGKILL if it has not exited within 10 s (and say so: a proxy should stop promptly)
-    local pid="$1" i
-    kill "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }; sleep 0.2; done
-    echo "l4: pid $pid ($(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-60)...) ignored SIGTERM for 10 s; killing it" >&2
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -96,13 +87,6 @@ start() { # name, command... ; sets $last_pid
     "$@" >"$work/$name.log" 2>&1 &
     last_pid=$!
     pids+=("$last_pid")
-}
-wait_http() { # url, seconds
-    local deadline=$((SECONDS + $2))
-    until curl -fsS -o /dev/null "$1" 2>/dev/null; do
-        [ $SECONDS -lt $deadline ] || { echo "l4: $1 did not answer within $2 s" >&2; return 1; }
-        sleep 0.2
-    done
 }
 
 # --- (a) direct: the echo server ------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 using Ambient.Core.Config;
 using Ambient.Core.Identity;
+using Ambient.Core.Memory;
 using Ambient.Core.Model;
 using Ambient.Istiod.Ca;
 using Ambient.Istiod.Discovery;
@@ -18,6 +19,7 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
     private readonly NodeTokens _tokens;
     private readonly ILogger<MeshController> _logger;
     private readonly Lock _rebuildLock = new();
+    private readonly MemoryTrimmer _trimmer;
 
     public MeshController(FolderConfigSource source, MeshOptions options, NodeTokens tokens, ILogger<MeshController> logger)
     {
@@ -28,6 +30,11 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
         var config = source.Current;
         Discovery = new DiscoveryState(BuildSnapshot(config));
         EnsureNodeTokens(Discovery.Current.Snapshot);
+        // After a large part of the mesh is removed (at least 1000 workloads and services, down to half), the old
+        // config, snapshots and xDS bytes sit in gen2 and the large object heap until something compacts them; 5 s
+        // without a further drop lets the sessions push the removals first.
+        _trimmer = new MemoryTrimmer(logger, "workloads and services", minimumDrop: 1000, quietPeriod: TimeSpan.FromSeconds(5));
+        _trimmer.SetLevel(Size(Discovery.Current.Snapshot));
         _source.Changed += OnConfigChanged;
     }
 
@@ -46,8 +53,11 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
             var generation = Discovery.Publish(snapshot);
             EnsureNodeTokens(snapshot);
             Log.Published(_logger, generation.Number, snapshot.Workloads.Length, snapshot.Services.Length, config.Errors.Length);
+            _trimmer.SetLevel(Size(snapshot));
         }
     }
+
+    private static int Size(MeshSnapshot snapshot) => snapshot.Workloads.Length + snapshot.Services.Length;
 
     private MeshSnapshot BuildSnapshot(ConfigSnapshot config)
     {
@@ -66,7 +76,11 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
         }
     }
 
-    public void Dispose() => _source.Changed -= OnConfigChanged;
+    public void Dispose()
+    {
+        _source.Changed -= OnConfigChanged;
+        _trimmer.Dispose();
+    }
 
     private static partial class Log
     {

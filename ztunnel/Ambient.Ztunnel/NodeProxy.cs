@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Ambient.Core.Hbone;
+using Ambient.Core.Memory;
 using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
 using Ambient.Core.Xds;
@@ -31,6 +32,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
     private readonly ControlPlane _control;
     private readonly HboneConnectionPool _pool;
     private readonly HboneInboundServer _inbound;
+    private readonly MemoryTrimmer _trimmer;
     private readonly OutboundHandler _outbound;
     private readonly Dictionary<IPAddress, Socks5Listener> _socks = new();
     private readonly SemaphoreSlim _reconcile = new(1, 1);
@@ -56,8 +58,11 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         _pool = new HboneConnectionPool(new ZtunnelTls(_control.Certificates), hboneOptions, loggerFactory);
         var mesh = new MeshInbound(State, _control.Certificates, Metrics, loggerFactory.CreateLogger<MeshInbound>());
         var meshEndpoints = MeshEndpoints.For(options);
+        // A burst is over once at least 256 connections have closed, down to half the peak, and none closed for 2 s.
+        _trimmer = new MemoryTrimmer(loggerFactory.CreateLogger("Ambient.Ztunnel.Memory"), "inbound connections",
+            minimumDrop: 256, quietPeriod: TimeSpan.FromSeconds(2));
         _inbound = new HboneInboundServer((inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }) with { MeshEndpoints = meshEndpoints },
-            mesh, mesh, mesh, loggerFactory);
+            mesh, mesh, mesh, loggerFactory, _trimmer);
         _outbound = new OutboundHandler(State, _pool, Metrics, loggerFactory.CreateLogger<OutboundHandler>(), meshEndpoints: meshEndpoints);
     }
 
@@ -295,6 +300,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
                 await l.DisposeAsync().ConfigureAwait(false);
             }
             await _inbound.DisposeAsync().ConfigureAwait(false);
+            _trimmer.Dispose();
             await _pool.DisposeAsync().ConfigureAwait(false);
             await _control.DisposeAsync().ConfigureAwait(false);
             if (_admin is not null)

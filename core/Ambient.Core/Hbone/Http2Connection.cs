@@ -76,7 +76,7 @@ internal sealed partial class Http2Connection : IAsyncDisposable
         _time = timeProvider ?? TimeProvider.System;
         _onRequest = onRequest;
         Peer = peer;
-        _input = PipeReader.Create(transport, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
+        _input = PipeReader.Create(transport, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true, useZeroByteReads: true));
         _output = PipeWriter.Create(transport, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
         _decoder = new HPackDecoder(HPackDecoder.DefaultHeaderTableSize, options.MaxHeaderListSize);
         _headerBlock = new Http2HeaderBlockBuffer(options.MaxHeaderListSize * 2);

@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Ambient.TestCommon;
+using Ambient.Core.Memory;
 using Ambient.Ztunnel.Proxy.Inbound;
 using Microsoft.Extensions.Logging;
 
@@ -19,7 +20,7 @@ internal sealed class InboundTestEnvironment : IAsyncDisposable
 {
     public static readonly IPAddress Workload = IPAddress.Loopback;
 
-    private InboundTestEnvironment(HboneInboundOptions options)
+    private InboundTestEnvironment(HboneInboundOptions options, MemoryTrimmer? trimmer)
     {
         Ca = new TestCa();
         Identity = new TestInboundIdentity(Ca.Root);
@@ -28,7 +29,7 @@ internal sealed class InboundTestEnvironment : IAsyncDisposable
         Echo = new EchoServer();
         Targets.Serve(Workload, Echo.EndPoint);
         LoggerFactory = Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddProvider(Logs).SetMinimumLevel(LogLevel.Debug));
-        Server = new HboneInboundServer(options, Identity, Targets, Observer, LoggerFactory);
+        Server = new HboneInboundServer(options, Identity, Targets, Observer, LoggerFactory, trimmer);
         CaFile = Dir.Write("ca.crt", Ca.RootPem);
         ClientCert = Ca.Issue("client-ns", "client");
         (ClientCertFile, ClientKeyFile) = TestCa.WritePem(Dir, "client", ClientCert);
@@ -52,9 +53,9 @@ internal sealed class InboundTestEnvironment : IAsyncDisposable
 
     public string EchoAuthority => Echo.EndPoint.ToString();
 
-    public static Task<InboundTestEnvironment> StartAsync(HboneInboundOptions? options = null)
+    public static Task<InboundTestEnvironment> StartAsync(HboneInboundOptions? options = null, MemoryTrimmer? trimmer = null)
     {
-        var env = new InboundTestEnvironment(options ?? new HboneInboundOptions { Port = 0, DrainTimeout = TimeSpan.FromSeconds(1) });
+        var env = new InboundTestEnvironment(options ?? new HboneInboundOptions { Port = 0, DrainTimeout = TimeSpan.FromSeconds(1) }, trimmer);
         env.Listener = env.Server.AddListener(Workload);
         return Task.FromResult(env);
     }

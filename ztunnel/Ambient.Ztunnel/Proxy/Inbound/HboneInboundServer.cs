@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Ambient.Core.Hbone;
+using Ambient.Core.Memory;
 using Microsoft.Extensions.Logging;
 
 namespace Ambient.Ztunnel.Proxy.Inbound;
@@ -20,10 +21,12 @@ internal sealed class HboneInboundServer : IAsyncDisposable
     private readonly ConnectHandler _handler;
     private readonly HboneClientOptions _http2Options;
     private readonly ILogger _logger;
+    private readonly MemoryTrimmer? _trimmer;
     private int _disposed;
 
+    /// <param name="trimmer">Told about every connection, so memory goes back to the OS after a burst of them.</param>
     public HboneInboundServer(HboneInboundOptions options, IInboundIdentity identity, IInboundTargets targets,
-        IInboundObserver? observer, ILoggerFactory loggerFactory)
+        IInboundObserver? observer, ILoggerFactory loggerFactory, MemoryTrimmer? trimmer = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(identity);
@@ -42,6 +45,7 @@ internal sealed class HboneInboundServer : IAsyncDisposable
         _tls = new InboundTls(identity, observer, _logger);
         _handler = new ConnectHandler(options, targets, observer, _logger);
         _http2Options = options.Http2;
+        _trimmer = trimmer;
         _listeners = new WorkloadListeners(_logger, OnAccepted);
     }
 
@@ -122,12 +126,14 @@ internal sealed class HboneInboundServer : IAsyncDisposable
             socket.Dispose();
             return;
         }
+        _trimmer?.Opened();
         // Off the accept loop: the handshake's first steps (certificate context, key exchange) would otherwise run
         // on it and hold up the next accept.
-        ThreadPool.UnsafeQueueUserWorkItem(static s => _ = ServeAsync(s.Listener, s.Connection), (Listener: listener, Connection: connection), preferLocal: false);
+        ThreadPool.UnsafeQueueUserWorkItem(static s => _ = ServeAsync(s.Listener, s.Connection, s.Trimmer),
+            (Listener: listener, Connection: connection, Trimmer: _trimmer), preferLocal: false);
     }
 
-    private static async Task ServeAsync(WorkloadListener listener, InboundConnection connection)
+    private static async Task ServeAsync(WorkloadListener listener, InboundConnection connection, MemoryTrimmer? trimmer)
     {
         try
         {
@@ -136,6 +142,7 @@ internal sealed class HboneInboundServer : IAsyncDisposable
         finally
         {
             listener.Untrack(connection);
+            trimmer?.Closed();
         }
     }
 
