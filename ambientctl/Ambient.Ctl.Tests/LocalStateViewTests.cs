@@ -73,9 +73,12 @@ public class LocalStateViewTests
         Assert.Contains("socks5h://127.1.2.3:15080", text, StringComparison.Ordinal);
         Assert.DoesNotContain("127.1.2.9:15080", text, StringComparison.Ordinal);
         Assert.Contains("not in the mesh", text, StringComparison.Ordinal);
-        Assert.Contains("an address cannot tell them apart", text, StringComparison.Ordinal);
-        Assert.Contains("network-namespace mode", text, StringComparison.Ordinal);
-        Assert.All(text.TrimEnd('\n').Split('\n'), l => Assert.True(l.Length <= 130, l));
+        var flat = text.Replace("\n", " ", StringComparison.Ordinal);
+        Assert.Contains("processes of one user on one host and an address cannot tell them apart", flat, StringComparison.Ordinal);
+        Assert.Contains("network-namespace mode", flat, StringComparison.Ordinal);
+        var lines = text.TrimEnd('\n').Split('\n');
+        Assert.All(lines, l => Assert.True(l.Length <= 80, l));
+        Assert.StartsWith("COMPONENT", lines[0], StringComparison.Ordinal); // a table, not blocks, at 80 columns
     }
 
     private sealed class FakeProbe(HashSet<int> running, HashSet<string> readyUrls) : IHealthProbe

@@ -215,7 +215,8 @@ internal static class LocalCommands
     /// </summary>
     internal static void PrintSummary(LocalState state, TextWriter output, OutputStyle style)
     {
-        var table = new TextTable("component", "pid", "address", "endpoints");
+        // Every endpoint names its address, so there is no address column: the table fits 80 columns.
+        var table = new TextTable("component", "pid", "endpoints");
         foreach (var c in state.Components)
         {
             var endpoints = c.Kind switch
@@ -223,19 +224,19 @@ internal static class LocalCommands
                 "istiod" => $"grpc {c.Address}:{LocalMeshOptions.GrpcPort} http://{c.Address}:{LocalMeshOptions.MonitoringPort}/debug/workloads",
                 "ztunnel" => $"http://{c.Address}:{LocalMeshOptions.AdminPort}/config_dump http://{c.Address}:{LocalMeshOptions.MetricsPort}/metrics",
                 // Outside the mesh no ztunnel listens for the pod: it is reached directly, in plain text.
-                _ when c.Pod is { InMesh: false } => "none (not in the mesh)",
+                _ when c.Pod is { InMesh: false } => $"{c.Address} direct (not in the mesh: no ztunnel port)",
                 _ => $"socks5h://{c.Address}:{LocalMeshOptions.SocksPort}",
             };
-            table.AddRow(c.Name, c.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture), c.Address ?? "-", endpoints);
+            table.AddRow(c.Name, c.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture), endpoints);
         }
         output.Write(table.Render(style));
         output.WriteLine($"logs: {Path.Combine(state.StateFolder, "logs")}/<component>.log");
-        output.WriteLine(style.Paint(LoopbackNote, Tone.Warn));
+        foreach (var line in TextTable.Wrap(LoopbackNote, style.Width)) output.WriteLine(style.Paint(line, Tone.Warn));
     }
 
     internal const string LoopbackNote =
-        "note: in loopback mode pods are processes of one user on one host, and an address cannot tell them apart: any host process\n" +
-        "can use a pod's SOCKS5 port and so its identity. The isolation boundary is the network-namespace mode (coming later).";
+        "note: in loopback mode pods are processes of one user on one host and an address cannot tell them apart: any host " +
+        "process can use a pod's SOCKS5 port, and so its identity. The isolation boundary is the network-namespace mode (coming later).";
 
     /// <summary>Stops the recorded mesh: its supervisor first (it stops its children), then any recorded process left.</summary>
     internal static async Task<int> DownAsync(TextWriter output)
