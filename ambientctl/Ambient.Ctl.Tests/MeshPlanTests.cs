@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Net;
 using Ambient.Core.Config;
 using Ambient.Core.Model;
@@ -117,6 +118,32 @@ public class MeshPlanTests
         Ambient.Ctl.Cli.LocalCommands.PrintErrors(text, errors);
         Assert.Matches(@"demo\.yaml:\d+: YAML syntax error", text.ToString());
         Assert.DoesNotContain(": :", text.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SameProcess_IgnoresLabelsEnrolmentAndLines_NotWhatRuns()
+    {
+        var plan = MeshPlan.Load(Repo.SampleMesh, out _)!;
+        var echo = plan.Containers.First(c => c.Pod == "echo-v1");
+        Assert.True(echo.SameProcess(echo with { InMesh = !echo.InMesh, Source = new SourceLocation("/elsewhere.yaml", 99) }));
+        Assert.False(echo.SameProcess(echo with { Image = MeshPlan.SleepImage }));
+        Assert.False(echo.SameProcess(echo with { Env = echo.Env.SetItem("VERSION", "v9") }));
+        Assert.False(echo.SameProcess(echo with { Args = ["--verbose"] }));
+        Assert.False(echo.SameProcess(echo with { Port = 9090 }));
+    }
+
+    [Fact]
+    public void Plan_LeavesOutOnlyThePodsThatCannotRun_AndKnowsEnrolment()
+    {
+        var plan = MeshPlan.Load(Repo.SampleMesh, out _)!;
+        var bad = plan.Resources.Select(r => r is PodResource { Metadata.Name: "echo-v2" } p
+            ? p with { Containers = [p.Containers[0] with { Image = "nginx" }] }
+            : r).ToImmutableArray();
+        var pods = MeshPlan.Plan(bad);
+        Assert.Contains(pods.Problems, e => e.Message.Contains("nginx", StringComparison.Ordinal));
+        Assert.Equal(["demo/client", "demo/echo-v1", "legacy/legacy-echo"], pods.Containers.Select(c => c.DisplayName).Order());
+        Assert.True(pods.Containers.Single(c => c.Pod == "client").InMesh);
+        Assert.False(pods.Containers.Single(c => c.Pod == "legacy-echo").InMesh);
     }
 
     [Fact]

@@ -150,7 +150,12 @@ public sealed class LiveConfigE2ETests
         Assert.True(ready.Code == 0, ready.Output);
         Assert.Contains("phase ready", ready.Output, StringComparison.Ordinal);
 
-        // A duplicate pod, a pod with an unknown image, a binary file, a mistyped kind and a Service selecting nothing.
+        // A duplicate pod, a new pod with an unknown image, a running pod's image made unknown, a binary file, a
+        // mistyped kind and a Service selecting nothing.
+        var echoBefore = mesh.Pod("echo");
+        var meshFile = Path.Combine(mesh.ConfigFolder, "mesh.yaml");
+        var good = File.ReadAllText(meshFile);
+        File.WriteAllText(meshFile, good.Replace("image: ambient/echo", "image: ambient/ehco", StringComparison.Ordinal));
         File.WriteAllText(Path.Combine(mesh.ConfigFolder, "zz-dup.yaml"), MeshYaml.Sleep(ns, "client", "client", "node-a"));
         File.WriteAllText(Path.Combine(mesh.ConfigFolder, "web.yaml"),
             $"apiVersion: v1\nkind: Pod\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  nodeName: node-a\n  containers: [{{name: web, image: nginx}}]\n");
@@ -174,6 +179,7 @@ public sealed class LiveConfigE2ETests
         Assert.Contains("zz-dup.yaml", errors, StringComparison.Ordinal);
         Assert.Contains("junk.yaml", errors, StringComparison.Ordinal);
         Assert.Contains("nginx", errors, StringComparison.Ordinal);
+        Assert.Contains("ambient/ehco", errors, StringComparison.Ordinal);
         var warnings = string.Join('\n', json.GetProperty("warnings").EnumerateArray().Select(e => e.GetString()));
         Assert.Contains("Servce", warnings, StringComparison.Ordinal);
         Assert.Contains("selects no pod", warnings, StringComparison.Ordinal);
@@ -189,6 +195,11 @@ public sealed class LiveConfigE2ETests
         Assert.DoesNotContain("invalid mesh folder", exec.Output, StringComparison.Ordinal);
         Assert.Contains("warning", exec.Output, StringComparison.Ordinal);
         Assert.Equal("echo", Json(exec.Output).GetProperty("pod").GetString());
+        // The echo whose new spec cannot run keeps its last good process; the new bad pod was never started.
+        var echoNow = mesh.Pod("echo");
+        Assert.Equal((echoBefore.Pid, echoBefore.StartTicks), (echoNow.Pid, echoNow.StartTicks));
+        Assert.DoesNotContain(mesh.ReadState().Components, c => c.Name == $"pod-{ns}-web");
+        File.WriteAllText(meshFile, good);
 
         foreach (var f in new[] { "zz-dup.yaml", "web.yaml", "junk.yaml", "typo.yaml" }) File.Delete(Path.Combine(mesh.ConfigFolder, f));
         await MeshRun.EventuallyAsync(async () => (await mesh.CtlAsync(Ctl, "local", "status")).Code == 0, Eventually,

@@ -50,11 +50,12 @@ internal static class LabelCommand
             error.WriteLine($"label: '{folder}' is neither a file nor a folder");
             return ExitCodes.InvalidInput;
         }
-        var written = NamespaceLabelEditor.Apply(folder, name, change, out var changed, out var editError);
+        var written = NamespaceLabelEditor.Apply(folder, name, change, out var changed, out var editError, out var brokenFiles);
         if (written is null && editError is null)
         {
             // kubectl: Error from server (NotFound): namespaces "nosuch" not found
-            error.WriteLine($"label: namespace \"{name}\" not found in {folder}");
+            error.WriteLine($"label: namespace \"{name}\" not found in {folder}" + (brokenFiles == 0 ? ""
+                : $" ({brokenFiles} file(s) there have errors and may hide it; `ambientctl local status` lists them)"));
             return ExitCodes.InvalidInput;
         }
         if (editError is not null)

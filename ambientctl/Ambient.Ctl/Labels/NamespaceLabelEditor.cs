@@ -57,15 +57,21 @@ internal static partial class NamespaceLabelEditor
 
     /// <summary>
     /// Applies the change to the namespace declared in <paramref name="config"/> (a file or a folder); returns the file
-    /// written (or that already had it), or null with an error, or null and no error when no file declares the namespace.
+    /// written (or that already had it), or null with an error, or null and no error when no file declares the namespace
+    /// (<paramref name="brokenFiles"/> then counts the files with errors, which may hide it).
     /// </summary>
-    public static string? Apply(string config, string @namespace, LabelChange change, out bool changed, out string? error)
+    public static string? Apply(string config, string @namespace, LabelChange change, out bool changed, out string? error) =>
+        Apply(config, @namespace, change, out changed, out error, out _);
+
+    public static string? Apply(string config, string @namespace, LabelChange change, out bool changed, out string? error, out int brokenFiles)
     {
         changed = false;
+        brokenFiles = 0;
         foreach (var file in YamlFiles(config))
         {
             var text = File.ReadAllText(file);
             var parsed = ManifestParser.Parse(file, text);
+            if (!parsed.IsClean) brokenFiles++;
             NamespaceResource? ns = null;
             foreach (var r in parsed.Resources)
             {

@@ -220,7 +220,7 @@ internal sealed class LocalMesh : IAsyncDisposable
     }
 
     /// <summary>Stops one pod container and forgets it.</summary>
-    internal async Task StopPodAsync(string name)
+    internal async Task StopPodAsync(string name, string why)
     {
         SupervisedProcess? process;
         lock (_stateLock)
@@ -229,7 +229,7 @@ internal sealed class LocalMesh : IAsyncDisposable
             _pods.Remove(name);
         }
         if (process is null) return;
-        _report($"stopping {name}: its pod left the config");
+        _report($"stopping {name}: {why}");
         await process.DisposeAsync().ConfigureAwait(false);
         lock (_stateLock) _components.Remove(process);
         WriteState();

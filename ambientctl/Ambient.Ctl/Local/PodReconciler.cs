@@ -102,7 +102,7 @@ internal sealed class PodReconciler : IAsyncDisposable
         foreach (var (name, old) in running)
         {
             if (desired.ContainsKey(name) || declared.Contains(old.Namespace + "/" + old.Pod)) continue; // still wanted, or kept as last good
-            await _mesh.StopPodAsync(name).ConfigureAwait(false);
+            await _mesh.StopPodAsync(name, "its pod left the config").ConfigureAwait(false);
         }
         var inMesh = new Dictionary<string, bool>(StringComparer.Ordinal);
         foreach (var (name, c) in desired)
@@ -111,8 +111,7 @@ internal sealed class PodReconciler : IAsyncDisposable
             if (running.TryGetValue(name, out var old))
             {
                 if (old.SameProcess(c)) continue;
-                _mesh.Report($"pod {c.DisplayName} changed; starting it again");
-                await _mesh.StopPodAsync(name).ConfigureAwait(false);
+                await _mesh.StopPodAsync(name, "its pod spec changed; starting it again").ConfigureAwait(false);
             }
             try
             {
