@@ -57,10 +57,10 @@ internal sealed class LocalMesh : IAsyncDisposable
     }
 
     public MeshPlan Plan => _plan;
-
-    internal void Report(string message) => _report(message);
     public LocalMeshOptions Options => _options;
     public IReadOnlyList<SupervisedProcess> Components => _components;
+
+    internal void Report(string message) => _report(message);
 
     /// <summary>Checks ports and binaries, starts everything and waits until it is ready.</summary>
     public static async Task<LocalMesh> StartAsync(MeshPlan plan, LocalMeshOptions options, Action<string> report, CancellationToken ct)
@@ -215,8 +215,25 @@ internal sealed class LocalMesh : IAsyncDisposable
         _report($"starting pod {c.DisplayName} on {c.Address} (node {c.Node}, {(c.Command.IsEmpty ? c.Image : c.Command[0])}{(c.InMesh ? "" : ", not in the mesh")})");
         var name = ComponentName(c);
         lock (_stateLock) _pods[name] = c;
-        StartComponent(new ComponentSpec(name, "pod", launcher, args, env, c.Address.ToString(), c.Node,
-            Path.Combine(_options.StateFolder, "logs", name + ".log")));
+        try
+        {
+            StartComponent(new ComponentSpec(name, "pod", launcher, args, env, c.Address.ToString(), c.Node,
+                Path.Combine(_options.StateFolder, "logs", name + ".log")));
+        }
+        catch (InvalidOperationException)
+        {
+            // Not started at all: forget it, so the next config change tries again rather than seeing it "running".
+            SupervisedProcess? failed;
+            lock (_stateLock)
+            {
+                _pods.Remove(name);
+                failed = _components.Find(p => p.Spec.Name == name);
+                if (failed is not null) _components.Remove(failed);
+            }
+            // Nothing runs, so this only closes its log file.
+            if (failed is not null) _ = failed.DisposeAsync().AsTask();
+            throw;
+        }
     }
 
     /// <summary>Stops one pod container and forgets it.</summary>
