@@ -15,9 +15,9 @@ public sealed class LiveConfigE2ETests
     private static readonly TimeSpan Ctl = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan Eventually = TimeSpan.FromSeconds(30);
 
-    private static Task<MeshRun> UpAsync(string prefix) => MeshRun.UpAsync(prefix, ns =>
+    private static Task<MeshRun> UpAsync(string prefix, bool fromFile = false) => MeshRun.UpAsync(prefix, ns =>
         MeshYaml.Namespace(ns) + MeshYaml.ServiceAccount(ns, "client") + MeshYaml.ServiceAccount(ns, "echo")
-        + MeshYaml.Sleep(ns, "client", "client", "node-a") + MeshYaml.Echo(ns, "echo", "echo", "node-b"));
+        + MeshYaml.Sleep(ns, "client", "client", "node-a") + MeshYaml.Echo(ns, "echo", "echo", "node-b"), fromFile);
 
     private static long MutualTlsOpened(string metrics) =>
         MeshRun.Sum(metrics, "istio_tcp_connections_opened_total", "connection_security_policy=\"mutual_tls\"");
@@ -37,6 +37,17 @@ public sealed class LiveConfigE2ETests
         {
             return false;
         }
+    }
+
+    /// <summary>The enrolment the supervisor recorded for a pod component (null when it records none).</summary>
+    private static bool? RecordedInMesh(MeshRun mesh, string component)
+    {
+        using var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(mesh.Home, "local.json")));
+        foreach (var c in state.RootElement.GetProperty("components").EnumerateArray())
+        {
+            if (c.GetProperty("name").GetString() == component && c.TryGetProperty("pod", out var pod)) return pod.GetProperty("inMesh").GetBoolean();
+        }
+        return null;
     }
 
     private static JsonElement Json(string output)
@@ -94,6 +105,32 @@ public sealed class LiveConfigE2ETests
             Assert.Equal(pidsBefore[c.Name], (c.Pid, c.StartTicks));
             Assert.Equal(0, c.Restarts);
         }
+    }
+
+    [Fact]
+    public async Task ASingleFile_RunsTheMesh_AndOnlyThatFileIsWatched()
+    {
+        using var mesh = await UpAsync("one", fromFile: true);
+        var ns = mesh.Namespace;
+        var client = mesh.Pod("client");
+        var status = await mesh.CtlAsync(Ctl, "local", "status");
+        Assert.True(status.Code == 0, status.Output);
+        Assert.Contains(Path.Combine(mesh.ConfigFolder, "mesh.yaml"), status.Output, StringComparison.Ordinal);
+        var meshed = await mesh.CtlAsync(Ctl, "exec", "client", "-n", ns, "--", "curl", "-s", "--max-time", "10", $"http://echo.{ns}.svc.cluster.local/");
+        Assert.True(meshed.Code == 0, meshed.Output);
+
+        // A sibling file is not part of the config: its pod never starts.
+        File.WriteAllText(Path.Combine(mesh.ConfigFolder, "extra.yaml"), MeshYaml.Sleep(ns, "extra", "default", "node-a"));
+        // The file itself is watched by istiod-lite (the ztunnel closes the client's listener) and the supervisor.
+        var unlabel = await mesh.CtlAsync(Ctl, "label", "namespace", ns, "istio.io/dataplane-mode-");
+        Assert.True(unlabel.Code == 0, unlabel.Output);
+        await MeshRun.EventuallyAsync(async () => !await SocksOpenAsync(client), Eventually,
+            () => Task.FromResult("the client's SOCKS5 listener is still open after its namespace left the mesh"));
+        // Once the supervisor has acted on the label (written after the sibling), a folder watch would have seen the sibling.
+        await MeshRun.EventuallyAsync(() => Task.FromResult(RecordedInMesh(mesh, $"pod-{ns}-client") == false), Eventually,
+            () => Task.FromResult("the supervisor never recorded the client as out of the mesh"));
+        Assert.DoesNotContain(mesh.ReadState().Components, c => c.Name == $"pod-{ns}-extra");
+        Assert.True(MeshRun.Alive(client.Pid, client.StartTicks), "the client was restarted by a label change");
     }
 
     [Fact]
