@@ -16,13 +16,13 @@ internal static class LabelCommand
         var name = new Argument<string>("name") { Description = "the namespace" };
         var change = new Argument<string>("label") { Description = "KEY=VALUE to set, KEY- to remove (e.g. istio.io/dataplane-mode=ambient)" };
         var file = new Option<string?>("--file", "-f") { Description = "the mesh config, a YAML file or a folder of them (default: the running local mesh's)" };
-        var label = new Command("label", "Set or remove a namespace label in the mesh folder (picked up live)") { kind, name, change, file };
+        var label = new Command("label", "Set or remove a label of an existing namespace in the mesh config (picked up live)") { kind, name, change, file };
         label.SetAction(parse => Run(parse.GetValue(kind)!, parse.GetValue(name)!, parse.GetValue(change)!,
             parse.GetValue(file) is { } path ? Path.GetFullPath(path) : null, Console.Out, Console.Error));
         return label;
     }
 
-    internal static int Run(string kind, string name, string changeText, string? folder, TextWriter output, TextWriter error)
+    internal static int Run(string kind, string name, string changeText, string? config, TextWriter output, TextWriter error)
     {
         if (kind is not ("namespace" or "namespaces" or "ns"))
         {
@@ -35,7 +35,7 @@ internal static class LabelCommand
             error.WriteLine($"label: {parseError}");
             return ExitCodes.InvalidInput;
         }
-        if (folder is null)
+        if (config is null)
         {
             if (LocalCommands.RunningMesh(out var state) is not { } supervisor || state is null)
             {
@@ -43,18 +43,18 @@ internal static class LabelCommand
                 return ExitCodes.InvalidInput;
             }
             supervisor.Dispose();
-            folder = state.ConfigFolder;
+            config = state.ConfigFolder;
         }
-        if (!Directory.Exists(folder) && !File.Exists(folder))
+        if (!Directory.Exists(config) && !File.Exists(config))
         {
-            error.WriteLine($"label: '{folder}' is neither a file nor a folder");
+            error.WriteLine($"label: '{config}' is neither a file nor a folder");
             return ExitCodes.InvalidInput;
         }
-        var written = NamespaceLabelEditor.Apply(folder, name, change, out var changed, out var editError, out var brokenFiles);
+        var written = NamespaceLabelEditor.Apply(config, name, change, out var changed, out var editError, out var brokenFiles);
         if (written is null && editError is null)
         {
             // kubectl: Error from server (NotFound): namespaces "nosuch" not found
-            error.WriteLine($"label: namespace \"{name}\" not found in {folder}" + (brokenFiles == 0 ? ""
+            error.WriteLine($"label: namespace \"{name}\" not found in {config}" + (brokenFiles == 0 ? ""
                 : $" ({brokenFiles} file(s) there have errors and may hide it; `ambientctl local status` lists them)"));
             return ExitCodes.InvalidInput;
         }

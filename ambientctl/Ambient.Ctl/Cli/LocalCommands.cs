@@ -14,7 +14,7 @@ internal static class LocalCommands
 
     public static Command Build()
     {
-        var local = new Command("local", "Run a mesh on this machine from a folder of Kubernetes-style YAML");
+        var local = new Command("local", "Run a mesh on this machine from Kubernetes-style YAML (a file or a folder)");
         local.Subcommands.Add(BuildUp());
         local.Subcommands.Add(StatusCommand.Build());
         var down = new Command("down", "Stop the local mesh started with --detach (only the processes it started)");
