@@ -53,11 +53,41 @@ public class CommandLineTests
 
         Assert.Equal(ExitCodes.InvalidInput, process.ExitCode);
         var error = await stderr;
-        Assert.Contains("invalid mesh folder", error, StringComparison.Ordinal);
+        Assert.Contains("invalid mesh config", error, StringComparison.Ordinal);
         Assert.Contains($"{file}:1: spec.containers[a].image", error, StringComparison.Ordinal);
         Assert.Contains("'nginx'", error, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(home, "local.json")), "a state file was written: something was started\n" + await stdout);
         Assert.False(Directory.Exists(state), "the state folder was created: the CA or a component was started\n" + await stdout);
+    }
+
+    [Fact]
+    public void LocalUp_TakesAFileOrAFolder_AndItsHelpSaysSo()
+    {
+        var up = CommandLine.Build().Subcommands.Single(c => c.Name == "local").Subcommands.Single(c => c.Name == "up");
+        var file = up.Options.Single(o => o.Name == "--file");
+        Assert.Contains("file or a folder", file.Description, StringComparison.Ordinal);
+        var result = CommandLine.Build().Parse(["local", "up", "-f", Path.Combine(Repo.SampleMesh, "demo.yaml")]);
+        Assert.Empty(result.Errors);
+    }
+
+    [Fact]
+    public async Task LocalUp_OnAFile_ValidatesThatFile()
+    {
+        using var dir = new TempDir();
+        var file = dir.Write("demo.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers:\n    - name: a\n      image: nginx\n");
+        var error = new StringWriter();
+        var saved = Console.Error;
+        Console.SetError(error);
+        try
+        {
+            Assert.Equal(ExitCodes.InvalidInput, await CommandLine.Build().Parse(["local", "up", "-f", file]).InvokeAsync());
+        }
+        finally
+        {
+            Console.SetError(saved);
+        }
+        Assert.DoesNotContain("does not exist", error.ToString(), StringComparison.Ordinal);
+        Assert.Contains(file + ":1: spec.containers[a].image", error.ToString(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -67,19 +97,8 @@ public class CommandLineTests
         var error = new StringWriter();
         Assert.Equal(ExitCodes.InvalidInput, LabelCommand.Run("pod", "x", "a=b", dir.Path, TextWriter.Null, error));
         Assert.Equal(ExitCodes.InvalidInput, LabelCommand.Run("namespace", "x", "a b=c", dir.Path, TextWriter.Null, error));
+        dir.Write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n");
         Assert.Equal(ExitCodes.Ok, LabelCommand.Run("namespace", "x", "a=b", dir.Path, TextWriter.Null, error));
-    }
-
-    [Fact]
-    public void ExecCurl_GoesThroughThePodsSocksPort()
-    {
-        var plan = MeshPlan.Load(Repo.SampleMesh, out _)!;
-        var client = ExecCommand.FindPod(plan, "demo/client", null, out var error);
-        Assert.Null(error);
-        Assert.Equal(["--socks5-hostname", $"{client!.Address}:15080", "-s", "echo"], ExecCommand.WithProxy(["curl", "-s", "echo"], client));
-        Assert.Equal(["x"], ExecCommand.WithProxy(["nc", "x"], client));
-        Assert.Null(ExecCommand.FindPod(plan, "nope", null, out error));
-        Assert.Contains("no pod 'nope'", error, StringComparison.Ordinal);
     }
 
     [Fact]

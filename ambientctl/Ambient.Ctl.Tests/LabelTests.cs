@@ -74,13 +74,28 @@ public class LabelTests
     }
 
     [Fact]
-    public void UndeclaredNamespace_GetsItsOwnFile()
+    public void UndeclaredNamespace_IsNotFound_AndNothingIsWritten()
+    {
+        // kubectl: namespaces "nosuch" not found. A typo must not create a namespace file.
+        using var dir = new TempDir();
+        dir.Write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n");
+        var error = new StringWriter();
+        Assert.Equal(Ambient.Ctl.Cli.ExitCodes.InvalidInput,
+            Ambient.Ctl.Cli.LabelCommand.Run("namespace", "nosuch", Mode + "=ambient", dir.Path, TextWriter.Null, error));
+        Assert.Contains("namespace \"nosuch\" not found", error.ToString(), StringComparison.Ordinal);
+        Assert.Equal(["ns.yaml"], Directory.GetFiles(dir.Path).Select(Path.GetFileName));
+        Assert.Equal(Ambient.Ctl.Cli.ExitCodes.InvalidInput,
+            Ambient.Ctl.Cli.LabelCommand.Run("namespace", "nosuch", Mode + "-", dir.Path, TextWriter.Null, error));
+    }
+
+    [Fact]
+    public void ASingleFile_CanBeLabelled()
     {
         using var dir = new TempDir();
-        var written = NamespaceLabelEditor.Apply(dir.Path, "fresh", new LabelChange(Mode, "ambient"), out var changed, out var error);
-        Assert.Null(error);
-        Assert.True(changed);
-        Assert.Equal("ambient", Label(written!, "fresh", Mode));
+        var file = dir.Write("mesh.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n");
+        Assert.Equal(Ambient.Ctl.Cli.ExitCodes.Ok,
+            Ambient.Ctl.Cli.LabelCommand.Run("namespace", "demo", Mode + "=ambient", file, TextWriter.Null, TextWriter.Null));
+        Assert.Equal("ambient", Label(file, "demo", Mode));
     }
 
     [Fact]

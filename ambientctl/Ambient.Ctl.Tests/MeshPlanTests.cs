@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Net;
 using Ambient.Core.Config;
 using Ambient.Core.Model;
@@ -80,11 +81,77 @@ public class MeshPlanTests
     }
 
     [Fact]
+    public void PodNamingAnUndeclaredServiceAccount_IsRefusedWithFileAndLine()
+    {
+        using var dir = new TempDir();
+        dir.Write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tools\n");
+        var file = dir.Write("pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: tools}\nspec:\n  nodeName: node-1\n"
+            + "  serviceAccountName: wbe\n  containers: [{name: web, image: ambient/sleep}]\n");
+        Assert.Null(MeshPlan.Load(dir.Path, out var errors));
+        var error = Assert.Single(errors);
+        Assert.Equal(new SourceLocation(file, 1), error.Source);
+        Assert.Equal("spec.serviceAccountName", error.Field);
+        Assert.Contains("serviceaccount \"wbe\" not found", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AFile_IsAWholeConfig()
+    {
+        using var dir = new TempDir();
+        var file = dir.Write("one.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tools\n---\n"
+            + "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: tools}\nspec:\n  nodeName: node-1\n  containers: [{name: web, image: ambient/sleep}]\n");
+        dir.Write("broken.yaml", "this: [is not read");
+        var plan = MeshPlan.Load(file, out var errors);
+        Assert.Empty(errors);
+        Assert.Equal(file, plan!.ConfigFolder);
+        Assert.Equal("tools/web", Assert.Single(plan.Containers).DisplayName);
+        Assert.Equal(Path.GetFullPath(Path.Combine(dir.Path, "..", ".ambient-state")), LocalMeshOptions.DefaultStateFolder(file));
+    }
+
+    [Fact]
+    public void ErrorLines_HaveNoEmptyField()
+    {
+        using var dir = new TempDir();
+        dir.Write("demo.yaml", "apiVersion: v1\nkind: Pod\nmetadata: [unclosed\n");
+        Assert.Null(MeshPlan.Load(dir.Path, out var errors));
+        var text = new StringWriter();
+        Ambient.Ctl.Cli.LocalCommands.PrintErrors(text, errors);
+        Assert.Matches(@"demo\.yaml:\d+: YAML syntax error", text.ToString());
+        Assert.DoesNotContain(": :", text.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SameProcess_IgnoresLabelsEnrolmentAndLines_NotWhatRuns()
+    {
+        var plan = MeshPlan.Load(Repo.SampleMesh, out _)!;
+        var echo = plan.Containers.First(c => c.Pod == "echo-v1");
+        Assert.True(echo.SameProcess(echo with { InMesh = !echo.InMesh, Source = new SourceLocation("/elsewhere.yaml", 99) }));
+        Assert.False(echo.SameProcess(echo with { Image = MeshPlan.SleepImage }));
+        Assert.False(echo.SameProcess(echo with { Env = echo.Env.SetItem("VERSION", "v9") }));
+        Assert.False(echo.SameProcess(echo with { Args = ["--verbose"] }));
+        Assert.False(echo.SameProcess(echo with { Port = 9090 }));
+    }
+
+    [Fact]
+    public void Plan_LeavesOutOnlyThePodsThatCannotRun_AndKnowsEnrolment()
+    {
+        var plan = MeshPlan.Load(Repo.SampleMesh, out _)!;
+        var bad = plan.Resources.Select(r => r is PodResource { Metadata.Name: "echo-v2" } p
+            ? p with { Containers = [p.Containers[0] with { Image = "nginx" }] }
+            : r).ToImmutableArray();
+        var pods = MeshPlan.Plan(bad);
+        Assert.Contains(pods.Problems, e => e.Message.Contains("nginx", StringComparison.Ordinal));
+        Assert.Equal(["demo/client", "demo/echo-v1", "legacy/legacy-echo"], pods.Containers.Select(c => c.DisplayName).Order());
+        Assert.True(pods.Containers.Single(c => c.Pod == "client").InMesh);
+        Assert.False(pods.Containers.Single(c => c.Pod == "legacy-echo").InMesh);
+    }
+
+    [Fact]
     public void MissingOrEmptyFolder_IsAnError()
     {
         using var dir = new TempDir();
         Assert.Null(MeshPlan.Load(Path.Combine(dir.Path, "nope"), out var missing));
-        Assert.Contains("does not exist", Assert.Single(missing).Message, StringComparison.Ordinal);
+        Assert.Contains("no such file or folder", Assert.Single(missing).Message, StringComparison.Ordinal);
         Assert.Null(MeshPlan.Load(dir.Path, out var empty));
         Assert.Contains("no *.yaml", Assert.Single(empty).Message, StringComparison.Ordinal);
     }
@@ -93,7 +160,7 @@ public class MeshPlanTests
     public void CommandPods_GetTheirEnvironmentAndExpandedArguments()
     {
         using var dir = new TempDir();
-        dir.Write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tools\n");
+        dir.Write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tools\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: tools}\n");
         dir.Write("pod.yaml", """
             apiVersion: v1
             kind: Pod

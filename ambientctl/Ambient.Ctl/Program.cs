@@ -2,6 +2,6 @@ using Ambient.Ctl.Cli;
 using Spectre.Console;
 
 // ambientctl: wiring only; each command lives in Cli/.
-// Piped into a file or CI log there is no terminal width to fit; 80 columns would fold every table cell.
-if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 220;
+// Tables are ours (Cli/Output.cs); Spectre only draws the demo's spinner on a colour terminal.
+if (!OutputStyle.Stdout.Color) AnsiConsole.Profile.Capabilities.Ansi = false;
 return await CommandLine.Build().Parse(args).InvokeAsync(new() { ProcessTerminationTimeout = null });

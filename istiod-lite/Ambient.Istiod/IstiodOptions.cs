@@ -18,8 +18,10 @@ internal sealed record IstiodOptions(
         """
         usage: istiod-lite --config DIR [--state DIR] [--listen IP:PORT] [--monitoring IP:PORT|off]
                            [--cluster-id ID] [--trust-domain TD]
-          --config DIR       folder of Kubernetes-style YAML (Namespace, ServiceAccount, Pod, Service), watched live
-          --state DIR        where the mesh root CA and node tokens live (default: <config>/../.ambient-state)
+          --config PATH      a YAML file, or a folder of them, of Kubernetes-style resources (Namespace, ServiceAccount,
+                             Pod, Service), watched live
+          --state DIR        where the mesh root CA and node tokens live (default: .ambient-state beside the config
+                             folder, or beside the folder holding the config file)
           --listen IP:PORT   CA + workload discovery (gRPC over TLS), default 127.0.0.1:15012
           --monitoring ...   plain HTTP /ready and /debug endpoints, default 127.0.0.1:15014
           --cluster-id ID    default Kubernetes
@@ -55,10 +57,11 @@ internal sealed record IstiodOptions(
                 default: error = $"unknown argument {name}\n{Usage}"; return null;
             }
         }
-        if (config is null) { error = "--config DIR is required\n" + Usage; return null; }
+        if (config is null) { error = "--config PATH is required\n" + Usage; return null; }
         config = Path.GetFullPath(config);
-        if (!Directory.Exists(config)) { error = $"--config: folder '{config}' does not exist"; return null; }
-        state = Path.GetFullPath(state ?? Path.Combine(config, "..", ".ambient-state"));
+        var isFile = File.Exists(config);
+        if (!isFile && !Directory.Exists(config)) { error = $"--config: '{config}' is neither a file nor a folder"; return null; }
+        state = Path.GetFullPath(state ?? Path.Combine(isFile ? Path.GetDirectoryName(config)! : config, "..", ".ambient-state"));
         error = null;
         return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain);
     }

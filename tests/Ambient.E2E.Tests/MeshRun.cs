@@ -39,14 +39,16 @@ internal sealed class MeshRun : IDisposable
 
     public string Spiffe(string serviceAccount) => $"spiffe://{TrustDomain}/ns/{Namespace}/sa/{serviceAccount}";
 
-    /// <summary>Writes the YAML (<paramref name="yaml"/> gets the namespace) and brings the mesh up.</summary>
-    public static async Task<MeshRun> UpAsync(string prefix, Func<string, string> yaml)
+    /// <summary>Writes the YAML (<paramref name="yaml"/> gets the namespace) and brings the mesh up from its folder, or
+    /// <paramref name="fromFile"/> from the file alone.</summary>
+    public static async Task<MeshRun> UpAsync(string prefix, Func<string, string> yaml, bool fromFile = false)
     {
         var run = new MeshRun(prefix);
         try
         {
             run._dir.Write("mesh/mesh.yaml", yaml(run.Namespace));
-            var up = await run.CtlAsync(TimeSpan.FromSeconds(90), "local", "up", "-f", run.ConfigFolder, "--detach", "--control-address", run.Control);
+            var config = fromFile ? Path.Combine(run.ConfigFolder, "mesh.yaml") : run.ConfigFolder;
+            var up = await run.CtlAsync(TimeSpan.FromSeconds(90), "local", "up", "-f", config, "--detach", "--control-address", run.Control);
             Assert.True(up.Code == 0, $"local up failed ({up.Code}):\n{up.Output}");
             run.ReadState();
             return run;

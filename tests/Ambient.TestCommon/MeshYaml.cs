@@ -3,7 +3,7 @@ namespace Ambient.TestCommon;
 /// <summary>YAML building blocks the functional tests start istiod-lite with.</summary>
 public static class MeshYaml
 {
-    /// <summary>Namespace demo (ambient) and namespace legacy (not in the mesh).</summary>
+    /// <summary>Namespace demo (ambient) with service accounts client and echo, and namespace legacy (not in the mesh).</summary>
     public const string DemoNamespaces = """
         apiVersion: v1
         kind: Namespace
@@ -16,6 +16,14 @@ public static class MeshYaml
         kind: Namespace
         metadata:
           name: legacy
+        ---
+        apiVersion: v1
+        kind: ServiceAccount
+        metadata: {name: client, namespace: demo}
+        ---
+        apiVersion: v1
+        kind: ServiceAccount
+        metadata: {name: echo, namespace: demo}
         """;
 
     /// <summary>An ambient/echo pod with container port 8080 named http; <paramref name="version"/> null = no version label.</summary>

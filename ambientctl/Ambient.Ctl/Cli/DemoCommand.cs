@@ -62,8 +62,12 @@ internal static class DemoCommand
         LocalMesh mesh;
         try
         {
-            mesh = await AnsiConsole.Status().StartAsync("starting istiod-lite, 2 ztunnels and 4 pods ...", _ =>
-                LocalMesh.StartAsync(plan, new LocalMeshOptions(state, control, null, TimeSpan.FromSeconds(60)), Report, stopping.Token)).ConfigureAwait(false);
+            var options = new LocalMeshOptions(state, control, null, TimeSpan.FromSeconds(60));
+            // The spinner only on a terminal that takes colour; a log or a pipe gets the progress lines alone.
+            mesh = OutputStyle.Stdout.Color
+                ? await AnsiConsole.Status().StartAsync("starting istiod-lite, 2 ztunnels and 4 pods ...", _ =>
+                    LocalMesh.StartAsync(plan, options, Report, stopping.Token)).ConfigureAwait(false)
+                : await LocalMesh.StartAsync(plan, options, Report, stopping.Token).ConfigureAwait(false);
         }
         catch (LocalMeshException e)
         {
@@ -90,7 +94,7 @@ internal static class DemoCommand
             {
                 return ExitCodes.Failed;
             }
-            Print(checks);
+            Console.Write(Render(checks, OutputStyle.Stdout));
             var failed = checks.FindAll(c => !c.Passed);
             foreach (var f in failed) Console.Error.WriteLine($"FAILED {f.Step}: {f.Problem}");
             if (keep)
@@ -105,20 +109,20 @@ internal static class DemoCommand
         }
     }
 
-    private static void Report(string message) => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(message)}[/]");
+    private static void Report(string message) => Console.WriteLine(OutputStyle.Stdout.Paint(message, Tone.Dim));
 
-    private static void Print(List<DemoCheck> checks)
+    /// <summary>The table of checks; too wide for the output, each check becomes a block, identities never cut.</summary>
+    internal static string Render(List<DemoCheck> checks, OutputStyle style)
     {
-        var table = new Table().Title("Ambient demo: what the ztunnels saw")
-            .AddColumns("step", "source -> destination", "path", "security", "source identity", "destination identity", "answered by", "bytes", "latency", "result");
+        var table = new TextTable("step", "source -> destination", "path", "security", "source identity", "destination identity",
+            "answered by", "bytes", "latency", "result");
         foreach (var c in checks)
         {
-            var security = c.Security == "mTLS" ? "[green]mTLS[/]" : $"[yellow]{Markup.Escape(c.Security)}[/]";
-            table.AddRow(Markup.Escape(c.Step), Markup.Escape(c.Route), Markup.Escape(c.Via), security, Markup.Escape(c.SourceIdentity),
-                Markup.Escape(c.DestinationIdentity), Markup.Escape(c.Answered), c.Bytes.ToString(CultureInfo.InvariantCulture),
-                c.LatencyMs.ToString("0.0", CultureInfo.InvariantCulture) + " ms", c.Passed ? "[green]ok[/]" : "[red]FAILED[/]");
+            table.AddRow(c.Step, c.Route, c.Via, new Cell(c.Security, c.Security == "mTLS" ? Tone.Good : Tone.Warn), c.SourceIdentity,
+                c.DestinationIdentity, c.Answered, c.Bytes.ToString(CultureInfo.InvariantCulture),
+                c.LatencyMs.ToString("0.0", CultureInfo.InvariantCulture) + " ms", c.Passed ? new Cell("ok", Tone.Good) : new Cell("FAILED", Tone.Bad));
         }
-        AnsiConsole.Write(table);
+        return "Ambient demo: what the ztunnels saw\n" + table.Render(style);
     }
 
     private static void PrintUrls(LocalMesh mesh)

@@ -1,22 +1,28 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Net;
 using Ambient.Ctl.Local;
 
 namespace Ambient.Ctl.Cli;
 
 /// <summary>
-/// `ambientctl exec POD -- CMD ...`: runs a host command "from" a pod of the running local mesh. The command gets
-/// ALL_PROXY=socks5h://POD_IP:15080 (and curl gets --socks5-hostname), so its connections enter the mesh through
-/// the pod's node ztunnel exactly as the pod's own traffic would.
+/// `ambientctl exec POD -- CMD ...`: runs a host command "from" a pod of the running local mesh, as the supervisor
+/// runs it (its last good config; the config's current problems are printed as warnings). A pod in the mesh gets
+/// ALL_PROXY=socks5h://POD_IP:15080 (and curl gets --socks5-hostname), so its connections enter the mesh through the
+/// pod's node ztunnel exactly as the pod's own traffic would. A pod outside the mesh has no ztunnel listener: the
+/// command gets no proxy and reaches its peers directly, in plain text (curl from the pod's address).
 /// </summary>
 internal static class ExecCommand
 {
+    // After a relabel the supervisor records the pod as meshed a moment before its ztunnel opens the listener.
+    private static readonly TimeSpan ListenerWait = TimeSpan.FromSeconds(5);
+
     public static Command Build()
     {
         var pod = new Argument<string>("pod") { Description = "pod name, or namespace/name" };
         var ns = new Option<string?>("--namespace", "-n") { Description = "the pod's namespace (needed when the name is not unique)" };
         var command = new Argument<string[]>("command") { Description = "the command and its arguments, after --", Arity = ArgumentArity.OneOrMore };
-        var exec = new Command("exec", "Run a command from a pod's network identity (through its node's ztunnel)") { pod, ns, command };
+        var exec = new Command("exec", "Run a command from a pod's network identity (through its node's ztunnel when the pod is in the mesh)") { pod, ns, command };
         exec.SetAction(async (parse, _) => await RunAsync(parse.GetValue(pod)!, parse.GetValue(ns), parse.GetValue(command)!).ConfigureAwait(false));
         return exec;
     }
@@ -25,17 +31,12 @@ internal static class ExecCommand
     {
         if (LocalCommands.RunningMesh(out var state) is not { } supervisor || state is null)
         {
-            Console.Error.WriteLine("no local mesh is running; start one with `ambientctl local up -f DIR`");
+            Console.Error.WriteLine("no local mesh is running; start one with `ambientctl local up -f PATH`");
             return ExitCodes.Failed;
         }
         supervisor.Dispose();
-        var plan = MeshPlan.Load(state.ConfigFolder, out var errors);
-        if (plan is null)
-        {
-            LocalCommands.PrintErrors(Console.Error, errors);
-            return ExitCodes.Failed;
-        }
-        var target = FindPod(plan, podName, ns, out var error);
+        PrintConfigProblems(state, Console.Error);
+        var target = FindPod(state, podName, ns, out var error);
         if (target is null)
         {
             Console.Error.WriteLine(error);
@@ -47,31 +48,66 @@ internal static class ExecCommand
             Console.Error.WriteLine($"exec: program '{command[0]}' was not found (not a file, not on PATH)");
             return ExitCodes.InvalidInput;
         }
+        var (args, env) = Prepare(command, target);
+        if (target.Pod!.InMesh && !await WaitForListenerAsync(target).ConfigureAwait(false))
+        {
+            Console.Error.WriteLine($"warning: the ztunnel's SOCKS5 listener {target.Address}:{LocalMeshOptions.SocksPort} of pod " +
+                $"{target.Pod.Namespace}/{target.Pod.Name} does not answer; see `ambientctl local status`");
+        }
         var psi = new ProcessStartInfo(program) { UseShellExecute = false };
-        foreach (var a in WithProxy(command, target)) psi.ArgumentList.Add(a);
-        foreach (var (k, v) in LocalMesh.PodEnvironment(target)) psi.Environment[k] = v;
-        var proxy = $"socks5h://{target.Address}:{LocalMeshOptions.SocksPort}";
-        psi.Environment["ALL_PROXY"] = proxy;
-        psi.Environment["all_proxy"] = proxy;
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in env) psi.Environment[k] = v;
         using var process = Process.Start(psi)!;
         await process.WaitForExitAsync().ConfigureAwait(false);
         return process.ExitCode;
     }
 
-    /// <summary>The arguments after the program; curl also gets --socks5-hostname so names resolve in the mesh.</summary>
-    internal static List<string> WithProxy(string[] command, ContainerPlan pod)
+    /// <summary>The config's problems as the supervisor last saw them: the mesh keeps running its last good state.</summary>
+    internal static void PrintConfigProblems(LocalState state, TextWriter error)
     {
+        if (state.ConfigErrors is not { Count: > 0 } errors) return;
+        error.WriteLine($"warning: the config has {errors.Count} problem(s); the mesh runs its last good state (`ambientctl local status` shows them):");
+        foreach (var e in errors) error.WriteLine($"warning:   {e}");
+    }
+
+    /// <summary>
+    /// Arguments and environment for the command. In the mesh: ALL_PROXY, and curl gets --socks5-hostname so names
+    /// resolve in the mesh. Outside it: no proxy; curl gets --interface POD_IP so peers see the pod's own address.
+    /// </summary>
+    internal static (List<string> Args, Dictionary<string, string> Env) Prepare(string[] command, ComponentRecord pod)
+    {
+        var inMesh = pod.Pod?.InMesh ?? false;
+        var socks = $"{pod.Address}:{LocalMeshOptions.SocksPort}";
         var args = new List<string>();
         if (Path.GetFileNameWithoutExtension(command[0]) == "curl")
         {
-            args.Add("--socks5-hostname");
-            args.Add($"{pod.Address}:{LocalMeshOptions.SocksPort}");
+            args.Add(inMesh ? "--socks5-hostname" : "--interface");
+            args.Add(inMesh ? socks : pod.Address!);
         }
         for (var i = 1; i < command.Length; i++) args.Add(command[i]);
-        return args;
+        var env = new Dictionary<string, string>(pod.Pod?.Env ?? new Dictionary<string, string>(), StringComparer.Ordinal);
+        if (inMesh)
+        {
+            env["ALL_PROXY"] = "socks5h://" + socks;
+            env["all_proxy"] = "socks5h://" + socks;
+        }
+        return (args, env);
     }
 
-    internal static ContainerPlan? FindPod(MeshPlan plan, string name, string? ns, out string? error)
+    private static async Task<bool> WaitForListenerAsync(ComponentRecord pod)
+    {
+        var endpoint = new IPEndPoint(IPAddress.Parse(pod.Address!), LocalMeshOptions.SocksPort);
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            if (await LocalMesh.CanConnectAsync(endpoint).ConfigureAwait(false)) return true;
+            if (sw.Elapsed > ListenerWait) return false;
+            await Task.Delay(100).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>A running pod of the recorded mesh by name (or namespace/name).</summary>
+    internal static ComponentRecord? FindPod(LocalState state, string name, string? ns, out string? error)
     {
         var slash = name.IndexOf('/', StringComparison.Ordinal);
         if (slash > 0)
@@ -79,15 +115,15 @@ internal static class ExecCommand
             ns = name[..slash];
             name = name[(slash + 1)..];
         }
-        var found = new List<ContainerPlan>();
-        foreach (var c in plan.Containers)
+        var found = new List<ComponentRecord>();
+        foreach (var c in state.Components)
         {
-            if (c.Pod == name && (ns is null || c.Namespace == ns) && !found.Exists(f => f.Namespace == c.Namespace)) found.Add(c);
+            if (c.Pod is { } p && p.Name == name && (ns is null || p.Namespace == ns) && !found.Exists(f => f.Pod!.Namespace == p.Namespace)) found.Add(c);
         }
         error = found.Count switch
         {
-            0 => $"exec: no pod '{(ns is null ? name : ns + "/" + name)}' in {plan.ConfigFolder}",
-            > 1 => $"exec: pod '{name}' exists in several namespaces ({string.Join(", ", found.ConvertAll(f => f.Namespace))}); use -n NAMESPACE",
+            0 => $"exec: no pod '{(ns is null ? name : ns + "/" + name)}' runs in the mesh from {state.ConfigFolder}",
+            > 1 => $"exec: pod '{name}' exists in several namespaces ({string.Join(", ", found.ConvertAll(f => f.Pod!.Namespace))}); use -n NAMESPACE",
             _ => null,
         };
         return found.Count == 1 ? found[0] : null;

@@ -4,8 +4,9 @@ using Ambient.Ctl.Labels;
 namespace Ambient.Ctl.Cli;
 
 /// <summary>
-/// `ambientctl label namespace NAME KEY=VALUE|KEY-`: edits the Namespace in the running mesh's folder (or -f DIR);
-/// istiod-lite watches the folder and pushes the change, so enrolment switches without restarting anything.
+/// `ambientctl label namespace NAME KEY=VALUE|KEY-`: edits the Namespace in the running mesh's config (or -f PATH, a
+/// file or a folder); istiod-lite watches it and pushes the change, so enrolment switches without restarting anything.
+/// As kubectl, it labels only a namespace that exists: a typo is an error, never a new namespace.
 /// </summary>
 internal static class LabelCommand
 {
@@ -14,13 +15,14 @@ internal static class LabelCommand
         var kind = new Argument<string>("kind") { Description = "namespace (the only kind labelled here)" };
         var name = new Argument<string>("name") { Description = "the namespace" };
         var change = new Argument<string>("label") { Description = "KEY=VALUE to set, KEY- to remove (e.g. istio.io/dataplane-mode=ambient)" };
-        var file = new Option<DirectoryInfo?>("--file", "-f") { Description = "the mesh folder (default: the running local mesh's)" };
-        var label = new Command("label", "Set or remove a namespace label in the mesh folder (picked up live)") { kind, name, change, file };
-        label.SetAction(parse => Run(parse.GetValue(kind)!, parse.GetValue(name)!, parse.GetValue(change)!, parse.GetValue(file)?.FullName, Console.Out, Console.Error));
+        var file = new Option<string?>("--file", "-f") { Description = "the mesh config, a YAML file or a folder of them (default: the running local mesh's)" };
+        var label = new Command("label", "Set or remove a label of an existing namespace in the mesh config (picked up live)") { kind, name, change, file };
+        label.SetAction(parse => Run(parse.GetValue(kind)!, parse.GetValue(name)!, parse.GetValue(change)!,
+            parse.GetValue(file) is { } path ? Path.GetFullPath(path) : null, Console.Out, Console.Error));
         return label;
     }
 
-    internal static int Run(string kind, string name, string changeText, string? folder, TextWriter output, TextWriter error)
+    internal static int Run(string kind, string name, string changeText, string? config, TextWriter output, TextWriter error)
     {
         if (kind is not ("namespace" or "namespaces" or "ns"))
         {
@@ -33,22 +35,29 @@ internal static class LabelCommand
             error.WriteLine($"label: {parseError}");
             return ExitCodes.InvalidInput;
         }
-        if (folder is null)
+        if (config is null)
         {
             if (LocalCommands.RunningMesh(out var state) is not { } supervisor || state is null)
             {
-                error.WriteLine("label: no local mesh is running; name the folder with -f DIR");
+                error.WriteLine("label: no local mesh is running; name the config with -f PATH");
                 return ExitCodes.InvalidInput;
             }
             supervisor.Dispose();
-            folder = state.ConfigFolder;
+            config = state.ConfigFolder;
         }
-        if (!Directory.Exists(folder))
+        if (!Directory.Exists(config) && !File.Exists(config))
         {
-            error.WriteLine($"label: folder '{folder}' does not exist");
+            error.WriteLine($"label: '{config}' is neither a file nor a folder");
             return ExitCodes.InvalidInput;
         }
-        var written = NamespaceLabelEditor.Apply(folder, name, change, out var changed, out var editError);
+        var written = NamespaceLabelEditor.Apply(config, name, change, out var changed, out var editError, out var brokenFiles);
+        if (written is null && editError is null)
+        {
+            // kubectl: Error from server (NotFound): namespaces "nosuch" not found
+            error.WriteLine($"label: namespace \"{name}\" not found in {config}" + (brokenFiles == 0 ? ""
+                : $" ({brokenFiles} file(s) there have errors and may hide it; `ambientctl local status` lists them)"));
+            return ExitCodes.InvalidInput;
+        }
         if (editError is not null)
         {
             error.WriteLine($"label: {editError}");

@@ -4,7 +4,6 @@ using System.Diagnostics;
 using System.Net;
 using Ambient.Core.Config;
 using Ambient.Ctl.Local;
-using Spectre.Console;
 
 namespace Ambient.Ctl.Cli;
 
@@ -15,11 +14,9 @@ internal static class LocalCommands
 
     public static Command Build()
     {
-        var local = new Command("local", "Run a mesh on this machine from a folder of Kubernetes-style YAML");
+        var local = new Command("local", "Run a mesh on this machine from Kubernetes-style YAML (a file or a folder)");
         local.Subcommands.Add(BuildUp());
-        var status = new Command("status", "Show the running local mesh: processes, addresses, readiness");
-        status.SetAction(_ => Status());
-        local.Subcommands.Add(status);
+        local.Subcommands.Add(StatusCommand.Build());
         var down = new Command("down", "Stop the local mesh started with --detach (only the processes it started)");
         down.SetAction(async (_, _) => await DownAsync(Console.Out).ConfigureAwait(false));
         local.Subcommands.Add(down);
@@ -28,16 +25,20 @@ internal static class LocalCommands
 
     private static Command BuildUp()
     {
-        var file = new Option<DirectoryInfo>("--file", "-f") { Description = "folder of YAML (Namespace, ServiceAccount, Pod, Service)", Required = true };
-        var state = new Option<DirectoryInfo?>("--state") { Description = "mesh root CA, node tokens and logs (default: <folder>/../.ambient-state)" };
+        var file = new Option<string>("--file", "-f")
+        {
+            Description = "a YAML file or a folder of them (read recursively), as kubectl's -f: Namespace, ServiceAccount, Pod, Service",
+            Required = true,
+        };
+        var state = new Option<DirectoryInfo?>("--state") { Description = "mesh root CA, node tokens and logs (default: .ambient-state beside the config folder, or beside the file's folder)" };
         var control = new Option<string>("--control-address") { Description = "loopback address istiod-lite listens on", DefaultValueFactory = _ => "127.0.0.1" };
         var detach = new Option<bool>("--detach", "-d") { Description = "run in the background; see `local status`, stop with `local down`" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "do not print the components' output (it is always in <state>/logs)" };
         var supervise = new Option<bool>("--supervise") { Description = "internal: the background supervisor of --detach", Hidden = true };
-        var up = new Command("up", "Validate the folder, then start istiod-lite, one ztunnel per node and every pod") { file, state, control, detach, quiet, supervise };
+        var up = new Command("up", "Validate the config (a file or a folder), then start istiod-lite, one ztunnel per node and every pod") { file, state, control, detach, quiet, supervise };
         up.SetAction(async (parse, _) =>
         {
-            var settings = new UpSettings(parse.GetValue(file)!.FullName, parse.GetValue(state)?.FullName, parse.GetValue(control)!,
+            var settings = new UpSettings(Path.GetFullPath(parse.GetValue(file)!), parse.GetValue(state)?.FullName, parse.GetValue(control)!,
                 parse.GetValue(detach), parse.GetValue(quiet), parse.GetValue(supervise));
             return await UpAsync(settings).ConfigureAwait(false);
         });
@@ -49,7 +50,7 @@ internal static class LocalCommands
     /// <summary>Validation errors as `file:line: field: message`, one a line.</summary>
     internal static void PrintErrors(TextWriter error, ImmutableArray<ConfigError> errors)
     {
-        error.WriteLine($"invalid mesh folder: {errors.Length} problem(s)");
+        error.WriteLine($"invalid mesh config: {errors.Length} problem(s)");
         foreach (var e in errors) error.WriteLine($"  {e}");
     }
 
@@ -173,7 +174,7 @@ internal static class LocalCommands
             var state = LocalState.Read(out _);
             if (state is { Phase: LocalState.PhaseReady })
             {
-                PrintSummary(state);
+                PrintSummary(state, Console.Out, OutputStyle.Stdout);
                 Console.WriteLine($"the mesh runs in the background (supervisor pid {state.SupervisorPid}, log {Path.Combine(stateFolder, "logs", "ambientctl.log")}); stop it with `ambientctl local down`");
                 return ExitCodes.Ok;
             }
@@ -206,58 +207,36 @@ internal static class LocalCommands
     private static void PrintSummary(LocalMesh mesh)
     {
         var state = LocalState.Read(out _);
-        if (state is not null) PrintSummary(state);
+        if (state is not null) PrintSummary(state, Console.Out, OutputStyle.Stdout);
     }
 
-    internal static void PrintSummary(LocalState state)
+    /// <summary>
+    /// What runs and where to reach it, then the one thing loopback mode cannot do: tell pods apart by address.
+    /// </summary>
+    internal static void PrintSummary(LocalState state, TextWriter output, OutputStyle style)
     {
-        var table = new Table().AddColumns("component", "pid", "address", "endpoints", "log");
+        // Every endpoint names its address, so there is no address column: the table fits 80 columns.
+        var table = new TextTable("component", "pid", "endpoints");
         foreach (var c in state.Components)
         {
             var endpoints = c.Kind switch
             {
-                "istiod" => $"grpc {c.Address}:{LocalMeshOptions.GrpcPort}, http://{c.Address}:{LocalMeshOptions.MonitoringPort}/debug/workloads",
-                "ztunnel" => $"http://{c.Address}:{LocalMeshOptions.AdminPort}/config_dump, http://{c.Address}:{LocalMeshOptions.MetricsPort}/metrics",
+                "istiod" => $"grpc {c.Address}:{LocalMeshOptions.GrpcPort} http://{c.Address}:{LocalMeshOptions.MonitoringPort}/debug/workloads",
+                "ztunnel" => $"http://{c.Address}:{LocalMeshOptions.AdminPort}/config_dump http://{c.Address}:{LocalMeshOptions.MetricsPort}/metrics",
+                // Outside the mesh no ztunnel listens for the pod: it is reached directly, in plain text.
+                _ when c.Pod is { InMesh: false } => $"{c.Address} direct (not in the mesh: no ztunnel port)",
                 _ => $"socks5h://{c.Address}:{LocalMeshOptions.SocksPort}",
             };
-            table.AddRow(Markup.Escape(c.Name), c.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                Markup.Escape(c.Address ?? "-"), Markup.Escape(endpoints), Markup.Escape(c.Log));
+            table.AddRow(c.Name, c.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture), endpoints);
         }
-        AnsiConsole.Write(table);
+        output.Write(table.Render(style));
+        output.WriteLine($"logs: {Path.Combine(state.StateFolder, "logs")}/<component>.log");
+        foreach (var line in TextTable.Wrap(LoopbackNote, style.Width)) output.WriteLine(style.Paint(line, Tone.Warn));
     }
 
-    private static int Status()
-    {
-        var state = LocalState.Read(out var error);
-        if (error is not null)
-        {
-            Console.Error.WriteLine($"cannot read the state file: {error}");
-            return ExitCodes.Failed;
-        }
-        if (state is null)
-        {
-            Console.WriteLine("no local mesh is running");
-            return ExitCodes.Failed;
-        }
-        var supervisor = Signals.Find(state.SupervisorPid, state.SupervisorStartTicks);
-        Console.WriteLine($"config {state.ConfigFolder}; state {state.StateFolder}; phase {state.Phase}{(state.Message is null ? "" : ": " + state.Message)}");
-        Console.WriteLine(supervisor is null
-            ? $"supervisor pid {state.SupervisorPid} is gone: the record is stale (`ambientctl local down` cleans up)"
-            : $"supervisor pid {state.SupervisorPid} running");
-        var table = new Table().AddColumns("component", "pid", "state", "restarts", "address", "node");
-        var allUp = supervisor is not null;
-        foreach (var c in state.Components)
-        {
-            using var p = c.Pid == 0 ? null : Signals.Find(c.Pid, c.StartTicks);
-            allUp &= p is not null;
-            table.AddRow(Markup.Escape(c.Name), c.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                p is null ? "[red]not running[/]" : "[green]running[/]", c.Restarts.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                Markup.Escape(c.Address ?? "-"), Markup.Escape(c.Node ?? "-"));
-        }
-        AnsiConsole.Write(table);
-        supervisor?.Dispose();
-        return allUp ? ExitCodes.Ok : ExitCodes.Failed;
-    }
+    internal const string LoopbackNote =
+        "note: in loopback mode pods are processes of one user on one host and an address cannot tell them apart: any host " +
+        "process can use a pod's SOCKS5 port, and so its identity. The isolation boundary is the network-namespace mode (coming later).";
 
     /// <summary>Stops the recorded mesh: its supervisor first (it stops its children), then any recorded process left.</summary>
     internal static async Task<int> DownAsync(TextWriter output)

@@ -55,14 +55,23 @@ internal static partial class NamespaceLabelEditor
     [GeneratedRegex(@"^[A-Za-z][A-Za-z0-9._-]*$")]
     private static partial Regex PlainScalar();
 
-    /// <summary>Applies the change; returns the file written (or that already had it), or null with an error.</summary>
-    public static string? Apply(string folder, string @namespace, LabelChange change, out bool changed, out string? error)
+    /// <summary>
+    /// Applies the change to the namespace declared in <paramref name="config"/> (a file or a folder); returns the file
+    /// written (or that already had it), or null with an error, or null and no error when no file declares the namespace
+    /// (<paramref name="brokenFiles"/> then counts the files with errors, which may hide it).
+    /// </summary>
+    public static string? Apply(string config, string @namespace, LabelChange change, out bool changed, out string? error) =>
+        Apply(config, @namespace, change, out changed, out error, out _);
+
+    public static string? Apply(string config, string @namespace, LabelChange change, out bool changed, out string? error, out int brokenFiles)
     {
         changed = false;
-        foreach (var file in YamlFiles(folder))
+        brokenFiles = 0;
+        foreach (var file in YamlFiles(config))
         {
             var text = File.ReadAllText(file);
             var parsed = ManifestParser.Parse(file, text);
+            if (!parsed.IsClean) brokenFiles++;
             NamespaceResource? ns = null;
             foreach (var r in parsed.Resources)
             {
@@ -85,17 +94,8 @@ internal static partial class NamespaceLabelEditor
             error = null;
             return file;
         }
-        if (change.Value is null)
-        {
-            error = null;
-            return null; // nothing declares it, so nothing carries the label
-        }
-        var path = Path.Combine(folder, $"namespace-{@namespace}.yaml");
-        var created = $"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {@namespace}\n  labels:\n    {change.Key}: {Scalar(change.Value)}\n";
-        WriteAtomically(path, created);
-        changed = true;
         error = null;
-        return path;
+        return null;
     }
 
     /// <summary>
@@ -228,8 +228,10 @@ internal static partial class NamespaceLabelEditor
         File.Move(temp, path, overwrite: true);
     }
 
-    private static List<string> YamlFiles(string folder)
+    private static List<string> YamlFiles(string config)
     {
+        if (File.Exists(config)) return [config];
+        var folder = config;
         var files = new List<string>();
         foreach (var f in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories))
         {

@@ -15,8 +15,9 @@ internal sealed record LocalMeshOptions(string StateFolder, IPAddress ControlAdd
     public const int MetricsPort = 15020;
     public const int ReadinessPort = 15021;
 
-    public static string DefaultStateFolder(string configFolder) =>
-        Path.GetFullPath(Path.Combine(configFolder, "..", ".ambient-state"));
+    /// <summary>.ambient-state beside the config folder, or beside the folder holding the config file.</summary>
+    public static string DefaultStateFolder(string configPath) =>
+        Path.GetFullPath(Path.Combine(File.Exists(configPath) ? Path.GetDirectoryName(Path.GetFullPath(configPath))! : configPath, "..", ".ambient-state"));
 }
 
 /// <summary>Thrown for a problem that stops `local up`, with a message naming what is wrong.</summary>
@@ -25,6 +26,7 @@ internal sealed class LocalMeshException(string message) : Exception(message);
 /// <summary>
 /// The local mesh on this machine: istiod-lite, one ztunnel per node, one process per pod container, started in
 /// that order (each waits for what it needs), supervised, recorded in the state file, and stopped together.
+/// While it runs it watches the config as istiod-lite does and acts as a kubelet on it (see <see cref="PodReconciler"/>).
 /// </summary>
 internal sealed class LocalMesh : IAsyncDisposable
 {
@@ -37,6 +39,12 @@ internal sealed class LocalMesh : IAsyncDisposable
     private readonly Lock _stateLock = new();
     private string _phase = LocalState.PhaseStarting;
     private string? _message;
+    // What each running pod process was started from, by component name; enrolment is updated live.
+    private readonly Dictionary<string, ContainerPlan> _pods = new(StringComparer.Ordinal);
+    private IReadOnlyList<string> _configErrors = [];
+    private IReadOnlyList<string> _configWarnings = [];
+    private Launcher? _samples;
+    private PodReconciler? _reconciler;
 
     private readonly CancellationToken _stopping;
 
@@ -52,6 +60,8 @@ internal sealed class LocalMesh : IAsyncDisposable
     public LocalMeshOptions Options => _options;
     public IReadOnlyList<SupervisedProcess> Components => _components;
 
+    internal void Report(string message) => _report(message);
+
     /// <summary>Checks ports and binaries, starts everything and waits until it is ready.</summary>
     public static async Task<LocalMesh> StartAsync(MeshPlan plan, LocalMeshOptions options, Action<string> report, CancellationToken ct)
     {
@@ -61,10 +71,11 @@ internal sealed class LocalMesh : IAsyncDisposable
         if (samples is null && NeedsSamples(plan)) throw new LocalMeshException(e3!);
         CheckPorts(plan, options);
 
-        var mesh = new LocalMesh(plan, options, report, ct);
+        var mesh = new LocalMesh(plan, options, report, ct) { _samples = samples };
         try
         {
-            await mesh.StartAllAsync(istiod, ztunnel, samples, ct).ConfigureAwait(false);
+            await mesh.StartAllAsync(istiod, ztunnel, ct).ConfigureAwait(false);
+            mesh._reconciler = PodReconciler.Start(mesh, ct);
             mesh.SetPhase(LocalState.PhaseReady, null);
             return mesh;
         }
@@ -135,7 +146,7 @@ internal sealed class LocalMesh : IAsyncDisposable
         }
     }
 
-    private async Task StartAllAsync(Launcher istiod, Launcher ztunnel, Launcher? samples, CancellationToken ct)
+    private async Task StartAllAsync(Launcher istiod, Launcher ztunnel, CancellationToken ct)
     {
         var state = _options.StateFolder;
         var logs = Path.Combine(state, "logs");
@@ -168,37 +179,98 @@ internal sealed class LocalMesh : IAsyncDisposable
                 "ztunnel-" + node, ct).ConfigureAwait(false);
         }
 
-        foreach (var c in _plan.Containers)
-        {
-            var name = "pod-" + c.DisplayName.Replace('/', '-');
-            var env = PodEnvironment(c);
-            Launcher launcher;
-            IReadOnlyList<string> args;
-            if (!c.Command.IsEmpty)
-            {
-                launcher = new Launcher(HostPrograms.Resolve(c.Command[0])!, [], c.Command[0]);
-                var list = new List<string>();
-                for (var i = 1; i < c.Command.Length; i++) list.Add(HostPrograms.Expand(c.Command[i], env));
-                foreach (var a in c.Args) list.Add(HostPrograms.Expand(a, env));
-                args = list;
-            }
-            else
-            {
-                launcher = samples!;
-                args = [c.Image == MeshPlan.EchoImage ? "echo" : "sleep"];
-            }
-            _report($"starting pod {c.DisplayName} on {c.Address} (node {c.Node}, {(c.Command.IsEmpty ? c.Image : c.Command[0])})");
-            await StartAsync(new ComponentSpec(name, "pod", launcher, args, env, c.Address.ToString(), c.Node,
-                Path.Combine(logs, name + ".log"))).ConfigureAwait(false);
-        }
+        foreach (var c in _plan.Containers) StartPod(c);
         foreach (var c in _plan.Containers)
         {
             if (c.Port is { } port)
             {
                 await WaitForAsync($"pod {c.DisplayName} to listen on {c.Address}:{port}", () => CanConnectAsync(new IPEndPoint(c.Address, port)),
-                    "pod-" + c.DisplayName.Replace('/', '-'), ct).ConfigureAwait(false);
+                    ComponentName(c), ct).ConfigureAwait(false);
             }
         }
+    }
+
+    internal static string ComponentName(ContainerPlan c) => "pod-" + c.DisplayName.Replace('/', '-');
+
+    /// <summary>Starts one pod container under supervision and records it.</summary>
+    internal void StartPod(ContainerPlan c)
+    {
+        var env = PodEnvironment(c);
+        Launcher launcher;
+        IReadOnlyList<string> args;
+        if (!c.Command.IsEmpty)
+        {
+            launcher = new Launcher(HostPrograms.Resolve(c.Command[0])!, [], c.Command[0]);
+            var list = new List<string>();
+            for (var i = 1; i < c.Command.Length; i++) list.Add(HostPrograms.Expand(c.Command[i], env));
+            foreach (var a in c.Args) list.Add(HostPrograms.Expand(a, env));
+            args = list;
+        }
+        else
+        {
+            // A sample pod added while running, to a mesh that started without one.
+            launcher = _samples ??= Executables.Find(Executables.Samples, out var error) ?? throw new LocalMeshException(error!);
+            args = [c.Image == MeshPlan.EchoImage ? "echo" : "sleep"];
+        }
+        _report($"starting pod {c.DisplayName} on {c.Address} (node {c.Node}, {(c.Command.IsEmpty ? c.Image : c.Command[0])}{(c.InMesh ? "" : ", not in the mesh")})");
+        var name = ComponentName(c);
+        lock (_stateLock) _pods[name] = c;
+        try
+        {
+            StartComponent(new ComponentSpec(name, "pod", launcher, args, env, c.Address.ToString(), c.Node,
+                Path.Combine(_options.StateFolder, "logs", name + ".log")));
+        }
+        catch (InvalidOperationException)
+        {
+            // Not started at all: forget it, so the next config change tries again rather than seeing it "running".
+            SupervisedProcess? failed;
+            lock (_stateLock)
+            {
+                _pods.Remove(name);
+                failed = _components.Find(p => p.Spec.Name == name);
+                if (failed is not null) _components.Remove(failed);
+            }
+            // Nothing runs, so this only closes its log file.
+            if (failed is not null) _ = failed.DisposeAsync().AsTask();
+            throw;
+        }
+    }
+
+    /// <summary>Stops one pod container and forgets it.</summary>
+    internal async Task StopPodAsync(string name, string why)
+    {
+        SupervisedProcess? process;
+        lock (_stateLock)
+        {
+            process = _components.Find(c => c.Spec.Name == name);
+            _pods.Remove(name);
+        }
+        if (process is null) return;
+        _report($"stopping {name}: {why}");
+        await process.DisposeAsync().ConfigureAwait(false);
+        lock (_stateLock) _components.Remove(process);
+        WriteState();
+    }
+
+    /// <summary>The pods running now, as they were started (enrolment as last updated).</summary>
+    internal Dictionary<string, ContainerPlan> RunningPods()
+    {
+        lock (_stateLock) return new Dictionary<string, ContainerPlan>(_pods, StringComparer.Ordinal);
+    }
+
+    /// <summary>Records enrolment and the config's problems as of the latest change, for exec and status.</summary>
+    internal void UpdateView(IReadOnlyDictionary<string, bool> inMesh, IReadOnlyList<string> errors, IReadOnlyList<string> warnings)
+    {
+        lock (_stateLock)
+        {
+            foreach (var (name, enrolled) in inMesh)
+            {
+                if (_pods.TryGetValue(name, out var c) && c.InMesh != enrolled) _pods[name] = c with { InMesh = enrolled };
+            }
+            _configErrors = errors;
+            _configWarnings = warnings;
+        }
+        WriteState();
     }
 
     /// <summary>What a pod is told about itself (the Kubernetes downward API, by convention).</summary>
@@ -221,11 +293,16 @@ internal sealed class LocalMesh : IAsyncDisposable
 
     private Task StartAsync(ComponentSpec spec)
     {
+        StartComponent(spec);
+        return Task.CompletedTask;
+    }
+
+    private void StartComponent(ComponentSpec spec)
+    {
         var p = new SupervisedProcess(spec, _report, _options.Echo, _stopping);
         p.Started += WriteState;
         lock (_stateLock) _components.Add(p);
         p.Start();
-        return Task.CompletedTask;
     }
 
     private async Task WaitForAsync(string what, Func<Task<bool>> probe, string component, CancellationToken ct)
@@ -311,14 +388,19 @@ internal sealed class LocalMesh : IAsyncDisposable
                 var p = c.Current;
                 int pid;
                 try { pid = p is null || p.HasExited ? 0 : p.Id; } catch (InvalidOperationException) { pid = 0; }
+                PodRecord? pod = null;
+                if (_pods.TryGetValue(c.Spec.Name, out var plan))
+                {
+                    pod = new PodRecord(plan.Namespace, plan.Pod, plan.ServiceAccount, plan.InMesh, c.Spec.Env);
+                }
                 records.Add(new ComponentRecord(c.Spec.Name, c.Spec.Kind, pid, p is null || pid == 0 ? 0 : Signals.StartTicks(p),
-                    c.Spec.Address, c.Spec.Node, c.Spec.LogPath, c.Restarts));
+                    c.Spec.Address, c.Spec.Node, c.Spec.LogPath, c.Restarts, pod));
             }
             using var self = System.Diagnostics.Process.GetCurrentProcess();
             try
             {
                 new LocalState(Environment.ProcessId, Signals.StartTicks(self), _plan.ConfigFolder, _options.StateFolder,
-                    _options.ControlAddress.ToString(), _phase, _message, records).Write();
+                    _options.ControlAddress.ToString(), _phase, _message, records, _configErrors, _configWarnings).Write();
             }
             catch (IOException e)
             {
@@ -330,6 +412,8 @@ internal sealed class LocalMesh : IAsyncDisposable
     /// <summary>Stops every component at once (pods, ztunnels and istiod-lite in parallel) within the grace period.</summary>
     public async ValueTask DisposeAsync()
     {
+        // No pod may be started or stopped behind the shutdown.
+        if (_reconciler is not null) await _reconciler.DisposeAsync().ConfigureAwait(false);
         SupervisedProcess[] all;
         lock (_stateLock) all = [.. _components];
         var stops = new Task[all.Length];

@@ -4,12 +4,20 @@ using System.Text.Json.Serialization;
 namespace Ambient.Ctl.Local;
 
 /// <summary>One running process of the local mesh, as recorded for `local status` and `local down`.</summary>
-internal sealed record ComponentRecord(string Name, string Kind, int Pid, long StartTicks, string? Address, string? Node, string Log, int Restarts);
+internal sealed record ComponentRecord(string Name, string Kind, int Pid, long StartTicks, string? Address, string? Node, string Log, int Restarts,
+    PodRecord? Pod = null);
+
+/// <summary>
+/// What `exec` and `status` need of a running pod, as the supervisor runs it (its last good config): names,
+/// enrolment right now, and the environment its process was given.
+/// </summary>
+internal sealed record PodRecord(string Namespace, string Name, string ServiceAccount, bool InMesh, IReadOnlyDictionary<string, string> Env);
 
 /// <summary>
 /// The small state file of a running local mesh (AMBIENT_HOME/local.json, default ~/.ambient/local.json): who
 /// supervises it, where its config and state live, and every process with its pid and start time, so `local
-/// down` kills exactly those processes and nothing else.
+/// down` kills exactly those processes and nothing else; and the problems of the config as the supervisor last read
+/// it, so every command shows them while the mesh keeps running its last good state.
 /// </summary>
 internal sealed record LocalState(
     int SupervisorPid,
@@ -19,7 +27,9 @@ internal sealed record LocalState(
     string ControlAddress,
     string Phase,
     string? Message,
-    IReadOnlyList<ComponentRecord> Components)
+    IReadOnlyList<ComponentRecord> Components,
+    IReadOnlyList<string>? ConfigErrors = null,
+    IReadOnlyList<string>? ConfigWarnings = null)
 {
     public const string PhaseStarting = "starting";
     public const string PhaseReady = "ready";

@@ -22,12 +22,30 @@ internal sealed record ContainerPlan(
 {
     /// <summary>Name used in logs, the state file and messages: ns/pod or ns/pod/container when the pod has several.</summary>
     public string DisplayName { get; init; } = Namespace + "/" + Pod;
+
+    /// <summary>Enrolled in the mesh (istio.io/dataplane-mode of the pod, else of its namespace), as istiod-lite decides.</summary>
+    public bool InMesh { get; init; }
+
+    /// <summary>
+    /// Whether <paramref name="other"/> runs the same process: what it runs, with what, where. Labels, enrolment and
+    /// the line it is declared on are not part of it, so a label change never restarts a pod.
+    /// </summary>
+    public bool SameProcess(ContainerPlan other) =>
+        DisplayName == other.DisplayName && Node == other.Node && Address.Equals(other.Address) && ServiceAccount == other.ServiceAccount
+        && Image == other.Image && Port == other.Port && Command.SequenceEqual(other.Command) && Args.SequenceEqual(other.Args)
+        && Env.Count == other.Env.Count && Env.All(e => other.Env.TryGetValue(e.Key, out var v) && v == e.Value);
 }
 
+/// <summary>The containers a config asks for, the node addresses, and what keeps some pods from running.</summary>
+internal sealed record PodPlan(
+    ImmutableSortedDictionary<string, IPAddress> Nodes,
+    ImmutableArray<ContainerPlan> Containers,
+    ImmutableArray<ConfigError> Problems);
+
 /// <summary>
-/// What `local up` will run for a folder: one ztunnel per node named by a pod's spec.nodeName (at the address
-/// istiod-lite publishes for it) and one process per container. Built from the same parser and address allocator
-/// istiod-lite uses, so a pod process binds exactly the address the mesh routes to.
+/// What `local up` will run for a folder (or one file, as kubectl's -f takes either): one ztunnel per node named by a
+/// pod's spec.nodeName (at the address istiod-lite publishes for it) and one process per container. Built from the
+/// same parser and address allocator istiod-lite uses, so a pod process binds exactly the address the mesh routes to.
 /// </summary>
 internal sealed record MeshPlan(
     string ConfigFolder,
@@ -38,18 +56,28 @@ internal sealed record MeshPlan(
     public const string EchoImage = "ambient/echo";
     public const string SleepImage = "ambient/sleep";
 
-    /// <summary>Parses and validates the folder; every problem is reported with file:line, nothing throws.</summary>
-    public static MeshPlan? Load(string folder, out ImmutableArray<ConfigError> errors)
+    /// <summary>Parses and validates the folder or file; every problem is reported with file:line, nothing throws.</summary>
+    public static MeshPlan? Load(string path, out ImmutableArray<ConfigError> errors)
     {
         var problems = ImmutableArray.CreateBuilder<ConfigError>();
-        var full = Path.GetFullPath(folder);
-        if (!Directory.Exists(full))
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
+        List<string> paths;
+        if (File.Exists(full))
         {
-            errors = [new ConfigError(new SourceLocation(full, 0), "-f", "folder does not exist")];
+            paths = [full];
+        }
+        else if (Directory.Exists(full))
+        {
+            paths = EnumerateYaml(full);
+            if (paths.Count == 0) problems.Add(new ConfigError(new SourceLocation(full, 0), "-f", "no *.yaml or *.yml files in the folder"));
+        }
+        else
+        {
+            errors = [new ConfigError(new SourceLocation(full, 0), "-f", "no such file or folder")];
             return null;
         }
         var files = new List<FileContribution>();
-        foreach (var file in EnumerateYaml(full))
+        foreach (var file in paths)
         {
             string text;
             try
@@ -58,30 +86,44 @@ internal sealed record MeshPlan(
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                problems.Add(new ConfigError(new SourceLocation(file, 0), "-", $"cannot read: {e.Message}"));
+                problems.Add(new ConfigError(new SourceLocation(file, 0), "", $"cannot read: {e.Message}"));
                 continue;
             }
             var parsed = ManifestParser.Parse(file, text);
             files.Add(new FileContribution(file, parsed.Resources, parsed.Errors));
         }
-        if (files.Count == 0 && problems.Count == 0)
-        {
-            problems.Add(new ConfigError(new SourceLocation(full, 0), "-f", "no *.yaml or *.yml files in the folder"));
-        }
         var merged = ConfigMerge.Merge(1, files);
         problems.AddRange(merged.Errors);
+        var pods = Plan(merged.Resources);
+        problems.AddRange(pods.Problems);
+        if (pods.Containers.IsEmpty && problems.Count == 0)
+        {
+            problems.Add(new ConfigError(new SourceLocation(full, 0), "-f", "declares no pods; nothing to run"));
+        }
+        errors = problems.ToImmutable();
+        if (!errors.IsEmpty) return null;
+        return new MeshPlan(full, merged.Resources, pods.Nodes, pods.Containers);
+    }
+
+    /// <summary>
+    /// The processes a set of resources asks for, and what keeps a pod from running (each problem leaves out only
+    /// its own container). Strict `local up` refuses any problem; the running supervisor starts what it can.
+    /// </summary>
+    internal static PodPlan Plan(ImmutableArray<Resource> resources)
+    {
+        var problems = ImmutableArray.CreateBuilder<ConfigError>();
         var firstNodeOctet = NodeAddressBase.FromEnvironment(out var baseError);
         if (baseError is not null) problems.Add(baseError);
-        var assignment = LoopbackAddressAllocator.AssignAll(merged.Resources, firstNodeOctet);
+        var assignment = LoopbackAddressAllocator.AssignAll(resources, firstNodeOctet);
         problems.AddRange(assignment.Problems);
 
-        var namespaces = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var r in merged.Resources)
+        var namespaces = new Dictionary<string, NamespaceResource>(StringComparer.Ordinal);
+        foreach (var r in resources)
         {
-            if (r is NamespaceResource ns) namespaces.Add(ns.Metadata.Name);
+            if (r is NamespaceResource ns) namespaces[ns.Metadata.Name] = ns;
         }
         var containers = ImmutableArray.CreateBuilder<ContainerPlan>();
-        foreach (var r in merged.Resources)
+        foreach (var r in resources)
         {
             if (r is not PodResource pod) continue;
             if (string.IsNullOrEmpty(pod.NodeName))
@@ -89,7 +131,8 @@ internal sealed record MeshPlan(
                 problems.Add(new ConfigError(pod.Source, "spec.nodeName",
                     $"pod {pod.Metadata.Namespace}/{pod.Metadata.Name} names no node; the local mesh runs one ztunnel per spec.nodeName"));
             }
-            if (!namespaces.Contains(pod.Metadata.Namespace) && pod.Metadata.Namespace != "default")
+            namespaces.TryGetValue(pod.Metadata.Namespace, out var nsResource);
+            if (nsResource is null && pod.Metadata.Namespace != "default")
             {
                 problems.Add(new ConfigError(pod.Source, "metadata.namespace",
                     $"namespace '{pod.Metadata.Namespace}' is not declared (add a Namespace document)"));
@@ -101,6 +144,7 @@ internal sealed record MeshPlan(
                     $"pod {pod.Metadata.Namespace}/{pod.Metadata.Name} needs a loopback address (127.x.y.z) to run locally, not {address}"));
                 continue;
             }
+            var inMesh = MeshBuilder.IsEnrolled(pod, nsResource);
             foreach (var c in pod.Containers)
             {
                 if (CheckRunnable(pod, c) is { } problem)
@@ -114,17 +158,12 @@ internal sealed record MeshPlan(
                     DisplayName = pod.Containers.Length == 1
                         ? pod.Metadata.Namespace + "/" + pod.Metadata.Name
                         : pod.Metadata.Namespace + "/" + pod.Metadata.Name + "/" + c.Name,
+                    InMesh = inMesh,
                 });
             }
         }
-        if (containers.Count == 0 && problems.Count == 0)
-        {
-            problems.Add(new ConfigError(new SourceLocation(full, 0), "-f", "the folder declares no pods; nothing to run"));
-        }
-        errors = problems.ToImmutable();
-        if (!errors.IsEmpty) return null;
         var nodes = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, assignment.Nodes);
-        return new MeshPlan(full, merged.Resources, nodes, containers.ToImmutable());
+        return new PodPlan(nodes, containers.ToImmutable(), problems.ToImmutable());
     }
 
     /// <summary>A container runs either a built-in sample image or, given command:, a program of this host.</summary>
@@ -143,7 +182,7 @@ internal sealed record MeshPlan(
             $"image '{c.Image}' is not a built-in sample image ({EchoImage}, {SleepImage}); give the container a command: to run a program of this host");
     }
 
-    private static IEnumerable<string> EnumerateYaml(string folder)
+    private static List<string> EnumerateYaml(string folder)
     {
         var files = new List<string>();
         foreach (var f in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories))

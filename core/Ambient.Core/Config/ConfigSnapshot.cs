@@ -56,6 +56,8 @@ internal static class ConfigMerge
             }
         }
 
+        ServiceAccountReferences.RejectMissing(winners, errors);
+
         var keys = winners.Keys.ToList();
         keys.Sort(StringComparer.Ordinal);
         var resources = ImmutableArray.CreateBuilder<Resource>(keys.Count);

@@ -5,8 +5,8 @@ using Microsoft.Extensions.Logging;
 namespace Ambient.Core.Config;
 
 /// <summary>
-/// Watches a folder of Kubernetes-style YAML (recursively, *.yaml and *.yml) and keeps the merged config
-/// current. A file that turns bad keeps contributing what it produced on its last clean parse, so a typo
+/// Watches a folder of Kubernetes-style YAML (recursively, *.yaml and *.yml), or one file (as kubectl's -f takes
+/// either), and keeps the merged config current. A file that turns bad keeps contributing what it produced on its last clean parse, so a typo
 /// saved mid-edit does not tear down running workloads; its errors are reported until it is fixed.
 /// Changes are picked up from FileSystemWatcher events (debounced) and, because watchers can miss
 /// events (overflow, network/overlay filesystems, atomic symlink swaps), from a periodic mtime+size rescan.
@@ -20,6 +20,8 @@ internal sealed partial class FolderConfigSource : IDisposable
     private const long MaxFileBytes = 16 * 1024 * 1024;
 
     private readonly string _folder;
+    // Set when the source is one file: only that file is read and watched, whatever its name.
+    private readonly string? _singleFile;
     private readonly ILogger<FolderConfigSource> _logger;
     private readonly TimeSpan _debounce;
 
@@ -55,7 +57,16 @@ internal sealed partial class FolderConfigSource : IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         ArgumentNullException.ThrowIfNull(logger);
-        _folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
+        if (File.Exists(full))
+        {
+            _singleFile = full;
+            _folder = Path.GetDirectoryName(full)!;
+        }
+        else
+        {
+            _folder = full;
+        }
         _logger = logger;
         _debounce = debounce ?? DefaultDebounce;
         _time = time ?? TimeProvider.System;
@@ -71,8 +82,8 @@ internal sealed partial class FolderConfigSource : IDisposable
     /// <summary>How often the folder is rescanned when no watcher event arrives.</summary>
     public static TimeSpan RescanPeriod => RescanInterval;
 
-    /// <summary>The folder being watched (full path).</summary>
-    public string Folder => _folder;
+    /// <summary>What is being watched (full path): the folder, or the one file.</summary>
+    public string Folder => _singleFile ?? _folder;
 
     public ConfigSnapshot Current => _current;
 
@@ -84,7 +95,7 @@ internal sealed partial class FolderConfigSource : IDisposable
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (Interlocked.Exchange(ref _started, 1) != 0) throw new InvalidOperationException("FolderConfigSource was already started");
-        if (!Directory.Exists(_folder)) throw new DirectoryNotFoundException($"config folder '{_folder}' does not exist");
+        if (_singleFile is null && !Directory.Exists(_folder)) throw new DirectoryNotFoundException($"config folder '{_folder}' does not exist");
 
         // Watch before the first scan so nothing written during the scan is missed.
         if (UseFileSystemWatcher) StartWatcher();
@@ -141,7 +152,8 @@ internal sealed partial class FolderConfigSource : IDisposable
         {
             var w = new FileSystemWatcher(_folder)
             {
-                IncludeSubdirectories = true,
+                IncludeSubdirectories = _singleFile is null,
+                Filter = _singleFile is null ? "*" : Path.GetFileName(_singleFile),
                 NotifyFilter = NotifyFilters.FileName | NotifyFilters.DirectoryName | NotifyFilters.LastWrite | NotifyFilters.Size,
                 InternalBufferSize = 64 * 1024,
             };
@@ -182,8 +194,10 @@ internal sealed partial class FolderConfigSource : IDisposable
         catch (SemaphoreFullException) { }
     }
 
-    private static bool IsConfigFile(string path) =>
-        path.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".yml", StringComparison.OrdinalIgnoreCase);
+    private bool IsConfigFile(string path) =>
+        _singleFile is not null
+            ? string.Equals(path, _singleFile, StringComparison.Ordinal)
+            : path.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".yml", StringComparison.OrdinalIgnoreCase);
 
     private async Task RunAsync(CancellationToken ct)
     {
@@ -310,6 +324,11 @@ internal sealed partial class FolderConfigSource : IDisposable
 
     private List<string> EnumerateConfigFiles()
     {
+        if (_singleFile is not null)
+        {
+            // Gone (mid-rename by an editor, or deleted): an empty list, so its resources go as a folder's would.
+            return File.Exists(_singleFile) ? [_singleFile] : [];
+        }
         // Default options skip hidden entries, which is what we want: editor swap files, and the "..data"
         // directories of a mounted Kubernetes ConfigMap (whose visible *.yaml symlinks we do read).
         var options = new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, MatchType = MatchType.Simple };

@@ -120,5 +120,6 @@ public sealed record UnknownResource(string ApiVersion, string Kind, ObjectMeta 
 /// <summary>A rejected document or field, named precisely enough to fix: file:line, field path, what is wrong.</summary>
 public sealed record ConfigError(SourceLocation Source, string Field, string Message)
 {
-    public override string ToString() => $"{Source}: {Field}: {Message}";
+    // A problem with the file as a whole (a YAML syntax error) names no field: no empty "file:24: : message" then.
+    public override string ToString() => Field.Length == 0 ? $"{Source}: {Message}" : $"{Source}: {Field}: {Message}";
 }

@@ -223,7 +223,8 @@ public class ManifestParserTests
         var error = Assert.Single(result.Errors, e => e.Field == field);
         Assert.Equal(new SourceLocation(File, line), error.Source);
         Assert.Contains(message, error.Message, StringComparison.Ordinal);
-        Assert.StartsWith($"{File}:{line}: {field}: ", error.ToString(), StringComparison.Ordinal);
+        Assert.StartsWith(field.Length == 0 ? $"{File}:{line}: " : $"{File}:{line}: {field}: ", error.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(": :", error.ToString(), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -184,6 +184,14 @@ internal sealed class MeshEnvironment : IAsyncDisposable
           name: {{{ns}}}-legacy
         ---
         apiVersion: v1
+        kind: ServiceAccount
+        metadata: {name: client, namespace: {{{ns}}}}
+        ---
+        apiVersion: v1
+        kind: ServiceAccount
+        metadata: {name: echo, namespace: {{{ns}}}}
+        ---
+        apiVersion: v1
         kind: Pod
         metadata: {name: client, namespace: {{{ns}}}, labels: {app: client}}
         spec:
