@@ -44,6 +44,19 @@ internal sealed class IstiodFixture : IAsyncDisposable
 
     public string TokenOf(string node) => File.ReadAllText(Path.Combine(StateFolder, "tokens", node + ".token")).Trim();
 
+    /// <summary>CreateCertificate through tests/interop/ca_client.py (python3-grpcio); returns its JSON answer.</summary>
+    public async Task<JsonElement> CallCaAsync(string csrFile, string? token, string? identity, long ttl = 0)
+    {
+        var args = new List<string> { Interop("ca_client.py"), "--protos", ProtoRoot,
+            "--target", Target, "--root", Root, "--csr", csrFile, "--ttl", ttl.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        // "=" form: a base64url token may start with "-", which argparse would take for an option.
+        if (token is not null) { args.Add("--token=" + token); }
+        if (identity is not null) { args.AddRange(["--identity", identity]); }
+        var (code, stdout, stderr) = await Python.RunAsync(args, TimeSpan.FromSeconds(60));
+        Assert.True(code == 0, $"ca_client.py exited {code}: {stderr}");
+        return Python.LastJson(stdout);
+    }
+
     public void WriteConfig(string name, string text)
     {
         // Write then rename so the watcher never sees a half-written file.
