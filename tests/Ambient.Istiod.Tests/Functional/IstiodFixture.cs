@@ -28,7 +28,8 @@ internal sealed class IstiodFixture : IAsyncDisposable
     public string Root => Host.RootCertificatePath;
     public string Scratch => _dir.Path;
 
-    public static async Task<IstiodFixture> StartAsync(IReadOnlyDictionary<string, string> files, TempDir? reuse = null)
+    /// <param name="logs">Receives istiod-lite's log records (Information and up) when given.</param>
+    public static async Task<IstiodFixture> StartAsync(IReadOnlyDictionary<string, string> files, TempDir? reuse = null, CapturedLogs? logs = null)
     {
         var dir = reuse ?? new TempDir();
         var config = Path.Combine(dir.Path, "mesh");
@@ -38,7 +39,16 @@ internal sealed class IstiodFixture : IAsyncDisposable
             File.WriteAllText(Path.Combine(config, name), text);
         }
         var options = new IstiodOptions(config, Path.Combine(dir.Path, "state"), new IPEndPoint(IPAddress.Loopback, 0), null, "Kubernetes", "cluster.local");
-        var host = await IstiodHost.StartAsync(options, l => l.SetMinimumLevel(LogLevel.Warning), CancellationToken.None);
+        var host = await IstiodHost.StartAsync(options, l =>
+        {
+            l.SetMinimumLevel(LogLevel.Warning);
+            if (logs is not null)
+            {
+                l.SetMinimumLevel(LogLevel.Information);
+                l.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>(null, LogLevel.Warning);
+                l.AddProvider(new CapturedLogsProvider(logs, LogLevel.Information));
+            }
+        }, CancellationToken.None);
         return new IstiodFixture(dir, host);
     }
 
