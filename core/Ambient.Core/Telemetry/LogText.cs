@@ -18,6 +18,12 @@ internal static class LogText
         {
             return string.Empty;
         }
+        // Even the first line of a PEM private key carries key bits (a P-256 PKCS#8 body reaches the private
+        // scalar after 48 characters): PEM data is named, never shown.
+        if (value.Contains("-----BEGIN ", StringComparison.Ordinal))
+        {
+            return $"(PEM data of {value.Length} characters, not shown)";
+        }
         var keep = Math.Min(value.Length, maxChars);
         var clean = true;
         for (var i = 0; i < keep; i++)
