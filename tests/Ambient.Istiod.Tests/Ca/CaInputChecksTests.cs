@@ -116,4 +116,18 @@ public sealed class CaInputChecksTests : IDisposable
         Assert.Throws<InvalidTtlException>(() => _ca.IssueWorkloadCertificate(csr.CsrPem, Id, TimeSpan.FromSeconds(-1)));
         Assert.Throws<InvalidTtlException>(() => _ca.IssueWorkloadCertificate(csr.CsrPem, Id, CertificateAuthority.MaxTtl + TimeSpan.FromSeconds(1)));
     }
+
+    [Fact]
+    public void A_huge_impersonated_identity_is_refused_without_being_echoed()
+    {
+        using var csr = WorkloadCsr.Create(Id);
+        var request = Request(csr.CsrPem);
+        request.Metadata.Fields[CertificateService.ImpersonatedIdentityField] = Value.ForString("spiffe://cluster.local/ns/" + new string('a', 100_000));
+
+        var ex = Assert.Throws<CaRequestException>(() => _service.CreateCertificate(request, _auth));
+
+        Assert.Equal(CaErrorKind.InvalidArgument, ex.Kind);
+        Assert.DoesNotContain(new string('a', 81), ex.Message, StringComparison.Ordinal);
+        Assert.True(ex.Message.Length < 400, "the refusal quotes the request: " + ex.Message.Length + " characters");
+    }
 }
