@@ -40,6 +40,8 @@ public sealed class LogFileModeTests : IDisposable
 
         Assert.Equal(OwnerFolder, File.GetUnixFileMode(logs));
         Assert.Equal(OwnerFile, File.GetUnixFileMode(log));
+        // The state folder made on the way is private too (istiod-lite refuses one others can write).
+        Assert.Equal(OwnerFolder, File.GetUnixFileMode(Path.GetDirectoryName(logs)!));
     }
 
     [Fact]

@@ -20,9 +20,16 @@ internal static class OwnerOnlyFiles
             Directory.CreateDirectory(path);
             return;
         }
-        if (!Directory.Exists(path))
+        // Each missing level is made 0700 itself (and the umask can only remove bits), so a missing state folder
+        // above a logs folder never appears group-writable under a permissive umask such as 002.
+        var missing = new Stack<string>();
+        for (var level = Path.GetFullPath(path); !Directory.Exists(level); level = Path.GetDirectoryName(level)!)
         {
-            Directory.CreateDirectory(path, FolderMode);
+            missing.Push(level);
+        }
+        while (missing.TryPop(out var level))
+        {
+            Directory.CreateDirectory(level, FolderMode);
         }
         Tighten(path, File.GetUnixFileMode(path));
     }
