@@ -10,9 +10,7 @@ public sealed class CaInputChecksWireTests : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        Python.Require("grpc", "python3-grpcio");
-        Python.Require("grpc_tools.protoc", "python3-grpc-tools");
-        _istiod = await IstiodFixture.StartAsync(Meshes.Demo());
+        _istiod = await IstiodFixture.StartForGrpcioAsync(Meshes.Demo());
     }
 
     public async ValueTask DisposeAsync() => await _istiod.DisposeAsync();

@@ -12,9 +12,7 @@ public sealed class CaInteropTests : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        Python.Require("grpc", "python3-grpcio");
-        Python.Require("grpc_tools.protoc", "python3-grpc-tools");
-        _istiod = await IstiodFixture.StartAsync(Meshes.Demo());
+        _istiod = await IstiodFixture.StartForGrpcioAsync(Meshes.Demo());
     }
 
     public async ValueTask DisposeAsync() => await _istiod.DisposeAsync();

@@ -54,6 +54,14 @@ internal sealed class IstiodFixture : IAsyncDisposable
 
     public string TokenOf(string node) => File.ReadAllText(Path.Combine(StateFolder, "tokens", node + ".token")).Trim();
 
+    /// <summary>Starts istiod-lite for tests driven by the python3-grpcio clients, failing first if those are missing.</summary>
+    public static Task<IstiodFixture> StartForGrpcioAsync(IReadOnlyDictionary<string, string> files, CapturedLogs? logs = null)
+    {
+        Python.Require("grpc", "python3-grpcio");
+        Python.Require("grpc_tools.protoc", "python3-grpc-tools");
+        return StartAsync(files, reuse: null, logs);
+    }
+
     /// <summary>CreateCertificate through tests/interop/ca_client.py (python3-grpcio); returns its JSON answer.</summary>
     public async Task<JsonElement> CallCaAsync(string csrFile, string? token, string? identity, long ttl = 0)
     {

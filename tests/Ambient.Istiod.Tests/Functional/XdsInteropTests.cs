@@ -15,9 +15,7 @@ public sealed class XdsInteropTests : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        Python.Require("grpc", "python3-grpcio");
-        Python.Require("grpc_tools.protoc", "python3-grpc-tools");
-        _istiod = await IstiodFixture.StartAsync(Meshes.Demo(), logs: _logs);
+        _istiod = await IstiodFixture.StartForGrpcioAsync(Meshes.Demo(), logs: _logs);
     }
 
     public async ValueTask DisposeAsync() => await _istiod.DisposeAsync();
