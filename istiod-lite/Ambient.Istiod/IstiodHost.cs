@@ -56,7 +56,8 @@ internal sealed class IstiodHost : IAsyncDisposable
 
     public static async Task<IstiodHost> StartAsync(IstiodOptions options, Action<ILoggingBuilder>? configureLogging, CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(options.StateFolder);
+        // Created owner-only when missing; an existing one is checked before use (CaStore, NodeTokens).
+        PrivateFile.EnsureDirectory(options.StateFolder);
         var root = CaStore.LoadOrCreate(options.StateFolder, options.TrustDomain);
         var ca = new CertificateAuthority(root);
         var tokens = new NodeTokens(options.StateFolder);

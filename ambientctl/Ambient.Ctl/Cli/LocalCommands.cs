@@ -93,8 +93,7 @@ internal static class LocalCommands
         if (settings.Supervise)
         {
             // Nobody reads our stdout in the background: write to a log file instead of a pipe that would fill up.
-            Directory.CreateDirectory(Path.Combine(stateFolder, "logs"));
-            supervisorLog = new StreamWriter(Path.Combine(stateFolder, "logs", "ambientctl.log"), append: true) { AutoFlush = true };
+            supervisorLog = new StreamWriter(Ambient.Core.Files.OwnerOnlyFiles.OpenAppend(Path.Combine(stateFolder, "logs", "ambientctl.log"))) { AutoFlush = true };
             Console.SetOut(supervisorLog);
             Console.SetError(supervisorLog);
         }

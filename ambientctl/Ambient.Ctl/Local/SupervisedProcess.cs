@@ -59,8 +59,8 @@ internal sealed class SupervisedProcess : IAsyncDisposable
     /// <summary>Starts the first instance; throws with a clear message if the program cannot be started at all.</summary>
     public void Start()
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(_spec.LogPath)!);
-        _log = new StreamWriter(new FileStream(_spec.LogPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+        // Owner-only (0600 in a 0700 folder): a component's log may quote config and secrets.
+        _log = new StreamWriter(Ambient.Core.Files.OwnerOnlyFiles.OpenAppend(_spec.LogPath)) { AutoFlush = true };
         var first = Launch();
         _loop = Task.Run(() => SuperviseAsync(first));
     }

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Ambient.Core.Telemetry;
 
 namespace Ambient.Core.Config;
 
@@ -49,7 +50,7 @@ internal static class ConfigMerge
                 if (winners.TryGetValue(r.Key, out var first))
                 {
                     errors.Add(new ConfigError(r.Source, "metadata.name",
-                        $"duplicate {r.Key}: already defined at {first.Source}; this definition is ignored"));
+                        $"duplicate {LogText.Clip(r.Key)}: already defined at {first.Source}; this definition is ignored"));
                     continue;
                 }
                 winners.Add(r.Key, r);

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Globalization;
+using Ambient.Core.Telemetry;
 
 namespace Ambient.Core.Config;
 
@@ -21,7 +22,7 @@ internal sealed class DocumentContext(string file)
 
     public static string Index(string parent, int i) => parent + "[" + i.ToString(CultureInfo.InvariantCulture) + "]";
 
-    public static string Key(string parent, string key) => parent + "[" + key + "]";
+    public static string Key(string parent, string key) => parent + "[" + LogText.Clip(key) + "]";
 
     private static bool IsAbsent(YamlNode? node) => node is null or YamlScalar { Kind: ScalarKind.Null };
 
@@ -68,7 +69,7 @@ internal sealed class DocumentContext(string file)
         }
         if (check?.Invoke(s) is { } problem)
         {
-            Error(node!.Line, field, $"Invalid value: \"{s}\": {problem}");
+            Error(node!.Line, field, $"Invalid value: \"{LogText.Clip(s)}\": {problem}");
             return null;
         }
         return s;
@@ -80,7 +81,7 @@ internal sealed class DocumentContext(string file)
         if (node is YamlScalar { Kind: ScalarKind.String } s) return s.Value;
         if (node is YamlScalar { Kind: ScalarKind.Int or ScalarKind.Float or ScalarKind.Bool } other)
         {
-            Error(node.Line, field, $"must be a string, not {other.Describe()}; quote it (\"{other.Value}\") to use it as text");
+            Error(node.Line, field, $"must be a string, not {other.Describe()}; quote it (\"{LogText.Clip(other.Value)}\") to use it as text");
             return null;
         }
         Error(node.Line, field, $"must be a string, not {node.Describe()}");
@@ -131,7 +132,7 @@ internal sealed class DocumentContext(string file)
             var entryField = Key(field, k.Value);
             if (keyCheck?.Invoke(k.Value) is { } keyProblem)
             {
-                Error(k.Line, entryField, $"Invalid value: \"{k.Value}\": {keyProblem}");
+                Error(k.Line, entryField, $"Invalid value: \"{LogText.Clip(k.Value)}\": {keyProblem}");
                 continue;
             }
             // An explicit null is the empty string to Kubernetes' decoder.
@@ -139,7 +140,7 @@ internal sealed class DocumentContext(string file)
             if (value is null) continue;
             if (valueCheck?.Invoke(value) is { } valueProblem)
             {
-                Error(valueNode.Line, entryField, $"Invalid value: \"{value}\": {valueProblem}");
+                Error(valueNode.Line, entryField, $"Invalid value: \"{LogText.Clip(value)}\": {valueProblem}");
                 continue;
             }
             b[k.Value] = value;

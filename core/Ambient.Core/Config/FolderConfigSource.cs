@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
+using Ambient.Core.Files;
 using Microsoft.Extensions.Logging;
+using Ambient.Core.Telemetry;
 
 namespace Ambient.Core.Config;
 
@@ -22,6 +24,8 @@ internal sealed partial class FolderConfigSource : IDisposable
     private readonly string _folder;
     // Set when the source is one file: only that file is read and watched, whatever its name.
     private readonly string? _singleFile;
+    // The folder with every symbolic link resolved: files whose real path is not under it are not read.
+    private string _realFolder;
     private readonly ILogger<FolderConfigSource> _logger;
     private readonly TimeSpan _debounce;
 
@@ -67,6 +71,7 @@ internal sealed partial class FolderConfigSource : IDisposable
         {
             _folder = full;
         }
+        _realFolder = _folder;
         _logger = logger;
         _debounce = debounce ?? DefaultDebounce;
         _time = time ?? TimeProvider.System;
@@ -96,6 +101,7 @@ internal sealed partial class FolderConfigSource : IDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (Interlocked.Exchange(ref _started, 1) != 0) throw new InvalidOperationException("FolderConfigSource was already started");
         if (_singleFile is null && !Directory.Exists(_folder)) throw new DirectoryNotFoundException($"config folder '{_folder}' does not exist");
+        _realFolder = RealPath.Resolve(_folder) ?? _folder;
 
         // Watch before the first scan so nothing written during the scan is missed.
         if (UseFileSystemWatcher) StartWatcher();
@@ -301,7 +307,7 @@ internal sealed partial class FolderConfigSource : IDisposable
                 {
                     continue;
                 }
-                var next = Load(path, info, previous);
+                var next = Load(path, info, previous, _realFolder);
                 if (next is null)
                 {
                     seen.Remove(path);
@@ -341,8 +347,12 @@ internal sealed partial class FolderConfigSource : IDisposable
         return list;
     }
 
-    /// <summary>Reads and parses one file; null if it disappeared meanwhile.</summary>
-    private static FileState? Load(string path, FileInfo info, FileState? previous)
+    /// <summary>
+    /// Reads and parses one file; null if it disappeared meanwhile. A file whose real path leaves
+    /// <paramref name="realFolder"/> (a symbolic link, or a file under a linked folder) is refused unread: a link
+    /// to the CA key or a node token would otherwise be parsed and its content end up in errors and logs.
+    /// </summary>
+    private static FileState? Load(string path, FileInfo info, FileState? previous, string realFolder)
     {
         long length;
         DateTime writeTime;
@@ -357,6 +367,13 @@ internal sealed partial class FolderConfigSource : IDisposable
                     new ConfigError(new SourceLocation(path, 1), "", $"file is {length} bytes; config files are limited to {MaxFileBytes} bytes"));
             }
             using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            var real = RealPath.OfOpenFile(stream.SafeFileHandle, path);
+            if (real is null || !RealPath.IsInside(real, realFolder))
+            {
+                return Rejected(previous, length, writeTime, readFailed: false, new ConfigError(new SourceLocation(path, 1), "",
+                    $"is a symbolic link (or under a linked folder) to '{LogText.Clip(real ?? "?")}', outside the config folder; " +
+                    "links that leave the folder are not followed, so keys and tokens cannot be read through them: copy the file into the folder instead"));
+            }
             using var reader = new StreamReader(stream);
             text = reader.ReadToEnd();
         }
@@ -428,7 +445,7 @@ internal sealed partial class FolderConfigSource : IDisposable
         }
         foreach (var u in next.Ignored)
         {
-            if (_reportedIgnored.Add(u.Key)) Log.KindIgnored(_logger, u.Kind, u.Key, u.Source.ToString());
+            if (_reportedIgnored.Add(u.Key)) Log.KindIgnored(_logger, LogText.Clip(u.Kind), LogText.Clip(u.Key), u.Source.ToString());
         }
         Log.Generation(_logger, next.Generation, next.Resources.Length, next.Errors.Length, next.Ignored.Length);
     }

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Ambient.Core.Telemetry;
 
 namespace Ambient.Core.Config;
 
@@ -35,7 +36,7 @@ internal static partial class ManifestParser
                 if (container is null) continue;
                 if (!containerNames.Add(container.Name))
                 {
-                    ctx.Error(c.Get("name")!.Line, DocumentContext.Field(path, "name"), $"Duplicate value: \"{container.Name}\"");
+                    ctx.Error(c.Get("name")!.Line, DocumentContext.Field(path, "name"), $"Duplicate value: \"{LogText.Clip(container.Name)}\"");
                     continue;
                 }
                 specs.Add(container);
@@ -77,7 +78,7 @@ internal static partial class ManifestParser
                 }
                 if (portName is not null && !podPortNames.Add(portName))
                 {
-                    ctx.Error(p.Get("name")!.Line, DocumentContext.Field(pPath, "name"), $"Duplicate value: \"{portName}\"");
+                    ctx.Error(p.Get("name")!.Line, DocumentContext.Field(pPath, "name"), $"Duplicate value: \"{LogText.Clip(portName)}\"");
                     continue;
                 }
                 if (number is { } ok) ports.Add(new ContainerPort(portName, (int)ok, protocol));
@@ -143,7 +144,7 @@ internal static partial class ManifestParser
                 if (port is null) continue;
                 if (port.Name is not null && !names.Add(port.Name))
                 {
-                    ctx.Error(p.Get("name")!.Line, DocumentContext.Field(pPath, "name"), $"Duplicate value: \"{port.Name}\"");
+                    ctx.Error(p.Get("name")!.Line, DocumentContext.Field(pPath, "name"), $"Duplicate value: \"{LogText.Clip(port.Name)}\"");
                     continue;
                 }
                 if (!numbers.Add((port.Port, port.Protocol)))
@@ -196,7 +197,7 @@ internal static partial class ManifestParser
             case YamlScalar { Kind: ScalarKind.String } s:
                 if (Validation.PortName(s.Value) is { } nProblem)
                 {
-                    ctx.Error(s.Line, targetPath, $"Invalid value: \"{s.Value}\": {nProblem}");
+                    ctx.Error(s.Line, targetPath, $"Invalid value: \"{LogText.Clip(s.Value)}\": {nProblem}");
                     return null;
                 }
                 target = TargetPort.FromName(s.Value);

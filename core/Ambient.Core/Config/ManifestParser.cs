@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using YamlDotNet.Core;
+using Ambient.Core.Telemetry;
 
 namespace Ambient.Core.Config;
 
@@ -43,13 +44,13 @@ internal static partial class ManifestParser
                 errors.Add(new ConfigError(
                     new SourceLocation(filePath, (int)Math.Clamp(ex.Start.Line, 1, int.MaxValue)),
                     "",
-                    "YAML syntax error: " + SyntaxMessage(ex) + "; this document and the rest of the file are ignored"));
+                    "YAML syntax error: " + LogText.Clip(SyntaxMessage(ex), 200) + "; this document and the rest of the file are ignored"));
                 break;
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 // YamlDotNet should only throw YamlException; anything else is still the input's fault.
-                errors.Add(new ConfigError(new SourceLocation(filePath, 1), "", "unreadable YAML: " + ex.Message));
+                errors.Add(new ConfigError(new SourceLocation(filePath, 1), "", "unreadable YAML: " + LogText.Clip(ex.Message, 200)));
                 break;
             }
             if (doc is null) break;
@@ -83,7 +84,10 @@ internal static partial class ManifestParser
     {
         if (root is not YamlMapping map)
         {
-            ctx.Error(root.Line, "", $"a manifest must be a map with apiVersion, kind and metadata, not {root.Describe()}");
+            // A whole document that is one scalar is not a manifest at all (often a key or token saved under a
+            // .yaml name): say what it is, never what it says.
+            var what = root is YamlScalar scalar ? $"a scalar of {scalar.Value.Length} characters (content not shown)" : root.Describe();
+            ctx.Error(root.Line, "", $"a manifest must be a map with apiVersion, kind and metadata, not {what}");
             return;
         }
         // kubectl accepts "kind: List" wrappers (what `kubectl get -o yaml` prints); each item is a resource
@@ -121,7 +125,7 @@ internal static partial class ManifestParser
         if (isKnown && apiVersion != "v1")
         {
             ctx.Error(root.Get("apiVersion")!.Line, DocumentContext.Field(prefix, "apiVersion"),
-                $"Invalid value: \"{apiVersion}\": {kind} is served by apiVersion \"v1\"");
+                $"Invalid value: \"{LogText.Clip(apiVersion)}\": {kind} is served by apiVersion \"v1\"");
         }
 
         Func<string, string?> nameRule = kind switch

@@ -1,6 +1,7 @@
 using System.Globalization;
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
+using Ambient.Core.Telemetry;
 
 namespace Ambient.Core.Config;
 
@@ -39,9 +40,9 @@ internal sealed class YamlScalar : YamlNode
     public override string Describe() => Kind switch
     {
         ScalarKind.Null => "null",
-        ScalarKind.Bool => $"a boolean ({Value})",
-        ScalarKind.Int or ScalarKind.Float => $"a number ({Value})",
-        _ => $"a string (\"{Value}\")",
+        ScalarKind.Bool => $"a boolean ({LogText.Clip(Value)})",
+        ScalarKind.Int or ScalarKind.Float => $"a number ({LogText.Clip(Value)})",
+        _ => $"a string (\"{LogText.Clip(Value)}\")",
     };
 }
 
@@ -173,7 +174,7 @@ internal sealed class YamlDocumentReader
                     }
                     return target;
                 }
-                throw new YamlException(a.Start, a.End, $"alias *{a.Value.Value} refers to an unknown anchor");
+                throw new YamlException(a.Start, a.End, $"alias *{LogText.Clip(a.Value.Value)} refers to an unknown anchor");
             }
             case SequenceStart ss:
             {
@@ -208,7 +209,7 @@ internal sealed class YamlDocumentReader
                         ReadNode(path);
                         continue;
                     }
-                    var childPath = path.Length == 0 ? key.Value : path + "." + key.Value;
+                    var childPath = path.Length == 0 ? LogText.Clip(key.Value) : path + "." + LogText.Clip(key.Value);
                     var value = ReadNode(childPath);
                     map.Size += 1 + value.Size;
                     if (key.Value == "<<" && keyEvent is Scalar { Style: ScalarStyle.Plain })
@@ -221,7 +222,7 @@ internal sealed class YamlDocumentReader
                     }
                     if (map.Get(key.Value) is not null)
                     {
-                        _issues.Add(new YamlTreeIssue(key.Line, childPath, $"duplicate key \"{key.Value}\" in the same map"));
+                        _issues.Add(new YamlTreeIssue(key.Line, childPath, $"duplicate key \"{LogText.Clip(key.Value)}\" in the same map"));
                         continue;
                     }
                     map.Entries.Add(new(key, value));

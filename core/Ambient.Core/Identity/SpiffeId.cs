@@ -1,4 +1,5 @@
 using System.Diagnostics.CodeAnalysis;
+using Ambient.Core.Telemetry;
 
 namespace Ambient.Core.Identity;
 
@@ -82,13 +83,13 @@ internal readonly record struct SpiffeId
         if (!value.StartsWith(Scheme, StringComparison.Ordinal))
         {
             error = value.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase)
-                ? $"SPIFFE ID '{value}': the scheme must be lowercase 'spiffe://'"
-                : $"SPIFFE ID '{value}' does not start with 'spiffe://'";
+                ? $"SPIFFE ID '{LogText.Clip(value)}': the scheme must be lowercase 'spiffe://'"
+                : $"SPIFFE ID '{LogText.Clip(value)}' does not start with 'spiffe://'";
             return false;
         }
         if (value.AsSpan().IndexOfAny('?', '#') >= 0)
         {
-            error = $"SPIFFE ID '{value}' must not have a query or fragment";
+            error = $"SPIFFE ID '{LogText.Clip(value)}' must not have a query or fragment";
             return false;
         }
 
@@ -98,7 +99,7 @@ internal readonly record struct SpiffeId
         var count = rest.Split(parts, '/');
         if (count != 5)
         {
-            error = $"SPIFFE ID '{value}' must have the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>";
+            error = $"SPIFFE ID '{LogText.Clip(value)}' must have the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>";
             return false;
         }
         var td = rest[parts[0]];
@@ -108,7 +109,7 @@ internal readonly record struct SpiffeId
         var sa = rest[parts[4]];
         if (!nsKey.SequenceEqual("ns") || !saKey.SequenceEqual("sa"))
         {
-            error = $"SPIFFE ID '{value}' must have the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>";
+            error = $"SPIFFE ID '{LogText.Clip(value)}' must have the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>";
             return false;
         }
         var tdString = td.ToString();
@@ -117,7 +118,7 @@ internal readonly record struct SpiffeId
         var partError = ValidateTrustDomain(tdString) ?? ValidateSegment(nsString, "namespace") ?? ValidateSegment(saString, "service account");
         if (partError is not null)
         {
-            error = $"SPIFFE ID '{value}': {partError}";
+            error = $"SPIFFE ID '{LogText.Clip(value)}': {partError}";
             return false;
         }
         id = new SpiffeId(tdString, nsString, saString);

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Ambient.Core.Files;
 using Ambient.Core.Identity;
 
 namespace Ambient.Istiod.Ca;
@@ -9,6 +10,7 @@ internal sealed class CaStateException(string message, Exception? inner = null) 
 
 /// <summary>
 /// The root's home in the state folder: <c>root-cert.pem</c> and <c>root-key.pem</c> (PKCS#8), both 0600.
+/// A state folder or key that another user owns or can change is refused (<see cref="StrictModes"/>).
 /// Created once and reused on every start, because a new root silently invalidates every certificate the mesh
 /// holds. For the same reason a damaged or half-present root is an error for the operator, never regenerated.
 /// </summary>
@@ -27,12 +29,15 @@ internal static class CaStore
         ArgumentException.ThrowIfNullOrEmpty(stateDirectory);
         _ = new SpiffeId(trustDomain, "ns", "sa"); // validates the trust domain
         time ??= TimeProvider.System;
+        // Before anything is read or written: a folder or key another user made or can change is not ours to trust.
+        StrictModes.CheckFolder(stateDirectory, "state folder");
         var certPath = Path.Combine(stateDirectory, RootCertFile);
         var keyPath = Path.Combine(stateDirectory, RootKeyFile);
         var certExists = File.Exists(certPath);
         var keyExists = File.Exists(keyPath);
         if (certExists && keyExists)
         {
+            StrictModes.CheckSecretFile(keyPath, "CA root key");
             return Load(certPath, keyPath, trustDomain, time);
         }
         if (certExists != keyExists)

@@ -8,6 +8,9 @@ namespace Ambient.Istiod.Ca;
 /// <summary>The CSR cannot be used: unreadable, bad signature, or an unsupported key. Maps to INVALID_ARGUMENT.</summary>
 internal sealed class InvalidCsrException(string message, Exception? inner = null) : Exception(message, inner);
 
+/// <summary>The requested lifetime is negative or above <see cref="CertificateAuthority.MaxTtl"/>. Maps to INVALID_ARGUMENT.</summary>
+internal sealed class InvalidTtlException(string message) : Exception(message);
+
 /// <summary>An issued workload certificate: <see cref="ChainPem"/> is leaf first, root last (Istio's order).</summary>
 internal sealed record IssuedCertificate(
     string LeafPem,
@@ -59,8 +62,9 @@ internal sealed class CertificateAuthority
 
     /// <summary>
     /// Signs the public key of <paramref name="csrPem"/> for <paramref name="identity"/>. The caller has already
-    /// decided that the requester may hold that identity. <paramref name="requestedTtl"/> &lt;= 0 means 24 h; more
-    /// than 90 days is capped (and nothing outlives the root). Throws <see cref="InvalidCsrException"/>.
+    /// decided that the requester may hold that identity. <paramref name="requestedTtl"/> 0 means 24 h; a negative
+    /// one or one above 90 days is refused with <see cref="InvalidTtlException"/>, as Istio refuses a TTL above its
+    /// maximum (nothing outlives the root either). Throws <see cref="InvalidCsrException"/> for a bad CSR.
     /// </summary>
     public IssuedCertificate IssueWorkloadCertificate(string csrPem, SpiffeId identity, TimeSpan requestedTtl)
     {
@@ -68,6 +72,7 @@ internal sealed class CertificateAuthority
         {
             throw new ArgumentException("the SPIFFE ID is empty", nameof(identity));
         }
+        var ttl = CheckTtl(requestedTtl);
         var publicKey = LoadCsr(csrPem).PublicKey;
         var request = new CertificateRequest(EmptySubject, publicKey, HashAlgorithmName.SHA256);
         var extensions = request.CertificateExtensions;
@@ -77,7 +82,7 @@ internal sealed class CertificateAuthority
         extensions.Add(new X509BasicConstraintsExtension(certificateAuthority: false, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
         extensions.Add(_root.AuthorityKeyIdentifier);
 
-        var (notBefore, notAfter) = Validity(ClampTtl(requestedTtl));
+        var (notBefore, notAfter) = Validity(ttl);
         var serial = NewSerialNumber();
         using var leaf = request.Create(_root.Certificate.SubjectName, _root.SignatureGenerator, notBefore, notAfter, serial);
         var leafPem = leaf.ExportCertificatePem();
@@ -131,8 +136,20 @@ internal sealed class CertificateAuthority
         return serial;
     }
 
-    internal static TimeSpan ClampTtl(TimeSpan requested)
-        => requested <= TimeSpan.Zero ? DefaultTtl : requested > MaxTtl ? MaxTtl : requested;
+    // Istio (security/pkg/pki/ca) gives a TTL <= 0 the default and refuses one above the maximum; a negative
+    // one is refused here too, since no client means it and silently granting 24 h hides the client's bug.
+    private static TimeSpan CheckTtl(TimeSpan requested)
+    {
+        if (requested < TimeSpan.Zero)
+        {
+            throw new InvalidTtlException($"the requested TTL {requested.TotalSeconds:F0}s is negative; ask for 0 (the default, {DefaultTtl.TotalHours:F0}h) or a positive lifetime");
+        }
+        if (requested > MaxTtl)
+        {
+            throw new InvalidTtlException($"the requested TTL {requested.TotalSeconds:F0}s is greater than the max allowed TTL {MaxTtl.TotalSeconds:F0}s ({MaxTtl.TotalDays:F0} days)");
+        }
+        return requested == TimeSpan.Zero ? DefaultTtl : requested;
+    }
 
     private (DateTimeOffset NotBefore, DateTimeOffset NotAfter) Validity(TimeSpan ttl)
     {
@@ -158,16 +175,13 @@ internal sealed class CertificateAuthority
         {
             throw new InvalidCsrException("the CSR is empty");
         }
-        if (!csrPem.Contains("-----BEGIN CERTIFICATE REQUEST-----", StringComparison.Ordinal))
-        {
-            throw new InvalidCsrException("the CSR is not PEM: no '-----BEGIN CERTIFICATE REQUEST-----' block");
-        }
+        var block = SinglePemBlock(csrPem);
         CertificateRequest csr;
         try
         {
             // Default options verify the CSR's self-signature (proof the requester holds the key) and drop every
             // requested extension: the SAN is ours to set.
-            csr = CertificateRequest.LoadSigningRequestPem(csrPem, HashAlgorithmName.SHA256, CertificateRequestLoadOptions.Default);
+            csr = CertificateRequest.LoadSigningRequestPem(block, HashAlgorithmName.SHA256, CertificateRequestLoadOptions.Default);
         }
         catch (Exception ex) when (ex is CryptographicException or ArgumentException)
         {
@@ -175,6 +189,29 @@ internal sealed class CertificateAuthority
         }
         CheckKey(csr.PublicKey);
         return csr;
+    }
+
+    /// <summary>
+    /// The one CERTIFICATE REQUEST block of <paramref name="text"/>. Anything but whitespace around it is refused:
+    /// the BCL would silently take the first block and ignore the rest, so megabytes of junk (or a second request)
+    /// would ride along unnoticed. The messages never quote the input.
+    /// </summary>
+    private static ReadOnlySpan<char> SinglePemBlock(string text)
+    {
+        if (!PemEncoding.TryFind(text, out var fields) || !text.AsSpan(fields.Label).SequenceEqual("CERTIFICATE REQUEST"))
+        {
+            throw new InvalidCsrException("the CSR is not PEM: no '-----BEGIN CERTIFICATE REQUEST-----' block");
+        }
+        var (start, end) = (fields.Location.Start.GetOffset(text.Length), fields.Location.End.GetOffset(text.Length));
+        if (!text.AsSpan(0, start).IsWhiteSpace())
+        {
+            throw new InvalidCsrException($"the CSR has {start} characters before the PEM block; send exactly one CERTIFICATE REQUEST block");
+        }
+        if (!text.AsSpan(end).IsWhiteSpace())
+        {
+            throw new InvalidCsrException($"the CSR has {text.Length - end} characters after the PEM block; send exactly one CERTIFICATE REQUEST block");
+        }
+        return text.AsSpan(start, end - start);
     }
 
     private static void CheckKey(PublicKey key)

@@ -46,7 +46,7 @@ internal sealed class CertificateService
             {
                 issued = _ca.IssueWorkloadCertificate(request.Csr, identity, TtlFromSeconds(request.ValidityDuration));
             }
-            catch (InvalidCsrException ex)
+            catch (Exception ex) when (ex is InvalidCsrException or InvalidTtlException)
             {
                 throw new CaRequestException(CaErrorKind.InvalidArgument, ex.Message, ex);
             }
@@ -109,14 +109,21 @@ internal sealed class CertificateService
         return identity;
     }
 
-    // validity_duration is int64 seconds; anything past the cap is capped before converting, so no overflow.
+    // validity_duration is int64 seconds: range-checked here, before TimeSpan (which overflows near long.MaxValue).
+    // 0 is the default; negative or above the maximum is INVALID_ARGUMENT, as Istio answers a TTL over its maximum.
     private static TimeSpan TtlFromSeconds(long seconds)
     {
-        if (seconds <= 0)
-        {
-            return TimeSpan.Zero; // the CA's default
-        }
         var maxSeconds = (long)CertificateAuthority.MaxTtl.TotalSeconds;
-        return TimeSpan.FromSeconds(Math.Min(seconds, maxSeconds));
+        if (seconds < 0)
+        {
+            throw new CaRequestException(CaErrorKind.InvalidArgument,
+                $"validity_duration {seconds} is negative; send 0 for the default ({CertificateAuthority.DefaultTtl.TotalSeconds:F0} s) or 1..{maxSeconds} seconds");
+        }
+        if (seconds > maxSeconds)
+        {
+            throw new CaRequestException(CaErrorKind.InvalidArgument,
+                $"validity_duration {seconds} s is greater than the max allowed {maxSeconds} s ({CertificateAuthority.MaxTtl.TotalDays:F0} days)");
+        }
+        return TimeSpan.FromSeconds(seconds);
     }
 }

@@ -1,6 +1,7 @@
 using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text;
+using Ambient.Core.Files;
 
 namespace Ambient.Istiod.Ca;
 
@@ -34,6 +35,7 @@ internal sealed class NodeTokens
         {
             return;
         }
+        StrictModes.CheckFolder(_directory, "node tokens folder");
         var entries = new List<Entry>();
         foreach (var file in Directory.EnumerateFiles(_directory, "*" + TokenExtension))
         {
@@ -143,6 +145,7 @@ internal sealed class NodeTokens
 
     private static byte[] ReadToken(string path)
     {
+        StrictModes.CheckSecretFile(path, "node token");
         var text = File.ReadAllText(path).Trim();
         if (text.Length != TokenChars || !Base64Url.IsValid(text, out var decoded) || decoded != TokenBytes)
         {

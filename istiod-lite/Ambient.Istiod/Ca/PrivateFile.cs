@@ -9,23 +9,15 @@ namespace Ambient.Istiod.Ca;
 /// </summary>
 internal static class PrivateFile
 {
-    public const UnixFileMode OwnerReadWrite = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-    public const UnixFileMode OwnerOnlyDirectory = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+    public const UnixFileMode OwnerReadWrite = Ambient.Core.Files.OwnerOnlyFiles.FileMode;
 
     /// <summary>Creates <paramref name="path"/> (mode 0700 on Unix) if missing.</summary>
     public static void EnsureDirectory(string path)
     {
-        if (Directory.Exists(path))
+        // An existing folder is left as it is: CaStore and NodeTokens check it (StrictModes) rather than repair it.
+        if (!Directory.Exists(path))
         {
-            return;
-        }
-        if (OperatingSystem.IsWindows())
-        {
-            Directory.CreateDirectory(path);
-        }
-        else
-        {
-            Directory.CreateDirectory(path, OwnerOnlyDirectory);
+            Ambient.Core.Files.OwnerOnlyFiles.CreateDirectory(path);
         }
     }
 

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Threading.Channels;
 using Ambient.Core.Grpc;
 using Ambient.Core.Protos.Discovery;
+using Ambient.Core.Telemetry;
 using Ambient.Core.Xds;
 using Envoy = Ambient.Core.Protos.Discovery;
 
@@ -16,7 +17,8 @@ namespace Ambient.Istiod.Discovery;
 /// <remarks>
 /// Delta xDS rules kept here (envoy xds protocol): the first request of a type subscribes (no names or "*" =
 /// wildcard); initial_resource_versions lets a reconnecting client skip what it has; an ACK echoes a nonce;
-/// a NACK echoes it with error_detail, which we log and do not retry until the next change.
+/// a NACK echoes it with error_detail: we log it, take the client back to what it held before that push (it
+/// rolls a rejected response back whole) and, at the next change, re-send what it lacks.
 /// </remarks>
 internal sealed partial class DeltaXdsSession
 {
@@ -95,11 +97,13 @@ internal sealed partial class DeltaXdsSession
             {
                 if (request.ErrorDetail is { } error && (error.Code != 0 || error.Message.Length > 0))
                 {
-                    Log.Nack(_logger, _node, typeUrl, request.ResponseNonce, error.Message);
+                    Log.Nack(_logger, _node, typeUrl, request.ResponseNonce, LogText.Clip(error.Message, 256));
+                    sub.Nacked(request.ResponseNonce);
                 }
                 else
                 {
                     Log.Ack(_logger, _node, typeUrl, request.ResponseNonce);
+                    sub.Acked(request.ResponseNonce);
                 }
             }
             wake |= sub.ApplySubscriptionChanges(request.ResourceNamesSubscribe, request.ResourceNamesUnsubscribe, isFirst: wake);
@@ -127,6 +131,7 @@ internal sealed partial class DeltaXdsSession
                     if (sub.TakeDelta(set) is { } delta)
                     {
                         var nonce = Interlocked.Increment(ref _nonceCounter).ToString(CultureInfo.InvariantCulture);
+                        sub.Sent(nonce);
                         responses.Add(delta.ToResponse(nonce, generation.Number.ToString(CultureInfo.InvariantCulture)));
                     }
                 }
@@ -155,6 +160,19 @@ internal sealed partial class DeltaXdsSession
         private IReadOnlyDictionary<string, string>? _declared;
         private bool _mustRespond = true;
         private readonly HashSet<string> _newlySubscribed = new(StringComparer.Ordinal);
+
+        // Pushes neither ACKed nor NACKed yet, oldest first, each with what the client held before it. A NACKed
+        // response is rolled back whole by the client (envoy and ztunnel alike), so on a NACK the client's view
+        // goes back to the base of that push; a client that never answers cannot grow this past the cap.
+        private const int MaxPending = 32;
+        private readonly List<PendingPush> _pending = [];
+        private ClientView _lastBase;
+        // After a NACK: the set that was rejected, so it is not pushed again until the mesh changes.
+        private XdsResourceSet? _rejected;
+
+        private readonly record struct ClientView(XdsResourceSet? Sent, IReadOnlyDictionary<string, string>? Declared);
+
+        private readonly record struct PendingPush(string Nonce, ClientView Base);
 
         public TypeSubscription(IDictionary<string, string> initialVersions)
         {
@@ -200,6 +218,12 @@ internal sealed partial class DeltaXdsSession
         /// <summary>The response this client needs now for <paramref name="current"/>, or null if nothing.</summary>
         public XdsDelta? TakeDelta(XdsResourceSet current)
         {
+            if (_rejected is not null && ReferenceEquals(_rejected, current) && _newlySubscribed.Count == 0)
+            {
+                return null;
+            }
+            _rejected = null;
+            _lastBase = new ClientView(_sent, _declared);
             XdsDelta delta;
             if (_sent is null)
             {
@@ -223,6 +247,80 @@ internal sealed partial class DeltaXdsSession
             var respond = _mustRespond || !delta.IsEmpty;
             _mustRespond = false;
             return respond ? delta : null;
+        }
+
+        /// <summary>The delta last returned by <see cref="TakeDelta"/> went out with <paramref name="nonce"/>.</summary>
+        public void Sent(string nonce)
+        {
+            if (_pending.Count == MaxPending)
+            {
+                _pending.RemoveAt(0);
+            }
+            _pending.Add(new PendingPush(nonce, _lastBase));
+        }
+
+        public void Acked(string nonce)
+        {
+            var i = IndexOfPending(nonce);
+            if (i >= 0)
+            {
+                _pending.RemoveAt(i);
+            }
+        }
+
+        /// <summary>
+        /// The client rejected the push <paramref name="nonce"/> and kept what it held before it. From then on it
+        /// is treated like a reconnecting client that declared that older state: the next push re-sends every
+        /// resource it may lack and removes every name it may still hold. Names pushed since that base are declared
+        /// with an unknown version, so they are re-sent (or removed) too.
+        /// </summary>
+        public void Nacked(string nonce)
+        {
+            var i = IndexOfPending(nonce);
+            if (i < 0)
+            {
+                return; // a stale or unknown nonce: nothing we can roll back
+            }
+            var held = _pending[i].Base;
+            var versions = new Dictionary<string, string>(StringComparer.Ordinal);
+            if (held.Sent is { } baseSet)
+            {
+                foreach (var r in baseSet.Resources)
+                {
+                    versions[r.Name] = r.Version;
+                }
+            }
+            else if (held.Declared is { } declared)
+            {
+                foreach (var (name, version) in declared)
+                {
+                    versions[name] = version;
+                }
+            }
+            if (_sent is { } latest)
+            {
+                foreach (var r in latest.Resources)
+                {
+                    versions.TryAdd(r.Name, string.Empty);
+                }
+            }
+            _rejected = _sent;
+            _sent = null;
+            _declared = versions;
+            // Later pushes were built on what we thought the client held; the conservative view above covers them.
+            _pending.Clear();
+        }
+
+        private int IndexOfPending(string nonce)
+        {
+            for (var i = 0; i < _pending.Count; i++)
+            {
+                if (string.Equals(_pending[i].Nonce, nonce, StringComparison.Ordinal))
+                {
+                    return i;
+                }
+            }
+            return -1;
         }
 
         private XdsDelta FilterToNames(XdsDelta delta, XdsResourceSet current)

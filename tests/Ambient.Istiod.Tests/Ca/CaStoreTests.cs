@@ -138,7 +138,8 @@ public class CaStoreTests
             request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
             using var rootCert = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddYears(10));
             dir.Write(CaStore.RootCertFile, rootCert.ExportCertificatePem());
-            dir.Write(CaStore.RootKeyFile, rsa.ExportPkcs8PrivateKeyPem());
+            // An operator's key must be private to them, as istiod-lite's own is (StrictModes).
+            File.SetUnixFileMode(dir.Write(CaStore.RootKeyFile, rsa.ExportPkcs8PrivateKeyPem()), UnixFileMode.UserRead | UnixFileMode.UserWrite);
         }
 
         using var root = CaStore.LoadOrCreate(dir.Path);

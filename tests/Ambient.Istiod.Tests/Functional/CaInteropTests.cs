@@ -12,9 +12,7 @@ public sealed class CaInteropTests : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        Python.Require("grpc", "python3-grpcio");
-        Python.Require("grpc_tools.protoc", "python3-grpc-tools");
-        _istiod = await IstiodFixture.StartAsync(Meshes.Demo());
+        _istiod = await IstiodFixture.StartForGrpcioAsync(Meshes.Demo());
     }
 
     public async ValueTask DisposeAsync() => await _istiod.DisposeAsync();
@@ -30,17 +28,8 @@ public sealed class CaInteropTests : IAsyncLifetime
         return csr;
     }
 
-    private async Task<System.Text.Json.JsonElement> CallAsync(string csrFile, string? token, string? identity, int ttl = 0)
-    {
-        var args = new List<string> { IstiodFixture.Interop("ca_client.py"), "--protos", IstiodFixture.ProtoRoot,
-            "--target", _istiod.Target, "--root", _istiod.Root, "--csr", csrFile, "--ttl", ttl.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        // "=" form: a base64url token may start with "-", which argparse would take for an option.
-        if (token is not null) { args.Add("--token=" + token); }
-        if (identity is not null) { args.AddRange(["--identity", identity]); }
-        var (code, stdout, stderr) = await Python.RunAsync(args, TimeSpan.FromSeconds(60));
-        Assert.True(code == 0, $"ca_client.py exited {code}: {stderr}");
-        return Python.LastJson(stdout);
-    }
+    private Task<System.Text.Json.JsonElement> CallAsync(string csrFile, string? token, string? identity, long ttl = 0)
+        => _istiod.CallCaAsync(csrFile, token, identity, ttl);
 
     [Fact]
     public async Task Valid_csr_for_a_pod_on_the_callers_node_gets_a_chain_openssl_accepts()

@@ -28,7 +28,8 @@ internal sealed class IstiodFixture : IAsyncDisposable
     public string Root => Host.RootCertificatePath;
     public string Scratch => _dir.Path;
 
-    public static async Task<IstiodFixture> StartAsync(IReadOnlyDictionary<string, string> files, TempDir? reuse = null)
+    /// <param name="logs">Receives istiod-lite's log records (Information and up) when given.</param>
+    public static async Task<IstiodFixture> StartAsync(IReadOnlyDictionary<string, string> files, TempDir? reuse = null, CapturedLogs? logs = null)
     {
         var dir = reuse ?? new TempDir();
         var config = Path.Combine(dir.Path, "mesh");
@@ -38,11 +39,41 @@ internal sealed class IstiodFixture : IAsyncDisposable
             File.WriteAllText(Path.Combine(config, name), text);
         }
         var options = new IstiodOptions(config, Path.Combine(dir.Path, "state"), new IPEndPoint(IPAddress.Loopback, 0), null, "Kubernetes", "cluster.local");
-        var host = await IstiodHost.StartAsync(options, l => l.SetMinimumLevel(LogLevel.Warning), CancellationToken.None);
+        var host = await IstiodHost.StartAsync(options, l =>
+        {
+            l.SetMinimumLevel(LogLevel.Warning);
+            if (logs is not null)
+            {
+                l.SetMinimumLevel(LogLevel.Information);
+                l.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>(null, LogLevel.Warning);
+                l.AddProvider(new CapturedLogsProvider(logs, LogLevel.Information));
+            }
+        }, CancellationToken.None);
         return new IstiodFixture(dir, host);
     }
 
     public string TokenOf(string node) => File.ReadAllText(Path.Combine(StateFolder, "tokens", node + ".token")).Trim();
+
+    /// <summary>Starts istiod-lite for tests driven by the python3-grpcio clients, failing first if those are missing.</summary>
+    public static Task<IstiodFixture> StartForGrpcioAsync(IReadOnlyDictionary<string, string> files, CapturedLogs? logs = null)
+    {
+        Python.Require("grpc", "python3-grpcio");
+        Python.Require("grpc_tools.protoc", "python3-grpc-tools");
+        return StartAsync(files, reuse: null, logs);
+    }
+
+    /// <summary>CreateCertificate through tests/interop/ca_client.py (python3-grpcio); returns its JSON answer.</summary>
+    public async Task<JsonElement> CallCaAsync(string csrFile, string? token, string? identity, long ttl = 0)
+    {
+        var args = new List<string> { Interop("ca_client.py"), "--protos", ProtoRoot,
+            "--target", Target, "--root", Root, "--csr", csrFile, "--ttl", ttl.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        // "=" form: a base64url token may start with "-", which argparse would take for an option.
+        if (token is not null) { args.Add("--token=" + token); }
+        if (identity is not null) { args.AddRange(["--identity", identity]); }
+        var (code, stdout, stderr) = await Python.RunAsync(args, TimeSpan.FromSeconds(60));
+        Assert.True(code == 0, $"ca_client.py exited {code}: {stderr}");
+        return Python.LastJson(stdout);
+    }
 
     public void WriteConfig(string name, string text)
     {

@@ -1,3 +1,4 @@
+using Ambient.Core.Files;
 using Ambient.Core.Identity;
 using Ambient.Core.Model;
 using Ambient.Core.Xds;
@@ -47,7 +48,10 @@ internal sealed class ControlPlane : IAsyncDisposable
     /// <summary>True once discovery has synced and every local identity holds a valid certificate (/healthz/ready).</summary>
     public bool IsReady => Xds.WaitForSyncAsync(CancellationToken.None).IsCompletedSuccessfully && Certificates.AllReady;
 
-    /// <summary>Reads the root and wires the pieces; throws naming the file when the root or token cannot be read.</summary>
+    /// <summary>
+    /// Reads the root and wires the pieces; throws naming the file when the root or token cannot be read, or when
+    /// the token file is not private to this user (<see cref="InsecureFileException"/>).
+    /// </summary>
     public static ControlPlane Create(ControlPlaneOptions options, ILoggerFactory loggers)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -63,10 +67,13 @@ internal sealed class ControlPlane : IAsyncDisposable
         }
         var trust = TrustBundle.FromPem(rootPem, options.TrustDomain);
         var tokenPath = options.TokenPath;
+        // The token is this node's credential: one another user owns or can read is refused now and on every read.
+        StrictModes.CheckSecretFile(tokenPath, "node token");
         string Token()
         {
             try
             {
+                StrictModes.CheckSecretFile(tokenPath, "node token");
                 return File.ReadAllText(tokenPath).Trim();
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)

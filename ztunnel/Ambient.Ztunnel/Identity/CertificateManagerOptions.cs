@@ -21,7 +21,7 @@ internal sealed record CertificateManagerOptions
     /// <summary>Extra DNS name accepted on istiod's certificate besides the host dialled.</summary>
     public string? ServerName { get; init; } = IstiodChannel.DefaultServerName;
 
-    /// <summary>Lifetime asked of the CA (validity_duration). The CA treats 0 as its default (24 h) and caps at 90 days.</summary>
+    /// <summary>Lifetime asked of the CA (validity_duration). The CA treats 0 as its default (24 h) and refuses more than 90 days.</summary>
     public TimeSpan RequestedTtl { get; init; } = TimeSpan.FromHours(24);
 
     /// <summary>First retry delay after a failed fetch; doubles per failure up to <see cref="MaxBackoff"/>, with jitter.</summary>
