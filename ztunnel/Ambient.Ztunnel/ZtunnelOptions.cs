@@ -27,8 +27,10 @@ internal sealed record ZtunnelOptions(
           --token-file FILE    this node's token (istiod-lite state folder: tokens/NAME.token)
           --istiod URL         CA + discovery, default https://127.0.0.1:15012
           --address IP         where the node-wide admin ports listen, default 127.0.0.1
-          --cert-ttl SECONDS   workload certificate lifetime to request, default 86400
+          --cert-ttl SECONDS   workload certificate lifetime to request, default 86400, at most 7776000 (90 days)
         """;
+
+    private const int MaxCertTtlSeconds = 90 * 24 * 3600;
 
     public static ZtunnelOptions? TryParse(string[] args, out string? error)
     {
@@ -63,6 +65,9 @@ internal sealed record ZtunnelOptions(
                 case "--cert-ttl":
                     if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds) || seconds < 1)
                     { error = $"--cert-ttl: '{value}' is not a positive number of seconds"; return null; }
+                    // The CA refuses more than 90 days (INVALID_ARGUMENT): say so now rather than retry forever.
+                    if (seconds > MaxCertTtlSeconds)
+                    { error = $"--cert-ttl: {seconds} s is over the CA's maximum of {MaxCertTtlSeconds} s (90 days)"; return null; }
                     ttl = TimeSpan.FromSeconds(seconds); break;
                 default: error = $"unknown argument {name}\n{Usage}"; return null;
             }
