@@ -437,11 +437,11 @@ internal sealed partial class FolderConfigSource : IDisposable
         var after = new HashSet<ConfigError>(next.Errors);
         foreach (var e in next.Errors)
         {
-            if (!before.Contains(e)) Log.ConfigErrorFound(_logger, e.Source.ToString(), e.Field, e.Message);
+            if (!before.Contains(e)) Log.ConfigErrorFound(_logger, e);
         }
         foreach (var e in previous.Errors)
         {
-            if (!after.Contains(e)) Log.ConfigErrorResolved(_logger, e.Source.ToString(), e.Field);
+            if (!after.Contains(e)) Log.ConfigErrorResolved(_logger, e);
         }
         foreach (var u in next.Ignored)
         {
@@ -487,11 +487,12 @@ internal sealed partial class FolderConfigSource : IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Warning, "Config error at {Location}: {Field}: {Message}")]
-        public static partial void ConfigErrorFound(ILogger logger, string location, string field, string message);
+        // The error as ConfigError writes it ("file:line: field: message", no empty field for a whole-file problem).
+        [LoggerMessage(1, LogLevel.Warning, "Config error at {Error}")]
+        public static partial void ConfigErrorFound(ILogger logger, ConfigError error);
 
-        [LoggerMessage(2, LogLevel.Information, "Config error resolved at {Location}: {Field}")]
-        public static partial void ConfigErrorResolved(ILogger logger, string location, string field);
+        [LoggerMessage(2, LogLevel.Information, "Config error resolved at {Error}")]
+        public static partial void ConfigErrorResolved(ILogger logger, ConfigError error);
 
         [LoggerMessage(3, LogLevel.Information, "Ignoring {Kind} {Key} from {Location}: kind not supported yet")]
         public static partial void KindIgnored(ILogger logger, string kind, string key, string location);

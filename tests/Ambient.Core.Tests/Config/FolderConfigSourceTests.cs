@@ -299,6 +299,16 @@ public sealed class FolderConfigSourceTests : IDisposable
     }
 
     [Fact]
+    public void A_whole_file_error_is_logged_without_an_empty_field()
+    {
+        _dir.Write("broken.yaml", "kind: [unclosed\n");
+        using var source = Start();
+        var line = Assert.Single(_log.Entries, e => e.Message.StartsWith("Config error at", StringComparison.Ordinal)).Message;
+        Assert.Contains("broken.yaml:", line, StringComparison.Ordinal);
+        Assert.DoesNotContain(": :", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task WaitForGenerationHonoursCancellationAndDispose()
     {
         var source = Start();
