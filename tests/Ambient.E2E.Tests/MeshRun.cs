@@ -260,7 +260,8 @@ internal sealed class MeshRun : IDisposable
             using var p = Process.GetProcessById(pid);
             return !p.HasExited && Math.Abs(p.StartTime.ToUniversalTime().Ticks - startTicks) < TimeSpan.TicksPerSecond * 2;
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        // Win32Exception: it exited between HasExited and reading its start time from /proc.
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
         {
             return false;
         }
