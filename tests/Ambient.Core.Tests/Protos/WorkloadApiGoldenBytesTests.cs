@@ -3,6 +3,7 @@ using Ambient.Core.Protos.Workload;
 using Google.Protobuf;
 using AuthzAddress = Ambient.Core.Protos.Security.Address;
 using WorkloadAddress = Ambient.Core.Protos.Workload.Address;
+using Extension = Ambient.Core.Protos.Workload.Extension;
 
 namespace Ambient.Core.Tests.Protos;
 
@@ -197,6 +198,78 @@ public sealed class WorkloadApiGoldenBytesTests
                     HealthPolicy = LoadBalancing.Types.HealthPolicy.AllowAll,
                 },
                 IpFamilies = IPFamilies.Dual,
+            },
+        };
+        GoldenWire.AssertBothWays(golden, expected, WorkloadAddress.Parser);
+    }
+
+    // The fields below come from the same upstream commits: Workload { repeated Extension extensions = 26;
+    // google.protobuf.UInt32Value capacity = 27 }; Service { repeated Extension extensions = 10; bool canonical = 11 };
+    // LoadBalancing.Mode PASSTHROUGH = 3; Extension { string name = 1; google.protobuf.Any config = 2 };
+    // google.protobuf.Any { type_url = 1; bytes value = 2 }; google.protobuf.UInt32Value { uint32 value = 1 }.
+    private static byte[] GoldenExtension() => new GoldenWire()
+        .Hex("0a 05").Ascii("ext.a")                                // Extension.name = 1: 5 bytes
+        .Hex("12 11")                                               // Extension.config = 2: Any of 17 bytes
+        .Hex("0a 0b").Ascii("t.example/x")                          //   Any.type_url = 1: 11 bytes
+        .Hex("12 02 08 07")                                         //   Any.value = 2: 2 opaque bytes
+        .ToArray();
+
+    private static Extension ExpectedExtension() => new()
+    {
+        Name = "ext.a",
+        Config = new Google.Protobuf.WellKnownTypes.Any { TypeUrl = "t.example/x", Value = ByteString.CopyFrom(0x08, 0x07) },
+    };
+
+    [Fact]
+    public void Workload_extensions_and_capacity_match_istio_field_numbers()
+    {
+        var extension = GoldenExtension();
+        Assert.Equal(26, extension.Length);
+        var workload = new GoldenWire()
+            .Hex("a2 01 1c").Ascii("Kubernetes//Pod/demo/echo-v1")  // uid = 20: 28 bytes
+            .Hex("d2 01 1a").Bytes(extension)                       // extensions = 26: tag 26<<3|2 = 210 = d2 01, 26 bytes
+            .Hex("da 01 02 08 05")                                  // capacity = 27: tag 27<<3|2 = 218 = da 01, UInt32Value { value = 1: 5 }
+            .ToArray();
+        Assert.Equal(65, workload.Length);
+        var golden = new GoldenWire().Hex("0a 41").Bytes(workload).ToArray(); // Address.workload = 1: 65 bytes
+
+        var expected = new WorkloadAddress
+        {
+            Workload = new Workload
+            {
+                Uid = "Kubernetes//Pod/demo/echo-v1",
+                Extensions = { ExpectedExtension() },
+                Capacity = 5,
+            },
+        };
+        GoldenWire.AssertBothWays(golden, expected, WorkloadAddress.Parser);
+
+        // A wrapper keeps presence: capacity 0 is sent (da 01 00) and differs from unset (upstream reads unset as 1).
+        var zero = new Workload { Capacity = 0 };
+        Assert.Equal("DA0100", Convert.ToHexString(zero.ToByteArray()));
+        Assert.Null(new Workload().Capacity);
+    }
+
+    [Fact]
+    public void Service_extensions_canonical_and_passthrough_match_istio_field_numbers()
+    {
+        var service = new GoldenWire()
+            .Hex("0a 04").Ascii("echo")                             // name = 1
+            .Hex("42 02 10 03")                                     // load_balancing = 8: LoadBalancing { mode = 2: PASSTHROUGH = 3 }
+            .Hex("52 1a").Bytes(GoldenExtension())                  // extensions = 10: tag 0x52 = 10<<3|2, 26 bytes
+            .Hex("58 01")                                           // canonical = 11: tag 0x58 = 11<<3|0, true
+            .ToArray();
+        Assert.Equal(40, service.Length);
+        var golden = new GoldenWire().Hex("12 28").Bytes(service).ToArray(); // Address.service = 2: 40 bytes
+
+        var expected = new WorkloadAddress
+        {
+            Service = new Service
+            {
+                Name = "echo",
+                LoadBalancing = new LoadBalancing { Mode = LoadBalancing.Types.Mode.Passthrough },
+                Extensions = { ExpectedExtension() },
+                Canonical = true,
             },
         };
         GoldenWire.AssertBothWays(golden, expected, WorkloadAddress.Parser);
