@@ -171,8 +171,11 @@ internal sealed class MeshSnapshot
     /// The ztunnel side: a snapshot from received istio.workload.Address resources. Throws
     /// <see cref="InvalidDataException"/> naming the bad resource (the caller NACKs it).
     /// </summary>
-    public static MeshSnapshot FromProtos(IEnumerable<Address> addresses, MeshOptions? options = null)
+    /// <param name="skipped">Receives a line for each part of a resource left out because it cannot be used here
+    /// (see <see cref="ServiceInfo.FromProto"/>); the rest of that resource is kept.</param>
+    public static MeshSnapshot FromProtos(IEnumerable<Address> addresses, MeshOptions? options = null, ICollection<string>? skipped = null)
     {
+        options ??= MeshOptions.Default;
         var pool = new StringPool();
         var workloads = new List<WorkloadInfo>();
         var services = new List<ServiceInfo>();
@@ -184,13 +187,13 @@ internal sealed class MeshSnapshot
                     workloads.Add(WorkloadInfo.FromProto(a.Workload, pool));
                     break;
                 case Address.TypeOneofCase.Service:
-                    services.Add(ServiceInfo.FromProto(a.Service, pool));
+                    services.Add(ServiceInfo.FromProto(a.Service, pool, options.Network, skipped));
                     break;
                 default:
                     throw new InvalidDataException("Address resource carries neither a workload nor a service");
             }
         }
-        return Create(workloads, services, options ?? MeshOptions.Default);
+        return Create(workloads, services, options);
     }
 
     /// <summary>Every workload then every service as wire Address messages.</summary>

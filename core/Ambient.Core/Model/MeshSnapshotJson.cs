@@ -28,6 +28,20 @@ internal static class MeshSnapshotJson
                 json.WriteStringValue(a.ToString());
             }
             json.WriteEndArray();
+            if (w.Hostname.Length > 0)
+            {
+                json.WriteString("hostname", w.Hostname);
+            }
+            WriteGateway(json, "waypoint", w.Waypoint);
+            WriteGateway(json, "networkGateway", w.NetworkGateway);
+            if (w.Locality is { } l)
+            {
+                json.WriteStartObject("locality");
+                json.WriteString("region", l.Region);
+                json.WriteString("zone", l.Zone);
+                json.WriteString("subzone", l.Subzone);
+                json.WriteEndObject();
+            }
             json.WriteEndObject();
         }
         json.WriteEndArray();
@@ -48,8 +62,34 @@ internal static class MeshSnapshotJson
                 json.WriteStringValue(v.ToString());
             }
             json.WriteEndArray();
+            WriteGateway(json, "waypoint", s.Waypoint);
+            if (s.LoadBalancing is { } lb)
+            {
+                json.WriteStartObject("loadBalancer");
+                json.WriteStartArray("routingPreferences");
+                foreach (var scope in lb.RoutingPreference)
+                {
+                    json.WriteStringValue(scope.ToString());
+                }
+                json.WriteEndArray();
+                json.WriteString("mode", lb.Mode.ToString());
+                json.WriteString("healthPolicy", lb.HealthPolicy.ToString());
+                json.WriteEndObject();
+            }
             json.WriteEndObject();
         }
         json.WriteEndArray();
+    }
+
+    private static void WriteGateway(Utf8JsonWriter json, string name, GatewayInfo? gateway)
+    {
+        if (gateway is null)
+        {
+            return;
+        }
+        json.WriteStartObject(name);
+        json.WriteString("destination", gateway.Destination);
+        json.WriteNumber("hboneMtlsPort", gateway.HboneMtlsPort);
+        json.WriteEndObject();
     }
 }

@@ -40,6 +40,12 @@ internal sealed record ServiceInfo
     public ImmutableArray<IPAddress> Vips { get; init; } = [];
     public ImmutableArray<ServicePortInfo> Ports { get; init; } = [];
 
+    /// <summary>The waypoint all traffic to this service must go through; null when none.</summary>
+    public GatewayInfo? Waypoint { get; init; }
+
+    /// <summary>Endpoint selection policy; null means Istio's default (any healthy endpoint).</summary>
+    public LoadBalancingInfo? LoadBalancing { get; init; }
+
     /// <summary>Service labels (istiod side only; empty when built from protos).</summary>
     public ImmutableSortedDictionary<string, string> Labels { get; init; } = ImmutableSortedDictionary<string, string>.Empty;
 
@@ -70,6 +76,7 @@ internal sealed record ServiceInfo
             return true;
         }
         if (!(Name == other.Name && Namespace == other.Namespace && Hostname == other.Hostname && Network == other.Network
+            && Waypoint == other.Waypoint && LoadBalancing == other.LoadBalancing
             && Vips.Length == other.Vips.Length && Ports.Length == other.Ports.Length))
         {
             return false;
@@ -95,7 +102,14 @@ internal sealed record ServiceInfo
 
     public Service ToProto()
     {
-        var s = new Service { Name = Name, Namespace = Namespace, Hostname = Hostname };
+        var s = new Service
+        {
+            Name = Name,
+            Namespace = Namespace,
+            Hostname = Hostname,
+            Waypoint = Waypoint?.ToProto(),
+            LoadBalancing = LoadBalancing?.ToProto(),
+        };
         foreach (var vip in Vips)
         {
             s.Addresses.Add(new NetworkAddress { Network = Network, Address = ProtoAddresses.ToBytes(vip) });
@@ -107,8 +121,13 @@ internal sealed record ServiceInfo
         return s;
     }
 
-    /// <summary>Converts a received Service; throws <see cref="InvalidDataException"/> naming the service and field.</summary>
-    public static ServiceInfo FromProto(Service s, StringPool? pool = null)
+    /// <summary>
+    /// Converts a received Service; throws <see cref="InvalidDataException"/> naming the service and field.
+    /// A service keeps VIPs on one network: <paramref name="localNetwork"/> when it has any there, else the network
+    /// of its first address. VIPs on other networks (a multi-network mesh) are left out and described in
+    /// <paramref name="skipped"/>, so the rest of the service, and of the response, stays usable.
+    /// </summary>
+    public static ServiceInfo FromProto(Service s, StringPool? pool = null, string localNetwork = "", ICollection<string>? skipped = null)
     {
         pool ??= new StringPool();
         if (string.IsNullOrEmpty(s.Hostname))
@@ -117,15 +136,25 @@ internal sealed record ServiceInfo
         }
         var what = $"service '{s.Namespace}/{s.Hostname}'";
         var network = s.Addresses.Count > 0 ? s.Addresses[0].Network : "";
+        foreach (var a in s.Addresses)
+        {
+            if (a.Network == localNetwork)
+            {
+                network = localNetwork;
+                break;
+            }
+        }
         var vips = ImmutableArray.CreateBuilder<IPAddress>(s.Addresses.Count);
         for (var i = 0; i < s.Addresses.Count; i++)
         {
             var a = s.Addresses[i];
+            var vip = ProtoAddresses.FromBytes(a.Address.Span, $"{what}: addresses[{i}]");
             if (a.Network != network)
             {
-                throw new InvalidDataException($"{what}: addresses[{i}] is on network '{a.Network}' but addresses[0] on '{network}'; one network per service is supported");
+                skipped?.Add($"{what}: VIP {ProtoAddresses.Alias(a.Network, vip)} skipped: only network '{network}' is used");
+                continue;
             }
-            vips.Add(ProtoAddresses.FromBytes(a.Address.Span, $"{what}: addresses[{i}]"));
+            vips.Add(vip);
         }
         var ports = ImmutableArray.CreateBuilder<ServicePortInfo>(s.Ports.Count);
         for (var i = 0; i < s.Ports.Count; i++)
@@ -139,8 +168,10 @@ internal sealed record ServiceInfo
         return new ServiceInfo(s.Name, pool.Get(s.Namespace), s.Hostname)
         {
             Network = pool.Get(network),
-            Vips = vips.MoveToImmutable(),
+            Vips = vips.ToImmutable(),
             Ports = ports.MoveToImmutable(),
+            Waypoint = GatewayInfo.FromProto(s.Waypoint, pool, $"{what}: waypoint"),
+            LoadBalancing = LoadBalancingInfo.FromProto(s.LoadBalancing),
         };
     }
 }

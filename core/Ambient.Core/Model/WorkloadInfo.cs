@@ -68,6 +68,16 @@ internal sealed record WorkloadInfo
     public WorkloadStatus Status { get; init; } = WorkloadStatus.Healthy;
     public string ClusterId { get; init; } = "";
 
+    /// <summary>DNS name the ztunnel resolves to reach the workload ("" when it has addresses only).</summary>
+    public string Hostname { get; init; } = "";
+
+    /// <summary>The waypoint all traffic to this workload must go through; null when none.</summary>
+    public GatewayInfo? Waypoint { get; init; }
+
+    /// <summary>The east-west gateway that reaches this workload from other networks; null when none.</summary>
+    public GatewayInfo? NetworkGateway { get; init; }
+    public LocalityInfo? Locality { get; init; }
+
     /// <summary>Services this workload is an endpoint of, sorted by key (ordinal) so serialization is deterministic.</summary>
     public ImmutableArray<WorkloadServicePorts> Services { get; init; } = [];
     public ImmutableArray<string> AuthorizationPolicies { get; init; } = [];
@@ -114,7 +124,8 @@ internal sealed record WorkloadInfo
             && TunnelProtocol == other.TunnelProtocol && TrustDomain == other.TrustDomain && ServiceAccount == other.ServiceAccount
             && Node == other.Node && CanonicalName == other.CanonicalName && CanonicalRevision == other.CanonicalRevision
             && WorkloadType == other.WorkloadType && WorkloadName == other.WorkloadName && Status == other.Status
-            && ClusterId == other.ClusterId
+            && ClusterId == other.ClusterId && Hostname == other.Hostname && Waypoint == other.Waypoint
+            && NetworkGateway == other.NetworkGateway && Locality == other.Locality
             && Addresses.Length == other.Addresses.Length && Services.Length == other.Services.Length
             && AuthorizationPolicies.Length == other.AuthorizationPolicies.Length))
         {
@@ -164,6 +175,10 @@ internal sealed record WorkloadInfo
             WorkloadName = WorkloadName,
             Status = Status,
             ClusterId = ClusterId,
+            Hostname = Hostname,
+            Waypoint = Waypoint?.ToProto(),
+            NetworkGateway = NetworkGateway?.ToProto(),
+            Locality = Locality?.ToProto(),
         };
         foreach (var address in Addresses)
         {
@@ -238,6 +253,10 @@ internal sealed record WorkloadInfo
             WorkloadName = w.WorkloadName == name ? name : pool.Get(w.WorkloadName),
             Status = w.Status,
             ClusterId = pool.Get(w.ClusterId),
+            Hostname = w.Hostname,
+            Waypoint = GatewayInfo.FromProto(w.Waypoint, pool, $"workload '{w.Uid}': waypoint"),
+            NetworkGateway = GatewayInfo.FromProto(w.NetworkGateway, pool, $"workload '{w.Uid}': network_gateway"),
+            Locality = LocalityInfo.FromProto(w.Locality, pool),
             Services = services.MoveToImmutable(),
             AuthorizationPolicies = policies.MoveToImmutable(),
         };

@@ -259,6 +259,10 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
             Log.Nack(_logger, response.TypeUrl, response.Nonce, result.Error!);
             return result.Reply;
         }
+        foreach (var line in result.Skipped)
+        {
+            Log.Skipped(_logger, response.TypeUrl, line);
+        }
         Log.Applied(_logger, response.TypeUrl, response.Resources.Count, response.RemovedResources.Count, response.Nonce, _cache.Count(response.TypeUrl));
         ImmutableInterlocked.InterlockedExchange(ref _authorizations, result.Authorizations);
         if (result.Snapshot is { } snapshot)
@@ -359,5 +363,8 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
 
         [LoggerMessage(10, LogLevel.Error, "a snapshot subscriber threw; discovery continues")]
         public static partial void SubscriberFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(11, LogLevel.Warning, "xDS {TypeUrl} accepted without a part it cannot use: {What}")]
+        public static partial void Skipped(ILogger logger, string typeUrl, string what);
     }
 }

@@ -14,7 +14,11 @@ internal sealed record XdsApplyResult(
     bool Accepted,
     string? Error,
     MeshSnapshot? Snapshot,
-    ImmutableArray<Authorization> Authorizations);
+    ImmutableArray<Authorization> Authorizations)
+{
+    /// <summary>Parts of resources left out of the accepted view that were not already left out before (to log once).</summary>
+    public ImmutableArray<string> Skipped { get; init; } = [];
+}
 
 /// <summary>
 /// The client's copy of everything istiod sent: per type URL, name -> (version, decoded resource). Applies one
@@ -32,6 +36,9 @@ internal sealed class DeltaXdsClientCache
     private readonly Dictionary<string, Entry> _authorizations = new(StringComparer.Ordinal);
 
     private readonly record struct Entry(string Version, IMessage Message);
+
+    // What the current snapshot left out; a rebuild reports only what is new, so a push does not repeat old warnings.
+    private HashSet<string> _skipped = new(StringComparer.Ordinal);
 
     public DeltaXdsClientCache(MeshOptions? mesh = null)
     {
@@ -104,9 +111,10 @@ internal sealed class DeltaXdsClientCache
         }
 
         MeshSnapshot snapshot;
+        var skipped = new HashSet<string>(StringComparer.Ordinal);
         try
         {
-            snapshot = MeshSnapshot.FromProtos(EnumerateAddresses(), _mesh);
+            snapshot = MeshSnapshot.FromProtos(EnumerateAddresses(), _mesh, skipped);
         }
         catch (InvalidDataException ex)
         {
@@ -125,7 +133,17 @@ internal sealed class DeltaXdsClientCache
             return Nack(response, ex.Message);
         }
         Snapshot = snapshot;
-        return Ack(response, snapshot);
+        var fresh = ImmutableArray.CreateBuilder<string>();
+        foreach (var line in skipped)
+        {
+            if (!_skipped.Contains(line))
+            {
+                fresh.Add(line);
+            }
+        }
+        _skipped = skipped;
+        fresh.Sort(StringComparer.Ordinal);
+        return Ack(response, snapshot) with { Skipped = fresh.ToImmutable() };
     }
 
     private IEnumerable<Address> EnumerateAddresses()

@@ -24,13 +24,18 @@ public class WireEqualityTests
         ClusterId = "c",
         Services = [new WorkloadServicePorts("ns/s.ns.svc.cluster.local", [new PortMapping(80, 8080, AppProtocol.Http11)])],
         AuthorizationPolicies = ["ns/allow"],
+        Hostname = "p.vm.example",
+        Waypoint = new GatewayInfo(null, "n", IPAddress.Parse("10.0.0.9"), 15008),
+        NetworkGateway = new GatewayInfo(new NamespacedHost("istio-system", "ew.istio-system.svc.cluster.local"), "", null, 15008),
+        Locality = new LocalityInfo("r", "z", "s"),
     };
 
     public static TheoryData<string> WorkloadMutations() =>
     [
         "Name", "Addresses", "Network", "TunnelProtocol", "Node", "CanonicalName", "CanonicalRevision", "WorkloadType",
         "WorkloadName", "Status", "ClusterId", "ServiceKey", "ServicePort", "TargetPort", "AppProtocol", "ExtraService",
-        "AuthorizationPolicies", "Uid", "Namespace", "TrustDomain", "ServiceAccount",
+        "AuthorizationPolicies", "Uid", "Namespace", "TrustDomain", "ServiceAccount", "Hostname", "Waypoint",
+        "WaypointPort", "NoWaypoint", "NetworkGateway", "Locality", "NoLocality",
     ];
 
     [Theory]
@@ -62,6 +67,13 @@ public class WireEqualityTests
             "Namespace" => Rebuild(a, a.Uid, "ns2", a.TrustDomain, a.ServiceAccount),
             "TrustDomain" => Rebuild(a, a.Uid, a.Namespace, "td2", a.ServiceAccount),
             "ServiceAccount" => Rebuild(a, a.Uid, a.Namespace, a.TrustDomain, "sa2"),
+            "Hostname" => a with { Hostname = "q.vm.example" },
+            "Waypoint" => a with { Waypoint = a.Waypoint! with { Address = IPAddress.Parse("10.0.0.10") } },
+            "WaypointPort" => a with { Waypoint = a.Waypoint! with { HboneMtlsPort = 15009 } },
+            "NoWaypoint" => a with { Waypoint = null },
+            "NetworkGateway" => a with { NetworkGateway = a.NetworkGateway! with { Host = new NamespacedHost("istio-system", "ew2") } },
+            "Locality" => a with { Locality = new LocalityInfo("r", "z2", "s") },
+            "NoLocality" => a with { Locality = null },
             _ => throw new ArgumentOutOfRangeException(nameof(field)),
         };
 
@@ -88,6 +100,11 @@ public class WireEqualityTests
     [InlineData("TargetPort")]
     [InlineData("AppProtocol")]
     [InlineData("ExtraPort")]
+    [InlineData("Waypoint")]
+    [InlineData("NoWaypoint")]
+    [InlineData("RoutingPreference")]
+    [InlineData("LoadBalancingMode")]
+    [InlineData("NoLoadBalancing")]
     public void Service_wire_equality_sees_every_wire_field(string field)
     {
         var a = Service("s", "ns", "s.ns.svc.cluster.local");
@@ -103,6 +120,11 @@ public class WireEqualityTests
             "TargetPort" => a with { Ports = [p with { TargetPort = 8081 }] },
             "AppProtocol" => a with { Ports = [p with { AppProtocol = AppProtocol.Grpc }] },
             "ExtraPort" => a with { Ports = [p, p with { Port = 82 }] },
+            "Waypoint" => a with { Waypoint = new GatewayInfo(new NamespacedHost("ns", "wp2"), "", null, 15008) },
+            "NoWaypoint" => a with { Waypoint = null },
+            "RoutingPreference" => a with { LoadBalancing = a.LoadBalancing! with { RoutingPreference = [LoadBalancing.Types.Scope.Zone] } },
+            "LoadBalancingMode" => a with { LoadBalancing = a.LoadBalancing! with { Mode = LoadBalancing.Types.Mode.Strict } },
+            "NoLoadBalancing" => a with { LoadBalancing = null },
             _ => throw new ArgumentOutOfRangeException(nameof(field)),
         };
 
@@ -116,6 +138,8 @@ public class WireEqualityTests
         Network = "n",
         Vips = [IPAddress.Parse("10.96.0.1")],
         Ports = [new ServicePortInfo(80, 8080, AppProtocol.Http11)],
+        Waypoint = new GatewayInfo(new NamespacedHost("ns", "wp"), "", null, 15008),
+        LoadBalancing = new LoadBalancingInfo([LoadBalancing.Types.Scope.Node], LoadBalancing.Types.Mode.Failover, LoadBalancing.Types.HealthPolicy.OnlyHealthy),
     };
 
     private static WorkloadInfo Rebuild(WorkloadInfo a, string uid, string ns, string td, string sa) => new(uid, ns, td, sa)
