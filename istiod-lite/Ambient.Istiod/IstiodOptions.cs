@@ -1,4 +1,5 @@
 using System.Net;
+using Ambient.Core.Identity;
 
 namespace Ambient.Istiod;
 
@@ -45,7 +46,9 @@ internal sealed record IstiodOptions(
                 case "--config": config = value; break;
                 case "--state": state = value; break;
                 case "--cluster-id": clusterId = value; break;
-                case "--trust-domain": trustDomain = value; break;
+                case "--trust-domain":
+                    if (SpiffeId.ValidateTrustDomain(value) is { } tdError) { error = $"--trust-domain: {tdError}"; return null; }
+                    trustDomain = value; break;
                 case "--listen":
                     if (!IPEndPoint.TryParse(value, out var g) || g.Port == 0 && !value.EndsWith(":0", StringComparison.Ordinal))
                     { error = $"--listen: '{value}' is not IP:PORT"; return null; }

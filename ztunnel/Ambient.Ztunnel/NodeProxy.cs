@@ -53,6 +53,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
             InstanceIp = options.Address.ToString(),
             ClusterId = options.ClusterId,
             CertificateTtl = options.CertificateTtl,
+            TrustDomain = options.TrustDomain,
         }, loggerFactory);
         Metrics = new ConnectionMetrics();
         _pool = new HboneConnectionPool(new ZtunnelTls(_control.Certificates), hboneOptions, loggerFactory);

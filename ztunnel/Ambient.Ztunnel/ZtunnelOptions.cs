@@ -1,4 +1,5 @@
 using System.Net;
+using Ambient.Core.Identity;
 using Ambient.Ztunnel.Admin;
 
 namespace Ambient.Ztunnel;
@@ -18,6 +19,9 @@ internal sealed record ZtunnelOptions(
     /// <summary>Workload certificate lifetime asked of the CA (Istio default 24 h; renewed at half-life).</summary>
     public TimeSpan CertificateTtl { get; init; } = TimeSpan.FromHours(24);
 
+    /// <summary>SPIFFE trust domain of this mesh: peers of any other are refused.</summary>
+    public string TrustDomain { get; init; } = SpiffeId.DefaultTrustDomain;
+
     public const string Usage =
         """
         usage: ztunnel --node NAME --root FILE --token-file FILE [--istiod https://IP:PORT] [--address IP]
@@ -28,6 +32,7 @@ internal sealed record ZtunnelOptions(
           --istiod URL         CA + discovery, default https://127.0.0.1:15012
           --address IP         where the node-wide admin ports listen, default 127.0.0.1
           --cert-ttl SECONDS   workload certificate lifetime to request, default 86400, at most 7776000 (90 days)
+          --trust-domain TD    SPIFFE trust domain of the mesh (as istiod-lite's), default cluster.local
         """;
 
     private const int MaxCertTtlSeconds = 90 * 24 * 3600;
@@ -39,6 +44,7 @@ internal sealed record ZtunnelOptions(
         var istiod = new Uri($"https://127.0.0.1:{ZtunnelPorts.IstiodGrpc}");
         int hbone = ZtunnelPorts.Hbone, socks = ZtunnelPorts.Socks5, admin = ZtunnelPorts.Admin, metrics = ZtunnelPorts.Metrics, ready = ZtunnelPorts.Readiness;
         var ttl = TimeSpan.FromHours(24);
+        var trustDomain = SpiffeId.DefaultTrustDomain;
         for (var i = 0; i < args.Length; i++)
         {
             var name = args[i];
@@ -51,6 +57,9 @@ internal sealed record ZtunnelOptions(
                 case "--root": root = value; break;
                 case "--token-file": token = value; break;
                 case "--cluster-id": clusterId = value; break;
+                case "--trust-domain":
+                    if (SpiffeId.ValidateTrustDomain(value) is { } tdError) { error = $"--trust-domain: {tdError}"; return null; }
+                    trustDomain = value; break;
                 case "--istiod":
                     if (!Uri.TryCreate(value, UriKind.Absolute, out var u) || u.Scheme != "https") { error = $"--istiod: '{value}' is not an https URL"; return null; }
                     istiod = u; break;
@@ -83,7 +92,7 @@ internal sealed record ZtunnelOptions(
         }
         error = null;
         return new ZtunnelOptions(node, address, istiod, Path.GetFullPath(root), Path.GetFullPath(token), hbone, socks,
-            new AdminPorts(admin, metrics, ready), clusterId) { CertificateTtl = ttl };
+            new AdminPorts(admin, metrics, ready), clusterId) { CertificateTtl = ttl, TrustDomain = trustDomain };
     }
 
     private static bool Port(string value, out int port) =>

@@ -126,8 +126,11 @@ internal readonly record struct SpiffeId
         return true;
     }
 
-    // SPIFFE ID spec section 2.1: trust domain = lowercase letters, digits, '.', '-', '_'.
-    private static string? ValidateTrustDomain(string td)
+    /// <summary>
+    /// Null when <paramref name="td"/> is a valid trust domain (SPIFFE ID spec section 2.1: lowercase letters,
+    /// digits, '.', '-', '_'), else what is wrong with it; command-line flags check with it before anything starts.
+    /// </summary>
+    public static string? ValidateTrustDomain(string td)
     {
         if (td.Length == 0)
         {

@@ -184,7 +184,7 @@ internal sealed class MeshSnapshot
             switch (a.TypeCase)
             {
                 case Address.TypeOneofCase.Workload:
-                    workloads.Add(WorkloadInfo.FromProto(a.Workload, pool));
+                    workloads.Add(WorkloadInfo.FromProto(a.Workload, pool, options.TrustDomain));
                     break;
                 case Address.TypeOneofCase.Service:
                     services.Add(ServiceInfo.FromProto(a.Service, pool, options.Network, skipped));

@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Net;
 using Ambient.Core.Config;
+using Ambient.Core.Identity;
 using Ambient.Core.Protos.Workload;
 
 namespace Ambient.Core.Model;
@@ -203,9 +204,10 @@ internal sealed record WorkloadInfo
 
     /// <summary>
     /// Converts a received Workload. Empty trust domain / service account take Istio's defaults exactly as ztunnel
-    /// does. Throws <see cref="InvalidDataException"/> naming the workload and field for anything we cannot use.
+    /// does: the mesh's trust domain (istiod elides it when it is that) and <c>default</c>.
+    /// Throws <see cref="InvalidDataException"/> naming the workload and field for anything we cannot use.
     /// </summary>
-    public static WorkloadInfo FromProto(Workload w, StringPool? pool = null)
+    public static WorkloadInfo FromProto(Workload w, StringPool? pool = null, string meshTrustDomain = SpiffeId.DefaultTrustDomain)
     {
         pool ??= new StringPool();
         if (string.IsNullOrEmpty(w.Uid))
@@ -237,7 +239,7 @@ internal sealed record WorkloadInfo
             policies.Add(pool.Get(policy));
         }
         var ns = pool.Get(w.Namespace);
-        var trustDomain = pool.Get(w.TrustDomain.Length == 0 ? "cluster.local" : w.TrustDomain);
+        var trustDomain = pool.Get(w.TrustDomain.Length == 0 ? meshTrustDomain : w.TrustDomain);
         var serviceAccount = pool.Get(w.ServiceAccount.Length == 0 ? "default" : w.ServiceAccount);
         var name = w.Name;
         return new WorkloadInfo(w.Uid, ns, trustDomain, serviceAccount, pool)

@@ -208,4 +208,14 @@ public sealed class XdsFieldsKeptTests
         Assert.Equal([IPAddress.Parse("10.1.0.10"), IPAddress.Parse("10.1.0.11")], s.Vips);
         Assert.Contains("west/10.2.0.10", Assert.Single(result.Skipped), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void An_elided_trust_domain_is_the_mesh_trust_domain()
+    {
+        // istiod leaves trust_domain out when it is the mesh default; the default is this mesh's, not cluster.local.
+        var bare = new Workload { Uid = "Kubernetes//Pod/demo/a", Name = "a", Namespace = "demo", Addresses = { ByteString.CopyFrom(10, 0, 0, 1) } };
+        var cache = new DeltaXdsClientCache(new MeshOptions { TrustDomain = "example.org" });
+        Assert.True(cache.Apply(Response("n1", Res(bare.Uid, new Address { Workload = bare }))).Accepted);
+        Assert.Equal("spiffe://example.org/ns/demo/sa/default", Assert.Single(cache.Snapshot.Workloads).Identity);
+    }
 }

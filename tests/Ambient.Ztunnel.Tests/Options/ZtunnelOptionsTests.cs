@@ -26,4 +26,17 @@ public sealed class ZtunnelOptionsTests : IDisposable
         Assert.Null(options);
         Assert.Contains("over the CA's maximum", error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void The_trust_domain_is_a_flag_defaulting_to_cluster_local()
+    {
+        Assert.Equal("cluster.local", ZtunnelOptions.TryParse(Args("3600"), out var error)!.TrustDomain);
+        Assert.Null(error);
+        var options = ZtunnelOptions.TryParse([.. Args("3600"), "--trust-domain", "example.org"], out error);
+        Assert.Null(error);
+        Assert.Equal("example.org", options!.TrustDomain);
+
+        Assert.Null(ZtunnelOptions.TryParse([.. Args("3600"), "--trust-domain", "Example.ORG"], out error));
+        Assert.StartsWith("--trust-domain: ", error, StringComparison.Ordinal);
+    }
 }
