@@ -173,4 +173,16 @@ public sealed class CaAndDiscoveryGoldenBytesTests
         var unpacked = DeltaDiscoveryResponse.Parser.ParseFrom(golden).Resources[0].Resource_.Unpack<Ambient.Core.Protos.Workload.Address>();
         Assert.Equal("s", unpacked.Service.Name);
     }
+
+    [Fact]
+    public void Node_build_version_matches_the_ztunnel_field_number()
+    {
+        // istio/ztunnel proto/xds.proto @ 14c91a6f2852fb2fe702445ec0bd4362c5468242 declares its own Node with
+        // string build_version = 5 (Envoy v3 reserves 5, once build_version; istiod ignores it as unknown).
+        var golden = new GoldenWire()
+            .Hex("0a 07").Ascii("ztunnel")                          // Node.id = 1
+            .Hex("2a 06").Ascii("1.28.0")                           // Node.build_version = 5: tag 0x2a = 5<<3|2, 6 bytes
+            .ToArray();
+        GoldenWire.AssertBothWays(golden, new Node { Id = "ztunnel", BuildVersion = "1.28.0" }, Node.Parser);
+    }
 }
