@@ -188,6 +188,13 @@ public sealed class XdsFieldsKeptTests
         var skipped = Assert.Single(result.Skipped);
         Assert.Contains("demo/echo.demo.svc.cluster.local", skipped, StringComparison.Ordinal);
         Assert.Contains("remote/10.200.0.10", skipped, StringComparison.Ordinal);
+
+        // A later push that does not touch the service keeps it as it was and does not report it again.
+        var other = new Workload { Uid = "Kubernetes//Pod/demo/b", Name = "b", Namespace = "demo", Addresses = { ByteString.CopyFrom(10, 0, 0, 2) } };
+        var next = cache.Apply(Response("n2", Res(other.Uid, new Address { Workload = other })));
+        Assert.True(next.Accepted, next.Error);
+        Assert.Empty(next.Skipped);
+        Assert.Equal([IPAddress.Parse("10.96.0.10")], Assert.Single(cache.Snapshot.Services).Vips);
     }
 
     [Fact]
