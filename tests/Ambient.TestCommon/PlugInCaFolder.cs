@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Ambient.TestCommon;
 
 /// <summary>How the plug-in CA's key is written to <c>ca-key.pem</c>.</summary>
@@ -24,8 +22,6 @@ public enum CaKeyFormat
 /// </summary>
 public sealed class PlugInCaFolder : IDisposable
 {
-    public const string OpenSslBinary = "/usr/bin/openssl";
-
     // The extensions of each certificate the tests need, as an operator's openssl config would have them.
     private const string OpenSslConfig = """
         [req]
@@ -95,34 +91,11 @@ public sealed class PlugInCaFolder : IDisposable
     /// <summary>A scratch file beside (not in) the CA folder.</summary>
     public string WriteScratch(string name, string content) => Write(_work, name, content);
 
-    /// <summary>Runs openssl; returns the exit code and everything it printed.</summary>
-    public static (int ExitCode, string Output) RunOpenSsl(params string[] args)
-    {
-        if (!File.Exists(OpenSslBinary))
-        {
-            throw new InvalidOperationException($"{OpenSslBinary} is required for the plug-in CA tests; install the Debian 'openssl' package");
-        }
-        var start = new ProcessStartInfo(OpenSslBinary) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(60_000))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException("openssl " + string.Join(' ', args) + " did not finish within 60 s");
-        }
-        return (process.ExitCode, stdout.Result + stderr.Result);
-    }
-
     public void Dispose() => _dir.Dispose();
 
     private static void OpenSsl(params string[] args)
     {
-        var (code, output) = RunOpenSsl(args);
+        var (code, output) = Ambient.TestCommon.OpenSsl.Run(args);
         if (code != 0)
         {
             throw new InvalidOperationException($"openssl {string.Join(' ', args)} failed ({code}): {output}");

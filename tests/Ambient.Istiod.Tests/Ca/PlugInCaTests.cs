@@ -33,13 +33,13 @@ public sealed class PlugInCaTests
 
         // The independent verifier, exactly as an operator would check a leaf against the cacerts files.
         var leafPath = cacerts.WriteScratch("leaf.pem", issued.LeafPem);
-        var (code, output) = PlugInCaFolder.RunOpenSsl("verify", "-x509_strict", "-CAfile", cacerts.RootCert, "-untrusted", cacerts.CertChain, leafPath);
+        var (code, output) = OpenSsl.Run("verify", "-x509_strict", "-CAfile", cacerts.RootCert, "-untrusted", cacerts.CertChain, leafPath);
         Assert.True(code == 0, "openssl verify failed: " + output);
         Assert.Contains(leafPath + ": OK", output, StringComparison.Ordinal);
 
         // The response chain itself, without cert-chain.pem, is enough for a peer that holds only the root.
         var sentChain = cacerts.WriteScratch("sent-chain.pem", string.Concat(issued.ChainPem.Skip(1)));
-        (code, output) = PlugInCaFolder.RunOpenSsl("verify", "-CAfile", cacerts.RootCert, "-untrusted", sentChain, leafPath);
+        (code, output) = OpenSsl.Run("verify", "-CAfile", cacerts.RootCert, "-untrusted", sentChain, leafPath);
         Assert.True(code == 0, "openssl verify with the issued chain failed: " + output);
 
         // Istio's order: leaf, intermediate, root last. The trust bundle is root-cert.pem, not the signer.

@@ -38,14 +38,9 @@ public sealed class PlugInCaHandshakeTests : IAsyncLifetime
     [Fact]
     public async Task Two_workloads_with_plug_in_ca_leaves_handshake_through_the_intermediate()
     {
-        var (clientCerts, clientXds) = await NodeAsync("node-1");
-        var (echoCerts, echoXds) = await NodeAsync("node-2");
-        await using var _1 = clientXds;
-        await using var _2 = echoXds;
-        await using var _3 = clientCerts;
-        await using var _4 = echoCerts;
-        await CertificateAsync(clientCerts, ClientId);
-        await CertificateAsync(echoCerts, Echo);
+        await using var client = await NodeAsync("node-1", ClientId);
+        await using var echo = await NodeAsync("node-2", Echo);
+        var (clientCerts, echoCerts) = (client.Certificates, echo.Certificates);
         Assert.True(echoCerts.TryGetCertificate(Echo, out var echoCert, out var echoChain));
         using var intermediate = X509Certificate2.CreateFromPem(File.ReadAllText(_cacerts.CaCert));
         Assert.Equal(intermediate.SubjectName.Name, echoCert.IssuerName.Name);
@@ -59,14 +54,9 @@ public sealed class PlugInCaHandshakeTests : IAsyncLifetime
     [Fact]
     public async Task A_leaf_presented_without_its_intermediate_is_refused()
     {
-        var (clientCerts, clientXds) = await NodeAsync("node-1");
-        var (echoCerts, echoXds) = await NodeAsync("node-2");
-        await using var _1 = clientXds;
-        await using var _2 = echoXds;
-        await using var _3 = clientCerts;
-        await using var _4 = echoCerts;
-        await CertificateAsync(clientCerts, ClientId);
-        await CertificateAsync(echoCerts, Echo);
+        await using var client = await NodeAsync("node-1", ClientId);
+        await using var echo = await NodeAsync("node-2", Echo);
+        var (clientCerts, echoCerts) = (client.Certificates, echo.Certificates);
         Assert.True(echoCerts.TryGetCertificate(Echo, out var echoCert, out _));
 
         // The control: the same leaf without the chain the CA returned does not lead to root-cert.pem.
@@ -76,14 +66,14 @@ public sealed class PlugInCaHandshakeTests : IAsyncLifetime
         Assert.Contains("does not chain to the mesh root", clientSaw, StringComparison.Ordinal);
     }
 
-    private async Task<(CertificateManager Certificates, Ambient.Core.Xds.DeltaXdsClient Xds)> NodeAsync(string node)
+    /// <summary>One node's xDS client and certificate manager, holding a certificate for <paramref name="identity"/>.</summary>
+    private async Task<Node> NodeAsync(string node, SpiffeId identity)
     {
         // The xDS client trusts only root-cert.pem: istiod-lite's serving chain must carry the intermediate too.
         var xds = _istiod.CreateXdsClient(node, _log);
         var state = new ProxyState(node);
         xds.SnapshotChanged += state.Update;
         xds.Start();
-        await xds.WaitForSyncAsync().WaitAsync(Deadline, TestContext.Current.CancellationToken);
         var manager = new CertificateManager(new CertificateManagerOptions
         {
             CaAddress = _istiod.Address,
@@ -92,12 +82,29 @@ public sealed class PlugInCaHandshakeTests : IAsyncLifetime
             InitialBackoff = TimeSpan.FromMilliseconds(200),
             MaxBackoff = TimeSpan.FromSeconds(1),
         }, TrustBundle.FromPem(File.ReadAllText(_cacerts.RootCert)), _log.CreateLogger("certs-" + node));
-        manager.Attach(state);
-        return (manager, xds);
+        var result = new Node(xds, manager);
+        try
+        {
+            await xds.WaitForSyncAsync().WaitAsync(Deadline, TestContext.Current.CancellationToken);
+            manager.Attach(state);
+            await Eventually.ValueAsync(() => manager.TryGetWorkloadCertificate(identity.ToString(), out var c) ? c : null, Deadline, "a certificate for " + identity);
+            return result;
+        }
+        catch
+        {
+            await result.DisposeAsync();
+            throw;
+        }
     }
 
-    private static Task<WorkloadCertificate> CertificateAsync(CertificateManager m, SpiffeId id)
-        => Eventually.ValueAsync(() => m.TryGetWorkloadCertificate(id.ToString(), out var c) ? c : null, Deadline, "a certificate for " + id);
+    private sealed record Node(Ambient.Core.Xds.DeltaXdsClient Xds, CertificateManager Certificates) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await Certificates.DisposeAsync();
+            await Xds.DisposeAsync();
+        }
+    }
 
     // Server side as the inbound listener builds it (certificate context, peer judged by the trust bundle); client
     // side through ZtunnelTls, the HBONE connector's identity seam. Returns the identity the server accepted and
