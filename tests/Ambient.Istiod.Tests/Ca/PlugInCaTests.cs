@@ -81,6 +81,24 @@ public sealed class PlugInCaTests
         Assert.Equal(root.Thumbprint, X509Certificate2.CreateFromPem(issued.ChainPem[^1]).Thumbprint);
     }
 
+    [Fact]
+    public void A_legacy_openssl_encrypted_pkcs1_key_is_read_with_the_password_file()
+    {
+        using var cacerts = new PlugInCaFolder("rsa:2048", CaKeyFormat.Pkcs1);
+        var password = cacerts.WriteScratch("legacy.password", "s3cret\n");
+        var encrypted = cacerts.WriteScratch("legacy-key.pem", "");
+        var (code, output) = OpenSsl.Run("rsa", "-in", cacerts.CaKey, "-aes256", "-traditional", "-passout", "file:" + password, "-out", encrypted);
+        Assert.True(code == 0, output);
+        File.Copy(encrypted, cacerts.CaKey, overwrite: true);
+        Assert.Contains("Proc-Type: 4,ENCRYPTED", File.ReadAllText(cacerts.CaKey), StringComparison.Ordinal);
+
+        AssertRefused(cacerts, cacerts.CaKey, "--ca-key-password-file", passwordFile: null);
+        using var signer = PlugInCa.Load(cacerts.Folder, password, "cluster.local");
+        using var csr = WorkloadCsr.Create(Id);
+        var issued = new CertificateAuthority(signer).IssueWorkloadCertificate(csr.CsrPem, Id, TimeSpan.FromHours(1));
+        Assert.Equal(3, issued.ChainPem.Count);
+    }
+
     [Theory]
     [InlineData("ca-cert.pem")]
     [InlineData("ca-key.pem")]
