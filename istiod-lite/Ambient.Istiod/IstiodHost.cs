@@ -21,14 +21,14 @@ internal sealed class IstiodHost : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly FolderConfigSource _source;
     private readonly MeshController _mesh;
-    private readonly CaRoot _root;
+    private readonly CaSigner _signer;
 
-    private IstiodHost(WebApplication app, FolderConfigSource source, MeshController mesh, CaRoot root, IstiodOptions options)
+    private IstiodHost(WebApplication app, FolderConfigSource source, MeshController mesh, CaSigner signer, IstiodOptions options)
     {
         _app = app;
         _source = source;
         _mesh = mesh;
-        _root = root;
+        _signer = signer;
         Options = options;
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
         foreach (var a in addresses)
@@ -49,7 +49,10 @@ internal sealed class IstiodHost : IAsyncDisposable
     public IstiodOptions Options { get; }
     public IPEndPoint GrpcEndpoint { get; }
     public IPEndPoint? MonitoringEndpoint { get; }
-    public string RootCertificatePath => Path.Combine(Options.StateFolder, CaStore.RootCertFile);
+    /// <summary>The trust bundle proxies load: the state folder's root, or the plug-in CA's root-cert.pem.</summary>
+    public string RootCertificatePath => Options.CaDirectory is { } caDirectory
+        ? Path.Combine(caDirectory, PlugInCa.RootCertFile)
+        : Path.Combine(Options.StateFolder, CaStore.RootCertFile);
     public MeshController Mesh => _mesh;
     public FolderConfigSource Config => _source;
     public NodeTokens Tokens => _app.Services.GetRequiredService<NodeTokens>();
@@ -58,8 +61,11 @@ internal sealed class IstiodHost : IAsyncDisposable
     {
         // Created owner-only when missing; an existing one is checked before use (CaStore, NodeTokens).
         PrivateFile.EnsureDirectory(options.StateFolder);
-        var root = CaStore.LoadOrCreate(options.StateFolder, options.TrustDomain);
-        var ca = new CertificateAuthority(root);
+        // A plug-in CA is checked whole before anything listens: a bad file stops the start with one line naming it.
+        var signer = options.CaDirectory is { } caDirectory
+            ? PlugInCa.Load(caDirectory, options.CaKeyPasswordFile, options.TrustDomain)
+            : CaStore.LoadOrCreate(options.StateFolder, options.TrustDomain);
+        var ca = new CertificateAuthority(signer);
         var tokens = new NodeTokens(options.StateFolder);
 
         var builder = WebApplication.CreateSlimBuilder();
@@ -84,6 +90,8 @@ internal sealed class IstiodHost : IAsyncDisposable
         // istiod's own serving cert is re-issued at every start from the persistent root: nothing to rotate
         // while running, and a restart (the only way its SANs could change) picks up a fresh one.
         var serverCertificate = ca.IssueServerCertificate();
+        // Sent after the serving cert so that clients holding only the root can verify a plug-in CA's leaf.
+        var serverIntermediates = signer.LoadIntermediates();
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -95,6 +103,7 @@ internal sealed class IstiodHost : IAsyncDisposable
                 l.UseHttps(h =>
                 {
                     h.ServerCertificate = serverCertificate;
+                    h.ServerCertificateChain = serverIntermediates;
                     h.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
                 });
             });
@@ -127,10 +136,10 @@ internal sealed class IstiodHost : IAsyncDisposable
         catch (IOException e)
         {
             await app.DisposeAsync().ConfigureAwait(false);
-            root.Dispose();
+            signer.Dispose();
             throw new IOException($"cannot listen on {options.GrpcEndpoint} or {options.MonitoringEndpoint}: {e.Message} (is another istiod-lite running?)", e);
         }
-        return new IstiodHost(app, source, mesh, root, options);
+        return new IstiodHost(app, source, mesh, signer, options);
     }
 
     public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
@@ -159,6 +168,6 @@ internal sealed class IstiodHost : IAsyncDisposable
     {
         await _app.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false); // disposes the config source and the mesh controller
-        _root.Dispose();
+        _signer.Dispose();
     }
 }

@@ -10,7 +10,9 @@ internal sealed record IstiodOptions(
     IPEndPoint GrpcEndpoint,
     IPEndPoint? MonitoringEndpoint,
     string ClusterId,
-    string TrustDomain)
+    string TrustDomain,
+    string? CaDirectory = null,
+    string? CaKeyPasswordFile = null)
 {
     public const int DefaultGrpcPort = 15012;
     public const int DefaultMonitoringPort = 15014;
@@ -18,7 +20,7 @@ internal sealed record IstiodOptions(
     public static string Usage =>
         """
         usage: istiod-lite --config DIR [--state DIR] [--listen IP:PORT] [--monitoring IP:PORT|off]
-                           [--cluster-id ID] [--trust-domain TD]
+                           [--cluster-id ID] [--trust-domain TD] [--ca-dir DIR [--ca-key-password-file FILE]]
           --config PATH      a YAML file, or a folder of them, of Kubernetes-style resources (Namespace, ServiceAccount,
                              Pod, Service), watched live
           --state DIR        where the mesh root CA and node tokens live (default: .ambient-state beside the config
@@ -27,12 +29,17 @@ internal sealed record IstiodOptions(
           --monitoring ...   plain HTTP /ready and /debug endpoints, default 127.0.0.1:15014
           --cluster-id ID    default Kubernetes
           --trust-domain TD  default cluster.local
+          --ca-dir DIR       sign with an operator's intermediate CA instead of the self-signed root (Istio's
+                             cacerts layout: ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem); the proxies'
+                             trust bundle is then DIR/root-cert.pem
+          --ca-key-password-file FILE
+                             the password of an encrypted ca-key.pem (the file's first line)
         """;
 
     /// <summary>Parses arguments; returns null and an error naming the bad argument instead of throwing.</summary>
     public static IstiodOptions? TryParse(string[] args, out string? error)
     {
-        string? config = null, state = null, clusterId = "Kubernetes", trustDomain = "cluster.local";
+        string? config = null, state = null, clusterId = "Kubernetes", trustDomain = "cluster.local", caDirectory = null, caKeyPasswordFile = null;
         var grpc = new IPEndPoint(IPAddress.Loopback, DefaultGrpcPort);
         IPEndPoint? monitoring = new(IPAddress.Loopback, DefaultMonitoringPort);
         for (var i = 0; i < args.Length; i++)
@@ -49,6 +56,8 @@ internal sealed record IstiodOptions(
                 case "--trust-domain":
                     if (SpiffeId.ValidateTrustDomain(value) is { } tdError) { error = $"--trust-domain: {tdError}"; return null; }
                     trustDomain = value; break;
+                case "--ca-dir": caDirectory = Path.GetFullPath(value); break;
+                case "--ca-key-password-file": caKeyPasswordFile = Path.GetFullPath(value); break;
                 case "--listen":
                     if (!IPEndPoint.TryParse(value, out var g) || g.Port == 0 && !value.EndsWith(":0", StringComparison.Ordinal))
                     { error = $"--listen: '{value}' is not IP:PORT"; return null; }
@@ -61,11 +70,12 @@ internal sealed record IstiodOptions(
             }
         }
         if (config is null) { error = "--config PATH is required\n" + Usage; return null; }
+        if (caKeyPasswordFile is not null && caDirectory is null) { error = "--ca-key-password-file needs --ca-dir DIR"; return null; }
         config = Path.GetFullPath(config);
         var isFile = File.Exists(config);
         if (!isFile && !Directory.Exists(config)) { error = $"--config: '{config}' is neither a file nor a folder"; return null; }
         state = Path.GetFullPath(state ?? Path.Combine(isFile ? Path.GetDirectoryName(config)! : config, "..", ".ambient-state"));
         error = null;
-        return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain);
+        return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain, caDirectory, caKeyPasswordFile);
     }
 }

@@ -23,4 +23,23 @@ public sealed class IstiodOptionsTests
         Assert.Null(IstiodOptions.TryParse(["--config", Path.Combine(dir.Path, "nope.yaml")], out error));
         Assert.Contains("neither a file nor a folder", error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Ca_dir_and_key_password_file_are_full_paths_and_the_password_needs_the_folder()
+    {
+        using var dir = new TempDir();
+        var config = dir.Write("mesh/demo.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n");
+
+        var defaults = IstiodOptions.TryParse(["--config", config], out var error);
+        Assert.Null(error);
+        Assert.Null(defaults!.CaDirectory); // the self-signed root stays the default
+
+        var plugIn = IstiodOptions.TryParse(["--config", config, "--ca-dir", Path.Combine(dir.Path, "cacerts"), "--ca-key-password-file", Path.Combine(dir.Path, "pw")], out error);
+        Assert.Null(error);
+        Assert.Equal(Path.Combine(dir.Path, "cacerts"), plugIn!.CaDirectory);
+        Assert.Equal(Path.Combine(dir.Path, "pw"), plugIn.CaKeyPasswordFile);
+
+        Assert.Null(IstiodOptions.TryParse(["--config", config, "--ca-key-password-file", "pw"], out error));
+        Assert.Contains("--ca-key-password-file needs --ca-dir", error, StringComparison.Ordinal);
+    }
 }

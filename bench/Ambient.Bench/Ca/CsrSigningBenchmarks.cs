@@ -15,7 +15,7 @@ public class CsrSigningBenchmarks
 {
     private static readonly SpiffeId Identity = SpiffeId.Parse("spiffe://cluster.local/ns/bench/sa/default");
     private string _stateDirectory = string.Empty;
-    private CaRoot? _root;
+    private CaSigner? _root;
     private CertificateAuthority? _ca;
     private WorkloadCsr? _csr;
 

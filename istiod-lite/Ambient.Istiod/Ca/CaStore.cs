@@ -24,7 +24,7 @@ internal static class CaStore
     // validity (the BCL refuses to issue otherwise, and strict verifiers reject it).
     private static readonly TimeSpan RootBackdate = TimeSpan.FromHours(1);
 
-    public static CaRoot LoadOrCreate(string stateDirectory, string trustDomain = SpiffeId.DefaultTrustDomain, TimeProvider? time = null)
+    public static CaSigner LoadOrCreate(string stateDirectory, string trustDomain = SpiffeId.DefaultTrustDomain, TimeProvider? time = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(stateDirectory);
         _ = new SpiffeId(trustDomain, "ns", "sa"); // validates the trust domain
@@ -51,7 +51,7 @@ internal static class CaStore
         return Create(certPath, keyPath, trustDomain, time);
     }
 
-    private static CaRoot Create(string certPath, string keyPath, string trustDomain, TimeProvider time)
+    private static CaSigner Create(string certPath, string keyPath, string trustDomain, TimeProvider time)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var subject = new X500DistinguishedNameBuilder();
@@ -69,10 +69,10 @@ internal static class CaStore
         // reverse order could leave a root certificate whose key is lost for good.
         PrivateFile.Write(keyPath, key.ExportPkcs8PrivateKeyPem());
         PrivateFile.Write(certPath, generated.ExportCertificatePem());
-        return new CaRoot(trustDomain, generated.CopyWithPrivateKey(key));
+        return new CaSigner(trustDomain, generated.CopyWithPrivateKey(key));
     }
 
-    private static CaRoot Load(string certPath, string keyPath, string trustDomain, TimeProvider time)
+    private static CaSigner Load(string certPath, string keyPath, string trustDomain, TimeProvider time)
     {
         X509Certificate2 cert;
         try
@@ -117,7 +117,7 @@ internal static class CaStore
                     withKey.Dispose();
                     throw new CaStateException($"CA root certificate '{certPath}' expired at {expired:u}; rotate the root");
                 }
-                return new CaRoot(trustDomain, withKey);
+                return new CaSigner(trustDomain, withKey);
             }
         }
     }

@@ -21,8 +21,9 @@ internal sealed record IssuedCertificate(
     DateTimeOffset NotAfter);
 
 /// <summary>
-/// Signs workload certificates with the mesh root. The CSR only contributes its public key: the identity, subject,
-/// extensions and lifetime are all decided here, so a caller cannot smuggle in a SAN, a CA flag or a longer life.
+/// Signs workload certificates with the CA signer (the mesh root, or a plug-in intermediate). The CSR only
+/// contributes its public key: the identity, subject, extensions and lifetime are all decided here, so a caller
+/// cannot smuggle in a SAN, a CA flag or a longer life.
 /// </summary>
 internal sealed class CertificateAuthority
 {
@@ -46,19 +47,20 @@ internal sealed class CertificateAuthority
         new Oid("1.3.6.1.5.5.7.3.2", "Client Authentication"),
     };
 
-    private readonly CaRoot _root;
+    private readonly CaSigner _signer;
     private readonly TimeProvider _time;
 
-    public CertificateAuthority(CaRoot root, TimeProvider? time = null)
+    public CertificateAuthority(CaSigner signer, TimeProvider? time = null)
     {
-        ArgumentNullException.ThrowIfNull(root);
-        _root = root;
+        ArgumentNullException.ThrowIfNull(signer);
+        _signer = signer;
         _time = time ?? TimeProvider.System;
     }
 
-    public string TrustDomain => _root.TrustDomain;
+    public string TrustDomain => _signer.TrustDomain;
 
-    public string RootCertificatePem => _root.CertificatePem;
+    /// <summary>The trust bundle proxies verify against: the self-signed root, or a plug-in CA's root-cert.pem.</summary>
+    public string RootCertificatePem => _signer.RootCertificatePem;
 
     /// <summary>
     /// Signs the public key of <paramref name="csrPem"/> for <paramref name="identity"/>. The caller has already
@@ -80,13 +82,13 @@ internal sealed class CertificateAuthority
         extensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, critical: true));
         extensions.Add(new X509EnhancedKeyUsageExtension(WorkloadEku, critical: false));
         extensions.Add(new X509BasicConstraintsExtension(certificateAuthority: false, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
-        extensions.Add(_root.AuthorityKeyIdentifier);
+        extensions.Add(_signer.AuthorityKeyIdentifier);
 
         var (notBefore, notAfter) = Validity(ttl);
         var serial = NewSerialNumber();
-        using var leaf = request.Create(_root.Certificate.SubjectName, _root.SignatureGenerator, notBefore, notAfter, serial);
+        using var leaf = request.Create(_signer.Certificate.SubjectName, _signer.SignatureGenerator, notBefore, notAfter, serial);
         var leafPem = leaf.ExportCertificatePem();
-        return new IssuedCertificate(leafPem, [leafPem, _root.CertificatePem], identity, leaf.SerialNumber,
+        return new IssuedCertificate(leafPem, [leafPem, .. _signer.IssuerChainPem], identity, leaf.SerialNumber,
             new DateTimeOffset(leaf.NotBefore.ToUniversalTime()), new DateTimeOffset(leaf.NotAfter.ToUniversalTime()));
     }
 
@@ -116,10 +118,10 @@ internal sealed class CertificateAuthority
         extensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, critical: true));
         extensions.Add(new X509EnhancedKeyUsageExtension(new OidCollection { new Oid("1.3.6.1.5.5.7.3.1", "Server Authentication") }, critical: false));
         extensions.Add(new X509BasicConstraintsExtension(false, false, 0, critical: true));
-        extensions.Add(_root.AuthorityKeyIdentifier);
+        extensions.Add(_signer.AuthorityKeyIdentifier);
         var life = lifetime is { } l && l > TimeSpan.Zero ? l : TimeSpan.FromDays(365);
         var (notBefore, notAfter) = Validity(life);
-        using var cert = request.Create(_root.Certificate.SubjectName, _root.SignatureGenerator, notBefore, notAfter, NewSerialNumber());
+        using var cert = request.Create(_signer.Certificate.SubjectName, _signer.SignatureGenerator, notBefore, notAfter, NewSerialNumber());
         return cert.CopyWithPrivateKey(key);
     }
 
@@ -154,17 +156,18 @@ internal sealed class CertificateAuthority
     private (DateTimeOffset NotBefore, DateTimeOffset NotAfter) Validity(TimeSpan ttl)
     {
         var now = _time.GetUtcNow();
-        var rootNotBefore = new DateTimeOffset(_root.Certificate.NotBefore.ToUniversalTime());
-        var rootNotAfter = new DateTimeOffset(_root.Certificate.NotAfter.ToUniversalTime());
+        // Inside the signer's validity: an intermediate may end long before the root does.
+        var signerNotBefore = new DateTimeOffset(_signer.Certificate.NotBefore.ToUniversalTime());
+        var signerNotAfter = new DateTimeOffset(_signer.Certificate.NotAfter.ToUniversalTime());
         var notBefore = now - Backdate;
-        if (notBefore < rootNotBefore)
+        if (notBefore < signerNotBefore)
         {
-            notBefore = rootNotBefore;
+            notBefore = signerNotBefore;
         }
         var notAfter = now + ttl;
-        if (notAfter > rootNotAfter)
+        if (notAfter > signerNotAfter)
         {
-            notAfter = rootNotAfter;
+            notAfter = signerNotAfter;
         }
         return (notBefore, notAfter);
     }

@@ -16,7 +16,7 @@ public sealed class CaInputChecksTests : IDisposable
     private const string WebOnNode1 = "spiffe://cluster.local/ns/demo/sa/web";
     private static readonly SpiffeId Id = SpiffeId.Parse(WebOnNode1);
     private readonly TempDir _dir = new();
-    private readonly CaRoot _root;
+    private readonly CaSigner _root;
     private readonly CertificateAuthority _ca;
     private readonly CertificateService _service;
     private readonly string _auth;

@@ -1,37 +1,8 @@
-using System.Diagnostics;
 using Ambient.Core.Identity;
 using Ambient.Istiod.Ca;
 using Microsoft.Extensions.Logging;
 
 namespace Ambient.Istiod.Tests.Ca;
-
-/// <summary>Runs the system openssl as an independent verifier. Missing openssl fails the test, never skips it.</summary>
-internal static class OpenSsl
-{
-    private const string Binary = "/usr/bin/openssl";
-
-    public static (int ExitCode, string Output) Run(params string[] args)
-    {
-        if (!File.Exists(Binary))
-        {
-            Assert.Fail($"{Binary} is required for the X.509 interop tests; install the Debian 'openssl' package");
-        }
-        var start = new ProcessStartInfo(Binary) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(30_000))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail("openssl " + string.Join(' ', args) + " did not finish within 30 s");
-        }
-        return (process.ExitCode, stdout.Result + stderr.Result);
-    }
-}
 
 /// <summary>A clock the test moves by hand.</summary>
 internal sealed class ManualTime(DateTimeOffset now) : TimeProvider

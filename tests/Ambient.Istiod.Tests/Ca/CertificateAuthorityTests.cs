@@ -11,7 +11,7 @@ public sealed class CertificateAuthorityTests : IDisposable
 {
     private static readonly SpiffeId Id = SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/web");
     private readonly TempDir _dir = new();
-    private readonly CaRoot _root;
+    private readonly CaSigner _root;
     private readonly CertificateAuthority _ca;
 
     public CertificateAuthorityTests()

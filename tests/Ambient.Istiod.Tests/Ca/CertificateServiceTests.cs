@@ -13,7 +13,7 @@ public sealed class CertificateServiceTests : IDisposable
     private const string WebOnNode1 = "spiffe://cluster.local/ns/demo/sa/web";
     private const string DbOnNode2 = "spiffe://cluster.local/ns/demo/sa/db";
     private readonly TempDir _dir = new();
-    private readonly CaRoot _root;
+    private readonly CaSigner _root;
     private readonly CertificateService _service;
     private readonly ListLogger<CertificateService> _logger = new();
     private readonly string _node1Token;

@@ -20,6 +20,7 @@ internal sealed class IstiodTestHost : IAsyncDisposable
     private readonly TempDir _dir = new();
     private IstiodHost? _host;
     private int _port;
+    private string? _caDirectory;
 
     public TestLog Log { get; } = new();
 
@@ -29,9 +30,13 @@ internal sealed class IstiodTestHost : IAsyncDisposable
     public Uri Address => new($"https://127.0.0.1:{_port}");
     public bool IsRunning => _host is not null;
 
-    public static async Task<IstiodTestHost> StartAsync(IReadOnlyDictionary<string, string> files)
+    /// <summary>The trust bundle proxies load: the state folder's root, or the plug-in CA's root-cert.pem.</summary>
+    public string RootCertificatePath => Path.Combine(_caDirectory ?? StateFolder, "root-cert.pem");
+
+    /// <param name="caDirectory">A plug-in CA folder (istiod-lite --ca-dir); null for the self-signed root.</param>
+    public static async Task<IstiodTestHost> StartAsync(IReadOnlyDictionary<string, string> files, string? caDirectory = null)
     {
-        var host = new IstiodTestHost();
+        var host = new IstiodTestHost { _caDirectory = caDirectory };
         Directory.CreateDirectory(host.ConfigFolder);
         foreach (var (name, text) in files)
         {
@@ -57,7 +62,7 @@ internal sealed class IstiodTestHost : IAsyncDisposable
     public async Task StartAgainAsync()
     {
         Assert.Null(_host);
-        var options = new IstiodOptions(ConfigFolder, StateFolder, new IPEndPoint(IPAddress.Loopback, _port), null, "Kubernetes", "cluster.local");
+        var options = new IstiodOptions(ConfigFolder, StateFolder, new IPEndPoint(IPAddress.Loopback, _port), null, "Kubernetes", "cluster.local", _caDirectory);
         _host = await IstiodHost.StartAsync(options, l =>
         {
             l.SetMinimumLevel(LogLevel.Debug);
@@ -81,7 +86,7 @@ internal sealed class IstiodTestHost : IAsyncDisposable
     public X509Certificate2Collection Roots()
     {
         var roots = new X509Certificate2Collection();
-        roots.ImportFromPemFile(Path.Combine(StateFolder, "root-cert.pem"));
+        roots.ImportFromPemFile(RootCertificatePath);
         return roots;
     }
 
