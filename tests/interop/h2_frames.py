@@ -11,6 +11,20 @@ import h2.settings
 import hyperframe.frame as hf
 
 
+# RFC 9113 3.4 client preface; the 16 MiB window both raw clients advertise (ztunnel's connection window).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+WINDOW = 16 * 1024 * 1024
+
+
+def add_hbone_arguments(parser, authority_help):
+    """The arguments every raw HBONE client takes: where to connect, its mTLS material, the CONNECT target."""
+    parser.add_argument("--addr", required=True, help="host:port of the HBONE listener")
+    parser.add_argument("--ca", required=True, help="PEM file of the mesh root")
+    parser.add_argument("--cert", required=True, help="client certificate PEM")
+    parser.add_argument("--key", required=True, help="client private key PEM")
+    parser.add_argument("--authority", required=True, help=authority_help)
+
+
 def error_name(code):
     try:
         return h2.errors.ErrorCodes(code).name

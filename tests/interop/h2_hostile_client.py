@@ -34,24 +34,18 @@ import time
 try:
     import hpack
     import hyperframe.frame as hf
-    from h2_frames import FrameSocket, connect_hbone, error_name, setting_name
+    from h2_frames import PREFACE, WINDOW, FrameSocket, add_hbone_arguments, connect_hbone, error_name, setting_name
 except ImportError:
     print(json.dumps({"error": "python3-h2 is not installed for /usr/bin/python3 (apt-get install python3-h2)"}))
     sys.exit(3)
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-WINDOW = 16 * 1024 * 1024
 # RFC 9113 6.1-6.10 frame type codes.
 DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0x0, 0x1, 0x3, 0x4, 0x7, 0x8, 0x9
 END_STREAM, END_HEADERS = 0x1, 0x4
 CANCEL = 0x8
 
 p = argparse.ArgumentParser()
-p.add_argument("--addr", required=True, help="host:port of the HBONE listener")
-p.add_argument("--ca", required=True, help="PEM file of the mesh root")
-p.add_argument("--cert", required=True, help="client certificate PEM")
-p.add_argument("--key", required=True, help="client private key PEM")
-p.add_argument("--authority", required=True, help="CONNECT target served by the listener (podIP:port)")
+add_hbone_arguments(p, "CONNECT target served by the listener (podIP:port)")
 p.add_argument("--attack", required=True,
                choices=["none", "settings-length", "window-update-zero", "oversized-frame", "big-header", "rapid-reset",
                         "cancellations"])

@@ -32,20 +32,14 @@ import time
 try:
     import hpack
     import hyperframe.frame as hf
-    from h2_frames import FrameSocket, connect_hbone, error_name, setting_name
+    from h2_frames import PREFACE, WINDOW, FrameSocket, add_hbone_arguments, connect_hbone, error_name, setting_name
 except ImportError:
     print(json.dumps({"error": "python3-h2 is not installed for /usr/bin/python3 (apt-get install python3-h2)"}))
     sys.exit(3)
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-WINDOW = 16 * 1024 * 1024
 
 p = argparse.ArgumentParser()
-p.add_argument("--addr", required=True, help="host:port of the HBONE listener")
-p.add_argument("--ca", required=True, help="PEM file of the mesh root")
-p.add_argument("--cert", required=True, help="client certificate PEM")
-p.add_argument("--key", required=True, help="client private key PEM")
-p.add_argument("--authority", required=True, help="CONNECT target (podIP:port)")
+add_hbone_arguments(p, "CONNECT target (podIP:port)")
 p.add_argument("--scenario", required=True, choices=["over-limit", "drain"])
 p.add_argument("--streams", type=int, default=300, help="over-limit: CONNECTs in the burst")
 p.add_argument("--wait", type=float, default=10.0, help="over-limit: seconds to wait for every answer")
