@@ -66,7 +66,7 @@ public class CommandLineTests
         var up = CommandLine.Build().Subcommands.Single(c => c.Name == "local").Subcommands.Single(c => c.Name == "up");
         var file = up.Options.Single(o => o.Name == "--file");
         Assert.Contains("file or a folder", file.Description, StringComparison.Ordinal);
-        var result = CommandLine.Build().Parse(["local", "up", "-f", Path.Combine(Repo.SampleMesh, "demo.yaml")]);
+        var result = CommandLine.Build().Parse(["local", "up", "-f", Path.Combine(RepoPaths.SampleMesh, "demo.yaml")]);
         Assert.Empty(result.Errors);
     }
 

@@ -35,7 +35,7 @@ public class LabelTests
     public void RemoveThenAdd_RoundTripsTheSampleNamespacesAndKeepsComments()
     {
         using var dir = new TempDir();
-        var original = File.ReadAllText(Path.Combine(Repo.SampleMesh, "namespaces.yaml"));
+        var original = File.ReadAllText(Path.Combine(RepoPaths.SampleMesh, "namespaces.yaml"));
         var file = dir.Write("namespaces.yaml", original);
 
         Assert.Equal(file, NamespaceLabelEditor.Apply(dir.Path, "demo", new LabelChange(Mode, null), out var changed, out var error));

@@ -12,7 +12,7 @@ public class MeshPlanTests
     [Fact]
     public void SampleMesh_PlansTwoNodesAndEveryPodAtTheAddressIstiodPublishes()
     {
-        var plan = MeshPlan.Load(Repo.SampleMesh, out var errors);
+        var plan = MeshPlan.Load(RepoPaths.SampleMesh, out var errors);
         Assert.Empty(errors);
         Assert.NotNull(plan);
         Assert.Equal(["node-1", "node-2"], plan.Nodes.Keys);
@@ -123,7 +123,7 @@ public class MeshPlanTests
     [Fact]
     public void SameProcess_IgnoresLabelsEnrolmentAndLines_NotWhatRuns()
     {
-        var plan = MeshPlan.Load(Repo.SampleMesh, out _)!;
+        var plan = MeshPlan.Load(RepoPaths.SampleMesh, out _)!;
         var echo = plan.Containers.First(c => c.Pod == "echo-v1");
         Assert.True(echo.SameProcess(echo with { InMesh = !echo.InMesh, Source = new SourceLocation("/elsewhere.yaml", 99) }));
         Assert.False(echo.SameProcess(echo with { Image = MeshPlan.SleepImage }));
@@ -135,7 +135,7 @@ public class MeshPlanTests
     [Fact]
     public void Plan_LeavesOutOnlyThePodsThatCannotRun_AndKnowsEnrolment()
     {
-        var plan = MeshPlan.Load(Repo.SampleMesh, out _)!;
+        var plan = MeshPlan.Load(RepoPaths.SampleMesh, out _)!;
         var bad = plan.Resources.Select(r => r is PodResource { Metadata.Name: "echo-v2" } p
             ? p with { Containers = [p.Containers[0] with { Image = "nginx" }] }
             : r).ToImmutableArray();
@@ -195,7 +195,7 @@ public class MeshPlanTests
     [Fact]
     public void PortCheck_NamesTheBusyEndpointAndItsOwner()
     {
-        var plan = MeshPlan.Load(Repo.SampleMesh, out _)!;
+        var plan = MeshPlan.Load(RepoPaths.SampleMesh, out _)!;
         var echo = plan.Containers.First(c => c.Pod == "echo-v1");
         using var squatter = new System.Net.Sockets.TcpListener(echo.Address, 8080);
         squatter.Start();

@@ -6,6 +6,9 @@ public static class RepoPaths
     /// <summary>The folder holding Ambient.sln.</summary>
     public static string Root { get; } = FindRoot();
 
+    /// <summary>samples/mesh: the demo mesh folder ambientctl ships.</summary>
+    public static string SampleMesh => Path.Combine(Root, "samples", "mesh");
+
     /// <summary>A script of tests/interop (the independent peers: python3-h2, python3-grpcio).</summary>
     public static string Interop(string script) => Path.Combine(Root, "tests", "interop", script);
 

@@ -1,22 +1,14 @@
 using Ambient.Core.Config;
+using Ambient.TestCommon;
 
 namespace Ambient.Core.Tests.Config;
 
 public class SampleFolderTests
 {
-    private static string SampleFolder()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Ambient.sln"))) return Path.Combine(dir.FullName, "samples", "mesh");
-        }
-        throw new InvalidOperationException("Ambient.sln not found above " + AppContext.BaseDirectory);
-    }
-
     [Fact]
     public void SampleMeshFolderLoadsWithoutErrors()
     {
-        using var source = new FolderConfigSource(SampleFolder(), new ListLogger<FolderConfigSource>());
+        using var source = new FolderConfigSource(RepoPaths.SampleMesh, new ListLogger<FolderConfigSource>());
         source.Start();
         var s = source.Current;
 
