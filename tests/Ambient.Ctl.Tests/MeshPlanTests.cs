@@ -84,9 +84,8 @@ public class MeshPlanTests
     public void PodNamingAnUndeclaredServiceAccount_IsRefusedWithFileAndLine()
     {
         using var dir = new TempDir();
-        dir.Write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tools\n");
-        var file = dir.Write("pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: tools}\nspec:\n  nodeName: node-1\n"
-            + "  serviceAccountName: wbe\n  containers: [{name: web, image: ambient/sleep}]\n");
+        dir.Write("ns.yaml", MeshYaml.Namespace("tools", dataplaneMode: null));
+        var file = dir.Write("pod.yaml", MeshYaml.Sleep("tools", "web", "wbe", "node-1"));
         Assert.Null(MeshPlan.Load(dir.Path, out var errors));
         var error = Assert.Single(errors);
         Assert.Equal(new SourceLocation(file, 1), error.Source);
@@ -98,8 +97,7 @@ public class MeshPlanTests
     public void AFile_IsAWholeConfig()
     {
         using var dir = new TempDir();
-        var file = dir.Write("one.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tools\n---\n"
-            + "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: tools}\nspec:\n  nodeName: node-1\n  containers: [{name: web, image: ambient/sleep}]\n");
+        var file = dir.Write("one.yaml", MeshYaml.Namespace("tools", dataplaneMode: null) + MeshYaml.Sleep("tools", "web", "default", "node-1"));
         dir.Write("broken.yaml", "this: [is not read");
         var plan = MeshPlan.Load(file, out var errors);
         Assert.Empty(errors);
@@ -160,7 +158,7 @@ public class MeshPlanTests
     public void CommandPods_GetTheirEnvironmentAndExpandedArguments()
     {
         using var dir = new TempDir();
-        dir.Write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tools\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: tools}\n");
+        dir.Write("ns.yaml", MeshYaml.Namespace("tools", dataplaneMode: null) + MeshYaml.ServiceAccount("tools", "web"));
         dir.Write("pod.yaml", """
             apiVersion: v1
             kind: Pod

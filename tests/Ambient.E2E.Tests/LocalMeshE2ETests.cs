@@ -21,43 +21,8 @@ public sealed class LocalMeshE2ETests : IDisposable
     public LocalMeshE2ETests()
     {
         _home = Path.Combine(_dir.Path, "home");
-        _dir.Write("mesh/mesh.yaml", $$$"""
-            apiVersion: v1
-            kind: Namespace
-            metadata:
-              name: {{{_ns}}}
-              labels:
-                istio.io/dataplane-mode: ambient
-            ---
-            apiVersion: v1
-            kind: ServiceAccount
-            metadata: {name: client, namespace: {{{_ns}}}}
-            ---
-            apiVersion: v1
-            kind: Pod
-            metadata: {name: client, namespace: {{{_ns}}}, labels: {app: client}}
-            spec:
-              serviceAccountName: client
-              nodeName: e2e-node-a
-              containers: [{name: sleep, image: ambient/sleep}]
-            ---
-            apiVersion: v1
-            kind: Pod
-            metadata: {name: echo, namespace: {{{_ns}}}, labels: {app: echo}}
-            spec:
-              nodeName: e2e-node-b
-              containers:
-                - name: echo
-                  image: ambient/echo
-                  ports: [{name: http, containerPort: 8080}]
-            ---
-            apiVersion: v1
-            kind: Service
-            metadata: {name: echo, namespace: {{{_ns}}}}
-            spec:
-              selector: {app: echo}
-              ports: [{name: http, port: 80, targetPort: http}]
-            """);
+        _dir.Write("mesh/mesh.yaml", MeshYaml.Namespace(_ns) + MeshYaml.ServiceAccount(_ns, "client")
+            + MeshYaml.Sleep(_ns, "client", "client", "e2e-node-a") + MeshYaml.Echo(_ns, "echo", "default", "e2e-node-b"));
     }
 
     [Fact]

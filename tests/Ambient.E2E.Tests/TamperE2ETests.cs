@@ -138,23 +138,12 @@ public sealed class TamperE2ETests : IAsyncLifetime
         var token = File.ReadAllText(Path.Combine(state.StateFolder, "tokens", node + ".token")).Trim();
         using var rootCert = X509Certificate2.CreateFromPem(File.ReadAllText(Mesh.RootCertPath));
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var csr = new CertificateRequest("O=cluster.local", key, HashAlgorithmName.SHA256);
-        var san = new SubjectAlternativeNameBuilder();
-        san.AddUri(new Uri(spiffe));
-        csr.CertificateExtensions.Add(san.Build(critical: true));
-        var request = new IstioCertificateRequest { Csr = csr.CreateSigningRequestPem(), ValidityDuration = 3600, Metadata = new Struct() };
+        var request = new IstioCertificateRequest { Csr = TestCertificates.CreateWorkloadCsr(key, spiffe), ValidityDuration = 3600, Metadata = new Struct() };
         request.Metadata.Fields["ImpersonatedIdentity"] = Value.ForString(spiffe);
 
         var handler = new SocketsHttpHandler { UseProxy = false };
-        handler.SslOptions.RemoteCertificateValidationCallback = (_, cert, _, _) =>
-        {
-            // istiod-lite's serving certificate chains to the mesh root; its name is not the loopback address we dial.
-            using var chain = new X509Chain();
-            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-            chain.ChainPolicy.CustomTrustStore.Add(rootCert);
-            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-            return cert is X509Certificate2 c && chain.Build(c);
-        };
+        // istiod-lite's serving certificate chains to the mesh root; its name is not the loopback address we dial.
+        handler.SslOptions.RemoteCertificateValidationCallback = TestCertificates.TrustOnly(rootCert);
         using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
         var body = request.ToByteArray();
         var framed = new byte[5 + body.Length];

@@ -71,12 +71,8 @@ public sealed class ZtunnelDrainE2ETests : IAsyncLifetime
         var state = Mesh.ReadState();
         var dir = Directory.CreateDirectory(Path.Combine(Mesh.TempPath, "client-pki")).FullName;
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var csr = new CertificateRequest("O=cluster.local", key, HashAlgorithmName.SHA256);
-        var san = new SubjectAlternativeNameBuilder();
-        san.AddUri(new Uri(identity));
-        csr.CertificateExtensions.Add(san.Build(critical: true));
         var csrPath = Path.Combine(dir, "client.csr");
-        await File.WriteAllTextAsync(csrPath, csr.CreateSigningRequestPem());
+        await File.WriteAllTextAsync(csrPath, TestCertificates.CreateWorkloadCsr(key, identity));
 
         var istiod = state.Components.Single(c => c.Name == "istiod").Address;
         var psi = new ProcessStartInfo(Python);

@@ -8,7 +8,7 @@ public sealed class IstiodOptionsTests
     public void Config_TakesAFileOrAFolder_StateBesideTheFolder()
     {
         using var dir = new TempDir();
-        var file = dir.Write("mesh/demo.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n");
+        var file = dir.Write("mesh/demo.yaml", MeshYaml.Namespace("demo", dataplaneMode: null));
         var expectedState = Path.GetFullPath(Path.Combine(dir.Path, ".ambient-state"));
 
         var fromFile = IstiodOptions.TryParse(["--config", file], out var error);
@@ -28,7 +28,7 @@ public sealed class IstiodOptionsTests
     public void Ca_dir_and_key_password_file_are_full_paths_and_the_password_needs_the_folder()
     {
         using var dir = new TempDir();
-        var config = dir.Write("mesh/demo.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n");
+        var config = dir.Write("mesh/demo.yaml", MeshYaml.Namespace("demo", dataplaneMode: null));
 
         var defaults = IstiodOptions.TryParse(["--config", config], out var error);
         Assert.Null(error);

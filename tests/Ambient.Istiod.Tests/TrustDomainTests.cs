@@ -12,7 +12,7 @@ public sealed class TrustDomainTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private string Config() => _dir.Write("mesh/demo.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n");
+    private string Config() => _dir.Write("mesh/demo.yaml", MeshYaml.Namespace("demo", dataplaneMode: null));
 
     [Fact]
     public void The_flag_sets_the_trust_domain_and_defaults_to_cluster_local()

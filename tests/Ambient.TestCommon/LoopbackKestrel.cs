@@ -46,7 +46,7 @@ public sealed class LoopbackKestrel : IAsyncDisposable
     private readonly WebApplication _app;
     private int _disposed;
 
-    private LoopbackKestrel(WebApplication app, Uri baseAddress, CapturedLogs logs)
+    private LoopbackKestrel(WebApplication app, Uri baseAddress, ListLogger logs)
     {
         _app = app;
         BaseAddress = baseAddress;
@@ -60,14 +60,14 @@ public sealed class LoopbackKestrel : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public CapturedLogs Logs { get; }
+    public ListLogger Logs { get; }
 
     public static async Task<LoopbackKestrel> StartAsync(
         Action<IEndpointRouteBuilder> mapEndpoints, LoopbackKestrelOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(mapEndpoints);
         options ??= new LoopbackKestrelOptions();
-        var logs = new CapturedLogs();
+        var logs = new ListLogger(options.MinimumLogLevel);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
             // Keep the test host independent of the machine's environment and the current folder.
@@ -77,7 +77,7 @@ public sealed class LoopbackKestrel : IAsyncDisposable
         });
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
-        builder.Logging.AddProvider(new CapturedLogsProvider(logs, options.MinimumLogLevel));
+        builder.Logging.AddProvider(logs);
         options.ConfigureServices?.Invoke(builder.Services);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {

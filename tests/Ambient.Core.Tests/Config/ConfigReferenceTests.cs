@@ -34,7 +34,7 @@ public sealed class ConfigReferenceTests : IDisposable
     public void PodNamingAnUndeclaredServiceAccount_IsRejectedWithFileAndLine()
     {
         var snapshot = Merge(("/cfg/pods.yaml", Pod("web", "web-sa") + "\n---\n" + Pod("api", "api-sa")),
-            ("/cfg/sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: api-sa, namespace: shop}\n"));
+            ("/cfg/sa.yaml", MeshYaml.ServiceAccount("shop", "api-sa")));
 
         var error = Assert.Single(snapshot.Errors);
         Assert.Equal(new SourceLocation("/cfg/pods.yaml", 1), error.Source);
@@ -55,7 +55,7 @@ public sealed class ConfigReferenceTests : IDisposable
     [Fact]
     public void AServiceAccountOfAnotherNamespace_DoesNotCount()
     {
-        var snapshot = Merge(("/cfg/all.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web-sa, namespace: other}\n---\n" + Pod("web", "web-sa")));
+        var snapshot = Merge(("/cfg/all.yaml", MeshYaml.ServiceAccount("other", "web-sa") + Pod("web", "web-sa")));
         Assert.Contains("not found in namespace \"shop\"", Assert.Single(snapshot.Errors).Message, StringComparison.Ordinal);
     }
 
@@ -100,15 +100,15 @@ public sealed class ConfigReferenceTests : IDisposable
     [Fact]
     public async Task ASingleFile_IsTheWholeConfigAndOnlyItIsWatched()
     {
-        var file = _dir.Write("mesh/one.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");
-        _dir.Write("mesh/other.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n");
+        var file = _dir.Write("mesh/one.yaml", MeshYaml.Namespace("shop", dataplaneMode: null));
+        _dir.Write("mesh/other.yaml", MeshYaml.Namespace("other", dataplaneMode: null));
         using var source = new FolderConfigSource(file, new ListLogger<FolderConfigSource>(), TimeSpan.FromMilliseconds(50));
         source.Start();
         Assert.Equal(["Namespace//shop"], source.Current.Resources.Select(r => r.Key));
 
         // A sibling changing is no event for us; our file changing is.
-        _dir.Write("mesh/third.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: third}\n");
-        File.WriteAllText(file, "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop2}\n");
+        _dir.Write("mesh/third.yaml", MeshYaml.Namespace("third", dataplaneMode: null));
+        File.WriteAllText(file, MeshYaml.Namespace("shop2", dataplaneMode: null));
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         var next = await source.WaitForGenerationAsync(2, cts.Token);
         Assert.Equal(["Namespace//shop2"], next.Resources.Select(r => r.Key));

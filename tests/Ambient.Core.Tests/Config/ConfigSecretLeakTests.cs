@@ -101,7 +101,7 @@ public sealed class ConfigSecretLeakTests : IDisposable
     [Fact]
     public void A_linked_folder_that_leaves_the_config_folder_is_not_read()
     {
-        File.WriteAllText(Path.Combine(_state, "secret.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: from-outside}\n");
+        File.WriteAllText(Path.Combine(_state, "secret.yaml"), MeshYaml.Namespace("from-outside", dataplaneMode: null));
         Directory.CreateSymbolicLink(Path.Combine(_config, "linked"), _state);
 
         var snapshot = Load();
@@ -115,7 +115,7 @@ public sealed class ConfigSecretLeakTests : IDisposable
         // A mounted ConfigMap: ns.yaml -> ..data/ns.yaml, ..data -> ..2026_12_04/ (hidden folders, not read directly).
         var versioned = Path.Combine(_config, "..2026_12_04");
         Directory.CreateDirectory(versioned);
-        File.WriteAllText(Path.Combine(versioned, "ns.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: mounted}\n");
+        File.WriteAllText(Path.Combine(versioned, "ns.yaml"), MeshYaml.Namespace("mounted", dataplaneMode: null));
         Directory.CreateSymbolicLink(Path.Combine(_config, "..data"), "..2026_12_04");
         File.CreateSymbolicLink(Path.Combine(_config, "ns.yaml"), "..data/ns.yaml");
 

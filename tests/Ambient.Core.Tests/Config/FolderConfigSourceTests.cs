@@ -13,9 +13,6 @@ public sealed class FolderConfigSourceTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private static string Sa(string name, string ns = "demo") =>
-        $"apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {name}\n  namespace: {ns}\n";
-
     private static string Pod(string name, int port) => $"""
         apiVersion: v1
         kind: Pod
@@ -71,10 +68,10 @@ public sealed class FolderConfigSourceTests : IDisposable
     [Fact]
     public void InitialLoadIsSynchronousSortedAndRecursive()
     {
-        _dir.Write("b.yaml", Sa("zeta") + "---\n" + Sa("alpha"));
-        _dir.Write("nested/deeper/c.yml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n");
-        _dir.Write("notes.txt", "apiVersion: v1\nkind: Namespace\nmetadata: {name: not-config}\n");
-        _dir.Write(".hidden.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: hidden}\n");
+        _dir.Write("b.yaml", MeshYaml.ServiceAccount("demo", "zeta") + MeshYaml.ServiceAccount("demo", "alpha"));
+        _dir.Write("nested/deeper/c.yml", MeshYaml.Namespace("demo", dataplaneMode: null));
+        _dir.Write("notes.txt", MeshYaml.Namespace("not-config", dataplaneMode: null));
+        _dir.Write(".hidden.yaml", MeshYaml.Namespace("hidden", dataplaneMode: null));
 
         using var source = Start();
 
@@ -153,13 +150,13 @@ public sealed class FolderConfigSourceTests : IDisposable
     [Fact]
     public async Task BrokenFileKeepsLastGoodResourcesUntilFixed()
     {
-        var file = _dir.Write("pods.yaml", Pod("echo", 8080) + "\n---\n" + Sa("echo"));
+        var file = _dir.Write("pods.yaml", Pod("echo", 8080) + "\n---\n" + MeshYaml.ServiceAccount("demo", "echo"));
         using var source = Start();
         var good = source.Current;
         Assert.Equal(2, good.Resources.Length);
 
         // Break one document: every resource of the file stays as it was, the error is reported.
-        File.WriteAllText(file, Pod("echo", 70000) + "\n---\n" + Sa("echo-renamed"));
+        File.WriteAllText(file, Pod("echo", 70000) + "\n---\n" + MeshYaml.ServiceAccount("demo", "echo-renamed"));
         var broken = await NextAsync(source, good.Generation);
         Assert.Equal(good.Resources, broken.Resources);
         var error = Assert.Single(broken.Errors);
@@ -168,7 +165,7 @@ public sealed class FolderConfigSourceTests : IDisposable
         Assert.Equal(1, _log.Count(m => m.Contains("ports[0].containerPort", StringComparison.Ordinal)));
 
         // Fix it differently: the new content takes effect and the error goes away.
-        File.WriteAllText(file, Pod("echo", 7070) + "\n---\n" + Sa("echo-renamed"));
+        File.WriteAllText(file, Pod("echo", 7070) + "\n---\n" + MeshYaml.ServiceAccount("demo", "echo-renamed"));
         var fixedUp = await NextAsync(source, broken.Generation);
         Assert.Empty(fixedUp.Errors);
         Assert.Equal(new[] { "Pod/demo/echo", "ServiceAccount/demo/echo-renamed" }, Keys(fixedUp));
@@ -180,7 +177,7 @@ public sealed class FolderConfigSourceTests : IDisposable
     {
         using var source = Start();
 
-        var file = _dir.Write("new.yaml", Sa("first") + "---\nkind: [unclosed\n---\n" + Sa("third"));
+        var file = _dir.Write("new.yaml", MeshYaml.ServiceAccount("demo", "first") + "kind: [unclosed\n---\n" + MeshYaml.ServiceAccount("demo", "third"));
         var s = await NextAsync(source, 1);
 
         Assert.Equal(new[] { "ServiceAccount/demo/first" }, Keys(s));
@@ -192,10 +189,10 @@ public sealed class FolderConfigSourceTests : IDisposable
     [Fact]
     public async Task AddedAndDeletedFilesAddAndRemoveResources()
     {
-        _dir.Write("a.yaml", Sa("a"));
+        _dir.Write("a.yaml", MeshYaml.ServiceAccount("demo", "a"));
         using var source = Start();
 
-        var b = _dir.Write("sub/b.yaml", Sa("b"));
+        var b = _dir.Write("sub/b.yaml", MeshYaml.ServiceAccount("demo", "b"));
         var added = await NextAsync(source, 1);
         Assert.Equal(new[] { "ServiceAccount/demo/a", "ServiceAccount/demo/b" }, Keys(added));
 
@@ -240,9 +237,9 @@ public sealed class FolderConfigSourceTests : IDisposable
         Assert.Empty(source.Current.Resources);
 
         // More generations: the route must not be reported again.
-        _dir.Write("x.yaml", Sa("x"));
+        _dir.Write("x.yaml", MeshYaml.ServiceAccount("demo", "x"));
         var g2 = await NextAsync(source, 1);
-        _dir.Write("x.yaml", Sa("y"));
+        _dir.Write("x.yaml", MeshYaml.ServiceAccount("demo", "y"));
         var g3 = await NextAsync(source, g2.Generation);
         Assert.Single(g3.Ignored);
         Assert.Equal(1, _log.Count(m => m.Contains("HTTPRoute/demo/r", StringComparison.Ordinal) && m.StartsWith("Ignoring", StringComparison.Ordinal)));
@@ -251,31 +248,31 @@ public sealed class FolderConfigSourceTests : IDisposable
     [Fact]
     public async Task RewritingIdenticalContentDoesNotBumpTheGeneration()
     {
-        var file = _dir.Write("a.yaml", Sa("a"));
+        var file = _dir.Write("a.yaml", MeshYaml.ServiceAccount("demo", "a"));
         using var source = Start();
 
-        File.WriteAllText(file, Sa("a"));
+        File.WriteAllText(file, MeshYaml.ServiceAccount("demo", "a"));
         File.SetLastWriteTimeUtc(file, DateTime.UtcNow.AddSeconds(5));
         await Task.Delay(1200);
         Assert.Equal(1, source.Current.Generation);
 
         // ...while a real change right after still gets through.
-        File.WriteAllText(file, Sa("b"));
+        File.WriteAllText(file, MeshYaml.ServiceAccount("demo", "b"));
         Assert.Equal(new[] { "ServiceAccount/demo/b" }, Keys(await NextAsync(source, 1)));
     }
 
     [Fact]
     public async Task AThrowingHandlerDoesNotStopTheWatcher()
     {
-        var file = _dir.Write("a.yaml", Sa("a"));
+        var file = _dir.Write("a.yaml", MeshYaml.ServiceAccount("demo", "a"));
         using var source = Start();
         var seen = new List<long>();
         source.Changed += _ => throw new InvalidOperationException("subscriber bug");
         source.Changed += s => { lock (seen) seen.Add(s.Generation); };
 
-        File.WriteAllText(file, Sa("b"));
+        File.WriteAllText(file, MeshYaml.ServiceAccount("demo", "b"));
         await NextAsync(source, 1);
-        File.WriteAllText(file, Sa("c"));
+        File.WriteAllText(file, MeshYaml.ServiceAccount("demo", "c"));
         var g3 = await NextAsync(source, 2);
 
         Assert.Equal(new[] { "ServiceAccount/demo/c" }, Keys(g3));
@@ -291,7 +288,7 @@ public sealed class FolderConfigSourceTests : IDisposable
         using var source = Start();
         Assert.Single(source.Current.Errors);
 
-        _dir.Write("other.yaml", Sa("o"));
+        _dir.Write("other.yaml", MeshYaml.ServiceAccount("demo", "o"));
         var g2 = await NextAsync(source, 1);
         Assert.Single(g2.Errors);
 

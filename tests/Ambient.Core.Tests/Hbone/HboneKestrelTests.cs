@@ -8,14 +8,14 @@ namespace Ambient.Core.Tests.Hbone;
 /// <summary>Our HBONE client against Kestrel (mTLS 1.3, h2, client cert required) on loopback.</summary>
 public sealed class HboneKestrelTests : IAsyncLifetime
 {
-    private readonly TestMeshPki _pki = new();
+    private readonly X509Certificate2 _root = Ambient.TestCommon.TestCertificates.CreateRoot();
     private X509Certificate2 _serverCert = null!;
     private KestrelConnectServer _server = null!;
 
     public async ValueTask InitializeAsync()
     {
-        _serverCert = _pki.Issue(TestMeshPki.ServerIdentity);
-        _server = await KestrelConnectServer.StartAsync(_pki, _serverCert);
+        _serverCert = Ambient.TestCommon.TestCertificates.IssueWorkload(_root, ServerIdentity);
+        _server = await KestrelConnectServer.StartAsync(_root, _serverCert);
     }
 
     public async ValueTask DisposeAsync()
@@ -24,7 +24,7 @@ public sealed class HboneKestrelTests : IAsyncLifetime
         _serverCert.Dispose();
     }
 
-    private HboneConnectionPool NewPool(HboneClientOptions? options = null) => new(new TestTlsProvider(_pki), options);
+    private HboneConnectionPool NewPool(HboneClientOptions? options = null) => new(new TestTlsProvider(_root), options);
 
     [Fact]
     public async Task Connect_Echoes4MiBIntact_AndPresentsTheSourceIdentity()
@@ -33,7 +33,7 @@ public sealed class HboneKestrelTests : IAsyncLifetime
         await using HboneStream stream = await pool.OpenAsync(Key(_server.EndPoint), "10.0.0.1:8080",
             [("baggage", "k8s.namespace.name=default,k8s.pod.name=client"), ("forwarded", "for=\"10.0.0.2:40000\"")], CancellationToken.None);
         await EchoAsync(stream, 4 * 1024 * 1024);
-        Assert.Equal([TestMeshPki.ClientIdentity], _server.ClientIdentities.ToArray());
+        Assert.Equal([ClientIdentity], _server.ClientIdentities.ToArray());
     }
 
     [Fact]
@@ -78,7 +78,7 @@ public sealed class HboneKestrelTests : IAsyncLifetime
         HboneException error = await Assert.ThrowsAsync<HboneException>(
             () => pool.OpenAsync(Key(_server.EndPoint, expected), "10.0.0.1:80", null, CancellationToken.None));
         Assert.Contains(expected, error.Message);
-        Assert.Contains(TestMeshPki.ServerIdentity, error.Message);
+        Assert.Contains(ServerIdentity, error.Message);
         Assert.Equal(0, _server.ConnectCount);
         Assert.Equal(0, pool.ConnectionCount);
     }
@@ -86,9 +86,9 @@ public sealed class HboneKestrelTests : IAsyncLifetime
     [Fact]
     public async Task ServerFromForeignCa_Fails()
     {
-        var foreign = new TestMeshPki("foreign-root");
-        using X509Certificate2 foreignCert = foreign.Issue(TestMeshPki.ServerIdentity);
-        await using KestrelConnectServer impostor = await KestrelConnectServer.StartAsync(_pki, foreignCert);
+        using X509Certificate2 foreign = Ambient.TestCommon.TestCertificates.CreateRoot("foreign-root");
+        using X509Certificate2 foreignCert = Ambient.TestCommon.TestCertificates.IssueWorkload(foreign, ServerIdentity);
+        await using KestrelConnectServer impostor = await KestrelConnectServer.StartAsync(_root, foreignCert);
         await using HboneConnectionPool pool = NewPool();
         HboneException error = await Assert.ThrowsAsync<HboneException>(
             () => pool.OpenAsync(Key(impostor.EndPoint), "10.0.0.1:80", null, CancellationToken.None));

@@ -11,16 +11,16 @@ namespace Ambient.Core.Tests.Hbone;
 /// </summary>
 public sealed class HbonePythonInteropTests : IDisposable
 {
-    private readonly TestMeshPki _pki = new();
+    private readonly System.Security.Cryptography.X509Certificates.X509Certificate2 _root = TestCertificates.CreateRoot();
     private readonly TempDir _dir = new();
 
     public void Dispose() => _dir.Dispose();
 
-    private Task<PythonH2Server> StartServerAsync(params string[] flags) => PythonH2Server.StartAsync(_pki, _dir, TestMeshPki.ServerIdentity, flags);
+    private Task<PythonH2Server> StartServerAsync(params string[] flags) => PythonH2Server.StartAsync(_root, _dir, ServerIdentity, flags);
 
-    private HboneConnectionPool NewPool(HboneClientOptions? options = null) => new(new TestTlsProvider(_pki), options);
+    private HboneConnectionPool NewPool(HboneClientOptions? options = null) => new(new TestTlsProvider(_root), options);
 
-    private HboneConnector NewConnector(HboneClientOptions? options = null) => new(new TestTlsProvider(_pki), options ?? new HboneClientOptions());
+    private HboneConnector NewConnector(HboneClientOptions? options = null) => new(new TestTlsProvider(_root), options ?? new HboneClientOptions());
 
     [Fact]
     public async Task Connect_Echoes4MiBIntact_WithHalfClose_AndSendsNoSni()

@@ -6,10 +6,13 @@ namespace Ambient.Core.Tests.Hbone;
 
 internal static class HboneTestSupport
 {
+    public const string ServerIdentity = "spiffe://cluster.local/ns/default/sa/server";
+    public const string ClientIdentity = "spiffe://cluster.local/ns/default/sa/client";
+
     public static readonly TimeSpan TestTimeout = TimeSpan.FromSeconds(30);
 
-    public static HbonePoolKey Key(IPEndPoint destination, string destinationIdentity = TestMeshPki.ServerIdentity) =>
-        new(TestMeshPki.ClientIdentity, destinationIdentity, destination);
+    public static HbonePoolKey Key(IPEndPoint destination, string destinationIdentity = ServerIdentity) =>
+        new(ClientIdentity, destinationIdentity, destination);
 
     /// <summary>Writes <paramref name="size"/> random bytes in uneven chunks while reading the echo back; half-closes
     /// after writing and expects the peer's END_STREAM after the last echoed byte. Asserts the bytes are intact.</summary>

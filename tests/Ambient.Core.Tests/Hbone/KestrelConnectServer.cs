@@ -47,7 +47,7 @@ internal sealed class KestrelConnectServer : IAsyncDisposable
     /// <summary>Completed streams (the handler returned), for the dispose test.</summary>
     public TaskCompletionSource StreamAborted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public static async Task<KestrelConnectServer> StartAsync(TestMeshPki pki, X509Certificate2 serverCertificate)
+    public static async Task<KestrelConnectServer> StartAsync(X509Certificate2 root, X509Certificate2 serverCertificate)
     {
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -68,7 +68,7 @@ internal sealed class KestrelConnectServer : IAsyncDisposable
                     ServerCertificate = serverCertificate,
                     SslProtocols = SslProtocols.Tls13,
                     ClientCertificateMode = ClientCertificateMode.RequireCertificate,
-                    ClientCertificateValidation = (certificate, chain, _) => pki.TryVerify(certificate, chain, out string? _, out string? _),
+                    ClientCertificateValidation = (certificate, chain, _) => Ambient.TestCommon.TestCertificates.TryVerify(root, certificate, chain, out string? _, out string? _),
                 });
             });
         });
@@ -92,7 +92,7 @@ internal sealed class KestrelConnectServer : IAsyncDisposable
         X509Certificate2? clientCertificate = context.Connection.ClientCertificate;
         if (clientCertificate is not null)
         {
-            foreach (string uri in TestMeshPki.GetUriSans(clientCertificate))
+            foreach (string uri in Ambient.TestCommon.TestCertificates.UriSans(clientCertificate))
             {
                 ClientIdentities.Enqueue(uri);
             }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Ambient.TestCommon;
 
 namespace Ambient.Core.Tests.Hbone;
@@ -24,14 +25,17 @@ internal sealed class PythonH2Server : IAsyncDisposable
 
     public IPEndPoint EndPoint => new(IPAddress.Loopback, Port);
 
-    public static async Task<PythonH2Server> StartAsync(TestMeshPki pki, TempDir dir, string serverIdentity, params string[] flags)
+    public static async Task<PythonH2Server> StartAsync(X509Certificate2 root, TempDir dir, string serverIdentity, params string[] flags)
     {
         if (!File.Exists(Python))
         {
             Assert.Fail($"{Python} not found; {InstallHint}");
         }
         RequireH2();
-        (string ca, string cert, string key) = pki.WritePem(dir, serverIdentity);
+        string name = Guid.NewGuid().ToString("N")[..8];
+        string ca = dir.Write(name + "-ca.crt", root.ExportCertificatePem());
+        using X509Certificate2 leaf = TestCertificates.IssueWorkload(root, serverIdentity);
+        (string cert, string key) = TestCertificates.WritePem(dir, name, leaf);
         var psi = new ProcessStartInfo(Python)
         {
             RedirectStandardOutput = true,

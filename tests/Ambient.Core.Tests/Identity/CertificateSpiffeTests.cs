@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Identity;
+using Ambient.TestCommon;
 
 namespace Ambient.Core.Tests.Identity;
 
@@ -32,8 +33,8 @@ public class CertificateSpiffeTests
     [Fact]
     public void TryGetSpiffeId_ExactlyOneUri_Succeeds()
     {
-        using var pki = new TestPki();
-        using var leaf = pki.IssueLeaf(Id);
+        using var root = TestCertificates.CreateRoot();
+        using var leaf = TestCertificates.IssueLeaf(root, [Id.ToString()]);
 
         Assert.True(CertificateSpiffe.TryGetSpiffeId(leaf, out var id));
         Assert.Equal(Id, id);
@@ -42,8 +43,8 @@ public class CertificateSpiffeTests
     [Fact]
     public void TryGetSpiffeId_NoUri_FailsWithReason()
     {
-        using var pki = new TestPki();
-        using var leaf = pki.IssueLeaf([]);
+        using var root = TestCertificates.CreateRoot();
+        using var leaf = TestCertificates.IssueLeaf(root, []);
 
         Assert.Empty(CertificateSpiffe.GetUriSans(leaf));
         Assert.False(CertificateSpiffe.TryGetSpiffeId(leaf, out var id, out var error));
@@ -54,8 +55,8 @@ public class CertificateSpiffeTests
     [Fact]
     public void TryGetSpiffeId_NonSpiffeUri_Fails()
     {
-        using var pki = new TestPki();
-        using var leaf = pki.IssueLeaf(["https://cluster.local/ns/a/sa/b"]);
+        using var root = TestCertificates.CreateRoot();
+        using var leaf = TestCertificates.IssueLeaf(root, ["https://cluster.local/ns/a/sa/b"]);
 
         Assert.False(CertificateSpiffe.TryGetSpiffeId(leaf, out _, out var error));
         Assert.Contains("does not start with 'spiffe://'", error, StringComparison.Ordinal);

@@ -1,5 +1,6 @@
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Identity;
+using Ambient.TestCommon;
 
 namespace Ambient.Core.Tests.Identity;
 
@@ -7,13 +8,16 @@ public class TrustBundleTests
 {
     private static readonly SpiffeId Id = SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/web");
 
+    private static TrustBundle Bundle(X509Certificate2 root)
+        => new(SpiffeId.DefaultTrustDomain, new X509Certificate2Collection(X509CertificateLoader.LoadCertificate(root.RawData)));
+
     [Fact]
     public void GoodLeaf_IsAccepted_WithItsIdentity()
     {
-        using var pki = new TestPki();
-        using var leaf = pki.IssueLeaf(Id);
+        using var root = TestCertificates.CreateRoot();
+        using var leaf = TestCertificates.IssueLeaf(root, [Id.ToString()]);
 
-        Assert.True(pki.Bundle().ValidateChain(leaf, null, out var identity, out var error), error);
+        Assert.True(Bundle(root).ValidateChain(leaf, null, out var identity, out var error), error);
         Assert.Equal(Id, identity);
         Assert.Equal(string.Empty, error);
     }
@@ -21,86 +25,86 @@ public class TrustBundleTests
     [Fact]
     public void LeafFromForeignCa_IsRejected()
     {
-        using var ours = new TestPki("Our Root");
-        using var foreign = new TestPki("Foreign Root");
-        using var leaf = foreign.IssueLeaf(Id);
+        using var ours = TestCertificates.CreateRoot("Our Root");
+        using var foreign = TestCertificates.CreateRoot("Foreign Root");
+        using var leaf = TestCertificates.IssueLeaf(foreign, [Id.ToString()]);
 
-        Assert.False(ours.Bundle().ValidateChain(leaf, null, out var error));
+        Assert.False(Bundle(ours).ValidateChain(leaf, null, out var error));
         Assert.Contains("does not chain to the mesh root", error, StringComparison.Ordinal);
     }
 
     [Fact]
     public void ForeignRootPassedAsIntermediate_IsStillRejected()
     {
-        using var ours = new TestPki("Our Root");
-        using var foreign = new TestPki("Foreign Root");
-        using var leaf = foreign.IssueLeaf(Id);
+        using var ours = TestCertificates.CreateRoot("Our Root");
+        using var foreign = TestCertificates.CreateRoot("Foreign Root");
+        using var leaf = TestCertificates.IssueLeaf(foreign, [Id.ToString()]);
 
-        Assert.False(ours.Bundle().ValidateChain(leaf, new X509Certificate2Collection(foreign.Root), out var error));
+        Assert.False(Bundle(ours).ValidateChain(leaf, new X509Certificate2Collection(foreign), out var error));
         Assert.False(string.IsNullOrEmpty(error));
     }
 
     [Fact]
     public void ExpiredLeaf_IsRejected()
     {
-        using var pki = new TestPki();
+        using var root = TestCertificates.CreateRoot();
         var now = DateTimeOffset.UtcNow;
-        using var leaf = pki.IssueLeaf([Id.ToString()], now.AddDays(-5), now.AddDays(-1));
+        using var leaf = TestCertificates.IssueLeaf(root, [Id.ToString()], now.AddDays(-5), now.AddDays(-1));
 
-        Assert.False(pki.Bundle().ValidateChain(leaf, null, out var error));
+        Assert.False(Bundle(root).ValidateChain(leaf, null, out var error));
         Assert.Contains("expired", error, StringComparison.Ordinal);
     }
 
     [Fact]
     public void NotYetValidLeaf_IsRejected()
     {
-        using var pki = new TestPki();
+        using var root = TestCertificates.CreateRoot();
         var now = DateTimeOffset.UtcNow;
-        using var leaf = pki.IssueLeaf([Id.ToString()], now.AddDays(1), now.AddDays(2));
+        using var leaf = TestCertificates.IssueLeaf(root, [Id.ToString()], now.AddDays(1), now.AddDays(2));
 
-        Assert.False(pki.Bundle().ValidateChain(leaf, null, out var error));
+        Assert.False(Bundle(root).ValidateChain(leaf, null, out var error));
         Assert.Contains("not valid before", error, StringComparison.Ordinal);
     }
 
     [Fact]
     public void ForeignTrustDomain_IsRejected()
     {
-        using var pki = new TestPki();
-        using var leaf = pki.IssueLeaf(SpiffeId.Parse("spiffe://other.domain/ns/demo/sa/web"));
+        using var root = TestCertificates.CreateRoot();
+        using var leaf = TestCertificates.IssueLeaf(root, ["spiffe://other.domain/ns/demo/sa/web"]);
 
-        Assert.False(pki.Bundle().ValidateChain(leaf, null, out var error));
+        Assert.False(Bundle(root).ValidateChain(leaf, null, out var error));
         Assert.Contains("not of trust domain 'cluster.local'", error, StringComparison.Ordinal);
     }
 
     [Fact]
     public void LeafWithoutUri_OrWithTwo_IsRejected()
     {
-        using var pki = new TestPki();
-        using var none = pki.IssueLeaf([]);
-        using var two = pki.IssueLeaf([Id.ToString(), "spiffe://cluster.local/ns/demo/sa/other"]);
+        using var root = TestCertificates.CreateRoot();
+        using var none = TestCertificates.IssueLeaf(root, []);
+        using var two = TestCertificates.IssueLeaf(root, [Id.ToString(), "spiffe://cluster.local/ns/demo/sa/other"]);
 
-        Assert.False(pki.Bundle().ValidateChain(none, null, out var error1));
+        Assert.False(Bundle(root).ValidateChain(none, null, out var error1));
         Assert.Contains("no URI", error1, StringComparison.Ordinal);
-        Assert.False(pki.Bundle().ValidateChain(two, null, out var error2));
+        Assert.False(Bundle(root).ValidateChain(two, null, out var error2));
         Assert.Contains("exactly one", error2, StringComparison.Ordinal);
     }
 
     [Fact]
     public void CaCertificateAsLeaf_IsRejected()
     {
-        using var pki = new TestPki();
-        using var leaf = pki.IssueLeaf([Id.ToString()], ca: true);
+        using var root = TestCertificates.CreateRoot();
+        using var leaf = TestCertificates.IssueLeaf(root, [Id.ToString()], ca: true);
 
-        Assert.False(pki.Bundle().ValidateChain(leaf, null, out var error));
+        Assert.False(Bundle(root).ValidateChain(leaf, null, out var error));
         Assert.Contains("CA certificate", error, StringComparison.Ordinal);
     }
 
     [Fact]
     public void FromPem_RoundTrips_AndRejectsGarbage()
     {
-        using var pki = new TestPki();
-        var bundle = TrustBundle.FromPem(pki.Root.ExportCertificatePem());
-        using var leaf = pki.IssueLeaf(Id);
+        using var root = TestCertificates.CreateRoot();
+        var bundle = TrustBundle.FromPem(root.ExportCertificatePem());
+        using var leaf = TestCertificates.IssueLeaf(root, [Id.ToString()]);
 
         Assert.Single(bundle.Roots);
         Assert.True(bundle.ValidateChain(leaf, null, out var error), error);

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Identity;
+using Ambient.TestCommon;
 
 namespace Ambient.Core.Tests.Identity;
 
@@ -31,8 +32,8 @@ public class WorkloadCsrTests
     {
         var id = SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/web");
         using var csr = WorkloadCsr.Create(id);
-        using var pki = new TestPki();
-        using var otherLeaf = pki.IssueLeaf(id);
+        using var root = TestCertificates.CreateRoot();
+        using var otherLeaf = TestCertificates.IssueLeaf(root, [id.ToString()]);
 
         Assert.Throws<CryptographicException>(() => csr.CombineWithLeaf(otherLeaf.ExportCertificatePem()));
     }

@@ -190,9 +190,7 @@ public sealed class DeltaXdsClientCacheTests
 
     private static System.Security.Cryptography.X509Certificates.X509Certificate2 TestRoot()
     {
-        using var key = System.Security.Cryptography.ECDsa.Create();
-        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=root", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
-        using var cert = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
-        return System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(cert.RawData);
+        using var root = Ambient.TestCommon.TestCertificates.CreateRoot("root");
+        return System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(root.RawData);
     }
 }

@@ -1,28 +1,18 @@
 using System.Net;
 using System.Net.Security;
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Xds;
+using Ambient.TestCommon;
 
 namespace Ambient.Core.Tests.Xds;
 
 /// <summary>istiod's serving certificate check: chain to the mesh root only, and a SAN naming the host or istiod.</summary>
 public sealed class DeltaXdsClientTlsTests
 {
-    private static (X509Certificate2 Root, X509Certificate2 Leaf) Pki(Action<SubjectAlternativeNameBuilder> names)
+    private static (X509Certificate2 Root, X509Certificate2 Leaf) Pki(string[] dnsNames, IPAddress[] addresses)
     {
-        using var rootKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var rootRequest = new CertificateRequest("CN=mesh root", rootKey, HashAlgorithmName.SHA256);
-        rootRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
-        rootRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
-        var root = rootRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(10));
-        using var leafKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var leafRequest = new CertificateRequest("", leafKey, HashAlgorithmName.SHA256);
-        var san = new SubjectAlternativeNameBuilder();
-        names(san);
-        leafRequest.CertificateExtensions.Add(san.Build(critical: true));
-        var leaf = leafRequest.Create(root, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3, 4]);
-        return (root, leaf);
+        var root = TestCertificates.CreateRoot("mesh root");
+        return (root, TestCertificates.IssueServer(root, dnsNames, addresses));
     }
 
     [Theory]
@@ -31,12 +21,7 @@ public sealed class DeltaXdsClientTlsTests
     [InlineData("istiod.example", true)] // accepted through the istiod service name
     public void Chained_certificate_naming_the_host_or_istiod_is_accepted(string host, bool ok)
     {
-        var (root, leaf) = Pki(san =>
-        {
-            san.AddDnsName("istiod.istio-system.svc");
-            san.AddDnsName("localhost");
-            san.AddIpAddress(IPAddress.Loopback);
-        });
+        var (root, leaf) = Pki(["istiod.istio-system.svc", "localhost"], [IPAddress.Loopback]);
         using (root)
         using (leaf)
         {
@@ -49,8 +34,8 @@ public sealed class DeltaXdsClientTlsTests
     [Fact]
     public void Wrong_name_wrong_root_and_no_certificate_are_refused_with_reasons()
     {
-        var (root, leaf) = Pki(san => san.AddDnsName("someone-else.example"));
-        var (otherRoot, _) = Pki(san => san.AddDnsName("x"));
+        var (root, leaf) = Pki(["someone-else.example"], []);
+        var (otherRoot, _) = Pki(["x"], []);
         using (root)
         using (leaf)
         using (otherRoot)

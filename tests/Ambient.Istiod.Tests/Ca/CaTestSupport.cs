@@ -1,6 +1,5 @@
 using Ambient.Core.Identity;
 using Ambient.Istiod.Ca;
-using Microsoft.Extensions.Logging;
 
 namespace Ambient.Istiod.Tests.Ca;
 
@@ -24,22 +23,4 @@ internal sealed class PodPlacement : IWorkloadDirectory
     }
 
     public bool HasPodOnNode(string node, SpiffeId identity) => _pods.Contains((node, identity));
-}
-
-/// <summary>Keeps formatted log lines so a test can check what was logged.</summary>
-internal sealed class ListLogger<T> : ILogger<T>
-{
-    public List<(LogLevel Level, EventId Id, string Message)> Entries { get; } = [];
-
-    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-    public bool IsEnabled(LogLevel logLevel) => true;
-
-    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-    {
-        lock (Entries)
-        {
-            Entries.Add((logLevel, eventId, formatter(state, exception)));
-        }
-    }
 }

@@ -59,7 +59,7 @@ public sealed class CertificateServiceTests : IDisposable
         Assert.InRange(leaf.NotAfter.ToUniversalTime() - DateTime.UtcNow, TimeSpan.FromMinutes(59), TimeSpan.FromMinutes(61));
 
         var log = Assert.Single(_logger.Entries);
-        Assert.Equal(1001, log.Id.Id);
+        Assert.Equal(1001, log.EventId.Id);
         Assert.Contains(WebOnNode1, log.Message, StringComparison.Ordinal);
         Assert.Contains("node-1", log.Message, StringComparison.Ordinal);
         Assert.Contains(leaf.SerialNumber, log.Message, StringComparison.Ordinal);
@@ -88,7 +88,7 @@ public sealed class CertificateServiceTests : IDisposable
         Assert.Equal(CaErrorKind.Unauthenticated, ex.Kind);
         Assert.Equal(16, ex.GrpcStatusCode);
         Assert.Equal($"node 'node-1' may not obtain identity {DbOnNode2}: no running pod with that service account on this node", ex.Message);
-        Assert.Contains(_logger.Entries, e => e.Id.Id == 1002);
+        Assert.Contains(_logger.Entries, e => e.EventId.Id == 1002);
     }
 
     [Fact]

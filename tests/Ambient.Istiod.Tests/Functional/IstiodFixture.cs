@@ -29,7 +29,7 @@ internal sealed class IstiodFixture : IAsyncDisposable
     public string Scratch => _dir.Path;
 
     /// <param name="logs">Receives istiod-lite's log records (Information and up) when given.</param>
-    public static async Task<IstiodFixture> StartAsync(IReadOnlyDictionary<string, string> files, TempDir? reuse = null, CapturedLogs? logs = null)
+    public static async Task<IstiodFixture> StartAsync(IReadOnlyDictionary<string, string> files, TempDir? reuse = null, ListLogger? logs = null)
     {
         var dir = reuse ?? new TempDir();
         var config = Path.Combine(dir.Path, "mesh");
@@ -46,7 +46,7 @@ internal sealed class IstiodFixture : IAsyncDisposable
             {
                 l.SetMinimumLevel(LogLevel.Information);
                 l.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>(null, LogLevel.Warning);
-                l.AddProvider(new CapturedLogsProvider(logs, LogLevel.Information));
+                l.AddProvider(logs);
             }
         }, CancellationToken.None);
         return new IstiodFixture(dir, host);
@@ -55,7 +55,7 @@ internal sealed class IstiodFixture : IAsyncDisposable
     public string TokenOf(string node) => File.ReadAllText(Path.Combine(StateFolder, "tokens", node + ".token")).Trim();
 
     /// <summary>Starts istiod-lite for tests driven by the python3-grpcio clients, failing first if those are missing.</summary>
-    public static Task<IstiodFixture> StartForGrpcioAsync(IReadOnlyDictionary<string, string> files, CapturedLogs? logs = null)
+    public static Task<IstiodFixture> StartForGrpcioAsync(IReadOnlyDictionary<string, string> files, ListLogger? logs = null)
     {
         Python.Require("grpc", "python3-grpcio");
         Python.Require("grpc_tools.protoc", "python3-grpc-tools");

@@ -31,10 +31,10 @@ public sealed class MemoryReleaseTests
         var config = Path.Combine(dir.Path, "mesh");
         Directory.CreateDirectory(config);
         File.WriteAllText(Path.Combine(config, "base.yaml"), BaseMesh);
-        var logs = new CapturedLogs();
+        var logs = new ListLogger();
         var options = new IstiodOptions(config, Path.Combine(dir.Path, "state"), new IPEndPoint(IPAddress.Loopback, 0), null, "Kubernetes", "cluster.local");
         await using var host = await IstiodHost.StartAsync(options,
-            l => l.SetMinimumLevel(LogLevel.Information).AddProvider(new CapturedLogsProvider(logs, LogLevel.Information)), CancellationToken.None);
+            l => l.SetMinimumLevel(LogLevel.Information).AddProvider(logs), CancellationToken.None);
 
         // 1,200 pods and 12 services arrive: the level only grows.
         var staged = Path.Combine(dir.Path, "big.yaml");
@@ -50,7 +50,7 @@ public sealed class MemoryReleaseTests
         Assert.Contains("load fell from 1213 to 1 workloads and services", Releases(logs)[0].Message, StringComparison.Ordinal);
     }
 
-    private static List<CapturedLogEntry> Releases(CapturedLogs logs) =>
+    private static List<CapturedLogEntry> Releases(ListLogger logs) =>
         [.. logs.Entries.Where(e => e.Message.Contains("memory returned to the OS", StringComparison.Ordinal))];
 
     private static async Task UntilAsync(Func<bool> condition, string what)

@@ -12,7 +12,7 @@ public sealed class PlugInCaStartTests
     {
         using var dir = new TempDir();
         using var cacerts = new PlugInCaFolder("ec:P-384", CaKeyFormat.Sec1, intermediateDays: -1);
-        var config = dir.Write("mesh/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n");
+        var config = dir.Write("mesh/ns.yaml", MeshYaml.Namespace("demo", dataplaneMode: null));
 
         // Refused before anything listens, so the process exits by itself (a hang fails with a timeout).
         var (code, stdout, stderr) = ChildProcess.Run(Path.Combine(AppContext.BaseDirectory, "istiod-lite"), TimeSpan.FromSeconds(60), "--config", config, "--state", Path.Combine(dir.Path, "state"),
@@ -31,7 +31,7 @@ public sealed class PlugInCaStartTests
     {
         using var dir = new TempDir();
         using var cacerts = new PlugInCaFolder("ec:P-256", CaKeyFormat.EncryptedPkcs8);
-        var config = Path.GetDirectoryName(dir.Write("mesh/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n"))!;
+        var config = Path.GetDirectoryName(dir.Write("mesh/ns.yaml", MeshYaml.Namespace("demo", dataplaneMode: null)))!;
         var options = new IstiodOptions(config, Path.Combine(dir.Path, "state"), new IPEndPoint(IPAddress.Loopback, 0), null,
             "Kubernetes", "cluster.local", cacerts.Folder, cacerts.PasswordFile);
 

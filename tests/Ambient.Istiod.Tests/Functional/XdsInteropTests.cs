@@ -10,7 +10,7 @@ namespace Ambient.Istiod.Tests.Functional;
 public sealed class XdsInteropTests : IAsyncLifetime
 {
     private const string Uid = "Kubernetes//Pod/";
-    private readonly Ambient.TestCommon.CapturedLogs _logs = new();
+    private readonly Ambient.TestCommon.ListLogger _logs = new();
     private IstiodFixture _istiod = null!;
 
     public async ValueTask InitializeAsync()
@@ -56,7 +56,7 @@ public sealed class XdsInteropTests : IAsyncLifetime
         Assert.Equal(addresses.Length, addresses.Distinct().Count());
 
         // Edit one pod's version label: exactly that workload comes again, nothing else.
-        _istiod.WriteConfig("echo.yaml", Meshes.Pod("echo-v1", "demo", "node-2", "echo", "echo", version: "v2") + "\n---\n" + Meshes.EchoService);
+        _istiod.WriteConfig("echo.yaml", Meshes.Pod("echo-v1", "demo", "node-2", "echo", "echo", version: "v2") + Meshes.EchoService);
         var update = await client.NextAsync(TimeSpan.FromSeconds(10));
         var changed = ByName(update);
         Assert.Equal([Uid + "demo/echo-v1"], changed.Keys);

@@ -11,7 +11,7 @@ namespace Ambient.Istiod.Tests.Functional;
 public sealed class XdsNackTests : IAsyncLifetime
 {
     private const string Uid = "Kubernetes//Pod/";
-    private readonly CapturedLogs _logs = new();
+    private readonly ListLogger _logs = new();
     private IstiodFixture _istiod = null!;
 
     public async ValueTask InitializeAsync()
@@ -67,7 +67,7 @@ public sealed class XdsNackTests : IAsyncLifetime
         Assert.Contains("nonce " + rejected.GetProperty("nonce").GetString(), nack.Message, StringComparison.Ordinal);
 
         // An unrelated change: its push must carry the client pod again, which the client does not hold.
-        _istiod.WriteConfig("echo.yaml", Meshes.Pod("echo-v1", "demo", "node-2", "echo", "echo", version: "v2") + "\n---\n" + Meshes.EchoService);
+        _istiod.WriteConfig("echo.yaml", Meshes.Pod("echo-v1", "demo", "node-2", "echo", "echo", version: "v2") + Meshes.EchoService);
         var next = await NextAsync(client);
         Assert.Equal([Uid + "demo/client", Uid + "demo/echo-v1"], Names(next));
         var resent = next.GetProperty("resources").EnumerateArray().Single(r => r.GetProperty("name").GetString() == Uid + "demo/client");

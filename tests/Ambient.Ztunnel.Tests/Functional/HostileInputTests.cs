@@ -458,20 +458,20 @@ public sealed class HostileMeshFixture : IAsyncLifetime
         RootPath = Mesh.Istiod.RootCertificatePath;
         Assert.True(Mesh.Nodes["node-1"].Certificates.TryGetCertificate(ClientIdentity, out var cert, out _),
             $"node-1 holds no certificate for {ClientIdentity}");
-        ClientCert = Write("client", cert);
+        ClientCert = TestCertificates.WritePem(_dir, "client", cert);
 
-        using (var foreignRoot = SelfSignedRoot("foreign-root"))
-        using (var foreign = Leaf(foreignRoot, DateTimeOffset.UtcNow.AddMinutes(-2), DateTimeOffset.UtcNow.AddHours(1)))
+        using (var foreignRoot = TestCertificates.CreateRoot("foreign-root"))
+        using (var foreign = TestCertificates.IssueWorkload(foreignRoot, ClientIdentity, DateTimeOffset.UtcNow.AddMinutes(-2), DateTimeOffset.UtcNow.AddHours(1)))
         {
-            ForeignCert = Write("foreign", foreign);
+            ForeignCert = TestCertificates.WritePem(_dir, "foreign", foreign);
         }
 
         // Signed by the mesh's own root, so expiry is the only thing wrong with it. The BCL refuses a leaf that
         // starts before its issuer, so it lives inside the root's (back-dated) validity and ended a minute ago.
         var state = Mesh.Istiod.Options.StateFolder;
         using var meshRoot = X509Certificate2.CreateFromPemFile(Path.Combine(state, "root-cert.pem"), Path.Combine(state, "root-key.pem"));
-        using var expired = Leaf(meshRoot, meshRoot.NotBefore.ToUniversalTime().AddMinutes(1), DateTimeOffset.UtcNow.AddMinutes(-1));
-        ExpiredCert = Write("expired", expired);
+        using var expired = TestCertificates.IssueWorkload(meshRoot, ClientIdentity, meshRoot.NotBefore.ToUniversalTime().AddMinutes(1), DateTimeOffset.UtcNow.AddMinutes(-1));
+        ExpiredCert = TestCertificates.WritePem(_dir, "expired", expired);
     }
 
     public async ValueTask DisposeAsync()
@@ -490,36 +490,5 @@ public sealed class HostileMeshFixture : IAsyncLifetime
         var errors = Mesh.Logs.AtLeast(LogLevel.Error)
             .Where(e => e.Category.StartsWith("Ambient.", StringComparison.Ordinal) || e.Level >= LogLevel.Critical).ToList();
         Assert.True(errors.Count == 0, "errors logged: " + string.Join("\n", errors.Select(e => $"{e.Category}: {e.Message} {e.Exception}")));
-    }
-
-    private (string, string) Write(string name, X509Certificate2 cert)
-    {
-        using var key = cert.GetECDsaPrivateKey()!;
-        return (_dir.Write(name + ".crt", cert.ExportCertificatePem()), _dir.Write(name + ".key", key.ExportPkcs8PrivateKeyPem()));
-    }
-
-    private static X509Certificate2 SelfSignedRoot(string name)
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var req = new CertificateRequest("CN=" + name, key, HashAlgorithmName.SHA256);
-        req.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
-        req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
-        var now = DateTimeOffset.UtcNow;
-        return req.CreateSelfSigned(now.AddDays(-1), now.AddYears(1));
-    }
-
-    /// <summary>A leaf shaped like a mesh workload cert for the client identity (one critical SPIFFE URI SAN).</summary>
-    private static X509Certificate2 Leaf(X509Certificate2 issuer, DateTimeOffset notBefore, DateTimeOffset notAfter)
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var req = new CertificateRequest(new X500DistinguishedName(""), key, HashAlgorithmName.SHA256);
-        req.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
-        req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, true));
-        req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], false));
-        var san = new SubjectAlternativeNameBuilder();
-        san.AddUri(new Uri(ClientIdentity));
-        req.CertificateExtensions.Add(san.Build(critical: true));
-        using var cert = req.Create(issuer, notBefore, notAfter, RandomNumberGenerator.GetBytes(8).Select((b, i) => i == 0 ? (byte)(b & 0x7F | 0x10) : b).ToArray());
-        return cert.CopyWithPrivateKey(key);
     }
 }

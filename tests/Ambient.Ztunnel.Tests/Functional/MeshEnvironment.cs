@@ -31,7 +31,7 @@ internal sealed class MeshEnvironment : IAsyncDisposable
     public string Namespace { get; private set; } = "";
 
     /// <summary>Everything the node proxies logged (Information and up), for assertions and failure messages.</summary>
-    public CapturedLogs Logs { get; private set; } = new();
+    public ListLogger Logs { get; private set; } = new();
 
     public string Warnings() => string.Join("\n", Logs.AtLeast(LogLevel.Warning).Select(e => $"{e.Category}: {e.Message} {e.Exception?.Message}"));
 
@@ -41,8 +41,8 @@ internal sealed class MeshEnvironment : IAsyncDisposable
         var config = Path.Combine(dir.Path, "mesh");
         Directory.CreateDirectory(config);
         File.WriteAllText(Path.Combine(config, "mesh.yaml"), Yaml(ns, enrolled));
-        var captured = new CapturedLogs();
-        var logs = LoggerFactory.Create(l => l.SetMinimumLevel(LogLevel.Information).AddProvider(new CapturedLogsProvider(captured, LogLevel.Information)));
+        var captured = new ListLogger();
+        var logs = LoggerFactory.Create(l => l.SetMinimumLevel(LogLevel.Information).AddProvider(captured));
         var istiod = await IstiodHost.StartAsync(
             new IstiodOptions(config, Path.Combine(dir.Path, "state"), new IPEndPoint(IPAddress.Loopback, 0), null, "Kubernetes", "cluster.local"),
             l => l.SetMinimumLevel(LogLevel.Warning), CancellationToken.None);
@@ -170,27 +170,9 @@ internal sealed class MeshEnvironment : IAsyncDisposable
         _dir.Dispose();
     }
 
-    private static string Yaml(string ns, bool enrolled) => $$$"""
-        apiVersion: v1
-        kind: Namespace
-        metadata:
-          name: {{{ns}}}
-          labels:
-            istio.io/dataplane-mode: {{{(enrolled ? "ambient" : "none")}}}
-        ---
-        apiVersion: v1
-        kind: Namespace
-        metadata:
-          name: {{{ns}}}-legacy
-        ---
-        apiVersion: v1
-        kind: ServiceAccount
-        metadata: {name: client, namespace: {{{ns}}}}
-        ---
-        apiVersion: v1
-        kind: ServiceAccount
-        metadata: {name: echo, namespace: {{{ns}}}}
-        ---
+    private static string Yaml(string ns, bool enrolled) =>
+        MeshYaml.Namespace(ns, enrolled ? "ambient" : "none") + MeshYaml.Namespace(ns + "-legacy", dataplaneMode: null)
+        + MeshYaml.ServiceAccount(ns, "client") + MeshYaml.ServiceAccount(ns, "echo") + $$$"""
         apiVersion: v1
         kind: Pod
         metadata: {name: client, namespace: {{{ns}}}, labels: {app: client}}

@@ -13,7 +13,7 @@ public sealed class CertificateManagerTests : IAsyncLifetime
 {
     private static readonly SpiffeId Echo = SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/echo");
     private static readonly SpiffeId ClientId = SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/client");
-    private readonly TestLog _log = new();
+    private readonly ListLogger _log = new();
     private IstiodTestHost _istiod = null!;
 
     public async ValueTask InitializeAsync() => _istiod = await IstiodTestHost.StartAsync(TestMeshes.Demo());

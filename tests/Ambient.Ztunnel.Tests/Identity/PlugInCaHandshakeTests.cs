@@ -22,7 +22,7 @@ public sealed class PlugInCaHandshakeTests : IAsyncLifetime
     private static readonly SpiffeId Echo = SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/echo");
     private static readonly SpiffeId ClientId = SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/client");
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
-    private readonly TestLog _log = new();
+    private readonly ListLogger _log = new();
     // An RSA intermediate under an EC root: the chain mixes key types as operators' often do.
     private readonly PlugInCaFolder _cacerts = new("rsa:2048", CaKeyFormat.Pkcs1);
     private IstiodTestHost _istiod = null!;

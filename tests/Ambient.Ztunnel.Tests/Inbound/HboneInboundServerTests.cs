@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Ambient.TestCommon;
 using Ambient.Ztunnel.Proxy.Inbound;
 
 namespace Ambient.Ztunnel.Tests.Inbound;
@@ -39,7 +40,7 @@ public class HboneInboundServerTests
         Assert.Equal("k8s.namespace.name=client-ns", closed.Info.Baggage);
         Assert.Equal("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", closed.Info.TraceParent);
         Assert.Single(env.Observer.Read(o => o.Opened.ToList()));
-        Assert.Contains(env.Logs.Entries, e => e.Id.Name == "InboundAccess"
+        Assert.Contains(env.Logs.Entries, e => e.EventId.Name == "InboundAccess"
             && e.Message.Contains("src.identity=spiffe://cluster.local/ns/client-ns/sa/client", StringComparison.Ordinal)
             && e.Message.Contains($"bytes_in={OneMiB} bytes_out={OneMiB}", StringComparison.Ordinal)
             && e.Message.Contains("flags=-", StringComparison.Ordinal));

@@ -22,25 +22,25 @@ internal sealed class InboundTestEnvironment : IAsyncDisposable
 
     private InboundTestEnvironment(HboneInboundOptions options, MemoryTrimmer? trimmer)
     {
-        Ca = new TestCa();
-        Identity = new TestInboundIdentity(Ca.Root);
-        ServerCert = Ca.Issue("server-ns", "server");
+        Ca = TestCertificates.CreateRoot("test-mesh-root");
+        Identity = new TestInboundIdentity(Ca);
+        ServerCert = TestCertificates.IssueWorkload(Ca, TestCertificates.Spiffe("server-ns", "server"));
         Identity.SetServerCertificate(Workload, ServerCert);
         Echo = new EchoServer();
         Targets.Serve(Workload, Echo.EndPoint);
         LoggerFactory = Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddProvider(Logs).SetMinimumLevel(LogLevel.Debug));
         Server = new HboneInboundServer(options, Identity, Targets, Observer, LoggerFactory, trimmer);
-        CaFile = Dir.Write("ca.crt", Ca.RootPem);
-        ClientCert = Ca.Issue("client-ns", "client");
-        (ClientCertFile, ClientKeyFile) = TestCa.WritePem(Dir, "client", ClientCert);
+        CaFile = Dir.Write("ca.crt", Ca.ExportCertificatePem());
+        ClientCert = TestCertificates.IssueWorkload(Ca, TestCertificates.Spiffe("client-ns", "client"));
+        (ClientCertFile, ClientKeyFile) = TestCertificates.WritePem(Dir, "client", ClientCert);
     }
 
     public TempDir Dir { get; } = new();
-    public TestCa Ca { get; }
+    public X509Certificate2 Ca { get; }
     public TestInboundIdentity Identity { get; }
     public TestTargets Targets { get; } = new();
     public RecordingObserver Observer { get; } = new();
-    public CapturingLoggerProvider Logs { get; } = new();
+    public ListLogger Logs { get; } = new();
     public ILoggerFactory LoggerFactory { get; }
     public HboneInboundServer Server { get; }
     public EchoServer Echo { get; }
@@ -221,33 +221,6 @@ internal sealed class EchoServer : IDisposable
         lock (_accepted)
             foreach (var s in _accepted)
                 s.Dispose();
-    }
-}
-
-internal sealed class CapturingLoggerProvider : ILoggerProvider
-{
-    private readonly List<(string Category, LogLevel Level, EventId Id, string Message)> _entries = new();
-
-    public List<(string Category, LogLevel Level, EventId Id, string Message)> Entries
-    {
-        get { lock (_entries) return new(_entries); }
-    }
-
-    public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
-
-    public void Dispose() { }
-
-    private sealed class Logger(CapturingLoggerProvider owner, string category) : ILogger
-    {
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            lock (owner._entries)
-                owner._entries.Add((category, logLevel, eventId, formatter(state, exception)));
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Ambient.TestCommon;
 using Ambient.Ztunnel.Proxy.Inbound;
 
 namespace Ambient.Ztunnel.Tests.Inbound;
@@ -28,9 +29,9 @@ public class InboundTlsAndLifecycleTests
     public async Task Client_Certificate_From_A_Foreign_Ca_Is_Refused()
     {
         await using var env = await InboundTestEnvironment.StartAsync();
-        using var foreign = new TestCa("foreign-root");
-        using var cert = foreign.Issue("client-ns", "client");
-        var files = TestCa.WritePem(env.Dir, "foreign", cert);
+        using var foreign = TestCertificates.CreateRoot("foreign-root");
+        using var cert = TestCertificates.IssueWorkload(foreign, TestCertificates.Spiffe("client-ns", "client"));
+        var files = TestCertificates.WritePem(env.Dir, "foreign", cert);
 
         var r = await env.ConnectAsync(env.EchoAuthority, 10, cert: files);
 
@@ -47,8 +48,8 @@ public class InboundTlsAndLifecycleTests
     {
         await using var env = await InboundTestEnvironment.StartAsync();
         var now = DateTimeOffset.UtcNow;
-        using var cert = env.Ca.Issue("client-ns", "client", now.AddDays(-2), now.AddDays(-1));
-        var files = TestCa.WritePem(env.Dir, "expired", cert);
+        using var cert = TestCertificates.IssueWorkload(env.Ca, TestCertificates.Spiffe("client-ns", "client"), now.AddDays(-2), now.AddDays(-1));
+        var files = TestCertificates.WritePem(env.Dir, "expired", cert);
 
         var r = await env.ConnectAsync(env.EchoAuthority, 10, cert: files);
 
@@ -122,7 +123,7 @@ public class InboundTlsAndLifecycleTests
         var closed = (await HboneInboundServerTests.WaitForAsync(env, o => o.Closed.Count == 2 ? o.Closed.ToList() : null))!;
         // Same TLS connection: same source port for both streams.
         Assert.Equal(closed[0].Info.Source, closed[1].Info.Source);
-        Assert.Single(env.Logs.Entries, e => e.Id.Name == "InboundConnectionEstablished");
+        Assert.Single(env.Logs.Entries, e => e.EventId.Name == "InboundConnectionEstablished");
     }
 
     [Fact]
@@ -134,7 +135,7 @@ public class InboundTlsAndLifecycleTests
         Assert.Equal(200, before.Status);
         Assert.Equal(Serial(env.ServerCert), Normalize(before.PeerSerial));
 
-        using var renewed = env.Ca.Issue("server-ns", "server");
+        using var renewed = TestCertificates.IssueWorkload(env.Ca, TestCertificates.Spiffe("server-ns", "server"));
         env.Identity.SetServerCertificate(InboundTestEnvironment.Workload, renewed);
         var after = await env.ConnectAsync(env.EchoAuthority, 10);
 
@@ -149,7 +150,7 @@ public class InboundTlsAndLifecycleTests
         await using var env = await InboundTestEnvironment.StartAsync();
         var second = IPAddress.Parse("127.0.0.2");
         var third = IPAddress.Parse("127.0.0.3");
-        using var secondCert = env.Ca.Issue("other-ns", "other");
+        using var secondCert = TestCertificates.IssueWorkload(env.Ca, TestCertificates.Spiffe("other-ns", "other"));
         env.Identity.SetServerCertificate(second, secondCert);
         env.Identity.SetServerCertificate(third, secondCert);
         var secondListener = env.Server.AddListener(second);

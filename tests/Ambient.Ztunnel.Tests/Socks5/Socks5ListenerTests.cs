@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Ambient.TestCommon;
 using Ambient.Ztunnel.Proxy.Socks5;
+using Microsoft.Extensions.Logging;
 
 namespace Ambient.Ztunnel.Tests.Socks5;
 
@@ -9,7 +11,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
 {
     private static readonly IPEndPoint Loopback = new(IPAddress.Loopback, 0);
 
-    private readonly RecordingLogger _logger = new();
+    private readonly ListLogger _logger = new();
     private readonly List<IAsyncDisposable> _cleanup = [];
 
     public ValueTask InitializeAsync() => ValueTask.CompletedTask;
@@ -69,7 +71,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         var (rest, clean) = await Socks5Wire.ReadToEndAsync(client, TimeSpan.FromSeconds(10));
         Assert.Empty(rest);
         Assert.True(clean);
-        _logger.AssertNoErrors();
+        Assert.Empty(_logger.AtLeast(LogLevel.Error));
     }
 
     [Fact]
@@ -95,7 +97,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         Assert.Equal(IPAddress.IPv6Loopback.GetAddressBytes(), reply[4..20]);
         await AssertEchoesAsync(client, 4096);
         Assert.Equal(IPAddress.IPv6Loopback, Assert.Single(handler.Calls).Destination.Address);
-        _logger.AssertNoErrors();
+        Assert.Empty(_logger.AtLeast(LogLevel.Error));
     }
 
     [Fact]
@@ -110,7 +112,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         Assert.Equal(0, reply[1]);
         await AssertEchoesAsync(client, 10_000);
         Assert.Equal(new Socks5Destination(null, "echo.default.svc.cluster.local", 7777), Assert.Single(handler.Calls).Destination);
-        _logger.AssertNoErrors();
+        Assert.Empty(_logger.AtLeast(LogLevel.Error));
     }
 
     [Fact]
@@ -125,7 +127,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         Assert.Equal(new byte[] { 5, 0 }, await Socks5Wire.ReadExactlyAsync(client, 2));
         Assert.Equal(0, (await Socks5Wire.ReadReplyAsync(client))[1]);
         Assert.Equal(early, await Socks5Wire.ReadExactlyAsync(client, early.Length));
-        _logger.AssertNoErrors();
+        Assert.Empty(_logger.AtLeast(LogLevel.Error));
     }
 
     [Fact]
@@ -155,7 +157,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         Assert.Equal("got question"u8.ToArray(), answer);
         Assert.True(answerClean);
         await serverTask;
-        _logger.AssertNoErrors();
+        Assert.Empty(_logger.AtLeast(LogLevel.Error));
     }
 
     [Theory]
@@ -222,7 +224,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
             Assert.Equal(1, reply[1]);
         }
 
-        Assert.Contains(_logger.Entries, e => e.Id.Name == "HandlerFailed" && e.Exception is InvalidOperationException);
+        Assert.Contains(_logger.Entries, e => e.EventId.Name == "HandlerFailed" && e.Exception is InvalidOperationException);
         using var second = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         Assert.Equal(1, (await Socks5Wire.HandshakeAsync(second, Socks5Wire.ConnectIPv4(echo.EndPoint)))[1]);
     }
@@ -233,7 +235,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         var listener = StartListener(new NoStreamHandler());
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         Assert.Equal(1, (await Socks5Wire.HandshakeAsync(client, Socks5Wire.ConnectDomain("a.example", 80)))[1]);
-        Assert.True(_logger.Contains("HandlerReturnedNoStream"));
+        Assert.True(_logger.HasEvent("HandlerReturnedNoStream"));
     }
 
     [Fact]
@@ -286,7 +288,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         // The only upper bound that matters: the configured timeout was used, not the default one. Anything under the
         // default is load; a drop at or after it would mean the option was ignored.
         Assert.True(waited < standard, $"dropped only after {waited}: the default {standard}, not the configured {configured}?");
-        Assert.True(_logger.Contains("HandshakeTimedOut"));
+        Assert.True(_logger.HasEvent("HandshakeTimedOut"));
         Assert.Empty(handler.Calls);
     }
 
@@ -326,7 +328,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         Assert.Equal(0, (await Socks5Wire.HandshakeAsync(client, Socks5Wire.ConnectIPv4(echo.EndPoint)))[1]);
         await AssertEchoesAsync(client, 1000);
-        _logger.AssertNoErrors();
+        Assert.Empty(_logger.AtLeast(LogLevel.Error));
     }
 
     [Fact]
@@ -352,7 +354,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         using var late = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         var refused = await Assert.ThrowsAsync<SocketException>(async () => await late.ConnectAsync(endpoint));
         Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
-        _logger.AssertNoErrors();
+        Assert.Empty(_logger.AtLeast(LogLevel.Error));
     }
 
     [Fact]

@@ -4,7 +4,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Ambient.Ztunnel.Proxy.Socks5;
-using Microsoft.Extensions.Logging;
 
 namespace Ambient.Ztunnel.Tests.Socks5;
 
@@ -35,29 +34,6 @@ internal sealed class TestSegment : ReadOnlySequenceSegment<byte>
 
     public static ReadOnlySequence<byte> OneBytePerSegment(byte[] data) =>
         Split(data, Enumerable.Range(1, Math.Max(0, data.Length - 1)).ToArray());
-}
-
-/// <summary>Logger that keeps every entry so a test can fail on unexpected errors (grpc-dotnet's VerifyNoErrorsScope).</summary>
-internal sealed class RecordingLogger : ILogger
-{
-    public ConcurrentQueue<(LogLevel Level, EventId Id, string Message, Exception? Exception)> Entries { get; } = new();
-
-    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-    public bool IsEnabled(LogLevel logLevel) => true;
-
-    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-        Entries.Enqueue((logLevel, eventId, formatter(state, exception), exception));
-
-    public void AssertNoErrors()
-    {
-        foreach (var entry in Entries)
-        {
-            Assert.True(entry.Level < LogLevel.Error, $"unexpected error log: {entry.Message} {entry.Exception}");
-        }
-    }
-
-    public bool Contains(string eventName) => Entries.Any(e => e.Id.Name == eventName);
 }
 
 /// <summary>A TCP echo server on loopback: echoes until the client's FIN, then half-closes back.</summary>

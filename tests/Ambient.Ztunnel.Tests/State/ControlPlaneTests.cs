@@ -1,4 +1,5 @@
 using Ambient.Core.Identity;
+using Ambient.TestCommon;
 using Ambient.Ztunnel.Control;
 using Microsoft.Extensions.Logging;
 
@@ -8,7 +9,7 @@ namespace Ambient.Ztunnel.Tests.State;
 public sealed class ControlPlaneTests : IAsyncLifetime
 {
     private IstiodTestHost _istiod = null!;
-    private readonly TestLog _log = new();
+    private readonly ListLogger _log = new();
 
     public async ValueTask InitializeAsync() => _istiod = await IstiodTestHost.StartAsync(TestMeshes.Demo());
 

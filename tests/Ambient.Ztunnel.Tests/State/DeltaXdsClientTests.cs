@@ -1,7 +1,7 @@
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Protos.Workload;
 using Ambient.Core.Xds;
+using Ambient.TestCommon;
 using Microsoft.Extensions.Logging;
 using static Ambient.Ztunnel.Tests.State.TestMeshes;
 
@@ -12,7 +12,7 @@ public sealed class DeltaXdsClientTests : IAsyncLifetime
 {
     private static readonly TimeSpan Sync = TimeSpan.FromSeconds(15);
     private IstiodTestHost _istiod = null!;
-    private readonly TestLog _log = new();
+    private readonly ListLogger _log = new();
 
     public async ValueTask InitializeAsync() => _istiod = await IstiodTestHost.StartAsync(Demo());
 
@@ -115,9 +115,7 @@ public sealed class DeltaXdsClientTests : IAsyncLifetime
     [Fact]
     public async Task An_istiod_whose_certificate_does_not_chain_to_the_configured_root_is_refused()
     {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        using var other = new CertificateRequest("CN=other root", key, HashAlgorithmName.SHA256)
-            .CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        using var other = TestCertificates.CreateRoot("other root");
         await using var client = _istiod.CreateXdsClient("node-1", _log, roots: [X509CertificateLoader.LoadCertificate(other.RawData)]);
         client.Start();
         await Eventually.TrueAsync(() => client.Stats.Connects >= 2, TimeSpan.FromSeconds(10), "two connection attempts");

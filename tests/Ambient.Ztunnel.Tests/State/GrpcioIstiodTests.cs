@@ -20,7 +20,7 @@ public sealed class GrpcioIstiodTests : IAsyncLifetime
 {
     private const string Echo = "Kubernetes//Pod/demo/echo-v1";
     private readonly TempDir _dir = new();
-    private readonly CapturedLogs _logs = new();
+    private readonly ListLogger _logs = new();
     private readonly string _token = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
     private X509Certificate2 _root = null!;
     private GrpcioIstiod _server = null!;
@@ -52,7 +52,7 @@ public sealed class GrpcioIstiodTests : IAsyncLifetime
 
     private TrustBundle Trust() => TrustBundle.FromPem(_root.ExportCertificatePem());
 
-    private ILoggerFactory Loggers() => LoggerFactory.Create(b => b.AddProvider(new CapturedLogsProvider(_logs, LogLevel.Debug)).SetMinimumLevel(LogLevel.Debug));
+    private ILoggerFactory Loggers() => LoggerFactory.Create(b => b.AddProvider(_logs).SetMinimumLevel(LogLevel.Debug));
 
     private DeltaXdsClient XdsClient(ILoggerFactory loggers) => new(new DeltaXdsClientOptions
     {

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Model;
@@ -22,7 +21,7 @@ internal sealed class IstiodTestHost : IAsyncDisposable
     private int _port;
     private string? _caDirectory;
 
-    public TestLog Log { get; } = new();
+    public ListLogger Log { get; } = new();
 
     public string ConfigFolder => Path.Combine(_dir.Path, "mesh");
     public string StateFolder => Path.Combine(_dir.Path, "state");
@@ -101,7 +100,7 @@ internal sealed class IstiodTestHost : IAsyncDisposable
     public void DeleteConfig(string name) => File.Delete(Path.Combine(ConfigFolder, name));
 
     /// <summary>An xDS client of <paramref name="node"/> against this istiod (not started).</summary>
-    public DeltaXdsClient CreateXdsClient(string node, TestLog log, Func<string>? token = null, X509Certificate2Collection? roots = null)
+    public DeltaXdsClient CreateXdsClient(string node, ListLogger log, Func<string>? token = null, X509Certificate2Collection? roots = null)
     {
         var options = new DeltaXdsClientOptions
         {
@@ -120,43 +119,6 @@ internal sealed class IstiodTestHost : IAsyncDisposable
     {
         await StopAsync();
         _dir.Dispose();
-    }
-}
-
-/// <summary>Log records from in-process components, to assert on what they reported.</summary>
-internal sealed class TestLog : ILoggerProvider
-{
-    private readonly ConcurrentQueue<(string Category, LogLevel Level, string Message)> _entries = new();
-
-    public IReadOnlyList<(string Category, LogLevel Level, string Message)> Entries => [.. _entries];
-
-    public IReadOnlyList<string> Matching(string fragment, LogLevel atLeast = LogLevel.Trace)
-    {
-        var result = new List<string>();
-        foreach (var (_, level, message) in _entries)
-        {
-            if (level >= atLeast && message.Contains(fragment, StringComparison.Ordinal))
-            {
-                result.Add(message);
-            }
-        }
-        return result;
-    }
-
-    public ILogger CreateLogger(string categoryName) => new Logger(categoryName, this);
-
-    public void Dispose()
-    {
-    }
-
-    private sealed class Logger(string category, TestLog log) : ILogger
-    {
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => logLevel != LogLevel.None;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            => log._entries.Enqueue((category, logLevel, formatter(state, exception)));
     }
 }
 

@@ -1,6 +1,7 @@
 using System.Net;
 using Ambient.Core.Model;
 using Ambient.Core.Protos.Workload;
+using Ambient.TestCommon;
 using Ambient.Ztunnel.State;
 using static Ambient.Ztunnel.Tests.State.TestMeshes;
 
@@ -16,7 +17,7 @@ public sealed class ProxyStateFixture : IAsyncLifetime
     public async ValueTask InitializeAsync()
     {
         _istiod = await IstiodTestHost.StartAsync(Demo());
-        await using var client = _istiod.CreateXdsClient("node-1", new TestLog());
+        await using var client = _istiod.CreateXdsClient("node-1", new ListLogger());
         client.Start();
         await client.WaitForSyncAsync().WaitAsync(TimeSpan.FromSeconds(15));
         Snapshot = client.Current;

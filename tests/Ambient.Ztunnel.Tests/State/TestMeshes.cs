@@ -7,25 +7,10 @@ internal static class TestMeshes
 {
     public const string Uid = "Kubernetes//Pod/";
 
-    public const string Namespaces = MeshYaml.DemoNamespaces;
+    public static string Namespaces => MeshYaml.DemoNamespaces;
 
     public static string Pod(string name, string ns, string node, string sa, string app, string? podIp = null) =>
         MeshYaml.Pod(name, ns, node, sa, app, version: null, podIp);
-
-    public static string Service(string name, string ns, string app, int port, string targetPort) => $"""
-        apiVersion: v1
-        kind: Service
-        metadata:
-          name: {name}
-          namespace: {ns}
-        spec:
-          selector:
-            app: {app}
-          ports:
-          - name: p{port}
-            port: {port}
-            targetPort: {targetPort}
-        """;
 
     /// <summary>
     /// client on node-1; echo-v1/echo-v2 (HBONE) and legacy-echo (not in the mesh) on node-2. Services: demo/echo
@@ -36,8 +21,8 @@ internal static class TestMeshes
     {
         ["namespaces.yaml"] = Namespaces,
         ["client.yaml"] = Pod("client", "demo", "node-1", "client", "client"),
-        ["echo.yaml"] = Pod("echo-v1", "demo", "node-2", "echo", "echo") + "\n---\n" + Pod("echo-v2", "demo", "node-2", "echo", "echo")
-            + "\n---\n" + """
+        ["echo.yaml"] = Pod("echo-v1", "demo", "node-2", "echo", "echo") + Pod("echo-v2", "demo", "node-2", "echo", "echo")
+            + """
             apiVersion: v1
             kind: Service
             metadata:
@@ -54,9 +39,9 @@ internal static class TestMeshes
                 port: 81
                 targetPort: 9081
             """,
-        ["grpc.yaml"] = Service("grpc", "demo", "echo", 90, "grpc"),
-        ["nobody.yaml"] = Service("nobody", "demo", "nothing-selected", 80, "8080"),
+        ["grpc.yaml"] = MeshYaml.Service("grpc", "demo", "echo", 90, "grpc"),
+        ["nobody.yaml"] = MeshYaml.Service("nobody", "demo", "nothing-selected", 80, "8080"),
         ["legacy.yaml"] = Pod("legacy-echo", "legacy", "node-2", "default", "legacy-echo")
-            + "\n---\n" + Service("legacy-echo", "legacy", "legacy-echo", 80, "8080"),
+            + MeshYaml.Service("legacy-echo", "legacy", "legacy-echo", 80, "8080"),
     };
 }
