@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Authentication;
 using System.Text.Json;
+using Ambient.Config.Yaml;
 using Ambient.Core.Config;
 using Ambient.Core.Grpc;
 using Ambient.Core.Model;
@@ -19,11 +20,11 @@ namespace Ambient.Istiod;
 internal sealed class IstiodHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
-    private readonly FolderConfigSource _source;
+    private readonly IConfigSource _source;
     private readonly MeshController _mesh;
     private readonly CaSigner _signer;
 
-    private IstiodHost(WebApplication app, FolderConfigSource source, MeshController mesh, CaSigner signer, IstiodOptions options)
+    private IstiodHost(WebApplication app, IConfigSource source, MeshController mesh, CaSigner signer, IstiodOptions options)
     {
         _app = app;
         _source = source;
@@ -54,7 +55,7 @@ internal sealed class IstiodHost : IAsyncDisposable
         ? Path.Combine(caDirectory, PlugInCa.RootCertFile)
         : Path.Combine(Options.StateFolder, CaStore.RootCertFile);
     public MeshController Mesh => _mesh;
-    public FolderConfigSource Config => _source;
+    public IConfigSource Config => _source;
     public NodeTokens Tokens => _app.Services.GetRequiredService<NodeTokens>();
 
     public static async Task<IstiodHost> StartAsync(IstiodOptions options, Action<ILoggingBuilder>? configureLogging, CancellationToken cancellationToken)
@@ -76,14 +77,10 @@ internal sealed class IstiodHost : IAsyncDisposable
 
         var meshOptions = new MeshOptions { ClusterId = options.ClusterId, TrustDomain = options.TrustDomain };
         // Created by the container so they log through the host's logging and are disposed with it.
-        builder.Services.AddSingleton(sp =>
-        {
-            var source = new FolderConfigSource(options.ConfigFolder, sp.GetRequiredService<ILogger<FolderConfigSource>>());
-            source.Start();
-            return source;
-        });
+        builder.Services.AddSingleton<IConfigSource>(sp =>
+            new FolderConfigSource(options.ConfigFolder, sp.GetRequiredService<ILogger<FolderConfigSource>>()));
         builder.Services.AddSingleton(sp => new MeshController(
-            sp.GetRequiredService<FolderConfigSource>(), meshOptions, tokens, sp.GetRequiredService<ILogger<MeshController>>()));
+            sp.GetRequiredService<IConfigSource>(), meshOptions, tokens, sp.GetRequiredService<ILogger<MeshController>>()));
         builder.Services.AddSingleton<IWorkloadDirectory>(sp => sp.GetRequiredService<MeshController>());
         builder.Services.AddSingleton(sp => sp.GetRequiredService<MeshController>().Discovery);
 
@@ -119,8 +116,9 @@ internal sealed class IstiodHost : IAsyncDisposable
 
         var app = builder.Build();
         // Load the config and build the first snapshot before listening, so the first client sees the mesh.
+        var source = app.Services.GetRequiredService<IConfigSource>();
+        await source.StartAsync(cancellationToken).ConfigureAwait(false);
         var mesh = app.Services.GetRequiredService<MeshController>();
-        var source = app.Services.GetRequiredService<FolderConfigSource>();
         app.MapCertificateService();
         app.MapWorkloadDiscovery();
         app.MapGrpcUnimplemented();

@@ -11,17 +11,19 @@ namespace Ambient.Istiod;
 /// Glue between the config source and everything that serves from the mesh: each config change builds a new
 /// <see cref="MeshSnapshot"/>, publishes it to workload discovery, and makes sure every node has a token.
 /// Also answers the CA's "does this node run a pod with that identity" from the same snapshot.
+/// The source is any <see cref="IConfigSource"/> (a YAML folder today, the Kubernetes API later), started before the
+/// controller is built so the first snapshot is the loaded config.
 /// </summary>
 internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
 {
-    private readonly FolderConfigSource _source;
+    private readonly IConfigSource _source;
     private readonly MeshOptions _options;
     private readonly NodeTokens _tokens;
     private readonly ILogger<MeshController> _logger;
     private readonly Lock _rebuildLock = new();
     private readonly MemoryTrimmer _trimmer;
 
-    public MeshController(FolderConfigSource source, MeshOptions options, NodeTokens tokens, ILogger<MeshController> logger)
+    public MeshController(IConfigSource source, MeshOptions options, NodeTokens tokens, ILogger<MeshController> logger)
     {
         _source = source;
         _options = options;

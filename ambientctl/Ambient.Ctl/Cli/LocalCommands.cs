@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Net;
+using Ambient.Config.Yaml;
 using Ambient.Core.Config;
 using Ambient.Ctl.Local;
 

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.RegularExpressions;
+using Ambient.Config.Yaml;
 using Ambient.Core.Config;
 
 namespace Ambient.Ctl.Labels;

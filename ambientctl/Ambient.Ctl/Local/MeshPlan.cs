@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Net;
+using Ambient.Config.Yaml;
 using Ambient.Core.Config;
 using Ambient.Core.Model;
 

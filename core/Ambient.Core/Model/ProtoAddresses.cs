@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using Google.Protobuf;
 
 namespace Ambient.Core.Model;
@@ -37,6 +36,4 @@ internal static class ProtoAddresses
 
     /// <summary>Resource alias for an address, as istiod writes it: <c>&lt;network&gt;/&lt;ip&gt;</c>.</summary>
     public static string Alias(string network, IPAddress address) => network + "/" + address.ToString();
-
-    public static bool IsIPv4(IPAddress address) => address.AddressFamily == AddressFamily.InterNetwork;
 }

@@ -96,20 +96,6 @@ internal sealed record WorkloadInfo
 
     public static string PodUid(string clusterId, string @namespace, string name) => clusterId + "//Pod/" + @namespace + "/" + name;
 
-    public bool TryGetServicePorts(string serviceKey, out WorkloadServicePorts ports)
-    {
-        foreach (var s in Services)
-        {
-            if (string.Equals(s.ServiceKey, serviceKey, StringComparison.Ordinal))
-            {
-                ports = s;
-                return true;
-            }
-        }
-        ports = default;
-        return false;
-    }
-
     /// <summary>
     /// True when both serialize to the same Workload: every field <see cref="ToProto"/> writes, nothing else.
     /// Lets a rebuild reuse the previous push's serialized resource without serializing again; keep it in step

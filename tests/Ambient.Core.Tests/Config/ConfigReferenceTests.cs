@@ -1,3 +1,4 @@
+using Ambient.Config.Yaml;
 using Ambient.Core.Config;
 using Ambient.TestCommon;
 

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Ambient.Config.Yaml;
 using Ambient.Core.Config;
 using Ambient.TestCommon;
 

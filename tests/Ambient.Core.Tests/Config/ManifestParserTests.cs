@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Ambient.Config.Yaml;
 using Ambient.Core.Config;
 
 namespace Ambient.Core.Tests.Config;

@@ -4,6 +4,7 @@ using Google.Protobuf;
 using AuthzAddress = Ambient.Core.Protos.Security.Address;
 using WorkloadAddress = Ambient.Core.Protos.Workload.Address;
 using Extension = Ambient.Core.Protos.Workload.Extension;
+using SecurityExtension = Ambient.Core.Protos.Security.Extension;
 
 namespace Ambient.Core.Tests.Protos;
 
@@ -273,6 +274,133 @@ public sealed class WorkloadApiGoldenBytesTests
             },
         };
         GoldenWire.AssertBothWays(golden, expected, WorkloadAddress.Parser);
+    }
+
+    // Newer fields (sources in workload.proto and authorization.proto): Service { bool ingress_use_waypoint = 12;
+    // repeated WeightedWaypoint weighted_waypoints = 13; Visibility visibility = 14 (PUBLIC = 0, NAMESPACE = 1) };
+    // WeightedWaypoint { GatewayAddress destination = 1; uint32 weight = 2 }; NetworkAddress { uint32 length = 3 }.
+    [Fact]
+    public void Service_ingress_waypoint_weighted_waypoints_visibility_and_address_length_match_istio_field_numbers()
+    {
+        var canary = new GoldenWire()
+            .Hex("0a 28")                                           // WeightedWaypoint.destination = 1: GatewayAddress of 40 bytes
+            .Hex("0a 23")                                           //   GatewayAddress.hostname = 1: NamespacedHostname of 35 bytes
+            .Hex("0a 04").Ascii("demo")                             //     NamespacedHostname.namespace = 1
+            .Hex("12 1b").Ascii("wp-b.demo.svc.cluster.local")      //     NamespacedHostname.hostname = 2: 27 bytes
+            .Hex("18 a0 75")                                        //   GatewayAddress.hbone_mtls_port = 3: 15008
+            .Hex("10 0a")                                           // WeightedWaypoint.weight = 2: tag 0x10 = 2<<3|0, 10
+            .ToArray();
+        Assert.Equal(44, canary.Length);
+        var primary = new GoldenWire()
+            .Hex("0a 0b")                                           // WeightedWaypoint.destination = 1: GatewayAddress of 11 bytes
+            .Hex("12 06 12 04 0a 00 00 09")                         //   GatewayAddress.address = 2: NetworkAddress { address = 2: 10.0.0.9 }
+            .Hex("18 a0 75")                                        //   GatewayAddress.hbone_mtls_port = 3: 15008
+            .Hex("10 5a")                                           // WeightedWaypoint.weight = 2: 90
+            .ToArray();
+        Assert.Equal(15, primary.Length);
+        var service = new GoldenWire()
+            .Hex("0a 04").Ascii("echo")                             // name = 1
+            .Hex("22 0e")                                           // addresses = 4: NetworkAddress of 14 bytes
+            .Hex("0a 04").Ascii("net1")                             //   NetworkAddress.network = 1
+            .Hex("12 04 0a 60 00 00")                               //   NetworkAddress.address = 2: 10.96.0.0
+            .Hex("18 0c")                                           //   NetworkAddress.length = 3: tag 0x18 = 3<<3|0, 12
+            .Hex("60 01")                                           // ingress_use_waypoint = 12: tag 0x60 = 12<<3|0, true
+            .Hex("6a 2c").Bytes(canary)                             // weighted_waypoints = 13: tag 0x6a = 13<<3|2, 44 bytes
+            .Hex("6a 0f").Bytes(primary)                            // weighted_waypoints = 13 again: 15 bytes
+            .Hex("70 01")                                           // visibility = 14: tag 0x70 = 14<<3|0, NAMESPACE = 1
+            .ToArray();
+        Assert.Equal(89, service.Length);
+        var golden = new GoldenWire().Hex("12 59").Bytes(service).ToArray(); // Address.service = 2: 89 bytes
+
+        var expected = new WorkloadAddress
+        {
+            Service = new Service
+            {
+                Name = "echo",
+                Addresses = { new NetworkAddress { Network = "net1", Address = ByteString.CopyFrom(10, 96, 0, 0), Length = 12 } },
+                IngressUseWaypoint = true,
+                WeightedWaypoints =
+                {
+                    new WeightedWaypoint
+                    {
+                        Destination = new GatewayAddress
+                        {
+                            Hostname = new NamespacedHostname { Namespace = "demo", Hostname = "wp-b.demo.svc.cluster.local" },
+                            HboneMtlsPort = 15008,
+                        },
+                        Weight = 10,
+                    },
+                    new WeightedWaypoint
+                    {
+                        Destination = new GatewayAddress
+                        {
+                            Address = new NetworkAddress { Address = ByteString.CopyFrom(10, 0, 0, 9) },
+                            HboneMtlsPort = 15008,
+                        },
+                        Weight = 90,
+                    },
+                },
+                Visibility = Service.Types.Visibility.Namespace,
+            },
+        };
+        GoldenWire.AssertBothWays(golden, expected, WorkloadAddress.Parser);
+    }
+
+    // Match { repeated ServiceAccountMatch service_accounts = 11; not_service_accounts = 12;
+    // repeated Extension extensions = 13 }; ServiceAccountMatch { string namespace = 1; string serviceAccount = 2 }.
+    [Fact]
+    public void Authorization_service_accounts_and_extensions_match_istio_field_numbers()
+    {
+        var match = new GoldenWire()
+            .Hex("5a 0e")                                           // service_accounts = 11: tag 0x5a = 11<<3|2, 14 bytes
+            .Hex("0a 04").Ascii("demo")                             //   ServiceAccountMatch.namespace = 1
+            .Hex("12 06").Ascii("client")                           //   ServiceAccountMatch.serviceAccount = 2
+            .Hex("62 16")                                           // not_service_accounts = 12: tag 0x62 = 12<<3|2, 22 bytes
+            .Hex("0a 0b").Ascii("kube-system")                      //   ServiceAccountMatch.namespace = 1: 11 bytes
+            .Hex("12 07").Ascii("default")                          //   ServiceAccountMatch.serviceAccount = 2: 7 bytes
+            .Hex("6a 1a").Bytes(GoldenExtension())                  // extensions = 13: tag 0x6a = 13<<3|2, 26 bytes
+            .ToArray();
+        Assert.Equal(68, match.Length);
+        var golden = new GoldenWire()
+            .Hex("0a 07").Ascii("sa-only")                          // name = 1
+            .Hex("2a 48")                                           // rules = 5: Rule of 72 bytes
+            .Hex("0a 46")                                           //   Rule.clauses = 1: Clause of 70 bytes
+            .Hex("12 44").Bytes(match)                              //     Clause.matches = 2: Match of 68 bytes
+            .ToArray();
+
+        var expected = new Authorization
+        {
+            Name = "sa-only",
+            Rules =
+            {
+                new Rule
+                {
+                    Clauses =
+                    {
+                        new Clause
+                        {
+                            Matches =
+                            {
+                                new Match
+                                {
+                                    ServiceAccounts = { new ServiceAccountMatch { Namespace = "demo", ServiceAccount = "client" } },
+                                    NotServiceAccounts = { new ServiceAccountMatch { Namespace = "kube-system", ServiceAccount = "default" } },
+                                    Extensions =
+                                    {
+                                        new SecurityExtension
+                                        {
+                                            Name = "ext.a",
+                                            Config = new Google.Protobuf.WellKnownTypes.Any { TypeUrl = "t.example/x", Value = ByteString.CopyFrom(0x08, 0x07) },
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        };
+        GoldenWire.AssertBothWays(golden, expected, Authorization.Parser);
     }
 
     [Fact]

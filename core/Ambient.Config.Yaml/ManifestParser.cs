@@ -1,8 +1,9 @@
 using System.Collections.Immutable;
 using YamlDotNet.Core;
 using Ambient.Core.Telemetry;
+using Ambient.Core.Config;
 
-namespace Ambient.Core.Config;
+namespace Ambient.Config.Yaml;
 
 /// <summary>The resources one file produced and the errors found in it.</summary>
 internal sealed record ParseResult(ImmutableArray<Resource> Resources, ImmutableArray<ConfigError> Errors)

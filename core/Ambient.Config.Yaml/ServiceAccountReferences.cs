@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
+using Ambient.Core.Config;
 
-namespace Ambient.Core.Config;
+namespace Ambient.Config.Yaml;
 
 /// <summary>
 /// Kubernetes refuses a Pod whose spec.serviceAccountName names no ServiceAccount of its namespace (the service

@@ -1,8 +1,9 @@
 using System.Collections.Immutable;
 using System.Globalization;
 using Ambient.Core.Telemetry;
+using Ambient.Core.Config;
 
-namespace Ambient.Core.Config;
+namespace Ambient.Config.Yaml;
 
 /// <summary>
 /// Typed, error-collecting access to one document's YAML tree. Every accessor reports a wrong type or a

@@ -1,7 +1,8 @@
 using System.Collections.Immutable;
 using Ambient.Core.Telemetry;
+using Ambient.Core.Config;
 
-namespace Ambient.Core.Config;
+namespace Ambient.Config.Yaml;
 
 // Pod and Service specs: the fields the mesh uses, validated as the Kubernetes API server validates them.
 // Fields we do not use are ignored (not rejected), so real-world manifests load unchanged.

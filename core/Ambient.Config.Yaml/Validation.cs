@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 
-namespace Ambient.Core.Config;
+namespace Ambient.Config.Yaml;
 
 // The name and value rules Kubernetes' API server applies (k8s.io/apimachinery/pkg/util/validation),
 // with the same wording, so a manifest that works here works with kubectl and vice versa.

@@ -2,8 +2,9 @@ using System.Globalization;
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
 using Ambient.Core.Telemetry;
+using Ambient.Core.Config;
 
-namespace Ambient.Core.Config;
+namespace Ambient.Config.Yaml;
 
 // A small YAML node tree built from YamlDotNet's event parser. We build our own instead of using the
 // representation model because we need (a) documents handed out one at a time, so a syntax error in

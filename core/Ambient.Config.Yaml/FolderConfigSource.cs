@@ -3,8 +3,9 @@ using System.Collections.Immutable;
 using Ambient.Core.Files;
 using Microsoft.Extensions.Logging;
 using Ambient.Core.Telemetry;
+using Ambient.Core.Config;
 
-namespace Ambient.Core.Config;
+namespace Ambient.Config.Yaml;
 
 /// <summary>
 /// Watches a folder of Kubernetes-style YAML (recursively, *.yaml and *.yml), or one file (as kubectl's -f takes
@@ -13,7 +14,7 @@ namespace Ambient.Core.Config;
 /// Changes are picked up from FileSystemWatcher events (debounced) and, because watchers can miss
 /// events (overflow, network/overlay filesystems, atomic symlink swaps), from a periodic mtime+size rescan.
 /// </summary>
-internal sealed partial class FolderConfigSource : IDisposable
+internal sealed partial class FolderConfigSource : IConfigSource
 {
     private static readonly TimeSpan DefaultDebounce = TimeSpan.FromMilliseconds(150);
     private static readonly TimeSpan RescanInterval = TimeSpan.FromMilliseconds(500);
@@ -107,6 +108,17 @@ internal sealed partial class FolderConfigSource : IDisposable
         if (UseFileSystemWatcher) StartWatcher();
         Scan();
         _loop = Task.Run(() => RunAsync(_stop.Token));
+    }
+
+    /// <summary>
+    /// <see cref="Start"/> for callers that know only <see cref="IConfigSource"/>: the first scan is synchronous
+    /// (a local folder reads in milliseconds), so this completes with it.
+    /// </summary>
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        Start();
+        return Task.CompletedTask;
     }
 
     /// <summary>Completes when <see cref="Current"/> reaches <paramref name="generation"/> (at once if it has).</summary>
