@@ -41,7 +41,7 @@ internal sealed partial class CertificateManager : IAsyncDisposable
         _logger = logger;
         _channel = IstiodGrpc.Create(options.CaAddress,
             handler ?? IstiodChannel.CreateHandler(trust.Roots, options.CaAddress, options.ServerName),
-            ownsHandler: handler is null, IstiodGrpc.MaxCaMessageSize);
+            ownsHandler: handler is null, IstiodGrpc.MaxCaMessageSize, cancelledAsOperationCanceled: true);
         _ca = new IstioCertificateService.IstioCertificateServiceClient(_channel);
     }
 

@@ -56,7 +56,7 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
         _logger = logger;
         _channel = IstiodGrpc.Create(options.Address,
             handler ?? IstiodChannel.CreateHandler(options.Roots, options.Address, options.ServerName),
-            ownsHandler: handler is null, IstiodGrpc.MaxXdsMessageSize);
+            ownsHandler: handler is null, IstiodGrpc.MaxXdsMessageSize, cancelledAsOperationCanceled: false);
         _ads = new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(_channel);
         _cache = new DeltaXdsClientCache(options.Mesh);
         _current = _cache.Snapshot;
