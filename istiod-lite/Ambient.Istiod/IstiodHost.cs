@@ -3,7 +3,6 @@ using System.Security.Authentication;
 using System.Text.Json;
 using Ambient.Config.Yaml;
 using Ambient.Core.Config;
-using Ambient.Core.Grpc;
 using Ambient.Core.Model;
 using Ambient.Istiod.Ca;
 using Ambient.Istiod.Discovery;
@@ -19,6 +18,9 @@ namespace Ambient.Istiod;
 /// </summary>
 internal sealed class IstiodHost : IAsyncDisposable
 {
+    /// <summary>Largest gRPC message istiod-lite accepts (gRPC's customary 4 MiB); bigger is RESOURCE_EXHAUSTED.</summary>
+    public const int MaxReceiveMessageSize = 4 * 1024 * 1024;
+
     private readonly WebApplication _app;
     private readonly IConfigSource _source;
     private readonly MeshController _mesh;
@@ -110,6 +112,10 @@ internal sealed class IstiodHost : IAsyncDisposable
             }
         });
         builder.Services.AddRouting();
+        // Unknown services and methods are answered UNIMPLEMENTED. What istiod-lite receives is small (CSRs, ACKs):
+        // 4 MiB per message; what it sends (a whole mesh in one push) is not capped here but by the client.
+        builder.Services.AddGrpc(g => g.MaxReceiveMessageSize = MaxReceiveMessageSize);
+        builder.Logging.AddFilter("Grpc", LogLevel.Warning); // a refused call is the caller's answer, not istiod's news
         builder.Services.AddSingleton(ca);
         builder.Services.AddSingleton(tokens);
         builder.Services.AddSingleton<CertificateService>();
@@ -119,9 +125,8 @@ internal sealed class IstiodHost : IAsyncDisposable
         var source = app.Services.GetRequiredService<IConfigSource>();
         await source.StartAsync(cancellationToken).ConfigureAwait(false);
         var mesh = app.Services.GetRequiredService<MeshController>();
-        app.MapCertificateService();
-        app.MapWorkloadDiscovery();
-        app.MapGrpcUnimplemented();
+        app.MapGrpcService<CertificateGrpcService>();
+        app.MapGrpcService<DiscoveryGrpcService>();
         if (options.MonitoringEndpoint is not null)
         {
             app.MapGet("/ready", () => Results.Text("ready\n"));

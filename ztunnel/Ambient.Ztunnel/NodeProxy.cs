@@ -15,6 +15,7 @@ using Ambient.Ztunnel.Proxy.Outbound;
 using Ambient.Ztunnel.Proxy.Socks5;
 using Ambient.Ztunnel.State;
 using Ambient.Ztunnel.Telemetry;
+using Ambient.Ztunnel.Xds;
 
 namespace Ambient.Ztunnel;
 

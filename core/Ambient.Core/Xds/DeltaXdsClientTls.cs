@@ -15,7 +15,7 @@ internal static class IstiodChannel
 
     /// <summary>
     /// An HTTP/2 handler whose server-certificate check is <see cref="ValidateServerCertificate"/>. The caller owns
-    /// it (wrap it in an <see cref="HttpMessageInvoker"/> for a <see cref="Grpc.GrpcClient"/>).
+    /// it (the ztunnel puts its gRPC channels to istiod on it).
     /// </summary>
     public static SocketsHttpHandler CreateHandler(X509Certificate2Collection roots, Uri address, string? serverName = DefaultServerName)
     {

@@ -1,10 +1,10 @@
 using System.Collections.Immutable;
 using System.Globalization;
 using System.Threading.Channels;
-using Ambient.Core.Grpc;
 using Ambient.Core.Protos.Discovery;
 using Ambient.Core.Telemetry;
 using Ambient.Core.Xds;
+using Grpc.Core;
 using Envoy = Ambient.Core.Protos.Discovery;
 
 namespace Ambient.Istiod.Discovery;
@@ -42,7 +42,7 @@ internal sealed partial class DeltaXdsSession
         _peer = peer;
     }
 
-    public async Task RunAsync(IAsyncEnumerable<DeltaDiscoveryRequest> requests, GrpcStreamWriter<DeltaDiscoveryResponse> writer, CancellationToken cancellationToken)
+    public async Task RunAsync(IAsyncEnumerable<DeltaDiscoveryRequest> requests, IAsyncStreamWriter<DeltaDiscoveryResponse> writer, CancellationToken cancellationToken)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var reader = ReadRequestsAsync(requests, stop.Token);
@@ -57,7 +57,7 @@ internal sealed partial class DeltaXdsSession
         {
             // The other half ended the session.
         }
-        // Surface a protocol error (GrpcException) from whichever half failed first.
+        // Surface a protocol error (RpcException) from whichever half failed first.
         await first.ConfigureAwait(false);
     }
 
@@ -76,7 +76,7 @@ internal sealed partial class DeltaXdsSession
         var typeUrl = request.TypeUrl;
         if (typeUrl.Length == 0)
         {
-            throw new GrpcException(GrpcStatusCode.InvalidArgument, "DeltaDiscoveryRequest.type_url is empty");
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "DeltaDiscoveryRequest.type_url is empty"));
         }
         if (!_state.Current.ResourcesByType.ContainsKey(typeUrl))
         {
@@ -114,7 +114,7 @@ internal sealed partial class DeltaXdsSession
         }
     }
 
-    private async Task PushLoopAsync(GrpcStreamWriter<DeltaDiscoveryResponse> writer, CancellationToken cancellationToken)
+    private async Task PushLoopAsync(IAsyncStreamWriter<DeltaDiscoveryResponse> writer, CancellationToken cancellationToken)
     {
         long seen = 0;
         var responses = new List<DeltaDiscoveryResponse>(2);

@@ -31,6 +31,15 @@ internal sealed class DiscoveryState
 
     public DiscoveryGeneration Current => Volatile.Read(ref _current);
 
+    private int _openSessions;
+
+    /// <summary>xDS streams being served now: one per connected proxy; a stream the proxy reset is no longer counted.</summary>
+    public int OpenSessions => Volatile.Read(ref _openSessions);
+
+    internal void SessionOpened() => Interlocked.Increment(ref _openSessions);
+
+    internal void SessionClosed() => Interlocked.Decrement(ref _openSessions);
+
     public static IReadOnlyList<string> SupportedTypes { get; } = [XdsTypeUrls.Address, XdsTypeUrls.Authorization];
 
     public DiscoveryGeneration Publish(MeshSnapshot snapshot)

@@ -151,46 +151,4 @@ public sealed class DeltaXdsClientCacheTests
         Assert.True(cache.Apply(removal).Accepted);
         Assert.Empty(cache.Authorizations);
     }
-
-    [Fact]
-    public async Task The_client_publishes_accepted_snapshots_and_counts_nacks_without_publishing()
-    {
-        await using var client = new DeltaXdsClient(new DeltaXdsClientOptions
-        {
-            Address = new Uri("https://127.0.0.1:1"),
-            Roots = [TestRoot()],
-            Token = () => "t",
-            NodeName = "node-1",
-        }, NullLogger.Instance);
-        var published = 0;
-        client.SnapshotChanged += _ => published++;
-        var ack = client.Apply(Response("n1", [Res(Pod("a", [127, 0, 1, 1]))]), firstAfterConnect: true);
-        Assert.Null(ack.ErrorDetail);
-        var good = client.Current;
-        var nack = client.Apply(Response("n2", [Res(Pod("bad", [1, 2, 3]))]), firstAfterConnect: false);
-        Assert.Equal(3, nack.ErrorDetail.Code);
-        Assert.Same(good, client.Current);
-        Assert.Equal(1, published);
-        Assert.Equal(1, client.Stats.Nacks);
-        Assert.Equal(2, client.Stats.Responses);
-        Assert.Equal(1, client.Stats.FirstResponseResources[XdsTypeUrls.Address]);
-        Assert.Equal("ztunnel~127.0.0.1~ztunnel.istio-system~istio-system.svc.cluster.local", new DeltaXdsClientOptions
-        {
-            Address = new Uri("https://127.0.0.1:1"), Roots = [], Token = () => "", NodeName = "n",
-        }.NodeId);
-
-        // Backoff doubles from the initial value, is jittered to [50%, 100%], and stops at the cap.
-        for (var failures = 1; failures <= 10; failures++)
-        {
-            var expected = Math.Min(500 * Math.Pow(2, failures - 1), 15000);
-            var delay = client.Backoff(failures).TotalMilliseconds;
-            Assert.InRange(delay, expected / 2, expected);
-        }
-    }
-
-    private static System.Security.Cryptography.X509Certificates.X509Certificate2 TestRoot()
-    {
-        using var root = Ambient.TestCommon.TestCertificates.CreateRoot("root");
-        return System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(root.RawData);
-    }
 }

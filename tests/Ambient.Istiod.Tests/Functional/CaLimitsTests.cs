@@ -1,35 +1,14 @@
-using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
-using Ambient.Core.Grpc;
 using Ambient.Core.Identity;
 using Ambient.Core.Protos.Ca;
 using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
 
 namespace Ambient.Istiod.Tests.Functional;
 
-/// <summary>CreateCertificate through our own gRPC client against the real host: size limit, and a restart keeps the root.</summary>
+/// <summary>CreateCertificate through Grpc.Net.Client against the real host: size limit, and a restart keeps the root.</summary>
 public sealed class CaLimitsTests
 {
-    private static GrpcClient ClientFor(IstiodFixture istiod, out HttpMessageInvoker invoker)
-    {
-        var root = X509Certificate2.CreateFromPem(File.ReadAllText(istiod.Root));
-        var handler = new SocketsHttpHandler
-        {
-            SslOptions = new SslClientAuthenticationOptions
-            {
-                TargetHost = "istiod.istio-system.svc",
-                CertificateChainPolicy = new X509ChainPolicy
-                {
-                    TrustMode = X509ChainTrustMode.CustomRootTrust,
-                    CustomTrustStore = { root },
-                    RevocationMode = X509RevocationMode.NoCheck,
-                },
-            },
-        };
-        invoker = new HttpMessageInvoker(handler);
-        return new GrpcClient(invoker, new Uri($"https://{istiod.Target}"));
-    }
-
     private static IstioCertificateRequest Request(string csr, string identity) => new()
     {
         Csr = csr,
@@ -40,14 +19,12 @@ public sealed class CaLimitsTests
     public async Task A_request_over_4_MiB_is_resource_exhausted()
     {
         await using var istiod = await IstiodFixture.StartAsync(Meshes.Demo());
-        var client = ClientFor(istiod, out var invoker);
-        using var _ = invoker;
-        var options = new GrpcCallOptions([new("authorization", "Bearer " + istiod.TokenOf("node-2"))]);
+        using var client = new IstiodGrpcClient(istiod);
         var huge = Request(new string('A', 5 * 1024 * 1024), "spiffe://cluster.local/ns/demo/sa/echo");
-        var e = await Assert.ThrowsAsync<GrpcException>(() =>
-            client.UnaryAsync(CaEndpointsPath, huge, IstioCertificateResponse.Parser, options));
-        Assert.Equal(GrpcStatusCode.ResourceExhausted, e.Status);
-        Assert.Contains("4194304", e.Detail);
+        var e = await Assert.ThrowsAsync<RpcException>(() => client.Invoker.AsyncUnaryCall(
+            IstiodGrpcClient.CreateCertificate, null, new CallOptions(IstiodGrpcClient.BearerOf(istiod.TokenOf("node-2"))), huge).ResponseAsync);
+        Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
+        Assert.Contains("maximum configured message size", e.Status.Detail, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -58,11 +35,10 @@ public sealed class CaLimitsTests
         string rootBefore;
         await using (var first = await IstiodFixture.StartAsync(Meshes.Demo(), reuse: null))
         {
-            var client = ClientFor(first, out var invoker);
-            using var _ = invoker;
+            using var client = new IstiodGrpcClient(first);
             using var csr = WorkloadCsr.Create(SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/echo"));
-            var response = await client.UnaryAsync(CaEndpointsPath, Request(csr.CsrPem, "spiffe://cluster.local/ns/demo/sa/echo"),
-                IstioCertificateResponse.Parser, new GrpcCallOptions([new("authorization", "Bearer " + first.TokenOf("node-2"))]));
+            var response = await client.Invoker.AsyncUnaryCall(IstiodGrpcClient.CreateCertificate, null,
+                new CallOptions(IstiodGrpcClient.BearerOf(first.TokenOf("node-2"))), Request(csr.CsrPem, "spiffe://cluster.local/ns/demo/sa/echo"));
             leafPem = response.CertChain[0];
             rootBefore = File.ReadAllText(first.Root);
             // Keep the state folder for the second start: copy it out before the fixture deletes its scratch dir.
@@ -75,8 +51,6 @@ public sealed class CaLimitsTests
         using var leaf = X509Certificate2.CreateFromPem(leafPem);
         Assert.True(trust.ValidateChain(leaf, null, out var error), error);
     }
-
-    private const string CaEndpointsPath = "/istio.v1.auth.IstioCertificateService/CreateCertificate";
 
     private static void CopyDirectory(string from, string to)
     {

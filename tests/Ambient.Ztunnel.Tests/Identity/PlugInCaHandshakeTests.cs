@@ -97,7 +97,7 @@ public sealed class PlugInCaHandshakeTests : IAsyncLifetime
         }
     }
 
-    private sealed record Node(Ambient.Core.Xds.DeltaXdsClient Xds, CertificateManager Certificates) : IAsyncDisposable
+    private sealed record Node(Ambient.Ztunnel.Xds.DeltaXdsClient Xds, CertificateManager Certificates) : IAsyncDisposable
     {
         public async ValueTask DisposeAsync()
         {

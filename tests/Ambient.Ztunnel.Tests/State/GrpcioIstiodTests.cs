@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Ambient.Core.Identity;
 using Ambient.Core.Xds;
+using Ambient.Ztunnel.Xds;
 using Ambient.TestCommon;
 using Ambient.Ztunnel.Identity;
 using Microsoft.Extensions.Logging;

@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Model;
 using Ambient.Core.Xds;
+using Ambient.Ztunnel.Xds;
 using Ambient.Istiod;
 using Ambient.TestCommon;
 using Microsoft.Extensions.Logging;
@@ -28,6 +29,9 @@ internal sealed class IstiodTestHost : IAsyncDisposable
     public int Port => _port;
     public Uri Address => new($"https://127.0.0.1:{_port}");
     public bool IsRunning => _host is not null;
+
+    /// <summary>The running istiod-lite.</summary>
+    public IstiodHost Host => _host ?? throw new InvalidOperationException("istiod-lite is stopped");
 
     /// <summary>The trust bundle proxies load: the state folder's root, or the plug-in CA's root-cert.pem.</summary>
     public string RootCertificatePath => Path.Combine(_caDirectory ?? StateFolder, "root-cert.pem");

@@ -4,6 +4,7 @@ using Ambient.Core.Model;
 using Ambient.Core.Xds;
 using Ambient.Ztunnel.Identity;
 using Ambient.Ztunnel.State;
+using Ambient.Ztunnel.Xds;
 
 namespace Ambient.Ztunnel.Control;
 
@@ -31,11 +32,11 @@ internal sealed record ControlPlaneOptions
 /// </summary>
 internal sealed class ControlPlane : IAsyncDisposable
 {
-    private readonly HttpMessageInvoker _http;
+    private readonly HttpMessageHandler _istiod;
 
-    private ControlPlane(HttpMessageInvoker http, DeltaXdsClient xds, ProxyState state, CertificateManager certificates)
+    private ControlPlane(HttpMessageHandler istiod, DeltaXdsClient xds, ProxyState state, CertificateManager certificates)
     {
-        _http = http;
+        _istiod = istiod;
         Xds = xds;
         State = state;
         Certificates = certificates;
@@ -82,7 +83,8 @@ internal sealed class ControlPlane : IAsyncDisposable
             }
         }
 
-        var http = new HttpMessageInvoker(IstiodChannel.CreateHandler(trust.Roots, options.IstiodAddress));
+        // One handler, so discovery and the CA share one HTTP/2 connection to istiod.
+        var istiod = IstiodChannel.CreateHandler(trust.Roots, options.IstiodAddress);
         var xds = new DeltaXdsClient(new DeltaXdsClientOptions
         {
             Address = options.IstiodAddress,
@@ -93,7 +95,7 @@ internal sealed class ControlPlane : IAsyncDisposable
             InstanceIp = options.InstanceIp,
             ClusterId = options.ClusterId,
             Mesh = new MeshOptions { ClusterId = options.ClusterId, TrustDomain = options.TrustDomain },
-        }, loggers.CreateLogger("Ambient.Ztunnel.Xds"), http);
+        }, loggers.CreateLogger("Ambient.Ztunnel.Xds"), istiod);
         var state = new ProxyState(options.NodeName);
         var certificates = new CertificateManager(new CertificateManagerOptions
         {
@@ -101,10 +103,10 @@ internal sealed class ControlPlane : IAsyncDisposable
             Token = Token,
             ClusterId = options.ClusterId,
             RequestedTtl = options.CertificateTtl,
-        }, trust, loggers.CreateLogger("Ambient.Ztunnel.Identity"), http);
+        }, trust, loggers.CreateLogger("Ambient.Ztunnel.Identity"), istiod);
         xds.SnapshotChanged += state.Update;
         certificates.Attach(state);
-        return new ControlPlane(http, xds, state, certificates);
+        return new ControlPlane(istiod, xds, state, certificates);
     }
 
     /// <summary>Starts discovery (certificates follow the snapshots it delivers).</summary>
@@ -124,6 +126,6 @@ internal sealed class ControlPlane : IAsyncDisposable
     {
         await Xds.DisposeAsync().ConfigureAwait(false);
         await Certificates.DisposeAsync().ConfigureAwait(false);
-        _http.Dispose();
+        _istiod.Dispose();
     }
 }

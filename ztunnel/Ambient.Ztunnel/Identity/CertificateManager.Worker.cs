@@ -1,9 +1,10 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Ambient.Core.Grpc;
 using Ambient.Core.Identity;
 using Ambient.Core.Protos.Ca;
+using Ambient.Ztunnel.Xds;
 using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
 
 namespace Ambient.Ztunnel.Identity;
 
@@ -101,7 +102,7 @@ internal sealed partial class CertificateManager
                     lock (_statusLock)
                     {
                         failures = ++_failures;
-                        _lastError = ex is GrpcException g ? $"{g.Status}: {g.Detail}" : ex.Message;
+                        _lastError = IstiodGrpc.Describe(ex);
                     }
                     delay = _owner.Backoff(failures);
                     if (held is not null && !held.IsValidAt(now) && now >= held.NotAfter)
@@ -149,14 +150,13 @@ internal sealed partial class CertificateManager
                 Metadata = new Struct(),
             };
             request.Metadata.Fields[CertificateManagerOptions.ImpersonatedIdentityField] = Value.ForString(Identity.ToString());
-            var metadata = new List<KeyValuePair<string, string>>
+            var metadata = new Metadata
             {
-                new("authorization", "Bearer " + options.Token().Trim()),
-                new("clusterid", options.ClusterId),
+                { "authorization", "Bearer " + options.Token().Trim() },
+                { "clusterid", options.ClusterId },
             };
-            var response = await _owner._grpc.UnaryAsync(
-                CertificateManagerOptions.CreateCertificatePath, request, IstioCertificateResponse.Parser,
-                new GrpcCallOptions(metadata, options.RequestTimeout), cancellationToken).ConfigureAwait(false);
+            var response = await _owner._ca.CreateCertificateAsync(
+                request, metadata, DateTime.UtcNow + options.RequestTimeout, cancellationToken).ConfigureAwait(false);
             var receivedAt = options.Time.GetUtcNow();
             if (response.CertChain.Count == 0)
             {

@@ -1,10 +1,12 @@
 using System.Collections.Immutable;
 using System.Diagnostics.CodeAnalysis;
 using System.Security.Cryptography.X509Certificates;
-using Ambient.Core.Grpc;
 using Ambient.Core.Identity;
+using Ambient.Core.Protos.Ca;
 using Ambient.Core.Xds;
 using Ambient.Ztunnel.State;
+using Ambient.Ztunnel.Xds;
+using Grpc.Net.Client;
 
 namespace Ambient.Ztunnel.Identity;
 
@@ -18,9 +20,8 @@ internal sealed partial class CertificateManager : IAsyncDisposable
 {
     private readonly CertificateManagerOptions _options;
     private readonly ILogger _logger;
-    private readonly HttpMessageInvoker _http;
-    private readonly bool _ownsHttp;
-    private readonly GrpcClient _grpc;
+    private readonly GrpcChannel _channel;
+    private readonly IstioCertificateService.IstioCertificateServiceClient _ca;
     private readonly Lock _lock = new();
     private readonly CancellationTokenSource _stop = new();
     // Replaced whole when the identity set changes (rare); lookups per connection never lock.
@@ -28,8 +29,9 @@ internal sealed partial class CertificateManager : IAsyncDisposable
     private ProxyState? _state;
     private bool _disposed;
 
-    /// <param name="http">Optional invoker (tests, or shared with the xDS client); by default one that trusts only the mesh root.</param>
-    public CertificateManager(CertificateManagerOptions options, TrustBundle trust, ILogger logger, HttpMessageInvoker? http = null)
+    /// <param name="handler">Optional handler shared with the xDS client (the caller disposes it); by default one of
+    /// our own that trusts only the mesh root.</param>
+    public CertificateManager(CertificateManagerOptions options, TrustBundle trust, ILogger logger, HttpMessageHandler? handler = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(trust);
@@ -37,9 +39,10 @@ internal sealed partial class CertificateManager : IAsyncDisposable
         _options = options;
         Trust = trust;
         _logger = logger;
-        _ownsHttp = http is null;
-        _http = http ?? new HttpMessageInvoker(IstiodChannel.CreateHandler(trust.Roots, options.CaAddress, options.ServerName));
-        _grpc = new GrpcClient(_http, options.CaAddress);
+        _channel = IstiodGrpc.Create(options.CaAddress,
+            handler ?? IstiodChannel.CreateHandler(trust.Roots, options.CaAddress, options.ServerName),
+            ownsHandler: handler is null, IstiodGrpc.MaxCaMessageSize, cancelledAsOperationCanceled: true);
+        _ca = new IstioCertificateService.IstioCertificateServiceClient(_channel);
     }
 
     /// <summary>The mesh roots peers' certificates are checked against.</summary>
@@ -231,10 +234,7 @@ internal sealed partial class CertificateManager : IAsyncDisposable
             await worker.StopAndWaitAsync().ConfigureAwait(false);
         }
         _stop.Dispose();
-        if (_ownsHttp)
-        {
-            _http.Dispose();
-        }
+        _channel.Dispose(); // and our own handler with it; a shared one stays with its owner
     }
 
     private static partial class Log

@@ -5,8 +5,6 @@ namespace Ambient.Ztunnel.Identity;
 /// <summary>Where the CA lives, how to authenticate to it, and the renewal timing; fixed for the manager's lifetime.</summary>
 internal sealed record CertificateManagerOptions
 {
-    public const string CreateCertificatePath = "/istio.v1.auth.IstioCertificateService/CreateCertificate";
-
     /// <summary>The metadata field a node proxy asks for a pod's identity with (Istio's spelling).</summary>
     public const string ImpersonatedIdentityField = "ImpersonatedIdentity";
 

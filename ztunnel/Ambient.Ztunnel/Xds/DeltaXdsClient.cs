@@ -1,12 +1,13 @@
 using System.Collections.Immutable;
-using Ambient.Core.Grpc;
 using Ambient.Core.Model;
 using Ambient.Core.Protos.Discovery;
 using Ambient.Core.Protos.Security;
+using Ambient.Core.Xds;
 using Google.Protobuf.WellKnownTypes;
-using Microsoft.Extensions.Logging;
+using Grpc.Core;
+using Grpc.Net.Client;
 
-namespace Ambient.Core.Xds;
+namespace Ambient.Ztunnel.Xds;
 
 /// <summary>Counters for config_dump and tests; a copy, never updated after it is returned.</summary>
 /// <param name="FirstResponseResources">Per type URL, how many resources the first response after the latest
@@ -29,15 +30,12 @@ internal sealed record DeltaXdsClientStats(
 /// </summary>
 internal sealed partial class DeltaXdsClient : IAsyncDisposable
 {
-    public const string DeltaAdsPath = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
-
     private static readonly string[] SubscribedTypes = [XdsTypeUrls.Address, XdsTypeUrls.Authorization];
 
     private readonly DeltaXdsClientOptions _options;
     private readonly ILogger _logger;
-    private readonly HttpMessageInvoker _http;
-    private readonly bool _ownsHttp;
-    private readonly GrpcClient _grpc;
+    private readonly GrpcChannel _channel;
+    private readonly AggregatedDiscoveryService.AggregatedDiscoveryServiceClient _ads;
     private readonly DeltaXdsClientCache _cache;
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly HashSet<string> _syncedTypes = new(StringComparer.Ordinal);
@@ -48,16 +46,18 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
     private DeltaXdsClientStats _stats = new(0, 0, 0, false, null, ImmutableDictionary<string, int>.Empty, ImmutableDictionary<string, int>.Empty);
     private Task? _run;
 
-    /// <param name="http">Optional invoker (tests); by default an HTTP/2 handler that trusts only the mesh root.</param>
-    public DeltaXdsClient(DeltaXdsClientOptions options, ILogger logger, HttpMessageInvoker? http = null)
+    /// <param name="handler">Optional handler shared with the CA client (the caller disposes it); by default an
+    /// HTTP/2 handler of our own that trusts only the mesh root.</param>
+    public DeltaXdsClient(DeltaXdsClientOptions options, ILogger logger, HttpMessageHandler? handler = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(logger);
         _options = options;
         _logger = logger;
-        _ownsHttp = http is null;
-        _http = http ?? new HttpMessageInvoker(IstiodChannel.CreateHandler(options.Roots, options.Address, options.ServerName));
-        _grpc = new GrpcClient(_http, options.Address);
+        _channel = IstiodGrpc.Create(options.Address,
+            handler ?? IstiodChannel.CreateHandler(options.Roots, options.Address, options.ServerName),
+            ownsHandler: handler is null, IstiodGrpc.MaxXdsMessageSize, cancelledAsOperationCanceled: false);
+        _ads = new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(_channel);
         _cache = new DeltaXdsClientCache(options.Mesh);
         _current = _cache.Snapshot;
     }
@@ -112,7 +112,7 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
             {
                 break;
             }
-            catch (GrpcException ex) when (cancellationToken.IsCancellationRequested && ex.Status == GrpcStatusCode.Cancelled)
+            catch (RpcException ex) when (cancellationToken.IsCancellationRequested && ex.StatusCode == StatusCode.Cancelled)
             {
                 break;
             }
@@ -120,14 +120,15 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
             {
                 receivedAny = ex.ReceivedAny;
                 var inner = ex.InnerException!;
-                SetDisconnected(inner.Message);
-                if (inner is GrpcException { Status: GrpcStatusCode.Unauthenticated or GrpcStatusCode.PermissionDenied } denied)
+                var error = IstiodGrpc.Describe(inner);
+                SetDisconnected(error);
+                if (inner is RpcException { StatusCode: StatusCode.Unauthenticated or StatusCode.PermissionDenied } denied)
                 {
-                    Log.Rejected(_logger, _options.Address, _options.NodeName, denied.Detail);
+                    Log.Rejected(_logger, _options.Address, _options.NodeName, denied.Status.Detail);
                 }
                 else
                 {
-                    Log.StreamFailed(_logger, _options.Address, inner.Message);
+                    Log.StreamFailed(_logger, _options.Address, error);
                 }
             }
             // A stream that delivered config proves istiod healthy: start the backoff over.
@@ -160,13 +161,13 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
         var firstOfType = new HashSet<string>(StringComparer.Ordinal);
         try
         {
-            var metadata = new List<KeyValuePair<string, string>>
+            var metadata = new Metadata
             {
-                new("authorization", "Bearer " + _options.Token().Trim()),
-                new("clusterid", _options.ClusterId),
+                { "authorization", "Bearer " + _options.Token().Trim() },
+                { "clusterid", _options.ClusterId },
             };
-            await using var call = _grpc.StartDuplex<DeltaDiscoveryRequest, DeltaDiscoveryResponse>(
-                DeltaAdsPath, DeltaDiscoveryResponse.Parser, new GrpcCallOptions(metadata), cancellationToken);
+            // Disposing the call (any way out of here) cancels it: istiod sees the stream reset and ends the session.
+            using var call = _ads.DeltaAggregatedResources(metadata, cancellationToken: cancellationToken);
             lock (_statsLock)
             {
                 _stats = _stats with { Connects = _stats.Connects + 1 };
@@ -179,9 +180,9 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
                 _cache.CopyVersions(typeUrl, request.InitialResourceVersions);
                 try
                 {
-                    await call.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+                    await call.RequestStream.WriteAsync(request, cancellationToken).ConfigureAwait(false);
                 }
-                catch (GrpcException writeFailed)
+                catch (Exception writeFailed) when (writeFailed is RpcException or InvalidOperationException or IOException)
                 {
                     // istiod refuses a bad token by ending the call, which can break this write before the reader
                     // has seen why: the answer's status (e.g. Unauthenticated) is the reason to report.
@@ -190,7 +191,7 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
                 Log.Subscribed(_logger, typeUrl, request.InitialResourceVersions.Count);
             }
 
-            await foreach (var response in call.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            await foreach (var response in call.ResponseStream.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
                 if (!receivedAny)
                 {
@@ -203,7 +204,7 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
                 }
                 var isFirst = firstOfType.Add(response.TypeUrl);
                 var reply = Apply(response, isFirst);
-                await call.WriteAsync(reply, cancellationToken).ConfigureAwait(false);
+                await call.RequestStream.WriteAsync(reply, cancellationToken).ConfigureAwait(false);
             }
             return receivedAny;
         }
@@ -214,22 +215,22 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
     }
 
     // Reads what is left of a call whose request side failed, for the status the server ended it with.
-    private static async Task<GrpcException> FinalStatusAsync(
-        GrpcDuplexCall<DeltaDiscoveryRequest, DeltaDiscoveryResponse> call, GrpcException writeFailed, CancellationToken cancellationToken)
+    private static async Task<Exception> FinalStatusAsync(
+        AsyncDuplexStreamingCall<DeltaDiscoveryRequest, DeltaDiscoveryResponse> call, Exception writeFailed, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(TimeSpan.FromSeconds(2));
         try
         {
-            await foreach (var unused in call.ReadAllAsync(timeout.Token).ConfigureAwait(false))
+            await foreach (var unused in call.ResponseStream.ReadAllAsync(timeout.Token).ConfigureAwait(false))
             {
             }
         }
-        catch (GrpcException final) when (final.Status != GrpcStatusCode.Cancelled)
+        catch (RpcException final) when (final.StatusCode != StatusCode.Cancelled)
         {
             return final;
         }
-        catch (Exception ex) when (ex is GrpcException or OperationCanceledException or InvalidOperationException)
+        catch (Exception ex) when (ex is RpcException or OperationCanceledException or InvalidOperationException or IOException)
         {
             // No better reason than the write's own.
         }
@@ -314,17 +315,15 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
             {
                 await _run.ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or GrpcException)
+            catch (Exception ex) when (ex is OperationCanceledException or RpcException)
             {
                 // Stopping.
             }
         }
         _synced.TrySetCanceled();
         _stop.Dispose();
-        if (_ownsHttp)
-        {
-            _http.Dispose();
-        }
+        _channel.Dispose(); // and our own handler with it; a shared one stays with its owner
+
     }
 
     private sealed class StreamAttempt(bool receivedAny, Exception inner) : Exception(inner.Message, inner)
