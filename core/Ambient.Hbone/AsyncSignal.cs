@@ -1,6 +1,6 @@
 using System.Threading.Tasks.Sources;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>
 /// A reusable, allocation-free "something changed, look again" signal with one waiter (a stream's writer waiting for

@@ -1,7 +1,7 @@
 using System.Net.Sockets;
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>
 /// HBONE connection settings. Defaults are Istio ztunnel's; tests shorten the timers. The HTTP/2 ones apply to both

@@ -1,8 +1,8 @@
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>One pooled connection as shown by config_dump.</summary>
 internal sealed record HboneConnectionInfo(string Peer, int ActiveStreams, int MaxConcurrentStreams, TimeSpan Age, TimeSpan IdleFor, bool IsGoingAway);

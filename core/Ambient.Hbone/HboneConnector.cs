@@ -5,7 +5,7 @@ using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>
 /// Dials one HBONE connection: TCP (NoDelay, optional socket hook for SO_MARK), mutual TLS 1.3 with ALPN h2 only and

@@ -1,6 +1,6 @@
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>
 /// An HBONE tunnel or connection failed. <see cref="IsRetryable"/> is true when the peer provably did not process the

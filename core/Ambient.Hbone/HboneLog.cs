@@ -1,7 +1,7 @@
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 using Microsoft.Extensions.Logging;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 internal static partial class HboneLog
 {

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>
 /// One pooled connection serves exactly one (source identity, destination identity, destination address) triple

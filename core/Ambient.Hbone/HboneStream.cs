@@ -1,9 +1,9 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>
 /// One HBONE tunnel: an HTTP/2 CONNECT stream after its 200, as a duplex <see cref="Stream"/>. Reads return 0 at the

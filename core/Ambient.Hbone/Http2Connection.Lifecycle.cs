@@ -1,7 +1,7 @@
 using System.Buffers;
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>Keepalive PINGs and shutdown: every path that ends the connection goes through <see cref="Abort"/> once.</summary>
 internal sealed partial class Http2Connection

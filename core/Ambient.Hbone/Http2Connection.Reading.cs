@@ -1,9 +1,9 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Text;
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>The read loop and frame handlers (RFC 9113 section 6), Kestrel style: ReadAsync, parse every complete frame
 /// in the buffer, AdvanceTo(consumed, examined). Only this loop touches the HPACK decoder.</summary>

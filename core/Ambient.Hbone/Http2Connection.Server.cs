@@ -1,9 +1,9 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 using Microsoft.Extensions.Logging;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>
 /// A request as the server side of an HBONE connection received it: pseudo-headers and the regular fields, already

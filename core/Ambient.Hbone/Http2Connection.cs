@@ -1,11 +1,11 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>
 /// Our HTTP/2 connection for plain CONNECT tunnels (HBONE), over an already authenticated duplex stream, in either

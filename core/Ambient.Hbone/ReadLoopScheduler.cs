@@ -1,6 +1,6 @@
 using System.IO.Pipelines;
 
-namespace Ambient.Core.Hbone;
+namespace Ambient.Hbone;
 
 /// <summary>
 /// The reader scheduler of an <see cref="HboneStream"/>'s receive pipe. When the connection's read loop delivers

@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>Receives decoded header fields. Spans are only valid during the call.</summary>
 internal interface IHPackHeaderHandler

@@ -1,4 +1,4 @@
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>
 /// The HPACK dynamic table (RFC 7541 section 2.3.2 and 4): a FIFO ring, newest entry at relative index 0

@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>How a literal header field may be indexed (RFC 7541 section 6.2).</summary>
 internal enum HPackIndexing

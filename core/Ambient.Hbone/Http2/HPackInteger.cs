@@ -1,4 +1,4 @@
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>HPACK integer representation, RFC 7541 section 5.1 (N-bit prefix, then 7-bit groups, least significant first).</summary>
 internal static class HPackInteger

@@ -1,4 +1,4 @@
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>A header field held by the HPACK static or dynamic table.</summary>
 internal readonly struct HPackHeaderField(byte[] name, byte[] value)

@@ -1,4 +1,4 @@
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>
 /// The one piece of frame sequencing state RFC 9113 section 6.10 imposes: after a HEADERS or PUSH_PROMISE without

@@ -1,4 +1,4 @@
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 // Member names follow the RFC 9113 registry names so code and wire traces grep alike (Kestrel does the same).
 #pragma warning disable CA1707

@@ -1,4 +1,4 @@
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>
 /// A connection error (RFC 9113 section 5.4.1): the connection must send GOAWAY with <see cref="ErrorCode"/> and close.

@@ -1,4 +1,4 @@
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>
 /// The 9-byte frame header (RFC 9113 section 4.1). A plain value: the payload stays in the caller's buffer.

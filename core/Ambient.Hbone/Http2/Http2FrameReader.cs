@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>
 /// Stateless HTTP/2 frame parsing over a <see cref="ReadOnlySequence{T}"/> (RFC 9113 section 4 and 6), in the style of

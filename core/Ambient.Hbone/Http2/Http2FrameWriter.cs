@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>
 /// Writes HTTP/2 frames into an <see cref="IBufferWriter{T}"/> (a PipeWriter in production) without allocating.

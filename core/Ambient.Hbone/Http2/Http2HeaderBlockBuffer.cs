@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>
 /// Joins a HEADERS fragment and its CONTINUATION fragments into one contiguous block for <see cref="HPackDecoder"/>.

@@ -1,4 +1,4 @@
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 /// <summary>
 /// HPACK Huffman coding (RFC 7541 section 5.2 and Appendix B). Decoding uses the code's canonical form: per bit length

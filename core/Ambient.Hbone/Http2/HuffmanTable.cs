@@ -1,4 +1,4 @@
-namespace Ambient.Core.Http2;
+namespace Ambient.Hbone.Http2;
 
 // The static Huffman code of RFC 7541 Appendix B: code (right-aligned) and bit length for every byte value
 // 0..255 plus EOS (256). The code is canonical (codes of one length are consecutive, ordered by symbol),

@@ -2,14 +2,16 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 
-namespace Ambient.Ztunnel.Proxy.Inbound;
+namespace Ambient.Hbone.Server;
 
 /// <summary>
 /// Parses the HBONE CONNECT target. RFC 9113 8.5: a CONNECT's :authority is the target's host and port
-/// (authority-form, RFC 9110 7.1). HBONE only ever targets addresses, never names:
+/// (authority-form, RFC 9110 7.1). A workload is targeted by address; a service by its hostname (what a client sends a
+/// waypoint or the destination's ztunnel when the service, not one pod, is the target):
 /// <code>
 ///   authority = IPv4address ":" port          e.g. 10.0.0.5:8080
 ///             / "[" IPv6address "]" ":" port  e.g. [fd00::5]:8080
+///             / hostname ":" port             e.g. echo.demo.svc.cluster.local:80 (see <see cref="TryParseTarget"/>)
 ///   port      = 1*5DIGIT                       1..65535
 /// </code>
 /// Deliberately strict: IPAddress.TryParse alone would accept "10.1" (= 10.0.0.1), hex octets and zone ids, each of
@@ -17,6 +19,62 @@ namespace Ambient.Ztunnel.Proxy.Inbound;
 /// </summary>
 internal static class ConnectAuthority
 {
+    /// <summary>
+    /// An address authority (<see cref="TryParse"/>), or else a hostname one: RFC 1123 labels (letters, digits, '-',
+    /// 1-63 characters, no leading or trailing '-'), at most 253 characters, a last label that is not all digits (so
+    /// "127.1" stays a malformed address, never a name). The hostname comes back lowercase.
+    /// </summary>
+    public static bool TryParseTarget(string authority, out IPEndPoint? address, out string? hostname, out int port, out string? error)
+    {
+        hostname = null;
+        port = 0;
+        if (TryParse(authority, out address, out error))
+        {
+            port = address!.Port;
+            return true;
+        }
+        int colon = authority.IndexOf(':');
+        if (colon > 0 && authority.LastIndexOf(':') == colon && IsHostname(authority.AsSpan(0, colon)))
+        {
+            if (!TryParsePort(authority.AsSpan(colon + 1), out port))
+            {
+                error = "authority port must be 1-65535";
+                return false;
+            }
+            hostname = authority[..colon].ToLowerInvariant();
+            error = null;
+            return true;
+        }
+        return false;
+    }
+
+    private static bool IsHostname(ReadOnlySpan<char> host)
+    {
+        if (host.Length is 0 or > 253)
+            return false;
+        int labelStart = 0;
+        bool lastLabelNumeric = true;
+        for (int i = 0; i <= host.Length; i++)
+        {
+            if (i == host.Length || host[i] == '.')
+            {
+                var label = host[labelStart..i];
+                if (label.IsEmpty || label.Length > 63 || label[0] == '-' || label[^1] == '-')
+                    return false;
+                lastLabelNumeric = !label.ContainsAnyExcept(Digits);
+                labelStart = i + 1;
+                continue;
+            }
+            char c = host[i];
+            if (!(char.IsAsciiLetterOrDigit(c) || c == '-'))
+                return false;
+        }
+        return !lastLabelNumeric;
+    }
+
+    private static readonly System.Buffers.SearchValues<char> Digits = System.Buffers.SearchValues.Create("0123456789");
+
+    /// <summary>The strict address form only: ip:port or [ipv6]:port.</summary>
     public static bool TryParse(ReadOnlySpan<char> authority, out IPEndPoint? target, out string? error)
     {
         target = null;

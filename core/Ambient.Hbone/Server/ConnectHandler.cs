@@ -1,16 +1,16 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using Ambient.Core.Hbone;
+using Ambient.Hbone.Relay;
 using Microsoft.Extensions.Logging;
 
-namespace Ambient.Ztunnel.Proxy.Inbound;
+namespace Ambient.Hbone.Server;
 
 /// <summary>
 /// The request delegate of the inbound server: one HTTP/2 CONNECT stream = one tunnel to a local workload.
-/// Order of checks follows Istio's inbound: shape of the request (400), not one of the mesh's own endpoints (400),
-/// target served here (400, no open relay), authorization (401), upstream connect (503), then 200 and raw bytes both
-/// ways.
+/// Order of checks follows Istio's inbound: shape of the request (400), a service hostname resolved to a local
+/// workload (400 when it cannot be), not one of the mesh's own endpoints (400), target served here (400, no open
+/// relay), authorization (401), upstream connect (503), then 200 and raw bytes both ways.
 /// </summary>
 internal sealed class ConnectHandler
 {
@@ -67,20 +67,30 @@ internal sealed class ConnectHandler
         }
 
         string authority = request.Authority ?? "";
-        if (!ConnectAuthority.TryParse(authority, out var target, out var error))
+        if (!ConnectAuthority.TryParseTarget(authority, out var target, out var hostname, out int port, out var error))
         {
             await RejectAsync(stream, peer, source, authority, 400, error!).ConfigureAwait(false);
             return;
         }
 
+        var listenerAddress = state.Listener.Address;
+        if (hostname is not null)
+        {
+            target = _targets.ResolveServiceTarget(listenerAddress, hostname, port, out var unresolved);
+            if (target is null)
+            {
+                await RejectAsync(stream, peer, source, authority, 400, unresolved ?? $"authority {hostname} names no service served here").ConfigureAwait(false);
+                return;
+            }
+        }
+
         // Before the served-target check, so the answer names the real reason whatever the address.
-        if (_options.MeshEndpoints.Refusal(target!) is { } refusal)
+        if (_targets.Refusal(target!) is { } refusal)
         {
             await RejectAsync(stream, peer, source, authority, 400, refusal).ConfigureAwait(false);
             return;
         }
 
-        var listenerAddress = state.Listener.Address;
         if (!_targets.IsServedTarget(listenerAddress, target!))
         {
             await RejectAsync(stream, peer, source, authority, 400, "target is not a workload served by this listener").ConfigureAwait(false);
@@ -128,11 +138,15 @@ internal sealed class ConnectHandler
                 // The 200 HEADERS go out now: the client waits for them before it sends any payload.
                 await stream.RespondAsync(200, cancellationToken: aborted).ConfigureAwait(false);
 
-                var relay = new TunnelRelay(stream, upstream);
-                await relay.RunAsync().ConfigureAwait(false);
-                flags = relay.Flags;
-                bytesIn = relay.BytesIn;
-                bytesOut = relay.BytesOut;
+                var relay = await DuplexRelay<HboneRelayEnd, SocketRelayEnd>.RunAsync(new(stream), new(upstream)).ConfigureAwait(false);
+                flags = relay.FailedSide switch
+                {
+                    RelaySide.Downstream => ResponseFlags.DownstreamReset,
+                    RelaySide.Upstream => ResponseFlags.UpstreamReset,
+                    _ => ResponseFlags.None,
+                };
+                bytesIn = relay.BytesAToB;
+                bytesOut = relay.BytesBToA;
             }
         }
         catch (Exception) when (aborted.IsCancellationRequested)

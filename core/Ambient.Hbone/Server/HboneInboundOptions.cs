@@ -1,14 +1,16 @@
 using System.Net;
 using System.Net.Sockets;
-using Ambient.Core.Hbone;
 
-namespace Ambient.Ztunnel.Proxy.Inbound;
+namespace Ambient.Hbone.Server;
 
 /// <summary>Settings of the inbound HBONE server. Defaults are Istio's.</summary>
 internal sealed record HboneInboundOptions
 {
+    /// <summary>The HBONE port (Istio's): where a proxy's HBONE server listens and where clients dial it.</summary>
+    public const int DefaultPort = 15008;
+
     /// <summary>Port every workload listener binds; 0 picks a free port per listener (tests).</summary>
-    public int Port { get; init; } = ZtunnelPorts.Hbone;
+    public int Port { get; init; } = DefaultPort;
 
     /// <summary>Upstream (workload) connect timeout; on expiry the CONNECT gets 503.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
@@ -53,9 +55,6 @@ internal sealed record HboneInboundOptions
 
     /// <summary>An inbound connection whose client does not answer a PING within this time is closed.</summary>
     public TimeSpan PingTimeout { get; init; } = TimeSpan.FromSeconds(20);
-
-    /// <summary>Targets no CONNECT may reach (the mesh's own listeners and istiod): answered 400.</summary>
-    public MeshEndpoints MeshEndpoints { get; init; } = MeshEndpoints.Default;
 
     /// <summary>Listen backlog of each workload listener.</summary>
     public int Backlog { get; init; } = 512;

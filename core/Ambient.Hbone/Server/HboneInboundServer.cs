@@ -1,13 +1,14 @@
 using System.Net;
 using System.Net.Sockets;
-using Ambient.Core.Hbone;
-using Ambient.Core.Memory;
 using Microsoft.Extensions.Logging;
 
-namespace Ambient.Ztunnel.Proxy.Inbound;
+namespace Ambient.Hbone.Server;
 
 /// <summary>
-/// The ztunnel's inbound HBONE server (port 15008): mutual TLS 1.3 + HTTP/2 CONNECT tunnels to local workloads.
+/// An inbound HBONE server (port 15008): mutual TLS 1.3 + HTTP/2 CONNECT tunnels to local workloads. The proxy that
+/// hosts it (the ztunnel today, a waypoint next) supplies the policy through the seams: certificates and peer
+/// verification (<see cref="IInboundIdentity"/>), which targets are served and allowed (<see cref="IInboundTargets"/>),
+/// and metrics (<see cref="IInboundObserver"/>).
 ///
 /// Each workload gets its own listening socket (<see cref="WorkloadListeners"/>), added and removed at runtime; every
 /// accepted connection is an <see cref="InboundConnection"/>: SslStream, then our own HTTP/2 server (the same framing
@@ -21,12 +22,12 @@ internal sealed class HboneInboundServer : IAsyncDisposable
     private readonly ConnectHandler _handler;
     private readonly HboneClientOptions _http2Options;
     private readonly ILogger _logger;
-    private readonly MemoryTrimmer? _trimmer;
+    private readonly IInboundConnectionCounter? _connections;
     private int _disposed;
 
-    /// <param name="trimmer">Told about every connection, so memory goes back to the OS after a burst of them.</param>
+    /// <param name="connections">Told about every connection (e.g. so memory goes back to the OS after a burst of them).</param>
     public HboneInboundServer(HboneInboundOptions options, IInboundIdentity identity, IInboundTargets targets,
-        IInboundObserver? observer, ILoggerFactory loggerFactory, MemoryTrimmer? trimmer = null)
+        IInboundObserver? observer, ILoggerFactory loggerFactory, IInboundConnectionCounter? connections = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(identity);
@@ -45,7 +46,7 @@ internal sealed class HboneInboundServer : IAsyncDisposable
         _tls = new InboundTls(identity, observer, _logger);
         _handler = new ConnectHandler(options, targets, observer, _logger);
         _http2Options = options.Http2;
-        _trimmer = trimmer;
+        _connections = connections;
         _listeners = new WorkloadListeners(_logger, OnAccepted);
     }
 
@@ -126,14 +127,14 @@ internal sealed class HboneInboundServer : IAsyncDisposable
             socket.Dispose();
             return;
         }
-        _trimmer?.Opened();
+        _connections?.Opened();
         // Off the accept loop: the handshake's first steps (certificate context, key exchange) would otherwise run
         // on it and hold up the next accept.
-        ThreadPool.UnsafeQueueUserWorkItem(static s => _ = ServeAsync(s.Listener, s.Connection, s.Trimmer),
-            (Listener: listener, Connection: connection, Trimmer: _trimmer), preferLocal: false);
+        ThreadPool.UnsafeQueueUserWorkItem(static s => _ = ServeAsync(s.Listener, s.Connection, s.Counter),
+            (Listener: listener, Connection: connection, Counter: _connections), preferLocal: false);
     }
 
-    private static async Task ServeAsync(WorkloadListener listener, InboundConnection connection, MemoryTrimmer? trimmer)
+    private static async Task ServeAsync(WorkloadListener listener, InboundConnection connection, IInboundConnectionCounter? counter)
     {
         try
         {
@@ -142,7 +143,7 @@ internal sealed class HboneInboundServer : IAsyncDisposable
         finally
         {
             listener.Untrack(connection);
-            trimmer?.Closed();
+            counter?.Closed();
         }
     }
 

@@ -1,10 +1,10 @@
 using System.Net.Security;
 using System.Net.Sockets;
-using Ambient.Core.Hbone;
-using Ambient.Core.Http2;
+using Ambient.Hbone;
+using Ambient.Hbone.Http2;
 using Microsoft.Extensions.Logging;
 
-namespace Ambient.Ztunnel.Proxy.Inbound;
+namespace Ambient.Hbone.Server;
 
 /// <summary>
 /// One accepted HBONE connection: mutual TLS 1.3 (the listener's workload certificate, the client's checked by

@@ -1,7 +1,7 @@
 using System.Net;
 using Microsoft.Extensions.Logging;
 
-namespace Ambient.Ztunnel.Proxy.Inbound;
+namespace Ambient.Hbone.Server;
 
 internal static partial class InboundLog
 {
@@ -30,10 +30,6 @@ internal static partial class InboundLog
     [LoggerMessage(EventId = 6, EventName = "InboundObserverFailed", Level = LogLevel.Error,
         Message = "inbound observer threw")]
     public static partial void ObserverFailed(ILogger logger, Exception exception);
-
-    [LoggerMessage(EventId = 9, EventName = "InboundRapidReset", Level = LogLevel.Warning,
-        Message = "closing HBONE connection from {Remote} on listener {Listener}: {Resets} of its {Streams} streams were reset by the client before their tunnel was up (rapid reset)")]
-    public static partial void RapidReset(ILogger logger, IPEndPoint remote, IPAddress listener, int resets, int streams);
 
     [LoggerMessage(EventId = 10, EventName = "InboundConnectionEstablished", Level = LogLevel.Debug,
         Message = "HBONE connection from {Remote} ({Identity}) on listener {Listener} established")]

@@ -5,7 +5,7 @@ using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 
-namespace Ambient.Ztunnel.Proxy.Inbound;
+namespace Ambient.Hbone.Server;
 
 /// <summary>A built <see cref="SslStreamCertificateContext"/> for one certificate, reused until the cert changes.</summary>
 internal sealed record CertificateContextCache(X509Certificate2 Certificate, SslStreamCertificateContext Context);

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Ambient.Ztunnel.Proxy.Inbound;
+namespace Ambient.Hbone.Server;
 
 /// <summary>
 /// Where the inbound listener gets its certificates and how it judges a peer's. The ztunnel's cert manager and
@@ -17,14 +17,39 @@ internal interface IInboundIdentity
     string? ValidateClient(X509Certificate2 clientCert, X509Chain? chain, out string? failureReason);
 }
 
-/// <summary>Which CONNECT targets a listener serves and who may reach them.</summary>
+/// <summary>
+/// The proxy's policy for CONNECT targets, asked in this order: a hostname authority is resolved to a local workload
+/// (<see cref="ResolveServiceTarget"/>), then the target must not be one of the mesh's own endpoints
+/// (<see cref="Refusal"/>), must be served by this listener (<see cref="IsServedTarget"/>, no open relay) and the peer
+/// must be allowed to reach it (<see cref="IsAllowed"/>). The server answers 400 (with the reason) or 401 itself.
+/// </summary>
 internal interface IInboundTargets
 {
+    /// <summary>
+    /// A <c>host:port</c> authority naming a service (a waypoint or a sandwiched ztunnel is sent the service name):
+    /// the endpoint of a workload of that service served by this listener, for service port <paramref name="port"/>;
+    /// or null and why not (unknown hostname, no local endpoint, no such port), answered 400.
+    /// </summary>
+    IPEndPoint? ResolveServiceTarget(IPAddress listenerAddress, string hostname, int port, out string? refusal);
+
+    /// <summary>Null when a tunnel may go to <paramref name="target"/>; otherwise why not (the proxy's own listeners,
+    /// its control plane), answered 400 whatever the address.</summary>
+    string? Refusal(IPEndPoint target);
+
     /// <summary>Is ip:port a target this listener serves (a workload at that address on THIS listener)? (no open relay)</summary>
     bool IsServedTarget(IPAddress listenerAddress, IPEndPoint target);
 
     /// <summary>Authorization hook: may <paramref name="peerIdentity"/> reach <paramref name="target"/>? false -> 401.</summary>
     bool IsAllowed(string peerIdentity, IPEndPoint target);
+}
+
+/// <summary>Told when the server accepts a connection and when that connection ends (the ztunnel gives memory back to
+/// the OS after a burst of them). Called from accept and connection threads; must not block.</summary>
+internal interface IInboundConnectionCounter
+{
+    void Opened();
+
+    void Closed();
 }
 
 /// <summary>

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 
-namespace Ambient.Ztunnel.Proxy.Inbound;
+namespace Ambient.Hbone.Server;
 
 /// <summary>
 /// The HBONE listening sockets, one per workload on addr:15008, added and removed at runtime: a pod coming or going

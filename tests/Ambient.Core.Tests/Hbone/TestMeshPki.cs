@@ -1,7 +1,7 @@
 using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Ambient.Core.Hbone;
+using Ambient.Hbone;
 using Ambient.TestCommon;
 
 namespace Ambient.Core.Tests.Hbone;

@@ -1,5 +1,5 @@
 using System.Net;
-using Ambient.Ztunnel.Proxy.Inbound;
+using Ambient.Hbone.Server;
 
 namespace Ambient.Ztunnel.Tests.Inbound;
 

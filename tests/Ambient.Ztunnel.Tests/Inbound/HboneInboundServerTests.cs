@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using Ambient.Ztunnel.Proxy.Inbound;
+using Ambient.Hbone.Server;
 
 namespace Ambient.Ztunnel.Tests.Inbound;
 

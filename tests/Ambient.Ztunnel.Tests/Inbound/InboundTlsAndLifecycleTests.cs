@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using Ambient.Ztunnel.Proxy.Inbound;
+using Ambient.Hbone.Server;
 
 namespace Ambient.Ztunnel.Tests.Inbound;
 

@@ -1,6 +1,6 @@
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
-using Ambient.Core.Hbone;
+using Ambient.Hbone;
 using Ambient.Core.Identity;
 using Ambient.Ztunnel.Identity;
 
