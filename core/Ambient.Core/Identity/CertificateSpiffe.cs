@@ -100,6 +100,47 @@ internal static class CertificateSpiffe
     }
 
     /// <summary>
+    /// Every SPIFFE ID among the certificate's URI SANs, in order, as Istio's ztunnel reads a peer certificate: URIs of
+    /// another scheme are skipped, but a <c>spiffe://</c> URI that is not a valid workload identity, or a SAN extension
+    /// that is not valid DER, fails the whole certificate (fail closed: it claims an identity we cannot read).
+    /// </summary>
+    public static bool TryGetSpiffeIds(X509Certificate2 certificate, List<SpiffeId> into, out string error)
+    {
+        List<string> uris;
+        try
+        {
+            uris = GetUriSans(certificate);
+        }
+        catch (CryptographicException ex)
+        {
+            error = ex.Message;
+            return false;
+        }
+        foreach (var uri in uris)
+        {
+            if (!uri.StartsWith(SpiffeId.Scheme, StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+            if (!SpiffeId.TryParse(uri, out var id, out error))
+            {
+                error = $"the certificate's URI subject alternative name {uri} is not a valid SPIFFE ID: {error}";
+                return false;
+            }
+            into.Add(id);
+        }
+        if (into.Count == 0)
+        {
+            error = uris.Count == 0
+                ? "the certificate has no URI subject alternative name (no SPIFFE ID)"
+                : $"none of the certificate's {uris.Count} URI subject alternative names is a SPIFFE ID";
+            return false;
+        }
+        error = string.Empty;
+        return true;
+    }
+
+    /// <summary>
     /// A subjectAltName extension holding exactly one URI, the SPIFFE ID. Istio marks it critical because
     /// workload certificates have an empty subject (RFC 5280 4.2.1.6 requires critical then).
     /// </summary>
