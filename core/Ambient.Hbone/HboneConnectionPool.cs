@@ -5,10 +5,10 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace Ambient.Hbone;
 
 /// <summary>One pooled connection as shown by config_dump.</summary>
-internal sealed record HboneConnectionInfo(string Peer, int ActiveStreams, int MaxConcurrentStreams, TimeSpan Age, TimeSpan IdleFor, bool IsGoingAway);
+internal sealed record HboneConnectionInfo(string Peer, int ActiveStreams, int MaxConcurrentStreams, TimeSpan Age, bool IsGoingAway);
 
 /// <summary>The connections of one pool key.</summary>
-internal sealed record HbonePoolEntryInfo(HbonePoolKey Key, IReadOnlyList<HboneConnectionInfo> Connections, bool DialInProgress);
+internal sealed record HbonePoolEntryInfo(HbonePoolKey Key, IReadOnlyList<HboneConnectionInfo> Connections);
 
 /// <summary>
 /// HBONE connection pool (Istio ztunnel's HBONE): one mTLS HTTP/2 connection per <see cref="HbonePoolKey"/> multiplexing
@@ -183,9 +183,9 @@ internal sealed class HboneConnectionPool : IAsyncDisposable
                 foreach (Http2Connection c in entry.Connections)
                 {
                     connections.Add(new HboneConnectionInfo(c.Peer, c.ActiveStreams, c.MaxConcurrentStreams,
-                        _time.GetElapsedTime(c.CreatedTimestamp), _time.GetElapsedTime(c.LastActivityTimestamp), c.IsGoingAway));
+                        _time.GetElapsedTime(c.CreatedTimestamp), c.IsGoingAway));
                 }
-                result.Add(new HbonePoolEntryInfo(key, connections, entry.PendingDial is not null));
+                result.Add(new HbonePoolEntryInfo(key, connections));
             }
             return result;
         }

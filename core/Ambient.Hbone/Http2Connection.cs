@@ -110,8 +110,6 @@ internal sealed partial class Http2Connection : IAsyncDisposable
     /// <summary>When a stream last opened or closed (a <see cref="TimeProvider"/> timestamp); idle reaping uses it.</summary>
     public long LastActivityTimestamp => Interlocked.Read(ref _lastActivityTimestamp);
 
-    public DateTimeOffset LastActivity => _time.GetUtcNow() - _time.GetElapsedTime(LastActivityTimestamp);
-
     /// <summary>Completes when the connection has closed (for any reason).</summary>
     public Task Closed => _closedTcs.Task;
 
