@@ -30,6 +30,8 @@ internal sealed class HboneStream : Stream
     private bool _localEnded;
     private bool _remoteEnded;
     private bool _responseReceived;
+    // Server role: the peer opened this stream (a finished answer then ends it with NO_ERROR, not CANCEL).
+    private readonly bool _accepted;
     private bool _terminated;
     private bool _released;
     private bool _disposed;
@@ -46,6 +48,7 @@ internal sealed class HboneStream : Stream
     {
         _connection = connection;
         _responseReceived = accepted;
+        _accepted = accepted;
         Authority = authority;
         SendWindow = initialSendWindow;
         _recvWindow = receiveWindow;
@@ -218,7 +221,7 @@ internal sealed class HboneStream : Stream
             _disposed = true;
             reset = !_released;
             // A server that already ended its answer only tells the client to stop sending (RFC 9113 section 8.1).
-            resetCode = _localEnded && _connection.IsServer ? Http2ErrorCode.NO_ERROR : Http2ErrorCode.CANCEL;
+            resetCode = _localEnded && _accepted ? Http2ErrorCode.NO_ERROR : Http2ErrorCode.CANCEL;
             if (reset)
             {
                 _terminated = true;

@@ -88,7 +88,7 @@ internal sealed partial class Http2Connection
         {
             await LingerAsync().ConfigureAwait(false);
         }
-        else if (goAwaySent && IsServer)
+        else if (goAwaySent && _role.WaitsForPeerCloseAfterGoAway)
         {
             // A graceful server close: the client closes once it has read our GOAWAY and the last tunnel's end.
             // Closing first, with its late WINDOW_UPDATE or PING unread, would make the kernel send RST and could
@@ -176,7 +176,7 @@ internal sealed partial class Http2Connection
         {
             while (await timer.WaitForNextTickAsync(_shutdown.Token).ConfigureAwait(false))
             {
-                if (IsServer && TryBeginIdleClose(_options.IdleTimeout))
+                if (_role.ClosesWhenIdle && TryBeginIdleClose(_options.IdleTimeout))
                 {
                     // The client pools connections for a while; one it left with no tunnel this long is done.
                     _ = CloseAsync(Http2ErrorCode.NO_ERROR, $"idle for {_options.IdleTimeout.TotalMinutes:0.#} min");

@@ -21,10 +21,7 @@ internal sealed partial class Http2Connection
         Http2ErrorCode? goAwayCode = null;
         try
         {
-            if (IsServer)
-            {
-                await ReadClientPrefaceAsync().ConfigureAwait(false);
-            }
+            await _role.ReadPrefaceAsync().ConfigureAwait(false);
             while (true)
             {
                 ReadResult result = await _input.ReadAsync(_shutdown.Token).ConfigureAwait(false);
@@ -85,16 +82,7 @@ internal sealed partial class Http2Connection
                 return false;
             }
             _continuation.OnFrame(frame);
-            if (!_settingsReceived && IsServer)
-            {
-                // RFC 9113 section 3.4: the client preface ends with a SETTINGS frame; anything else first is an error.
-                // (As a client we are lenient: a server that skips its SETTINGS only means default settings.)
-                if (frame.Type != Http2FrameType.SETTINGS || frame.Ack)
-                {
-                    throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"the peer's first frame is {frame.Type}, not SETTINGS");
-                }
-                _settingsReceived = true;
-            }
+            _role.OnFrameRead(frame);
             return true;
         }
         catch (Http2StreamException ex)
@@ -165,13 +153,7 @@ internal sealed partial class Http2Connection
         HboneStream? stream = FindStream(ex.StreamId);
         if (stream is null)
         {
-            if (IsServer && ex.StreamId <= _lastPeerStreamId)
-            {
-                // A request we never took (or already forgot) still gets its RST_STREAM: the client may think it open.
-                HboneLog.StreamError(_logger, Peer, ex.StreamId, ex.Message);
-                CountStreamError();
-                await SendRstStreamAsync(ex.StreamId, ex.ErrorCode).ConfigureAwait(false);
-            }
+            await _role.OnStreamErrorWithoutStreamAsync(ex).ConfigureAwait(false);
             return;
         }
         HboneLog.StreamError(_logger, Peer, ex.StreamId, ex.Message);
@@ -191,7 +173,7 @@ internal sealed partial class Http2Connection
     /// connection error (RFC 9113 section 5.1, "idle" state).</summary>
     private void ThrowIfNeverOpened(in Http2Frame frame)
     {
-        if ((frame.StreamId & 1) == 0 || (IsServer ? frame.StreamId > _lastPeerStreamId : frame.StreamId >= Volatile.Read(ref _nextStreamId)))
+        if (!_role.WasOpened(frame.StreamId))
         {
             throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"{frame.Type} on stream {frame.StreamId}, which was never opened");
         }
@@ -243,18 +225,7 @@ internal sealed partial class Http2Connection
     */
     private ValueTask ProcessHeaders(in Http2Frame frame, in ReadOnlySequence<byte> payload)
     {
-        if (IsServer)
-        {
-            // HEADERS on a new odd id opens a stream (the continuation tracker keeps CONTINUATIONs on their HEADERS' id).
-            if ((frame.StreamId & 1) == 0)
-            {
-                throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"{frame.Type} on stream {frame.StreamId}, which a client cannot open");
-            }
-        }
-        else
-        {
-            ThrowIfNeverOpened(frame);
-        }
+        _role.CheckHeaderStream(frame);
         if (frame.Type == Http2FrameType.HEADERS)
         {
             ReadOnlySequence<byte> fragment = Http2FrameReader.GetHeaderBlockFragment(frame, payload);
@@ -297,30 +268,7 @@ internal sealed partial class Http2Connection
         return default;
     }
 
-    private ValueTask DecodeHeaderBlock(int streamId, ReadOnlySpan<byte> block, bool endStream)
-    {
-        if (!IsServer)
-        {
-            var response = new ResponseHeaderHandler();
-            _decoder.Decode(block, streamId, ref response);
-            OnResponseHeaders(streamId, response, endStream);
-            return default;
-        }
-        var request = new RequestHeaderHandler();
-        try
-        {
-            _decoder.Decode(block, streamId, ref request);
-        }
-        catch (Http2HeaderListTooLargeException) when (streamId > _lastPeerStreamId)
-        {
-            // Decoded in full, so HPACK is in step; only this request is refused, with an answer saying why.
-            Volatile.Write(ref _lastPeerStreamId, streamId);
-            HboneLog.StreamError(_logger, Peer, streamId, $"request header list over {_options.MaxHeaderListSize} bytes; answered 431");
-            CountStreamError();
-            return RespondToUnopenedAsync(streamId, 431);
-        }
-        return OnRequestHeaders(streamId, ref request, endStream);
-    }
+    private ValueTask DecodeHeaderBlock(int streamId, ReadOnlySpan<byte> block, bool endStream) => _role.OnHeaderBlock(streamId, block, endStream);
 
     private void OnResponseHeaders(int streamId, in ResponseHeaderHandler headers, bool endStream)
     {
@@ -375,10 +323,7 @@ internal sealed partial class Http2Connection
             return;
         }
         HboneLog.StreamResetByPeer(_logger, Peer, frame.StreamId, code);
-        if (IsServer)
-        {
-            CountPrematureReset(stream);
-        }
+        _role.OnPeerReset(stream);
         // Released first: a handler that sees the failure and disposes must not answer this RST_STREAM with another
         // (RFC 9113 section 5.4.2). REFUSED_STREAM promises the peer did no work, so the CONNECT may be retried
         // elsewhere (section 8.7).
@@ -401,7 +346,7 @@ internal sealed partial class Http2Connection
                 case Http2SettingsParameter.SETTINGS_HEADER_TABLE_SIZE:
                     headerTableSize = setting.Value;
                     break;
-                case Http2SettingsParameter.SETTINGS_ENABLE_PUSH when setting.Value > 1 || (setting.Value != 0 && !IsServer):
+                case Http2SettingsParameter.SETTINGS_ENABLE_PUSH when !_role.AcceptsEnablePush(setting.Value):
                     throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"SETTINGS_ENABLE_PUSH {setting.Value} (RFC 9113 section 6.5.2)");
                 case Http2SettingsParameter.SETTINGS_MAX_CONCURRENT_STREAMS:
                     Volatile.Write(ref _peerMaxConcurrentStreams, (int)Math.Min(setting.Value, int.MaxValue));
@@ -493,8 +438,7 @@ internal sealed partial class Http2Connection
             _peerSentGoAway = true;
             foreach (HboneStream stream in _streams.Values)
             {
-                // A client's last-stream-id counts pushed streams; the streams it opened are never "unprocessed".
-                if (!IsServer && stream.StreamId > lastStreamId)
+                if (_role.IsUnprocessed(stream, lastStreamId))
                 {
                     (unprocessed ??= []).Add(stream);
                 }

@@ -28,34 +28,9 @@ internal sealed record HboneRequest(string? Method, string? Authority, string? S
     }
 }
 
-/// <summary>
-/// The server role: the peer opens odd-numbered CONNECT streams, we answer them. The read loop decodes the request,
-/// registers the stream and hands it to the request handler on the thread pool (a handler dials the workload, which
-/// must not hold up other streams' frames). From then on the tunnel's bytes flow exactly as on the client side:
-/// DATA from the read loop into the stream's pipe, whose reader runs on the read loop's thread.
-/// </summary>
+/// <summary>The server side's entry points: creation with a request handler, answers, and the graceful drain.</summary>
 internal sealed partial class Http2Connection
 {
-    private readonly Action<HboneStream, HboneRequest>? _onRequest;
-    // What the peer opened (for frame checks) vs what we took on (what a GOAWAY reports, so it never grows).
-    private int _lastPeerStreamId;
-    private int _lastAcceptedStreamId;
-    private int _requestsSeen;
-    private int _prematureResets;
-    private int _streamErrors;
-
-    // Stream errors we originate (refusals, malformed requests, 431s) over a connection's life before it counts as
-    // abuse: each costs us a write while the peer pays almost nothing (the h2 crate's limit).
-    private const int MaxStreamErrors = 1024;
-
-    // A client that connects and never finishes its preface holds a connection for nothing.
-    private static readonly TimeSpan PrefaceTimeout = TimeSpan.FromSeconds(10);
-    private bool _settingsReceived;
-    private bool _sentGoAway;
-
-    /// <summary>True for a server connection (the peer opens streams).</summary>
-    public bool IsServer => _onRequest is not null;
-
     /// <summary>
     /// A server connection over an authenticated duplex stream. <paramref name="onRequest"/> runs on the thread pool,
     /// once per stream the peer opens; it owns the stream (answers it with <see cref="HboneStream.RespondAsync"/> and
@@ -69,7 +44,7 @@ internal sealed partial class Http2Connection
     }
 
     /// <summary>The highest stream id we accepted (server role): what our GOAWAY reports as possibly processed.</summary>
-    public int LastAcceptedStreamId => Volatile.Read(ref _lastAcceptedStreamId);
+    public int LastAcceptedStreamId => _role.LastAcceptedStreamId;
 
     /// <summary>
     /// Graceful shutdown (server role): GOAWAY NO_ERROR naming the last stream we took, so the client opens new
@@ -178,283 +153,392 @@ internal sealed partial class Http2Connection
         Http2FrameWriter.WriteHeaders(_output, streamId, _headerScratch.WrittenSpan, endStream, _peerMaxFrameSize);
     }
 
-    /// <summary>Server role: the 24-byte client preface comes before any frame (RFC 9113 section 3.4). Anything else,
-    /// say an HTTP/1.1 request inside the TLS session, is a PROTOCOL_ERROR, found at the first differing byte.</summary>
-    private async ValueTask ReadClientPrefaceAsync()
+
+    /// <summary>
+    /// The server role: the peer opens odd-numbered CONNECT streams, we answer them. The read loop decodes the request,
+    /// registers the stream and hands it to the request handler on the thread pool (a handler dials the workload, which
+    /// must not hold up other streams' frames). From then on the tunnel's bytes flow exactly as on the client side:
+    /// DATA from the read loop into the stream's pipe, whose reader runs on the read loop's thread. It also keeps the
+    /// server's guards: the preface and SETTINGS first, the stream-error budget and the rapid-reset ratio.
+    /// </summary>
+    private sealed class ServerRole(Http2Connection connection, Action<HboneStream, HboneRequest> onRequest) : Role(connection)
     {
-        int length = Http2Frame.ClientPreface.Length;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
-        timeout.CancelAfter(PrefaceTimeout);
-        while (true)
+        // Stream errors we originate (refusals, malformed requests, 431s) over a connection's life before it counts as
+        // abuse: each costs us a write while the peer pays almost nothing (the h2 crate's limit).
+        private const int MaxStreamErrors = 1024;
+
+        // A client that connects and never finishes its preface holds a connection for nothing.
+        private static readonly TimeSpan PrefaceTimeout = TimeSpan.FromSeconds(10);
+
+        private readonly Action<HboneStream, HboneRequest> _onRequest = onRequest;
+        // What the peer opened (for frame checks) vs what we took on (what a GOAWAY reports, so it never grows).
+        private int _lastPeerStreamId;
+        private int _lastAcceptedStreamId;
+        private int _requestsSeen;
+        private int _prematureResets;
+        private int _streamErrors;
+        private bool _settingsReceived;
+
+        public override void WritePreface(PipeWriter output, HboneClientOptions options)
         {
-            ReadResult result;
-            try
+            // RFC 9113 section 3.4: the server preface is its SETTINGS; servers say nothing about push.
+            Http2FrameWriter.WriteSettings(output,
+            [
+                new(Http2SettingsParameter.SETTINGS_MAX_CONCURRENT_STREAMS, (uint)options.MaxStreamsPerConnection),
+                new(Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE, (uint)options.InitialStreamWindowSize),
+                new(Http2SettingsParameter.SETTINGS_MAX_FRAME_SIZE, (uint)options.MaxFrameSize),
+                new(Http2SettingsParameter.SETTINGS_MAX_HEADER_LIST_SIZE, (uint)options.MaxHeaderListSize),
+            ]);
+        }
+
+        public override ValueTask ReadPrefaceAsync() => ReadClientPrefaceAsync();
+
+        public override void OnFrameRead(in Http2Frame frame)
+        {
+            if (_settingsReceived)
             {
-                result = await _input.ReadAsync(timeout.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (!_shutdown.IsCancellationRequested)
-            {
-                throw new HboneException($"HBONE peer {Peer} sent no HTTP/2 preface within {PrefaceTimeout.TotalSeconds:0} s");
-            }
-            ReadOnlySequence<byte> buffer = result.Buffer;
-            int matched = MatchPreface(buffer);
-            if (matched < 0)
-            {
-                _input.AdvanceTo(buffer.Start, buffer.End);
-                throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, "the client did not start with the HTTP/2 connection preface");
-            }
-            if (matched == length)
-            {
-                _input.AdvanceTo(buffer.GetPosition(length));
                 return;
             }
-            _input.AdvanceTo(buffer.Start, buffer.End);
-            if (result.IsCompleted || result.IsCanceled)
+            // RFC 9113 section 3.4: the client preface ends with a SETTINGS frame; anything else first is an error.
+            if (frame.Type != Http2FrameType.SETTINGS || frame.Ack)
             {
-                throw new HboneException($"HBONE peer {Peer} closed the connection before the HTTP/2 preface");
+                throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"the peer's first frame is {frame.Type}, not SETTINGS");
+            }
+            _settingsReceived = true;
+        }
+
+        public override bool WasOpened(int streamId) => (streamId & 1) == 1 && streamId <= _lastPeerStreamId;
+
+        public override void CheckHeaderStream(in Http2Frame frame)
+        {
+            // HEADERS on a new odd id opens a stream (the continuation tracker keeps CONTINUATIONs on their HEADERS' id).
+            if ((frame.StreamId & 1) == 0)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"{frame.Type} on stream {frame.StreamId}, which a client cannot open");
             }
         }
-    }
 
-    /// <summary>How many preface bytes <paramref name="buffer"/> starts with (up to 24), or -1 at the first mismatch.</summary>
-    private static int MatchPreface(in ReadOnlySequence<byte> buffer)
-    {
-        ReadOnlySpan<byte> preface = Http2Frame.ClientPreface;
-        int n = (int)Math.Min(buffer.Length, preface.Length);
-        Span<byte> head = stackalloc byte[preface.Length];
-        buffer.Slice(0, n).CopyTo(head);
-        return head[..n].SequenceEqual(preface[..n]) ? n : -1;
-    }
-
-    /// <summary>Server role: HEADERS on a new odd stream id open a request; on an open stream they are trailers. A
-    /// refusal is written before the read loop goes on, so a peer that floods refusable requests while not reading
-    /// its socket stalls only itself.</summary>
-    private ValueTask OnRequestHeaders(int streamId, ref RequestHeaderHandler headers, bool endStream)
-    {
-        if (streamId <= _lastPeerStreamId)
+        public override ValueTask OnHeaderBlock(int streamId, ReadOnlySpan<byte> block, bool endStream)
         {
-            HboneStream? open = FindStream(streamId);
-            if (open is null)
+            var request = new RequestHeaderHandler();
+            try
             {
-                // A stream that already ended or that we reset (RFC 9113 section 5.1: closed).
-                throw new Http2StreamException(streamId, Http2ErrorCode.STREAM_CLOSED, "HEADERS on a closed stream");
+                Connection._decoder.Decode(block, streamId, ref request);
             }
-            if (!endStream)
+            catch (Http2HeaderListTooLargeException) when (streamId > _lastPeerStreamId)
             {
-                throw new Http2StreamException(streamId, Http2ErrorCode.PROTOCOL_ERROR, "trailers without END_STREAM");
+                // Decoded in full, so HPACK is in step; only this request is refused, with an answer saying why.
+                Volatile.Write(ref _lastPeerStreamId, streamId);
+                HboneLog.StreamError(Connection._logger, Connection.Peer, streamId, $"request header list over {Connection._options.MaxHeaderListSize} bytes; answered 431");
+                CountStreamError();
+                return RespondToUnopenedAsync(streamId, 431);
             }
-            if (open.TryReceiveData(ReadOnlySequence<byte>.Empty, 0, endStream: true) && open.IsRemoteEndedAndLocalEnded)
+            return OnRequestHeaders(streamId, ref request, endStream);
+        }
+
+        public override async ValueTask OnStreamErrorWithoutStreamAsync(Http2StreamException error)
+        {
+            if (error.StreamId <= _lastPeerStreamId)
             {
-                ReleaseStream(open, requireBothEnded: true);
+                // A request we never took (or already forgot) still gets its RST_STREAM: the client may think it open.
+                HboneLog.StreamError(Connection._logger, Connection.Peer, error.StreamId, error.Message);
+                CountStreamError();
+                await Connection.SendRstStreamAsync(error.StreamId, error.ErrorCode).ConfigureAwait(false);
             }
+        }
+
+        public override void OnPeerReset(HboneStream stream) => CountPrematureReset(stream);
+
+        public override bool AcceptsEnablePush(uint value) => value <= 1;
+
+        // The streams a client opened are never "unprocessed" by its GOAWAY, which counts pushed streams only.
+        public override bool IsUnprocessed(HboneStream stream, int lastStreamId) => false;
+
+        public override int LastAcceptedStreamId => Volatile.Read(ref _lastAcceptedStreamId);
+
+        public override bool ClosesWhenIdle => true;
+
+        // A graceful server close: the client closes once it has read our GOAWAY and the last tunnel's end.
+        public override bool WaitsForPeerCloseAfterGoAway => true;
+
+        /// <summary>Server role: the 24-byte client preface comes before any frame (RFC 9113 section 3.4). Anything else,
+        /// say an HTTP/1.1 request inside the TLS session, is a PROTOCOL_ERROR, found at the first differing byte.</summary>
+        private async ValueTask ReadClientPrefaceAsync()
+        {
+            int length = Http2Frame.ClientPreface.Length;
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Connection._shutdown.Token);
+            timeout.CancelAfter(PrefaceTimeout);
+            while (true)
+            {
+                ReadResult result;
+                try
+                {
+                    result = await Connection._input.ReadAsync(timeout.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!Connection._shutdown.IsCancellationRequested)
+                {
+                    throw new HboneException($"HBONE peer {Connection.Peer} sent no HTTP/2 preface within {PrefaceTimeout.TotalSeconds:0} s");
+                }
+                ReadOnlySequence<byte> buffer = result.Buffer;
+                int matched = MatchPreface(buffer);
+                if (matched < 0)
+                {
+                    Connection._input.AdvanceTo(buffer.Start, buffer.End);
+                    throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, "the client did not start with the HTTP/2 connection preface");
+                }
+                if (matched == length)
+                {
+                    Connection._input.AdvanceTo(buffer.GetPosition(length));
+                    return;
+                }
+                Connection._input.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    throw new HboneException($"HBONE peer {Connection.Peer} closed the connection before the HTTP/2 preface");
+                }
+            }
+        }
+
+        /// <summary>How many preface bytes <paramref name="buffer"/> starts with (up to 24), or -1 at the first mismatch.</summary>
+        private static int MatchPreface(in ReadOnlySequence<byte> buffer)
+        {
+            ReadOnlySpan<byte> preface = Http2Frame.ClientPreface;
+            int n = (int)Math.Min(buffer.Length, preface.Length);
+            Span<byte> head = stackalloc byte[preface.Length];
+            buffer.Slice(0, n).CopyTo(head);
+            return head[..n].SequenceEqual(preface[..n]) ? n : -1;
+        }
+
+        /// <summary>Server role: HEADERS on a new odd stream id open a request; on an open stream they are trailers. A
+        /// refusal is written before the read loop goes on, so a peer that floods refusable requests while not reading
+        /// its socket stalls only itself.</summary>
+        private ValueTask OnRequestHeaders(int streamId, ref RequestHeaderHandler headers, bool endStream)
+        {
+            if (streamId <= _lastPeerStreamId)
+            {
+                HboneStream? open = Connection.FindStream(streamId);
+                if (open is null)
+                {
+                    // A stream that already ended or that we reset (RFC 9113 section 5.1: closed).
+                    throw new Http2StreamException(streamId, Http2ErrorCode.STREAM_CLOSED, "HEADERS on a closed stream");
+                }
+                if (!endStream)
+                {
+                    throw new Http2StreamException(streamId, Http2ErrorCode.PROTOCOL_ERROR, "trailers without END_STREAM");
+                }
+                if (open.TryReceiveData(ReadOnlySequence<byte>.Empty, 0, endStream: true) && open.IsRemoteEndedAndLocalEnded)
+                {
+                    Connection.ReleaseStream(open, requireBothEnded: true);
+                }
+                return default;
+            }
+
+            Volatile.Write(ref _lastPeerStreamId, streamId);
+            if (headers.Error is not null)
+            {
+                return RefuseAsync(streamId, Http2ErrorCode.PROTOCOL_ERROR, $"malformed request: {headers.Error}");
+            }
+
+            HboneStream? stream = null;
+            string? refusal = null;
+            lock (Connection._flowLock)
+            {
+                lock (Connection._streamsLock)
+                {
+                    if (Connection._closed)
+                    {
+                        return default;
+                    }
+                    if (Connection._goingAway)
+                    {
+                        refusal = "the connection is going away";
+                    }
+                    else if (Connection._activeStreams >= Connection._options.MaxStreamsPerConnection)
+                    {
+                        refusal = $"the limit of {Connection._options.MaxStreamsPerConnection} concurrent streams is reached";
+                    }
+                    if (refusal is null)
+                    {
+                        stream = new HboneStream(Connection, headers.Authority ?? "", Connection._peerInitialWindowSize, Connection._options.InitialStreamWindowSize, accepted: true) { StreamId = streamId };
+                        Connection._streams.Add(streamId, stream);
+                        Connection._activeStreams++;
+                        Volatile.Write(ref _lastAcceptedStreamId, streamId);
+                        Connection.TouchActivity();
+                    }
+                }
+            }
+            if (stream is null)
+            {
+                // REFUSED_STREAM: nothing was done, the client may retry elsewhere (RFC 9113 section 8.7).
+                return RefuseAsync(streamId, Http2ErrorCode.REFUSED_STREAM, refusal!);
+            }
+            // Only requests that reached a handler count towards the rapid-reset ratio: padding it with refusable
+            // requests would otherwise keep a flood under the half mark.
+            _requestsSeen++;
+            if (endStream)
+            {
+                stream.TryReceiveData(ReadOnlySequence<byte>.Empty, 0, endStream: true);
+            }
+            var request = new HboneRequest(headers.Method, headers.Authority, headers.Scheme, headers.Path, headers.Protocol,
+                (IReadOnlyList<KeyValuePair<string, string>>?)headers.Headers ?? []);
+            ThreadPool.UnsafeQueueUserWorkItem(static s => s.Handler(s.Stream, s.Request), (Handler: _onRequest, Stream: stream, Request: request), preferLocal: false);
             return default;
         }
 
-        Volatile.Write(ref _lastPeerStreamId, streamId);
-        if (headers.Error is not null)
+        private ValueTask RefuseAsync(int streamId, Http2ErrorCode code, string reason)
         {
-            return RefuseAsync(streamId, Http2ErrorCode.PROTOCOL_ERROR, $"malformed request: {headers.Error}");
+            HboneLog.StreamError(Connection._logger, Connection.Peer, streamId, reason);
+            CountStreamError();
+            return Connection.SendRstStreamAsync(streamId, code);
         }
 
-        HboneStream? stream = null;
-        string? refusal = null;
-        lock (_flowLock)
+        /// <summary>Read loop, server role: one more stream error of our making; past <see cref="MaxStreamErrors"/> the
+        /// peer is abusing us and the connection ends with ENHANCE_YOUR_CALM.</summary>
+        private void CountStreamError()
         {
-            lock (_streamsLock)
+            if (++_streamErrors > MaxStreamErrors)
             {
-                if (_closed)
-                {
-                    return default;
-                }
-                if (_goingAway)
-                {
-                    refusal = "the connection is going away";
-                }
-                else if (_activeStreams >= _options.MaxStreamsPerConnection)
-                {
-                    refusal = $"the limit of {_options.MaxStreamsPerConnection} concurrent streams is reached";
-                }
-                if (refusal is null)
-                {
-                    stream = new HboneStream(this, headers.Authority ?? "", _peerInitialWindowSize, _options.InitialStreamWindowSize, accepted: true) { StreamId = streamId };
-                    _streams.Add(streamId, stream);
-                    _activeStreams++;
-                    Volatile.Write(ref _lastAcceptedStreamId, streamId);
-                    TouchActivity();
-                }
+                throw new Http2ConnectionException(Http2ErrorCode.ENHANCE_YOUR_CALM,
+                    $"the client caused more than {MaxStreamErrors} stream errors (refused, malformed or oversized requests)");
             }
         }
-        if (stream is null)
-        {
-            // REFUSED_STREAM: nothing was done, the client may retry elsewhere (RFC 9113 section 8.7).
-            return RefuseAsync(streamId, Http2ErrorCode.REFUSED_STREAM, refusal!);
-        }
-        // Only requests that reached a handler count towards the rapid-reset ratio: padding it with refusable
-        // requests would otherwise keep a flood under the half mark.
-        _requestsSeen++;
-        if (endStream)
-        {
-            stream.TryReceiveData(ReadOnlySequence<byte>.Empty, 0, endStream: true);
-        }
-        var request = new HboneRequest(headers.Method, headers.Authority, headers.Scheme, headers.Path, headers.Protocol,
-            (IReadOnlyList<KeyValuePair<string, string>>?)headers.Headers ?? []);
-        ThreadPool.UnsafeQueueUserWorkItem(static s => s.Handler(s.Stream, s.Request), (Handler: _onRequest!, Stream: stream, Request: request), preferLocal: false);
-        return default;
-    }
 
-    private ValueTask RefuseAsync(int streamId, Http2ErrorCode code, string reason)
-    {
-        HboneLog.StreamError(_logger, Peer, streamId, reason);
-        CountStreamError();
-        return SendRstStreamAsync(streamId, code);
-    }
-
-    /// <summary>Read loop, server role: one more stream error of our making; past <see cref="MaxStreamErrors"/> the
-    /// peer is abusing us and the connection ends with ENHANCE_YOUR_CALM.</summary>
-    private void CountStreamError()
-    {
-        if (++_streamErrors > MaxStreamErrors)
+        /// <summary>Answers a request that never became a stream (its header list was too large) and ends it.</summary>
+        private async ValueTask RespondToUnopenedAsync(int streamId, int status)
         {
-            throw new Http2ConnectionException(Http2ErrorCode.ENHANCE_YOUR_CALM,
-                $"the client caused more than {MaxStreamErrors} stream errors (refused, malformed or oversized requests)");
-        }
-    }
-
-    /// <summary>Answers a request that never became a stream (its header list was too large) and ends it.</summary>
-    private async ValueTask RespondToUnopenedAsync(int streamId, int status)
-    {
-        await _writeLock.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            if (IsClosed)
+            await Connection._writeLock.WaitAsync().ConfigureAwait(false);
+            try
             {
-                return;
-            }
-            WriteResponseHeaders(streamId, status, textBody: false, endStream: true);
-            // The request's own END_STREAM may never come: NO_ERROR tells the client to stop sending (RFC 9113 section 8.1).
-            Http2FrameWriter.WriteRstStream(_output, streamId, Http2ErrorCode.NO_ERROR);
-            await FlushOrAbortAsync().ConfigureAwait(false);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
-
-    /// <summary>
-    /// Server role, read loop: the client reset <paramref name="stream"/>. One reset before our answer is a client
-    /// changing its mind; at least <see cref="HboneClientOptions.MaxPrematureResets"/> of them that are also more than
-    /// half of all the connection's requests is a rapid-reset flood (CVE-2023-44487): every reset stream still cost
-    /// us a dispatch, so the connection ends with GOAWAY ENHANCE_YOUR_CALM. The half rule is Envoy's: a busy pooled
-    /// connection with occasional cancellations never trips it.
-    /// </summary>
-    private void CountPrematureReset(HboneStream stream)
-    {
-        if (stream.Answered)
-        {
-            return;
-        }
-        _prematureResets++;
-        if (_prematureResets >= _options.MaxPrematureResets && _prematureResets * 2L > _requestsSeen)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.ENHANCE_YOUR_CALM,
-                $"the client reset {_prematureResets} of its {_requestsSeen} streams before their answer (rapid reset)");
-        }
-    }
-
-    /// <summary>
-    /// Collects a request's fields and checks what RFC 9113 section 8.2-8.3 require of every request: lowercase names,
-    /// known pseudo-headers once each and before regular fields, no connection-specific fields, no NUL/CR/LF in
-    /// values. The first violation is kept as <see cref="Error"/> (the stream is then reset, PROTOCOL_ERROR).
-    /// </summary>
-    private struct RequestHeaderHandler : IHPackHeaderHandler
-    {
-        public string? Method;
-        public string? Authority;
-        public string? Scheme;
-        public string? Path;
-        public string? Protocol;
-        public List<KeyValuePair<string, string>>? Headers;
-        public string? Error;
-        private bool _regularSeen;
-
-        public void OnHeader(int staticIndex, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
-        {
-            if (Error is not null)
-            {
-                return;
-            }
-            if (value.IndexOfAny((byte)0, (byte)'\r', (byte)'\n') >= 0)
-            {
-                Error = "a field value contains NUL, CR or LF";
-                return;
-            }
-            if (!name.IsEmpty && name[0] == (byte)':')
-            {
-                if (_regularSeen)
+                if (Connection.IsClosed)
                 {
-                    Error = "a pseudo-header after a regular field";
                     return;
                 }
-                ref string? slot = ref Method;
-                if (name.SequenceEqual(":method"u8))
-                {
-                    slot = ref Method;
-                }
-                else if (name.SequenceEqual(":authority"u8))
-                {
-                    slot = ref Authority;
-                }
-                else if (name.SequenceEqual(":scheme"u8))
-                {
-                    slot = ref Scheme;
-                }
-                else if (name.SequenceEqual(":path"u8))
-                {
-                    slot = ref Path;
-                }
-                else if (name.SequenceEqual(":protocol"u8))
-                {
-                    slot = ref Protocol;
-                }
-                else
-                {
-                    Error = "an unknown pseudo-header";
-                    return;
-                }
-                if (slot is not null)
-                {
-                    Error = "a repeated pseudo-header";
-                    return;
-                }
-                slot = Latin1(value);
-                return;
+                Connection.WriteResponseHeaders(streamId, status, textBody: false, endStream: true);
+                // The request's own END_STREAM may never come: NO_ERROR tells the client to stop sending (RFC 9113 section 8.1).
+                Http2FrameWriter.WriteRstStream(Connection._output, streamId, Http2ErrorCode.NO_ERROR);
+                await Connection.FlushOrAbortAsync().ConfigureAwait(false);
             }
-
-            _regularSeen = true;
-            if (name.IsEmpty)
+            finally
             {
-                Error = "an empty field name";
-                return;
+                Connection._writeLock.Release();
             }
-            foreach (byte b in name)
-            {
-                if (b is >= (byte)'A' and <= (byte)'Z' || b <= (byte)' ' || b >= 0x7f)
-                {
-                    Error = "a field name with an uppercase letter or a character outside a token";
-                    return;
-                }
-            }
-            if (name.SequenceEqual("connection"u8) || name.SequenceEqual("keep-alive"u8) || name.SequenceEqual("proxy-connection"u8)
-                || name.SequenceEqual("transfer-encoding"u8) || name.SequenceEqual("upgrade"u8)
-                || (name.SequenceEqual("te"u8) && !value.SequenceEqual("trailers"u8)))
-            {
-                Error = "a connection-specific field";
-                return;
-            }
-            (Headers ??= []).Add(new(Latin1(name), Latin1(value)));
         }
 
-        private static string Latin1(ReadOnlySpan<byte> bytes) => System.Text.Encoding.Latin1.GetString(bytes);
+        /// <summary>
+        /// Server role, read loop: the client reset <paramref name="stream"/>. One reset before our answer is a client
+        /// changing its mind; at least <see cref="HboneClientOptions.MaxPrematureResets"/> of them that are also more than
+        /// half of all the connection's requests is a rapid-reset flood (CVE-2023-44487): every reset stream still cost
+        /// us a dispatch, so the connection ends with GOAWAY ENHANCE_YOUR_CALM. The half rule is Envoy's: a busy pooled
+        /// connection with occasional cancellations never trips it.
+        /// </summary>
+        private void CountPrematureReset(HboneStream stream)
+        {
+            if (stream.Answered)
+            {
+                return;
+            }
+            _prematureResets++;
+            if (_prematureResets >= Connection._options.MaxPrematureResets && _prematureResets * 2L > _requestsSeen)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.ENHANCE_YOUR_CALM,
+                    $"the client reset {_prematureResets} of its {_requestsSeen} streams before their answer (rapid reset)");
+            }
+        }
+
+        /// <summary>
+        /// Collects a request's fields and checks what RFC 9113 section 8.2-8.3 require of every request: lowercase names,
+        /// known pseudo-headers once each and before regular fields, no connection-specific fields, no NUL/CR/LF in
+        /// values. The first violation is kept as <see cref="Error"/> (the stream is then reset, PROTOCOL_ERROR).
+        /// </summary>
+        private struct RequestHeaderHandler : IHPackHeaderHandler
+        {
+            public string? Method;
+            public string? Authority;
+            public string? Scheme;
+            public string? Path;
+            public string? Protocol;
+            public List<KeyValuePair<string, string>>? Headers;
+            public string? Error;
+            private bool _regularSeen;
+
+            public void OnHeader(int staticIndex, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+            {
+                if (Error is not null)
+                {
+                    return;
+                }
+                if (value.IndexOfAny((byte)0, (byte)'\r', (byte)'\n') >= 0)
+                {
+                    Error = "a field value contains NUL, CR or LF";
+                    return;
+                }
+                if (!name.IsEmpty && name[0] == (byte)':')
+                {
+                    if (_regularSeen)
+                    {
+                        Error = "a pseudo-header after a regular field";
+                        return;
+                    }
+                    ref string? slot = ref Method;
+                    if (name.SequenceEqual(":method"u8))
+                    {
+                        slot = ref Method;
+                    }
+                    else if (name.SequenceEqual(":authority"u8))
+                    {
+                        slot = ref Authority;
+                    }
+                    else if (name.SequenceEqual(":scheme"u8))
+                    {
+                        slot = ref Scheme;
+                    }
+                    else if (name.SequenceEqual(":path"u8))
+                    {
+                        slot = ref Path;
+                    }
+                    else if (name.SequenceEqual(":protocol"u8))
+                    {
+                        slot = ref Protocol;
+                    }
+                    else
+                    {
+                        Error = "an unknown pseudo-header";
+                        return;
+                    }
+                    if (slot is not null)
+                    {
+                        Error = "a repeated pseudo-header";
+                        return;
+                    }
+                    slot = Latin1(value);
+                    return;
+                }
+
+                _regularSeen = true;
+                if (name.IsEmpty)
+                {
+                    Error = "an empty field name";
+                    return;
+                }
+                foreach (byte b in name)
+                {
+                    if (b is >= (byte)'A' and <= (byte)'Z' || b <= (byte)' ' || b >= 0x7f)
+                    {
+                        Error = "a field name with an uppercase letter or a character outside a token";
+                        return;
+                    }
+                }
+                if (name.SequenceEqual("connection"u8) || name.SequenceEqual("keep-alive"u8) || name.SequenceEqual("proxy-connection"u8)
+                    || name.SequenceEqual("transfer-encoding"u8) || name.SequenceEqual("upgrade"u8)
+                    || (name.SequenceEqual("te"u8) && !value.SequenceEqual("trailers"u8)))
+                {
+                    Error = "a connection-specific field";
+                    return;
+                }
+                (Headers ??= []).Add(new(Latin1(name), Latin1(value)));
+            }
+
+            private static string Latin1(ReadOnlySpan<byte> bytes) => System.Text.Encoding.Latin1.GetString(bytes);
+        }
     }
 }

@@ -10,8 +10,9 @@ namespace Ambient.Hbone;
 /// <summary>
 /// Our HTTP/2 connection for plain CONNECT tunnels (HBONE), over an already authenticated duplex stream, in either
 /// role: the client opens tunnels (HttpClient cannot send a CONNECT without :scheme/:path), the server
-/// (<see cref="CreateServer"/>, the ztunnel's inbound side) accepts them. Both share framing, HPACK, flow control,
-/// keepalive and shutdown; the role-specific parts live in Http2Connection.Server.cs and the client's open path.
+/// (<see cref="CreateServer"/>, the HBONE server) accepts them. Both share framing, HPACK, flow control, keepalive
+/// and shutdown; what differs is a <see cref="Role"/> collaborator chosen at construction (Http2Connection.Roles.cs,
+/// the server's in Http2Connection.Server.cs).
 /// <para>Threads: one read loop owns frame parsing, the HPACK decoder and the per-stream receive pipes. Every frame
 /// write happens under <see cref="_writeLock"/> (one frame, or one HEADERS block, then flush), which also guards the
 /// HPACK encoder and stream-id allocation because both must reach the wire in order. Flow-control send windows live
@@ -40,7 +41,9 @@ internal sealed partial class Http2Connection : IAsyncDisposable
     private int _peerMaxConcurrentStreams = int.MaxValue;
     private bool _goingAway;
     private bool _closed;
+    private bool _sentGoAway;
     private long _lastActivityTimestamp;
+    private readonly Role _role;
 
     private readonly object _flowLock = new();
     private long _connectionSendWindow = DefaultWindowSize;
@@ -74,7 +77,7 @@ internal sealed partial class Http2Connection : IAsyncDisposable
         _options = options;
         _logger = logger ?? NullLogger.Instance;
         _time = timeProvider ?? TimeProvider.System;
-        _onRequest = onRequest;
+        _role = onRequest is null ? new ClientRole(this) : new ServerRole(this, onRequest);
         Peer = peer;
         _input = PipeReader.Create(transport, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true, useZeroByteReads: true));
         _output = PipeWriter.Create(transport, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
@@ -123,28 +126,7 @@ internal sealed partial class Http2Connection : IAsyncDisposable
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (IsServer)
-            {
-                // RFC 9113 section 3.4: the server preface is its SETTINGS; servers say nothing about push.
-                Http2FrameWriter.WriteSettings(_output,
-                [
-                    new(Http2SettingsParameter.SETTINGS_MAX_CONCURRENT_STREAMS, (uint)_options.MaxStreamsPerConnection),
-                    new(Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE, (uint)_options.InitialStreamWindowSize),
-                    new(Http2SettingsParameter.SETTINGS_MAX_FRAME_SIZE, (uint)_options.MaxFrameSize),
-                    new(Http2SettingsParameter.SETTINGS_MAX_HEADER_LIST_SIZE, (uint)_options.MaxHeaderListSize),
-                ]);
-            }
-            else
-            {
-                Http2FrameWriter.WritePreface(_output);
-                Http2FrameWriter.WriteSettings(_output,
-                [
-                    new(Http2SettingsParameter.SETTINGS_ENABLE_PUSH, 0),
-                    new(Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE, (uint)_options.InitialStreamWindowSize),
-                    new(Http2SettingsParameter.SETTINGS_MAX_FRAME_SIZE, (uint)_options.MaxFrameSize),
-                    new(Http2SettingsParameter.SETTINGS_MAX_HEADER_LIST_SIZE, (uint)_options.MaxHeaderListSize),
-                ]);
-            }
+            _role.WritePreface(_output, _options);
             if (_options.ConnectionWindowSize > DefaultWindowSize)
             {
                 Http2FrameWriter.WriteWindowUpdate(_output, 0, (uint)(_options.ConnectionWindowSize - DefaultWindowSize));
