@@ -3,16 +3,12 @@ using Ambient.Hbone.Http2;
 
 namespace Ambient.Hbone;
 
-/// <summary>Keepalive PINGs and shutdown: every path that ends the connection goes through <see cref="Abort"/> once.</summary>
+/// <summary>The connection's lifecycle: keepalive PINGs (timed by <see cref="Http2KeepAlive"/>), GOAWAY, drain and
+/// shutdown. Every path that ends the connection goes through <see cref="Abort"/> once.</summary>
 internal sealed partial class Http2Connection
 {
     private static readonly TimeSpan GoAwayWriteTimeout = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan LingerTimeout = TimeSpan.FromSeconds(1);
-
-    private readonly object _pingLock = new();
-    private ulong _pingCounter;
-    private ulong _pingOutstanding;
-    private long _pingSentTimestamp;
 
     /// <summary>Sends GOAWAY with <paramref name="errorCode"/>, fails every stream and closes the transport; completes
     /// when the connection is closed. Used for idle reaping and pool disposal (NO_ERROR).</summary>
@@ -33,18 +29,8 @@ internal sealed partial class Http2Connection
         {
             return;
         }
-        List<HboneStream> streams;
-        lock (_streamsLock)
-        {
-            CloseReason = reason;
-            _closed = true;
-            streams = new List<HboneStream>(_streams.Values);
-            _streams.Clear();
-        }
-        lock (_flowLock)
-        {
-            _connectionWindowWaiters.Clear();
-        }
+        List<HboneStream> streams = _streams.Close(reason);
+        _flow.Clear();
         foreach (HboneStream stream in streams)
         {
             stream.Fail(reason);
@@ -166,12 +152,12 @@ internal sealed partial class Http2Connection
     }
 
     /// <summary>Sends a PING every <see cref="HboneClientOptions.PingInterval"/>; a PING unanswered for
-    /// <see cref="HboneClientOptions.PingTimeout"/> closes the connection (the peer or the path is dead).</summary>
+    /// <see cref="HboneClientOptions.PingTimeout"/> closes the connection (the peer or the path is dead). A role that
+    /// closes idle connections (the server) does it here too.</summary>
     private async Task KeepAliveLoopAsync()
     {
-        long tickTicks = Math.Min(_options.PingInterval.Ticks, _options.PingTimeout.Ticks) / 4;
-        using var timer = new PeriodicTimer(TimeSpan.FromTicks(Math.Max(tickTicks, TimeSpan.TicksPerMillisecond * 5)), _time);
-        long lastPingTimestamp = _time.GetTimestamp();
+        using var timer = new PeriodicTimer(_keepAlive.TickPeriod, _time);
+        _keepAlive.Start();
         try
         {
             while (await timer.WaitForNextTickAsync(_shutdown.Token).ConfigureAwait(false))
@@ -182,46 +168,22 @@ internal sealed partial class Http2Connection
                     _ = CloseAsync(Http2ErrorCode.NO_ERROR, $"idle for {_options.IdleTimeout.TotalMinutes:0.#} min");
                     return;
                 }
-                ulong toSend = 0;
-                lock (_pingLock)
+                switch (_keepAlive.Tick(out ulong ping))
                 {
-                    if (_pingOutstanding != 0)
-                    {
-                        if (_time.GetElapsedTime(_pingSentTimestamp) >= _options.PingTimeout)
-                        {
-                            HboneLog.KeepAliveTimeout(_logger, Peer, _options.PingTimeout);
-                            Abort(new HboneException($"HBONE peer {Peer} did not acknowledge a keepalive PING within {_options.PingTimeout}"), goAwayCode: null);
-                            return;
-                        }
-                    }
-                    else if (_time.GetElapsedTime(lastPingTimestamp) >= _options.PingInterval)
-                    {
-                        toSend = ++_pingCounter;
-                        _pingOutstanding = toSend;
-                        _pingSentTimestamp = lastPingTimestamp = _time.GetTimestamp();
-                    }
-                }
-                if (toSend != 0)
-                {
-                    // Not awaited: a write stuck behind a dead socket must not stop the timeout check above.
-                    ObserveInBackground(SendPingAsync(toSend, ack: false));
+                    case KeepAliveAction.TimedOut:
+                        HboneLog.KeepAliveTimeout(_logger, Peer, _keepAlive.Timeout);
+                        Abort(new HboneException($"HBONE peer {Peer} did not acknowledge a keepalive PING within {_keepAlive.Timeout}"), goAwayCode: null);
+                        return;
+                    case KeepAliveAction.SendPing:
+                        // Not awaited: a write stuck behind a dead socket must not stop the timeout check above.
+                        ObserveInBackground(SendPingAsync(ping, ack: false));
+                        break;
                 }
             }
         }
         catch (OperationCanceledException)
         {
             // Connection closing.
-        }
-    }
-
-    private void OnPingAck(ulong data)
-    {
-        lock (_pingLock)
-        {
-            if (_pingOutstanding == data)
-            {
-                _pingOutstanding = 0;
-            }
         }
     }
 

@@ -13,7 +13,6 @@ internal sealed partial class Http2Connection
     private readonly Http2HeaderBlockBuffer _headerBlock;
     private Http2ContinuationTracker _continuation;
     private bool _headerBlockEndStream;
-    private bool _peerSentGoAway;
 
     private async Task ReadLoopAsync()
     {
@@ -163,10 +162,7 @@ internal sealed partial class Http2Connection
 
     private HboneStream? FindStream(int streamId)
     {
-        lock (_streamsLock)
-        {
-            return _streams.GetValueOrDefault(streamId);
-        }
+        return _streams.Find(streamId);
     }
 
     /// <summary>Frames on a stream id we never opened (ids we have not sent, or even ids: we allow no push) are a
@@ -186,7 +182,7 @@ internal sealed partial class Http2Connection
     private ValueTask ProcessData(in Http2Frame frame, in ReadOnlySequence<byte> payload)
     {
         ThrowIfNeverOpened(frame);
-        if (Interlocked.Add(ref _connectionReceiveWindow, -frame.PayloadLength) < 0)
+        if (!_flow.TryConsumeReceiveWindow(frame.PayloadLength))
         {
             throw new Http2ConnectionException(Http2ErrorCode.FLOW_CONTROL_ERROR,
                 $"peer sent a {frame.PayloadLength}-byte DATA frame beyond the connection receive window");
@@ -349,7 +345,7 @@ internal sealed partial class Http2Connection
                 case Http2SettingsParameter.SETTINGS_ENABLE_PUSH when !_role.AcceptsEnablePush(setting.Value):
                     throw new Http2ConnectionException(Http2ErrorCode.PROTOCOL_ERROR, $"SETTINGS_ENABLE_PUSH {setting.Value} (RFC 9113 section 6.5.2)");
                 case Http2SettingsParameter.SETTINGS_MAX_CONCURRENT_STREAMS:
-                    Volatile.Write(ref _peerMaxConcurrentStreams, (int)Math.Min(setting.Value, int.MaxValue));
+                    _streams.PeerMaxConcurrentStreams = (int)Math.Min(setting.Value, int.MaxValue);
                     break;
                 case Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE:
                     ApplyPeerInitialWindowSize(setting.Value);
@@ -365,29 +361,14 @@ internal sealed partial class Http2Connection
         return SendSettingsAckAsync(headerTableSize);
     }
 
-    /// <summary>RFC 9113 section 6.9.2: a new SETTINGS_INITIAL_WINDOW_SIZE shifts every open stream's send window by the
-    /// difference (windows may go negative); one pushed past 2^31-1 is a connection FLOW_CONTROL_ERROR.</summary>
+    /// <summary>Shifts every open stream's send window (see <see cref="Http2FlowControl.ApplyPeerInitialWindowSizeLocked"/>).</summary>
     private void ApplyPeerInitialWindowSize(uint value)
     {
-        lock (_flowLock)
+        lock (_flow.Lock)
         {
-            long delta = value - _peerInitialWindowSize;
-            _peerInitialWindowSize = value;
-            lock (_streamsLock)
+            lock (_streams.Lock)
             {
-                foreach (HboneStream stream in _streams.Values)
-                {
-                    stream.SendWindow += delta;
-                    if (stream.SendWindow > Http2Frame.MaxWindowSize)
-                    {
-                        throw new Http2ConnectionException(Http2ErrorCode.FLOW_CONTROL_ERROR,
-                            $"SETTINGS_INITIAL_WINDOW_SIZE {value} pushes stream {stream.StreamId}'s window past 2^31-1");
-                    }
-                    if (delta > 0)
-                    {
-                        stream.SendSignal.Set();
-                    }
-                }
+                _flow.ApplyPeerInitialWindowSizeLocked(value, _streams.OpenStreamsLocked);
             }
         }
     }
@@ -420,7 +401,7 @@ internal sealed partial class Http2Connection
         ulong data = Http2FrameReader.ReadPingData(payload);
         if (frame.Ack)
         {
-            OnPingAck(data);
+            _keepAlive.OnPingAck(data);
             return default;
         }
         return SendPingAsync(data, ack: true);
@@ -432,18 +413,16 @@ internal sealed partial class Http2Connection
         HboneLog.GoAwayReceived(_logger, Peer, lastStreamId, code);
         List<HboneStream>? unprocessed = null;
         bool drained;
-        lock (_streamsLock)
+        lock (_streams.Lock)
         {
-            _goingAway = true;
-            _peerSentGoAway = true;
-            foreach (HboneStream stream in _streams.Values)
+            drained = _streams.OnPeerGoAwayLocked();
+            foreach (HboneStream stream in _streams.OpenStreamsLocked)
             {
                 if (_role.IsUnprocessed(stream, lastStreamId))
                 {
                     (unprocessed ??= []).Add(stream);
                 }
             }
-            drained = _activeStreams == 0;
         }
         if (unprocessed is not null)
         {
@@ -466,38 +445,16 @@ internal sealed partial class Http2Connection
         uint increment = Http2FrameReader.ReadWindowUpdateIncrement(payload);
         if (frame.StreamId == 0)
         {
-            lock (_flowLock)
-            {
-                _connectionSendWindow += increment;
-                if (_connectionSendWindow > Http2Frame.MaxWindowSize)
-                {
-                    throw new Http2ConnectionException(Http2ErrorCode.FLOW_CONTROL_ERROR, "WINDOW_UPDATE pushes the connection send window past 2^31-1");
-                }
-                foreach (HboneStream waiter in _connectionWindowWaiters)
-                {
-                    waiter.WaitingForConnectionWindow = false;
-                    waiter.SendSignal.Set();
-                }
-                _connectionWindowWaiters.Clear();
-            }
+            _flow.OnConnectionWindowUpdate(increment);
             return;
         }
 
         ThrowIfNeverOpened(frame);
         HboneStream? stream = FindStream(frame.StreamId);
-        if (stream is null)
+        if (stream is not null)
         {
-            return;
+            _flow.OnStreamWindowUpdate(stream, increment);
         }
-        lock (_flowLock)
-        {
-            stream.SendWindow += increment;
-            if (stream.SendWindow > Http2Frame.MaxWindowSize)
-            {
-                throw new Http2StreamException(frame.StreamId, Http2ErrorCode.FLOW_CONTROL_ERROR, "WINDOW_UPDATE pushes the stream send window past 2^31-1");
-            }
-        }
-        stream.SendSignal.Set();
     }
 
     /// <summary>Collects <c>:status</c> from a response header block without allocating (errors are constant strings).</summary>

@@ -53,17 +53,9 @@ internal sealed partial class Http2Connection
     /// </summary>
     public async Task DrainAsync(TimeSpan timeout)
     {
-        bool idle;
-        lock (_streamsLock)
+        if (!_streams.BeginDrain(out bool idle))
         {
-            if (_closed)
-            {
-                return;
-            }
-            // Both at once: a stream that ends before the GOAWAY is on the wire must still close a drained connection.
-            _goingAway = true;
-            _sentGoAway = true;
-            idle = _activeStreams == 0;
+            return;
         }
         // One deadline for everything, the GOAWAY write included: a writer stuck on a client that stopped reading
         // must not hold the drain past it.
@@ -341,29 +333,20 @@ internal sealed partial class Http2Connection
 
             HboneStream? stream = null;
             string? refusal = null;
-            lock (Connection._flowLock)
+            lock (Connection._flow.Lock)
             {
-                lock (Connection._streamsLock)
+                lock (Connection._streams.Lock)
                 {
-                    if (Connection._closed)
+                    if (Connection._streams.IsClosedLocked)
                     {
                         return default;
                     }
-                    if (Connection._goingAway)
-                    {
-                        refusal = "the connection is going away";
-                    }
-                    else if (Connection._activeStreams >= Connection._options.MaxStreamsPerConnection)
-                    {
-                        refusal = $"the limit of {Connection._options.MaxStreamsPerConnection} concurrent streams is reached";
-                    }
+                    refusal = Connection._streams.AcceptRefusalLocked(Connection._options.MaxStreamsPerConnection);
                     if (refusal is null)
                     {
-                        stream = new HboneStream(Connection, headers.Authority ?? "", Connection._peerInitialWindowSize, Connection._options.InitialStreamWindowSize, accepted: true) { StreamId = streamId };
-                        Connection._streams.Add(streamId, stream);
-                        Connection._activeStreams++;
+                        stream = new HboneStream(Connection, headers.Authority ?? "", Connection._flow.PeerInitialWindowSizeLocked, Connection._options.InitialStreamWindowSize, accepted: true) { StreamId = streamId };
+                        Connection._streams.AddAcceptedLocked(stream);
                         Volatile.Write(ref _lastAcceptedStreamId, streamId);
-                        Connection.TouchActivity();
                     }
                 }
             }

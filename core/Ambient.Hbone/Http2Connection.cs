@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Diagnostics;
 using System.IO.Pipelines;
 using Ambient.Hbone.Http2;
 using Microsoft.Extensions.Logging;
@@ -15,14 +14,13 @@ namespace Ambient.Hbone;
 /// the server's in Http2Connection.Server.cs).
 /// <para>Threads: one read loop owns frame parsing, the HPACK decoder and the per-stream receive pipes. Every frame
 /// write happens under <see cref="_writeLock"/> (one frame, or one HEADERS block, then flush), which also guards the
-/// HPACK encoder and stream-id allocation because both must reach the wire in order. Flow-control send windows live
-/// under <see cref="_flowLock"/>; stream bookkeeping under <see cref="_streamsLock"/>. Never take the write lock while
+/// HPACK encoder and stream-id allocation because both must reach the wire in order. Flow control is
+/// <see cref="Http2FlowControl"/> (its lock before the stream table's); stream bookkeeping under
+/// <see cref="Http2StreamTable"/>; keepalive PINGs are <see cref="Http2KeepAlive"/>. Never take the write lock while
 /// holding another lock.</para>
 /// </summary>
 internal sealed partial class Http2Connection : IAsyncDisposable
 {
-    private const int DefaultWindowSize = 65_535;
-
     private readonly Stream _transport;
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
@@ -35,26 +33,12 @@ internal sealed partial class Http2Connection : IAsyncDisposable
     private readonly ArrayBufferWriter<byte> _headerScratch = new(512);
     private int _nextStreamId = 1;
 
-    private readonly object _streamsLock = new();
-    private readonly Dictionary<int, HboneStream> _streams = [];
-    private int _activeStreams;
-    private int _peerMaxConcurrentStreams = int.MaxValue;
-    private bool _goingAway;
-    private bool _closed;
-    private bool _sentGoAway;
-    private long _lastActivityTimestamp;
+    private readonly Http2StreamTable _streams;
     private readonly Role _role;
 
-    private readonly object _flowLock = new();
-    private long _connectionSendWindow = DefaultWindowSize;
-    private long _peerInitialWindowSize = DefaultWindowSize;
-    private readonly List<HboneStream> _connectionWindowWaiters = [];
+    private readonly Http2FlowControl _flow;
+    private readonly Http2KeepAlive _keepAlive;
     private volatile int _peerMaxFrameSize = Http2Frame.DefaultMaxFrameSize;
-
-    private int _connectionReceiveWindow;
-    private int _connectionPendingUpdate;
-    private readonly int _streamUpdateThreshold;
-    private readonly int _connectionUpdateThreshold;
 
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _closedTcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -83,11 +67,10 @@ internal sealed partial class Http2Connection : IAsyncDisposable
         _output = PipeWriter.Create(transport, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
         _decoder = new HPackDecoder(HPackDecoder.DefaultHeaderTableSize, options.MaxHeaderListSize);
         _headerBlock = new Http2HeaderBlockBuffer(options.MaxHeaderListSize * 2);
-        _connectionReceiveWindow = options.ConnectionWindowSize;
-        _streamUpdateThreshold = options.InitialStreamWindowSize / 2;
-        _connectionUpdateThreshold = options.ConnectionWindowSize / 2;
+        _flow = new Http2FlowControl(options.ConnectionWindowSize, options.InitialStreamWindowSize);
+        _keepAlive = new Http2KeepAlive(options.PingInterval, options.PingTimeout, _time);
         CreatedTimestamp = _time.GetTimestamp();
-        _lastActivityTimestamp = CreatedTimestamp;
+        _streams = new Http2StreamTable(_time);
     }
 
     /// <summary>The peer as shown in logs and errors (address, identity).</summary>
@@ -95,29 +78,23 @@ internal sealed partial class Http2Connection : IAsyncDisposable
 
     public long CreatedTimestamp { get; }
 
-    public int ActiveStreams => Volatile.Read(ref _activeStreams);
+    public int ActiveStreams => _streams.Active;
 
     /// <summary>min(peer's SETTINGS_MAX_CONCURRENT_STREAMS, our cap).</summary>
-    public int MaxConcurrentStreams => Math.Min(Volatile.Read(ref _peerMaxConcurrentStreams), _options.MaxStreamsPerConnection);
+    public int MaxConcurrentStreams => Math.Min(_streams.PeerMaxConcurrentStreams, _options.MaxStreamsPerConnection);
 
-    public bool IsGoingAway
-    {
-        get { lock (_streamsLock) { return _goingAway || _closed; } }
-    }
+    public bool IsGoingAway => _streams.IsGoingAway;
 
-    public bool IsClosed
-    {
-        get { lock (_streamsLock) { return _closed; } }
-    }
+    public bool IsClosed => _streams.IsClosed;
 
     /// <summary>When a stream last opened or closed (a <see cref="TimeProvider"/> timestamp); idle reaping uses it.</summary>
-    public long LastActivityTimestamp => Interlocked.Read(ref _lastActivityTimestamp);
+    public long LastActivityTimestamp => _streams.LastActivityTimestamp;
 
     /// <summary>Completes when the connection has closed (for any reason).</summary>
     public Task Closed => _closedTcs.Task;
 
     /// <summary>Why the connection closed, once it has.</summary>
-    public Exception? CloseReason { get; private set; }
+    public Exception? CloseReason => _streams.CloseReason;
 
     /// <summary>Sends the preface (client role), our SETTINGS and the connection WINDOW_UPDATE, then starts the read
     /// and keepalive loops. A server's read loop first checks the client's preface.</summary>
@@ -127,9 +104,9 @@ internal sealed partial class Http2Connection : IAsyncDisposable
         try
         {
             _role.WritePreface(_output, _options);
-            if (_options.ConnectionWindowSize > DefaultWindowSize)
+            if (_options.ConnectionWindowSize > Http2FlowControl.DefaultWindowSize)
             {
-                Http2FrameWriter.WriteWindowUpdate(_output, 0, (uint)(_options.ConnectionWindowSize - DefaultWindowSize));
+                Http2FrameWriter.WriteWindowUpdate(_output, 0, (uint)(_options.ConnectionWindowSize - Http2FlowControl.DefaultWindowSize));
             }
             await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -142,33 +119,10 @@ internal sealed partial class Http2Connection : IAsyncDisposable
     }
 
     /// <summary>Reserves a stream slot if the connection takes new streams; pair with <see cref="OpenReservedConnectAsync"/>.</summary>
-    public bool TryReserveStream()
-    {
-        lock (_streamsLock)
-        {
-            if (_closed || _goingAway || _activeStreams >= MaxConcurrentStreams)
-            {
-                return false;
-            }
-            _activeStreams++;
-            TouchActivity();
-            return true;
-        }
-    }
+    public bool TryReserveStream() => _streams.TryReserve(MaxConcurrentStreams);
 
     /// <summary>For idle reaping: atomically stops new streams if there are none (so a racing reservation cannot win).</summary>
-    public bool TryBeginIdleClose(TimeSpan idleTimeout)
-    {
-        lock (_streamsLock)
-        {
-            if (_closed || _activeStreams != 0 || _time.GetElapsedTime(LastActivityTimestamp) < idleTimeout)
-            {
-                return false;
-            }
-            _goingAway = true;
-            return true;
-        }
-    }
+    public bool TryBeginIdleClose(TimeSpan idleTimeout) => _streams.TryBeginIdleClose(idleTimeout);
 
     /// <summary>Opens a CONNECT tunnel to <paramref name="authority"/> (ip:port, IPv6 as [addr]:port).</summary>
     public Task<HboneStream> OpenConnectAsync(string authority, IReadOnlyList<(string Name, string Value)>? extraHeaders, CancellationToken cancellationToken)
@@ -219,7 +173,7 @@ internal sealed partial class Http2Connection : IAsyncDisposable
             if (streamId <= 0)
             {
                 // Stream ids are exhausted (2^31): this connection can only drain.
-                lock (_streamsLock) { _goingAway = true; }
+                _streams.StopNewStreams();
                 throw new HboneException($"HBONE connection to {Peer} ran out of stream ids", isRetryable: true);
             }
 
@@ -240,13 +194,15 @@ internal sealed partial class Http2Connection : IAsyncDisposable
             HboneStream stream;
             // Created and registered under the flow lock so a concurrent SETTINGS_INITIAL_WINDOW_SIZE change either
             // sets the initial window or adjusts it, never neither.
-            lock (_flowLock)
+            lock (_flow.Lock)
             {
-                stream = new HboneStream(this, authority, _peerInitialWindowSize, _options.InitialStreamWindowSize) { StreamId = streamId };
-                lock (_streamsLock)
+                stream = new HboneStream(this, authority, _flow.PeerInitialWindowSizeLocked, _options.InitialStreamWindowSize) { StreamId = streamId };
+                lock (_streams.Lock)
                 {
-                    ThrowIfClosedLocked();
-                    _streams.Add(streamId, stream);
+                    if (!_streams.TryAddReservedLocked(stream))
+                    {
+                        throw ClosedError();
+                    }
                 }
             }
             _nextStreamId = streamId + 2;
@@ -321,23 +277,7 @@ internal sealed partial class Http2Connection : IAsyncDisposable
     {
         while (!data.IsEmpty)
         {
-            int chunk = 0;
-            lock (_flowLock)
-            {
-                stream.ThrowIfCannotWrite();
-                long allowed = Math.Min(Math.Min(stream.SendWindow, _connectionSendWindow), Math.Min(_peerMaxFrameSize, data.Length));
-                if (allowed > 0)
-                {
-                    chunk = (int)allowed;
-                    stream.SendWindow -= chunk;
-                    _connectionSendWindow -= chunk;
-                }
-                else if (_connectionSendWindow <= 0 && !stream.WaitingForConnectionWindow)
-                {
-                    stream.WaitingForConnectionWindow = true;
-                    _connectionWindowWaiters.Add(stream);
-                }
-            }
+            int chunk = _flow.TryTakeSendWindow(stream, data.Length, _peerMaxFrameSize);
             if (chunk == 0)
             {
                 await stream.SendSignal.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -350,7 +290,7 @@ internal sealed partial class Http2Connection : IAsyncDisposable
             }
             catch (OperationCanceledException)
             {
-                ReturnSendWindow(stream, chunk);
+                _flow.ReturnSendWindow(stream, chunk);
                 throw;
             }
             try
@@ -368,15 +308,6 @@ internal sealed partial class Http2Connection : IAsyncDisposable
                 _writeLock.Release();
             }
             data = data[chunk..];
-        }
-    }
-
-    private void ReturnSendWindow(HboneStream stream, int chunk)
-    {
-        lock (_flowLock)
-        {
-            stream.SendWindow += chunk;
-            _connectionSendWindow += chunk;
         }
     }
 
@@ -406,8 +337,8 @@ internal sealed partial class Http2Connection : IAsyncDisposable
     /// <summary>Reader consumed <paramref name="count"/> bytes: return window to the peer once half of it is used.</summary>
     internal ValueTask OnDataConsumedAsync(HboneStream stream, int count)
     {
-        int streamIncrement = stream.TakeWindowUpdate(count, _streamUpdateThreshold);
-        int connectionIncrement = TakeConnectionWindowUpdate(count);
+        int streamIncrement = stream.TakeWindowUpdate(count, _flow.StreamUpdateThreshold);
+        int connectionIncrement = _flow.TakeConnectionWindowUpdate(count);
         return streamIncrement == 0 && connectionIncrement == 0
             ? default
             : SendWindowUpdatesAsync(stream.StreamId, streamIncrement, connectionIncrement);
@@ -417,19 +348,8 @@ internal sealed partial class Http2Connection : IAsyncDisposable
     /// connection window: give it back.</summary>
     internal ValueTask CreditConnectionWindowAsync(int count)
     {
-        int increment = count > 0 ? TakeConnectionWindowUpdate(count) : 0;
+        int increment = count > 0 ? _flow.TakeConnectionWindowUpdate(count) : 0;
         return increment == 0 ? default : SendWindowUpdatesAsync(0, 0, increment);
-    }
-
-    private int TakeConnectionWindowUpdate(int count)
-    {
-        if (Interlocked.Add(ref _connectionPendingUpdate, count) < _connectionUpdateThreshold)
-        {
-            return 0;
-        }
-        int pending = Interlocked.Exchange(ref _connectionPendingUpdate, 0);
-        Interlocked.Add(ref _connectionReceiveWindow, pending);
-        return pending;
     }
 
     private async ValueTask SendWindowUpdatesAsync(int streamId, int streamIncrement, int connectionIncrement)
@@ -492,21 +412,8 @@ internal sealed partial class Http2Connection : IAsyncDisposable
         {
             return false;
         }
-        lock (_flowLock)
-        {
-            if (stream.WaitingForConnectionWindow)
-            {
-                stream.WaitingForConnectionWindow = false;
-                _connectionWindowWaiters.Remove(stream);
-            }
-        }
-        bool drained;
-        lock (_streamsLock)
-        {
-            _streams.Remove(stream.StreamId);
-            drained = ReleaseSlotLocked();
-        }
-        if (drained)
+        _flow.Forget(stream);
+        if (_streams.Remove(stream))
         {
             _ = CloseAsync(Http2ErrorCode.NO_ERROR, "GOAWAY was sent and the last stream ended");
         }
@@ -515,28 +422,11 @@ internal sealed partial class Http2Connection : IAsyncDisposable
 
     private void ReleaseSlot()
     {
-        bool drained;
-        lock (_streamsLock)
-        {
-            drained = ReleaseSlotLocked();
-        }
-        if (drained)
+        if (_streams.ReleaseSlot())
         {
             _ = CloseAsync(Http2ErrorCode.NO_ERROR, "GOAWAY was sent and the last stream ended");
         }
     }
-
-    private bool ReleaseSlotLocked()
-    {
-        _activeStreams--;
-        Debug.Assert(_activeStreams >= 0);
-        TouchActivity();
-        // A client that is merely idle-reaped (_goingAway alone) closes itself; after a GOAWAY either way, the last
-        // stream to end closes the connection.
-        return _goingAway && (_peerSentGoAway || _sentGoAway) && _activeStreams == 0 && !_closed;
-    }
-
-    private void TouchActivity() => Interlocked.Exchange(ref _lastActivityTimestamp, _time.GetTimestamp());
 
     private async ValueTask FlushOrAbortAsync()
     {
@@ -554,17 +444,12 @@ internal sealed partial class Http2Connection : IAsyncDisposable
 
     private void ThrowIfClosed()
     {
-        lock (_streamsLock)
+        if (_streams.IsClosed)
         {
-            ThrowIfClosedLocked();
+            throw ClosedError();
         }
     }
 
-    private void ThrowIfClosedLocked()
-    {
-        if (_closed)
-        {
-            throw CloseReason as HboneException ?? new HboneException($"HBONE connection to {Peer} is closed", isRetryable: false, inner: CloseReason);
-        }
-    }
+    private HboneException ClosedError() =>
+        CloseReason as HboneException ?? new HboneException($"HBONE connection to {Peer} is closed", isRetryable: false, inner: CloseReason);
 }
