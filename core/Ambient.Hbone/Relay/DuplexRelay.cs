@@ -32,8 +32,9 @@ internal readonly record struct RelayResult(long BytesAToB, long BytesBToA, Exce
 /// </summary>
 internal interface IRelayEnd
 {
-    /// <summary>Completes when data (or the end of it) is there, without holding a buffer meanwhile (a zero-byte read).</summary>
-    ValueTask WaitForDataAsync(CancellationToken cancellationToken);
+    /// <summary>Completes when data (or the end of it) is there, without holding a buffer meanwhile (a zero-byte read;
+    /// its count means nothing).</summary>
+    ValueTask<int> WaitForDataAsync(CancellationToken cancellationToken);
 
     ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken);
 

@@ -1,4 +1,5 @@
 using System.Net.Security;
+using System.Runtime.CompilerServices;
 using System.Net.Sockets;
 using Ambient.Hbone.Http2;
 
@@ -9,12 +10,14 @@ internal readonly struct SocketRelayEnd(Socket socket) : IRelayEnd
 {
     public CancellationToken Broken => CancellationToken.None;
 
-    public async ValueTask WaitForDataAsync(CancellationToken cancellationToken) =>
-        await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+    public ValueTask<int> WaitForDataAsync(CancellationToken cancellationToken) =>
+        socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken);
 
     public ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken) =>
         socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
 
+    // Pooled: a write that completes asynchronously must not allocate its state machine per packet.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         while (!data.IsEmpty)
@@ -50,8 +53,7 @@ internal readonly struct HboneRelayEnd(HboneStream stream) : IRelayEnd
 {
     public CancellationToken Broken => stream.Aborted;
 
-    public async ValueTask WaitForDataAsync(CancellationToken cancellationToken) =>
-        await stream.ReadAsync(Memory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+    public ValueTask<int> WaitForDataAsync(CancellationToken cancellationToken) => stream.ReadAsync(Memory<byte>.Empty, cancellationToken);
 
     public ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken) => stream.ReadAsync(buffer, cancellationToken);
 
@@ -73,11 +75,12 @@ internal readonly struct StreamRelayEnd(Stream stream, Func<ValueTask>? complete
 {
     public CancellationToken Broken => CancellationToken.None;
 
-    public async ValueTask WaitForDataAsync(CancellationToken cancellationToken) =>
-        await stream.ReadAsync(Memory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+    public ValueTask<int> WaitForDataAsync(CancellationToken cancellationToken) => stream.ReadAsync(Memory<byte>.Empty, cancellationToken);
 
     public ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken) => stream.ReadAsync(buffer, cancellationToken);
 
+    // Pooled: a write that completes asynchronously must not allocate its state machine per packet.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         await stream.WriteAsync(data, cancellationToken).ConfigureAwait(false);
