@@ -79,14 +79,8 @@ internal static class CertificateSpiffe
     public static bool TryGetSpiffeId(X509Certificate2 certificate, out SpiffeId id, out string error)
     {
         id = default;
-        List<string> uris;
-        try
+        if (!TryGetUriSans(certificate, out var uris, out error))
         {
-            uris = GetUriSans(certificate);
-        }
-        catch (CryptographicException ex)
-        {
-            error = ex.Message;
             return false;
         }
         if (uris.Count != 1)
@@ -106,14 +100,8 @@ internal static class CertificateSpiffe
     /// </summary>
     public static bool TryGetSpiffeIds(X509Certificate2 certificate, List<SpiffeId> into, out string error)
     {
-        List<string> uris;
-        try
+        if (!TryGetUriSans(certificate, out var uris, out error))
         {
-            uris = GetUriSans(certificate);
-        }
-        catch (CryptographicException ex)
-        {
-            error = ex.Message;
             return false;
         }
         foreach (var uri in uris)
@@ -138,6 +126,22 @@ internal static class CertificateSpiffe
         }
         error = string.Empty;
         return true;
+    }
+
+    private static bool TryGetUriSans(X509Certificate2 certificate, out List<string> uris, out string error)
+    {
+        try
+        {
+            uris = GetUriSans(certificate);
+            error = string.Empty;
+            return true;
+        }
+        catch (CryptographicException ex)
+        {
+            uris = [];
+            error = ex.Message;
+            return false;
+        }
     }
 
     /// <summary>

@@ -103,53 +103,15 @@ internal sealed class DuplexRelay<TA, TB>
         return new RelayResult(relay._bytesAToB, relay._bytesBToA, relay._error, relay._failedSide);
     }
 
-    // Two copies of one loop rather than one generic over direction: each is specialized for its (source,
-    // destination) pair and the side a failure is blamed on stays obvious.
-    private async Task CopyAToBAsync()
-    {
-        byte[]? buffer = null;
-        try
-        {
-            while (true)
-            {
-                int n;
-                try
-                {
-                    await _a.WaitForDataAsync(_cancellationToken).ConfigureAwait(false);
-                    buffer ??= ArrayPool<byte>.Shared.Rent(_bufferSize);
-                    n = await _a.ReadAsync(buffer.AsMemory(0, _bufferSize), _cancellationToken).ConfigureAwait(false);
-                }
-                catch (Exception ex)
-                {
-                    Fail(RelaySide.Downstream, ex);
-                    return;
-                }
-                try
-                {
-                    if (n == 0)
-                    {
-                        await _b.CompleteWritesAsync().ConfigureAwait(false);
-                        return;
-                    }
-                    await _b.WriteAsync(buffer.AsMemory(0, n), _cancellationToken).ConfigureAwait(false);
-                }
-                catch (Exception ex)
-                {
-                    Fail(RelaySide.Upstream, ex);
-                    return;
-                }
-                _bytesAToB += n;
-                ReturnIfDrained(ref buffer, n);
-            }
-        }
-        finally
-        {
-            if (buffer is not null)
-                ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
+    private Task CopyAToBAsync() => CopyAsync(_a, _b, RelaySide.Downstream, RelaySide.Upstream);
 
-    private async Task CopyBToAAsync()
+    private Task CopyBToAAsync() => CopyAsync(_b, _a, RelaySide.Upstream, RelaySide.Downstream);
+
+    // Generic over the ends so each direction is specialized for its (source, destination) pair. A read failure is
+    // blamed on the source, a write or half-close failure on the destination.
+    private async Task CopyAsync<TSource, TDestination>(TSource source, TDestination destination, RelaySide sourceSide, RelaySide destinationSide)
+        where TSource : struct, IRelayEnd
+        where TDestination : struct, IRelayEnd
     {
         byte[]? buffer = null;
         try
@@ -159,30 +121,38 @@ internal sealed class DuplexRelay<TA, TB>
                 int n;
                 try
                 {
-                    await _b.WaitForDataAsync(_cancellationToken).ConfigureAwait(false);
+                    await source.WaitForDataAsync(_cancellationToken).ConfigureAwait(false);
                     buffer ??= ArrayPool<byte>.Shared.Rent(_bufferSize);
-                    n = await _b.ReadAsync(buffer.AsMemory(0, _bufferSize), _cancellationToken).ConfigureAwait(false);
+                    n = await source.ReadAsync(buffer.AsMemory(0, _bufferSize), _cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception ex)
                 {
-                    Fail(RelaySide.Upstream, ex);
+                    Fail(sourceSide, ex);
                     return;
                 }
                 try
                 {
                     if (n == 0)
                     {
-                        await _a.CompleteWritesAsync().ConfigureAwait(false);
+                        await destination.CompleteWritesAsync().ConfigureAwait(false);
                         return;
                     }
-                    await _a.WriteAsync(buffer.AsMemory(0, n), _cancellationToken).ConfigureAwait(false);
+                    await destination.WriteAsync(buffer.AsMemory(0, n), _cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception ex)
                 {
-                    Fail(RelaySide.Downstream, ex);
+                    Fail(destinationSide, ex);
                     return;
                 }
-                _bytesBToA += n;
+                // Each counter has one writer (its direction) and is read once both directions ended.
+                if (sourceSide == RelaySide.Downstream)
+                {
+                    _bytesAToB += n;
+                }
+                else
+                {
+                    _bytesBToA += n;
+                }
                 ReturnIfDrained(ref buffer, n);
             }
         }
