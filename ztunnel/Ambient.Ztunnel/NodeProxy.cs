@@ -1,7 +1,8 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using Ambient.Core.Hbone;
+using Ambient.Hbone;
+using Ambient.Hbone.Server;
 using Ambient.Core.Memory;
 using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
@@ -58,13 +59,13 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         }, loggerFactory);
         Metrics = new ConnectionMetrics();
         _pool = new HboneConnectionPool(new ZtunnelTls(_control.Certificates), hboneOptions, loggerFactory);
-        var mesh = new MeshInbound(State, _control.Certificates, Metrics, loggerFactory.CreateLogger<MeshInbound>());
         var meshEndpoints = MeshEndpoints.For(options);
+        var mesh = new MeshInbound(State, _control.Certificates, Metrics, meshEndpoints, loggerFactory.CreateLogger<MeshInbound>());
         // A burst is over once at least 256 connections have closed, down to half the peak, and none closed for 2 s.
         _trimmer = new MemoryTrimmer(loggerFactory.CreateLogger("Ambient.Ztunnel.Memory"), "inbound connections",
             minimumDrop: 256, quietPeriod: TimeSpan.FromSeconds(2));
-        _inbound = new HboneInboundServer((inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }) with { MeshEndpoints = meshEndpoints },
-            mesh, mesh, mesh, loggerFactory, _trimmer);
+        _inbound = new HboneInboundServer(inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort },
+            mesh, mesh, mesh, loggerFactory, new TrimmingConnectionCounter(_trimmer));
         _outbound = new OutboundHandler(State, _pool, Metrics, loggerFactory.CreateLogger<OutboundHandler>(), meshEndpoints: meshEndpoints);
     }
 

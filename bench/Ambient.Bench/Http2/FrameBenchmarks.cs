@@ -1,5 +1,5 @@
 using System.Buffers;
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 using BenchmarkDotNet.Attributes;
 
 namespace Ambient.Bench.Http2;

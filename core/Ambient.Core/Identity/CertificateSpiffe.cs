@@ -79,14 +79,8 @@ internal static class CertificateSpiffe
     public static bool TryGetSpiffeId(X509Certificate2 certificate, out SpiffeId id, out string error)
     {
         id = default;
-        List<string> uris;
-        try
+        if (!TryGetUriSans(certificate, out var uris, out error))
         {
-            uris = GetUriSans(certificate);
-        }
-        catch (CryptographicException ex)
-        {
-            error = ex.Message;
             return false;
         }
         if (uris.Count != 1)
@@ -97,6 +91,57 @@ internal static class CertificateSpiffe
             return false;
         }
         return SpiffeId.TryParse(uris[0], out id, out error);
+    }
+
+    /// <summary>
+    /// Every SPIFFE ID among the certificate's URI SANs, in order, as Istio's ztunnel reads a peer certificate: URIs of
+    /// another scheme are skipped, but a <c>spiffe://</c> URI that is not a valid workload identity, or a SAN extension
+    /// that is not valid DER, fails the whole certificate (fail closed: it claims an identity we cannot read).
+    /// </summary>
+    public static bool TryGetSpiffeIds(X509Certificate2 certificate, List<SpiffeId> into, out string error)
+    {
+        if (!TryGetUriSans(certificate, out var uris, out error))
+        {
+            return false;
+        }
+        foreach (var uri in uris)
+        {
+            if (!uri.StartsWith(SpiffeId.Scheme, StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+            if (!SpiffeId.TryParse(uri, out var id, out error))
+            {
+                error = $"the certificate's URI subject alternative name {uri} is not a valid SPIFFE ID: {error}";
+                return false;
+            }
+            into.Add(id);
+        }
+        if (into.Count == 0)
+        {
+            error = uris.Count == 0
+                ? "the certificate has no URI subject alternative name (no SPIFFE ID)"
+                : $"none of the certificate's {uris.Count} URI subject alternative names is a SPIFFE ID";
+            return false;
+        }
+        error = string.Empty;
+        return true;
+    }
+
+    private static bool TryGetUriSans(X509Certificate2 certificate, out List<string> uris, out string error)
+    {
+        try
+        {
+            uris = GetUriSans(certificate);
+            error = string.Empty;
+            return true;
+        }
+        catch (CryptographicException ex)
+        {
+            uris = [];
+            error = ex.Message;
+            return false;
+        }
     }
 
     /// <summary>

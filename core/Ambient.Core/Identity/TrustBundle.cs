@@ -72,13 +72,11 @@ internal sealed class TrustBundle
     public bool ValidateChain(X509Certificate2 leaf, X509Certificate2Collection? intermediates, out string error)
         => ValidateChain(leaf, intermediates, out _, out error);
 
-    /// <summary>
-    /// True when <paramref name="leaf"/> chains (through optional <paramref name="intermediates"/>) to one of our
-    /// roots, is within its validity period, is not a CA, and carries exactly one SPIFFE URI of our trust domain,
-    /// returned in <paramref name="identity"/>. Revocation is not checked (the mesh uses short-lived certs instead).
-    /// </summary>
     /// <summary>As the other overloads, taking the intermediates from the chain a TLS callback was handed.</summary>
     public bool ValidatePresentedChain(X509Certificate2 leaf, X509Chain? presented, out SpiffeId identity, out string error)
+        => ValidateChain(leaf, Intermediates(presented), out identity, out error);
+
+    private static X509Certificate2Collection? Intermediates(X509Chain? presented)
     {
         X509Certificate2Collection? intermediates = null;
         if (presented is { ChainElements.Count: > 1 })
@@ -89,10 +87,33 @@ internal sealed class TrustBundle
                 intermediates.Add(presented.ChainElements[i].Certificate);
             }
         }
-        return ValidateChain(leaf, intermediates, out identity, out error);
+        return intermediates;
     }
 
+    /// <summary>
+    /// As <see cref="ValidateChain(X509Certificate2, X509Certificate2Collection?, out SpiffeId, out string)"/> for a
+    /// peer whose identity we know (an HBONE client checking the server it dialed): accepted when one of the
+    /// certificate's SPIFFE IDs is <paramref name="expected"/>, whatever other URI SANs it carries.
+    /// </summary>
+    public bool ValidateChain(X509Certificate2 leaf, X509Certificate2Collection? intermediates, SpiffeId expected, out string error)
+        => ValidateChain(leaf, intermediates, expected, out _, out error);
+
+    /// <summary>As the other overloads, taking the intermediates from the chain a TLS callback was handed, and
+    /// requiring <paramref name="expected"/> among the certificate's identities.</summary>
+    public bool ValidatePresentedChain(X509Certificate2 leaf, X509Chain? presented, SpiffeId expected, out string error)
+        => ValidateChain(leaf, Intermediates(presented), expected, out _, out error);
+
+    /// <summary>
+    /// True when <paramref name="leaf"/> chains (through optional <paramref name="intermediates"/>) to one of our
+    /// roots, is within its validity period, is not a CA, and carries exactly one SPIFFE ID of our trust domain
+    /// (other URI SANs aside, see <see cref="CertificateSpiffe.TryGetSpiffeIds"/>), returned in
+    /// <paramref name="identity"/>. Revocation is not checked (the mesh uses short-lived certs instead).
+    /// </summary>
     public bool ValidateChain(X509Certificate2 leaf, X509Certificate2Collection? intermediates, out SpiffeId identity, out string error)
+        => ValidateChain(leaf, intermediates, default, out identity, out error);
+
+    /// <summary>The one implementation: <paramref name="expected"/> empty means "the single identity of our trust domain".</summary>
+    private bool ValidateChain(X509Certificate2 leaf, X509Certificate2Collection? intermediates, SpiffeId expected, out SpiffeId identity, out string error)
     {
         ArgumentNullException.ThrowIfNull(leaf);
         identity = default;
@@ -109,13 +130,8 @@ internal sealed class TrustBundle
             error = $"the certificate expired at {leaf.NotAfter.ToUniversalTime():u}";
             return false;
         }
-        if (!CertificateSpiffe.TryGetSpiffeId(leaf, out var id, out error))
+        if (!TrySelectIdentity(leaf, expected, out var id, out error))
         {
-            return false;
-        }
-        if (!string.Equals(id.TrustDomain, TrustDomain, StringComparison.Ordinal))
-        {
-            error = $"the certificate identity {id} is not of trust domain '{TrustDomain}'";
             return false;
         }
         foreach (var extension in leaf.Extensions)
@@ -165,6 +181,55 @@ internal sealed class TrustBundle
 
         identity = id;
         error = string.Empty;
+        return true;
+    }
+
+    /// <summary>
+    /// The identity the certificate is taken for. With an expectation: that one, if any of its SPIFFE IDs is it. Without
+    /// (a server learning who connected): its SPIFFE ID of our trust domain, which must be one, so that a policy never
+    /// has to guess which of two identities a peer is.
+    /// </summary>
+    private bool TrySelectIdentity(X509Certificate2 leaf, SpiffeId expected, out SpiffeId identity, out string error)
+    {
+        identity = default;
+        var ids = new List<SpiffeId>(1);
+        if (!CertificateSpiffe.TryGetSpiffeIds(leaf, ids, out error))
+        {
+            return false;
+        }
+        if (!expected.IsEmpty)
+        {
+            foreach (var id in ids)
+            {
+                if (id.Equals(expected))
+                {
+                    identity = id;
+                    return true;
+                }
+            }
+            error = $"the certificate does not carry {expected} (it carries {string.Join(", ", ids)})";
+            return false;
+        }
+        int ours = 0;
+        foreach (var id in ids)
+        {
+            if (string.Equals(id.TrustDomain, TrustDomain, StringComparison.Ordinal) && !id.Equals(identity))
+            {
+                ours++;
+                identity = id;
+            }
+        }
+        if (ours == 0)
+        {
+            error = $"the certificate identity {ids[0]} is not of trust domain '{TrustDomain}'";
+            return false;
+        }
+        if (ours > 1)
+        {
+            identity = default;
+            error = $"the certificate carries {ours} SPIFFE IDs of trust domain '{TrustDomain}'; without an expected identity it must carry exactly one";
+            return false;
+        }
         return true;
     }
 

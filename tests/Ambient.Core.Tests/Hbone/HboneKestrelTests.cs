@@ -1,6 +1,6 @@
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
-using Ambient.Core.Hbone;
+using Ambient.Hbone;
 using static Ambient.Core.Tests.Hbone.HboneTestSupport;
 
 namespace Ambient.Core.Tests.Hbone;

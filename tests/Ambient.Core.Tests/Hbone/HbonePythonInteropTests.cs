@@ -1,5 +1,5 @@
-using Ambient.Core.Hbone;
-using Ambient.Core.Http2;
+using Ambient.Hbone;
+using Ambient.Hbone.Http2;
 using Ambient.TestCommon;
 using static Ambient.Core.Tests.Hbone.HboneTestSupport;
 

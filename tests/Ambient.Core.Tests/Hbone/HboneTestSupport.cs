@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Net;
-using Ambient.Core.Hbone;
+using Ambient.Hbone;
 
 namespace Ambient.Core.Tests.Hbone;
 

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Threading.Channels;
-using Ambient.Core.Hbone;
-using Ambient.Core.Http2;
+using Ambient.Hbone;
+using Ambient.Hbone.Http2;
 using static Ambient.Core.Tests.Hbone.HboneTestSupport;
 
 namespace Ambient.Core.Tests.Hbone;

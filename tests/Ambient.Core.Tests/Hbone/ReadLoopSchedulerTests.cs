@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using Ambient.Core.Hbone;
+using Ambient.Hbone;
 
 namespace Ambient.Core.Tests.Hbone;
 

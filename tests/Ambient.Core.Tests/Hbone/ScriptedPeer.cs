@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 using Ambient.Core.Tests.Http2;
 
 namespace Ambient.Core.Tests.Hbone;

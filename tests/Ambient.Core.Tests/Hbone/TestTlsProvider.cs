@@ -1,5 +1,5 @@
 using System.Security.Cryptography.X509Certificates;
-using Ambient.Core.Hbone;
+using Ambient.Hbone;
 using Ambient.TestCommon;
 
 namespace Ambient.Core.Tests.Hbone;

@@ -1,5 +1,5 @@
 using System.Buffers;
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 
 namespace Ambient.Core.Tests.Http2;
 

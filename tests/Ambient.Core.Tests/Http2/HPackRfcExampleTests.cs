@@ -1,4 +1,4 @@
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 
 namespace Ambient.Core.Tests.Http2;
 

@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.Text;
-using Ambient.Core.Http2;
+using Ambient.Hbone.Http2;
 
 namespace Ambient.Core.Tests.Http2;
 

@@ -90,6 +90,46 @@ public class TrustBundleTests
     }
 
     [Fact]
+    public void LeafWithSeveralUris_IsAccepted_WhenOneIsTheExpectedIdentity()
+    {
+        using var root = TestCertificates.CreateRoot();
+        var other = SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/other");
+        using var leaf = TestCertificates.IssueLeaf(root, ["https://example.com/app", "spiffe://other.domain/ns/demo/sa/web", Id.ToString(), other.ToString()]);
+
+        Assert.True(Bundle(root).ValidateChain(leaf, null, Id, out var error), error);
+        Assert.True(Bundle(root).ValidateChain(leaf, null, other, out error), error);
+        Assert.False(Bundle(root).ValidateChain(leaf, null, SpiffeId.Parse("spiffe://cluster.local/ns/demo/sa/third"), out error));
+        Assert.Contains("spiffe://cluster.local/ns/demo/sa/third", error, StringComparison.Ordinal);
+        Assert.Contains(Id.ToString(), error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void LeafWithSeveralUris_WithoutExpectation_YieldsItsOneIdentityOfOurTrustDomain()
+    {
+        using var root = TestCertificates.CreateRoot();
+        using var leaf = TestCertificates.IssueLeaf(root, ["https://example.com/app", "spiffe://other.domain/ns/demo/sa/web", Id.ToString()]);
+
+        Assert.True(Bundle(root).ValidateChain(leaf, null, out var identity, out var error), error);
+        Assert.Equal(Id, identity);
+    }
+
+    [Fact]
+    public void LeafWithSeveralUris_IsRefused_WhenNoneIsExpected_OrOneIsMalformed()
+    {
+        using var root = TestCertificates.CreateRoot();
+        using var foreignOnly = TestCertificates.IssueLeaf(root, ["https://example.com/app", "spiffe://other.domain/ns/demo/sa/web"]);
+        using var malformed = TestCertificates.IssueLeaf(root, [Id.ToString(), "spiffe://cluster.local/not-a-workload"]);
+
+        Assert.False(Bundle(root).ValidateChain(foreignOnly, null, Id, out var error));
+        Assert.Contains("does not carry", error, StringComparison.Ordinal);
+        Assert.False(Bundle(root).ValidateChain(foreignOnly, null, out error));
+        Assert.Contains("not of trust domain 'cluster.local'", error, StringComparison.Ordinal);
+        Assert.False(Bundle(root).ValidateChain(malformed, null, Id, out error));
+        Assert.Contains("spiffe://cluster.local/not-a-workload", error, StringComparison.Ordinal);
+        Assert.False(Bundle(root).ValidateChain(malformed, null, out error));
+    }
+
+    [Fact]
     public void CaCertificateAsLeaf_IsRejected()
     {
         using var root = TestCertificates.CreateRoot();

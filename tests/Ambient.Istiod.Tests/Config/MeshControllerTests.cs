@@ -13,12 +13,12 @@ public sealed class MeshControllerTests : IDisposable
 {
     private static readonly ImmutableSortedDictionary<string, string> NoLabels = ImmutableSortedDictionary<string, string>.Empty;
     private readonly TempDir _state = new();
-    private readonly CapturedLogs _logs = new();
+    private readonly ListLogger _logs = new(LogLevel.Information);
     private readonly ILoggerFactory _loggerFactory;
 
     public MeshControllerTests()
     {
-        _loggerFactory = LoggerFactory.Create(b => b.AddProvider(new CapturedLogsProvider(_logs, LogLevel.Information)));
+        _loggerFactory = LoggerFactory.Create(b => b.AddProvider(_logs));
     }
 
     public void Dispose()

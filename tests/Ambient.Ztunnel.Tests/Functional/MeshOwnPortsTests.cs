@@ -50,6 +50,25 @@ public sealed class MeshOwnPortsTests : IClassFixture<MeshOwnPortsFixture>
         Assert.DoesNotContain(Mesh.Logs.Entries, e => e.Message.Contains("src.identity=spiffe://cluster.local/ns/" + MeshOwnPortsFixture.Namespace + "/sa/echo", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task Hbone_connect_to_a_service_hostname_reaches_that_services_pod_on_this_listener()
+    {
+        // What a waypoint or a sandwiched client sends: the service's name and port, not a pod address.
+        var echoPod = Mesh.PodAddress("echo-v1");
+        var (cert, key) = _fixture.ClientCert;
+        string[] common = ["--addr", $"{echoPod}:15008", "--ca", _fixture.RootPath, "--cert", cert, "--key", key, "--send-len", "10"];
+
+        var ok = await H2Client.RunAsync([.. common, "--authority", $"{EchoService}:80"]);
+        var unknown = await H2Client.RunAsync([.. common, "--authority", $"nope.{MeshOwnPortsFixture.Namespace}.svc.cluster.local:80"]);
+        var noPort = await H2Client.RunAsync([.. common, "--authority", $"{EchoService}:81"]);
+
+        Assert.True(ok.Status == 200 && ok.EchoedLen == 10, ok.Raw);
+        Assert.True(unknown.Status == 400, unknown.Raw);
+        Assert.Contains("not a known service hostname", unknown.Body, StringComparison.Ordinal);
+        Assert.True(noPort.Status == 400, noPort.Raw);
+        Assert.Contains("no target port", noPort.Body, StringComparison.Ordinal);
+    }
+
     [Theory]
     [MemberData(nameof(ZtunnelPorts))]
     public async Task Hbone_connect_to_a_ztunnel_port_is_400_with_the_reason(int port)

@@ -1,5 +1,5 @@
 using System.Net;
-using Ambient.Ztunnel.Proxy.Inbound;
+using Ambient.Hbone.Server;
 
 namespace Ambient.Ztunnel.Tests.Inbound;
 
@@ -39,6 +39,46 @@ public class ConnectAuthorityTests
     {
         Assert.False(ConnectAuthority.TryParse(authority, out var target, out var error));
         Assert.Null(target);
+        Assert.Contains(reasonPart, error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("echo.demo.svc.cluster.local:80", "echo.demo.svc.cluster.local", 80)]
+    [InlineData("Echo.Demo.svc.cluster.local:8080", "echo.demo.svc.cluster.local", 8080)]
+    [InlineData("localhost:1", "localhost", 1)]
+    [InlineData("a-b.c9:65535", "a-b.c9", 65535)]
+    public void TryParseTarget_Accepts_A_Service_Hostname(string authority, string host, int port)
+    {
+        Assert.True(ConnectAuthority.TryParseTarget(authority, out var address, out var hostname, out int parsedPort, out var error), error);
+        Assert.Null(address);
+        Assert.Equal(host, hostname);
+        Assert.Equal(port, parsedPort);
+    }
+
+    [Fact]
+    public void TryParseTarget_Still_Takes_Addresses_As_Addresses()
+    {
+        Assert.True(ConnectAuthority.TryParseTarget("10.0.0.5:8080", out var address, out var hostname, out int port, out _));
+        Assert.Equal(IPEndPoint.Parse("10.0.0.5:8080"), address);
+        Assert.Null(hostname);
+        Assert.Equal(8080, port);
+    }
+
+    [Theory]
+    [InlineData("127.1:80", "dotted-quad")]
+    [InlineData("0x7f.0.0.1:80", "dotted-quad")]
+    [InlineData("echo.demo:0", "port")]
+    [InlineData("echo.demo:", "port")]
+    [InlineData("echo.demo", "ip:port")]
+    [InlineData("-echo.demo:80", "IP address")]
+    [InlineData("echo..demo:80", "IP address")]
+    [InlineData("echo_demo:80", "IP address")]
+    [InlineData("echo.demo:80:80", "ip:port")]
+    public void TryParseTarget_Rejects_Malformed_Hostnames_With_A_Reason(string authority, string reasonPart)
+    {
+        Assert.False(ConnectAuthority.TryParseTarget(authority, out var address, out var hostname, out _, out var error));
+        Assert.Null(address);
+        Assert.Null(hostname);
         Assert.Contains(reasonPart, error, StringComparison.Ordinal);
     }
 }

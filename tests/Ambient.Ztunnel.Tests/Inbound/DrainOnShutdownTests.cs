@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Proxy.Inbound;
+using Ambient.Hbone.Server;
 
 namespace Ambient.Ztunnel.Tests.Inbound;
 

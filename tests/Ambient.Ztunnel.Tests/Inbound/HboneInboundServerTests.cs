@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Ambient.Hbone.Server;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Proxy.Inbound;
 
 namespace Ambient.Ztunnel.Tests.Inbound;
 
@@ -78,6 +78,53 @@ public class HboneInboundServerTests
         Assert.True(400 == r.Status, r.Raw);
         Assert.Contains("authority", r.Body, StringComparison.Ordinal);
         Assert.Equal(0, env.Echo.Accepted);
+    }
+
+    [Fact]
+    public async Task Service_Hostname_Authority_Reaches_The_Local_Workload_Of_That_Service()
+    {
+        await using var env = await InboundTestEnvironment.StartAsync();
+        env.Targets.ServeService(InboundTestEnvironment.Workload, "echo.demo.svc.cluster.local", 80, env.Echo.EndPoint);
+
+        var r = await env.ConnectAsync("echo.demo.svc.cluster.local:80", 1000);
+
+        Assert.True(200 == r.Status, r.Raw);
+        Assert.Equal(1000, r.EchoedLen);
+        var closed = await WaitForAsync(env, o => o.Closed.Count == 1 ? o.Closed[0] : default);
+        Assert.Equal("-", closed.Flags);
+        Assert.Equal(env.Echo.EndPoint, closed.Info.Destination);
+        Assert.Equal(env.Echo.EndPoint, Assert.Single(env.Targets.AuthorizationCalls).Target);
+    }
+
+    [Fact]
+    public async Task Unknown_Service_Hostname_Is_400_With_Reason()
+    {
+        await using var env = await InboundTestEnvironment.StartAsync();
+        env.Targets.ServeService(InboundTestEnvironment.Workload, "echo.demo.svc.cluster.local", 80, env.Echo.EndPoint);
+
+        var unknown = await env.ConnectAsync("other.demo.svc.cluster.local:80", 10);
+        var wrongPort = await env.ConnectAsync("echo.demo.svc.cluster.local:81", 10);
+
+        Assert.Equal(400, unknown.Status);
+        Assert.Contains("not a known service hostname", unknown.Body, StringComparison.Ordinal);
+        Assert.Equal(400, wrongPort.Status);
+        Assert.Equal(0, env.Echo.Accepted);
+        Assert.Empty(env.Observer.Read(o => o.Opened.ToList()));
+    }
+
+    [Fact]
+    public async Task Service_Hostname_Resolving_To_A_Ztunnel_Port_Is_Still_Refused()
+    {
+        await using var env = await InboundTestEnvironment.StartAsync();
+        // A service whose target port is the ztunnel's readiness port: the refusal applies to where the tunnel would go.
+        env.Targets.ServeService(InboundTestEnvironment.Workload, "sneaky.demo.svc.cluster.local", 80, new IPEndPoint(IPAddress.Loopback, 15021));
+        env.Targets.Serve(InboundTestEnvironment.Workload, new IPEndPoint(IPAddress.Loopback, 15021));
+
+        var r = await env.ConnectAsync("sneaky.demo.svc.cluster.local:80", 10);
+
+        Assert.Equal(400, r.Status);
+        Assert.Contains("ztunnel port", r.Body, StringComparison.Ordinal);
+        Assert.Empty(env.Targets.AuthorizationCalls);
     }
 
     [Fact]

@@ -1,7 +1,8 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Proxy.Inbound;
+using Ambient.Hbone.Server;
+using Ambient.Ztunnel.Proxy;
 
 namespace Ambient.Ztunnel.Tests.Inbound;
 
@@ -58,10 +59,14 @@ internal sealed class TestInboundIdentity : IInboundIdentity
     }
 }
 
-/// <summary>Served targets per listener plus a switchable authorization decision.</summary>
+/// <summary>Served targets (and service hostnames) per listener plus a switchable authorization decision; the
+/// server's default refusals are Istio's ztunnel ports.</summary>
 internal sealed class TestTargets : IInboundTargets
 {
     private readonly HashSet<(IPAddress, IPEndPoint)> _served = new();
+    private readonly Dictionary<(IPAddress, string, int), IPEndPoint> _services = new();
+
+    public Func<IPEndPoint, string?> Refuse { get; set; } = MeshEndpoints.Default.Refusal;
 
     public Func<string, IPEndPoint, bool> Allow { get; set; } = (_, _) => true;
 
@@ -72,6 +77,29 @@ internal sealed class TestTargets : IInboundTargets
         lock (_served)
             _served.Add((listener, target));
     }
+
+    /// <summary>Serves <paramref name="hostname"/>:<paramref name="port"/> on <paramref name="listener"/> with <paramref name="target"/>.</summary>
+    public void ServeService(IPAddress listener, string hostname, int port, IPEndPoint target)
+    {
+        lock (_served)
+            _services[(listener, hostname, port)] = target;
+    }
+
+    public IPEndPoint? ResolveServiceTarget(IPAddress listenerAddress, string hostname, int port, out string? refusal)
+    {
+        lock (_served)
+        {
+            if (_services.TryGetValue((listenerAddress, hostname, port), out var target))
+            {
+                refusal = null;
+                return target;
+            }
+        }
+        refusal = $"authority {hostname} is not a known service hostname";
+        return null;
+    }
+
+    public string? Refusal(IPEndPoint target) => Refuse(target);
 
     public bool IsServedTarget(IPAddress listenerAddress, IPEndPoint target)
     {

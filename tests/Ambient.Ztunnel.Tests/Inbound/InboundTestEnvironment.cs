@@ -6,6 +6,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Ambient.TestCommon;
 using Ambient.Core.Memory;
+using Ambient.Hbone.Server;
 using Ambient.Ztunnel.Proxy.Inbound;
 using Microsoft.Extensions.Logging;
 
@@ -29,7 +30,8 @@ internal sealed class InboundTestEnvironment : IAsyncDisposable
         Echo = new EchoServer();
         Targets.Serve(Workload, Echo.EndPoint);
         LoggerFactory = Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddProvider(Logs).SetMinimumLevel(LogLevel.Debug));
-        Server = new HboneInboundServer(options, Identity, Targets, Observer, LoggerFactory, trimmer);
+        Server = new HboneInboundServer(options, Identity, Targets, Observer, LoggerFactory,
+            trimmer is null ? null : new TrimmingConnectionCounter(trimmer));
         CaFile = Dir.Write("ca.crt", Ca.ExportCertificatePem());
         ClientCert = TestCertificates.IssueWorkload(Ca, TestCertificates.Spiffe("client-ns", "client"));
         (ClientCertFile, ClientKeyFile) = TestCertificates.WritePem(Dir, "client", ClientCert);

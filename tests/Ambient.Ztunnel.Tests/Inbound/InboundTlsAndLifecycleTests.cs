@@ -1,8 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Ambient.Hbone.Server;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Proxy.Inbound;
 
 namespace Ambient.Ztunnel.Tests.Inbound;
 

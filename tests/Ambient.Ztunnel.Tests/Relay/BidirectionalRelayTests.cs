@@ -1,6 +1,7 @@
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using Ambient.Hbone.Relay;
 using Ambient.Ztunnel.Proxy.Relay;
 
 namespace Ambient.Ztunnel.Tests.Relay;
@@ -86,6 +87,29 @@ public class BidirectionalRelayTests
             Assert.False(result.Completed);
             Assert.Equal(2, result.BytesAToB);
         }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ResetOnOneSide_IsReportedWithThatSide(bool clientResets)
+    {
+        var (client, a) = await PairAsync();
+        var (b, server) = await PairAsync();
+        await using var streamA = new NetworkStream(a, ownsSocket: true);
+        await using var streamB = new NetworkStream(b, ownsSocket: true);
+        var relay = BidirectionalRelay.RunAsync(streamA, streamB).AsTask();
+
+        await client.SendAsync(new byte[] { 9 });
+        Assert.Equal(1, await server.ReceiveAsync(new byte[1]));
+        var resetting = clientResets ? client : server;
+        resetting.LingerState = new LingerOption(true, 0);
+        resetting.Dispose(); // RST
+
+        var result = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.False(result.Completed);
+        Assert.Equal(clientResets ? RelaySide.Downstream : RelaySide.Upstream, result.FailedSide);
+        (clientResets ? server : client).Dispose();
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using Ambient.TestCommon;
 using System.Diagnostics;
 using Ambient.Core.Model;
 using Ambient.Core.Protos.Workload;
@@ -40,7 +41,7 @@ public sealed class LargePushTests
         }
         Assert.True(pushBytes > 8L * 1024 * 1024, $"the push is only {pushBytes} bytes: it would not test the limit");
 
-        var log = new TestLog();
+        var log = new ListLogger();
         await using var client = istiod.CreateXdsClient("node-1", log);
         var watch = Stopwatch.StartNew();
         client.Start();

@@ -1,8 +1,10 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Identity;
+using Ambient.Core.Memory;
 using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
+using Ambient.Hbone.Server;
 using Ambient.Ztunnel.Identity;
 using Ambient.Ztunnel.State;
 using Ambient.Ztunnel.Telemetry;
@@ -12,22 +14,25 @@ namespace Ambient.Ztunnel.Proxy.Inbound;
 /// <summary>
 /// The inbound server's seams answered from the node's live state: each listener presents its pod's current
 /// certificate, peers are judged by the mesh trust bundle, only workloads on the listener's own address are
-/// served (no open relay), and every tunnel is counted with reporter=destination.
+/// served (no open relay; a service hostname resolves to that workload), the mesh's own endpoints are refused, and
+/// every tunnel is counted with reporter=destination.
 /// </summary>
 internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, IInboundObserver
 {
     private readonly ProxyState _state;
     private readonly CertificateManager _certificates;
     private readonly ConnectionMetrics _metrics;
+    private readonly MeshEndpoints _meshEndpoints;
     private readonly ILogger _logger;
     // Keyed by instance: two tunnels can carry equal info (same peer, target and start tick).
     private readonly System.Collections.Concurrent.ConcurrentDictionary<InboundConnectionInfo, TcpCounters> _open = new(ReferenceEqualityComparer.Instance);
 
-    public MeshInbound(ProxyState state, CertificateManager certificates, ConnectionMetrics metrics, ILogger logger)
+    public MeshInbound(ProxyState state, CertificateManager certificates, ConnectionMetrics metrics, MeshEndpoints meshEndpoints, ILogger logger)
     {
         _state = state;
         _certificates = certificates;
         _metrics = metrics;
+        _meshEndpoints = meshEndpoints;
         _logger = logger;
     }
 
@@ -57,6 +62,36 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
         failureReason = error;
         return null;
     }
+
+    public IPEndPoint? ResolveServiceTarget(IPAddress listenerAddress, string hostname, int port, out string? refusal)
+    {
+        var snapshot = _state.Snapshot;
+        var service = snapshot.FindServiceByHostname(hostname);
+        if (service is null)
+        {
+            refusal = $"authority {hostname} is not a known service hostname";
+            return null;
+        }
+        foreach (var endpoint in snapshot.EndpointsOf(service))
+        {
+            if (!endpoint.Workload.Addresses.Contains(listenerAddress))
+            {
+                continue;
+            }
+            // The workload's own mapping first, else the service's numeric target port, as the outbound side resolves it.
+            if (endpoint.TryGetTargetPort(service, port, out int targetPort))
+            {
+                refusal = null;
+                return new IPEndPoint(listenerAddress, targetPort);
+            }
+            refusal = $"authority {hostname}:{port}: the workload served here has no target port for service port {port}";
+            return null;
+        }
+        refusal = $"authority {hostname}: no workload of that service is served by this listener";
+        return null;
+    }
+
+    public string? Refusal(IPEndPoint target) => _meshEndpoints.Refusal(target);
 
     public bool IsServedTarget(IPAddress listenerAddress, IPEndPoint target)
     {
@@ -171,4 +206,12 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
         [LoggerMessage(1, LogLevel.Warning, "inbound TLS handshake from {Remote} refused: {Reason}")]
         public static partial void TlsFailure(ILogger logger, string remote, string reason);
     }
+}
+
+/// <summary>The HBONE server's connection count feeds the memory trimmer: a closed burst gives memory back to the OS.</summary>
+internal sealed class TrimmingConnectionCounter(MemoryTrimmer trimmer) : IInboundConnectionCounter
+{
+    public void Opened() => trimmer.Opened();
+
+    public void Closed() => trimmer.Closed();
 }

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
-using Ambient.Core.Hbone;
+using Ambient.Hbone;
 using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
 using Ambient.Ztunnel.Proxy.Socks5;

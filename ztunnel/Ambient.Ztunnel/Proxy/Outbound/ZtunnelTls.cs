@@ -1,6 +1,6 @@
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
-using Ambient.Core.Hbone;
+using Ambient.Hbone;
 using Ambient.Core.Identity;
 using Ambient.Ztunnel.Identity;
 
@@ -21,14 +21,16 @@ internal sealed class ZtunnelTls(CertificateManager certificates) : IHboneTlsPro
 
     public bool ValidateServer(X509Certificate2 serverCert, X509Chain? chain, string expectedIdentity, out string? failure)
     {
-        if (!certificates.Trust.ValidatePresentedChain(serverCert, chain, out SpiffeId actual, out var error))
+        // The expected identity comes from the control plane; one that does not parse can match no certificate.
+        if (!SpiffeId.TryParse(expectedIdentity, out var expected, out var invalid))
         {
-            failure = error;
+            failure = $"the expected identity {expectedIdentity} is not a SPIFFE ID: {invalid}";
             return false;
         }
-        if (!string.Equals(actual.ToString(), expectedIdentity, StringComparison.Ordinal))
+        // Several URI SANs are fine as long as one of them is the identity we dialed (Istio's ztunnel does the same).
+        if (!certificates.Trust.ValidatePresentedChain(serverCert, chain, expected, out var error))
         {
-            failure = $"server presented {actual} but {expectedIdentity} was expected";
+            failure = error;
             return false;
         }
         failure = null;
