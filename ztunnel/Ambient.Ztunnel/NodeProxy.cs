@@ -33,7 +33,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
     private readonly HboneConnectionPool _pool;
     private readonly HboneInboundServer _inbound;
     private readonly MemoryTrimmer _trimmer;
-    private readonly OutboundHandler _outbound;
+    private readonly OutboundProxy _outbound;
     private readonly Dictionary<IPAddress, Socks5Listener> _socks = new();
     private readonly SemaphoreSlim _reconcile = new(1, 1);
     private readonly CancellationTokenSource _stopping = new();
@@ -64,7 +64,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
             minimumDrop: 256, quietPeriod: TimeSpan.FromSeconds(2));
         _inbound = new HboneInboundServer((inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort }) with { MeshEndpoints = meshEndpoints },
             mesh, mesh, mesh, loggerFactory, _trimmer);
-        _outbound = new OutboundHandler(State, _pool, Metrics, loggerFactory.CreateLogger<OutboundHandler>(), meshEndpoints: meshEndpoints);
+        _outbound = new OutboundProxy(State, _pool, Metrics, loggerFactory.CreateLogger<OutboundProxy>(), meshEndpoints: meshEndpoints);
     }
 
     public ProxyState State => _control.State;

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Ambient.Core;
 using Ambient.Core.Hbone;
 
 namespace Ambient.Ztunnel.Proxy.Inbound;
@@ -8,7 +9,7 @@ namespace Ambient.Ztunnel.Proxy.Inbound;
 internal sealed record HboneInboundOptions
 {
     /// <summary>Port every workload listener binds; 0 picks a free port per listener (tests).</summary>
-    public int Port { get; init; } = ZtunnelPorts.Hbone;
+    public int Port { get; init; } = MeshPorts.Hbone;
 
     /// <summary>Upstream (workload) connect timeout; on expiry the CONNECT gets 503.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);

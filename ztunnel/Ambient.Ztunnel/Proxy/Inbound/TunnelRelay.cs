@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net.Sockets;
 using Ambient.Core.Hbone;
 using Ambient.Core.Http2;
+using Ambient.Core.Telemetry;
 
 namespace Ambient.Ztunnel.Proxy.Inbound;
 
