@@ -59,6 +59,8 @@ public sealed class WaypointRoutingTests
         var d = state.ResolveDestination(Source(), "echo.demo.svc.cluster.local", 80).Destination!;
 
         Assert.Equal("echo.demo.svc.cluster.local:80", d.Authority);
+        Assert.Equal(new IPEndPoint(WaypointPod, 15008), d.TunnelEndpoint);
+        Assert.Equal(new IPEndPoint(IPAddress.None, 80), d.Target); // no address to name; the port is still judged
     }
 
     [Fact]

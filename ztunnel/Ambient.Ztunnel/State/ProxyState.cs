@@ -103,7 +103,7 @@ internal sealed class ProxyState
             // A pod addressed directly: any port, no service; health does not matter (the caller chose this pod).
             var target = new IPEndPoint(ip, port);
             if (workload.Waypoint is { } waypoint
-                && ViaGateway(snapshot, source, RouteKind.Waypoint, waypoint, target, FormatAuthority(target), service: null) is { } viaWaypoint)
+                && ViaGateway(snapshot, source, RouteKind.Waypoint, waypoint, target, port, FormatAuthority(target), service: null) is { } viaWaypoint)
             {
                 return viaWaypoint;
             }
@@ -125,7 +125,7 @@ internal sealed class ProxyState
             // named to the waypoint by its first VIP, or by hostname:port when it has none.
             vip ??= service.Vips.IsEmpty ? null : service.Vips[0];
             var original = vip is null ? null : new IPEndPoint(vip, port);
-            if (ViaGateway(snapshot, source, RouteKind.Waypoint, waypoint, original,
+            if (ViaGateway(snapshot, source, RouteKind.Waypoint, waypoint, original, port,
                 original is null ? $"{service.Hostname}:{port}" : FormatAuthority(original), service) is { } viaWaypoint)
             {
                 return viaWaypoint;
@@ -199,7 +199,7 @@ internal sealed class ProxyState
         if (workload.NetworkGateway is { } gateway && source is not null && workload.Network.Length > 0
             && source.Network.Length > 0 && workload.Network != source.Network)
         {
-            return ViaGateway(snapshot, source, RouteKind.NetworkGateway, gateway, target, FormatAuthority(target), service)
+            return ViaGateway(snapshot, source, RouteKind.NetworkGateway, gateway, target, target.Port, FormatAuthority(target), service)
                 ?? DestinationResult.Ok(ResolvedDestination.Direct(workload, target, service));
         }
         return DestinationResult.Ok(ResolvedDestination.Direct(workload, target, service));
@@ -211,8 +211,10 @@ internal sealed class ProxyState
     /// <paramref name="authority"/>. Null when <paramref name="source"/> is that gateway itself: its own traffic must
     /// not loop back into it, so the caller routes it as if there were no gateway.
     /// </summary>
+    /// <param name="target">The original target; null for a service named by hostname that has no VIP.</param>
+    /// <param name="port">The original port (the target's, or the one asked of the VIP-less service).</param>
     private DestinationResult? ViaGateway(MeshSnapshot snapshot, WorkloadInfo? source, RouteKind route, GatewayInfo gateway,
-        IPEndPoint? target, string authority, ServiceInfo? service)
+        IPEndPoint? target, int port, string authority, ServiceInfo? service)
     {
         WorkloadInfo? via = null;
         if (gateway.Host is { } host)
@@ -248,7 +250,10 @@ internal sealed class ProxyState
         }
         var address = gateway.Address ?? via.Addresses[0];
         var tunnel = new IPEndPoint(address, gateway.HboneMtlsPort);
-        return DestinationResult.Ok(new ResolvedDestination(route, via, target ?? tunnel, tunnel, via.Identity, service) { Authority = authority });
+        return DestinationResult.Ok(new ResolvedDestination(route, via, target ?? new IPEndPoint(IPAddress.None, port), tunnel, via.Identity, service)
+        {
+            Authority = authority,
+        });
     }
 
     /// <summary>A waypoint service's ports need not list the HBONE port: any healthy endpoint with an address will do.</summary>

@@ -44,7 +44,8 @@ internal enum RouteKind
 /// <param name="Workload">The workload that terminates the connection as seen from here: the destination pod, or the
 /// waypoint / gateway pod the tunnel goes to; null for passthrough to an address outside the mesh.</param>
 /// <param name="Target">Where the bytes go in the end: the pod IP and target port, or the original target (service
-/// VIP:port, pod IP:port) when a waypoint or gateway picks the endpoint.</param>
+/// VIP:port, pod IP:port) when a waypoint or gateway picks the endpoint. A service named by hostname that has no VIP
+/// has no address to give: its port with <see cref="IPAddress.None"/> (the <see cref="Authority"/> names it).</param>
 /// <param name="TunnelEndpoint">Where HBONE dials (pod IP:15008, or the waypoint's / gateway's address and HBONE
 /// port); null for <see cref="RouteKind.Plain"/>.</param>
 /// <param name="ExpectedIdentity">The SPIFFE URI the tunnel's peer must present (HBONE only).</param>
