@@ -1,3 +1,4 @@
+using Ambient.Hbone.Telemetry;
 using System.Collections.Immutable;
 using Ambient.Core.Telemetry;
 using Ambient.Core.Config;

@@ -1,3 +1,4 @@
+using Ambient.Hbone.Telemetry;
 using System.Collections.Immutable;
 using YamlDotNet.Core;
 using Ambient.Core.Telemetry;

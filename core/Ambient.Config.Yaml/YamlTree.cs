@@ -1,3 +1,4 @@
+using Ambient.Hbone.Telemetry;
 using System.Globalization;
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;

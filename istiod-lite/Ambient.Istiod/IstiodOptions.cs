@@ -1,4 +1,5 @@
 using System.Net;
+using Ambient.Core;
 using Ambient.Core.Identity;
 
 namespace Ambient.Istiod;
@@ -14,9 +15,6 @@ internal sealed record IstiodOptions(
     string? CaDirectory = null,
     string? CaKeyPasswordFile = null)
 {
-    public const int DefaultGrpcPort = 15012;
-    public const int DefaultMonitoringPort = 15014;
-
     public static string Usage =>
         """
         usage: istiod-lite --config DIR [--state DIR] [--listen IP:PORT] [--monitoring IP:PORT|off]
@@ -40,8 +38,8 @@ internal sealed record IstiodOptions(
     public static IstiodOptions? TryParse(string[] args, out string? error)
     {
         string? config = null, state = null, clusterId = "Kubernetes", trustDomain = "cluster.local", caDirectory = null, caKeyPasswordFile = null;
-        var grpc = new IPEndPoint(IPAddress.Loopback, DefaultGrpcPort);
-        IPEndPoint? monitoring = new(IPAddress.Loopback, DefaultMonitoringPort);
+        var grpc = new IPEndPoint(IPAddress.Loopback, MeshPorts.IstiodGrpc);
+        IPEndPoint? monitoring = new(IPAddress.Loopback, MeshPorts.IstiodMonitoring);
         for (var i = 0; i < args.Length; i++)
         {
             var name = args[i];

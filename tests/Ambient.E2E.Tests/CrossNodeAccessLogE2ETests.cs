@@ -38,20 +38,22 @@ public sealed class CrossNodeAccessLogE2ETests : IAsyncLifetime
         await MeshRun.EventuallyAsync(() =>
         {
             outbound = Array.Find(MeshRun.ReadLog(source).Split('\n'), l =>
-                l.Contains($"access reporter=source src.identity={src} src.addr=", StringComparison.Ordinal)
-                && l.Contains($"dst.identity={dst} dst.addr={echo.Address}:8080", StringComparison.Ordinal));
+                l.Contains($"src.identity={src} dst.addr={echo.Address}:15008 dst.hbone_addr={echo.Address}:8080", StringComparison.Ordinal)
+                && l.Contains("direction=outbound", StringComparison.Ordinal));
             inbound = Array.Find(MeshRun.ReadLog(destination).Split('\n'), l =>
-                l.Contains($"inbound src.identity={src} src.addr=", StringComparison.Ordinal)
-                && l.Contains($"dst.addr={echo.Address}:8080", StringComparison.Ordinal));
+                l.Contains($"src.identity={src} dst.addr={echo.Address}:8080", StringComparison.Ordinal)
+                && l.Contains("direction=inbound", StringComparison.Ordinal));
             return Task.FromResult(outbound is not null && inbound is not null);
         }, TimeSpan.FromSeconds(10), () => Task.FromResult(
             $"missing access log lines (outbound found: {outbound is not null}, inbound found: {inbound is not null})\n"
             + $"--- {source.Name} ---\n{MeshRun.ReadLog(source)}\n--- {destination.Name} ---\n{MeshRun.ReadLog(destination)}"));
-        Assert.Contains("security=mtls", outbound, StringComparison.Ordinal);
+        // One format both ways: the same fields, each end naming both identities.
+        Assert.Contains($"dst.identity={dst} direction=outbound", outbound, StringComparison.Ordinal);
+        Assert.Contains($"dst.identity={dst} direction=inbound", inbound, StringComparison.Ordinal);
         Assert.Contains($"dst.service=echo.{Mesh.Namespace}.svc.cluster.local", outbound, StringComparison.Ordinal);
         // The echo answered with a body, so the byte counts cannot be zero on either side.
         Assert.DoesNotContain("bytes_recv=0 ", outbound, StringComparison.Ordinal);
-        Assert.DoesNotContain("bytes_out=0 ", inbound, StringComparison.Ordinal);
+        Assert.DoesNotContain("bytes_recv=0 ", inbound, StringComparison.Ordinal);
 
         string[] both = [$"source_principal=\"{src}\"", $"destination_principal=\"{dst}\"", "connection_security_policy=\"mutual_tls\""];
         var sourceMetrics = await MeshRun.MetricsAsync(source);

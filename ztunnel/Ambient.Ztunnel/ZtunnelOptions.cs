@@ -1,4 +1,5 @@
 using System.Net;
+using Ambient.Core;
 using Ambient.Core.Identity;
 using Ambient.Ztunnel.Admin;
 
@@ -41,8 +42,8 @@ internal sealed record ZtunnelOptions(
     {
         string? node = null, root = null, token = null, clusterId = "Kubernetes";
         var address = IPAddress.Loopback;
-        var istiod = new Uri($"https://127.0.0.1:{ZtunnelPorts.IstiodGrpc}");
-        int hbone = ZtunnelPorts.Hbone, socks = ZtunnelPorts.Socks5, admin = ZtunnelPorts.Admin, metrics = ZtunnelPorts.Metrics, ready = ZtunnelPorts.Readiness;
+        var istiod = new Uri($"https://127.0.0.1:{MeshPorts.IstiodGrpc}");
+        int hbone = MeshPorts.Hbone, socks = MeshPorts.Socks5, admin = MeshPorts.Admin, metrics = MeshPorts.Metrics, ready = MeshPorts.Readiness;
         var ttl = TimeSpan.FromHours(24);
         var trustDomain = SpiffeId.DefaultTrustDomain;
         for (var i = 0; i < args.Length; i++)

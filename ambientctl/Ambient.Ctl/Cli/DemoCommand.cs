@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using Ambient.Core;
 using Ambient.Ctl.Demo;
 using Ambient.Ctl.Local;
 using Spectre.Console;
@@ -128,10 +129,10 @@ internal static class DemoCommand
     private static void PrintUrls(LocalMesh mesh)
     {
         var control = mesh.Options.ControlAddress;
-        Console.WriteLine($"istiod-lite: https://{control}:{LocalMeshOptions.GrpcPort} (CA + discovery), http://{control}:{LocalMeshOptions.MonitoringPort}/debug/workloads");
+        Console.WriteLine($"istiod-lite: https://{control}:{MeshPorts.IstiodGrpc} (CA + discovery), http://{control}:{MeshPorts.IstiodMonitoring}/debug/workloads");
         foreach (var (node, address) in mesh.Plan.Nodes)
         {
-            Console.WriteLine($"ztunnel {node}: http://{address}:{LocalMeshOptions.AdminPort}/config_dump  http://{address}:{LocalMeshOptions.MetricsPort}/metrics  http://{address}:{LocalMeshOptions.ReadinessPort}/healthz/ready");
+            Console.WriteLine($"ztunnel {node}: http://{address}:{MeshPorts.Admin}/config_dump  http://{address}:{MeshPorts.Metrics}/metrics  http://{address}:{MeshPorts.Readiness}/healthz/ready");
         }
     }
 

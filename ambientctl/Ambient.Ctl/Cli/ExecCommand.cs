@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Net;
+using Ambient.Core;
 using Ambient.Ctl.Local;
 
 namespace Ambient.Ctl.Cli;
@@ -51,7 +52,7 @@ internal static class ExecCommand
         var (args, env) = Prepare(command, target);
         if (target.Pod!.InMesh && !await WaitForListenerAsync(target).ConfigureAwait(false))
         {
-            Console.Error.WriteLine($"warning: the ztunnel's SOCKS5 listener {target.Address}:{LocalMeshOptions.SocksPort} of pod " +
+            Console.Error.WriteLine($"warning: the ztunnel's SOCKS5 listener {target.Address}:{MeshPorts.Socks5} of pod " +
                 $"{target.Pod.Namespace}/{target.Pod.Name} does not answer; see `ambientctl local status`");
         }
         var psi = new ProcessStartInfo(program) { UseShellExecute = false };
@@ -77,7 +78,7 @@ internal static class ExecCommand
     internal static (List<string> Args, Dictionary<string, string> Env) Prepare(string[] command, ComponentRecord pod)
     {
         var inMesh = pod.Pod?.InMesh ?? false;
-        var socks = $"{pod.Address}:{LocalMeshOptions.SocksPort}";
+        var socks = $"{pod.Address}:{MeshPorts.Socks5}";
         var args = new List<string>();
         if (Path.GetFileNameWithoutExtension(command[0]) == "curl")
         {
@@ -96,7 +97,7 @@ internal static class ExecCommand
 
     private static async Task<bool> WaitForListenerAsync(ComponentRecord pod)
     {
-        var endpoint = new IPEndPoint(IPAddress.Parse(pod.Address!), LocalMeshOptions.SocksPort);
+        var endpoint = new IPEndPoint(IPAddress.Parse(pod.Address!), MeshPorts.Socks5);
         var sw = Stopwatch.StartNew();
         while (true)
         {

@@ -3,6 +3,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Net;
 using Ambient.Config.Yaml;
+using Ambient.Core;
 using Ambient.Core.Config;
 using Ambient.Ctl.Local;
 
@@ -221,11 +222,11 @@ internal static class LocalCommands
         {
             var endpoints = c.Kind switch
             {
-                "istiod" => $"grpc {c.Address}:{LocalMeshOptions.GrpcPort} http://{c.Address}:{LocalMeshOptions.MonitoringPort}/debug/workloads",
-                "ztunnel" => $"http://{c.Address}:{LocalMeshOptions.AdminPort}/config_dump http://{c.Address}:{LocalMeshOptions.MetricsPort}/metrics",
+                "istiod" => $"grpc {c.Address}:{MeshPorts.IstiodGrpc} http://{c.Address}:{MeshPorts.IstiodMonitoring}/debug/workloads",
+                "ztunnel" => $"http://{c.Address}:{MeshPorts.Admin}/config_dump http://{c.Address}:{MeshPorts.Metrics}/metrics",
                 // Outside the mesh no ztunnel listens for the pod: it is reached directly, in plain text.
                 _ when c.Pod is { InMesh: false } => $"{c.Address} direct (not in the mesh: no ztunnel port)",
-                _ => $"socks5h://{c.Address}:{LocalMeshOptions.SocksPort}",
+                _ => $"socks5h://{c.Address}:{MeshPorts.Socks5}",
             };
             table.AddRow(c.Name, c.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture), endpoints);
         }

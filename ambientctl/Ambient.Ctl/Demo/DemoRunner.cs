@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
+using Ambient.Core;
 using Ambient.Ctl.Labels;
 using Ambient.Ctl.Local;
 
@@ -63,7 +64,7 @@ internal sealed class DemoRunner(LocalMesh mesh, Action<string> report)
         _plan.Containers.FirstOrDefault(c => c.Namespace == ns && c.Pod == name)
         ?? throw new LocalMeshException($"the demo folder has no pod {ns}/{name}");
 
-    private static IPEndPoint Socks(ContainerPlan pod) => new(pod.Address, LocalMeshOptions.SocksPort);
+    private static IPEndPoint Socks(ContainerPlan pod) => new(pod.Address, MeshPorts.Socks5);
 
     private IPAddress NodeOf(ContainerPlan pod) => _plan.Nodes[pod.Node];
 
@@ -216,7 +217,7 @@ internal sealed class DemoRunner(LocalMesh mesh, Action<string> report)
     {
         try
         {
-            var text = await Metrics.GetStringAsync($"http://{node}:{LocalMeshOptions.MetricsPort}/metrics", ct).ConfigureAwait(false);
+            var text = await Metrics.GetStringAsync($"http://{node}:{MeshPorts.Metrics}/metrics", ct).ConfigureAwait(false);
             return PrometheusText.Parse(text);
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException)

@@ -1,20 +1,13 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using Ambient.Core;
 
 namespace Ambient.Ctl.Local;
 
 /// <summary>Settings of one `local up`.</summary>
 internal sealed record LocalMeshOptions(string StateFolder, IPAddress ControlAddress, TextWriter? Echo, TimeSpan ReadyTimeout)
 {
-    public const int GrpcPort = 15012;
-    public const int MonitoringPort = 15014;
-    public const int HbonePort = 15008;
-    public const int SocksPort = 15080;
-    public const int AdminPort = 15000;
-    public const int MetricsPort = 15020;
-    public const int ReadinessPort = 15021;
-
     /// <summary>.ambient-state beside the config folder, or beside the folder holding the config file.</summary>
     public static string DefaultStateFolder(string configPath) =>
         Path.GetFullPath(Path.Combine(File.Exists(configPath) ? Path.GetDirectoryName(Path.GetFullPath(configPath))! : configPath, "..", ".ambient-state"));
@@ -101,22 +94,22 @@ internal sealed class LocalMesh : IAsyncDisposable
     {
         var wanted = new List<(IPEndPoint Endpoint, string Owner)>
         {
-            (new IPEndPoint(options.ControlAddress, LocalMeshOptions.GrpcPort), "istiod-lite CA + discovery"),
-            (new IPEndPoint(options.ControlAddress, LocalMeshOptions.MonitoringPort), "istiod-lite monitoring"),
+            (new IPEndPoint(options.ControlAddress, MeshPorts.IstiodGrpc), "istiod-lite CA + discovery"),
+            (new IPEndPoint(options.ControlAddress, MeshPorts.IstiodMonitoring), "istiod-lite monitoring"),
         };
         foreach (var (node, address) in plan.Nodes)
         {
-            wanted.Add((new IPEndPoint(address, LocalMeshOptions.AdminPort), $"ztunnel {node} admin"));
-            wanted.Add((new IPEndPoint(address, LocalMeshOptions.MetricsPort), $"ztunnel {node} metrics"));
-            wanted.Add((new IPEndPoint(address, LocalMeshOptions.ReadinessPort), $"ztunnel {node} readiness"));
+            wanted.Add((new IPEndPoint(address, MeshPorts.Admin), $"ztunnel {node} admin"));
+            wanted.Add((new IPEndPoint(address, MeshPorts.Metrics), $"ztunnel {node} metrics"));
+            wanted.Add((new IPEndPoint(address, MeshPorts.Readiness), $"ztunnel {node} readiness"));
         }
         var seenPods = new HashSet<IPAddress>();
         foreach (var c in plan.Containers)
         {
             if (seenPods.Add(c.Address))
             {
-                wanted.Add((new IPEndPoint(c.Address, LocalMeshOptions.HbonePort), $"ztunnel HBONE for pod {c.Namespace}/{c.Pod}"));
-                wanted.Add((new IPEndPoint(c.Address, LocalMeshOptions.SocksPort), $"ztunnel SOCKS5 for pod {c.Namespace}/{c.Pod}"));
+                wanted.Add((new IPEndPoint(c.Address, MeshPorts.Hbone), $"ztunnel HBONE for pod {c.Namespace}/{c.Pod}"));
+                wanted.Add((new IPEndPoint(c.Address, MeshPorts.Socks5), $"ztunnel SOCKS5 for pod {c.Namespace}/{c.Pod}"));
             }
             if (c.Port is { } port) wanted.Add((new IPEndPoint(c.Address, port), $"pod {c.DisplayName} port {port}"));
         }
@@ -153,16 +146,16 @@ internal sealed class LocalMesh : IAsyncDisposable
         var control = _options.ControlAddress.ToString();
         WriteState();
 
-        _report($"starting istiod-lite on {control}:{LocalMeshOptions.GrpcPort} (config {_plan.ConfigFolder})");
+        _report($"starting istiod-lite on {control}:{MeshPorts.IstiodGrpc} (config {_plan.ConfigFolder})");
         await StartAsync(new ComponentSpec("istiod", "istiod", istiod,
-            ["--config", _plan.ConfigFolder, "--state", state, "--listen", $"{control}:{LocalMeshOptions.GrpcPort}",
-             "--monitoring", $"{control}:{LocalMeshOptions.MonitoringPort}"],
+            ["--config", _plan.ConfigFolder, "--state", state, "--listen", $"{control}:{MeshPorts.IstiodGrpc}",
+             "--monitoring", $"{control}:{MeshPorts.IstiodMonitoring}"],
             new Dictionary<string, string>(), control, null, Path.Combine(logs, "istiod.log"))).ConfigureAwait(false);
         var rootCert = Path.Combine(state, "root-cert.pem");
         var tokens = new List<string> { rootCert };
         foreach (var node in _plan.Nodes.Keys) tokens.Add(Path.Combine(state, "tokens", node + ".token"));
         await WaitForAsync("istiod-lite to write the root certificate and node tokens", () => AllExist(tokens), "istiod", ct).ConfigureAwait(false);
-        await WaitForAsync("istiod-lite to be ready", () => HttpOkAsync($"http://{control}:{LocalMeshOptions.MonitoringPort}/ready"), "istiod", ct).ConfigureAwait(false);
+        await WaitForAsync("istiod-lite to be ready", () => HttpOkAsync($"http://{control}:{MeshPorts.IstiodMonitoring}/ready"), "istiod", ct).ConfigureAwait(false);
 
         foreach (var (node, address) in _plan.Nodes)
         {
@@ -170,12 +163,12 @@ internal sealed class LocalMesh : IAsyncDisposable
             await StartAsync(new ComponentSpec("ztunnel-" + node, "ztunnel", ztunnel,
                 ["--node", node, "--address", address.ToString(), "--root", rootCert,
                  "--token-file", Path.Combine(state, "tokens", node + ".token"),
-                 "--istiod", $"https://{control}:{LocalMeshOptions.GrpcPort}"],
+                 "--istiod", $"https://{control}:{MeshPorts.IstiodGrpc}"],
                 new Dictionary<string, string>(), address.ToString(), node, Path.Combine(logs, $"ztunnel-{node}.log"))).ConfigureAwait(false);
         }
         foreach (var (node, address) in _plan.Nodes)
         {
-            await WaitForAsync($"ztunnel {node} to be ready", () => HttpOkAsync($"http://{address}:{LocalMeshOptions.ReadinessPort}/healthz/ready"),
+            await WaitForAsync($"ztunnel {node} to be ready", () => HttpOkAsync($"http://{address}:{MeshPorts.Readiness}/healthz/ready"),
                 "ztunnel-" + node, ct).ConfigureAwait(false);
         }
 
@@ -284,7 +277,7 @@ internal sealed class LocalMesh : IAsyncDisposable
             ["SERVICE_ACCOUNT"] = c.ServiceAccount,
             ["NODE_NAME"] = c.Node,
             // A program that honours ALL_PROXY reaches the mesh through its node's ztunnel, as if captured.
-            ["AMBIENT_SOCKS5"] = $"{c.Address}:{LocalMeshOptions.SocksPort}",
+            ["AMBIENT_SOCKS5"] = $"{c.Address}:{MeshPorts.Socks5}",
         };
         if (c.Port is { } port) env["PORT"] = port.ToString(CultureInfo.InvariantCulture);
         foreach (var (k, v) in c.Env) env[k] = HostPrograms.Expand(v, env);

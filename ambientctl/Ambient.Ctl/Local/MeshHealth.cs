@@ -1,3 +1,5 @@
+using Ambient.Core;
+
 namespace Ambient.Ctl.Local;
 
 /// <summary>How `status` looks at the mesh: a process by pid and start time, a component by its readiness URL.</summary>
@@ -70,8 +72,8 @@ internal static class MeshHealth
         var running = probe.IsRunning(c.Pid, c.StartTicks);
         var url = c.Kind switch
         {
-            "istiod" => $"http://{c.Address}:{LocalMeshOptions.MonitoringPort}/ready",
-            "ztunnel" => $"http://{c.Address}:{LocalMeshOptions.ReadinessPort}/healthz/ready",
+            "istiod" => $"http://{c.Address}:{MeshPorts.IstiodMonitoring}/ready",
+            "ztunnel" => $"http://{c.Address}:{MeshPorts.Readiness}/healthz/ready",
             _ => null, // a pod is ready when its process runs (our pods declare no probes)
         };
         var ready = running && (url is null || await probe.HttpOkAsync(url).ConfigureAwait(false));

@@ -1,3 +1,4 @@
+using Ambient.Hbone.Telemetry;
 using System.Diagnostics.CodeAnalysis;
 using Ambient.Core.Telemetry;
 

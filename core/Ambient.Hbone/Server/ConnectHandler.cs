@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Ambient.Hbone.Relay;
+using Ambient.Hbone.Telemetry;
 using Microsoft.Extensions.Logging;
 
 namespace Ambient.Hbone.Server;
@@ -157,8 +158,7 @@ internal sealed class ConnectHandler
         finally
         {
             var duration = Stopwatch.GetElapsedTime(started);
-            InboundLog.Access(_logger, info.PeerIdentity, info.Source, info.Destination, bytesIn, bytesOut,
-                (long)duration.TotalMilliseconds, flags, info.Forwarded, info.TraceParent);
+            WriteAccessLog(info, bytesIn, bytesOut, duration, flags);
             try
             {
                 _observer.ConnectionClosed(info, bytesIn, bytesOut, flags);
@@ -168,6 +168,24 @@ internal sealed class ConnectHandler
                 InboundLog.ObserverFailed(_logger, ex);
             }
         }
+    }
+
+    private void WriteAccessLog(InboundConnectionInfo info, long bytesIn, long bytesOut, TimeSpan duration, string flags)
+    {
+        var peers = InboundPeers.Unknown;
+        try
+        {
+            peers = _observer.Describe(info);
+        }
+        catch (Exception ex)
+        {
+            InboundLog.ObserverFailed(_logger, ex);
+        }
+        var target = info.Destination.ToString();
+        AccessLog.Write(_logger, new AccessLogEntry(TrafficDirection.Inbound,
+            info.Source.ToString(), peers.SourceWorkload, info.PeerIdentity,
+            target, target, peers.DestinationService, peers.DestinationWorkload, peers.DestinationIdentity,
+            bytesIn, bytesOut, duration, flags));
     }
 
     private async ValueTask<Socket?> ConnectAsync(IPEndPoint target, CancellationToken aborted)

@@ -5,11 +5,7 @@ namespace Ambient.Hbone.Server;
 
 internal static partial class InboundLog
 {
-    /// <summary>The access log: one line per tunnel, written when it ends (also for denied / failed ones).</summary>
-    [LoggerMessage(EventId = 1, EventName = "InboundAccess", Level = LogLevel.Information,
-        Message = "inbound src.identity={SrcIdentity} src.addr={SrcAddr} dst.addr={DstAddr} bytes_in={BytesIn} bytes_out={BytesOut} duration_ms={DurationMs} flags={Flags} forwarded={Forwarded} traceparent={TraceParent}")]
-    public static partial void Access(ILogger logger, string srcIdentity, IPEndPoint srcAddr, IPEndPoint dstAddr,
-        long bytesIn, long bytesOut, long durationMs, string flags, string? forwarded, string? traceParent);
+    // EventId 1 (InboundAccess) is the shared access log's: Ambient.Core.Telemetry.AccessLog.
 
     [LoggerMessage(EventId = 2, EventName = "InboundRejected", Level = LogLevel.Information,
         Message = "inbound rejected src.identity={SrcIdentity} src.addr={SrcAddr} target={Target} status={Status}: {Reason}")]

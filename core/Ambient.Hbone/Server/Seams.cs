@@ -1,5 +1,6 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
+using Ambient.Hbone.Telemetry;
 
 namespace Ambient.Hbone.Server;
 
@@ -74,14 +75,23 @@ internal sealed record InboundConnectionInfo(
 /// </summary>
 internal interface IInboundObserver
 {
-    /// <param name="responseFlags">the outcome known at this point: "-" (200), "DENY" (401) or "CONNECT" (503).</param>
+    /// <param name="responseFlags">the outcome known at this point: <see cref="ResponseFlags.None"/> (200), <see cref="ResponseFlags.Deny"/> (401) or <see cref="ResponseFlags.Connect"/> (503).</param>
     void ConnectionOpened(InboundConnectionInfo info, string responseFlags);
 
-    /// <param name="responseFlags">"-" ok, "DENY" (401), "CONNECT" (503 upstream connect failed), "UPSTREAM_RESET"/"DOWNSTREAM_RESET" (tunnel torn down).</param>
+    /// <param name="responseFlags">one of <see cref="ResponseFlags"/>: None, Deny (401), Connect (503 upstream connect failed), UpstreamReset/DownstreamReset (tunnel torn down).</param>
     void ConnectionClosed(InboundConnectionInfo info, long bytesIn, long bytesOut, string responseFlags);
 
     /// <summary>A TLS handshake on an inbound listener failed; only that connection was closed.</summary>
     void TlsFailure(IPEndPoint remote, string reason);
+
+    /// <summary>Names the tunnel's ends for its access log line; "-" where the observer does not know them.</summary>
+    InboundPeers Describe(InboundConnectionInfo info) => InboundPeers.Unknown;
+}
+
+/// <summary>The workloads and service at the ends of an inbound tunnel, as the access log names them.</summary>
+internal readonly record struct InboundPeers(string SourceWorkload, string DestinationWorkload, string DestinationIdentity, string DestinationService)
+{
+    public static InboundPeers Unknown => new(AccessLogEntry.Unknown, AccessLogEntry.Unknown, AccessLogEntry.Unknown, AccessLogEntry.Unknown);
 }
 
 internal sealed class NullInboundObserver : IInboundObserver
@@ -93,14 +103,4 @@ internal sealed class NullInboundObserver : IInboundObserver
     public void ConnectionClosed(InboundConnectionInfo info, long bytesIn, long bytesOut, string responseFlags) { }
 
     public void TlsFailure(IPEndPoint remote, string reason) { }
-}
-
-/// <summary>Response flags as Istio's metrics spell them.</summary>
-internal static class ResponseFlags
-{
-    public const string None = "-";
-    public const string Deny = "DENY";
-    public const string Connect = "CONNECT";
-    public const string UpstreamReset = "UPSTREAM_RESET";
-    public const string DownstreamReset = "DOWNSTREAM_RESET";
 }

@@ -42,7 +42,7 @@ public class HboneInboundServerTests
         Assert.Single(env.Observer.Read(o => o.Opened.ToList()));
         Assert.Contains(env.Logs.Entries, e => e.EventId.Name == "InboundAccess"
             && e.Message.Contains("src.identity=spiffe://cluster.local/ns/client-ns/sa/client", StringComparison.Ordinal)
-            && e.Message.Contains($"bytes_in={OneMiB} bytes_out={OneMiB}", StringComparison.Ordinal)
+            && e.Message.Contains($"bytes_sent={OneMiB} bytes_recv={OneMiB}", StringComparison.Ordinal)
             && e.Message.Contains("flags=-", StringComparison.Ordinal));
         Assert.Empty(env.Observer.Read(o => o.TlsFailures.ToList()));
     }

@@ -1,4 +1,5 @@
 using System.Net;
+using Ambient.Core;
 using Ambient.Ztunnel.Admin;
 using Ambient.Ztunnel.Proxy;
 
@@ -6,9 +7,9 @@ namespace Ambient.Ztunnel.Tests.Proxy;
 
 public class MeshEndpointsTests
 {
-    private static MeshEndpoints ForNode(string istiod, int socksPort = ZtunnelPorts.Socks5, AdminPorts? admin = null) =>
+    private static MeshEndpoints ForNode(string istiod, int socksPort = MeshPorts.Socks5, AdminPorts? admin = null) =>
         MeshEndpoints.For(new ZtunnelOptions("node-1", IPAddress.Parse("127.0.1.1"), new Uri(istiod), "root.pem", "node.token",
-            ZtunnelPorts.Hbone, socksPort, admin ?? new AdminPorts(), "Kubernetes"));
+            MeshPorts.Hbone, socksPort, admin ?? new AdminPorts(), "Kubernetes"));
 
     [Theory]
     [InlineData("10.0.0.5:15000")]

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Ambient.TestCommon;
+using Ambient.Ztunnel.Proxy.Outbound;
 using Ambient.Ztunnel.Proxy.Socks5;
 using Microsoft.Extensions.Logging;
 
@@ -27,7 +28,7 @@ public sealed class CurlInteropTests
         var server = ServeOneAsync(http, body, requestSeen);
 
         var logger = new ListLogger();
-        var handler = new TestConnectHandler(d => d.Host == "name.example" ? new IPEndPoint(IPAddress.Loopback, d.Port) : null);
+        var handler = new TestOutboundProxy(d => d.Host == "name.example" ? new IPEndPoint(IPAddress.Loopback, d.Port) : null);
         await using var listener = Socks5Listener.Start(new IPEndPoint(IPAddress.Loopback, 0), handler, logger);
 
         var start = new ProcessStartInfo(Curl)
@@ -68,7 +69,7 @@ public sealed class CurlInteropTests
         var request = await requestSeen.Task.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.StartsWith("GET /hello HTTP/1.1\r\n", request);
         Assert.Contains($"Host: name.example:{httpPort}\r\n", request);
-        Assert.Equal(new Socks5Destination(null, "name.example", httpPort), Assert.Single(handler.Calls).Destination);
+        Assert.Equal(new OriginalDestination(null, "name.example", httpPort), Assert.Single(handler.Calls).Destination);
         await server;
         Assert.Empty(logger.AtLeast(LogLevel.Error));
     }

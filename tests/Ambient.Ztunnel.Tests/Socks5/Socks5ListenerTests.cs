@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Ambient.Hbone.Telemetry;
 using Ambient.TestCommon;
+using Ambient.Ztunnel.Proxy.Outbound;
 using Ambient.Ztunnel.Proxy.Socks5;
 using Microsoft.Extensions.Logging;
 
@@ -31,7 +33,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         return echo;
     }
 
-    private Socks5Listener StartListener(ISocks5ConnectHandler handler, Socks5ListenerOptions? options = null)
+    private Socks5Listener StartListener(IOutboundProxy handler, Socks5ListenerOptions? options = null)
     {
         var listener = Socks5Listener.Start(Loopback, handler, _logger, options);
         _cleanup.Add(listener);
@@ -52,7 +54,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     public async Task Connect_IPv4_RelaysOneMebibyteIntact()
     {
         var echo = StartEcho(IPAddress.Loopback);
-        var handler = new TestConnectHandler(d => new IPEndPoint(d.Address!, d.Port));
+        var handler = new TestOutboundProxy(d => new IPEndPoint(d.Address!, d.Port));
         var listener = StartListener(handler);
 
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
@@ -63,9 +65,9 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         await AssertEchoesAsync(client, 1024 * 1024);
 
         var call = Assert.Single(handler.Calls);
-        Assert.Equal(listener.LocalEndPoint, call.Listener);
+        Assert.Equal(listener.LocalEndPoint.Address, call.Source);
         Assert.Equal(client.LocalEndPoint, call.Client);
-        Assert.Equal(new Socks5Destination(IPAddress.Loopback, null, echo.EndPoint.Port), call.Destination);
+        Assert.Equal(new OriginalDestination(IPAddress.Loopback, null, echo.EndPoint.Port), call.Destination);
 
         client.Shutdown(SocketShutdown.Send);
         var (rest, clean) = await Socks5Wire.ReadToEndAsync(client, TimeSpan.FromSeconds(10));
@@ -89,7 +91,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
             return;
         }
 
-        var handler = new TestConnectHandler(d => new IPEndPoint(d.Address!, d.Port));
+        var handler = new TestOutboundProxy(d => new IPEndPoint(d.Address!, d.Port));
         var listener = StartListener(handler);
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         var reply = await Socks5Wire.HandshakeAsync(client, Socks5Wire.ConnectIPv6(echo.EndPoint));
@@ -104,14 +106,14 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     public async Task Connect_Domain_PassesTheNameToTheHandler()
     {
         var echo = StartEcho(IPAddress.Loopback);
-        var handler = new TestConnectHandler(d => d.Host == "echo.default.svc.cluster.local" ? echo.EndPoint : null);
+        var handler = new TestOutboundProxy(d => d.Host == "echo.default.svc.cluster.local" ? echo.EndPoint : null);
         var listener = StartListener(handler);
 
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         var reply = await Socks5Wire.HandshakeAsync(client, Socks5Wire.ConnectDomain("echo.default.svc.cluster.local", 7777));
         Assert.Equal(0, reply[1]);
         await AssertEchoesAsync(client, 10_000);
-        Assert.Equal(new Socks5Destination(null, "echo.default.svc.cluster.local", 7777), Assert.Single(handler.Calls).Destination);
+        Assert.Equal(new OriginalDestination(null, "echo.default.svc.cluster.local", 7777), Assert.Single(handler.Calls).Destination);
         Assert.Empty(_logger.AtLeast(LogLevel.Error));
     }
 
@@ -119,7 +121,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     public async Task PipelinedGreetingRequestAndData_InOneWrite_AreAllDelivered()
     {
         var echo = StartEcho(IPAddress.Loopback);
-        var listener = StartListener(new TestConnectHandler(d => new IPEndPoint(d.Address!, d.Port)));
+        var listener = StartListener(new TestOutboundProxy(d => new IPEndPoint(d.Address!, d.Port)));
 
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         byte[] early = "early bytes"u8.ToArray();
@@ -147,7 +149,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
             accepted.Shutdown(SocketShutdown.Send);
         });
 
-        var listener = StartListener(new TestConnectHandler(_ => (IPEndPoint)server.LocalEndPoint!));
+        var listener = StartListener(new TestOutboundProxy(_ => (IPEndPoint)server.LocalEndPoint!));
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         Assert.Equal(0, (await Socks5Wire.HandshakeAsync(client, Socks5Wire.ConnectDomain("server.example", 80)))[1]);
         await client.SendAsync("question"u8.ToArray());
@@ -165,7 +167,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     [InlineData(new byte[] { (byte)'G', (byte)'E', (byte)'T', (byte)' ', (byte)'/' })]
     public async Task BadVersion_ConnectionIsClosedWithoutAReply(byte[] greeting)
     {
-        var handler = new TestConnectHandler(_ => null);
+        var handler = new TestOutboundProxy(_ => null);
         var listener = StartListener(handler);
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         await client.SendAsync(greeting);
@@ -177,7 +179,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     [Fact]
     public async Task NoAcceptableMethod_GetsFF_ThenClose()
     {
-        var listener = StartListener(new TestConnectHandler(_ => null));
+        var listener = StartListener(new TestOutboundProxy(_ => null));
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         await client.SendAsync(new byte[] { 5, 1, 2 }); // username/password only
         var (data, clean) = await Socks5Wire.ReadToEndAsync(client, TimeSpan.FromSeconds(10));
@@ -191,7 +193,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     [InlineData(1, 5, 8)] // unknown ATYP
     public async Task RefusedRequests_GetTheRfcReplyCode(byte command, byte addressType, byte expectedReply)
     {
-        var handler = new TestConnectHandler(_ => null);
+        var handler = new TestOutboundProxy(_ => null);
         var listener = StartListener(handler);
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         var reply = await Socks5Wire.HandshakeAsync(client, Socks5Wire.Request(command, addressType, [127, 0, 0, 1], 80));
@@ -204,7 +206,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     [Fact]
     public async Task HandlerReturnsHostUnreachable_ReplyIs4()
     {
-        var listener = StartListener(new TestConnectHandler(_ => null) { FailWith = Socks5ReplyCode.HostUnreachable });
+        var listener = StartListener(new TestOutboundProxy(_ => null) { FailWith = OutboundError.Unreachable });
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         var reply = await Socks5Wire.HandshakeAsync(client, Socks5Wire.ConnectDomain("nowhere.example", 80));
         Assert.Equal(4, reply[1]);
@@ -216,7 +218,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     public async Task HandlerThrows_ReplyIsGeneralFailure_AndTheListenerKeepsServing()
     {
         var echo = StartEcho(IPAddress.Loopback);
-        var throwing = new TestConnectHandler(_ => null) { Throw = true };
+        var throwing = new TestOutboundProxy(_ => null) { Throw = true };
         var listener = StartListener(throwing);
         using (var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint))
         {
@@ -241,7 +243,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     [Fact]
     public async Task UnusableDomainName_ReplyIsHostUnreachable_WithoutCallingTheHandler()
     {
-        var handler = new TestConnectHandler(_ => null);
+        var handler = new TestOutboundProxy(_ => null);
         var listener = StartListener(handler);
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         var reply = await Socks5Wire.HandshakeAsync(client, Socks5Wire.ConnectDomain("bad name\r\n", 80));
@@ -249,10 +251,10 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         Assert.Empty(handler.Calls);
     }
 
-    private sealed class NoStreamHandler : ISocks5ConnectHandler
+    private sealed class NoStreamHandler : IOutboundProxy
     {
-        public ValueTask<Socks5ConnectResult> ConnectAsync(IPEndPoint listener, IPEndPoint client, Socks5Destination destination, CancellationToken ct) =>
-            ValueTask.FromResult(new Socks5ConnectResult(Socks5ReplyCode.Succeeded, null, null));
+        public ValueTask<OutboundResult> ProxyAsync(IPAddress source, OutboundClient client, OriginalDestination destination, CancellationToken ct) =>
+            ValueTask.FromResult(new OutboundResult(OutboundError.None, ResponseFlags.None, 0, 0));
     }
 
     [Fact]
@@ -264,7 +266,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         refusing.Bind(Loopback);
         var closedPort = ((IPEndPoint)refusing.LocalEndPoint!).Port;
 
-        var listener = StartListener(new TestConnectHandler(d => new IPEndPoint(d.Address!, d.Port)));
+        var listener = StartListener(new TestOutboundProxy(d => new IPEndPoint(d.Address!, d.Port)));
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         var reply = await Socks5Wire.HandshakeAsync(client, Socks5Wire.ConnectIPv4(new IPEndPoint(IPAddress.Loopback, closedPort)));
         Assert.Equal(5, reply[1]);
@@ -273,7 +275,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     [Fact]
     public async Task SilentClient_IsDroppedAfterTheHandshakeTimeout()
     {
-        var handler = new TestConnectHandler(_ => null);
+        var handler = new TestOutboundProxy(_ => null);
         var configured = TimeSpan.FromMilliseconds(300);
         var standard = new Socks5ListenerOptions().HandshakeTimeout;
         var listener = StartListener(handler, new Socks5ListenerOptions { HandshakeTimeout = configured });
@@ -295,7 +297,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     [Fact]
     public async Task ClientThatStallsAfterTheGreeting_IsAlsoDropped()
     {
-        var listener = StartListener(new TestConnectHandler(_ => null), new Socks5ListenerOptions { HandshakeTimeout = TimeSpan.FromMilliseconds(300) });
+        var listener = StartListener(new TestOutboundProxy(_ => null), new Socks5ListenerOptions { HandshakeTimeout = TimeSpan.FromMilliseconds(300) });
         using var client = await Socks5Wire.OpenAsync(listener.LocalEndPoint);
         await client.SendAsync(Socks5Wire.Greeting);
         await client.SendAsync(new byte[] { 5, 1, 0 }); // half a request, then nothing
@@ -307,7 +309,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     public async Task ResetMidHandshake_AndGarbage_DoNotHurtTheListener()
     {
         var echo = StartEcho(IPAddress.Loopback);
-        var listener = StartListener(new TestConnectHandler(d => new IPEndPoint(d.Address!, d.Port)));
+        var listener = StartListener(new TestOutboundProxy(d => new IPEndPoint(d.Address!, d.Port)));
 
         for (int i = 0; i < 5; i++)
         {
@@ -335,7 +337,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     public async Task Dispose_ClosesTheListeningSocket_AndAbortsLiveConnections()
     {
         var echo = StartEcho(IPAddress.Loopback);
-        var listener = Socks5Listener.Start(Loopback, new TestConnectHandler(d => new IPEndPoint(d.Address!, d.Port)), _logger);
+        var listener = Socks5Listener.Start(Loopback, new TestOutboundProxy(d => new IPEndPoint(d.Address!, d.Port)), _logger);
         var endpoint = listener.LocalEndPoint;
 
         using var relaying = await Socks5Wire.OpenAsync(endpoint);
@@ -360,15 +362,15 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
     [Fact]
     public void Start_OnABusyPort_NamesTheEndpoint()
     {
-        var listener = StartListener(new TestConnectHandler(_ => null));
-        var error = Assert.Throws<IOException>(() => Socks5Listener.Start(listener.LocalEndPoint, new TestConnectHandler(_ => null), _logger));
+        var listener = StartListener(new TestOutboundProxy(_ => null));
+        var error = Assert.Throws<IOException>(() => Socks5Listener.Start(listener.LocalEndPoint, new TestOutboundProxy(_ => null), _logger));
         Assert.Contains(listener.LocalEndPoint.ToString(), error.Message);
     }
 
     [Fact]
     public async Task Restart_OnTheSameEndpoint_WorksWhileOldConnectionsAreInTimeWait()
     {
-        var first = Socks5Listener.Start(Loopback, new TestConnectHandler(_ => null) { FailWith = Socks5ReplyCode.NotAllowed }, _logger);
+        var first = Socks5Listener.Start(Loopback, new TestOutboundProxy(_ => null) { FailWith = OutboundError.Denied }, _logger);
         var endpoint = first.LocalEndPoint;
         using (var client = await Socks5Wire.OpenAsync(endpoint))
         {
@@ -378,7 +380,7 @@ public sealed class Socks5ListenerTests : IAsyncLifetime
         }
 
         await first.DisposeAsync();
-        var second = Socks5Listener.Start(endpoint, new TestConnectHandler(_ => null), _logger);
+        var second = Socks5Listener.Start(endpoint, new TestOutboundProxy(_ => null), _logger);
         _cleanup.Add(second);
         Assert.Equal(endpoint, second.LocalEndPoint);
     }

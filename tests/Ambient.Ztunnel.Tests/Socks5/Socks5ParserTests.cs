@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net;
 using System.Text;
+using Ambient.Ztunnel.Proxy.Outbound;
 using Ambient.Ztunnel.Proxy.Socks5;
 
 namespace Ambient.Ztunnel.Tests.Socks5;
@@ -73,7 +74,7 @@ public class Socks5ParserTests
         Assert.Equal(Socks5AddressType.IPv4, request.AddressType);
         Assert.Null(request.Host);
         Assert.Equal(8080, request.Port);
-        Assert.Equal(new Socks5Destination(IPAddress.Parse("10.1.2.3"), null, 8080), request.ToDestination());
+        Assert.Equal(new OriginalDestination(IPAddress.Parse("10.1.2.3"), null, 8080), request.ToDestination());
     }
 
     [Fact]
@@ -81,7 +82,7 @@ public class Socks5ParserTests
     {
         Assert.Equal(Socks5ParseStatus.Ok, Socks5Parser.ParseRequest(new ReadOnlySequence<byte>(IPv6Request), out _, out var request));
         Assert.Equal(Socks5AddressType.IPv6, request.AddressType);
-        Assert.Equal(new Socks5Destination(IPAddress.Parse("2001:db8::1"), null, 443), request.ToDestination());
+        Assert.Equal(new OriginalDestination(IPAddress.Parse("2001:db8::1"), null, 443), request.ToDestination());
     }
 
     [Fact]
@@ -89,7 +90,7 @@ public class Socks5ParserTests
     {
         Assert.Equal(Socks5ParseStatus.Ok, Socks5Parser.ParseRequest(new ReadOnlySequence<byte>(DomainRequest), out _, out var request));
         Assert.Equal(Socks5AddressType.DomainName, request.AddressType);
-        Assert.Equal(new Socks5Destination(null, "reviews.default.svc.cluster.local", 9080), request.ToDestination());
+        Assert.Equal(new OriginalDestination(null, "reviews.default.svc.cluster.local", 9080), request.ToDestination());
     }
 
     public static TheoryData<string> RequestNames => ["ipv4", "ipv6", "domain"];

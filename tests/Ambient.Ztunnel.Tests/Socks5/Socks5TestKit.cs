@@ -3,6 +3,10 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Ambient.Core.Telemetry;
+using Ambient.Hbone.Telemetry;
+using Ambient.Ztunnel.Proxy.Outbound;
+using Ambient.Ztunnel.Proxy.Relay;
 using Ambient.Ztunnel.Proxy.Socks5;
 
 namespace Ambient.Ztunnel.Tests.Socks5;
@@ -103,38 +107,38 @@ internal sealed class EchoServer : IAsyncDisposable
 }
 
 /// <summary>
-/// The seam as the outbound proxy will implement it, minus the mesh: map the destination to a local endpoint and
-/// connect a socket. Records every call so tests can check what the listener passed in.
+/// An outbound proxy minus the mesh: map the destination to a local endpoint, connect a socket and relay. Records
+/// every call so tests can check what the front door passed in.
 /// </summary>
-internal sealed class TestConnectHandler : ISocks5ConnectHandler
+internal sealed class TestOutboundProxy : IOutboundProxy
 {
-    private readonly Func<Socks5Destination, IPEndPoint?> _route;
+    private readonly Func<OriginalDestination, IPEndPoint?> _route;
 
-    public TestConnectHandler(Func<Socks5Destination, IPEndPoint?> route) => _route = route;
+    public TestOutboundProxy(Func<OriginalDestination, IPEndPoint?> route) => _route = route;
 
-    public ConcurrentQueue<(IPEndPoint Listener, IPEndPoint Client, Socks5Destination Destination)> Calls { get; } = new();
+    public ConcurrentQueue<(IPAddress Source, IPEndPoint Client, OriginalDestination Destination)> Calls { get; } = new();
 
-    public Socks5ReplyCode? FailWith { get; init; }
+    public OutboundError? FailWith { get; init; }
 
     public bool Throw { get; init; }
 
-    public async ValueTask<Socks5ConnectResult> ConnectAsync(IPEndPoint listener, IPEndPoint client, Socks5Destination destination, CancellationToken ct)
+    public async ValueTask<OutboundResult> ProxyAsync(IPAddress source, OutboundClient client, OriginalDestination destination, CancellationToken ct)
     {
-        Calls.Enqueue((listener, client, destination));
+        Calls.Enqueue((source, client.RemoteEndPoint, destination));
         if (Throw)
         {
             throw new InvalidOperationException("handler exploded");
         }
 
-        if (FailWith is { } code)
+        if (FailWith is { } error)
         {
-            return Socks5ConnectResult.Failed(code);
+            return new OutboundResult(error, ResponseFlags.None, 0, 0);
         }
 
         var target = _route(destination);
         if (target is null)
         {
-            return Socks5ConnectResult.Failed(Socks5ReplyCode.HostUnreachable);
+            return new OutboundResult(OutboundError.NoRoute, ResponseFlags.NoRoute, 0, 0);
         }
 
         var socket = new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
@@ -145,10 +149,13 @@ internal sealed class TestConnectHandler : ISocks5ConnectHandler
         catch (SocketException)
         {
             socket.Dispose();
-            return Socks5ConnectResult.Failed(Socks5ReplyCode.ConnectionRefused);
+            return new OutboundResult(OutboundError.ConnectionRefused, ResponseFlags.Connect, 0, 0);
         }
 
-        return new Socks5ConnectResult(Socks5ReplyCode.Succeeded, new NetworkStream(socket, ownsSocket: true), (IPEndPoint)socket.LocalEndPoint!);
+        await using var upstream = new NetworkStream(socket, ownsSocket: true);
+        await client.ConnectedAsync(upstream, (IPEndPoint)socket.LocalEndPoint!, ct);
+        var relay = await BidirectionalRelay.RunAsync(client.Stream, upstream, client.CompleteWrites, null, cancellationToken: ct);
+        return new OutboundResult(OutboundError.None, relay.Error is null ? ResponseFlags.None : ResponseFlags.UpstreamReset, relay.BytesAToB, relay.BytesBToA);
     }
 }
 

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Ambient.Core;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Hosting;
@@ -23,7 +24,7 @@ internal interface IAdminSource
     void WriteMetrics(StringBuilder prometheusText);
 }
 
-internal sealed record AdminPorts(int Admin = ZtunnelPorts.Admin, int Metrics = ZtunnelPorts.Metrics, int Readiness = ZtunnelPorts.Readiness);
+internal sealed record AdminPorts(int Admin = MeshPorts.Admin, int Metrics = MeshPorts.Metrics, int Readiness = MeshPorts.Readiness);
 
 /// <summary>
 /// The node-wide plain-HTTP ports, as Istio's ztunnel has them: 15000 admin (/config_dump), 15020 Prometheus

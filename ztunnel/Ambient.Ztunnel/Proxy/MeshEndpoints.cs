@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Ambient.Core;
 
 namespace Ambient.Ztunnel.Proxy;
 
@@ -27,7 +28,7 @@ internal sealed class MeshEndpoints
         foreach (int port in configuredPorts)
         {
             // Port 0 (tests) binds a free port: there is no number to refuse.
-            if (port > 0 && ZtunnelPorts.ListenerOn(port) is null && !ports.Contains(port))
+            if (port > 0 && MeshPorts.ListenerOn(port) is null && !ports.Contains(port))
             {
                 ports.Add(port);
             }
@@ -52,7 +53,7 @@ internal sealed class MeshEndpoints
     public string? Refusal(IPEndPoint target)
     {
         int port = target.Port;
-        if (ZtunnelPorts.ListenerOn(port) is { } listener)
+        if (MeshPorts.ListenerOn(port) is { } listener)
         {
             return $"port {port} is a ztunnel port ({listener}); tunnels never reach the mesh's own listeners";
         }
@@ -63,7 +64,7 @@ internal sealed class MeshEndpoints
                 return $"port {port} is a ztunnel port (a listener of this ztunnel); tunnels never reach the mesh's own listeners";
             }
         }
-        if (port == _istiodPort || port is ZtunnelPorts.IstiodGrpc or ZtunnelPorts.IstiodMonitoring)
+        if (port == _istiodPort || port is MeshPorts.IstiodGrpc or MeshPorts.IstiodMonitoring)
         {
             // A connect to the unspecified address reaches this host's loopback (Linux), so it counts as loopback.
             var address = Canonical(target.Address) switch

@@ -1,8 +1,8 @@
-using System.Net;
 using System.Text;
 using Ambient.Core.Identity;
 using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
+using Ambient.Hbone.Telemetry;
 
 namespace Ambient.Ztunnel.Telemetry;
 
@@ -13,7 +13,6 @@ namespace Ambient.Ztunnel.Telemetry;
 internal sealed class ConnectionMetrics
 {
     private readonly TcpMetrics _tcp = new();
-    private long _tlsFailures;
 
     public TcpCounters Open(string reporter, WorkloadInfo? source, string? sourcePrincipal, WorkloadInfo? destination,
         ServiceInfo? service, string responseFlags, bool mutualTls)
@@ -30,14 +29,9 @@ internal sealed class ConnectionMetrics
         Open(reporter, source, sourcePrincipal, destination, service, responseFlags, mutualTls).ConnectionClosed(0, 0);
     }
 
-    public void TlsFailure(IPEndPoint remote)
-    {
-        Interlocked.Increment(ref _tlsFailures);
-        Failed(TcpMetricLabels.ReporterDestination, null, null, null, null, "TLS_FAILURE", mutualTls: false);
-        _ = remote;
-    }
-
-    public long TlsFailures => Volatile.Read(ref _tlsFailures);
+    /// <summary>An inbound TLS handshake failed: counted with reporter=destination under TLS_FAILURE.</summary>
+    public void TlsFailure() =>
+        Failed(TcpMetricLabels.ReporterDestination, null, null, null, null, ResponseFlags.TlsFailure, mutualTls: false);
 
     public void WritePrometheus(StringBuilder sb) => _tcp.WritePrometheus(sb);
 

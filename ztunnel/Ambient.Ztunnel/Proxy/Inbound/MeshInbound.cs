@@ -4,6 +4,7 @@ using Ambient.Core.Identity;
 using Ambient.Core.Memory;
 using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
+using Ambient.Hbone.Telemetry;
 using Ambient.Hbone.Server;
 using Ambient.Ztunnel.Identity;
 using Ambient.Ztunnel.State;
@@ -123,10 +124,18 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
         }
     }
 
+    public InboundPeers Describe(InboundConnectionInfo info)
+    {
+        const string unknown = AccessLogEntry.Unknown;
+        var (source, destination) = Ends(info);
+        return new InboundPeers(source?.WorkloadName ?? unknown, destination?.WorkloadName ?? unknown,
+            destination?.Identity ?? unknown, ServiceFrom(info)?.Hostname ?? unknown);
+    }
+
     public void TlsFailure(IPEndPoint remote, string reason)
     {
         Log.TlsFailure(_logger, remote.ToString(), reason);
-        _metrics.TlsFailure(remote);
+        _metrics.TlsFailure();
     }
 
     /// <summary>

@@ -3,7 +3,9 @@ using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
-using Ambient.Ztunnel.Proxy.Relay;
+using Ambient.Core.Telemetry;
+using Ambient.Hbone.Telemetry;
+using Ambient.Ztunnel.Proxy.Outbound;
 using Microsoft.Extensions.Logging;
 
 namespace Ambient.Ztunnel.Proxy.Socks5;
@@ -16,8 +18,6 @@ internal sealed record Socks5ListenerOptions
 
     public int Backlog { get; init; } = 512;
 
-    public int RelayBufferSize { get; init; } = BidirectionalRelay.DefaultBufferSize;
-
     /// <summary>After a refusal we read (and discard) what the client still sends for this long, so closing does not
     /// turn into a TCP reset that could destroy the refusal reply before the client has read it.</summary>
     public TimeSpan RefusalDrainTimeout { get; init; } = TimeSpan.FromSeconds(1);
@@ -28,8 +28,10 @@ internal sealed record Socks5ListenerOptions
 
 /// <summary>
 /// The ztunnel's SOCKS5 front door (RFC 1928, CONNECT only, no authentication). In local mode each pod has its own
-/// loopback address and its own listener, so the accepting socket's local address names the source pod; the
-/// <see cref="ISocks5ConnectHandler"/> turns that and the requested destination into an upstream stream.
+/// loopback address and its own listener, so the accepting socket's local address names the source pod. The listener
+/// owns the SOCKS5 conversation only: it hands the source, the client and the requested destination to the
+/// <see cref="IOutboundProxy"/>, sends the success reply when the proxy says "connected", and maps any other outcome
+/// to a reply code (<see cref="Socks5Reply.CodeFor"/>).
 /// </summary>
 /// <remarks>
 /// A plain Socket accept loop rather than Kestrel's IConnectionListenerFactory: the relay is Stream-based and needs
@@ -46,7 +48,7 @@ internal sealed class Socks5Listener : IAsyncDisposable
         new(pool: MemoryPool<byte>.Shared, bufferSize: 4096, minimumReadSize: 1024, leaveOpen: true);
 
     private readonly Socket _listenSocket;
-    private readonly ISocks5ConnectHandler _handler;
+    private readonly IOutboundProxy _proxy;
     private readonly ILogger _logger;
     private readonly Socks5ListenerOptions _options;
     private readonly CancellationTokenSource _shutdown = new();
@@ -57,10 +59,10 @@ internal sealed class Socks5Listener : IAsyncDisposable
     private int _liveConnections;
     private int _disposed;
 
-    private Socks5Listener(Socket listenSocket, ISocks5ConnectHandler handler, ILogger logger, Socks5ListenerOptions options)
+    private Socks5Listener(Socket listenSocket, IOutboundProxy proxy, ILogger logger, Socks5ListenerOptions options)
     {
         _listenSocket = listenSocket;
-        _handler = handler;
+        _proxy = proxy;
         _logger = logger;
         _options = options;
         LocalEndPoint = (IPEndPoint)listenSocket.LocalEndPoint!;
@@ -74,10 +76,10 @@ internal sealed class Socks5Listener : IAsyncDisposable
 
     /// <summary>Binds <paramref name="endpoint"/> and starts accepting. Throws <see cref="IOException"/> naming the
     /// endpoint when it cannot be bound.</summary>
-    public static Socks5Listener Start(IPEndPoint endpoint, ISocks5ConnectHandler handler, ILogger logger, Socks5ListenerOptions? options = null)
+    public static Socks5Listener Start(IPEndPoint endpoint, IOutboundProxy proxy, ILogger logger, Socks5ListenerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
-        ArgumentNullException.ThrowIfNull(handler);
+        ArgumentNullException.ThrowIfNull(proxy);
         ArgumentNullException.ThrowIfNull(logger);
         options ??= new Socks5ListenerOptions();
         if (options.HandshakeTimeout <= TimeSpan.Zero)
@@ -99,7 +101,7 @@ internal sealed class Socks5Listener : IAsyncDisposable
             throw new IOException($"SOCKS5 listener cannot listen on {endpoint}: {ex.SocketErrorCode} ({ex.Message})", ex);
         }
 
-        var listener = new Socks5Listener(socket, handler, logger, options);
+        var listener = new Socks5Listener(socket, proxy, logger, options);
         Socks5Log.ListenerStarted(logger, listener.LocalEndPoint);
         listener._acceptLoop = listener.AcceptLoopAsync();
         return listener;
@@ -190,36 +192,43 @@ internal sealed class Socks5Listener : IAsyncDisposable
             }
 
             var destination = request.ToDestination();
-            Socks5ConnectResult result;
+            var connection = new Socks5Client(client, stream, reader, reply);
+            OutboundResult result;
             try
             {
-                result = await _handler.ConnectAsync(local, client, destination, token).ConfigureAwait(false);
+                result = await _proxy.ProxyAsync(local.Address, connection, destination, token).ConfigureAwait(false);
             }
-            catch (Exception ex) when (!token.IsCancellationRequested)
+            catch (Exception ex) when (!token.IsCancellationRequested && !connection.Connected)
             {
                 Socks5Log.HandlerFailed(_logger, client, destination, ex);
-                result = Socks5ConnectResult.Failed(Socks5ReplyCode.GeneralFailure);
-            }
-
-            if (result.Code == Socks5ReplyCode.Succeeded && result.Upstream is null)
-            {
-                Socks5Log.HandlerReturnedNoStream(_logger, client, destination);
-                result = Socks5ConnectResult.Failed(Socks5ReplyCode.GeneralFailure);
-            }
-
-            if (result.Code != Socks5ReplyCode.Succeeded)
-            {
-                if (result.Upstream is not null)
-                {
-                    await result.Upstream.DisposeAsync().ConfigureAwait(false);
-                }
-
-                Socks5Log.ConnectRefused(_logger, client, destination, result.Code);
-                await RefuseAsync(stream, reader, reply, result.Code, token).ConfigureAwait(false);
+                await RefuseAsync(stream, reader, reply, Socks5ReplyCode.GeneralFailure, token).ConfigureAwait(false);
                 return;
             }
 
-            await RelayAsync(stream, reader, reply, result, client, destination, token).ConfigureAwait(false);
+            if (connection.Connected)
+            {
+                if (result.Flags == ResponseFlags.None)
+                {
+                    Socks5Log.RelayCompleted(_logger, client, destination, result.BytesSent, result.BytesReceived);
+                }
+                else
+                {
+                    Socks5Log.RelayAborted(_logger, client, destination, result.Flags, result.BytesSent, result.BytesReceived);
+                }
+                return;
+            }
+
+            var code = Socks5Reply.CodeFor(result.Error);
+            if (code == Socks5ReplyCode.Succeeded)
+            {
+                Socks5Log.HandlerReturnedNoStream(_logger, client, destination);
+                code = Socks5ReplyCode.GeneralFailure;
+            }
+            else
+            {
+                Socks5Log.ConnectRefused(_logger, client, destination, result.Error, code);
+            }
+            await RefuseAsync(stream, reader, reply, code, token).ConfigureAwait(false);
         }
         finally
         {
@@ -360,43 +369,30 @@ internal sealed class Socks5Listener : IAsyncDisposable
         }
     }
 
-    private async Task RelayAsync(
-        NetworkStream stream, PipeReader reader, byte[] reply, Socks5ConnectResult result, IPEndPoint client, Socks5Destination destination, CancellationToken token)
+    /// <summary>
+    /// The SOCKS5 side of one outbound connection: once the proxy is connected, the success reply goes out and the
+    /// bytes the client sent right behind its request (already in the handshake pipe's buffer) go upstream.
+    /// </summary>
+    private sealed class Socks5Client(IPEndPoint client, NetworkStream stream, PipeReader reader, byte[] reply)
+        : OutboundClient(client, stream)
     {
-        var upstream = result.Upstream!;
-        await using (upstream.ConfigureAwait(false))
+        protected override async ValueTask OnConnectedAsync(Stream upstream, IPEndPoint? bound, CancellationToken cancellationToken)
         {
-            // On shutdown, disposing the upstream unblocks a read that does not observe the token.
-            using var abort = token.UnsafeRegister(static state => ((Stream)state!).Dispose(), upstream);
+            int length = Socks5Reply.Write(reply, Socks5ReplyCode.Succeeded, bound);
+            await stream.WriteAsync(reply.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
 
-            int length = Socks5Reply.Write(reply, Socks5ReplyCode.Succeeded, result.BoundAddress);
-            await stream.WriteAsync(reply.AsMemory(0, length), token).ConfigureAwait(false);
-
-            // Bytes the client sent right behind its request (optimistic data) are already in the pipe's buffer.
-            long early = 0;
             if (reader.TryRead(out var pending))
             {
                 foreach (var segment in pending.Buffer)
                 {
-                    await upstream.WriteAsync(segment, token).ConfigureAwait(false);
+                    await upstream.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
                 }
 
-                early = pending.Buffer.Length;
                 reader.AdvanceTo(pending.Buffer.End);
             }
 
+            // From here on the relay reads the socket directly; the pipe holds nothing more.
             await reader.CompleteAsync().ConfigureAwait(false);
-
-            var relay = await BidirectionalRelay.RunAsync(
-                stream, upstream, completeWritesA: null, completeWritesB: result.CompleteWrites, _options.RelayBufferSize, token).ConfigureAwait(false);
-            if (relay.Error is null)
-            {
-                Socks5Log.RelayCompleted(_logger, client, destination, relay.BytesAToB + early, relay.BytesBToA);
-            }
-            else
-            {
-                Socks5Log.RelayAborted(_logger, client, destination, relay.BytesAToB + early, relay.BytesBToA, relay.Error);
-            }
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Net;
+using Ambient.Ztunnel.Proxy.Outbound;
 using Microsoft.Extensions.Logging;
 
 namespace Ambient.Ztunnel.Proxy.Socks5;
@@ -23,20 +24,20 @@ internal static partial class Socks5Log
     [LoggerMessage(EventId = 6, Level = LogLevel.Debug, Message = "SOCKS5 client {Client} went away during the handshake")]
     public static partial void ClientGone(ILogger logger, IPEndPoint client, Exception? exception);
 
-    [LoggerMessage(EventId = 7, Level = LogLevel.Debug, Message = "SOCKS5 {Client} -> {Destination}: connect failed with {Code}")]
-    public static partial void ConnectRefused(ILogger logger, IPEndPoint client, Socks5Destination destination, Socks5ReplyCode code);
+    [LoggerMessage(EventId = 7, Level = LogLevel.Debug, Message = "SOCKS5 {Client} -> {Destination}: {Error}, replied {Code}")]
+    public static partial void ConnectRefused(ILogger logger, IPEndPoint client, OriginalDestination destination, OutboundError error, Socks5ReplyCode code);
 
-    [LoggerMessage(EventId = 8, Level = LogLevel.Error, Message = "SOCKS5 {Client} -> {Destination}: connect handler failed")]
-    public static partial void HandlerFailed(ILogger logger, IPEndPoint client, Socks5Destination destination, Exception exception);
+    [LoggerMessage(EventId = 8, Level = LogLevel.Error, Message = "SOCKS5 {Client} -> {Destination}: the outbound proxy failed")]
+    public static partial void HandlerFailed(ILogger logger, IPEndPoint client, OriginalDestination destination, Exception exception);
 
-    [LoggerMessage(EventId = 9, Level = LogLevel.Error, Message = "SOCKS5 {Client} -> {Destination}: handler reported success without an upstream stream")]
-    public static partial void HandlerReturnedNoStream(ILogger logger, IPEndPoint client, Socks5Destination destination);
+    [LoggerMessage(EventId = 9, Level = LogLevel.Error, Message = "SOCKS5 {Client} -> {Destination}: the outbound proxy reported success without connecting")]
+    public static partial void HandlerReturnedNoStream(ILogger logger, IPEndPoint client, OriginalDestination destination);
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Debug, Message = "SOCKS5 {Client} -> {Destination}: closed, {BytesSent} bytes sent, {BytesReceived} bytes received")]
-    public static partial void RelayCompleted(ILogger logger, IPEndPoint client, Socks5Destination destination, long bytesSent, long bytesReceived);
+    public static partial void RelayCompleted(ILogger logger, IPEndPoint client, OriginalDestination destination, long bytesSent, long bytesReceived);
 
-    [LoggerMessage(EventId = 11, Level = LogLevel.Debug, Message = "SOCKS5 {Client} -> {Destination}: aborted after {BytesSent} bytes sent, {BytesReceived} bytes received")]
-    public static partial void RelayAborted(ILogger logger, IPEndPoint client, Socks5Destination destination, long bytesSent, long bytesReceived, Exception exception);
+    [LoggerMessage(EventId = 11, Level = LogLevel.Debug, Message = "SOCKS5 {Client} -> {Destination}: ended with {Flags} after {BytesSent} bytes sent, {BytesReceived} bytes received")]
+    public static partial void RelayAborted(ILogger logger, IPEndPoint client, OriginalDestination destination, string flags, long bytesSent, long bytesReceived);
 
     [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "SOCKS5 connection from {Client} failed unexpectedly")]
     public static partial void ConnectionFailed(ILogger logger, IPEndPoint? client, Exception exception);

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using Ambient.Ztunnel.Proxy.Outbound;
 
 namespace Ambient.Ztunnel.Proxy.Socks5;
 
@@ -11,6 +12,16 @@ internal static class Socks5Reply
     public const int MaxReplyLength = 22;
 
     public const int MethodSelectionLength = 2;
+
+    /// <summary>The REP code that tells a SOCKS5 client about an outbound outcome (RFC 1928 section 6).</summary>
+    public static Socks5ReplyCode CodeFor(OutboundError error) => error switch
+    {
+        OutboundError.None => Socks5ReplyCode.Succeeded,
+        OutboundError.NoRoute or OutboundError.Unreachable => Socks5ReplyCode.HostUnreachable,
+        OutboundError.PortNotExposed or OutboundError.ConnectionRefused => Socks5ReplyCode.ConnectionRefused,
+        OutboundError.MeshEndpoint or OutboundError.SourceNotInMesh or OutboundError.Denied => Socks5ReplyCode.NotAllowed,
+        _ => Socks5ReplyCode.GeneralFailure,
+    };
 
     // RFC 1928 section 3, server method selection:
     // +----+--------+

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net;
+using Ambient.Ztunnel.Proxy.Outbound;
 
 namespace Ambient.Ztunnel.Proxy.Socks5;
 
@@ -31,14 +32,6 @@ internal enum Socks5ReplyCode : byte
     TtlExpired = 6,
     CommandNotSupported = 7,
     AddressTypeNotSupported = 8,
-}
-
-/// <summary>Where the client asked to go: exactly one of <see cref="Address"/> and <see cref="Host"/> is set.</summary>
-internal readonly record struct Socks5Destination(IPAddress? Address, string? Host, int Port)
-{
-    public override string ToString() => Address is not null
-        ? new IPEndPoint(Address, Port).ToString()
-        : $"{Host}:{Port}";
 }
 
 /// <summary>
@@ -80,43 +73,15 @@ internal readonly struct Socks5Request
         }
     }
 
-    public Socks5Destination ToDestination()
+    public OriginalDestination ToDestination()
     {
         if (AddressType == Socks5AddressType.DomainName)
         {
-            return new Socks5Destination(null, Host, Port);
+            return new OriginalDestination(null, Host, Port);
         }
 
         Span<byte> bytes = stackalloc byte[16];
         int length = WriteAddress(bytes);
-        return new Socks5Destination(new IPAddress(bytes[..length]), null, Port);
+        return new OriginalDestination(new IPAddress(bytes[..length]), null, Port);
     }
-}
-
-/// <summary>
-/// The routing seam: the outbound proxy resolves the destination and connects (HBONE or direct). The listener owns the
-/// SOCKS5 conversation, the reply and the byte relay.
-/// </summary>
-internal interface ISocks5ConnectHandler
-{
-    // Resolve + connect. Return a connected duplex stream (or a reply code on failure). The listener writes the reply,
-    // then relays bytes both ways between the client and the returned stream with half-close kept (client FIN ->
-    // Stream shutdown of the write side; upstream EOF -> Socket.Shutdown(Send) on the client), then disposes both.
-    ValueTask<Socks5ConnectResult> ConnectAsync(IPEndPoint listener, IPEndPoint client, Socks5Destination destination, CancellationToken ct);
-}
-
-/// <summary>
-/// Outcome of <see cref="ISocks5ConnectHandler.ConnectAsync"/>. On <see cref="Socks5ReplyCode.Succeeded"/>,
-/// <see cref="Upstream"/> must be set; the listener owns and disposes it from then on.
-/// </summary>
-internal readonly record struct Socks5ConnectResult(Socks5ReplyCode Code, Stream? Upstream, IPEndPoint? BoundAddress)
-{
-    /// <summary>
-    /// How to half-close the upstream's write side when the client sends FIN. Optional: a NetworkStream is shut down
-    /// with Socket.Shutdown(Send) and an SslStream with close_notify without it; streams of other kinds (an HBONE
-    /// CONNECT stream: END_STREAM) need it, or the upstream never learns that the client finished sending.
-    /// </summary>
-    public Func<ValueTask>? CompleteWrites { get; init; }
-
-    public static Socks5ConnectResult Failed(Socks5ReplyCode code) => new(code, null, null);
 }

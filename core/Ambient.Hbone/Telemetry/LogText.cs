@@ -1,4 +1,4 @@
-namespace Ambient.Core.Telemetry;
+namespace Ambient.Hbone.Telemetry;
 
 /// <summary>
 /// Puts untrusted text (a config value, a file's content, a peer's error message) into an error or a log line.

@@ -1,11 +1,11 @@
-namespace Ambient.Ztunnel;
+namespace Ambient.Core;
 
 /// <summary>
-/// The ports a ztunnel listens on, with Istio's numbers (ztunnel's in-pod ports and its node-wide admin ports), and
-/// istiod's two. One list: the listeners take their defaults from it and <see cref="Proxy.MeshEndpoints"/> refuses
-/// them as tunnel destinations, so adding a listener here also closes it to tunnels.
+/// The mesh's port numbers, as Istio's: a ztunnel's in-pod ports and its node-wide admin ports, and istiod's two.
+/// The one definition of each: ztunnel's listeners and its tunnel-destination check, istiod-lite's defaults and
+/// ambientctl's local mesh all take them from here, so adding a ztunnel listener here also closes it to tunnels.
 /// </summary>
-internal static class ZtunnelPorts
+internal static class MeshPorts
 {
     /// <summary>Node-wide admin: /config_dump.</summary>
     public const int Admin = 15000;
@@ -17,7 +17,7 @@ internal static class ZtunnelPorts
     public const int InboundPlaintext = 15006;
 
     /// <summary>In the pod: HBONE (mutual TLS HTTP/2 CONNECT).</summary>
-    public const int Hbone = 15008;
+    public const int Hbone = Ambient.Hbone.Server.HboneInboundOptions.DefaultPort;
 
     /// <summary>Node-wide: Prometheus /metrics and /stats/prometheus.</summary>
     public const int Metrics = 15020;
