@@ -72,7 +72,8 @@ internal static class CaStore
         return new CaSigner(trustDomain, generated.CopyWithPrivateKey(key));
     }
 
-    private static CaSigner Load(string certPath, string keyPath, string trustDomain, TimeProvider time)
+    /// <summary>A root pair (certificate and PKCS#8/SEC1/PKCS#1 key) checked as at start; <see cref="CaStateException"/> names the file.</summary>
+    internal static CaSigner Load(string certPath, string keyPath, string trustDomain, TimeProvider time)
     {
         X509Certificate2 cert;
         try
