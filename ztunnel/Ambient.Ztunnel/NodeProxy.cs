@@ -230,6 +230,7 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
         json.WriteString("node", _options.Node);
         MeshSnapshotJson.WriteWorkloads(json, snapshot);
         MeshSnapshotJson.WriteServices(json, snapshot);
+        var trustRoots = _control.Certificates.Trust.RootPems();
         json.WriteStartArray("certificates");
         foreach (var c in _control.Certificates.Snapshot())
         {
@@ -242,7 +243,30 @@ internal sealed partial class NodeProxy : IAdminSource, IAsyncDisposable
             if (c.NextAttempt is { } next) { json.WriteString("nextRefresh", next); }
             json.WriteNumber("failures", c.Failures);
             if (c.LastError is { } err) { json.WriteString("lastError", err); }
+            // Istio's shape: the chain served (leaf first) and the roots peers are checked against.
+            json.WriteStartArray("certChain");
+            if (_control.Certificates.TryGetWorkloadCertificate(c.Identity, out var held))
+            {
+                json.WriteStringValue(held.CertificateWithKey.ExportCertificatePem());
+                foreach (var cert in held.Chain)
+                {
+                    json.WriteStringValue(cert.ExportCertificatePem());
+                }
+            }
+            json.WriteEndArray();
+            json.WriteStartArray("rootCerts");
+            foreach (var root in trustRoots)
+            {
+                json.WriteStringValue(root);
+            }
+            json.WriteEndArray();
             json.WriteEndObject();
+        }
+        json.WriteEndArray();
+        json.WriteStartArray("trustBundle");
+        foreach (var root in trustRoots)
+        {
+            json.WriteStringValue(root);
         }
         json.WriteEndArray();
         json.WriteStartArray("pooledConnections");
