@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Authentication;
 using System.Text.Json;
 using Ambient.Core.Config;
+using Ambient.Core.Files;
 using Ambient.Core.Grpc;
 using Ambient.Core.Model;
 using Ambient.Istiod.Ca;

@@ -200,17 +200,7 @@ internal sealed class CertificateAuthority
     }
 
     /// <summary>A random positive 128-bit serial (RFC 5280 allows up to 20 octets; CAB rules want 64+ random bits).</summary>
-    public static byte[] NewSerialNumber()
-    {
-        var serial = RandomNumberGenerator.GetBytes(16);
-        // Top bit clear = positive INTEGER; a non-zero first octet keeps the DER encoding exactly 16 octets.
-        serial[0] &= 0x7F;
-        if (serial[0] == 0)
-        {
-            serial[0] = 1;
-        }
-        return serial;
-    }
+    public static byte[] NewSerialNumber() => SelfSignedRoot.NewSerialNumber();
 
     // Istio (security/pkg/pki/ca) gives a TTL <= 0 the default and refuses one above the maximum; a negative
     // one is refused here too, since no client means it and silently granting 24 h hides the client's bug.

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Ambient.Core.Files;
+using Ambient.Core.Identity;
 
 namespace Ambient.Istiod.Ca;
 
@@ -13,7 +14,7 @@ namespace Ambient.Istiod.Ca;
 /// </summary>
 internal sealed partial class RootRotationFolder : IAsyncDisposable
 {
-    public const string FolderName = "rotate-root";
+    public const string FolderName = SelfSignedRoot.RotationFolder;
 
     private readonly string _stateFolder;
     private readonly string _trustDomain;

@@ -1,4 +1,5 @@
 using System.Security.Cryptography.X509Certificates;
+using Ambient.Core.Files;
 using Ambient.Core.Identity;
 using Ambient.Istiod.Ca;
 using Ambient.TestCommon;
