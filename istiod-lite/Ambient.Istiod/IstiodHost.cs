@@ -3,12 +3,14 @@ using System.Security.Authentication;
 using System.Text.Json;
 using Ambient.Config.Yaml;
 using Ambient.Core.Config;
+using Ambient.Core.Files;
 using Ambient.Core.Model;
 using Ambient.Istiod.Ca;
 using Ambient.Istiod.Discovery;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 namespace Ambient.Istiod;
 
@@ -25,10 +27,12 @@ internal sealed class IstiodHost : IAsyncDisposable
     private readonly IConfigSource _source;
     private readonly MeshController _mesh;
     private readonly CaSigner _signer;
+    private readonly RootRotationFolder? _rotationFolder;
 
-    private IstiodHost(WebApplication app, IConfigSource source, MeshController mesh, CaSigner signer, IstiodOptions options)
+    private IstiodHost(WebApplication app, IConfigSource source, MeshController mesh, CaSigner signer, IstiodOptions options, RootRotationFolder? rotationFolder)
     {
         _app = app;
+        _rotationFolder = rotationFolder;
         _source = source;
         _mesh = mesh;
         _signer = signer;
@@ -59,6 +63,7 @@ internal sealed class IstiodHost : IAsyncDisposable
     public MeshController Mesh => _mesh;
     public IConfigSource Config => _source;
     public NodeTokens Tokens => _app.Services.GetRequiredService<NodeTokens>();
+    public RootRotation Rotation => _app.Services.GetRequiredService<RootRotation>();
 
     public static async Task<IstiodHost> StartAsync(IstiodOptions options, Action<ILoggingBuilder>? configureLogging, CancellationToken cancellationToken)
     {
@@ -86,11 +91,9 @@ internal sealed class IstiodHost : IAsyncDisposable
         builder.Services.AddSingleton<IWorkloadDirectory>(sp => sp.GetRequiredService<MeshController>());
         builder.Services.AddSingleton(sp => sp.GetRequiredService<MeshController>().Discovery);
 
-        // istiod's own serving cert is re-issued at every start from the persistent root: nothing to rotate
-        // while running, and a restart (the only way its SANs could change) picks up a fresh one.
-        var serverCertificate = ca.IssueServerCertificate();
-        // Sent after the serving cert so that clients holding only the root can verify a plug-in CA's leaf.
-        var serverIntermediates = signer.LoadIntermediates();
+        // istiod's own serving cert is issued at start from the persistent root and again after a root rotation
+        // switches the signer; a restart (the only way its SANs could change) picks up a fresh one.
+        var serving = new ServingCertificate(ca);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -99,11 +102,9 @@ internal sealed class IstiodHost : IAsyncDisposable
             k.Listen(options.GrpcEndpoint, l =>
             {
                 l.Protocols = HttpProtocols.Http2;
-                l.UseHttps(h =>
+                l.UseHttps(new TlsHandshakeCallbackOptions
                 {
-                    h.ServerCertificate = serverCertificate;
-                    h.ServerCertificateChain = serverIntermediates;
-                    h.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
+                    OnConnection = _ => ValueTask.FromResult(serving.Current()),
                 });
             });
             if (options.MonitoringEndpoint is { } monitoring)
@@ -118,6 +119,8 @@ internal sealed class IstiodHost : IAsyncDisposable
         builder.Logging.AddFilter("Grpc", LogLevel.Warning); // a refused call is the caller's answer, not istiod's news
         builder.Services.AddSingleton(ca);
         builder.Services.AddSingleton(tokens);
+        builder.Services.AddSingleton(sp => new RootRotation(ca, new XdsRotationProxies(sp.GetRequiredService<DiscoveryState>()),
+            new RotationOptions(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Ambient.Istiod.Ca.RootRotation")));
         builder.Services.AddSingleton<CertificateService>();
 
         var app = builder.Build();
@@ -125,6 +128,9 @@ internal sealed class IstiodHost : IAsyncDisposable
         var source = app.Services.GetRequiredService<IConfigSource>();
         await source.StartAsync(cancellationToken).ConfigureAwait(false);
         var mesh = app.Services.GetRequiredService<MeshController>();
+        // Proxies that subscribe hold the bundle the CA hands out from their first push on.
+        var rotation = app.Services.GetRequiredService<RootRotation>();
+        rotation.PublishCurrent();
         app.MapGrpcService<CertificateGrpcService>();
         app.MapGrpcService<DiscoveryGrpcService>();
         if (options.MonitoringEndpoint is not null)
@@ -142,7 +148,15 @@ internal sealed class IstiodHost : IAsyncDisposable
             signer.Dispose();
             throw new IOException($"cannot listen on {options.GrpcEndpoint} or {options.MonitoringEndpoint}: {e.Message} (is another istiod-lite running?)", e);
         }
-        return new IstiodHost(app, source, mesh, signer, options);
+        // The default CA rotates on a file drop; a plug-in CA's files belong to the operator (see the README).
+        RootRotationFolder? rotationFolder = null;
+        if (options.CaDirectory is null)
+        {
+            rotationFolder = new RootRotationFolder(options.StateFolder, options.TrustDomain, rotation,
+                app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Ambient.Istiod.Ca.RootRotation"));
+            rotationFolder.Start();
+        }
+        return new IstiodHost(app, source, mesh, signer, options, rotationFolder);
     }
 
     public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
@@ -169,6 +183,10 @@ internal sealed class IstiodHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_rotationFolder is not null)
+        {
+            await _rotationFolder.DisposeAsync().ConfigureAwait(false);
+        }
         await _app.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false); // disposes the config source and the mesh controller
         _signer.Dispose();

@@ -9,7 +9,7 @@ using Ambient.Ctl.Local;
 
 namespace Ambient.Ctl.Cli;
 
-/// <summary>`ambientctl local up|status|down`: the mesh on this machine.</summary>
+/// <summary>`ambientctl local up|status|down|rotate-root`: the mesh on this machine.</summary>
 internal static class LocalCommands
 {
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
@@ -22,6 +22,7 @@ internal static class LocalCommands
         var down = new Command("down", "Stop the local mesh started with --detach (only the processes it started)");
         down.SetAction(async (_, _) => await DownAsync(Console.Out).ConfigureAwait(false));
         local.Subcommands.Add(down);
+        local.Subcommands.Add(RotateRootCommand.Build());
         return local;
     }
 

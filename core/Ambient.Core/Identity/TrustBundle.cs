@@ -58,6 +58,123 @@ internal sealed class TrustBundle
         return new TrustBundle(trustDomain, roots, time);
     }
 
+    /// <summary>
+    /// A bundle from one PEM certificate per entry (or several per entry, as a CA response's last element may hold),
+    /// each checked to be usable as a trust anchor: a CA certificate valid now. A bad one is refused with an error
+    /// that says which entry and why, so a broken push never replaces a working bundle.
+    /// </summary>
+    public static TrustBundle FromRootPems(IEnumerable<string> rootPems, string trustDomain, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(rootPems);
+        var now = (time ?? TimeProvider.System).GetUtcNow().UtcDateTime;
+        var roots = new X509Certificate2Collection();
+        var index = 0;
+        foreach (var pem in rootPems)
+        {
+            var before = roots.Count;
+            try
+            {
+                roots.ImportFromPem(pem);
+            }
+            catch (CryptographicException ex)
+            {
+                throw new CryptographicException($"root {index} is not a valid PEM certificate: {ex.Message}", ex);
+            }
+            if (roots.Count == before)
+            {
+                throw new CryptographicException($"root {index} holds no '-----BEGIN CERTIFICATE-----' block");
+            }
+            index++;
+        }
+        if (roots.Count == 0)
+        {
+            throw new CryptographicException("the trust bundle holds no root certificate");
+        }
+        foreach (var root in roots)
+        {
+            if (!IsCa(root))
+            {
+                throw new CryptographicException($"root '{root.Subject}' is not a CA certificate (basicConstraints CA:true is missing)");
+            }
+            if (now > root.NotAfter.ToUniversalTime())
+            {
+                throw new CryptographicException($"root '{root.Subject}' expired at {root.NotAfter.ToUniversalTime():u}");
+            }
+            if (now < root.NotBefore.ToUniversalTime())
+            {
+                throw new CryptographicException($"root '{root.Subject}' is not valid before {root.NotBefore.ToUniversalTime():u}");
+            }
+        }
+        return new TrustBundle(trustDomain, roots, time);
+    }
+
+    /// <summary>Each root as its own PEM block, in bundle order.</summary>
+    public IReadOnlyList<string> RootPems()
+    {
+        var pems = new List<string>(_roots.Count);
+        foreach (var root in _roots)
+        {
+            pems.Add(root.ExportCertificatePem() + "\n");
+        }
+        return pems;
+    }
+
+    /// <summary>For logs: each root's subject and the start of its SHA-256 fingerprint.</summary>
+    public string Describe()
+    {
+        var sb = new StringBuilder();
+        foreach (var root in _roots)
+        {
+            if (sb.Length > 0)
+            {
+                sb.Append(", ");
+            }
+            sb.Append('\'').Append(root.Subject).Append("' (").Append(root.GetCertHashString(HashAlgorithmName.SHA256).AsSpan(0, 16)).Append(')');
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>Whether <paramref name="root"/> (compared by SHA-256 of its DER) is one of this bundle's roots.</summary>
+    public bool Contains(X509Certificate2 root)
+    {
+        ArgumentNullException.ThrowIfNull(root);
+        return _rootThumbprints.Contains(root.GetCertHashString(HashAlgorithmName.SHA256));
+    }
+
+    /// <summary>The same trust domain and the same set of roots, whatever their order.</summary>
+    public bool SameRootsAs(TrustBundle other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        return string.Equals(TrustDomain, other.TrustDomain, StringComparison.Ordinal) && _rootThumbprints.SetEquals(other._rootThumbprints);
+    }
+
+    /// <summary>This bundle's roots followed by those of <paramref name="other"/> it lacks (a rotation's "old + new").</summary>
+    public TrustBundle Union(TrustBundle other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        var roots = new X509Certificate2Collection(_roots);
+        foreach (var root in other._roots)
+        {
+            if (!Contains(root))
+            {
+                roots.Add(root);
+            }
+        }
+        return new TrustBundle(TrustDomain, roots, _time);
+    }
+
+    private static bool IsCa(X509Certificate2 certificate)
+    {
+        foreach (var extension in certificate.Extensions)
+        {
+            if (extension is X509BasicConstraintsExtension bc)
+            {
+                return bc.CertificateAuthority;
+            }
+        }
+        return false;
+    }
+
     /// <summary>The roots as PEM, one block each.</summary>
     public string ExportPem()
     {

@@ -20,11 +20,21 @@ internal static class IstiodChannel
     public static SocketsHttpHandler CreateHandler(X509Certificate2Collection roots, Uri address, string? serverName = DefaultServerName)
     {
         ArgumentNullException.ThrowIfNull(roots);
-        ArgumentNullException.ThrowIfNull(address);
         if (roots.Count == 0)
         {
             throw new ArgumentException("no mesh root certificate to verify istiod against", nameof(roots));
         }
+        return CreateHandler(() => roots, address, serverName);
+    }
+
+    /// <summary>
+    /// As above, reading the roots at every handshake: after a root rotation istiod serves a certificate under the
+    /// new root, and a reconnect must verify it against the bundle the proxy holds then, not the one it started with.
+    /// </summary>
+    public static SocketsHttpHandler CreateHandler(Func<X509Certificate2Collection> currentRoots, Uri address, string? serverName = DefaultServerName)
+    {
+        ArgumentNullException.ThrowIfNull(currentRoots);
+        ArgumentNullException.ThrowIfNull(address);
         var host = address.IdnHost.Trim('[', ']');
         return new SocketsHttpHandler
         {
@@ -38,7 +48,7 @@ internal static class IstiodChannel
             SslOptions = new SslClientAuthenticationOptions
             {
                 RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
-                    ValidateServerCertificate(certificate as X509Certificate2, chain, errors, roots, host, serverName, out var _),
+                    ValidateServerCertificate(certificate as X509Certificate2, chain, errors, currentRoots(), host, serverName, out var _),
             },
         };
     }

@@ -16,13 +16,9 @@ internal sealed class CaStateException(string message, Exception? inner = null) 
 /// </summary>
 internal static class CaStore
 {
-    public const string RootCertFile = "root-cert.pem";
-    public const string RootKeyFile = "root-key.pem";
-    public static readonly TimeSpan RootLifetime = TimeSpan.FromDays(3650);
-
-    // The root is back-dated so that leaves, back-dated 2 minutes for clock skew, still fall inside the issuer's
-    // validity (the BCL refuses to issue otherwise, and strict verifiers reject it).
-    private static readonly TimeSpan RootBackdate = TimeSpan.FromHours(1);
+    public const string RootCertFile = SelfSignedRoot.CertificateFile;
+    public const string RootKeyFile = SelfSignedRoot.KeyFile;
+    public static readonly TimeSpan RootLifetime = SelfSignedRoot.Lifetime;
 
     public static CaSigner LoadOrCreate(string stateDirectory, string trustDomain = SpiffeId.DefaultTrustDomain, TimeProvider? time = null)
     {
@@ -53,26 +49,16 @@ internal static class CaStore
 
     private static CaSigner Create(string certPath, string keyPath, string trustDomain, TimeProvider time)
     {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var subject = new X500DistinguishedNameBuilder();
-        subject.AddOrganizationName(trustDomain);
-        subject.AddCommonName("Ambient Root CA");
-        var request = new CertificateRequest(subject.Build(), key, HashAlgorithmName.SHA256);
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(certificateAuthority: true, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
-        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, critical: true));
-        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, critical: false));
-        var now = time.GetUtcNow();
-        using var generated = request.Create(request.SubjectName, X509SignatureGenerator.CreateForECDsa(key),
-            now - RootBackdate, now + RootLifetime, CertificateAuthority.NewSerialNumber());
-
+        var (root, certPem, keyPem) = SelfSignedRoot.Create(trustDomain, time);
         // Key first: a crash between the two writes leaves "key without cert", which LoadOrCreate reports; the
         // reverse order could leave a root certificate whose key is lost for good.
-        PrivateFile.Write(keyPath, key.ExportPkcs8PrivateKeyPem());
-        PrivateFile.Write(certPath, generated.ExportCertificatePem());
-        return new CaSigner(trustDomain, generated.CopyWithPrivateKey(key));
+        PrivateFile.Write(keyPath, keyPem);
+        PrivateFile.Write(certPath, certPem);
+        return new CaSigner(trustDomain, root);
     }
 
-    private static CaSigner Load(string certPath, string keyPath, string trustDomain, TimeProvider time)
+    /// <summary>A root pair (certificate and PKCS#8/SEC1/PKCS#1 key) checked as at start; <see cref="CaStateException"/> names the file.</summary>
+    internal static CaSigner Load(string certPath, string keyPath, string trustDomain, TimeProvider time)
     {
         X509Certificate2 cert;
         try

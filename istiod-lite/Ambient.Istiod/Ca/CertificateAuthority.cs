@@ -11,14 +11,37 @@ internal sealed class InvalidCsrException(string message, Exception? inner = nul
 /// <summary>The requested lifetime is negative or above <see cref="CertificateAuthority.MaxTtl"/>. Maps to INVALID_ARGUMENT.</summary>
 internal sealed class InvalidTtlException(string message) : Exception(message);
 
-/// <summary>An issued workload certificate: <see cref="ChainPem"/> is leaf first, root last (Istio's order).</summary>
+/// <summary>
+/// An issued workload certificate: <see cref="ChainPem"/> is leaf first, the trust bundle last (Istio's order: the
+/// last element holds every root, several of them during a rotation). <see cref="SignerGeneration"/> says which
+/// signer issued it (it grows by one at each root rotation).
+/// </summary>
 internal sealed record IssuedCertificate(
     string LeafPem,
     IReadOnlyList<string> ChainPem,
     SpiffeId Identity,
     string SerialNumber,
     DateTimeOffset NotBefore,
-    DateTimeOffset NotAfter);
+    DateTimeOffset NotAfter)
+{
+    public long SignerGeneration { get; init; }
+}
+
+/// <summary>What the CA signs with and hands out, replaced whole during a root rotation.</summary>
+/// <param name="IssuerChainPem">What follows each leaf: the signer's chain with its root replaced by the whole bundle.</param>
+internal sealed record CaMaterial(CaSigner Signer, TrustBundle Bundle, string BundlePem, IReadOnlyList<string> IssuerChainPem, long SignerGeneration)
+{
+    public static CaMaterial For(CaSigner signer) =>
+        new(signer, signer.CreateTrustBundle(), signer.RootCertificatePem, signer.IssuerChainPem, 1);
+
+    public CaMaterial WithBundle(TrustBundle bundle, CaSigner? signer = null, long? generation = null)
+    {
+        signer ??= Signer;
+        var bundlePem = bundle.ExportPem();
+        return new CaMaterial(signer, bundle, bundlePem, [.. signer.IssuerChainPem.Take(signer.IssuerChainPem.Count - 1), bundlePem],
+            generation ?? SignerGeneration);
+    }
+}
 
 /// <summary>
 /// Signs workload certificates with the CA signer (the mesh root, or a plug-in intermediate). The CSR only
@@ -47,20 +70,65 @@ internal sealed class CertificateAuthority
         new Oid("1.3.6.1.5.5.7.3.2", "Client Authentication"),
     };
 
-    private readonly CaSigner _signer;
     private readonly TimeProvider _time;
+    private CaMaterial _material;
 
     public CertificateAuthority(CaSigner signer, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(signer);
-        _signer = signer;
+        _material = CaMaterial.For(signer);
         _time = time ?? TimeProvider.System;
     }
 
-    public string TrustDomain => _signer.TrustDomain;
+    public string TrustDomain => Material.Signer.TrustDomain;
 
-    /// <summary>The trust bundle proxies verify against: the self-signed root, or a plug-in CA's root-cert.pem.</summary>
-    public string RootCertificatePem => _signer.RootCertificatePem;
+    /// <summary>The signer, the bundle and the chain every leaf carries now.</summary>
+    public CaMaterial Material => Volatile.Read(ref _material);
+
+    /// <summary>
+    /// The trust bundle proxies verify against: the self-signed root, or a plug-in CA's root-cert.pem; during a root
+    /// rotation the old and the new roots, then the new one.
+    /// </summary>
+    public string RootCertificatePem => Material.BundlePem;
+
+    /// <summary>Hands out <paramref name="bundle"/> from now on; it must hold the current signer's root.</summary>
+    public void SetTrustBundle(TrustBundle bundle)
+    {
+        ArgumentNullException.ThrowIfNull(bundle);
+        lock (_materialLock)
+        {
+            var material = Material;
+            CheckCovers(bundle, material.Signer);
+            Volatile.Write(ref _material, material.WithBundle(bundle));
+        }
+    }
+
+    /// <summary>Signs with <paramref name="next"/> from now on (a new generation); the bundle must already hold its root.</summary>
+    public long SwitchSigner(CaSigner next)
+    {
+        ArgumentNullException.ThrowIfNull(next);
+        lock (_materialLock)
+        {
+            var material = Material;
+            CheckCovers(material.Bundle, next);
+            var switched = material.WithBundle(material.Bundle, next, material.SignerGeneration + 1);
+            Volatile.Write(ref _material, switched);
+            return switched.SignerGeneration;
+        }
+    }
+
+    private readonly Lock _materialLock = new();
+
+    private static void CheckCovers(TrustBundle bundle, CaSigner signer)
+    {
+        foreach (var root in signer.CreateTrustBundle().Roots)
+        {
+            if (!bundle.Contains(root))
+            {
+                throw new InvalidOperationException($"the trust bundle lacks the signer's root '{root.Subject}': leaves would not verify");
+            }
+        }
+    }
 
     /// <summary>
     /// Signs the public key of <paramref name="csrPem"/> for <paramref name="identity"/>. The caller has already
@@ -82,14 +150,19 @@ internal sealed class CertificateAuthority
         extensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, critical: true));
         extensions.Add(new X509EnhancedKeyUsageExtension(WorkloadEku, critical: false));
         extensions.Add(new X509BasicConstraintsExtension(certificateAuthority: false, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
-        extensions.Add(_signer.AuthorityKeyIdentifier);
+        var material = Material;
+        var signer = material.Signer;
+        extensions.Add(signer.AuthorityKeyIdentifier);
 
-        var (notBefore, notAfter) = Validity(ttl);
+        var (notBefore, notAfter) = Validity(signer, ttl);
         var serial = NewSerialNumber();
-        using var leaf = request.Create(_signer.Certificate.SubjectName, _signer.SignatureGenerator, notBefore, notAfter, serial);
+        using var leaf = request.Create(signer.Certificate.SubjectName, signer.SignatureGenerator, notBefore, notAfter, serial);
         var leafPem = leaf.ExportCertificatePem();
-        return new IssuedCertificate(leafPem, [leafPem, .. _signer.IssuerChainPem], identity, leaf.SerialNumber,
-            new DateTimeOffset(leaf.NotBefore.ToUniversalTime()), new DateTimeOffset(leaf.NotAfter.ToUniversalTime()));
+        return new IssuedCertificate(leafPem, [leafPem, .. material.IssuerChainPem], identity, leaf.SerialNumber,
+            new DateTimeOffset(leaf.NotBefore.ToUniversalTime()), new DateTimeOffset(leaf.NotAfter.ToUniversalTime()))
+        {
+            SignerGeneration = material.SignerGeneration,
+        };
     }
 
     /// <summary>
@@ -118,25 +191,16 @@ internal sealed class CertificateAuthority
         extensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, critical: true));
         extensions.Add(new X509EnhancedKeyUsageExtension(new OidCollection { new Oid("1.3.6.1.5.5.7.3.1", "Server Authentication") }, critical: false));
         extensions.Add(new X509BasicConstraintsExtension(false, false, 0, critical: true));
-        extensions.Add(_signer.AuthorityKeyIdentifier);
+        var signer = Material.Signer;
+        extensions.Add(signer.AuthorityKeyIdentifier);
         var life = lifetime is { } l && l > TimeSpan.Zero ? l : TimeSpan.FromDays(365);
-        var (notBefore, notAfter) = Validity(life);
-        using var cert = request.Create(_signer.Certificate.SubjectName, _signer.SignatureGenerator, notBefore, notAfter, NewSerialNumber());
+        var (notBefore, notAfter) = Validity(signer, life);
+        using var cert = request.Create(signer.Certificate.SubjectName, signer.SignatureGenerator, notBefore, notAfter, NewSerialNumber());
         return cert.CopyWithPrivateKey(key);
     }
 
     /// <summary>A random positive 128-bit serial (RFC 5280 allows up to 20 octets; CAB rules want 64+ random bits).</summary>
-    public static byte[] NewSerialNumber()
-    {
-        var serial = RandomNumberGenerator.GetBytes(16);
-        // Top bit clear = positive INTEGER; a non-zero first octet keeps the DER encoding exactly 16 octets.
-        serial[0] &= 0x7F;
-        if (serial[0] == 0)
-        {
-            serial[0] = 1;
-        }
-        return serial;
-    }
+    public static byte[] NewSerialNumber() => SelfSignedRoot.NewSerialNumber();
 
     // Istio (security/pkg/pki/ca) gives a TTL <= 0 the default and refuses one above the maximum; a negative
     // one is refused here too, since no client means it and silently granting 24 h hides the client's bug.
@@ -153,12 +217,12 @@ internal sealed class CertificateAuthority
         return requested == TimeSpan.Zero ? DefaultTtl : requested;
     }
 
-    private (DateTimeOffset NotBefore, DateTimeOffset NotAfter) Validity(TimeSpan ttl)
+    private (DateTimeOffset NotBefore, DateTimeOffset NotAfter) Validity(CaSigner signer, TimeSpan ttl)
     {
         var now = _time.GetUtcNow();
         // Inside the signer's validity: an intermediate may end long before the root does.
-        var signerNotBefore = new DateTimeOffset(_signer.Certificate.NotBefore.ToUniversalTime());
-        var signerNotAfter = new DateTimeOffset(_signer.Certificate.NotAfter.ToUniversalTime());
+        var signerNotBefore = new DateTimeOffset(signer.Certificate.NotBefore.ToUniversalTime());
+        var signerNotAfter = new DateTimeOffset(signer.Certificate.NotAfter.ToUniversalTime());
         var notBefore = now - Backdate;
         if (notBefore < signerNotBefore)
         {

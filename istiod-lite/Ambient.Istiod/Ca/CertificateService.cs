@@ -18,9 +18,12 @@ internal sealed class CertificateService
     private readonly NodeTokens _tokens;
     private readonly IWorkloadDirectory _directory;
     private readonly ILogger _logger;
+    private readonly RootRotation? _rotation;
 
-    public CertificateService(CertificateAuthority ca, NodeTokens tokens, IWorkloadDirectory directory, ILogger<CertificateService> logger)
+    /// <param name="rotation">Told of every leaf issued, so a root rotation knows when all are renewed.</param>
+    public CertificateService(CertificateAuthority ca, NodeTokens tokens, IWorkloadDirectory directory, ILogger<CertificateService> logger, RootRotation? rotation = null)
     {
+        _rotation = rotation;
         ArgumentNullException.ThrowIfNull(ca);
         ArgumentNullException.ThrowIfNull(tokens);
         ArgumentNullException.ThrowIfNull(directory);
@@ -51,6 +54,7 @@ internal sealed class CertificateService
                 throw new CaRequestException(CaErrorKind.InvalidArgument, ex.Message, ex);
             }
             CaLog.CertificateIssued(_logger, identity.ToString(), node, issued.SerialNumber, issued.NotAfter);
+            _rotation?.LeafIssued(node, identity, issued.SignerGeneration);
             var response = new IstioCertificateResponse();
             response.CertChain.AddRange(issued.ChainPem);
             return response;

@@ -58,6 +58,10 @@ internal sealed partial class DeltaXdsSession
         {
             // The other half ended the session.
         }
+        finally
+        {
+            _state.TrustBundleAcks.Closed(this);
+        }
         // Surface a protocol error (RpcException) from whichever half failed first.
         await first.ConfigureAwait(false);
     }
@@ -93,6 +97,10 @@ internal sealed partial class DeltaXdsSession
                 sub = new TypeSubscription(request.InitialResourceVersions);
                 _subscriptions.Add(typeUrl, sub);
                 wake = true;
+                if (typeUrl == XdsTypeUrls.TrustBundle)
+                {
+                    _state.TrustBundleAcks.Subscribed(this, _node);
+                }
             }
             if (request.ResponseNonce.Length > 0)
             {
@@ -104,7 +112,11 @@ internal sealed partial class DeltaXdsSession
                 else
                 {
                     Log.Ack(_logger, _node, typeUrl, request.ResponseNonce);
-                    sub.Acked(request.ResponseNonce);
+                    var generation = sub.Acked(request.ResponseNonce);
+                    if (generation > 0 && typeUrl == XdsTypeUrls.TrustBundle)
+                    {
+                        _state.TrustBundleAcks.Acked(this, generation);
+                    }
                 }
             }
             wake |= sub.ApplySubscriptionChanges(request.ResourceNamesSubscribe, request.ResourceNamesUnsubscribe, isFirst: wake);
@@ -132,7 +144,7 @@ internal sealed partial class DeltaXdsSession
                     if (sub.TakeDelta(set) is { } delta)
                     {
                         var nonce = Interlocked.Increment(ref _nonceCounter).ToString(CultureInfo.InvariantCulture);
-                        sub.Sent(nonce);
+                        sub.Sent(nonce, generation.Number);
                         responses.Add(delta.ToResponse(nonce, generation.Number.ToString(CultureInfo.InvariantCulture)));
                     }
                 }
@@ -173,7 +185,7 @@ internal sealed partial class DeltaXdsSession
 
         private readonly record struct ClientView(XdsResourceSet? Sent, IReadOnlyDictionary<string, string>? Declared);
 
-        private readonly record struct PendingPush(string Nonce, ClientView Base);
+        private readonly record struct PendingPush(string Nonce, ClientView Base, long Generation);
 
         public TypeSubscription(IDictionary<string, string> initialVersions)
         {
@@ -251,22 +263,26 @@ internal sealed partial class DeltaXdsSession
         }
 
         /// <summary>The delta last returned by <see cref="TakeDelta"/> went out with <paramref name="nonce"/>.</summary>
-        public void Sent(string nonce)
+        public void Sent(string nonce, long generation)
         {
             if (_pending.Count == MaxPending)
             {
                 _pending.RemoveAt(0);
             }
-            _pending.Add(new PendingPush(nonce, _lastBase));
+            _pending.Add(new PendingPush(nonce, _lastBase, generation));
         }
 
-        public void Acked(string nonce)
+        /// <summary>Returns the discovery generation the ACKed push was built from (0 for an unknown nonce).</summary>
+        public long Acked(string nonce)
         {
             var i = IndexOfPending(nonce);
-            if (i >= 0)
+            if (i < 0)
             {
-                _pending.RemoveAt(i);
+                return 0;
             }
+            var generation = _pending[i].Generation;
+            _pending.RemoveAt(i);
+            return generation;
         }
 
         /// <summary>

@@ -40,15 +40,35 @@ internal sealed class DiscoveryState
 
     internal void SessionClosed() => Interlocked.Decrement(ref _openSessions);
 
+    /// <summary>Which connected proxies hold which trust bundle push (root rotation waits on it).</summary>
+    public TrustBundleAcks TrustBundleAcks { get; } = new();
+
     public static IReadOnlyList<string> SupportedTypes { get; } = [XdsTypeUrls.Address, XdsTypeUrls.Authorization];
 
-    public DiscoveryGeneration Publish(MeshSnapshot snapshot)
+    public DiscoveryGeneration Publish(MeshSnapshot snapshot) => Publish(previous => Build(previous.Number + 1, snapshot, previous));
+
+    /// <summary>
+    /// Makes <paramref name="bundle"/> the one TrustBundle resource (from then on the type is served); returns the
+    /// generation that carries it, which <see cref="TrustBundleAcks"/> reports proxies acknowledging.
+    /// </summary>
+    public DiscoveryGeneration PublishTrustBundle(Ambient.Core.Protos.Security.TrustBundle bundle)
+    {
+        ArgumentNullException.ThrowIfNull(bundle);
+        var set = XdsResourceSet.Create(XdsTypeUrls.TrustBundle, [(XdsTypeUrls.TrustBundleName, bundle, [])]);
+        return Publish(previous => previous with
+        {
+            Number = previous.Number + 1,
+            ResourcesByType = previous.ResourcesByType.SetItem(XdsTypeUrls.TrustBundle, set),
+        });
+    }
+
+    private DiscoveryGeneration Publish(Func<DiscoveryGeneration, DiscoveryGeneration> build)
     {
         TaskCompletionSource fired;
         DiscoveryGeneration next;
         lock (_publishLock)
         {
-            next = Build(_current.Number + 1, snapshot, _current);
+            next = build(_current);
             Volatile.Write(ref _current, next);
             fired = _changed;
             _changed = NewSignal();
@@ -80,6 +100,11 @@ internal sealed class DiscoveryState
             KeyValuePair.Create(XdsTypeUrls.Address, addresses),
             KeyValuePair.Create(XdsTypeUrls.Authorization, authorizations),
         ]);
+        // Carried over unchanged: only PublishTrustBundle replaces it.
+        if (previous?.ResourcesFor(XdsTypeUrls.TrustBundle) is { } trustBundle)
+        {
+            byType = byType.SetItem(XdsTypeUrls.TrustBundle, trustBundle);
+        }
         return new DiscoveryGeneration(number, snapshot, byType);
     }
 

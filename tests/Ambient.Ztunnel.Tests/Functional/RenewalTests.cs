@@ -80,10 +80,14 @@ public sealed class RenewalTests
     /// A new TCP connection and mutual TLS 1.3 handshake to a workload's HBONE listener, as the client pod's ztunnel
     /// makes it (its current certificate, ALPN h2, no SNI): the serial of the certificate the server presented.
     /// </summary>
-    private static async Task<string> PresentedSerialAsync(MeshEnvironment mesh, IPEndPoint hbone)
+    /// <summary>
+    /// A fresh handshake to <paramref name="hbone"/> as node-1's <paramref name="client"/> (its current certificate),
+    /// the server's certificate judged by node-1's current trust bundle; returns the serial it presented.
+    /// </summary>
+    internal static async Task<string> PresentedSerialAsync(MeshEnvironment mesh, IPEndPoint hbone, string client = Client, string echo = Echo)
     {
         var clientCerts = mesh.Nodes["node-1"].Certificates;
-        Assert.True(clientCerts.TryGetCertificate(Client, out var clientCert, out _));
+        Assert.True(clientCerts.TryGetCertificate(client, out var clientCert, out _));
         using var socket = new Socket(hbone.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         await socket.ConnectAsync(hbone);
         await using var ssl = new SslStream(new NetworkStream(socket, ownsSocket: false));
@@ -105,13 +109,13 @@ public sealed class RenewalTests
                 return ok;
             },
         }).WaitAsync(TimeSpan.FromSeconds(20));
-        Assert.True(presentedIdentity == Echo, $"the server presented {presentedIdentity ?? "an invalid certificate"} ({validationError})");
+        Assert.True(presentedIdentity == echo, $"the server presented {presentedIdentity ?? "an invalid certificate"} ({validationError})");
         Assert.Equal(SslApplicationProtocol.Http2, ssl.NegotiatedApplicationProtocol);
         using var remote = X509CertificateLoader.LoadCertificate(ssl.RemoteCertificate!.GetRawCertData());
         return remote.SerialNumber;
     }
 
-    private static async Task RoundTripAsync(Socket socket)
+    internal static async Task RoundTripAsync(Socket socket)
     {
         var payload = RandomNumberGenerator.GetBytes(64 * 1024);
         var send = socket.SendAsync(payload);

@@ -30,6 +30,7 @@ internal static class ConfigDump
 
     private static void WriteCertificates(Utf8JsonWriter json, CertificateManager certificates)
     {
+        var trustRoots = certificates.Trust.RootPems();
         json.WriteStartArray("certificates");
         foreach (var c in certificates.Snapshot())
         {
@@ -42,7 +43,30 @@ internal static class ConfigDump
             if (c.NextAttempt is { } next) { json.WriteString("nextRefresh", next); }
             json.WriteNumber("failures", c.Failures);
             if (c.LastError is { } err) { json.WriteString("lastError", err); }
+            // Istio's shape: the chain served (leaf first) and the roots peers are checked against.
+            json.WriteStartArray("certChain");
+            if (certificates.TryGetWorkloadCertificate(c.Identity, out var held))
+            {
+                json.WriteStringValue(held.CertificateWithKey.ExportCertificatePem());
+                foreach (var cert in held.Chain)
+                {
+                    json.WriteStringValue(cert.ExportCertificatePem());
+                }
+            }
+            json.WriteEndArray();
+            WriteStrings(json, "rootCerts", trustRoots);
             json.WriteEndObject();
+        }
+        json.WriteEndArray();
+        WriteStrings(json, "trustBundle", trustRoots);
+    }
+
+    private static void WriteStrings(Utf8JsonWriter json, string name, IEnumerable<string> values)
+    {
+        json.WriteStartArray(name);
+        foreach (var value in values)
+        {
+            json.WriteStringValue(value);
         }
         json.WriteEndArray();
     }

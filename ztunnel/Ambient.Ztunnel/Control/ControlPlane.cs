@@ -66,7 +66,8 @@ internal sealed class ControlPlane : IAsyncDisposable
         {
             throw new IOException($"cannot read the mesh root '{options.RootCertificatePath}': {ex.Message}", ex);
         }
-        var trust = TrustBundle.FromPem(rootPem, options.TrustDomain);
+        // The file bootstraps the bundle; istiod-lite's pushes replace it (root rotation), a real istiod never does.
+        var trust = new TrustBundleSource(TrustBundle.FromPem(rootPem, options.TrustDomain));
         var tokenPath = options.TokenPath;
         // The token is this node's credential: one another user owns or can read is refused now and on every read.
         StrictModes.CheckSecretFile(tokenPath, "node token");
@@ -83,12 +84,13 @@ internal sealed class ControlPlane : IAsyncDisposable
             }
         }
 
-        // One handler, so discovery and the CA share one HTTP/2 connection to istiod.
-        var istiod = IstiodChannel.CreateHandler(trust.Roots, options.IstiodAddress);
+        // One handler, so discovery and the CA share one HTTP/2 connection to istiod; it checks istiod against the
+        // proxy's live trust bundle, so a root rotation reaches this connection too.
+        var istiod = IstiodChannel.CreateHandler(() => trust.Current.Roots, options.IstiodAddress);
         var xds = new DeltaXdsClient(new DeltaXdsClientOptions
         {
             Address = options.IstiodAddress,
-            Roots = trust.Roots,
+            Roots = trust.Current.Roots,
             Token = Token,
             NodeName = options.NodeName,
             PodName = "ztunnel-" + options.NodeName,
@@ -105,6 +107,7 @@ internal sealed class ControlPlane : IAsyncDisposable
             RequestedTtl = options.CertificateTtl,
         }, trust, loggers.CreateLogger("Ambient.Ztunnel.Identity"), istiod);
         xds.SnapshotChanged += state.Update;
+        xds.TrustBundleReceived = certificates.ApplyTrustBundle;
         certificates.Attach(state);
         return new ControlPlane(istiod, xds, state, certificates);
     }

@@ -24,6 +24,8 @@ internal sealed partial class CertificateManager
         private int _failures;
         private string? _lastError;
         private DateTimeOffset? _nextAttempt;
+        // Completed to cut the wait for the next renewal short (a root rotation); replaced before each fetch.
+        private TaskCompletionSource _refreshNow = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public IdentityWorker(CertificateManager owner, SpiffeId identity, CancellationToken stopAll)
         {
@@ -39,6 +41,9 @@ internal sealed partial class CertificateManager
         public void Start() => _loop = Task.Run(() => RunAsync(_cts.Token));
 
         public void Stop() => _cts.Cancel();
+
+        /// <summary>Fetches a new certificate now; one already in flight is followed by another.</summary>
+        public void RefreshNow() => Volatile.Read(ref _refreshNow).TrySetResult();
 
         public async Task StopAndWaitAsync()
         {
@@ -78,6 +83,11 @@ internal sealed partial class CertificateManager
             var logger = _owner._logger;
             while (!cancellationToken.IsCancellationRequested)
             {
+                if (Volatile.Read(ref _refreshNow).Task.IsCompleted)
+                {
+                    Volatile.Write(ref _refreshNow, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+                }
+                var refreshNow = Volatile.Read(ref _refreshNow).Task;
                 TimeSpan delay;
                 try
                 {
@@ -118,9 +128,11 @@ internal sealed partial class CertificateManager
                     }
                     Log.FetchFailed(logger, Identity.ToString(), failures, delay.TotalMilliseconds, serving, _lastError!);
                 }
-                if (delay > TimeSpan.Zero)
+                if (delay > TimeSpan.Zero && !refreshNow.IsCompleted)
                 {
-                    await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
+                    using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    await Task.WhenAny(Task.Delay(delay, time, wait.Token), refreshNow).ConfigureAwait(false);
+                    await wait.CancelAsync().ConfigureAwait(false);
                 }
             }
         }

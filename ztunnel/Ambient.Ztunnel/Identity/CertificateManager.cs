@@ -27,26 +27,38 @@ internal sealed partial class CertificateManager : IAsyncDisposable
     // Replaced whole when the identity set changes (rare); lookups per connection never lock.
     private volatile Dictionary<string, IdentityWorker> _workers = new(StringComparer.Ordinal);
     private ProxyState? _state;
+    // The last re-issue epoch pushed with a trust bundle; 0 is what istiod-lite sends before any rotation.
+    private long _reissueEpoch;
     private bool _disposed;
 
     /// <param name="handler">Optional handler shared with the xDS client (the caller disposes it); by default one of
     /// our own that trusts only the mesh root.</param>
     public CertificateManager(CertificateManagerOptions options, TrustBundle trust, ILogger logger, HttpMessageHandler? handler = null)
+        : this(options, new TrustBundleSource(trust), logger, handler)
+    {
+    }
+
+    /// <param name="trust">The proxy's live bundle; pushes (<see cref="ApplyTrustBundle"/>) replace its content.</param>
+    /// <param name="handler">Optional handler shared with the xDS client (the caller disposes it); by default one of
+    /// our own that checks istiod against the live bundle.</param>
+    public CertificateManager(CertificateManagerOptions options, TrustBundleSource trust, ILogger logger, HttpMessageHandler? handler = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(trust);
         ArgumentNullException.ThrowIfNull(logger);
         _options = options;
-        Trust = trust;
+        TrustSource = trust;
         _logger = logger;
         _channel = IstiodGrpc.Create(options.CaAddress,
-            handler ?? IstiodChannel.CreateHandler(trust.Roots, options.CaAddress, options.ServerName),
+            handler ?? IstiodChannel.CreateHandler(() => trust.Current.Roots, options.CaAddress, options.ServerName),
             ownsHandler: handler is null, IstiodGrpc.MaxCaMessageSize, cancelledAsOperationCanceled: true);
         _ca = new IstioCertificateService.IstioCertificateServiceClient(_channel);
     }
 
-    /// <summary>The mesh roots peers' certificates are checked against.</summary>
-    public TrustBundle Trust { get; }
+    /// <summary>The mesh roots peers' certificates are checked against now (read at every handshake).</summary>
+    public TrustBundle Trust => TrustSource.Current;
+
+    public TrustBundleSource TrustSource { get; }
 
     /// <summary>Raised (on a worker task) whenever an identity gets a new certificate.</summary>
     public event Action<SpiffeId>? CertificateChanged;
@@ -204,6 +216,46 @@ internal sealed partial class CertificateManager : IAsyncDisposable
         return builder.MoveToImmutable();
     }
 
+    /// <summary>
+    /// A trust bundle istiod-lite pushed: validated, then made current (old + new roots during a rotation; new only
+    /// once it is done). When its re-issue epoch differs from the last one seen, the CA has started signing under
+    /// another root: every certificate is re-requested now rather than at its normal renewal. Returns why a bundle
+    /// was refused (the xDS client NACKs it and the current bundle stays), or null.
+    /// </summary>
+    public string? ApplyTrustBundle(TrustBundleUpdate update)
+    {
+        ArgumentNullException.ThrowIfNull(update);
+        var current = Trust;
+        if (!string.Equals(update.TrustDomain, current.TrustDomain, StringComparison.Ordinal))
+        {
+            return $"trust bundle for trust domain '{update.TrustDomain}' refused: this proxy is in '{current.TrustDomain}'";
+        }
+        TrustBundle next;
+        try
+        {
+            next = TrustBundle.FromRootPems(update.RootPems, current.TrustDomain, _options.Time);
+        }
+        catch (System.Security.Cryptography.CryptographicException ex)
+        {
+            return "trust bundle refused: " + ex.Message;
+        }
+        if (TrustSource.Replace(next))
+        {
+            Log.TrustBundleChanged(_logger, next.Roots.Count, next.Describe());
+        }
+        var previousEpoch = Interlocked.Exchange(ref _reissueEpoch, (long)update.ReissueEpoch);
+        if (previousEpoch != (long)update.ReissueEpoch)
+        {
+            var workers = _workers;
+            Log.Reissuing(_logger, workers.Count, (long)update.ReissueEpoch);
+            foreach (var worker in workers.Values)
+            {
+                worker.RefreshNow();
+            }
+        }
+        return null;
+    }
+
     /// <summary>Jittered exponential backoff: base * 2^(n-1), capped, times a random factor in [0.5, 1.0].</summary>
     internal TimeSpan Backoff(int failures)
     {
@@ -259,5 +311,11 @@ internal sealed partial class CertificateManager : IAsyncDisposable
 
         [LoggerMessage(7, LogLevel.Error, "a CertificateChanged subscriber threw for {Identity}; renewals continue")]
         public static partial void SubscriberFailed(ILogger logger, string identity, Exception exception);
+
+        [LoggerMessage(8, LogLevel.Information, "trust bundle now holds {Count} root(s): {Roots}")]
+        public static partial void TrustBundleChanged(ILogger logger, int count, string roots);
+
+        [LoggerMessage(9, LogLevel.Information, "the CA signs under a new root (re-issue epoch {Epoch}): re-requesting {Count} certificate(s) now")]
+        public static partial void Reissuing(ILogger logger, int count, long epoch);
     }
 }

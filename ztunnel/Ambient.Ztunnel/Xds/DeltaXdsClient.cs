@@ -30,7 +30,9 @@ internal sealed record DeltaXdsClientStats(
 /// </summary>
 internal sealed partial class DeltaXdsClient : IAsyncDisposable
 {
-    private static readonly string[] SubscribedTypes = [XdsTypeUrls.Address, XdsTypeUrls.Authorization];
+    // Sync waits for these; the trust bundle is subscribed too but optional (a real istiod never sends it).
+    private static readonly string[] RequiredTypes = [XdsTypeUrls.Address, XdsTypeUrls.Authorization];
+    private static readonly string[] SubscribedTypes = [.. RequiredTypes, XdsTypeUrls.TrustBundle];
 
     private readonly DeltaXdsClientOptions _options;
     private readonly ILogger _logger;
@@ -241,6 +243,10 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
     /// <summary>Applies one response, publishes the result, and returns the ACK or NACK to send.</summary>
     internal DeltaDiscoveryRequest Apply(DeltaDiscoveryResponse response, bool firstAfterConnect)
     {
+        if (response.TypeUrl == XdsTypeUrls.TrustBundle)
+        {
+            return ApplyTrustBundle(response);
+        }
         var result = _cache.Apply(response);
         lock (_statsLock)
         {
@@ -279,7 +285,7 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
                 Log.SubscriberFailed(_logger, ex);
             }
         }
-        if (_syncedTypes.Add(response.TypeUrl) && _syncedTypes.Count == SubscribedTypes.Length)
+        if (_syncedTypes.Add(response.TypeUrl) && _syncedTypes.Count == RequiredTypes.Length)
         {
             Log.Synced(_logger, _cache.Count(XdsTypeUrls.Address));
             _synced.TrySetResult();

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Ambient.Istiod.Ca;
+namespace Ambient.Core.Files;
 
 /// <summary>
 /// Owner-only (0600) files for secrets. The mode is set when the file is created, never afterwards, so there is no
@@ -9,7 +9,7 @@ namespace Ambient.Istiod.Ca;
 /// </summary>
 internal static class PrivateFile
 {
-    public const UnixFileMode OwnerReadWrite = Ambient.Core.Files.OwnerOnlyFiles.FileMode;
+    public const UnixFileMode OwnerReadWrite = OwnerOnlyFiles.FileMode;
 
     /// <summary>Creates <paramref name="path"/> (mode 0700 on Unix) if missing.</summary>
     public static void EnsureDirectory(string path)
@@ -17,7 +17,7 @@ internal static class PrivateFile
         // An existing folder is left as it is: CaStore and NodeTokens check it (StrictModes) rather than repair it.
         if (!Directory.Exists(path))
         {
-            Ambient.Core.Files.OwnerOnlyFiles.CreateDirectory(path);
+            OwnerOnlyFiles.CreateDirectory(path);
         }
     }
 
