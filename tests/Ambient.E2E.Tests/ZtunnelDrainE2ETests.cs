@@ -80,7 +80,8 @@ public sealed class ZtunnelDrainE2ETests : IAsyncLifetime
         {
             RepoPaths.Interop("ca_client.py"), "--protos", Path.Combine(RepoPaths.Root, "core", "Ambient.Core", "Protos"),
             "--target", $"{istiod}:15012", "--root", Mesh.RootCertPath, "--identity", identity, "--csr", csrPath, "--ttl", "3600",
-            "--token", (await File.ReadAllTextAsync(Path.Combine(state.StateFolder, "tokens", node + ".token"))).Trim(),
+            // "=" form: a base64url token may start with "-", which argparse would read as an option.
+            "--token=" + (await File.ReadAllTextAsync(Path.Combine(state.StateFolder, "tokens", node + ".token"))).Trim(),
         })
         {
             psi.ArgumentList.Add(a);
