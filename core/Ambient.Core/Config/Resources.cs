@@ -123,3 +123,43 @@ public sealed record ConfigError(SourceLocation Source, string Field, string Mes
     // A problem with the file as a whole (a YAML syntax error) names no field: no empty "file:24: : message" then.
     public override string ToString() => Field.Length == 0 ? $"{Source}: {Message}" : $"{Source}: {Field}: {Message}";
 }
+
+/// <summary>A Gateway API listener (<c>spec.listeners[]</c>).</summary>
+public sealed record GatewayListener(string Name, int Port, string Protocol);
+
+/// <summary>
+/// A Gateway (<c>gateway.networking.k8s.io/v1</c>). The mesh acts on class <c>istio-waypoint</c> only: each such
+/// Gateway is a waypoint named after it, with identity <c>sa/&lt;name&gt;</c>; <c>istio.io/waypoint-for</c> (label)
+/// says what traffic it takes.
+/// </summary>
+public sealed record GatewayResource(
+    string ApiVersion,
+    ObjectMeta Metadata,
+    SourceLocation Source,
+    string GatewayClassName,
+    ImmutableArray<GatewayListener> Listeners)
+    : Resource(ApiVersion, "Gateway", Metadata, Source)
+{
+    public const string WaypointClass = "istio-waypoint";
+
+    public bool IsWaypoint => GatewayClassName == WaypointClass;
+
+    public bool Equals(GatewayResource? other) =>
+        ReferenceEquals(this, other)
+        || (other is not null && base.Equals(other) && GatewayClassName == other.GatewayClassName
+            && ValueEquality.Equal(Listeners, other.Listeners));
+
+    public override int GetHashCode() => HashCode.Combine(base.GetHashCode(), GatewayClassName, ValueEquality.Hash(Listeners));
+}
+
+/// <summary>
+/// An HTTPRoute (<c>gateway.networking.k8s.io/v1</c>). <see cref="Spec"/> is the validated spec with the API's
+/// defaults applied, in the form pushed to waypoints (route.proto): the parser fills it, istiod-lite resolves
+/// backend references against the mesh and sends it. Protobuf messages compare by value.
+/// </summary>
+public sealed record HttpRouteResource(
+    string ApiVersion,
+    ObjectMeta Metadata,
+    SourceLocation Source,
+    Ambient.Core.Protos.Waypoint.HTTPRoute Spec)
+    : Resource(ApiVersion, "HTTPRoute", Metadata, Source);

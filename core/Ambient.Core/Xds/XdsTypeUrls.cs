@@ -1,6 +1,6 @@
 namespace Ambient.Core.Xds;
 
-/// <summary>The resource type URLs ztunnel subscribes to.</summary>
+/// <summary>The resource type URLs ztunnels and waypoints subscribe to.</summary>
 internal static class XdsTypeUrls
 {
     public const string Address = "type.googleapis.com/istio.workload.Address";
@@ -11,4 +11,10 @@ internal static class XdsTypeUrls
 
     /// <summary>The one TrustBundle resource's name.</summary>
     public const string TrustBundleName = "default";
+
+    /// <summary>Ambient's own, for waypoints: one Gateway API HTTPRoute per resource (see waypoint/route.proto).</summary>
+    public const string HttpRoute = "type.googleapis.com/ambient.waypoint.HTTPRoute";
+
+    /// <summary>Ambient's own, for waypoints: which ports of a served Service speak HTTP (see waypoint/route.proto).</summary>
+    public const string ServiceProtocols = "type.googleapis.com/ambient.waypoint.ServiceProtocols";
 }
