@@ -39,6 +39,7 @@ internal static class ConfigMerge
         }
 
         ServiceAccountReferences.RejectMissing(winners, errors);
+        AddDeploymentPods(winners, errors);
 
         var keys = winners.Keys.ToList();
         keys.Sort(StringComparer.Ordinal);
@@ -51,5 +52,34 @@ internal static class ConfigMerge
             else resources.Add(r);
         }
         return new ConfigSnapshot(generation, resources.ToImmutable(), errors.ToImmutable(), ignored.ToImmutable());
+    }
+
+    /// <summary>
+    /// A config folder has no Deployment controller: each Deployment stands for its pods, which join the resources
+    /// as ordinary Pods (the Deployment stays, for display). A declared Pod of the same name wins, as the first
+    /// definition always does.
+    /// </summary>
+    private static void AddDeploymentPods(Dictionary<string, Resource> winners, ImmutableArray<ConfigError>.Builder errors)
+    {
+        List<DeploymentResource>? deployments = null;
+        foreach (var r in winners.Values)
+        {
+            if (r is DeploymentResource d) (deployments ??= []).Add(d);
+        }
+        if (deployments is null) return;
+        deployments.Sort(static (a, b) => SourceOrder.Compare(a.Source, b.Source));
+        foreach (var d in deployments)
+        {
+            foreach (var pod in DeploymentPods.Expand(d))
+            {
+                if (winners.TryGetValue(pod.Key, out var first))
+                {
+                    errors.Add(new ConfigError(d.Source, "metadata.name",
+                        $"pod {LogText.Clip(pod.Metadata.Name)} of Deployment {d.Metadata.Namespace}/{d.Metadata.Name} is already defined at {first.Source}; this replica is left out"));
+                    continue;
+                }
+                winners.Add(pod.Key, pod);
+            }
+        }
     }
 }

@@ -77,6 +77,37 @@ internal sealed class DocumentContext(string file)
         return s;
     }
 
+    /// <summary>
+    /// A string field where the empty string is a value of its own (the Gateway API tells an empty <c>group</c> or
+    /// <c>replacePrefixMatch</c> from an absent one): null only when the field is absent or null.
+    /// </summary>
+    public string? StrOrEmpty(YamlMapping parent, string key, string parentPath, Func<string, string?>? check = null)
+    {
+        var field = Field(parentPath, key);
+        var node = parent.Get(key);
+        if (IsAbsent(node)) return null;
+        var s = AsString(node!, field);
+        if (s is null) return null;
+        if (check?.Invoke(s) is { } problem)
+        {
+            Error(node!.Line, field, $"Invalid value: \"{LogText.Clip(s)}\": {problem}");
+            return null;
+        }
+        return s;
+    }
+
+    /// <summary>An integer field that must lie in [<paramref name="min"/>, <paramref name="max"/>], as an OpenAPI Minimum/Maximum.</summary>
+    public long? IntInRange(YamlMapping parent, string key, string parentPath, long min, long max, bool required = false)
+    {
+        var v = Int(parent, key, parentPath, required);
+        if (v is not { } n || (n >= min && n <= max)) return v;
+        var message = max == long.MaxValue
+            ? $"Invalid value: {n}: must be greater than or equal to {min}"
+            : $"Invalid value: {n}: must be between {min} and {max}, inclusive";
+        Error(parent.Get(key)!.Line, Field(parentPath, key), message);
+        return null;
+    }
+
     /// <summary>The text of a string scalar; numbers and booleans are errors, as kubectl reports them.</summary>
     public string? AsString(YamlNode node, string field)
     {

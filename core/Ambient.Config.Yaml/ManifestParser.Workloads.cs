@@ -15,7 +15,21 @@ internal static partial class ManifestParser
         var specPath = DocumentContext.Field(prefix, "spec");
         var spec = ctx.Map(root.Get("spec"), specPath, root.Line, required: true);
         if (spec is null) return null;
+        var podSpec = ReadPodSpec(ctx, spec, specPath);
 
+        string? podIP = null;
+        var statusPath = DocumentContext.Field(prefix, "status");
+        var status = ctx.Map(root.Get("status"), statusPath, root.Line);
+        if (status is not null) podIP = ctx.Str(status, "podIP", statusPath, check: Validation.IpAddress);
+
+        return new PodResource(apiVersion, metadata, source, podSpec.ServiceAccountName, podSpec.NodeName, podSpec.Containers, podIP);
+    }
+
+    /// <summary>The fields of a pod spec the mesh uses: a Pod's <c>spec</c> or a Deployment's <c>spec.template.spec</c>.</summary>
+    private readonly record struct PodSpecFields(string ServiceAccountName, string? NodeName, ImmutableArray<ContainerSpec> Containers);
+
+    private static PodSpecFields ReadPodSpec(DocumentContext ctx, YamlMapping spec, string specPath)
+    {
         // serviceAccount is the deprecated spelling; serviceAccountName wins when both are present.
         var serviceAccount = ctx.Str(spec, "serviceAccountName", specPath, check: Validation.Dns1123Subdomain)
             ?? ctx.Str(spec, "serviceAccount", specPath, check: Validation.Dns1123Subdomain)
@@ -45,12 +59,7 @@ internal static partial class ManifestParser
             }
         }
 
-        string? podIP = null;
-        var statusPath = DocumentContext.Field(prefix, "status");
-        var status = ctx.Map(root.Get("status"), statusPath, root.Line);
-        if (status is not null) podIP = ctx.Str(status, "podIP", statusPath, check: Validation.IpAddress);
-
-        return new PodResource(apiVersion, metadata, source, serviceAccount, nodeName, specs.ToImmutable(), podIP);
+        return new PodSpecFields(serviceAccount, nodeName, specs.ToImmutable());
     }
 
     private static ContainerSpec? ReadContainer(DocumentContext ctx, YamlMapping c, string path, HashSet<string> podPortNames)

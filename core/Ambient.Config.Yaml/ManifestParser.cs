@@ -115,6 +115,20 @@ internal static partial class ManifestParser
         if (ctx.Errors.Count == 0) produced.AddRange(one);
     }
 
+    private static readonly string[] CoreV1 = ["v1"];
+    private static readonly string[] AppsV1 = ["apps/v1"];
+    // v1beta1 is still served (and identical for these kinds); manifests written for older Gateway API releases load.
+    private static readonly string[] GatewayApi = ["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"];
+
+    /// <summary>The apiVersions a modelled kind is read from; null for kinds we keep as <see cref="UnknownResource"/>.</summary>
+    private static string[]? ServedVersions(string kind) => kind switch
+    {
+        "Namespace" or "ServiceAccount" or "Pod" or "Service" => CoreV1,
+        "Deployment" => AppsV1,
+        "Gateway" or "HTTPRoute" => GatewayApi,
+        _ => null,
+    };
+
     private static void ReadResource(DocumentContext ctx, YamlMapping root, string prefix, List<Resource> produced)
     {
         var apiVersion = ctx.Str(root, "apiVersion", prefix, required: true);
@@ -123,11 +137,10 @@ internal static partial class ManifestParser
         var meta = ctx.Map(root.Get("metadata"), metaPath, root.Line, required: true);
         if (apiVersion is null || kind is null || meta is null) return;
 
-        var isKnown = kind is "Namespace" or "ServiceAccount" or "Pod" or "Service";
-        if (isKnown && apiVersion != "v1")
+        if (ServedVersions(kind) is { } served && Array.IndexOf(served, apiVersion) < 0)
         {
             ctx.Error(root.Get("apiVersion")!.Line, DocumentContext.Field(prefix, "apiVersion"),
-                $"Invalid value: \"{LogText.Clip(apiVersion)}\": {kind} is served by apiVersion \"v1\"");
+                $"Invalid value: \"{LogText.Clip(apiVersion)}\": {kind} is served by apiVersion {string.Join(" or ", served.Select(static v => "\"" + v + "\""))}");
         }
 
         Func<string, string?> nameRule = kind switch
@@ -159,6 +172,9 @@ internal static partial class ManifestParser
             "ServiceAccount" => new ServiceAccountResource(apiVersion, metadata, source),
             "Pod" => ReadPod(ctx, root, prefix, apiVersion, metadata, source),
             "Service" => ReadService(ctx, root, prefix, apiVersion, metadata, source),
+            "Deployment" => ReadDeployment(ctx, root, prefix, apiVersion, metadata, source),
+            "Gateway" => ReadGateway(ctx, root, prefix, apiVersion, metadata, source),
+            "HTTPRoute" => ReadHttpRoute(ctx, root, meta, prefix, apiVersion, metadata, source),
             _ => new UnknownResource(apiVersion, kind, metadata, source),
         };
         if (resource is not null) produced.Add(resource);

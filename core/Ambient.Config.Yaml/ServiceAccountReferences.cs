@@ -12,25 +12,34 @@ internal static class ServiceAccountReferences
 {
     public const string DefaultServiceAccount = "default";
 
-    /// <summary>Removes from <paramref name="winners"/> every pod naming a missing service account, with an error each.</summary>
+    /// <summary>Removes from <paramref name="winners"/> every pod and Deployment naming a missing service account, with an error each.</summary>
     public static void RejectMissing(Dictionary<string, Resource> winners, ImmutableArray<ConfigError>.Builder errors)
     {
-        List<PodResource>? rejected = null;
+        List<(Resource Owner, string ServiceAccount)>? rejected = null;
         foreach (var r in winners.Values)
         {
-            if (r is not PodResource pod || pod.ServiceAccountName.Length == 0 || pod.ServiceAccountName == DefaultServiceAccount) continue;
-            if (winners.ContainsKey("ServiceAccount/" + pod.Metadata.Namespace + "/" + pod.ServiceAccountName)) continue;
-            (rejected ??= []).Add(pod);
+            // A Deployment is checked before it is expanded: its pods would all fail alike.
+            var serviceAccount = r switch
+            {
+                PodResource pod => pod.ServiceAccountName,
+                DeploymentResource deployment => deployment.ServiceAccountName,
+                _ => null,
+            };
+            if (serviceAccount is null || serviceAccount.Length == 0 || serviceAccount == DefaultServiceAccount) continue;
+            if (winners.ContainsKey("ServiceAccount/" + r.Metadata.Namespace + "/" + serviceAccount)) continue;
+            (rejected ??= []).Add((r, serviceAccount));
         }
         if (rejected is null) return;
         // Reported in file order, as the parser reports its own errors.
-        rejected.Sort(static (a, b) => SourceOrder.Compare(a.Source, b.Source));
-        foreach (var pod in rejected)
+        rejected.Sort(static (a, b) => SourceOrder.Compare(a.Owner.Source, b.Owner.Source));
+        foreach (var (owner, serviceAccount) in rejected)
         {
-            winners.Remove(pod.Key);
-            errors.Add(new ConfigError(pod.Source, "spec.serviceAccountName",
-                $"serviceaccount \"{pod.ServiceAccountName}\" not found in namespace \"{pod.Metadata.Namespace}\" " +
-                $"(declare a ServiceAccount, or omit serviceAccountName for \"{DefaultServiceAccount}\"); pod {pod.Metadata.Namespace}/{pod.Metadata.Name} is ignored"));
+            winners.Remove(owner.Key);
+            var isPod = owner is PodResource;
+            errors.Add(new ConfigError(owner.Source, isPod ? "spec.serviceAccountName" : "spec.template.spec.serviceAccountName",
+                $"serviceaccount \"{serviceAccount}\" not found in namespace \"{owner.Metadata.Namespace}\" " +
+                $"(declare a ServiceAccount, or omit serviceAccountName for \"{DefaultServiceAccount}\"); " +
+                $"{(isPod ? "pod" : "deployment")} {owner.Metadata.Namespace}/{owner.Metadata.Name} is ignored"));
         }
     }
 }

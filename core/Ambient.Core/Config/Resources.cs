@@ -83,6 +83,36 @@ public sealed record PodResource(
         HashCode.Combine(base.GetHashCode(), ServiceAccountName, NodeName, PodIP, ValueEquality.Hash(Containers));
 }
 
+/// <summary>
+/// A Deployment (<c>apps/v1</c>): <see cref="Replicas"/> copies of a pod template. A config folder has no
+/// controller, so the folder source expands each Deployment into ordinary <see cref="PodResource"/>s named
+/// <c>&lt;name&gt;-&lt;template hash&gt;-&lt;suffix&gt;</c> (as a ReplicaSet would) and keeps this record for display.
+/// </summary>
+public sealed record DeploymentResource(
+    string ApiVersion,
+    ObjectMeta Metadata,
+    SourceLocation Source,
+    int Replicas,
+    ImmutableSortedDictionary<string, string> Selector,
+    ImmutableSortedDictionary<string, string> TemplateLabels,
+    ImmutableSortedDictionary<string, string> TemplateAnnotations,
+    string ServiceAccountName,
+    string? NodeName,
+    ImmutableArray<ContainerSpec> Containers)
+    : Resource(ApiVersion, "Deployment", Metadata, Source)
+{
+    public bool Equals(DeploymentResource? other) =>
+        ReferenceEquals(this, other)
+        || (other is not null && base.Equals(other) && Replicas == other.Replicas
+            && ServiceAccountName == other.ServiceAccountName && NodeName == other.NodeName
+            && ValueEquality.Equal(Selector, other.Selector) && ValueEquality.Equal(TemplateLabels, other.TemplateLabels)
+            && ValueEquality.Equal(TemplateAnnotations, other.TemplateAnnotations) && ValueEquality.Equal(Containers, other.Containers));
+
+    public override int GetHashCode() =>
+        HashCode.Combine(base.GetHashCode(), Replicas, ServiceAccountName, NodeName, ValueEquality.Hash(Selector),
+            ValueEquality.Hash(TemplateLabels), ValueEquality.Hash(Containers));
+}
+
 /// <summary>A Service targetPort: either a number or the name of a container port.</summary>
 public readonly record struct TargetPort(int Number, string? Name)
 {

@@ -230,11 +230,11 @@ public sealed class FolderConfigSourceTests : IDisposable
     [Fact]
     public async Task UnknownKindsAreKeptAndReportedOnce()
     {
-        _dir.Write("route.yaml", "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: demo}\n");
+        _dir.Write("route.yaml", "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {name: r, namespace: demo}\n");
         using var source = Start();
 
         var ignored = Assert.Single(source.Current.Ignored);
-        Assert.Equal("HTTPRoute/demo/r", ignored.Key);
+        Assert.Equal("TLSRoute/demo/r", ignored.Key);
         Assert.Empty(source.Current.Resources);
 
         // More generations: the route must not be reported again.
@@ -243,7 +243,41 @@ public sealed class FolderConfigSourceTests : IDisposable
         _dir.Write("x.yaml", MeshYaml.ServiceAccount("demo", "y"));
         var g3 = await NextAsync(source, g2.Generation);
         Assert.Single(g3.Ignored);
-        Assert.Equal(1, _log.Count(m => m.Contains("HTTPRoute/demo/r", StringComparison.Ordinal) && m.StartsWith("Ignoring", StringComparison.Ordinal)));
+        Assert.Equal(1, _log.Count(m => m.Contains("TLSRoute/demo/r", StringComparison.Ordinal) && m.StartsWith("Ignoring", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task DeploymentPodsKeepTheirNamesWhenTheReplicaCountChanges()
+    {
+        static string Deployment(int replicas) => $$$"""
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: web, namespace: demo}
+            spec:
+              replicas: {{{replicas}}}
+              selector: {matchLabels: {app: web}}
+              template:
+                metadata: {labels: {app: web}}
+                spec: {containers: [{name: web, image: ambient/echo}]}
+            """;
+        _dir.Write("web.yaml", Deployment(2));
+        using var source = Start();
+        var before = source.Current.Resources.OfType<PodResource>().Select(p => p.Metadata.Name).ToList();
+        Assert.Equal(2, before.Count);
+        Assert.Single(source.Current.Resources.OfType<DeploymentResource>());
+
+        _dir.Write("web.yaml", Deployment(3));
+        var after = await NextAsync(source, source.Current.Generation);
+
+        var names = after.Resources.OfType<PodResource>().Select(p => p.Metadata.Name).ToList();
+        Assert.Equal(3, names.Count);
+        Assert.Subset(names.ToHashSet(), before.ToHashSet());
+        // Pods that stayed are the very same records, so the supervisor leaves their processes alone.
+        foreach (var name in before)
+        {
+            Assert.Equal(source.Current.Resources.OfType<PodResource>().Single(p => p.Metadata.Name == name),
+                after.Resources.OfType<PodResource>().Single(p => p.Metadata.Name == name));
+        }
     }
 
     [Fact]

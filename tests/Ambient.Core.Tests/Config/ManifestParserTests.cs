@@ -284,8 +284,8 @@ public class ManifestParserTests
     public void UnknownKindIsKeptAsUnknownResource()
     {
         var result = ManifestParser.Parse(File, """
-            apiVersion: gateway.networking.k8s.io/v1
-            kind: HTTPRoute
+            apiVersion: gateway.networking.k8s.io/v1alpha2
+            kind: TLSRoute
             metadata:
               name: echo-route
               labels: {app: echo}
@@ -300,9 +300,9 @@ public class ManifestParserTests
 
         Assert.Empty(result.Errors);
         var route = Assert.IsType<UnknownResource>(result.Resources[0]);
-        Assert.Equal("HTTPRoute", route.Kind);
-        Assert.Equal("gateway.networking.k8s.io/v1", route.ApiVersion);
-        Assert.Equal("HTTPRoute/default/echo-route", route.Key);
+        Assert.Equal("TLSRoute", route.Kind);
+        Assert.Equal("gateway.networking.k8s.io/v1alpha2", route.ApiVersion);
+        Assert.Equal("TLSRoute/default/echo-route", route.Key);
         Assert.Equal("echo", route.Metadata.Label("app"));
         Assert.Equal("ClusterRole//reader", result.Resources[1].Key);
     }
