@@ -57,19 +57,7 @@ internal static partial class ManifestParser
 
         ReadParentRefs(ctx, spec, specPath, route);
 
-        var hostnamesPath = DocumentContext.Field(specPath, "hostnames");
-        var hostnames = ctx.Seq(spec.Get("hostnames"), hostnamesPath, spec.Line);
-        if (hostnames is not null && WithinMaxItems(ctx, hostnames, hostnamesPath, MaxHostnames))
-        {
-            for (int i = 0; i < hostnames.Items.Count; i++)
-            {
-                var path = DocumentContext.Index(hostnamesPath, i);
-                var h = ctx.AsString(hostnames.Items[i], path);
-                if (h is null) continue;
-                if (Validation.GatewayHostname(h) is { } problem) ctx.Error(hostnames.Items[i].Line, path, $"Invalid value: \"{LogText.Clip(h)}\": {problem}");
-                else route.Hostnames.Add(h);
-            }
-        }
+        route.Hostnames.AddRange(ReadStrings(ctx, spec, "hostnames", specPath, MaxHostnames, Validation.GatewayHostname, unique: false));
 
         var rulesPath = DocumentContext.Field(specPath, "rules");
         var rules = ctx.Seq(spec.Get("rules"), rulesPath, spec.Line);
@@ -456,19 +444,7 @@ internal static partial class ManifestParser
                 target.Add(new HTTPHeader { Name = name, Value = value });
             }
         }
-        var removePath = DocumentContext.Field(path, "remove");
-        var remove = ctx.Seq(body.Get("remove"), removePath, body.Line);
-        if (remove is not null && WithinMaxItems(ctx, remove, removePath, MaxHeaderModifications))
-        {
-            for (int i = 0; i < remove.Items.Count; i++)
-            {
-                var rPath = DocumentContext.Index(removePath, i);
-                var name = ctx.AsString(remove.Items[i], rPath);
-                if (name is null) continue;
-                if (filter.Remove.Contains(name)) ctx.Error(remove.Items[i].Line, rPath, $"Duplicate value: \"{LogText.Clip(name)}\"");
-                else filter.Remove.Add(name);
-            }
-        }
+        filter.Remove.AddRange(ReadStrings(ctx, body, "remove", path, MaxHeaderModifications, check: null, unique: true));
         return filter;
     }
 
@@ -564,6 +540,27 @@ internal static partial class ManifestParser
             return null;
         }
         return name is null ? null : new BackendRef { Group = group, Kind = kind, Namespace = ns, Name = name, Port = (uint)(port ?? 0) };
+    }
+
+    /// <summary>A list of strings with an OpenAPI MaxItems, each checked; <paramref name="unique"/> for a listType=set.</summary>
+    private static List<string> ReadStrings(
+        DocumentContext ctx, YamlMapping parent, string key, string parentPath, int maxItems, Func<string, string?>? check, bool unique)
+    {
+        var result = new List<string>();
+        var listPath = DocumentContext.Field(parentPath, key);
+        var seq = ctx.Seq(parent.Get(key), listPath, parent.Line);
+        if (seq is null || !WithinMaxItems(ctx, seq, listPath, maxItems)) return result;
+        for (int i = 0; i < seq.Items.Count; i++)
+        {
+            var path = DocumentContext.Index(listPath, i);
+            var item = seq.Items[i];
+            var value = ctx.AsString(item, path);
+            if (value is null) continue;
+            if (check?.Invoke(value) is { } problem) ctx.Error(item.Line, path, $"Invalid value: \"{LogText.Clip(value)}\": {problem}");
+            else if (unique && result.Contains(value)) ctx.Error(item.Line, path, $"Duplicate value: \"{LogText.Clip(value)}\"");
+            else result.Add(value);
+        }
+        return result;
     }
 
     private static ulong? ReadDuration(DocumentContext ctx, YamlMapping parent, string key, string parentPath)

@@ -202,9 +202,7 @@ public partial class DeploymentTests
         var result = ManifestParser.Parse(File, "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n  " + spec + "\n");
 
         Assert.Empty(result.Resources);
-        Assert.True(
-            result.Errors.Any(e => e.Source == new SourceLocation(File, line) && e.Field == field && e.Message.Contains(message, StringComparison.Ordinal)),
-            $"expected {line}: {field}: ...{message}...; got:\n" + string.Join("\n", result.Errors));
+        ConfigAssert.HasError(result.Errors, File, line, field, message);
     }
 
     [Fact]
