@@ -24,6 +24,7 @@ internal static partial class ManifestParser
         if (seq is not null && WithinMaxItems(ctx, seq, listenersPath, MaxListeners))
         {
             var names = new HashSet<string>(StringComparer.Ordinal);
+            var endpoints = new HashSet<(long, string, string)>();
             for (int i = 0; i < seq.Items.Count; i++)
             {
                 var path = DocumentContext.Index(listenersPath, i);
@@ -32,10 +33,17 @@ internal static partial class ManifestParser
                 var name = ctx.Str(l, "name", path, required: true, check: Validation.SectionName);
                 var port = ctx.IntInRange(l, "port", path, 1, 65535, required: true);
                 var protocol = ctx.Str(l, "protocol", path, required: true, check: Validation.ProtocolType);
+                // Only checked (a waypoint listens on every name); the CEL rule below needs it.
+                var hostname = ctx.Str(l, "hostname", path, check: Validation.GatewayHostname) ?? "";
                 if (name is not null && !names.Add(name))
                 {
                     // listType=map with listMapKey=name: the API server refuses two listeners of one name.
                     ctx.Error(l.Get("name")!.Line, DocumentContext.Field(path, "name"), $"Duplicate value: \"{LogText.Clip(name)}\"");
+                    continue;
+                }
+                if (port is { } listenerPort && protocol is not null && !endpoints.Add((listenerPort, protocol, hostname)))
+                {
+                    ctx.Error(l.Line, listenersPath, "Invalid value: Combination of port, protocol and hostname must be unique for each listener");
                     continue;
                 }
                 if (name is not null && port is { } p && protocol is not null) listeners.Add(new GatewayListener(name, (int)p, protocol));

@@ -62,6 +62,8 @@ public class GatewayApiParserTests
         { "spec:\n  gatewayClassName: istio-waypoint\n  listeners:\n    - {name: mesh, port: 65536, protocol: HBONE}", 7, "spec.listeners[0].port", "must be between 1 and 65535" },
         { "spec:\n  gatewayClassName: istio-waypoint\n  listeners:\n    - {name: mesh, port: 15008}", 7, "spec.listeners[0].protocol", "Required value" },
         { "spec:\n  gatewayClassName: istio-waypoint\n  listeners:\n    - {name: mesh, port: 15008, protocol: \"\"}", 7, "spec.listeners[0].protocol", "Required value" },
+        { "spec:\n  gatewayClassName: istio-waypoint\n  listeners:\n    - {name: a, port: 15008, protocol: HBONE}\n    - {name: b, port: 15008, protocol: HBONE}", 8, "spec.listeners", "Combination of port, protocol and hostname must be unique for each listener" },
+        { "spec:\n  gatewayClassName: istio-waypoint\n  listeners:\n    - {name: a, port: 15008, protocol: HBONE, hostname: \"1.2.3.4\"}", 7, "spec.listeners[0].hostname", "IPs are not allowed" },
     };
 
     [Theory]
