@@ -217,6 +217,17 @@ public sealed class RouteMatchingTests
         Assert.Equal("all-ports", table.RouteTo(Request("/all"), Echo(80)));
     }
 
+    [Theory]
+    [InlineData("example.org", "example.org")]
+    [InlineData("example.org:8080", "example.org")]
+    [InlineData("[::1]:8080", "[::1]")]
+    [InlineData("[::1]", "[::1]")]
+    [InlineData("::1", "::1")]
+    public void HostPortIsIgnored(string host, string expected)
+    {
+        Assert.Equal(expected, Request("/", host: host).HostWithoutPort.ToString());
+    }
+
     [Fact]
     public void ServiceTargetFromHostnameUsesTheFirstLabel()
     {

@@ -1,6 +1,5 @@
 using System.Text.RegularExpressions;
 using Ambient.Core.Protos.Waypoint;
-using Microsoft.Extensions.Primitives;
 
 namespace Ambient.Waypoint.Routing;
 
@@ -15,8 +14,8 @@ internal sealed class CompiledMatch
 
     private readonly Regex? _pathRegex;
     private readonly bool _neverMatches;
-    private readonly HeaderCondition[] _headers;
-    private readonly QueryCondition[] _queryParams;
+    private readonly ValueCondition[] _headers;
+    private readonly ValueCondition[] _queryParams;
 
     public CompiledMatch(HTTPRouteMatch match)
     {
@@ -45,8 +44,11 @@ internal sealed class CompiledMatch
         // The precedence counts the prefix as written ("Prefix path match with largest number of characters").
         PathLength = value.Length;
 
-        _headers = CompileHeaders(match.Headers, ref _neverMatches);
-        _queryParams = CompileQueryParams(match.QueryParams, ref _neverMatches);
+        // Header names compare case-insensitively, query parameter names exactly.
+        _headers = Compile(match.Headers, h => new ValueCondition(h.Name, h.Type, h.Value),
+            StringComparison.OrdinalIgnoreCase, ref _neverMatches);
+        _queryParams = Compile(match.QueryParams, q => new ValueCondition(q.Name, q.Type, q.Value),
+            StringComparison.Ordinal, ref _neverMatches);
         Method = match.Method.Length == 0 ? null : match.Method;
     }
 
@@ -79,7 +81,7 @@ internal sealed class CompiledMatch
         }
         foreach (var header in _headers)
         {
-            if (!header.Matches(request))
+            if (!HeaderMatches(header, request))
             {
                 return false;
             }
@@ -89,7 +91,7 @@ internal sealed class CompiledMatch
             var query = request.QuerySpan;
             foreach (var param in _queryParams)
             {
-                if (!param.Matches(query))
+                if (!QueryParamMatches(param, query))
                 {
                     return false;
                 }
@@ -146,63 +148,68 @@ internal sealed class CompiledMatch
         }
     }
 
-    private static HeaderCondition[] CompileHeaders(
-        Google.Protobuf.Collections.RepeatedField<HTTPHeaderMatch> headers, ref bool neverMatches)
+    private static ValueCondition[] Compile<T>(IReadOnlyList<T> items, Func<T, ValueCondition> compile,
+        StringComparison nameComparison, ref bool neverMatches)
     {
-        if (headers.Count == 0)
+        var conditions = new List<ValueCondition>(items.Count);
+        foreach (var item in items)
         {
-            return [];
+            AddFirstOfName(conditions, compile(item), nameComparison, ref neverMatches);
         }
-        // "If multiple entries specify equivalent header names, only the first entry with an equivalent name MUST be
-        // considered for a match."
-        var list = new List<HeaderCondition>(headers.Count);
-        foreach (var header in headers)
-        {
-            if (list.Exists(existing => string.Equals(existing.Name, header.Name, StringComparison.OrdinalIgnoreCase)))
-            {
-                continue;
-            }
-            var condition = new HeaderCondition(header);
-            neverMatches |= condition.Invalid;
-            list.Add(condition);
-        }
-        return list.ToArray();
+        return conditions.ToArray();
     }
 
-    private static QueryCondition[] CompileQueryParams(
-        Google.Protobuf.Collections.RepeatedField<HTTPQueryParamMatch> queryParams, ref bool neverMatches)
+    /// <summary>"If multiple entries specify equivalent header names, only the first entry with an equivalent name
+    /// MUST be considered for a match" (and the same for query params).</summary>
+    private static void AddFirstOfName(List<ValueCondition> conditions, ValueCondition condition,
+        StringComparison nameComparison, ref bool neverMatches)
     {
-        if (queryParams.Count == 0)
+        foreach (var existing in conditions)
         {
-            return [];
-        }
-        // Same rule as headers, with exact (case-sensitive) names.
-        var list = new List<QueryCondition>(queryParams.Count);
-        foreach (var param in queryParams)
-        {
-            if (list.Exists(existing => string.Equals(existing.Name, param.Name, StringComparison.Ordinal)))
+            if (string.Equals(existing.Name, condition.Name, nameComparison))
             {
-                continue;
+                return;
             }
-            var condition = new QueryCondition(param);
-            neverMatches |= condition.Invalid;
-            list.Add(condition);
         }
-        return list.ToArray();
+        neverMatches |= condition.Invalid;
+        conditions.Add(condition);
     }
 
-    private sealed class HeaderCondition
+    private static bool HeaderMatches(ValueCondition condition, in RequestFacts request)
+    {
+        if (!request.Headers.TryGetValue(condition.Name, out var values) || values.Count == 0)
+        {
+            return false;
+        }
+        // A header repeated in the request is one value joined with commas (RFC 9110 5.3, the spec's guidance);
+        // the common single-value case allocates nothing.
+        var value = values.Count == 1 ? values[0] ?? "" : string.Join(',', values.ToArray());
+        return condition.Matches(value);
+    }
+
+    private static bool QueryParamMatches(ValueCondition condition, ReadOnlySpan<char> query)
+    {
+        if (!QueryString.TryGetFirst(query, condition.Name, out var raw))
+        {
+            return false;
+        }
+        // Percent-decode only when there is something to decode, so plain values allocate nothing.
+        return condition.Matches(raw.Contains('%') ? Uri.UnescapeDataString(raw.ToString()) : raw);
+    }
+
+    /// <summary>A name and an Exact or RegularExpression value condition (headers and query params alike).</summary>
+    private sealed class ValueCondition
     {
         private readonly string _value;
         private readonly Regex? _regex;
 
-        public HeaderCondition(HTTPHeaderMatch match)
+        public ValueCondition(string name, HeaderMatchType type, string value)
         {
-            Name = match.Name;
-            _value = match.Value;
-            if (match.Type == HeaderMatchType.HeaderRegularExpression)
+            Name = name;
+            _value = value;
+            if (type == HeaderMatchType.HeaderRegularExpression)
             {
-                _regex = TryCompileFullMatch(match.Value);
+                _regex = TryCompileFullMatch(value);
                 Invalid = _regex is null;
             }
         }
@@ -211,55 +218,8 @@ internal sealed class CompiledMatch
 
         public bool Invalid { get; }
 
-        public bool Matches(in RequestFacts request)
-        {
-            if (!request.Headers.TryGetValue(Name, out var values) || values.Count == 0)
-            {
-                return false;
-            }
-            // A header repeated in the request is one value joined with commas (RFC 9110 5.3, the spec's guidance);
-            // the common single-value case allocates nothing.
-            var value = values.Count == 1 ? values[0] ?? "" : JoinValues(values);
-            return _regex is null
-                ? string.Equals(value, _value, StringComparison.Ordinal)
-                : SafeIsMatch(_regex, value);
-        }
-
-        private static string JoinValues(StringValues values) => string.Join(',', values.ToArray());
-    }
-
-    private sealed class QueryCondition
-    {
-        private readonly string _value;
-        private readonly Regex? _regex;
-
-        public QueryCondition(HTTPQueryParamMatch match)
-        {
-            Name = match.Name;
-            _value = match.Value;
-            if (match.Type == HeaderMatchType.HeaderRegularExpression)
-            {
-                _regex = TryCompileFullMatch(match.Value);
-                Invalid = _regex is null;
-            }
-        }
-
-        public string Name { get; }
-
-        public bool Invalid { get; }
-
-        public bool Matches(ReadOnlySpan<char> query)
-        {
-            if (!QueryString.TryGetFirst(query, Name, out var raw))
-            {
-                return false;
-            }
-            // Percent-decode only when there is something to decode, so plain values allocate nothing.
-            ReadOnlySpan<char> value = raw.Contains('%') ? Uri.UnescapeDataString(raw.ToString()) : raw;
-            return _regex is null
-                ? value.SequenceEqual(_value)
-                : SafeIsMatch(_regex, value);
-        }
+        public bool Matches(ReadOnlySpan<char> value) =>
+            _regex is null ? value.SequenceEqual(_value) : SafeIsMatch(_regex, value);
     }
 }
 

@@ -57,7 +57,10 @@ internal sealed class MirrorTarget
         Always || (Numerator > 0 && random.Next(Denominator) < Numerator);
 }
 
-/// <summary>HTTPRouteRetry: which codes, how many attempts, the backoff between them.</summary>
+/// <summary>
+/// HTTPRouteRetry: the response codes that are retried, the number of retries after the first try
+/// ("attempts"), and the wait before each retry (null: the forwarder's default).
+/// </summary>
 internal sealed record RetryPolicy(IReadOnlyList<int> Codes, int Attempts, TimeSpan? Backoff)
 {
     /// <summary>Istio's default number of attempts, used when the route asks for retries without a count.</summary>
