@@ -107,12 +107,16 @@ public sealed class RoutePrecedenceTests
         Assert.Equal("first", table.RouteTo(Request("/", headers: [H("a", "1"), H("b", "2")])));
     }
 
+    // RegularExpression precedence is implementation-specific; Istio (pilot/pkg/config/kube/gateway/conversion.go,
+    // getURIRank) ranks Exact over PathPrefix over RegularExpression, each tier by length.
     [Fact]
-    public void RegexRanksBetweenExactAndPrefixAsInIstio()
+    public void RegexRanksBelowPrefixAsInIstio()
     {
         var table = RouteTable.Build([MeshRoute("r", "echo",
-            Rule(Prefix("/api/v1/users"), "prefix"), Rule(Regex("/api/.*"), "regex"), Rule(Exact("/api/x"), "exact"))]);
-        Assert.Equal("regex", table.RouteTo(Request("/api/v1/users/1")));
+            Rule(Regex("/api/v1/users/[0-9]+"), "regex"), Rule(Prefix("/api"), "prefix"), Rule(Exact("/api/x"), "exact"))]);
+        Assert.Equal("prefix", table.RouteTo(Request("/api/v1/users/1")));
         Assert.Equal("exact", table.RouteTo(Request("/api/x")));
+        Assert.Equal("regex", RouteTable.Build([MeshRoute("r", "echo",
+            Rule(Regex("/api/v1/users/[0-9]+"), "regex"), Rule(Prefix("/other"), "prefix"))]).RouteTo(Request("/api/v1/users/1")));
     }
 }

@@ -21,8 +21,9 @@ namespace Ambient.Waypoint.Routing;
 /// Precedence, across every rule of every applicable route (apis/v1/httproute_types.go, HTTPRouteRule): Exact path,
 /// then the longest path, then a method match, then the most header matches, then the most query-param matches;
 /// then the oldest route (creationTimestamp), then "{namespace}/{name}" alphabetically, then rule order (and match
-/// order within a rule). RegularExpression precedence is implementation-specific: like Istio we rank
-/// Exact over RegularExpression over PathPrefix, each by length.
+/// order within a rule). RegularExpression precedence is implementation-specific: like Istio (getURIRank in
+/// pilot/pkg/config/kube/gateway/conversion.go) we rank Exact over PathPrefix over RegularExpression, each tier by
+/// the length of its value.
 /// </para>
 /// </summary>
 internal sealed class RouteTable
@@ -400,7 +401,7 @@ internal sealed class RouteEntry
     private static int PathRank(PathMatchType type) => type switch
     {
         PathMatchType.Exact => 3,
-        PathMatchType.RegularExpression => 2,
+        PathMatchType.PathPrefix => 2,
         _ => 1,
     };
 }
