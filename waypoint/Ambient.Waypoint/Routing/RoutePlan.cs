@@ -23,6 +23,13 @@ internal enum RouteOutcome
 /// <summary>
 /// What the forwarder does with one request, as decided by the route table: a value it applies, so the routing
 /// engine never touches sockets or the request itself.
+/// <para>
+/// Applying it: NoRoute: forward to the addressed Service unchanged. Redirect / DirectResponse: answer
+/// StatusCode (with Location for a redirect), after ResponseHeaders. Forward: apply RequestHeaders to the request,
+/// then RewrittenHost / RewrittenPath (query kept), send to Backend with RequestTimeout (whole exchange, retries
+/// included) and BackendRequestTimeout (each attempt) and Retry; send a copy to each of Mirrors without waiting;
+/// apply ResponseHeaders to the upstream response.
+/// </para>
 /// </summary>
 internal readonly struct RoutePlan
 {
