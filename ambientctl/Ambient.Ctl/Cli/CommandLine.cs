@@ -11,6 +11,7 @@ internal static class CommandLine
         root.Subcommands.Add(LocalCommands.Build());
         root.Subcommands.Add(ExecCommand.Build());
         root.Subcommands.Add(LabelCommand.Build());
+        root.Subcommands.Add(GetCommand.Build());
         root.Subcommands.Add(DemoCommand.Build());
         return root;
     }
