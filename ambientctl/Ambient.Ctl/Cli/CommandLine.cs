@@ -12,6 +12,7 @@ internal static class CommandLine
         root.Subcommands.Add(ExecCommand.Build());
         root.Subcommands.Add(LabelCommand.Build());
         root.Subcommands.Add(GetCommand.Build());
+        root.Subcommands.Add(WaypointCommand.Build());
         root.Subcommands.Add(DemoCommand.Build());
         return root;
     }
