@@ -41,6 +41,8 @@ public class WaypointCommandTests
     [InlineData("waypoint delete -n shop wp other")]
     [InlineData("waypoint delete -n shop --all")]
     [InlineData("get po -A -o wide")]
+    [InlineData("logs deploy/echo -n shop --tail 10 -f")]
+    [InlineData("exec deploy/echo -n shop -- curl -s http://echo")]
     public void Parses(string line) => Assert.Empty(CommandLine.Build().Parse(line).Errors);
 
     [Theory]

@@ -13,6 +13,7 @@ internal static class CommandLine
         root.Subcommands.Add(LabelCommand.Build());
         root.Subcommands.Add(GetCommand.Build());
         root.Subcommands.Add(WaypointCommand.Build());
+        root.Subcommands.Add(LogsCommand.Build());
         root.Subcommands.Add(DemoCommand.Build());
         return root;
     }
