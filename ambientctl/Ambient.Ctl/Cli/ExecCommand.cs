@@ -72,8 +72,7 @@ internal static class ExecCommand
     /// <summary>The resources of the running mesh's config, as istiod-lite reads them (for deploy/NAME).</summary>
     internal static IReadOnlyList<Ambient.Core.Config.Resource> ConfigResources(LocalState state)
     {
-        var snapshot = MeshConfig.Read(state.ConfigFolder);
-        return snapshot.Resources.AddRange(snapshot.Ignored);
+        return new LoadedConfig(state.ConfigFolder, MeshConfig.Read(state.ConfigFolder), state).AllResources;
     }
 
     /// <summary>The config's problems as the supervisor last saw them: the mesh keeps running its last good state.</summary>

@@ -24,15 +24,9 @@ internal static class GetCommand
         var get = new Command("get", "List resources of the mesh config, as kubectl get does") { kind, name, ns, all, output, file };
         get.SetAction(parse =>
         {
-            var config = MeshConfig.Locate(parse.GetValue(file), "get", out var state, out var error);
-            if (config is null)
-            {
-                Console.Error.WriteLine(error);
-                return ExitCodes.InvalidInput;
-            }
-            var snapshot = MeshConfig.Read(config);
+            if (MeshConfig.Load(parse.GetValue(file), "get", Console.Error) is not { } config) return ExitCodes.InvalidInput;
             var request = new GetRequest(parse.GetValue(kind)!, parse.GetValue(name), parse.GetValue(all) ? null : parse.GetValue(ns) ?? "default", parse.GetValue(output));
-            return Run(request, snapshot.Resources.AddRange(snapshot.Ignored), new MeshRuntime(snapshot.Resources, state), Console.Out, Console.Error, OutputStyle.Stdout);
+            return Run(request, config.AllResources, config.Runtime(), Console.Out, Console.Error, OutputStyle.Stdout);
         });
         return get;
     }

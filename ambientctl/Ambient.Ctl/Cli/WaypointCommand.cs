@@ -146,15 +146,8 @@ internal static class WaypointCommand
         var list = new Command("list", "List the waypoints of a namespace") { ns, all, file };
         list.SetAction(parse =>
         {
-            var config = MeshConfig.Locate(parse.GetValue(file), "waypoint list", out var running, out var error);
-            if (config is null)
-            {
-                Console.Error.WriteLine(error);
-                return ExitCodes.InvalidInput;
-            }
-            var snapshot = MeshConfig.Read(config);
-            return List(snapshot.Resources.AddRange(snapshot.Ignored), new MeshRuntime(snapshot.Resources, running),
-                parse.GetValue(all) ? null : parse.GetValue(ns) ?? "default", Console.Out, OutputStyle.Stdout);
+            if (MeshConfig.Load(parse.GetValue(file), "waypoint list", Console.Error) is not { } config) return ExitCodes.InvalidInput;
+            return List(config.AllResources, config.Runtime(), parse.GetValue(all) ? null : parse.GetValue(ns) ?? "default", Console.Out, OutputStyle.Stdout);
         });
         return list;
     }
@@ -187,14 +180,8 @@ internal static class WaypointCommand
         var status = new Command("status", "Show whether the waypoints of a namespace are serving") { ns, name, file };
         status.SetAction(async (parse, ct) =>
         {
-            var config = MeshConfig.Locate(parse.GetValue(file), "waypoint status", out _, out var error);
-            if (config is null)
-            {
-                Console.Error.WriteLine(error);
-                return ExitCodes.InvalidInput;
-            }
-            var snapshot = MeshConfig.Read(config);
-            return await StatusAsync(snapshot.Resources.AddRange(snapshot.Ignored), LocalStateWaypointReadiness.Default, parse.GetValue(ns) ?? "default",
+            if (MeshConfig.Load(parse.GetValue(file), "waypoint status", Console.Error) is not { } config) return ExitCodes.InvalidInput;
+            return await StatusAsync(config.AllResources, LocalStateWaypointReadiness.Default, parse.GetValue(ns) ?? "default",
                 parse.GetValue(name), Console.Out, Console.Error, OutputStyle.Stdout, ct).ConfigureAwait(false);
         });
         return status;

@@ -37,6 +37,18 @@ internal static class MeshConfig
         return config;
     }
 
+    /// <summary>Locates and reads the config in one go; null after printing why it cannot be read.</summary>
+    public static LoadedConfig? Load(string? file, string verb, TextWriter error)
+    {
+        var config = Locate(file, verb, out var running, out var message);
+        if (config is null)
+        {
+            error.WriteLine(message);
+            return null;
+        }
+        return new LoadedConfig(config, Read(config), running);
+    }
+
     /// <summary>One read of the folder (or file), as istiod-lite's first scan would see it.</summary>
     public static ConfigSnapshot Read(string config)
     {
@@ -44,4 +56,13 @@ internal static class MeshConfig
         source.Start();
         return source.Current;
     }
+}
+
+/// <summary>A config as read for one command, and the local mesh running it (if any).</summary>
+internal sealed record LoadedConfig(string Path, ConfigSnapshot Snapshot, LocalState? Running)
+{
+    /// <summary>Every resource, the kinds the parser does not type yet included (listed by name).</summary>
+    public IReadOnlyList<Resource> AllResources => Snapshot.Resources.AddRange(Snapshot.Ignored);
+
+    public MeshRuntime Runtime() => new(Snapshot.Resources, Running);
 }
