@@ -1,7 +1,7 @@
 using Ambient.Samples.Echo;
 
 // The built-in pod images of the local mesh: `ambient-samples echo` (ambient/echo) and `ambient-samples sleep`
-// (ambient/sleep). ambientctl tells a pod where it lives through POD_IP, PORT, POD_NAME, ... (see EchoSettings).
+// (ambient/sleep). ambientctl tells a pod where it lives through POD_IP, PORTS, POD_NAME, ... (see EchoSettings).
 var command = args.Length > 0 ? args[0] : "";
 switch (command)
 {
@@ -26,6 +26,6 @@ switch (command)
             return 0;
         }
     default:
-        Console.Error.WriteLine("usage: ambient-samples echo|sleep   (settings from POD_IP, PORT, POD_NAME, POD_NAMESPACE, SERVICE_ACCOUNT)");
+        Console.Error.WriteLine("usage: ambient-samples echo|sleep   (settings from POD_IP, PORTS, POD_NAME, POD_NAMESPACE, SERVICE_NAME, SERVICE_ACCOUNT)");
         return 2;
 }

@@ -11,6 +11,9 @@ internal static class CommandLine
         root.Subcommands.Add(LocalCommands.Build());
         root.Subcommands.Add(ExecCommand.Build());
         root.Subcommands.Add(LabelCommand.Build());
+        root.Subcommands.Add(GetCommand.Build());
+        root.Subcommands.Add(WaypointCommand.Build());
+        root.Subcommands.Add(LogsCommand.Build());
         root.Subcommands.Add(DemoCommand.Build());
         return root;
     }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Net;
 using Ambient.Core;
+using Ambient.Ctl.Inspect;
 using Ambient.Ctl.Local;
 
 namespace Ambient.Ctl.Cli;
@@ -20,7 +21,7 @@ internal static class ExecCommand
 
     public static Command Build()
     {
-        var pod = new Argument<string>("pod") { Description = "pod name, or namespace/name" };
+        var pod = new Argument<string>("pod") { Description = "pod name, namespace/name, pod/NAME or deploy/NAME (the Deployment's first ready pod)" };
         var ns = new Option<string?>("--namespace", "-n") { Description = "the pod's namespace (needed when the name is not unique)" };
         var command = new Argument<string[]>("command") { Description = "the command and its arguments, after --", Arity = ArgumentArity.OneOrMore };
         var exec = new Command("exec", "Run a command from a pod's network identity (through its node's ztunnel when the pod is in the mesh)") { pod, ns, command };
@@ -37,7 +38,12 @@ internal static class ExecCommand
         }
         supervisor.Dispose();
         PrintConfigProblems(state, Console.Error);
-        var target = FindPod(state, podName, ns, out var error);
+        if (PodTargets.Resolve(podName, ns, state, () => ConfigResources(state), TemplateHashDeploymentPods.Instance, "exec", out var resolveError) is not { } named)
+        {
+            Console.Error.WriteLine(resolveError);
+            return ExitCodes.InvalidInput;
+        }
+        var target = FindPod(state, named.Name, named.Namespace, out var error);
         if (target is null)
         {
             Console.Error.WriteLine(error);
@@ -61,6 +67,12 @@ internal static class ExecCommand
         using var process = Process.Start(psi)!;
         await process.WaitForExitAsync().ConfigureAwait(false);
         return process.ExitCode;
+    }
+
+    /// <summary>The resources of the running mesh's config, as istiod-lite reads them (for deploy/NAME).</summary>
+    internal static IReadOnlyList<Ambient.Core.Config.Resource> ConfigResources(LocalState state)
+    {
+        return new LoadedConfig(state.ConfigFolder, MeshConfig.Read(state.ConfigFolder), state).AllResources;
     }
 
     /// <summary>The config's problems as the supervisor last saw them: the mesh keeps running its last good state.</summary>

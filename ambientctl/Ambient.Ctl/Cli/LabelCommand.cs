@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Ambient.Ctl.Inspect;
 using Ambient.Ctl.Labels;
 
 namespace Ambient.Ctl.Cli;
@@ -35,19 +36,10 @@ internal static class LabelCommand
             error.WriteLine($"label: {parseError}");
             return ExitCodes.InvalidInput;
         }
+        config = MeshConfig.Locate(config, "label", out _, out var locateError);
         if (config is null)
         {
-            if (LocalCommands.RunningMesh(out var state) is not { } supervisor || state is null)
-            {
-                error.WriteLine("label: no local mesh is running; name the config with -f PATH");
-                return ExitCodes.InvalidInput;
-            }
-            supervisor.Dispose();
-            config = state.ConfigFolder;
-        }
-        if (!Directory.Exists(config) && !File.Exists(config))
-        {
-            error.WriteLine($"label: '{config}' is neither a file nor a folder");
+            error.WriteLine(locateError);
             return ExitCodes.InvalidInput;
         }
         var written = NamespaceLabelEditor.Apply(config, name, change, out var changed, out var editError, out var brokenFiles);

@@ -221,7 +221,7 @@ internal static partial class NamespaceLabelEditor
         return false;
     }
 
-    private static void WriteAtomically(string path, string text)
+    internal static void WriteAtomically(string path, string text)
     {
         // The temporary name does not end in .yaml, so the config watcher never reads a half-written file.
         var temp = path + ".ambientctl.tmp";

@@ -111,7 +111,7 @@ internal sealed class LocalMesh : IAsyncDisposable
                 wanted.Add((new IPEndPoint(c.Address, MeshPorts.Hbone), $"ztunnel HBONE for pod {c.Namespace}/{c.Pod}"));
                 wanted.Add((new IPEndPoint(c.Address, MeshPorts.Socks5), $"ztunnel SOCKS5 for pod {c.Namespace}/{c.Pod}"));
             }
-            if (c.Port is { } port) wanted.Add((new IPEndPoint(c.Address, port), $"pod {c.DisplayName} port {port}"));
+            foreach (var port in c.Ports) wanted.Add((new IPEndPoint(c.Address, port), $"pod {c.DisplayName} port {port}"));
         }
         var busy = new List<string>();
         foreach (var (endpoint, owner) in wanted)
@@ -280,6 +280,10 @@ internal sealed class LocalMesh : IAsyncDisposable
             ["AMBIENT_SOCKS5"] = $"{c.Address}:{MeshPorts.Socks5}",
         };
         if (c.Port is { } port) env["PORT"] = port.ToString(CultureInfo.InvariantCulture);
+        // Every containerPort: the echo image listens on each, as a conformance backend must.
+        if (!c.Ports.IsEmpty) env["PORTS"] = string.Join(',', c.Ports);
+        // The downward API would give the pod its labels; the echo image reports `app` as its service when SERVICE_NAME is unset.
+        if (c.App is { } app) env["POD_LABEL_APP"] = app;
         foreach (var (k, v) in c.Env) env[k] = HostPrograms.Expand(v, env);
         return env;
     }

@@ -27,13 +27,19 @@ internal sealed record ContainerPlan(
     /// <summary>Enrolled in the mesh (istio.io/dataplane-mode of the pod, else of its namespace), as istiod-lite decides.</summary>
     public bool InMesh { get; init; }
 
+    /// <summary>Every containerPort, in declaration order (<see cref="Port"/> is the first): the echo image listens on all.</summary>
+    public ImmutableArray<int> Ports { get; init; } = [];
+
+    /// <summary>The pod's <c>app</c> label when the pod started (told to the process; a relabel restarts nothing).</summary>
+    public string? App { get; init; }
+
     /// <summary>
     /// Whether <paramref name="other"/> runs the same process: what it runs, with what, where. Labels, enrolment and
     /// the line it is declared on are not part of it, so a label change never restarts a pod.
     /// </summary>
     public bool SameProcess(ContainerPlan other) =>
         DisplayName == other.DisplayName && Node == other.Node && Address.Equals(other.Address) && ServiceAccount == other.ServiceAccount
-        && Image == other.Image && Port == other.Port && Command.SequenceEqual(other.Command) && Args.SequenceEqual(other.Args)
+        && Image == other.Image && Port == other.Port && Ports.SequenceEqual(other.Ports) && Command.SequenceEqual(other.Command) && Args.SequenceEqual(other.Args)
         && Env.Count == other.Env.Count && Env.All(e => other.Env.TryGetValue(e.Key, out var v) && v == e.Value);
 }
 
@@ -160,6 +166,8 @@ internal sealed record MeshPlan(
                         ? pod.Metadata.Namespace + "/" + pod.Metadata.Name
                         : pod.Metadata.Namespace + "/" + pod.Metadata.Name + "/" + c.Name,
                     InMesh = inMesh,
+                    Ports = c.Ports.Select(p => p.Port).Distinct().ToImmutableArray(),
+                    App = pod.Metadata.Label("app"),
                 });
             }
         }

@@ -1,0 +1,126 @@
+using System.Globalization;
+using Ambient.Core.Config;
+using Ambient.Ctl.Cli;
+
+namespace Ambient.Ctl.Inspect;
+
+/// <summary>
+/// One kind `ambientctl get` lists: its names as kubectl takes them, its table columns (the default ones, then the
+/// extra ones of <c>-o wide</c>) and one row per resource. Matched by the manifest's <c>kind</c>, so a kind the parser
+/// does not type yet (kept as <see cref="UnknownResource"/>) is listed by name until it is.
+/// </summary>
+internal sealed record ResourceKind(
+    string Kind,
+    string Plural,
+    string[] ShortNames,
+    bool Namespaced,
+    string[] Columns,
+    string[] WideColumns,
+    Func<Resource, MeshRuntime, Cell[]> Row)
+{
+    public bool Names(string text) =>
+        text.Equals(Plural, StringComparison.OrdinalIgnoreCase) || text.Equals(Kind, StringComparison.OrdinalIgnoreCase)
+        || Array.Exists(ShortNames, s => s.Equals(text, StringComparison.OrdinalIgnoreCase));
+}
+
+/// <summary>Every kind the mesh reads; adding one is one entry here.</summary>
+internal static class ResourceKinds
+{
+    public static IReadOnlyList<ResourceKind> All { get; } =
+    [
+        new("Namespace", "namespaces", ["ns"], false, ["status", "dataplane-mode", "use-waypoint"], ["labels"],
+            (r, _) => [Active, r.Metadata.Label("istio.io/dataplane-mode") ?? "-", r.Metadata.Label("istio.io/use-waypoint") ?? "-", Labels(r)]),
+        new("Pod", "pods", ["po"], true, ["ready", "status", "restarts", "ip", "node"], ["service-account", "labels"], PodRow),
+        new("Service", "services", ["svc"], true, ["type", "cluster-ip", "port(s)"], ["selector", "use-waypoint"], ServiceRow),
+        new("ServiceAccount", "serviceaccounts", ["sa"], true, [], [], (_, _) => []),
+        new("Gateway", "gateways", ["gtw"], true, ["class", "waypoint-for", "programmed"], ["listeners"], GatewayRow),
+        new("HTTPRoute", "httproutes", [], true, ["hostnames", "parents", "accepted", "resolved-refs"], ["rules"], HttpRouteRow),
+        new("Deployment", "deployments", ["deploy"], true, [], ["labels"], (r, _) => [Labels(r)]),
+    ];
+
+    private static readonly Cell Active = new("Active", Tone.Good);
+
+    public static ResourceKind? Find(string text)
+    {
+        foreach (var k in All)
+        {
+            if (k.Names(text)) return k;
+        }
+        return null;
+    }
+
+    private static Cell Labels(Resource r) =>
+        r.Metadata.Labels.IsEmpty ? "<none>" : string.Join(",", r.Metadata.Labels.Select(l => l.Key + "=" + l.Value));
+
+    private static Cell[] PodRow(Resource r, MeshRuntime mesh)
+    {
+        var pod = (PodResource)r;
+        var run = mesh.Pod(pod.Metadata.Namespace, pod.Metadata.Name);
+        var phase = mesh.Phase(pod);
+        var ip = run?.Address ?? pod.PodIP ?? mesh.Addresses.PodAddress(pod.Metadata.Namespace, pod.Metadata.Name)?.ToString() ?? "<none>";
+        return
+        [
+            $"{run?.Running ?? 0}/{pod.Containers.Length}",
+            new Cell(phase, phase switch { "Running" => Tone.Good, "Waiting" => Tone.Bad, "Pending" => Tone.Warn, _ => Tone.Plain }),
+            (run?.Restarts ?? 0).ToString(CultureInfo.InvariantCulture),
+            ip,
+            pod.NodeName ?? "<none>",
+            pod.ServiceAccountName,
+            Labels(pod),
+        ];
+    }
+
+    private static Cell[] ServiceRow(Resource r, MeshRuntime mesh)
+    {
+        var svc = (ServiceResource)r;
+        var vip = svc.ClusterIP ?? mesh.Addresses.ServiceVip(svc.Metadata.Namespace, svc.Metadata.Name)?.ToString() ?? "<none>";
+        return
+        [
+            svc.Type,
+            vip,
+            svc.Ports.IsEmpty ? "<none>" : string.Join(",", svc.Ports.Select(p => $"{p.Port.ToString(CultureInfo.InvariantCulture)}/{p.Protocol}")),
+            svc.Selector.IsEmpty ? "<none>" : string.Join(",", svc.Selector.Select(l => l.Key + "=" + l.Value)),
+            svc.Metadata.Label("istio.io/use-waypoint") ?? "-",
+        ];
+    }
+
+    private static Cell[] GatewayRow(Resource r, MeshRuntime mesh)
+    {
+        var gw = (GatewayResource)r;
+        return
+        [
+            gw.GatewayClassName,
+            gw.Metadata.Label(WaypointLabels.For) ?? (gw.IsWaypoint ? WaypointLabels.DefaultFor + " (default)" : "-"),
+            mesh.Condition(gw, "Programmed"),
+            string.Join(",", gw.Listeners.Select(l => $"{l.Name}:{l.Port.ToString(CultureInfo.InvariantCulture)}/{l.Protocol}")),
+        ];
+    }
+
+    private static Cell[] HttpRouteRow(Resource r, MeshRuntime mesh)
+    {
+        var route = (HttpRouteResource)r;
+        var parents = route.Spec.ParentRefs.Select(p =>
+            (p.Kind.Length == 0 ? "Gateway" : p.Kind) + "/" + p.Name + (p.Port != 0 ? ":" + p.Port.ToString(CultureInfo.InvariantCulture) : ""));
+        return
+        [
+            route.Spec.Hostnames.Count == 0 ? "*" : string.Join(",", route.Spec.Hostnames),
+            string.Join(",", parents),
+            mesh.Condition(route, "Accepted"),
+            mesh.Condition(route, "ResolvedRefs"),
+            route.Spec.Rules.Count.ToString(CultureInfo.InvariantCulture),
+        ];
+    }
+}
+
+/// <summary>The labels of Istio's waypoint API.</summary>
+internal static class WaypointLabels
+{
+    /// <summary>On a Gateway: which traffic the waypoint takes (service, workload, all, none).</summary>
+    public const string For = "istio.io/waypoint-for";
+
+    /// <summary>On a Namespace, Service or Pod: the waypoint its traffic goes through.</summary>
+    public const string Use = "istio.io/use-waypoint";
+
+    /// <summary>Istio's default when the Gateway has no waypoint-for label.</summary>
+    public const string DefaultFor = "service";
+}

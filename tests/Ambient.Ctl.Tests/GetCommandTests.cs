@@ -1,0 +1,147 @@
+using System.Text.Json;
+using Ambient.Ctl.Cli;
+using Ambient.Ctl.Inspect;
+using Ambient.Ctl.Local;
+using Ambient.TestCommon;
+
+namespace Ambient.Ctl.Tests;
+
+public class GetCommandTests
+{
+    private static readonly OutputStyle Wide = new(200, Color: false);
+
+    private const string Waypoint = """
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: waypoint, namespace: demo, labels: {istio.io/waypoint-for: service}}
+        spec:
+          gatewayClassName: istio-waypoint
+          listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: web, namespace: demo}
+        spec: {replicas: 1}
+        ---
+
+        """;
+
+    private static (int Code, string Out, string Err) Get(string config, string kind, string? name = null, string? ns = "default", string? output = null,
+        LocalState? state = null, IResourceStatusSource? status = null)
+    {
+        var snapshot = MeshConfig.Read(config);
+        var o = new StringWriter();
+        var e = new StringWriter();
+        var code = GetCommand.Run(new GetCommand.GetRequest(kind, name, ns, output), snapshot.Resources.AddRange(snapshot.Ignored),
+            new MeshRuntime(snapshot.Resources, state, status), o, e, Wide);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    private static string[] Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+    [Theory]
+    [InlineData("pods")]
+    [InlineData("po")]
+    [InlineData("pod")]
+    [InlineData("Pod")]
+    public void KindNames_AsKubectlTakesThem(string name) => Assert.Equal("Pod", ResourceKinds.Find(name)!.Kind);
+
+    [Fact]
+    public void ShortNames_CoverEveryKindTheMeshReads()
+    {
+        foreach (var (shortName, kind) in new[] { ("ns", "Namespace"), ("svc", "Service"), ("sa", "ServiceAccount"), ("gtw", "Gateway"), ("deploy", "Deployment"), ("httproutes", "HTTPRoute") })
+        {
+            Assert.Equal(kind, ResourceKinds.Find(shortName)?.Kind);
+        }
+    }
+
+    [Fact]
+    public void Pods_TableWithIpNodeAndStatusFromTheLocalState()
+    {
+        var plan = MeshPlan.Load(RepoPaths.SampleMesh, out _)!;
+        var echo = plan.Containers.Single(c => c.Pod == "echo-v1");
+        var state = new LocalState(1, 1, RepoPaths.SampleMesh, "/tmp/state", "127.0.0.1", LocalState.PhaseReady, null,
+        [
+            new ComponentRecord("pod-demo-echo-v1", "pod", 4242, 1, echo.Address.ToString(), "node-2", "/tmp/echo.log", 2,
+                new PodRecord("demo", "echo-v1", "echo", true, new Dictionary<string, string>())),
+        ]);
+        var (code, output, _) = Get(RepoPaths.SampleMesh, "po", ns: "demo", state: state);
+        Assert.Equal(0, code);
+        var lines = Lines(output);
+        Assert.Equal(["NAME", "READY", "STATUS", "RESTARTS", "IP", "NODE"], lines[0].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(["echo-v1", "1/1", "Running", "2", echo.Address.ToString(), "node-2"], lines[2].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        // Declared but not run by the mesh: Pending.
+        Assert.Equal("Pending", lines[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[2]);
+    }
+
+    [Fact]
+    public void AllNamespaces_AddsTheNamespaceColumn_AndWideAddsColumns()
+    {
+        var (_, output, _) = Get(RepoPaths.SampleMesh, "svc", ns: null, output: "wide");
+        var lines = Lines(output);
+        Assert.StartsWith("NAMESPACE", lines[0], StringComparison.Ordinal);
+        Assert.Contains("SELECTOR", lines[0], StringComparison.Ordinal);
+        Assert.Contains("80/TCP", lines[1], StringComparison.Ordinal);
+        Assert.Contains("app=echo", lines[1], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Namespaces_AreClusterScoped()
+    {
+        var (_, output, _) = Get(RepoPaths.SampleMesh, "ns", ns: "demo");
+        Assert.Equal(["demo", "legacy"], Lines(output).Skip(1).Select(l => l.Split(' ')[0]));
+        Assert.Contains("ambient", Lines(output)[1], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void OneResourceAsJson_AndAListAsYaml()
+    {
+        var (code, json, _) = Get(RepoPaths.SampleMesh, "svc", "echo", "demo", "json");
+        Assert.Equal(0, code);
+        var svc = JsonDocument.Parse(json).RootElement;
+        Assert.Equal("Service", svc.GetProperty("kind").GetString());
+        Assert.Equal("demo", svc.GetProperty("metadata").GetProperty("namespace").GetString());
+        Assert.Equal(80, svc.GetProperty("spec").GetProperty("ports")[0].GetProperty("port").GetInt32());
+
+        var (_, yaml, _) = Get(RepoPaths.SampleMesh, "pods", ns: "demo", output: "yaml");
+        Assert.StartsWith("apiVersion: v1\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: client\n", yaml, StringComparison.Ordinal);
+        Assert.Contains("\nkind: List\n", yaml, StringComparison.Ordinal);
+        Assert.Contains("      ports:\n      - name: http\n        containerPort: 8080\n", yaml, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void GatewayStatus_ComesFromTheStatusSource_ElseDash()
+    {
+        using var dir = new TempDir();
+        dir.Write("mesh.yaml", MeshYaml.Namespace("demo") + Waypoint);
+        var (_, table, _) = Get(dir.Path, "gtw", ns: "demo");
+        Assert.Equal(["waypoint", "-", "-", "-"], Lines(table)[1].Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(4));
+        var (_, deploy, _) = Get(dir.Path, "deploy", ns: "demo");
+        Assert.Equal("web", Lines(deploy)[1].Trim());
+    }
+
+    [Fact]
+    public void Yaml_QuotesWhatWouldNotReadBackAsTheSameString()
+    {
+        Assert.Equal("ambient", ResourceDocument.Scalar("ambient"));
+        Assert.Equal("\"true\"", ResourceDocument.Scalar("true"));
+        Assert.Equal("\"8080\"", ResourceDocument.Scalar("8080"));
+        Assert.Equal("\"-\"", ResourceDocument.Scalar("-"));
+        Assert.Equal("\"a: b\"", ResourceDocument.Scalar("a: b"));
+        Assert.Equal("\"\"", ResourceDocument.Scalar(""));
+    }
+
+    [Fact]
+    public void Errors_AsKubectlWordsThem()
+    {
+        var (code, _, error) = Get(RepoPaths.SampleMesh, "widgets");
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("doesn't have a resource type \"widgets\"", error, StringComparison.Ordinal);
+        (code, _, error) = Get(RepoPaths.SampleMesh, "po", "nosuch", "demo");
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("pods \"nosuch\" not found", error, StringComparison.Ordinal);
+        (code, _, error) = Get(RepoPaths.SampleMesh, "po", ns: "empty");
+        Assert.Equal(0, code);
+        Assert.Contains("No resources found in empty namespace.", error, StringComparison.Ordinal);
+    }
+}
