@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using Ambient.Dataplane.Hosting;
 
 namespace Ambient.Waypoint;
 
@@ -13,33 +13,8 @@ internal static class Program
             Console.Error.WriteLine(error);
             return 2;
         }
-        using var loggerFactory = LoggerFactory.Create(l =>
-        {
-            l.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
-            l.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        });
-        // Lives as long as the process: ProcessExit may fire after Main returns.
-        var stop = new CancellationTokenSource();
-        // SIGTERM/SIGINT end Main normally, so the proxy is disposed and its tunnels drain (as the ztunnel does).
-        void Stop(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        }
-        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
-        try
-        {
-            await using var proxy = await WaypointProxy.StartAsync(options, loggerFactory, stop.Token);
-            Console.WriteLine($"waypoint {options.Namespace}/{options.Name} ({options.Identity}): hbone {proxy.HboneEndpoint}, ready http://{proxy.AdminEndpoint}/healthz/ready");
-            await Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
-            return 0;
-        }
-        catch (IOException e)
-        {
-            Console.Error.WriteLine($"waypoint: {e.Message}");
-            return 1;
-        }
+        // SIGTERM/SIGINT end the run normally, so the proxy is disposed and its tunnels drain.
+        return await ProxyProcess.RunAsync("waypoint", (logs, stopping) => WaypointProxy.StartAsync(options, logs, stopping),
+            proxy => $"waypoint {options.Namespace}/{options.Name} ({options.Identity}): hbone {proxy.HboneEndpoint}, ready http://{proxy.AdminEndpoint}/healthz/ready");
     }
 }

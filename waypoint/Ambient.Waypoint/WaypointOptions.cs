@@ -1,7 +1,7 @@
-using System.Globalization;
 using System.Net;
 using Ambient.Core;
 using Ambient.Core.Identity;
+using Ambient.Dataplane.Control;
 
 namespace Ambient.Waypoint;
 
@@ -52,55 +52,43 @@ internal sealed record WaypointOptions(
 
     public static WaypointOptions? TryParse(string[] args, out string? error)
     {
-        string? node = null, ns = null, name = null, root = null, token = null, clusterId = "Kubernetes";
+        var common = new ControlPlaneArguments();
+        string? ns = null, name = null;
         IPAddress? address = null;
-        var istiod = new Uri($"https://127.0.0.1:{MeshPorts.IstiodGrpc}");
         int admin = DefaultAdminPort, hbone = MeshPorts.Hbone;
-        var trustDomain = SpiffeId.DefaultTrustDomain;
         for (var i = 0; i < args.Length; i++)
         {
             var flag = args[i];
             if (flag is "-h" or "--help") { error = Usage; return null; }
             if (i + 1 >= args.Length) { error = $"{flag} needs a value\n{Usage}"; return null; }
             var value = args[++i];
+            if (common.TryTake(flag, value, out error))
+            {
+                if (error is not null) { return null; }
+                continue;
+            }
             switch (flag)
             {
-                case "--node": node = value; break;
                 case "--namespace": ns = value; break;
                 case "--name": name = value; break;
-                case "--root": root = value; break;
-                case "--token-file": token = value; break;
-                case "--cluster-id": clusterId = value; break;
-                case "--trust-domain":
-                    if (SpiffeId.ValidateTrustDomain(value) is { } tdError) { error = $"--trust-domain: {tdError}"; return null; }
-                    trustDomain = value; break;
-                case "--istiod":
-                    if (!Uri.TryCreate(value, UriKind.Absolute, out var u) || u.Scheme != "https") { error = $"--istiod: '{value}' is not an https URL"; return null; }
-                    istiod = u; break;
                 case "--address":
-                    if (!IPAddress.TryParse(value, out var a)) { error = $"--address: '{value}' is not an IP address"; return null; }
+                    if (!ControlPlaneArguments.TryParseAddress(flag, value, out var a, out error)) { return null; }
                     address = a; break;
-                case "--admin": if (!Port(value, out admin)) { error = $"--admin: '{value}' is not a port"; return null; } break;
-                case "--hbone-port": if (!Port(value, out hbone)) { error = $"--hbone-port: '{value}' is not a port"; return null; } break;
+                case "--admin": if (!ControlPlaneArguments.TryParsePort(value, out admin)) { error = $"--admin: '{value}' is not a port"; return null; } break;
+                case "--hbone-port": if (!ControlPlaneArguments.TryParsePort(value, out hbone)) { error = $"--hbone-port: '{value}' is not a port"; return null; } break;
                 default: error = $"unknown argument {flag}\n{Usage}"; return null;
             }
         }
-        if (node is null || ns is null || name is null || address is null || root is null || token is null)
+        if (common.Node is not { } node || ns is null || name is null || address is null || common.Root is not { } root || common.TokenFile is not { } token)
         {
             error = "--node, --namespace, --name, --address, --root and --token-file are required\n" + Usage;
             return null;
         }
-        foreach (var (flag, path) in new[] { ("--root", root), ("--token-file", token) })
-        {
-            if (!File.Exists(path)) { error = $"{flag}: file '{path}' does not exist"; return null; }
-        }
+        if (common.CheckFiles() is { } missing) { error = missing; return null; }
         error = null;
-        return new WaypointOptions(node, ns, name, address, istiod, Path.GetFullPath(root), Path.GetFullPath(token), hbone, admin, clusterId)
+        return new WaypointOptions(node, ns, name, address, common.Istiod, Path.GetFullPath(root), Path.GetFullPath(token), hbone, admin, common.ClusterId)
         {
-            TrustDomain = trustDomain,
+            TrustDomain = common.TrustDomain,
         };
     }
-
-    private static bool Port(string value, out int port) =>
-        int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out port) && port is >= 0 and <= 65535;
 }

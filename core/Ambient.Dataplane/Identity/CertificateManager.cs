@@ -60,6 +60,19 @@ internal sealed partial class CertificateManager : IAsyncDisposable
 
     public TrustBundleSource TrustSource { get; }
 
+    /// <summary>The current certificate (with its key) and chain to serve TLS as <paramref name="identity"/>; null
+    /// until the first one is issued.</summary>
+    public X509Certificate2? ServingCertificate(string identity, out X509Certificate2Collection? chain)
+    {
+        if (TryGetCertificate(identity, out var certificate, out var issued))
+        {
+            chain = issued;
+            return certificate;
+        }
+        chain = null;
+        return null;
+    }
+
     /// <summary>Judges a peer's certificate chain by the current trust bundle (inbound mTLS): the peer's SPIFFE
     /// identity, or null and why not.</summary>
     public string? ValidatePeer(X509Certificate2 certificate, X509Chain? chain, out string? failureReason)

@@ -30,16 +30,8 @@ internal sealed class WaypointInbound : IInboundIdentity, IInboundTargets
         _ownAddress = ownAddress;
     }
 
-    public X509Certificate2? GetServerCertificate(IPAddress listenerAddress, out X509Certificate2Collection? chain)
-    {
-        if (_certificates.TryGetCertificate(_identity, out var cert, out var c))
-        {
-            chain = c;
-            return cert;
-        }
-        chain = null;
-        return null;
-    }
+    public X509Certificate2? GetServerCertificate(IPAddress listenerAddress, out X509Certificate2Collection? chain) =>
+        _certificates.ServingCertificate(_identity, out chain);
 
     public string? ValidateClient(X509Certificate2 clientCert, X509Chain? chain, out string? failureReason) =>
         _certificates.ValidatePeer(clientCert, chain, out failureReason);

@@ -45,12 +45,7 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
         {
             return null;
         }
-        if (_certificates.TryGetCertificate(workload.Identity, out var cert, out var c))
-        {
-            chain = c;
-            return cert;
-        }
-        return null;
+        return _certificates.ServingCertificate(workload.Identity, out chain);
     }
 
     public string? ValidateClient(X509Certificate2 clientCert, X509Chain? chain, out string? failureReason) =>
