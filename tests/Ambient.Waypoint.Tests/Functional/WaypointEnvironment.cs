@@ -209,6 +209,21 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
           ports: [{name: http, port: {{{HttpPort}}}, targetPort: http}, {name: http2, port: {{{Http2Port}}}, targetPort: h2c}, {name: tcp, port: {{{TcpPort}}}, targetPort: tcp-echo}]
         ---
         apiVersion: v1
+        kind: Pod
+        metadata: {name: ghost, namespace: {{{ns}}}, labels: {app: ghost}}
+        spec:
+          serviceAccountName: echo
+          nodeName: node-3
+          containers: [{name: main, image: ambient/echo, ports: [{name: http, containerPort: 8080}]}]
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: ghost, namespace: {{{ns}}}}
+        spec:
+          selector: {app: ghost}
+          ports: [{name: http, port: {{{HttpPort}}}, targetPort: 8080}]
+        ---
+        apiVersion: v1
         kind: Service
         metadata: {name: empty, namespace: {{{ns}}}}
         spec:

@@ -15,7 +15,7 @@ public sealed class WaypointTrafficTests : IAsyncLifetime
     public async ValueTask InitializeAsync()
     {
         _env = await WaypointEnvironment.StartAsync("wp-traffic");
-        _env.ServeServices("echo", "empty");
+        _env.ServeServices("echo", "empty", "ghost");
     }
 
     public async ValueTask DisposeAsync() => await _env.DisposeAsync();
@@ -106,6 +106,18 @@ public sealed class WaypointTrafficTests : IAsyncLifetime
         using var response = await http.GetAsync($"http://{Hostname("empty")}/", TestContext.Current.CancellationToken);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("no healthy upstream\n", await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
+    public async Task AnEndpointThatCannotBeReachedGets502()
+    {
+        // Pod ghost is healthy in the snapshot, but nothing serves HBONE at its address (its node runs no ztunnel).
+        using var http = _env.HttpThroughWaypoint(Vip("ghost", WaypointEnvironment.HttpPort));
+        using var response = await http.GetAsync($"http://{Hostname("ghost")}/", TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        var line = Assert.Single(_env.Logs.Matching($"dst.service={Hostname("ghost")}"));
+        Assert.Contains("status=502", line);
+        Assert.Contains("flags=CONNECT", line);
     }
 
     [Fact]
