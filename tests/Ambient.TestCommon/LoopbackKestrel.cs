@@ -32,6 +32,9 @@ public sealed record LoopbackKestrelOptions
 
     public Action<IServiceCollection>? ConfigureServices { get; init; }
 
+    /// <summary>Where to listen; null = 127.0.0.1 on an ephemeral port. A pod's address and port for a workload's app.</summary>
+    public IPEndPoint? EndPoint { get; init; }
+
     /// <summary>Lowest level kept in <see cref="LoopbackKestrel.Logs"/>.</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Debug;
 }
@@ -82,7 +85,7 @@ public sealed class LoopbackKestrel : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             options.ConfigureKestrel?.Invoke(kestrel);
-            kestrel.Listen(IPAddress.Loopback, 0, listen =>
+            kestrel.Listen(options.EndPoint ?? new IPEndPoint(IPAddress.Loopback, 0), listen =>
             {
                 listen.Protocols = options.Protocols;
                 if (options.ServerCertificate is { } certificate)
@@ -115,7 +118,8 @@ public sealed class LoopbackKestrel : IAsyncDisposable
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
         var bound = new Uri(addresses.First());
         var scheme = options.ServerCertificate is null ? Uri.UriSchemeHttp : Uri.UriSchemeHttps;
-        return new LoopbackKestrel(app, new Uri($"{scheme}://127.0.0.1:{bound.Port}/"), logs);
+        var host = options.EndPoint?.Address.ToString() ?? "127.0.0.1";
+        return new LoopbackKestrel(app, new Uri($"{scheme}://{host}:{bound.Port}/"), logs);
     }
 
     public async ValueTask DisposeAsync()

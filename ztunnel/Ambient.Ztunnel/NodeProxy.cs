@@ -7,14 +7,14 @@ using Ambient.Core.Memory;
 using Ambient.Core.Telemetry;
 using Ambient.Core.Xds;
 using Ambient.Ztunnel.Admin;
-using Ambient.Ztunnel.Control;
-using Ambient.Ztunnel.Identity;
+using Ambient.Dataplane.Control;
+using Ambient.Dataplane.Identity;
 using Ambient.Ztunnel.Proxy;
 using Ambient.Ztunnel.Proxy.Inbound;
 using Ambient.Ztunnel.Proxy.Outbound;
-using Ambient.Ztunnel.State;
+using Ambient.Dataplane.State;
 using Ambient.Ztunnel.Telemetry;
-using Ambient.Ztunnel.Xds;
+using Ambient.Dataplane.Xds;
 
 namespace Ambient.Ztunnel;
 
@@ -50,7 +50,7 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
             TrustDomain = options.TrustDomain,
         }, loggerFactory);
         Metrics = new ConnectionMetrics();
-        _pool = new HboneConnectionPool(new ZtunnelTls(_control.Certificates), hboneOptions, loggerFactory);
+        _pool = new HboneConnectionPool(new MeshTls(_control.Certificates), hboneOptions, loggerFactory);
         var meshEndpoints = MeshEndpoints.For(options);
         var mesh = new MeshInbound(State, _control.Certificates, Metrics, meshEndpoints, loggerFactory.CreateLogger<MeshInbound>());
         // A burst is over once at least 256 connections have closed, down to half the peak, and none closed for 2 s.

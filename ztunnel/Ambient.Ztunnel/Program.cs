@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using Ambient.Dataplane.Hosting;
 
 namespace Ambient.Ztunnel;
 
@@ -21,35 +21,7 @@ internal static class Program
             Console.Error.WriteLine(error);
             return 2;
         }
-        using var loggerFactory = LoggerFactory.Create(l =>
-        {
-            l.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
-            l.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        });
-        // Lives as long as the process: ProcessExit may fire after Main returns.
-        var stop = new CancellationTokenSource();
-        // SIGTERM (what a kubelet or a supervisor sends) and SIGINT are cancelled here rather than left to the runtime,
-        // which would end the process as soon as the ProcessExit handlers return: Main then gets to dispose the proxy,
-        // and the HBONE side drains its tunnels (GOAWAY, up to the drain timeout) before the process exits.
-        void Stop(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        }
-        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
-        try
-        {
-            await using var proxy = await NodeProxy.StartAsync(options, loggerFactory, stop.Token);
-            Console.WriteLine($"ztunnel {options.Node}: admin http://{proxy.Admin.AdminEndpoint}, metrics http://{proxy.Admin.MetricsEndpoint}/metrics, ready http://{proxy.Admin.ReadinessEndpoint}/healthz/ready");
-            await Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
-            return 0;
-        }
-        catch (IOException e)
-        {
-            Console.Error.WriteLine($"ztunnel: {e.Message}");
-            return 1;
-        }
+        return await ProxyProcess.RunAsync("ztunnel", (logs, stopping) => NodeProxy.StartAsync(options, logs, stopping),
+            proxy => $"ztunnel {options.Node}: admin http://{proxy.Admin.AdminEndpoint}, metrics http://{proxy.Admin.MetricsEndpoint}/metrics, ready http://{proxy.Admin.ReadinessEndpoint}/healthz/ready");
     }
 }

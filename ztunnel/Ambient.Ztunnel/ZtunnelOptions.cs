@@ -1,6 +1,7 @@
 using System.Net;
 using Ambient.Core;
 using Ambient.Core.Identity;
+using Ambient.Dataplane.Control;
 using Ambient.Ztunnel.Admin;
 
 namespace Ambient.Ztunnel;
@@ -40,33 +41,26 @@ internal sealed record ZtunnelOptions(
 
     public static ZtunnelOptions? TryParse(string[] args, out string? error)
     {
-        string? node = null, root = null, token = null, clusterId = "Kubernetes";
+        var common = new ControlPlaneArguments();
         var address = IPAddress.Loopback;
-        var istiod = new Uri($"https://127.0.0.1:{MeshPorts.IstiodGrpc}");
         int hbone = MeshPorts.Hbone, socks = MeshPorts.Socks5, admin = MeshPorts.Admin, metrics = MeshPorts.Metrics, ready = MeshPorts.Readiness;
         var ttl = TimeSpan.FromHours(24);
-        var trustDomain = SpiffeId.DefaultTrustDomain;
         for (var i = 0; i < args.Length; i++)
         {
             var name = args[i];
             if (name is "-h" or "--help") { error = Usage; return null; }
             if (i + 1 >= args.Length) { error = $"{name} needs a value\n{Usage}"; return null; }
             var value = args[++i];
+            if (common.TryTake(name, value, out error))
+            {
+                if (error is not null) { return null; }
+                continue;
+            }
             switch (name)
             {
-                case "--node": node = value; break;
-                case "--root": root = value; break;
-                case "--token-file": token = value; break;
-                case "--cluster-id": clusterId = value; break;
-                case "--trust-domain":
-                    if (SpiffeId.ValidateTrustDomain(value) is { } tdError) { error = $"--trust-domain: {tdError}"; return null; }
-                    trustDomain = value; break;
-                case "--istiod":
-                    if (!Uri.TryCreate(value, UriKind.Absolute, out var u) || u.Scheme != "https") { error = $"--istiod: '{value}' is not an https URL"; return null; }
-                    istiod = u; break;
                 case "--address":
-                    if (!IPAddress.TryParse(value, out var a)) { error = $"--address: '{value}' is not an IP address"; return null; }
-                    address = a; break;
+                    if (!ControlPlaneArguments.TryParseAddress(name, value, out address, out error)) { return null; }
+                    break;
                 case "--hbone-port": if (!Port(value, out hbone)) { error = $"--hbone-port: '{value}' is not a port"; return null; } break;
                 case "--socks-port": if (!Port(value, out socks)) { error = $"--socks-port: '{value}' is not a port"; return null; } break;
                 case "--admin-port": if (!Port(value, out admin)) { error = $"--admin-port: '{value}' is not a port"; return null; } break;
@@ -82,20 +76,16 @@ internal sealed record ZtunnelOptions(
                 default: error = $"unknown argument {name}\n{Usage}"; return null;
             }
         }
-        if (node is null || root is null || token is null)
+        if (common.Node is not { } node || common.Root is not { } root || common.TokenFile is not { } token)
         {
             error = "--node, --root and --token-file are required\n" + Usage;
             return null;
         }
-        foreach (var (flag, path) in new[] { ("--root", root), ("--token-file", token) })
-        {
-            if (!File.Exists(path)) { error = $"{flag}: file '{path}' does not exist"; return null; }
-        }
+        if (common.CheckFiles() is { } missing) { error = missing; return null; }
         error = null;
-        return new ZtunnelOptions(node, address, istiod, Path.GetFullPath(root), Path.GetFullPath(token), hbone, socks,
-            new AdminPorts(admin, metrics, ready), clusterId) { CertificateTtl = ttl, TrustDomain = trustDomain };
+        return new ZtunnelOptions(node, address, common.Istiod, Path.GetFullPath(root), Path.GetFullPath(token), hbone, socks,
+            new AdminPorts(admin, metrics, ready), common.ClusterId) { CertificateTtl = ttl, TrustDomain = common.TrustDomain };
     }
 
-    private static bool Port(string value, out int port) =>
-        int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out port) && port is >= 0 and <= 65535;
+    private static bool Port(string value, out int port) => ControlPlaneArguments.TryParsePort(value, out port);
 }

@@ -118,6 +118,14 @@ internal sealed class ConnectHandler
                 return;
             }
 
+            if (_options.TunnelHandler is { } tunnels)
+            {
+                Notify(static (o, i) => o.ConnectionOpened(i, ResponseFlags.None), info);
+                var served = await tunnels.ServeAsync(info, stream, aborted).ConfigureAwait(false);
+                (flags, bytesIn, bytesOut) = (served.ResponseFlags, served.BytesIn, served.BytesOut);
+                return;
+            }
+
             Socket? upstream = await ConnectAsync(target!, aborted).ConfigureAwait(false);
             if (upstream is null && aborted.IsCancellationRequested)
             {

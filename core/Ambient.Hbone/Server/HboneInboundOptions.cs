@@ -24,6 +24,12 @@ internal sealed record HboneInboundOptions
     /// </summary>
     public Func<IPEndPoint, CancellationToken, ValueTask<Socket>>? ConnectUpstream { get; init; }
 
+    /// <summary>
+    /// Serves accepted tunnels in place of the TCP relay to the target (<see cref="ConnectUpstream"/> is then unused).
+    /// Null = relay (a ztunnel); a waypoint terminates each tunnel itself.
+    /// </summary>
+    public IInboundTunnelHandler? TunnelHandler { get; init; }
+
     /// <summary>On dispose, how long open tunnels get to finish before they are cut.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
 

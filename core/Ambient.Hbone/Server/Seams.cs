@@ -104,3 +104,20 @@ internal sealed class NullInboundObserver : IInboundObserver
 
     public void TlsFailure(IPEndPoint remote, string reason) { }
 }
+
+/// <summary>
+/// For a proxy that terminates tunnels itself (a waypoint reads the HTTP inside) instead of relaying them to the
+/// target over TCP. Asked only for a CONNECT that passed every check of <see cref="IInboundTargets"/>.
+/// </summary>
+internal interface IInboundTunnelHandler
+{
+    /// <summary>
+    /// Serves one accepted tunnel to its end: answers the CONNECT (200, or e.g. 503 when it cannot be served), then
+    /// carries the stream. The caller disposes the stream after this returns. Must not throw for a peer's behaviour.
+    /// </summary>
+    ValueTask<InboundTunnelResult> ServeAsync(InboundConnectionInfo info, HboneStream stream, CancellationToken aborted);
+}
+
+/// <summary>How a tunnel served by an <see cref="IInboundTunnelHandler"/> ended, for the access log and metrics.</summary>
+/// <param name="ResponseFlags">One of <see cref="Telemetry.ResponseFlags"/>.</param>
+internal readonly record struct InboundTunnelResult(string ResponseFlags, long BytesIn, long BytesOut);

@@ -4,7 +4,7 @@ using Ambient.Core.Identity;
 using Ambient.Core.Xds;
 using Ambient.Istiod.Ca;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Xds;
+using Ambient.Dataplane.Xds;
 
 namespace Ambient.Ztunnel.Tests.Functional;
 

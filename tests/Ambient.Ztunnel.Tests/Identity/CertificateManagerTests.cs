@@ -1,8 +1,8 @@
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Identity;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Identity;
-using Ambient.Ztunnel.State;
+using Ambient.Dataplane.Identity;
+using Ambient.Dataplane.State;
 using Ambient.Ztunnel.Tests.State;
 using Microsoft.Extensions.Logging;
 

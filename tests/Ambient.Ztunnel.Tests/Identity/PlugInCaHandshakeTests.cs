@@ -5,9 +5,9 @@ using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Identity;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Identity;
+using Ambient.Dataplane.Identity;
 using Ambient.Ztunnel.Proxy.Outbound;
-using Ambient.Ztunnel.State;
+using Ambient.Dataplane.State;
 using Ambient.Ztunnel.Tests.State;
 
 namespace Ambient.Ztunnel.Tests.Identity;
@@ -97,7 +97,7 @@ public sealed class PlugInCaHandshakeTests : IAsyncLifetime
         }
     }
 
-    private sealed record Node(Ambient.Ztunnel.Xds.DeltaXdsClient Xds, CertificateManager Certificates) : IAsyncDisposable
+    private sealed record Node(Ambient.Dataplane.Xds.DeltaXdsClient Xds, CertificateManager Certificates) : IAsyncDisposable
     {
         public async ValueTask DisposeAsync()
         {
@@ -107,7 +107,7 @@ public sealed class PlugInCaHandshakeTests : IAsyncLifetime
     }
 
     // Server side as the inbound listener builds it (certificate context, peer judged by the trust bundle); client
-    // side through ZtunnelTls, the HBONE connector's identity seam. Returns the identity the server accepted and
+    // side through MeshTls, the HBONE connector's identity seam. Returns the identity the server accepted and
     // the client's refusal reason, if any.
     private static async Task<(string? ServerSaw, string? ClientRefusal)> HandshakeAsync(CertificateManager client, CertificateManager server, SslStreamCertificateContext serverContext)
     {
@@ -138,7 +138,7 @@ public sealed class PlugInCaHandshakeTests : IAsyncLifetime
             _ = await ssl.ReadAsync(one);
         });
 
-        var tls = new ZtunnelTls(client);
+        var tls = new MeshTls(client);
         var (cert, chain) = tls.GetClientCertificate(ClientId.ToString());
         using var tcp = new TcpClient();
         await tcp.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);

@@ -9,7 +9,7 @@ using Ambient.Hbone.Server;
 using Ambient.TestCommon;
 using Ambient.Ztunnel.Proxy.Inbound;
 using Ambient.Ztunnel.Proxy.Outbound;
-using Ambient.Ztunnel.State;
+using Ambient.Dataplane.State;
 using Ambient.Ztunnel.Telemetry;
 using Ambient.Ztunnel.Tests.Inbound;
 using Microsoft.Extensions.Logging;

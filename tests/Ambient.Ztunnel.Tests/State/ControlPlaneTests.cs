@@ -1,6 +1,6 @@
 using Ambient.Core.Identity;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Control;
+using Ambient.Dataplane.Control;
 using Microsoft.Extensions.Logging;
 
 namespace Ambient.Ztunnel.Tests.State;

@@ -2,7 +2,7 @@ using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Protos.Workload;
 using Ambient.Core.Xds;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Xds;
+using Ambient.Dataplane.Xds;
 using Microsoft.Extensions.Logging;
 using static Ambient.Ztunnel.Tests.State.TestMeshes;
 

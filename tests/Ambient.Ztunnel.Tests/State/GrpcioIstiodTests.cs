@@ -5,9 +5,9 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Ambient.Core.Identity;
 using Ambient.Core.Xds;
-using Ambient.Ztunnel.Xds;
+using Ambient.Dataplane.Xds;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Identity;
+using Ambient.Dataplane.Identity;
 using Microsoft.Extensions.Logging;
 
 namespace Ambient.Ztunnel.Tests.State;
@@ -61,7 +61,7 @@ public sealed class GrpcioIstiodTests : IAsyncLifetime
         Roots = Trust().Roots,
         Token = () => _token,
         NodeName = "node-1",
-    }, loggers.CreateLogger("Ambient.Ztunnel.Xds"));
+    }, loggers.CreateLogger("Ambient.Dataplane.Xds"));
 
     private static Func<JsonElement, bool> Naming(string uid) =>
         e => e.GetProperty("names").EnumerateArray().Any(n => n.GetString() == uid);
@@ -89,7 +89,7 @@ public sealed class GrpcioIstiodTests : IAsyncLifetime
         {
             CaAddress = Address,
             Token = () => _token,
-        }, trust, loggers.CreateLogger("Ambient.Ztunnel.Identity"));
+        }, trust, loggers.CreateLogger("Ambient.Dataplane.Identity"));
 
         certificates.SetIdentities([identity]);
 

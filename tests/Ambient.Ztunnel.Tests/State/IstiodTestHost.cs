@@ -2,7 +2,7 @@ using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Model;
 using Ambient.Core.Xds;
-using Ambient.Ztunnel.Xds;
+using Ambient.Dataplane.Xds;
 using Ambient.Istiod;
 using Ambient.TestCommon;
 using Microsoft.Extensions.Logging;

@@ -2,7 +2,7 @@ using System.Net;
 using Ambient.Core.Model;
 using Ambient.Core.Protos.Workload;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.State;
+using Ambient.Dataplane.State;
 using static Ambient.Ztunnel.Tests.State.TestMeshes;
 
 namespace Ambient.Ztunnel.Tests.State;

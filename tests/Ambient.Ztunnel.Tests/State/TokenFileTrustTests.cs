@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using Ambient.Core.Files;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Control;
+using Ambient.Dataplane.Control;
 using Microsoft.Extensions.Logging;
 
 namespace Ambient.Ztunnel.Tests.State;

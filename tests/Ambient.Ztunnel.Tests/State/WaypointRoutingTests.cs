@@ -1,7 +1,7 @@
 using System.Net;
 using Ambient.Core.Model;
 using Ambient.Core.Protos.Workload;
-using Ambient.Ztunnel.State;
+using Ambient.Dataplane.State;
 using static Ambient.Ztunnel.Tests.Outbound.OutboundTestMesh;
 
 namespace Ambient.Ztunnel.Tests.State;

@@ -2,7 +2,7 @@ using Ambient.Core.Protos.Discovery;
 using Ambient.Core.Protos.Workload;
 using Ambient.Core.Xds;
 using Ambient.TestCommon;
-using Ambient.Ztunnel.Xds;
+using Ambient.Dataplane.Xds;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Microsoft.Extensions.Logging.Abstractions;

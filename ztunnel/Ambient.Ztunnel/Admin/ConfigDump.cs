@@ -2,7 +2,7 @@ using System.Net;
 using System.Text.Json;
 using Ambient.Hbone;
 using Ambient.Core.Model;
-using Ambient.Ztunnel.Identity;
+using Ambient.Dataplane.Identity;
 
 namespace Ambient.Ztunnel.Admin;
 

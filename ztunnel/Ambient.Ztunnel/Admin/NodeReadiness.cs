@@ -1,6 +1,6 @@
-using Ambient.Ztunnel.Xds;
+using Ambient.Dataplane.Xds;
 using Ambient.Core.Xds;
-using Ambient.Ztunnel.Identity;
+using Ambient.Dataplane.Identity;
 
 namespace Ambient.Ztunnel.Admin;
 

@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using Ambient.Ztunnel.Proxy.Inbound;
 using Ambient.Ztunnel.Proxy.Outbound;
 using Ambient.Ztunnel.Proxy.Socks5;
-using Ambient.Ztunnel.State;
+using Ambient.Dataplane.State;
 
 namespace Ambient.Ztunnel.Proxy;
 

@@ -6,8 +6,8 @@ using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
 using Ambient.Hbone.Telemetry;
 using Ambient.Hbone.Server;
-using Ambient.Ztunnel.Identity;
-using Ambient.Ztunnel.State;
+using Ambient.Dataplane.Identity;
+using Ambient.Dataplane.State;
 using Ambient.Ztunnel.Telemetry;
 
 namespace Ambient.Ztunnel.Proxy.Inbound;
@@ -45,24 +45,11 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
         {
             return null;
         }
-        if (_certificates.TryGetCertificate(workload.Identity, out var cert, out var c))
-        {
-            chain = c;
-            return cert;
-        }
-        return null;
+        return _certificates.ServingCertificate(workload.Identity, out chain);
     }
 
-    public string? ValidateClient(X509Certificate2 clientCert, X509Chain? chain, out string? failureReason)
-    {
-        if (_certificates.Trust.ValidatePresentedChain(clientCert, chain, out SpiffeId peer, out var error))
-        {
-            failureReason = null;
-            return peer.ToString();
-        }
-        failureReason = error;
-        return null;
-    }
+    public string? ValidateClient(X509Certificate2 clientCert, X509Chain? chain, out string? failureReason) =>
+        _certificates.ValidatePeer(clientCert, chain, out failureReason);
 
     public IPEndPoint? ResolveServiceTarget(IPAddress listenerAddress, string hostname, int port, out string? refusal)
     {

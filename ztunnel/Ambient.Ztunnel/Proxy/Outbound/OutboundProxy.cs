@@ -8,7 +8,7 @@ using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
 using Ambient.Hbone.Telemetry;
 using Ambient.Ztunnel.Proxy.Relay;
-using Ambient.Ztunnel.State;
+using Ambient.Dataplane.State;
 using Ambient.Ztunnel.Telemetry;
 
 namespace Ambient.Ztunnel.Proxy.Outbound;

@@ -3,7 +3,7 @@ using System.Net;
 using Ambient.Core.Model;
 using Ambient.Core.Protos.Workload;
 
-namespace Ambient.Ztunnel.State;
+namespace Ambient.Dataplane.State;
 
 /// <summary>This node's workloads in one snapshot: those in the mesh (HBONE) and those that are not.</summary>
 internal sealed record LocalWorkloads(ImmutableArray<WorkloadInfo> InMesh, ImmutableArray<WorkloadInfo> NotInMesh)

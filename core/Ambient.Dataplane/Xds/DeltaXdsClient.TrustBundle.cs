@@ -3,7 +3,7 @@ using Ambient.Core.Xds;
 using Microsoft.Extensions.Logging;
 using TrustBundleMessage = Ambient.Core.Protos.Security.TrustBundle;
 
-namespace Ambient.Ztunnel.Xds;
+namespace Ambient.Dataplane.Xds;
 
 /// <summary>A trust bundle istiod-lite pushed: the roots to trust and the re-issue epoch (see trust_bundle.proto).</summary>
 internal sealed record TrustBundleUpdate(string TrustDomain, IReadOnlyList<string> RootPems, ulong ReissueEpoch);

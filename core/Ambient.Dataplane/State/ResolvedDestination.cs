@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using Ambient.Core;
 using Ambient.Core.Model;
 
-namespace Ambient.Ztunnel.State;
+namespace Ambient.Dataplane.State;
 
 /// <summary>Why a destination cannot be reached; the proxy refuses the connection and logs this.</summary>
 internal enum ResolveFailure

@@ -2,12 +2,11 @@ using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Hbone;
 using Ambient.Core.Identity;
-using Ambient.Ztunnel.Identity;
 
-namespace Ambient.Ztunnel.Proxy.Outbound;
+namespace Ambient.Dataplane.Identity;
 
 /// <summary>The HBONE client's identity seam: the source pod's certificate out, the exact destination identity in.</summary>
-internal sealed class ZtunnelTls(CertificateManager certificates) : IHboneTlsProvider
+internal sealed class MeshTls(CertificateManager certificates) : IHboneTlsProvider
 {
     public (X509Certificate2 Certificate, X509Certificate2Collection? Chain) GetClientCertificate(string sourceIdentity)
     {

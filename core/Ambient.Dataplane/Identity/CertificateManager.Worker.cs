@@ -2,11 +2,11 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Identity;
 using Ambient.Core.Protos.Ca;
-using Ambient.Ztunnel.Xds;
+using Ambient.Dataplane.Xds;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 
-namespace Ambient.Ztunnel.Identity;
+namespace Ambient.Dataplane.Identity;
 
 internal sealed partial class CertificateManager
 {

@@ -1,6 +1,6 @@
 using Ambient.Core.Xds;
 
-namespace Ambient.Ztunnel.Identity;
+namespace Ambient.Dataplane.Identity;
 
 /// <summary>Where the CA lives, how to authenticate to it, and the renewal timing; fixed for the manager's lifetime.</summary>
 internal sealed record CertificateManagerOptions

@@ -7,7 +7,7 @@ using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Grpc.Net.Client;
 
-namespace Ambient.Ztunnel.Xds;
+namespace Ambient.Dataplane.Xds;
 
 /// <summary>Counters for config_dump and tests; a copy, never updated after it is returned.</summary>
 /// <param name="FirstResponseResources">Per type URL, how many resources the first response after the latest
@@ -32,7 +32,7 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
 {
     // Sync waits for these; the trust bundle is subscribed too but optional (a real istiod never sends it).
     private static readonly string[] RequiredTypes = [XdsTypeUrls.Address, XdsTypeUrls.Authorization];
-    private static readonly string[] SubscribedTypes = [.. RequiredTypes, XdsTypeUrls.TrustBundle];
+    private static readonly string[] BuiltInTypes = [.. RequiredTypes, XdsTypeUrls.TrustBundle];
 
     private readonly DeltaXdsClientOptions _options;
     private readonly ILogger _logger;
@@ -175,7 +175,7 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
                 _stats = _stats with { Connects = _stats.Connects + 1 };
             }
             var node = BuildNode();
-            foreach (var typeUrl in SubscribedTypes)
+            foreach (var typeUrl in SubscribedTypes())
             {
                 var request = new DeltaDiscoveryRequest { Node = node, TypeUrl = typeUrl };
                 request.ResourceNamesSubscribe.Add("*");
@@ -246,6 +246,10 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
         if (response.TypeUrl == XdsTypeUrls.TrustBundle)
         {
             return ApplyTrustBundle(response);
+        }
+        if (OptionalTypes.TryGetValue(response.TypeUrl, out var optional))
+        {
+            return ApplyOptional(response, optional);
         }
         var result = _cache.Apply(response);
         lock (_statsLock)

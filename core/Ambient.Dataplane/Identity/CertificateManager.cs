@@ -4,11 +4,11 @@ using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Identity;
 using Ambient.Core.Protos.Ca;
 using Ambient.Core.Xds;
-using Ambient.Ztunnel.State;
-using Ambient.Ztunnel.Xds;
+using Ambient.Dataplane.State;
+using Ambient.Dataplane.Xds;
 using Grpc.Net.Client;
 
-namespace Ambient.Ztunnel.Identity;
+namespace Ambient.Dataplane.Identity;
 
 /// <summary>
 /// Holds a certificate for every identity of this node's in-mesh workloads (as ztunnel's SecretManager does):
@@ -59,6 +59,32 @@ internal sealed partial class CertificateManager : IAsyncDisposable
     public TrustBundle Trust => TrustSource.Current;
 
     public TrustBundleSource TrustSource { get; }
+
+    /// <summary>The current certificate (with its key) and chain to serve TLS as <paramref name="identity"/>; null
+    /// until the first one is issued.</summary>
+    public X509Certificate2? ServingCertificate(string identity, out X509Certificate2Collection? chain)
+    {
+        if (TryGetCertificate(identity, out var certificate, out var issued))
+        {
+            chain = issued;
+            return certificate;
+        }
+        chain = null;
+        return null;
+    }
+
+    /// <summary>Judges a peer's certificate chain by the current trust bundle (inbound mTLS): the peer's SPIFFE
+    /// identity, or null and why not.</summary>
+    public string? ValidatePeer(X509Certificate2 certificate, X509Chain? chain, out string? failureReason)
+    {
+        if (Trust.ValidatePresentedChain(certificate, chain, out SpiffeId peer, out var error))
+        {
+            failureReason = null;
+            return peer.ToString();
+        }
+        failureReason = error;
+        return null;
+    }
 
     /// <summary>Raised (on a worker task) whenever an identity gets a new certificate.</summary>
     public event Action<SpiffeId>? CertificateChanged;

@@ -1,12 +1,13 @@
 using Ambient.Core.Files;
 using Ambient.Core.Identity;
 using Ambient.Core.Model;
+using Ambient.Core.Protos.Discovery;
 using Ambient.Core.Xds;
-using Ambient.Ztunnel.Identity;
-using Ambient.Ztunnel.State;
-using Ambient.Ztunnel.Xds;
+using Ambient.Dataplane.Identity;
+using Ambient.Dataplane.State;
+using Ambient.Dataplane.Xds;
 
-namespace Ambient.Ztunnel.Control;
+namespace Ambient.Dataplane.Control;
 
 /// <summary>What the node proxy needs to reach istiod: its address, the mesh root, the node's token file.</summary>
 internal sealed record ControlPlaneOptions
@@ -24,10 +25,24 @@ internal sealed record ControlPlaneOptions
     public string ClusterId { get; init; } = "Kubernetes";
     public string TrustDomain { get; init; } = SpiffeId.DefaultTrustDomain;
     public TimeSpan CertificateTtl { get; init; } = TimeSpan.FromHours(24);
+
+    /// <summary>The proxy's own pod name and namespace in its xDS node id; null: the ztunnel's (<c>ztunnel-&lt;node&gt;</c>
+    /// in istio-system).</summary>
+    public string? ProxyName { get; init; }
+    public string? ProxyNamespace { get; init; }
+
+    /// <summary>
+    /// The identities to hold certificates for. Null (a ztunnel): every enrolled workload on the node, following
+    /// discovery. A waypoint names only its own: it is one workload on the node, not the node's proxy.
+    /// </summary>
+    public IReadOnlyList<SpiffeId>? Identities { get; init; }
+
+    /// <summary>Further xDS types to subscribe to, optional (see <see cref="DeltaXdsClient.OptionalTypes"/>).</summary>
+    public IReadOnlyDictionary<string, Func<DeltaDiscoveryResponse, string?>>? OptionalXdsTypes { get; init; }
 }
 
 /// <summary>
-/// The ztunnel's control-plane side wired together: one HTTP/2 channel to istiod shared by workload discovery
+/// A proxy's control-plane side wired together: one HTTP/2 channel to istiod shared by workload discovery
 /// and the CA client; discovery feeds <see cref="State"/>, whose local identities drive <see cref="Certificates"/>.
 /// </summary>
 internal sealed class ControlPlane : IAsyncDisposable
@@ -93,11 +108,12 @@ internal sealed class ControlPlane : IAsyncDisposable
             Roots = trust.Current.Roots,
             Token = Token,
             NodeName = options.NodeName,
-            PodName = "ztunnel-" + options.NodeName,
+            PodName = options.ProxyName ?? "ztunnel-" + options.NodeName,
+            PodNamespace = options.ProxyNamespace ?? "istio-system",
             InstanceIp = options.InstanceIp,
             ClusterId = options.ClusterId,
             Mesh = new MeshOptions { ClusterId = options.ClusterId, TrustDomain = options.TrustDomain },
-        }, loggers.CreateLogger("Ambient.Ztunnel.Xds"), istiod);
+        }, loggers.CreateLogger("Ambient.Dataplane.Xds"), istiod);
         var state = new ProxyState(options.NodeName);
         var certificates = new CertificateManager(new CertificateManagerOptions
         {
@@ -105,10 +121,17 @@ internal sealed class ControlPlane : IAsyncDisposable
             Token = Token,
             ClusterId = options.ClusterId,
             RequestedTtl = options.CertificateTtl,
-        }, trust, loggers.CreateLogger("Ambient.Ztunnel.Identity"), istiod);
+        }, trust, loggers.CreateLogger("Ambient.Dataplane.Identity"), istiod);
         xds.SnapshotChanged += state.Update;
         xds.TrustBundleReceived = certificates.ApplyTrustBundle;
-        certificates.Attach(state);
+        if (options.Identities is { } identities)
+        {
+            certificates.SetIdentities(identities);
+        }
+        else
+        {
+            certificates.Attach(state);
+        }
         return new ControlPlane(istiod, xds, state, certificates);
     }
 

@@ -1,7 +1,7 @@
 using Grpc.Core;
 using Grpc.Net.Client;
 
-namespace Ambient.Ztunnel.Xds;
+namespace Ambient.Dataplane.Xds;
 
 /// <summary>gRPC channels to istiod (xDS and CA) over the mesh-root-only HTTP/2 handler of <see cref="Core.Xds.IstiodChannel"/>.</summary>
 internal static class IstiodGrpc

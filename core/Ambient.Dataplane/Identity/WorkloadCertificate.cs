@@ -1,7 +1,7 @@
 using System.Security.Cryptography.X509Certificates;
 using Ambient.Core.Identity;
 
-namespace Ambient.Ztunnel.Identity;
+namespace Ambient.Dataplane.Identity;
 
 /// <summary>
 /// One issued certificate: the leaf with its private key, the rest of the chain the CA returned (intermediates

@@ -1,0 +1,76 @@
+using System.Runtime.InteropServices;
+
+namespace Ambient.Dataplane.Hosting;
+
+/// <summary>
+/// What every proxy executable does around its proxy: console logs in one format, and a stop signal. SIGTERM (what
+/// a kubelet or a supervisor sends) and SIGINT are cancelled here rather than left to the runtime, which would end
+/// the process as soon as the ProcessExit handlers return: Main then gets to dispose the proxy, and the HBONE side
+/// drains its tunnels (GOAWAY, up to the drain timeout) before the process exits.
+/// </summary>
+internal sealed class ProxyProcess : IDisposable
+{
+    // Lives as long as the process (never disposed): ProcessExit may fire after Main returns.
+    private readonly CancellationTokenSource _stop = new();
+    private readonly PosixSignalRegistration _terminate;
+    private readonly PosixSignalRegistration _interrupt;
+
+    public ProxyProcess()
+    {
+        _terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        _interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => _stop.Cancel();
+    }
+
+    /// <summary>
+    /// Runs a proxy executable's life: console logs, start, one line saying where it serves, then until SIGTERM or
+    /// SIGINT; the proxy is disposed (and drains) before this returns. Exit code 0, or 1 when it cannot start for
+    /// an I/O reason (a file it needs, a port in use), reported as <c>name: reason</c>.
+    /// </summary>
+    public static async Task<int> RunAsync<TProxy>(string name, Func<ILoggerFactory, CancellationToken, Task<TProxy>> start, Func<TProxy, string> banner)
+        where TProxy : IAsyncDisposable
+    {
+        using var loggerFactory = CreateConsoleLogging();
+        using var process = new ProxyProcess();
+        try
+        {
+            var proxy = await start(loggerFactory, process.Stopping).ConfigureAwait(false);
+            await using (proxy.ConfigureAwait(false))
+            {
+                Console.WriteLine(banner(proxy));
+                await process.WaitForStopAsync().ConfigureAwait(false);
+            }
+            return 0;
+        }
+        catch (IOException e)
+        {
+            Console.Error.WriteLine($"{name}: {e.Message}");
+            return 1;
+        }
+    }
+
+    /// <summary>Cancelled by SIGTERM, SIGINT or process exit.</summary>
+    public CancellationToken Stopping => _stop.Token;
+
+    /// <summary>Completes (without throwing) once the process is asked to stop.</summary>
+    public Task WaitForStopAsync() => Task.Delay(Timeout.Infinite, _stop.Token).ContinueWith(static _ => { }, TaskScheduler.Default);
+
+    /// <summary>Single-line console logs with timestamps; ASP.NET Core's own only from warnings up.</summary>
+    public static ILoggerFactory CreateConsoleLogging() => LoggerFactory.Create(l =>
+    {
+        l.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+        l.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+    });
+
+    private void Stop(PosixSignalContext context)
+    {
+        context.Cancel = true;
+        _stop.Cancel();
+    }
+
+    public void Dispose()
+    {
+        _terminate.Dispose();
+        _interrupt.Dispose();
+    }
+}

@@ -1,0 +1,49 @@
+using System.Net;
+using Ambient.TestCommon;
+
+namespace Ambient.Waypoint.Tests.Options;
+
+public sealed class WaypointOptionsTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private string[] Args(params string[] extra) =>
+    [
+        "--node", "node-1", "--namespace", "shop", "--name", "waypoint", "--address", "127.10.0.5",
+        "--root", _dir.Write("root.pem", "x"), "--token-file", _dir.Write("node-1.token", "t"), .. extra,
+    ];
+
+    [Fact]
+    public void The_identity_is_the_gateways_service_account_in_its_namespace()
+    {
+        var options = WaypointOptions.TryParse(Args("--trust-domain", "example.org", "--admin", "0"), out var error);
+        Assert.Null(error);
+        Assert.Equal("spiffe://example.org/ns/shop/sa/waypoint", options!.Identity.ToString());
+        Assert.Equal(IPAddress.Parse("127.10.0.5"), options.Address);
+        Assert.Equal(15008, options.HbonePort);
+        Assert.Equal(0, options.AdminPort);
+        Assert.Equal(new Uri("https://127.0.0.1:15012"), options.Istiod);
+    }
+
+    [Theory]
+    [InlineData("--name")]
+    [InlineData("--address")]
+    [InlineData("--namespace")]
+    public void A_missing_required_flag_is_refused_with_the_usage(string flag)
+    {
+        var args = Args().ToList();
+        var at = args.IndexOf(flag);
+        args.RemoveRange(at, 2);
+        Assert.Null(WaypointOptions.TryParse([.. args], out var error));
+        Assert.Contains("usage: waypoint", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_istiod_address_that_is_not_https_is_refused()
+    {
+        Assert.Null(WaypointOptions.TryParse(Args("--istiod", "http://127.0.0.1:15012"), out var error));
+        Assert.Contains("not an https URL", error, StringComparison.Ordinal);
+    }
+}
