@@ -50,13 +50,13 @@ internal sealed record WaypointPlacement(GatewayResource Gateway, string PodName
     public static string PodNameFor(string @namespace, string gateway)
     {
         var hash = StableHash.Fnv1a64Joined(@namespace, '/', gateway);
-        Span<char> chars = stackalloc char[16];
+        Span<char> chars = stackalloc char[17];
         chars[0] = '-';
         Encode(hash, chars.Slice(1, 10));
         chars[11] = '-';
         Encode(StableHash.Fnv1a64(hash.ToString(System.Globalization.CultureInfo.InvariantCulture)), chars.Slice(12, 4));
         // The fifth suffix character from the first hash's top bits keeps it to two hash computations.
-        chars[15] = SafeAlphabet[(int)(hash >> 59) % SafeAlphabet.Length];
+        chars[16] = SafeAlphabet[(int)(hash >> 59) % SafeAlphabet.Length];
         return gateway + new string(chars);
 
         static void Encode(ulong value, Span<char> into)
