@@ -125,7 +125,7 @@ public sealed class WaypointXdsTests : IDisposable
 
         stream.Send(new DeltaDiscoveryRequest { Node = new Node { Id = NodeIdOf(controller.Snapshot, "shop") }, TypeUrl = XdsTypeUrls.HttpRoute });
 
-        var error = await Assert.ThrowsAsync<RpcException>(() => stream.Completion);
+        var error = await Assert.ThrowsAsync<RpcException>(() => stream.Completion.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
         Assert.Contains("runs on node 'node-a'", error.Status.Detail, StringComparison.Ordinal);
     }
