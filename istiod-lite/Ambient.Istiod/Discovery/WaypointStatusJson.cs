@@ -58,10 +58,7 @@ internal static class WaypointStatusJson
         json.WriteStartArray("gateways");
         foreach (var g in routing.Gateways)
         {
-            json.WriteStartObject();
-            json.WriteString("namespace", g.Namespace);
-            json.WriteString("name", g.Name);
-            json.WriteStartObject("status");
+            StartWithStatus(json, g.Namespace, g.Name);
             WriteConditions(json, g.Conditions);
             json.WriteEndObject();
             json.WriteEndObject();
@@ -71,10 +68,7 @@ internal static class WaypointStatusJson
         json.WriteStartArray("httpRoutes");
         foreach (var r in routing.Routes)
         {
-            json.WriteStartObject();
-            json.WriteString("namespace", r.Namespace);
-            json.WriteString("name", r.Name);
-            json.WriteStartObject("status");
+            StartWithStatus(json, r.Namespace, r.Name);
             json.WriteStartArray("parents");
             foreach (var p in r.Parents)
             {
@@ -107,6 +101,15 @@ internal static class WaypointStatusJson
 
     /// <summary>Istio's controller name for waypoints (GatewayClass istio-waypoint).</summary>
     public const string ControllerName = "istio.io/mesh-controller";
+
+    /// <summary>Opens an object <c>{namespace, name, status: {</c>, as kubectl shows a resource's status.</summary>
+    private static void StartWithStatus(Utf8JsonWriter json, string @namespace, string name)
+    {
+        json.WriteStartObject();
+        json.WriteString("namespace", @namespace);
+        json.WriteString("name", name);
+        json.WriteStartObject("status");
+    }
 
     private static void WriteConditions(Utf8JsonWriter json, IEnumerable<StatusCondition> conditions)
     {
