@@ -137,6 +137,7 @@ internal sealed class IstiodHost : IAsyncDisposable
         {
             app.MapGet("/ready", () => Results.Text("ready\n"));
             app.MapGet("/debug/workloads", () => Results.Text(DescribeMesh(mesh.Snapshot, source.Current), "application/json"));
+            app.MapGet("/debug/waypoints", () => Results.Text(WaypointStatusJson.Describe(mesh.Snapshot, source.Current.Generation), "application/json"));
         }
         try
         {

@@ -155,7 +155,22 @@ public sealed record ConfigError(SourceLocation Source, string Field, string Mes
 }
 
 /// <summary>A Gateway API listener (<c>spec.listeners[]</c>).</summary>
-public sealed record GatewayListener(string Name, int Port, string Protocol);
+public sealed record GatewayListener(string Name, int Port, string Protocol)
+{
+    /// <summary><c>allowedRoutes.namespaces.from</c>: <c>Same</c> (the API default), <c>All</c> or <c>Selector</c>.
+    /// For a waypoint it also decides which namespaces may use it (Istio's rule for <c>istio.io/use-waypoint</c>).</summary>
+    public string AllowedNamespacesFrom { get; init; } = "Same";
+
+    /// <summary><c>allowedRoutes.namespaces.selector.matchLabels</c>, used when <see cref="AllowedNamespacesFrom"/> is <c>Selector</c>.</summary>
+    public ImmutableSortedDictionary<string, string> AllowedNamespacesSelector { get; init; } = ImmutableSortedDictionary<string, string>.Empty;
+
+    public bool Equals(GatewayListener? other) =>
+        ReferenceEquals(this, other)
+        || (other is not null && Name == other.Name && Port == other.Port && Protocol == other.Protocol
+            && AllowedNamespacesFrom == other.AllowedNamespacesFrom && ValueEquality.Equal(AllowedNamespacesSelector, other.AllowedNamespacesSelector));
+
+    public override int GetHashCode() => HashCode.Combine(Name, Port, Protocol, AllowedNamespacesFrom, ValueEquality.Hash(AllowedNamespacesSelector));
+}
 
 /// <summary>
 /// A Gateway (<c>gateway.networking.k8s.io/v1</c>). The mesh acts on class <c>istio-waypoint</c> only: each such

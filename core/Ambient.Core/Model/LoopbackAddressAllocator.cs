@@ -97,7 +97,9 @@ internal sealed class LoopbackAddressAllocator
     /// ztunnels) computes exactly what istiod publishes without asking it:
     /// explicit <c>status.podIP</c> / <c>spec.clusterIP</c> are kept and reserved; other pods get a slot in
     /// <see cref="PodRange"/>, other non-headless services one in <see cref="ServiceRange"/>, both keyed by
-    /// "ns/name" in sorted order; every distinct <c>spec.nodeName</c> gets 127.0.1.N (N = 1..254, then
+    /// "ns/name" in sorted order; each waypoint Gateway gets a pod address (its pod is named by
+    /// <see cref="WaypointPlacement.PodNameFor"/>) and a Service VIP keyed by its name; every distinct <c>spec.nodeName</c>
+    /// (and <c>ambient.dev/node</c> of a waypoint Gateway) gets 127.0.1.N (N = 1..254, then
     /// 127.0.2.N ...) in sorted order, so adding a node that sorts earlier renumbers later nodes.
     /// Duplicate resources: the first one counts (the builder reports the duplicate).
     /// </summary>
@@ -117,6 +119,29 @@ internal sealed class LoopbackAddressAllocator
         var nodeSet = new HashSet<string>(StringComparer.Ordinal);
         var podsToAllocate = new List<ObjectKey>(resources.Count);
         var servicesToAllocate = new List<ObjectKey>();
+
+        // Waypoints first: each gets a pod and a Service named after its Gateway (as Istio's deployment controller
+        // creates them); registering them before the declared objects means a declared Service of the same name
+        // cannot take the waypoint Service's address (the builder reports that Service and ignores it).
+        var waypointGateways = new List<GatewayResource>();
+        var waypointKeys = new HashSet<ObjectKey>();
+        foreach (var r in resources)
+        {
+            if (r is GatewayResource { IsWaypoint: true } gateway && waypointKeys.Add(new ObjectKey(gateway.Metadata.Namespace, gateway.Metadata.Name)))
+            {
+                waypointGateways.Add(gateway);
+                var key = new ObjectKey(gateway.Metadata.Namespace, gateway.Metadata.Name);
+                var podKey = new ObjectKey(key.Namespace, WaypointPlacement.PodNameFor(key.Namespace, key.Name));
+                pods.Add(podKey, null);
+                podsToAllocate.Add(podKey);
+                services.Add(key, null);
+                servicesToAllocate.Add(key);
+                if (gateway.Metadata.Annotations.TryGetValue(WaypointLabels.NodeAnnotation, out var node) && node.Length > 0)
+                {
+                    nodeSet.Add(node);
+                }
+            }
+        }
 
         foreach (var r in resources)
         {
@@ -193,7 +218,22 @@ internal sealed class LoopbackAddressAllocator
             nodeAddresses.Add(node, ToIPAddress((127u << 24) | ((uint)third << 8) | (uint)(index % 254 + 1)));
             index++;
         }
-        return new LoopbackAssignment(pods, services, nodeAddresses, [.. problems]);
+        var waypoints = new WaypointPlacement[waypointGateways.Count];
+        for (var i = 0; i < waypoints.Length; i++)
+        {
+            var gateway = waypointGateways[i];
+            // Local mode has no scheduler: the Gateway's ambient.dev/node annotation, else the first node by name.
+            var node = gateway.Metadata.Annotations.TryGetValue(WaypointLabels.NodeAnnotation, out var named) && named.Length > 0
+                ? named
+                : nodes.Length > 0 ? nodes[0] : "";
+            if (node.Length == 0)
+            {
+                problems.Add(new ConfigError(gateway.Source, "metadata.annotations[" + WaypointLabels.NodeAnnotation + "]",
+                    $"waypoint {gateway.Metadata.Namespace}/{gateway.Metadata.Name} has no node to run on (no pod names a spec.nodeName); set the annotation"));
+            }
+            waypoints[i] = new WaypointPlacement(gateway, WaypointPlacement.PodNameFor(gateway.Metadata.Namespace, gateway.Metadata.Name), node);
+        }
+        return new LoopbackAssignment(pods, services, nodeAddresses, [.. problems], waypoints);
     }
 
     internal static bool IsHeadless(ServiceResource svc) => string.Equals(svc.ClusterIP, "None", StringComparison.OrdinalIgnoreCase);
@@ -265,8 +305,13 @@ internal sealed class LoopbackAssignment(
     Dictionary<ObjectKey, IPAddress?> pods,
     Dictionary<ObjectKey, IPAddress?> services,
     Dictionary<string, IPAddress> nodes,
-    IReadOnlyList<ConfigError> problems)
+    IReadOnlyList<ConfigError> problems,
+    IReadOnlyList<WaypointPlacement>? waypoints = null)
 {
+    /// <summary>Every waypoint Gateway (class istio-waypoint) with its pod name and node, in config order; the pod's
+    /// address is <see cref="PodAddress"/>(namespace, pod name).</summary>
+    public IReadOnlyList<WaypointPlacement> Waypoints => waypoints ?? [];
+
     /// <summary>The pod's explicit status.podIP, else its allocated loopback address; null for an unknown pod.</summary>
     public IPAddress? PodAddress(string @namespace, string name) => pods.GetValueOrDefault(new ObjectKey(@namespace, name));
 

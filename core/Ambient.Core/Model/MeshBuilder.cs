@@ -27,10 +27,11 @@ internal static class MeshBuilder
         var namespaces = new Dictionary<string, NamespaceResource>(StringComparer.Ordinal);
         var pods = new List<PodResource>(resources.Count);
         var services = new List<ServiceResource>();
+        var routes = new List<HttpRouteResource>();
         var firstSeen = new Dictionary<(string Kind, string Namespace, string Name), SourceLocation>(resources.Count);
         foreach (var r in resources)
         {
-            if (r is not (NamespaceResource or PodResource or ServiceResource))
+            if (r is not (NamespaceResource or PodResource or ServiceResource or HttpRouteResource))
             {
                 continue;
             }
@@ -52,8 +53,14 @@ internal static class MeshBuilder
                 case ServiceResource svc:
                     services.Add(svc);
                     break;
+                case HttpRouteResource route:
+                    routes.Add(route);
+                    break;
             }
         }
+
+        var waypoints = AddWaypoints(assignment, options, pods, services, problems);
+        var resolver = new WaypointResolver(waypoints, namespaces, problems);
 
         var serviceInfos = new List<ServiceInfo>(services.Count);
         var matchersByNamespace = new Dictionary<string, List<ServiceMatcher>>(StringComparer.Ordinal);
@@ -64,7 +71,7 @@ internal static class MeshBuilder
                 problems.Add(new ConfigError(svc.Source, "spec.type", $"ExternalName service '{QualifiedName(svc)}' is not supported; ignored"));
                 continue;
             }
-            var info = BuildService(svc, options, assignment, pool);
+            var info = BuildService(svc, options, assignment, pool) with { Waypoint = resolver.ForService(svc)?.GatewayAddress };
             serviceInfos.Add(info);
             if (svc.Selector.Count == 0)
             {
@@ -87,10 +94,74 @@ internal static class MeshBuilder
         {
             var ns = pool.Get(pod.Metadata.Namespace);
             matchersByNamespace.TryGetValue(ns, out var matchers);
-            workloads.Add(BuildWorkload(pod, ns, namespaces.GetValueOrDefault(ns), matchers, options, assignment, pool));
+            var workload = BuildWorkload(pod, ns, namespaces.GetValueOrDefault(ns), matchers, options, assignment, pool);
+            if (resolver.ForPod(pod) is { } waypoint)
+            {
+                workload = workload with { Waypoint = waypoint.GatewayAddress };
+            }
+            else if (workload.Labels.TryGetValue(WaypointLabels.GatewayName, out var gateway)
+                && resolver.Find(ns, gateway) is { } runs && runs.PodName == pod.Metadata.Name)
+            {
+                // Istio runs a waypoint as a Deployment named after the Gateway: that is the workload name metrics show.
+                workload = workload with { WorkloadName = runs.Name, WorkloadType = WorkloadType.Deployment };
+            }
+            workloads.Add(workload);
         }
 
-        return MeshSnapshot.Create(workloads, serviceInfos, options, assignment.Nodes, [.. problems]);
+        routes.Sort(static (a, b) => ObjectKey.CompareJoined(new ObjectKey(a.Metadata.Namespace, a.Metadata.Name), new ObjectKey(b.Metadata.Namespace, b.Metadata.Name)));
+        var gatewayApi = new GatewayApiConfig([.. waypoints], [.. routes], namespaces);
+        return MeshSnapshot.Create(workloads, serviceInfos, options, assignment.Nodes, [.. problems], gatewayApi);
+    }
+
+    /// <summary>
+    /// Each waypoint Gateway becomes a pod and a Service, as Istio's deployment controller creates them; they then go
+    /// through the same steps as declared ones. A declared Service or Pod with the waypoint's name is reported and
+    /// left out (the waypoint owns that name, as the controller would overwrite it).
+    /// </summary>
+    private static List<WaypointInfo> AddWaypoints(
+        LoopbackAssignment assignment, MeshOptions options, List<PodResource> pods, List<ServiceResource> services, List<ConfigError> problems)
+    {
+        var result = new List<WaypointInfo>(assignment.Waypoints.Count);
+        if (assignment.Waypoints.Count == 0)
+        {
+            return result;
+        }
+        var taken = new HashSet<(string Kind, ObjectKey Key)>();
+        foreach (var placement in assignment.Waypoints)
+        {
+            var gateway = placement.Gateway;
+            var trafficType = WaypointObjects.TrafficType(gateway);
+            if (trafficType is not (WaypointLabels.ForService or WaypointLabels.ForWorkload or WaypointLabels.ForAll or WaypointLabels.None))
+            {
+                problems.Add(new ConfigError(gateway.Source, "metadata.labels[" + WaypointLabels.WaypointFor + "]",
+                    $"'{trafficType}' is not one of service, workload, all, none; waypoint {placement.Namespace}/{placement.Name} takes no traffic"));
+            }
+            taken.Add(("Service", new ObjectKey(placement.Namespace, placement.Name)));
+            taken.Add(("Pod", new ObjectKey(placement.Namespace, placement.PodName)));
+            result.Add(new WaypointInfo(placement, trafficType,
+                WorkloadInfo.PodUid(options.ClusterId, placement.Namespace, placement.PodName),
+                new NamespacedHost(placement.Namespace, ServiceInfo.KubernetesHostname(placement.Name, placement.Namespace, options.DomainSuffix)),
+                assignment.PodAddress(placement.Namespace, placement.PodName)));
+        }
+        services.RemoveAll(s => Clashes(s, "Service", taken, problems));
+        pods.RemoveAll(p => Clashes(p, "Pod", taken, problems));
+        foreach (var placement in assignment.Waypoints)
+        {
+            pods.Add(WaypointObjects.Pod(placement));
+            services.Add(WaypointObjects.Service(placement));
+        }
+        return result;
+
+        static bool Clashes(Resource r, string kind, HashSet<(string, ObjectKey)> taken, List<ConfigError> problems)
+        {
+            if (!taken.Contains((kind, new ObjectKey(r.Metadata.Namespace, r.Metadata.Name))))
+            {
+                return false;
+            }
+            problems.Add(new ConfigError(r.Source, "metadata.name",
+                $"{kind} {QualifiedName(r)} has the name of a waypoint's {kind}; the waypoint's own is used and this one is ignored"));
+            return true;
+        }
     }
 
     /// <summary>

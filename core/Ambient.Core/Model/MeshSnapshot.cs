@@ -50,14 +50,32 @@ internal sealed class MeshSnapshot
     private readonly Dictionary<string, ServiceInfo[]> _servicesByHostname;
     private readonly Dictionary<IPAddress, ServiceInfo> _servicesByVip;
     private readonly Dictionary<string, ServiceEndpoint[]> _endpointsByServiceKey;
+    private readonly Dictionary<ObjectKey, WaypointInfo> _waypointsByKey;
+    private readonly Dictionary<NamespacedHost, WaypointInfo> _waypointsByService;
+    private readonly Dictionary<string, WaypointInfo> _waypointsByPodUid;
+    private readonly GatewayApiConfig _gatewayApi;
+    private readonly Lazy<WaypointRouting> _routing;
 
     private MeshSnapshot(
         MeshOptions options,
         ImmutableArray<WorkloadInfo> workloads,
         ImmutableArray<ServiceInfo> services,
         IReadOnlyDictionary<string, IPAddress> nodeAddresses,
-        ImmutableArray<ConfigError> problems)
+        ImmutableArray<ConfigError> problems,
+        GatewayApiConfig gatewayApi)
     {
+        _gatewayApi = gatewayApi;
+        _waypointsByKey = new Dictionary<ObjectKey, WaypointInfo>(gatewayApi.Waypoints.Length);
+        _waypointsByService = new Dictionary<NamespacedHost, WaypointInfo>(gatewayApi.Waypoints.Length);
+        _waypointsByPodUid = new Dictionary<string, WaypointInfo>(gatewayApi.Waypoints.Length, StringComparer.Ordinal);
+        foreach (var w in gatewayApi.Waypoints)
+        {
+            _waypointsByKey.TryAdd(new ObjectKey(w.Namespace, w.Name), w);
+            _waypointsByService.TryAdd(w.Service, w);
+            _waypointsByPodUid.TryAdd(w.WorkloadUid, w);
+        }
+        // Only istiod reads routes and status; built on first use, once per snapshot.
+        _routing = new Lazy<WaypointRouting>(() => HttpRouteBinder.Bind(this), LazyThreadSafetyMode.ExecutionAndPublication);
         Options = options;
         Workloads = workloads;
         Services = services;
@@ -147,13 +165,34 @@ internal sealed class MeshSnapshot
 
     public static MeshSnapshot Empty { get; } = Create([], [], MeshOptions.Default);
 
+    /// <summary>Waypoints (Gateways of class istio-waypoint), in config order; empty when built from protos.</summary>
+    public ImmutableArray<WaypointInfo> Waypoints => _gatewayApi.Waypoints;
+
+    /// <summary>HTTPRoutes as configured, sorted by namespace/name; empty when built from protos.</summary>
+    public ImmutableArray<HttpRouteResource> HttpRoutes => _gatewayApi.HttpRoutes;
+
+    /// <summary>Routes bound to waypoints, what each waypoint is sent, and the Gateway API status of routes and waypoints.</summary>
+    public WaypointRouting Routing => _routing.Value;
+
+    public WaypointInfo? FindWaypoint(string @namespace, string name) => _waypointsByKey.GetValueOrDefault(new ObjectKey(@namespace, name));
+
+    /// <summary>The waypoint whose Service is <paramref name="service"/> (what a GatewayAddress hostname names).</summary>
+    public WaypointInfo? FindWaypointByService(NamespacedHost service) => _waypointsByService.GetValueOrDefault(service);
+
+    /// <summary>The waypoint the pod <paramref name="namespace"/>/<paramref name="podName"/> runs, if it is a waypoint's pod.</summary>
+    public WaypointInfo? FindWaypointByPod(string @namespace, string podName) =>
+        _waypointsByPodUid.GetValueOrDefault(WorkloadInfo.PodUid(Options.ClusterId, @namespace, podName));
+
+    public NamespaceResource? FindNamespace(string name) => _gatewayApi.Namespaces.GetValueOrDefault(name);
+
     /// <summary>Builds the indexes. Workloads and services are sorted here so any input order gives the same snapshot.</summary>
     public static MeshSnapshot Create(
         IEnumerable<WorkloadInfo> workloads,
         IEnumerable<ServiceInfo> services,
         MeshOptions options,
         IReadOnlyDictionary<string, IPAddress>? nodeAddresses = null,
-        ImmutableArray<ConfigError> problems = default)
+        ImmutableArray<ConfigError> problems = default,
+        GatewayApiConfig? gatewayApi = null)
     {
         var w = workloads.ToArray();
         Array.Sort(w, static (a, b) => string.CompareOrdinal(a.Uid, b.Uid));
@@ -164,7 +203,8 @@ internal sealed class MeshSnapshot
             ImmutableCollectionsMarshal.AsImmutableArray(w),
             ImmutableCollectionsMarshal.AsImmutableArray(s),
             nodeAddresses ?? NoNodes,
-            problems.IsDefault ? [] : problems);
+            problems.IsDefault ? [] : problems,
+            gatewayApi ?? GatewayApiConfig.Empty);
     }
 
     /// <summary>
@@ -320,4 +360,14 @@ internal sealed class MeshSnapshot
 
     // An IPv4 peer accepted on a dual-stack socket shows up as ::ffff:a.b.c.d; the index holds the IPv4 form.
     private static IPAddress Normalize(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+}
+
+/// <summary>The Gateway API side of a config that a snapshot keeps for istiod: waypoints, routes, and the namespaces
+/// (their labels decide which namespaces a listener admits).</summary>
+internal sealed record GatewayApiConfig(
+    ImmutableArray<WaypointInfo> Waypoints,
+    ImmutableArray<HttpRouteResource> HttpRoutes,
+    IReadOnlyDictionary<string, NamespaceResource> Namespaces)
+{
+    public static GatewayApiConfig Empty { get; } = new([], [], new Dictionary<string, NamespaceResource>());
 }

@@ -34,6 +34,9 @@ internal sealed partial class DeltaXdsSession
     });
     private readonly Lock _lock = new();
     private long _nonceCounter;
+    // Set from the first request's node id when the subscriber is a waypoint: ns/name of its Gateway.
+    private bool _identified;
+    private string? _waypoint;
 
     public DeltaXdsSession(DiscoveryState state, ILogger logger, string node, string peer)
     {
@@ -82,6 +85,16 @@ internal sealed partial class DeltaXdsSession
         if (typeUrl.Length == 0)
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument, "DeltaDiscoveryRequest.type_url is empty"));
+        }
+        // The node is sent on the first request only (delta xDS): who the subscriber is, before anything is served.
+        if (!_identified && request.Node is { Id.Length: > 0 } node)
+        {
+            var waypoint = IdentifyWaypoint(node.Id);
+            lock (_lock)
+            {
+                _identified = true;
+                _waypoint = waypoint;
+            }
         }
         if (!_state.Current.ResourcesByType.ContainsKey(typeUrl))
         {
@@ -138,9 +151,10 @@ internal sealed partial class DeltaXdsSession
             responses.Clear();
             lock (_lock)
             {
+                var waypoint = CurrentWaypoint(generation);
                 foreach (var (typeUrl, sub) in _subscriptions)
                 {
-                    var set = generation.ResourcesFor(typeUrl)!;
+                    var set = generation.ResourcesFor(typeUrl, waypoint)!;
                     if (sub.TakeDelta(set) is { } delta)
                     {
                         var nonce = Interlocked.Increment(ref _nonceCounter).ToString(CultureInfo.InvariantCulture);
@@ -160,6 +174,42 @@ internal sealed partial class DeltaXdsSession
             cancellationToken.ThrowIfCancellationRequested();
             _wake.Reader.TryRead(out _);
         }
+    }
+
+    /// <summary>
+    /// A waypoint says who it is in its node id (<c>waypoint~&lt;ip&gt;~&lt;pod&gt;.&lt;ns&gt;~&lt;ns&gt;.svc.cluster.local</c>, the
+    /// form Istio's proxies send); it is served as that waypoint only when the pod is a waypoint's and runs on the
+    /// node whose token opened the stream (the rule the CA applies to its identity). Any other proxy type is a
+    /// ztunnel and gets the waypoint types empty.
+    /// </summary>
+    private string? IdentifyWaypoint(string nodeId)
+    {
+        if (!XdsNodeId.TryParse(nodeId, out var id) || id.Type is not (XdsNodeId.WaypointType or XdsNodeId.RouterType))
+        {
+            return null;
+        }
+        var waypoint = _state.Current.Snapshot.FindWaypointByPod(id.Namespace, id.PodName)
+            ?? throw new RpcException(new Status(StatusCode.PermissionDenied,
+                $"node id '{nodeId}' names pod {id.Namespace}/{id.PodName}, which is no waypoint of the mesh"));
+        if (waypoint.Node != _node)
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied,
+                $"waypoint {waypoint.Key} runs on node '{waypoint.Node}'; the token of node '{_node}' may not subscribe as it"));
+        }
+        Log.WaypointIdentified(_logger, _node, waypoint.Key, _peer);
+        return waypoint.Key;
+    }
+
+    /// <summary>The session's waypoint if it still exists on this node in <paramref name="generation"/>; else null (empty sets).</summary>
+    private string? CurrentWaypoint(DiscoveryGeneration generation)
+    {
+        if (_waypoint is null)
+        {
+            return null;
+        }
+        var slash = _waypoint.IndexOf('/', StringComparison.Ordinal);
+        var w = generation.Snapshot.FindWaypoint(_waypoint[..slash], _waypoint[(slash + 1)..]);
+        return w is not null && w.Node == _node ? _waypoint : null;
     }
 
     /// <summary>What one client asked for of one type, and what it already holds.</summary>
@@ -396,5 +446,8 @@ internal sealed partial class DeltaXdsSession
 
         [LoggerMessage(5, LogLevel.Information, "xDS stream from {Node} ({Peer}) closed by the client")]
         public static partial void ClientClosed(ILogger logger, string node, string peer);
+
+        [LoggerMessage(6, LogLevel.Information, "xDS stream from {Node} ({Peer}) is waypoint {Waypoint}")]
+        public static partial void WaypointIdentified(ILogger logger, string node, string waypoint, string peer);
     }
 }

@@ -10,8 +10,27 @@ internal sealed record DiscoveryGeneration(
     MeshSnapshot Snapshot,
     ImmutableDictionary<string, XdsResourceSet> ResourcesByType)
 {
+    /// <summary>Per waypoint (<c>ns/name</c>): its HTTPRoute and ServiceProtocols sets. Only that waypoint is sent them.</summary>
+    public ImmutableDictionary<string, WaypointResourceSets> Waypoints { get; init; } = ImmutableDictionary<string, WaypointResourceSets>.Empty;
+
     public XdsResourceSet? ResourcesFor(string typeUrl) => ResourcesByType.TryGetValue(typeUrl, out var set) ? set : null;
+
+    /// <summary>
+    /// What a subscriber gets of <paramref name="typeUrl"/>: the shared set, except for the waypoint types, which are
+    /// per waypoint (<paramref name="waypoint"/> null, or a waypoint that no longer exists: the empty set).
+    /// </summary>
+    public XdsResourceSet? ResourcesFor(string typeUrl, string? waypoint)
+    {
+        if (typeUrl is XdsTypeUrls.HttpRoute or XdsTypeUrls.ServiceProtocols && waypoint is not null && Waypoints.TryGetValue(waypoint, out var sets))
+        {
+            return typeUrl == XdsTypeUrls.HttpRoute ? sets.Routes : sets.Protocols;
+        }
+        return ResourcesFor(typeUrl);
+    }
 }
+
+/// <summary>One waypoint's resources: HTTPRoutes named <c>ns/name</c>, ServiceProtocols named <c>ns/hostname</c>.</summary>
+internal sealed record WaypointResourceSets(XdsResourceSet Routes, XdsResourceSet Protocols);
 
 /// <summary>
 /// The current generation plus a change signal. Sessions read <see cref="Current"/> lock-free and wait on
@@ -43,7 +62,7 @@ internal sealed class DiscoveryState
     /// <summary>Which connected proxies hold which trust bundle push (root rotation waits on it).</summary>
     public TrustBundleAcks TrustBundleAcks { get; } = new();
 
-    public static IReadOnlyList<string> SupportedTypes { get; } = [XdsTypeUrls.Address, XdsTypeUrls.Authorization];
+    public static IReadOnlyList<string> SupportedTypes { get; } = [XdsTypeUrls.Address, XdsTypeUrls.Authorization, XdsTypeUrls.HttpRoute, XdsTypeUrls.ServiceProtocols];
 
     public DiscoveryGeneration Publish(MeshSnapshot snapshot) => Publish(previous => Build(previous.Number + 1, snapshot, previous));
 
@@ -99,13 +118,40 @@ internal sealed class DiscoveryState
         var byType = ImmutableDictionary.CreateRange(StringComparer.Ordinal, [
             KeyValuePair.Create(XdsTypeUrls.Address, addresses),
             KeyValuePair.Create(XdsTypeUrls.Authorization, authorizations),
+            // Served to waypoints from their own sets; everyone else (a ztunnel) gets these empty ones.
+            KeyValuePair.Create(XdsTypeUrls.HttpRoute, EmptyRoutes),
+            KeyValuePair.Create(XdsTypeUrls.ServiceProtocols, EmptyProtocols),
         ]);
         // Carried over unchanged: only PublishTrustBundle replaces it.
         if (previous?.ResourcesFor(XdsTypeUrls.TrustBundle) is { } trustBundle)
         {
             byType = byType.SetItem(XdsTypeUrls.TrustBundle, trustBundle);
         }
-        return new DiscoveryGeneration(number, snapshot, byType);
+        return new DiscoveryGeneration(number, snapshot, byType) { Waypoints = BuildWaypoints(snapshot, previous) };
+    }
+
+    private static readonly XdsResourceSet EmptyRoutes = XdsResourceSet.Empty(XdsTypeUrls.HttpRoute);
+    private static readonly XdsResourceSet EmptyProtocols = XdsResourceSet.Empty(XdsTypeUrls.ServiceProtocols);
+
+    private static ImmutableDictionary<string, WaypointResourceSets> BuildWaypoints(MeshSnapshot snapshot, DiscoveryGeneration? previous)
+    {
+        if (snapshot.Waypoints.IsEmpty)
+        {
+            return ImmutableDictionary<string, WaypointResourceSets>.Empty;
+        }
+        var builder = ImmutableDictionary.CreateBuilder<string, WaypointResourceSets>(StringComparer.Ordinal);
+        foreach (var w in snapshot.Waypoints)
+        {
+            var config = snapshot.Routing.For(w.Key);
+            var old = previous?.Waypoints.GetValueOrDefault(w.Key);
+            // The previous sets let an unchanged route keep its Resource object (same bytes, same version).
+            var routes = XdsResourceSet.Create(XdsTypeUrls.HttpRoute,
+                config.Routes.Select(r => (r.Namespace + "/" + r.Name, (Google.Protobuf.IMessage)r, Array.Empty<string>())), old?.Routes);
+            var protocols = XdsResourceSet.Create(XdsTypeUrls.ServiceProtocols,
+                config.Protocols.Select(p => (p.Namespace + "/" + p.Hostname, (Google.Protobuf.IMessage)p, Array.Empty<string>())), old?.Protocols);
+            builder[w.Key] = new WaypointResourceSets(routes, protocols);
+        }
+        return builder.ToImmutable();
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
