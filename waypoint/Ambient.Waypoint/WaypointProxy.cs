@@ -1,3 +1,4 @@
+using Ambient.Core.Model;
 using System.Net;
 using Ambient.Dataplane.Control;
 using Ambient.Dataplane.Identity;
@@ -57,7 +58,9 @@ internal sealed class WaypointProxy : IAsyncDisposable
             ClusterId = options.ClusterId,
             CertificateTtl = options.CertificateTtl,
             TrustDomain = options.TrustDomain,
-            ProxyName = options.Name,
+            // istiod-lite knows a waypoint by its pod (named after the Gateway, as a Deployment's pod would be).
+            ProxyType = "waypoint",
+            ProxyName = WaypointPlacement.PodNameFor(options.Namespace, options.Name),
             ProxyNamespace = options.Namespace,
             Identities = [options.Identity],
             OptionalXdsTypes = Config.XdsTypes,

@@ -15,6 +15,7 @@ internal static class Executables
     public const string Istiod = "istiod-lite";
     public const string Ztunnel = "ztunnel";
     public const string Samples = "ambient-samples";
+    public const string Waypoint = "waypoint";
 
     public static string BinFolder => Environment.GetEnvironmentVariable("AMBIENT_BIN") is { Length: > 0 } bin
         ? Path.GetFullPath(bin)

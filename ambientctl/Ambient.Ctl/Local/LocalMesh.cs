@@ -37,6 +37,7 @@ internal sealed class LocalMesh : IAsyncDisposable
     private IReadOnlyList<string> _configErrors = [];
     private IReadOnlyList<string> _configWarnings = [];
     private Launcher? _samples;
+    private Launcher? _waypoint;
     private PodReconciler? _reconciler;
 
     private readonly CancellationToken _stopping;
@@ -106,7 +107,8 @@ internal sealed class LocalMesh : IAsyncDisposable
         var seenPods = new HashSet<IPAddress>();
         foreach (var c in plan.Containers)
         {
-            if (seenPods.Add(c.Address))
+            // A waypoint pod is not captured: its own process listens on 15008 (in c.Ports).
+            if (c.Image != MeshPlan.WaypointImage && seenPods.Add(c.Address))
             {
                 wanted.Add((new IPEndPoint(c.Address, MeshPorts.Hbone), $"ztunnel HBONE for pod {c.Namespace}/{c.Pod}"));
                 wanted.Add((new IPEndPoint(c.Address, MeshPorts.Socks5), $"ztunnel SOCKS5 for pod {c.Namespace}/{c.Pod}"));
@@ -199,6 +201,11 @@ internal sealed class LocalMesh : IAsyncDisposable
             foreach (var a in c.Args) list.Add(HostPrograms.Expand(a, env));
             args = list;
         }
+        else if (c.Image == MeshPlan.WaypointImage)
+        {
+            launcher = _waypoint ??= Executables.Find(Executables.Waypoint, out var error) ?? throw new LocalMeshException(error!);
+            args = WaypointArguments(c);
+        }
         else
         {
             // A sample pod added while running, to a mesh that started without one.
@@ -210,7 +217,7 @@ internal sealed class LocalMesh : IAsyncDisposable
         lock (_stateLock) _pods[name] = c;
         try
         {
-            StartComponent(new ComponentSpec(name, "pod", launcher, args, env, c.Address.ToString(), c.Node,
+            StartComponent(new ComponentSpec(name, c.Image == MeshPlan.WaypointImage ? "waypoint" : "pod", launcher, args, env, c.Address.ToString(), c.Node,
                 Path.Combine(_options.StateFolder, "logs", name + ".log")));
         }
         catch (InvalidOperationException)
@@ -227,6 +234,18 @@ internal sealed class LocalMesh : IAsyncDisposable
             if (failed is not null) _ = failed.DisposeAsync().AsTask();
             throw;
         }
+    }
+
+    /// <summary>A waypoint pod runs the waypoint proxy with its node's token, as a ztunnel of that node would.</summary>
+    private List<string> WaypointArguments(ContainerPlan c)
+    {
+        var state = _options.StateFolder;
+        return
+        [
+            "--node", c.Node, "--namespace", c.Namespace, "--name", c.ServiceAccount, "--address", c.Address.ToString(),
+            "--root", Path.Combine(state, "root-cert.pem"), "--token-file", Path.Combine(state, "tokens", c.Node + ".token"),
+            "--istiod", $"https://{_options.ControlAddress}:{MeshPorts.IstiodGrpc}", "--admin", MeshPorts.Readiness.ToString(CultureInfo.InvariantCulture),
+        ];
     }
 
     /// <summary>Stops one pod container and forgets it.</summary>

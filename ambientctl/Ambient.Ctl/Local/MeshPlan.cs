@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Net;
 using Ambient.Config.Yaml;
 using Ambient.Core.Config;
+using Ambient.Core;
 using Ambient.Core.Model;
 
 namespace Ambient.Ctl.Local;
@@ -62,6 +63,10 @@ internal sealed record MeshPlan(
 {
     public const string EchoImage = "ambient/echo";
     public const string SleepImage = "ambient/sleep";
+
+    /// <summary>The image of the pods ambientctl runs for waypoint Gateways (class istio-waypoint), as Istio's
+    /// deployment controller runs a waypoint Deployment for each; never written by users.</summary>
+    public const string WaypointImage = "ambient/waypoint";
 
     /// <summary>Parses and validates the folder or file; every problem is reported with file:line, nothing throws.</summary>
     public static MeshPlan? Load(string path, out ImmutableArray<ConfigError> errors)
@@ -171,8 +176,29 @@ internal sealed record MeshPlan(
                 });
             }
         }
+        foreach (var waypoint in assignment.Waypoints)
+        {
+            if (WaypointContainer(waypoint, assignment) is { } plan) containers.Add(plan);
+        }
         var nodes = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, assignment.Nodes);
         return new PodPlan(nodes, containers.ToImmutable(), problems.ToImmutable());
+    }
+
+    /// <summary>
+    /// The waypoint pod of a Gateway: at the address and on the node istiod-lite publishes for it (both computed by
+    /// the shared allocator), with the Gateway's name as its service account, serving HBONE on 15008 and readiness
+    /// on 15021. Not captured by the ztunnel: the waypoint terminates its own tunnels.
+    /// </summary>
+    private static ContainerPlan? WaypointContainer(WaypointPlacement waypoint, LoopbackAssignment assignment)
+    {
+        var address = assignment.PodAddress(waypoint.Namespace, waypoint.PodName);
+        if (address is null || waypoint.Node.Length == 0) return null; // the allocator reported why
+        return new ContainerPlan(waypoint.Namespace, waypoint.PodName, "waypoint", waypoint.Node, address, waypoint.Name,
+            WaypointImage, [], [], MeshPorts.Hbone, ImmutableSortedDictionary<string, string>.Empty, waypoint.Gateway.Source)
+        {
+            Ports = [MeshPorts.Hbone, MeshPorts.Readiness],
+            App = waypoint.Name,
+        };
     }
 
     /// <summary>A container runs either a built-in sample image or, given command:, a program of this host.</summary>

@@ -1,4 +1,5 @@
 using System.Net;
+using Ambient.Core.Model;
 using Ambient.Ctl.Local;
 
 namespace Ambient.Ctl.Waypoints;
@@ -11,7 +12,7 @@ internal interface IWaypointReadiness
 
 /// <summary>
 /// Readiness from the running local mesh: the supervisor records each waypoint process in the state file (kind
-/// <c>waypoint</c>, named <c>waypoint-&lt;namespace&gt;-&lt;name&gt;</c> or carrying the Gateway as its pod record); it serves
+/// <c>waypoint</c>, with the waypoint's pod, <see cref="WaypointPlacement.PodNameFor"/>, as its pod record); it serves
 /// once its process is up and its HBONE listener (the Gateway's <c>mesh</c> listener, 15008) accepts connections.
 /// When istiod-lite publishes waypoint status on its debug endpoint, a source reading that can replace this one.
 /// </summary>
@@ -39,7 +40,11 @@ internal sealed class LocalStateWaypointReadiness(Func<LocalState?> readState, F
         foreach (var c in state.Components)
         {
             if (c.Kind != "waypoint") continue;
-            if (c.Name == $"waypoint-{@namespace}-{name}" || (c.Pod is { } p && p.Namespace == @namespace && p.Name == name)) return c;
+            if (c.Name == $"waypoint-{@namespace}-{name}"
+                || (c.Pod is { } p && p.Namespace == @namespace && (p.Name == name || p.Name == WaypointPlacement.PodNameFor(@namespace, name))))
+            {
+                return c;
+            }
         }
         return null;
     }

@@ -32,6 +32,10 @@ internal sealed record DeltaXdsClientOptions
     public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromMilliseconds(500);
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(15);
 
-    /// <summary><c>ztunnel~&lt;ip&gt;~&lt;pod&gt;.&lt;ns&gt;~&lt;ns&gt;.svc.cluster.local</c>, as Istio's ztunnel sends it.</summary>
-    public string NodeId => $"ztunnel~{InstanceIp}~{PodName}.{PodNamespace}~{PodNamespace}.svc.cluster.local";
+    /// <summary>The first part of the node id: <c>ztunnel</c>, or <c>waypoint</c> for a waypoint (istiod-lite sends a
+    /// waypoint its routes only when the id names the waypoint's own pod).</summary>
+    public string ProxyType { get; init; } = "ztunnel";
+
+    /// <summary><c>&lt;type&gt;~&lt;ip&gt;~&lt;pod&gt;.&lt;ns&gt;~&lt;ns&gt;.svc.cluster.local</c>, as Istio's proxies send it.</summary>
+    public string NodeId => $"{ProxyType}~{InstanceIp}~{PodName}.{PodNamespace}~{PodNamespace}.svc.cluster.local";
 }

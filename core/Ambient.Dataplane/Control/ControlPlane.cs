@@ -31,6 +31,9 @@ internal sealed record ControlPlaneOptions
     public string? ProxyName { get; init; }
     public string? ProxyNamespace { get; init; }
 
+    /// <summary>The xDS node id's proxy type (<c>ztunnel</c> or <c>waypoint</c>).</summary>
+    public string ProxyType { get; init; } = "ztunnel";
+
     /// <summary>
     /// The identities to hold certificates for. Null (a ztunnel): every enrolled workload on the node, following
     /// discovery. A waypoint names only its own: it is one workload on the node, not the node's proxy.
@@ -110,6 +113,7 @@ internal sealed class ControlPlane : IAsyncDisposable
             NodeName = options.NodeName,
             PodName = options.ProxyName ?? "ztunnel-" + options.NodeName,
             PodNamespace = options.ProxyNamespace ?? "istio-system",
+            ProxyType = options.ProxyType,
             InstanceIp = options.InstanceIp,
             ClusterId = options.ClusterId,
             Mesh = new MeshOptions { ClusterId = options.ClusterId, TrustDomain = options.TrustDomain },
