@@ -193,3 +193,20 @@ public sealed record HttpRouteResource(
     SourceLocation Source,
     Ambient.Core.Protos.Waypoint.HTTPRoute Spec)
     : Resource(ApiVersion, "HTTPRoute", Metadata, Source);
+
+/// <summary>
+/// An AuthorizationPolicy (<c>security.istio.io/v1</c> or <c>v1beta1</c>). <see cref="Spec"/> is the validated
+/// policy (authorization_policy.proto): the parser rejects an invalid policy whole, so what is here is exactly what
+/// the user wrote, never a widened subset. istiod-lite converts it for ztunnel or the waypoint. Protobuf messages
+/// compare by value.
+/// </summary>
+public sealed record AuthorizationPolicyResource(
+    string ApiVersion,
+    ObjectMeta Metadata,
+    SourceLocation Source,
+    Ambient.Core.Protos.AuthorizationPolicies.AuthorizationPolicySpec Spec)
+    : Resource(ApiVersion, "AuthorizationPolicy", Metadata, Source)
+{
+    /// <summary>The annotation that turns enforcement into logging of the would-be decision.</summary>
+    public const string DryRunAnnotation = "istio.io/dry-run";
+}
