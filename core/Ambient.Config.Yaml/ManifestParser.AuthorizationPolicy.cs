@@ -39,7 +39,7 @@ internal static partial class ManifestParser
         {
             Namespace = metadata.Namespace,
             Name = metadata.Name,
-            DryRun = metadata.Annotations.TryGetValue(AuthorizationPolicyResource.DryRunAnnotation, out var dryRun) && ParseGoBool(dryRun) == true,
+            DryRun = metadata.Annotations.TryGetValue(AuthorizationPolicyResource.DryRunAnnotation, out var dryRun) && AuthorizationPolicyResource.ParseDryRun(dryRun) == true,
         };
         var specPath = DocumentContext.Field(prefix, "spec");
         // No spec is an ALLOW policy without rules: allow nothing.
@@ -341,14 +341,6 @@ internal static partial class ManifestParser
             }
         }
     }
-
-    /// <summary>Go's strconv.ParseBool, which Istio applies to the dry-run annotation; null when it does not parse.</summary>
-    internal static bool? ParseGoBool(string v) => v switch
-    {
-        "1" or "t" or "T" or "TRUE" or "true" or "True" => true,
-        "0" or "f" or "F" or "FALSE" or "false" or "False" => false,
-        _ => null,
-    };
 
     private static string? SelectorKey(string k) =>
         k.Contains('*', StringComparison.Ordinal) ? "wildcard is not supported in selector" : Validation.QualifiedName(k);

@@ -209,4 +209,12 @@ public sealed record AuthorizationPolicyResource(
 {
     /// <summary>The annotation that turns enforcement into logging of the would-be decision.</summary>
     public const string DryRunAnnotation = "istio.io/dry-run";
+
+    /// <summary>Go's strconv.ParseBool, which Istio applies to the dry-run annotation; null when it does not parse.</summary>
+    public static bool? ParseDryRun(string value) => value switch
+    {
+        "1" or "t" or "T" or "TRUE" or "true" or "True" => true,
+        "0" or "f" or "F" or "FALSE" or "false" or "False" => false,
+        _ => null,
+    };
 }
