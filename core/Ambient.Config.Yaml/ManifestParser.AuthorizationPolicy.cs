@@ -168,39 +168,8 @@ internal static partial class ManifestParser
         RejectUnknownFields(ctx, r, path, RuleFields);
         var rule = new PolicyRule();
 
-        var fromPath = DocumentContext.Field(path, "from");
-        if (r.Get("from") is YamlSequence { Items.Count: 0 } emptyFrom)
-        {
-            ctx.Error(emptyFrom.Line, fromPath, "Invalid value: `from` must not be empty");
-        }
-        if (ctx.Seq(r.Get("from"), fromPath, r.Line) is { } froms)
-        {
-            for (int i = 0; i < froms.Items.Count; i++)
-            {
-                var fPath = DocumentContext.Index(fromPath, i);
-                if (ctx.Map(froms.Items[i], fPath, froms.Line, required: true) is not { } f) continue;
-                RejectUnknownFields(ctx, f, fPath, ["source"]);
-                var sPath = DocumentContext.Field(fPath, "source");
-                if (ctx.Map(f.Get("source"), sPath, f.Line, required: true) is { } s) rule.From.Add(ReadPolicySource(ctx, s, sPath, custom));
-            }
-        }
-
-        var toPath = DocumentContext.Field(path, "to");
-        if (r.Get("to") is YamlSequence { Items.Count: 0 } emptyTo)
-        {
-            ctx.Error(emptyTo.Line, toPath, "Invalid value: `to` must not be empty");
-        }
-        if (ctx.Seq(r.Get("to"), toPath, r.Line) is { } tos)
-        {
-            for (int i = 0; i < tos.Items.Count; i++)
-            {
-                var tPath = DocumentContext.Index(toPath, i);
-                if (ctx.Map(tos.Items[i], tPath, tos.Line, required: true) is not { } t) continue;
-                RejectUnknownFields(ctx, t, tPath, ["operation"]);
-                var oPath = DocumentContext.Field(tPath, "operation");
-                if (ctx.Map(t.Get("operation"), oPath, t.Line, required: true) is { } o) rule.To.Add(ReadPolicyOperation(ctx, o, oPath));
-            }
-        }
+        rule.From.AddRange(ReadWrappedList(ctx, r, path, "from", "source", (s, sPath) => ReadPolicySource(ctx, s, sPath, custom)));
+        rule.To.AddRange(ReadWrappedList(ctx, r, path, "to", "operation", (o, oPath) => ReadPolicyOperation(ctx, o, oPath)));
 
         var whenPath = DocumentContext.Field(path, "when");
         if (ctx.Seq(r.Get("when"), whenPath, r.Line) is { } whens)
@@ -212,6 +181,31 @@ internal static partial class ManifestParser
             }
         }
         return rule;
+    }
+
+    /// <summary>
+    /// <c>from: [{source: ...}]</c> and <c>to: [{operation: ...}]</c>: a list that, when present, must not be empty,
+    /// of maps holding exactly one required map.
+    /// </summary>
+    private static List<T> ReadWrappedList<T>(
+        DocumentContext ctx, YamlMapping r, string path, string listKey, string itemKey, Func<YamlMapping, string, T> read)
+    {
+        var items = new List<T>();
+        var listPath = DocumentContext.Field(path, listKey);
+        if (r.Get(listKey) is YamlSequence { Items.Count: 0 } empty)
+        {
+            ctx.Error(empty.Line, listPath, $"Invalid value: `{listKey}` must not be empty");
+        }
+        if (ctx.Seq(r.Get(listKey), listPath, r.Line) is not { } seq) return items;
+        for (int i = 0; i < seq.Items.Count; i++)
+        {
+            var itemPath = DocumentContext.Index(listPath, i);
+            if (ctx.Map(seq.Items[i], itemPath, seq.Line, required: true) is not { } wrapper) continue;
+            RejectUnknownFields(ctx, wrapper, itemPath, [itemKey]);
+            var innerPath = DocumentContext.Field(itemPath, itemKey);
+            if (ctx.Map(wrapper.Get(itemKey), innerPath, wrapper.Line, required: true) is { } inner) items.Add(read(inner, innerPath));
+        }
+        return items;
     }
 
     private static PolicySource ReadPolicySource(DocumentContext ctx, YamlMapping s, string path, bool custom)
