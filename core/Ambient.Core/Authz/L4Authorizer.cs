@@ -27,22 +27,23 @@ internal enum L4DecisionReason
 /// </summary>
 internal readonly record struct L4Decision(bool Allowed, L4DecisionReason Reason, L4Policy? Policy, L4DryRunDecision? DryRun = null)
 {
-    /// <summary>For logs: "denied by ns/name", "allowed by ns/name", "no ALLOW policy matched", ...</summary>
+    /// <summary>For logs, in istio/ztunnel's words (its AuthorizationRejectionError): "explicitly denied by: ns/name",
+    /// "allow policies exist, but none allowed", "allowed by: ns/name", "no allow policies".</summary>
     public string Describe() => Describe(Reason, Policy);
 
     internal static string Describe(L4DecisionReason reason, L4Policy? policy) => reason switch
     {
-        L4DecisionReason.DenyMatched => $"denied by DENY policy {policy!.Key}",
-        L4DecisionReason.AllowMatched => $"allowed by ALLOW policy {policy!.Key}",
-        L4DecisionReason.NoAllowMatched => "denied: ALLOW policies apply and none matched",
-        _ => "allowed: no ALLOW policy applies",
+        L4DecisionReason.DenyMatched => "explicitly denied by: " + policy!.Key,
+        L4DecisionReason.AllowMatched => "allowed by: " + policy!.Key,
+        L4DecisionReason.NoAllowMatched => "allow policies exist, but none allowed",
+        _ => "no allow policies",
     };
 }
 
 /// <summary>What the decision would have been had the dry-run policies been enforced along with the others.</summary>
 internal readonly record struct L4DryRunDecision(bool WouldAllow, L4DecisionReason Reason, L4Policy? Policy)
 {
-    public string Describe() => "dry-run: would be " + L4Decision.Describe(Reason, Policy);
+    public string Describe() => (WouldAllow ? "dry-run policies would allow: " : "dry-run policies would deny: ") + L4Decision.Describe(Reason, Policy);
 }
 
 /// <summary>

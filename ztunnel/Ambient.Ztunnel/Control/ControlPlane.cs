@@ -107,6 +107,7 @@ internal sealed class ControlPlane : IAsyncDisposable
             RequestedTtl = options.CertificateTtl,
         }, trust, loggers.CreateLogger("Ambient.Ztunnel.Identity"), istiod);
         xds.SnapshotChanged += state.Update;
+        xds.AuthorizationsChanged += policies => state.UpdateAuthorizations(policies);
         xds.TrustBundleReceived = certificates.ApplyTrustBundle;
         certificates.Attach(state);
         return new ControlPlane(istiod, xds, state, certificates);
