@@ -2,7 +2,7 @@ using System.Collections.Immutable;
 using System.Net;
 using Ambient.Core.Authz;
 using Ambient.Core.Model;
-using Ambient.Core.Protos.Security;
+using Authorization = Ambient.Core.Protos.Security.Authorization;
 using Ambient.Core.Protos.Workload;
 
 namespace Ambient.Ztunnel.State;
