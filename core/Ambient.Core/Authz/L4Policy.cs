@@ -141,12 +141,14 @@ internal sealed class L4Match
         {
             return false;
         }
-        return Cidrs(_destinationIps, _notDestinationIps, c.Destination)
-            && Cidrs(_sourceIps, _notSourceIps, c.Source)
-            && Ports(c.DestinationPort)
+        // Every field must match and none has side effects, so the order is free: the identity fields first, as
+        // they tell policies apart most often.
+        return Strings(_principals, _notPrincipals, peer.HasIdentity, peer.Principal)
+            && Strings(_namespaces, _notNamespaces, true, peer.Namespace)
             && ServiceAccounts(peer)
-            && Strings(_principals, _notPrincipals, peer.HasIdentity, peer.Principal)
-            && Strings(_namespaces, _notNamespaces, true, peer.Namespace);
+            && Ports(c.DestinationPort)
+            && Cidrs(_sourceIps, _notSourceIps, c.Source)
+            && Cidrs(_destinationIps, _notDestinationIps, c.Destination);
     }
 
     private static bool Cidrs(IpCidr[] positive, IpCidr[] negative, IpKey address)
