@@ -11,7 +11,7 @@ namespace Ambient.Waypoint.Forwarding;
 /// </summary>
 internal static class HboneHttpInvoker
 {
-    /// <summary>The destination a request is sent to, set by <see cref="DestinationTransformer"/>.</summary>
+    /// <summary>The destination a request is sent to, set by <see cref="RouteTransformer"/>.</summary>
     public static readonly HttpRequestOptionsKey<ResolvedDestination> Destination = new("ambient.waypoint.destination");
 
     public static HttpMessageInvoker Create(UpstreamConnector connector, TimeSpan connectTimeout)
@@ -42,24 +42,54 @@ internal static class HboneHttpInvoker
 }
 
 /// <summary>
-/// YARP's default request transform, plus: the original <c>Host</c> is kept (the backend sees the Service name the
-/// client used, not a pod address), and the picked destination is attached for the connect callback.
+/// YARP's default request transform, plus what the route plan asks for: the original <c>Host</c> is kept (the backend
+/// sees the Service name the client used, not a pod address) unless URLRewrite replaces it, a rewritten path replaces
+/// the request's (query kept), and the picked destination is attached for the connect callback. On the way back it
+/// applies the plan's response header edits, or withholds a response whose status the route retries.
 /// </summary>
-internal sealed class DestinationTransformer : HttpTransformer
+internal sealed class RouteTransformer : HttpTransformer
 {
-    public static readonly DestinationTransformer Instance = new();
+    public static readonly RouteTransformer Instance = new();
 
     public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix,
         CancellationToken cancellationToken)
     {
         await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
-        proxyRequest.Headers.Host = httpContext.Request.Host.Value;
-        if (httpContext.Features.Get<PickedDestination>() is { } picked)
+        var forwarded = httpContext.Features.Get<ForwardedRequest>();
+        proxyRequest.Headers.Host = forwarded?.RewrittenHost ?? httpContext.Request.Host.Value;
+        if (forwarded is null)
         {
-            proxyRequest.Options.Set(HboneHttpInvoker.Destination, picked.Destination);
+            return;
         }
+        if (forwarded.RewrittenPath is { } path)
+        {
+            proxyRequest.RequestUri = RequestUtilities.MakeDestinationAddress(destinationPrefix, PathString.FromUriComponent(path),
+                httpContext.Request.QueryString);
+        }
+        proxyRequest.Options.Set(HboneHttpInvoker.Destination, forwarded.Destination!);
+    }
+
+    public override ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse,
+        CancellationToken cancellationToken)
+    {
+        var forwarded = httpContext.Features.Get<ForwardedRequest>();
+        if (proxyResponse is not null && forwarded is not null && forwarded.ShouldRetry((int)proxyResponse.StatusCode))
+        {
+            // Nothing is copied to the client: the forwarder tries again.
+            forwarded.RetryRequested = true;
+            return ValueTask.FromResult(false);
+        }
+        return ApplyResponseEditsAsync(httpContext, proxyResponse, forwarded, cancellationToken);
+    }
+
+    private async ValueTask<bool> ApplyResponseEditsAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse,
+        ForwardedRequest? forwarded, CancellationToken cancellationToken)
+    {
+        var proxied = await base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken).ConfigureAwait(false);
+        if (proxyResponse is not null && forwarded is not null)
+        {
+            forwarded.ResponseHeaders.ApplyTo(httpContext.Response.Headers);
+        }
+        return proxied;
     }
 }
-
-/// <summary>The endpoint picked for the current request (a request feature).</summary>
-internal sealed record PickedDestination(ResolvedDestination Destination);
