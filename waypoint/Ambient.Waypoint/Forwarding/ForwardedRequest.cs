@@ -17,6 +17,10 @@ internal sealed class ForwardedRequest
 
     public string? RewrittenHost { get; init; }
 
+    /// <summary>The request header edits already applied to the request (the transformer fixes how added values are
+    /// joined).</summary>
+    public HeaderEdits RequestHeaders { get; init; } = HeaderEdits.Empty;
+
     public HeaderEdits ResponseHeaders { get; init; } = HeaderEdits.Empty;
 
     /// <summary>Null when this request is not retried (no retry policy, or a body that cannot be replayed).</summary>

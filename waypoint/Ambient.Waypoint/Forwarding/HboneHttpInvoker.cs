@@ -1,4 +1,5 @@
 using Ambient.Dataplane.State;
+using Ambient.Waypoint.Filters;
 using Microsoft.AspNetCore.Http;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -67,6 +68,35 @@ internal sealed class RouteTransformer : HttpTransformer
                 httpContext.Request.QueryString);
         }
         proxyRequest.Options.Set(HboneHttpInvoker.Destination, forwarded.Destination!);
+        if (!forwarded.RequestHeaders.IsEmpty)
+        {
+            JoinAddedValues(proxyRequest, forwarded.RequestHeaders);
+        }
+    }
+
+    // HttpClient writes a header's several values as one line joined by ", "; Envoy sends an added value as a line of
+    // its own, which a backend reads as "old,added" (the conformance suite compares exactly that). One line joined
+    // by "," carries the same list (RFC 9110 5.3) and reads the same.
+    private static void JoinAddedValues(HttpRequestMessage proxyRequest, HeaderEdits edits)
+    {
+        foreach (var edit in edits.Edits)
+        {
+            if (edit.Kind != HeaderEditKind.Add || !proxyRequest.Headers.TryGetValues(edit.Name, out var values))
+            {
+                continue;
+            }
+            var count = 0;
+            foreach (var _ in values)
+            {
+                count++;
+            }
+            if (count > 1)
+            {
+                var joined = string.Join(',', values);
+                proxyRequest.Headers.Remove(edit.Name);
+                proxyRequest.Headers.TryAddWithoutValidation(edit.Name, joined);
+            }
+        }
     }
 
     public override ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse,

@@ -146,6 +146,7 @@ internal sealed partial class RequestForwarder
         {
             RewrittenPath = plan.RewrittenPath,
             RewrittenHost = plan.RewrittenHost,
+            RequestHeaders = plan.RequestHeaders,
             ResponseHeaders = plan.ResponseHeaders,
             Retry = replayable ? plan.Retry : null,
             RetriesLeft = replayable && plan.Retry is { } retry ? retry.Attempts : 0,
