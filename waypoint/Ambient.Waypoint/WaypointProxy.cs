@@ -78,7 +78,7 @@ internal sealed class WaypointProxy : IAsyncDisposable
         _invoker = HboneHttpInvoker.Create(upstream, TimeSpan.FromSeconds(10));
         _app = BuildKestrel(options, loggers, transport);
         // The waypoint's own Gateway is the parent of routes bound to it rather than to a Service.
-        var routes = new WaypointRoutes(Config, new GatewayTarget(options.Namespace, options.Name), settings.RouteRandom);
+        var routes = new LiveRouteTable(Config, new GatewayTarget(options.Namespace, options.Name), settings.RouteRandom);
         var forwarder = new RequestForwarder(_app.Services.GetRequiredService<IHttpForwarder>(), _invoker, picker, Config, routes,
             loggers.CreateLogger("Ambient.Waypoint.Access"));
         _app.Run(context => context.Features.Get<IHboneTunnelFeature>() is null ? ServeAdminAsync(context) : forwarder.HandleAsync(context));

@@ -14,7 +14,7 @@ using Yarp.ReverseProxy.Forwarder;
 namespace Ambient.Waypoint.Forwarding;
 
 /// <summary>
-/// The waypoint's request handler: route the request (<see cref="WaypointRoutes"/>, HTTPRoute), pick a healthy
+/// The waypoint's request handler: route the request (<see cref="LiveRouteTable"/>, HTTPRoute), pick a healthy
 /// endpoint of the chosen Service (<see cref="EndpointPicker"/>), forward with YARP's <see cref="IHttpForwarder"/>
 /// over HBONE, and write one access log line per request.
 /// <para>
@@ -45,12 +45,12 @@ internal sealed partial class RequestForwarder
     private readonly HttpMessageInvoker _invoker;
     private readonly EndpointPicker _picker;
     private readonly WaypointConfig _config;
-    private readonly WaypointRoutes _routes;
+    private readonly LiveRouteTable _routes;
     private readonly RequestMirror _mirror;
     private readonly ILogger _accessLog;
 
     public RequestForwarder(IHttpForwarder forwarder, HttpMessageInvoker invoker, EndpointPicker picker, WaypointConfig config,
-        WaypointRoutes routes, ILogger accessLog)
+        LiveRouteTable routes, ILogger accessLog)
     {
         _forwarder = forwarder;
         _invoker = invoker;

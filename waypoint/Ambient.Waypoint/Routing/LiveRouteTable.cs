@@ -11,7 +11,7 @@ namespace Ambient.Waypoint.Routing;
 /// change (on the xDS read loop) and swapped in, so a request sees one consistent table and never locks. Routes bound
 /// to the waypoint's own Gateway apply as well as Service (GAMMA) routes.
 /// </summary>
-internal sealed class WaypointRoutes
+internal sealed class LiveRouteTable
 {
     private readonly GatewayTarget _gateway;
     private readonly IRouteRandom _random;
@@ -19,7 +19,7 @@ internal sealed class WaypointRoutes
     private readonly ConcurrentDictionary<(string Namespace, string Name), string> _serviceKeys = new();
     private RouteTable _table = RouteTable.Empty;
 
-    public WaypointRoutes(WaypointConfig config, GatewayTarget gateway, IRouteRandom? random = null)
+    public LiveRouteTable(WaypointConfig config, GatewayTarget gateway, IRouteRandom? random = null)
     {
         _gateway = gateway;
         _random = random ?? SharedRouteRandom.Instance;
