@@ -111,19 +111,8 @@ wp_before="$(awk '{print $14 + $15}' "/proc/$wp/stat")"
     || { echo "l7: the waypoint (pid $wp) spent no CPU on requests through the mesh: it is not on the path" >&2; exit 1; }
 
 # --- (c) haproxy pair, HTTP mode, TLS 1.3 mutual TLS -------------------------------------------------------------------
-certs="$work/certs"; mkdir -p "$certs"
-(
-    cd "$certs"
-    openssl ecparam -name prime256v1 -genkey -noout -out ca.key
-    openssl req -x509 -new -key ca.key -subj "/CN=l7 bench CA" -days 1 -out ca.pem
-    for who in server client; do
-        openssl ecparam -name prime256v1 -genkey -noout -out "$who.key"
-        openssl req -new -key "$who.key" -subj "/CN=haproxy-$who" -out "$who.csr"
-        printf 'subjectAltName=IP:%s\nextendedKeyUsage=%s\n' "${HAPROXY_B%:*}" "$([ "$who" = server ] && echo serverAuth || echo clientAuth)" > "$who.ext"
-        openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile "$who.ext" -out "$who.crt" 2>/dev/null
-        cat "$who.crt" "$who.key" > "$who.pem"
-    done
-) >/dev/null
+certs="$work/certs"
+mtls_certs "$certs" "${HAPROXY_B%:*}" "l7 bench CA"
 fill() { sed -e "s|@DIR@|$certs|g" -e "s|@LISTEN@|$2|g" -e "s|@UPSTREAM@|$3|g" "$root/bench/l7/$1" > "$work/$1"; }
 fill haproxy-b.cfg "$HAPROXY_B" "$BACKEND"
 fill haproxy-a.cfg "$HAPROXY_A" "$HAPROXY_B"
