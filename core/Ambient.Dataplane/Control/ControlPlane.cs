@@ -117,7 +117,10 @@ internal sealed class ControlPlane : IAsyncDisposable
             InstanceIp = options.InstanceIp,
             ClusterId = options.ClusterId,
             Mesh = new MeshOptions { ClusterId = options.ClusterId, TrustDomain = options.TrustDomain },
-        }, loggers.CreateLogger("Ambient.Dataplane.Xds"), istiod);
+        }, loggers.CreateLogger("Ambient.Dataplane.Xds"), istiod)
+        {
+            OptionalTypes = options.OptionalXdsTypes ?? new Dictionary<string, Func<DeltaDiscoveryResponse, string?>>(),
+        };
         var state = new ProxyState(options.NodeName);
         var certificates = new CertificateManager(new CertificateManagerOptions
         {
