@@ -100,7 +100,7 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
         // Reported once the outcome is known (see IInboundObserver), so a denied or failed tunnel lands in its
         // flagged row from the start.
         var (source, destination) = Ends(info);
-        _open[info] = _metrics.Open(TcpMetricLabels.ReporterDestination, source, info.PeerIdentity, destination, ServiceFrom(info), responseFlags, mutualTls: true);
+        _open[info] = _metrics.Open(IstioMetricLabels.ReporterDestination, source, info.PeerIdentity, destination, ServiceFrom(info), responseFlags, mutualTls: true);
     }
 
     public void ConnectionClosed(InboundConnectionInfo info, long bytesIn, long bytesOut, string responseFlags)
