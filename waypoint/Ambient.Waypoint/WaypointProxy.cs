@@ -1,5 +1,7 @@
 using Ambient.Core.Model;
 using System.Net;
+using System.Text;
+using Ambient.Core.Telemetry;
 using Ambient.Dataplane.Control;
 using Ambient.Dataplane.Identity;
 using Ambient.Dataplane.State;
@@ -9,6 +11,7 @@ using Ambient.Waypoint.Forwarding;
 using Ambient.Waypoint.Inbound;
 using Ambient.Waypoint.Routing;
 using Ambient.Waypoint.State;
+using Ambient.Waypoint.Telemetry;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
@@ -34,7 +37,7 @@ internal sealed record WaypointProxySettings
 /// own certificate) feeds <see cref="ProxyState"/> and <see cref="WaypointConfig"/>; the HBONE server on
 /// address:15008 accepts tunnels for the Services this waypoint serves and hands HTTP ones to Kestrel through
 /// <see cref="HboneTunnelTransport"/>; each request is forwarded by <see cref="RequestForwarder"/> over HBONE with
-/// the waypoint's identity. Readiness is served on the admin port. Program and the tests start it the same way.
+/// the waypoint's identity. Readiness and Prometheus metrics are served on the admin port. Program and the tests start it the same way.
 /// </summary>
 internal sealed class WaypointProxy : IAsyncDisposable
 {
@@ -79,13 +82,19 @@ internal sealed class WaypointProxy : IAsyncDisposable
         _app = BuildKestrel(options, loggers, transport);
         // The waypoint's own Gateway is the parent of routes bound to it rather than to a Service.
         var routes = new LiveRouteTable(Config, new GatewayTarget(options.Namespace, options.Name), settings.RouteRandom);
+        RequestMetrics = new WaypointRequestMetrics(State);
         var forwarder = new RequestForwarder(_app.Services.GetRequiredService<IHttpForwarder>(), _invoker, picker, Config, routes,
             loggers.CreateLogger("Ambient.Waypoint.Access"));
-        _app.Run(context => context.Features.Get<IHboneTunnelFeature>() is null ? ServeAdminAsync(context) : forwarder.HandleAsync(context));
+        _app.Run(context => context.Features.Get<IHboneTunnelFeature>() is null
+            ? ServeAdminAsync(context)
+            : RequestMetrics.MeasureAsync(context, forwarder.HandleAsync));
     }
 
     public WaypointOptions Options { get; }
     public WaypointConfig Config { get; }
+
+    /// <summary>Istio's request metrics (reporter="waypoint"), served in Prometheus text on the admin port.</summary>
+    public WaypointRequestMetrics RequestMetrics { get; }
     public ProxyState State => _control.State;
     public CertificateManager Certificates => _control.Certificates;
 
@@ -150,6 +159,15 @@ internal sealed class WaypointProxy : IAsyncDisposable
         {
             context.Response.StatusCode = IsReady ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
             return context.Response.WriteAsync(IsReady ? "ready\n" : "not ready: waiting for discovery and the waypoint's certificate\n");
+        }
+        if (context.Request.Path == "/stats/prometheus" || context.Request.Path == "/metrics")
+        {
+            // Where Istio's waypoints are scraped (/stats/prometheus), and the conventional path.
+            var text = new StringBuilder();
+            RequestMetrics.WritePrometheus(text);
+            ProcessMetrics.WritePrometheus(text);
+            context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            return context.Response.WriteAsync(text.ToString());
         }
         context.Response.StatusCode = StatusCodes.Status404NotFound;
         return Task.CompletedTask;

@@ -3,6 +3,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using Ambient.Core.Config;
 using Ambient.Core.Protos.Workload;
+using Ambient.Core.Telemetry;
 
 namespace Ambient.Core.Model;
 
@@ -246,9 +247,8 @@ internal static class MeshBuilder
             Network = pool.Get(options.Network),
             TunnelProtocol = IsEnrolled(pod, nsResource) ? TunnelProtocol.Hbone : TunnelProtocol.None,
             Node = pool.Get(pod.NodeName ?? ""),
-            CanonicalName = meta.Label(MeshLabels.CanonicalName) ?? meta.Label(MeshLabels.AppKubernetesName) ?? meta.Label(MeshLabels.App) ?? name,
-            CanonicalRevision = meta.Label(MeshLabels.CanonicalRevision) ?? meta.Label(MeshLabels.AppKubernetesVersion)
-                ?? meta.Label(MeshLabels.Version) ?? MeshLabels.DefaultRevision,
+            CanonicalName = CanonicalService.Name(meta.Labels, name),
+            CanonicalRevision = CanonicalService.Revision(meta.Labels),
             WorkloadType = WorkloadType.Pod,
             // A bare pod has no owning Deployment: Istio then reports the pod name as the workload name.
             WorkloadName = name,

@@ -141,7 +141,7 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
             Token("node-2"), HbonePort: 15008, SocksPort: 15080, new AdminPorts(0, 0, 0), "Kubernetes"), _logs, ready.Token);
         _parts.Add(BackendNode);
 
-        Waypoint = await WaypointProxy.StartAsync(new WaypointOptions("node-1", Namespace, "waypoint", snapshot.PodAddress(Namespace, "waypoint")!,
+        Waypoint = await WaypointProxy.StartAsync(new WaypointOptions("node-1", Namespace, "waypoint", snapshot.PodAddress(Namespace, WaypointPlacement.PodNameFor(Namespace, "waypoint"))!,
             istiodUri, Istiod.RootCertificatePath, Token("node-1"), HbonePort: 15008, AdminPort: 0, "Kubernetes"), _logs, ready.Token);
         _parts.Add(Waypoint);
 
@@ -187,7 +187,9 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
     public async Task<HboneStream> TunnelAsync(IPEndPoint target, CancellationToken cancellationToken = default)
     {
         var key = new HbonePoolKey(ClientIdentity.ToString(), WaypointIdentity.ToString(), Waypoint.HboneEndpoint);
-        return await _clientPool.OpenAsync(key, $"{target.Address}:{target.Port}", headers: null, cancellationToken);
+        // As the client's ztunnel: forwarded for= the app's address, which names the source pod.
+        var forwarded = new[] { ("forwarded", $"for=\"{Snapshot.PodAddress(Namespace, "client")}\"") };
+        return await _clientPool.OpenAsync(key, $"{target.Address}:{target.Port}", forwarded, cancellationToken);
     }
 
     /// <summary>An HttpClient whose every connection is a tunnel through the waypoint to <paramref name="target"/>.</summary>
@@ -224,9 +226,14 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
     private static string Yaml(string ns) =>
         MeshYaml.Namespace(ns) + MeshYaml.ServiceAccount(ns, "client") + MeshYaml.ServiceAccount(ns, "echo") + MeshYaml.ServiceAccount(ns, "waypoint")
         + MeshYaml.Sleep(ns, "client", "client", "node-1")
-        // The waypoint is a workload on its node (istiod-lite will synthesize it from the Gateway; here it is a pod).
-        + MeshYaml.Sleep(ns, "waypoint", "waypoint", "node-1")
         + $$$"""
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: waypoint, namespace: {{{ns}}}, annotations: {ambient.dev/node: node-1}}
+        spec:
+          gatewayClassName: istio-waypoint
+          listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+        ---
         apiVersion: v1
         kind: Pod
         metadata: {name: echo-v1, namespace: {{{ns}}}, labels: {app: echo}}

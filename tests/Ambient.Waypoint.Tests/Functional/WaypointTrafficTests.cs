@@ -76,6 +76,8 @@ public sealed class WaypointTrafficTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
 
         // The waypoint's access line: the client's identity as source, the request, the picked pod.
+        // Logged once the request completes, which may be just after the client has read the response.
+        await WaitForAsync(() => _env.Logs.Matching("path=/who").Any());
         var waypointLine = Assert.Single(_env.Logs.Matching("path=/who"));
         Assert.Contains($"src.identity={_env.ClientIdentity}", waypointLine);
         Assert.Contains("method=GET", waypointLine);

@@ -1,5 +1,4 @@
 using System.Text;
-using Ambient.Core.Identity;
 using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
 using Ambient.Hbone.Telemetry;
@@ -31,32 +30,11 @@ internal sealed class ConnectionMetrics
 
     /// <summary>An inbound TLS handshake failed: counted with reporter=destination under TLS_FAILURE.</summary>
     public void TlsFailure() =>
-        Failed(TcpMetricLabels.ReporterDestination, null, null, null, null, ResponseFlags.TlsFailure, mutualTls: false);
+        Failed(IstioMetricLabels.ReporterDestination, null, null, null, null, ResponseFlags.TlsFailure, mutualTls: false);
 
     public void WritePrometheus(StringBuilder sb) => _tcp.WritePrometheus(sb);
 
-    internal static TcpMetricLabels Labels(string reporter, WorkloadInfo? source, string? sourcePrincipal, WorkloadInfo? destination,
-        ServiceInfo? service, string responseFlags, bool mutualTls)
-    {
-        const string unknown = TcpMetricLabels.Unknown;
-        string Principal(WorkloadInfo? w, string? explicitPrincipal) =>
-            explicitPrincipal ?? (w is not null && mutualTls ? w.Identity : unknown);
-        return new TcpMetricLabels(
-            reporter,
-            source?.WorkloadName ?? unknown,
-            source?.Namespace ?? NamespaceOf(sourcePrincipal) ?? unknown,
-            Principal(source, sourcePrincipal),
-            source?.CanonicalName ?? unknown,
-            source?.CanonicalRevision ?? unknown,
-            service?.Hostname ?? unknown,
-            service?.Namespace ?? unknown,
-            destination?.WorkloadName ?? unknown,
-            destination?.Namespace ?? unknown,
-            destination is not null && mutualTls ? destination.Identity : unknown,
-            responseFlags,
-            mutualTls ? TcpMetricLabels.MutualTls : TcpMetricLabels.Unknown);
-    }
-
-    private static string? NamespaceOf(string? principal) =>
-        principal is not null && SpiffeId.TryParse(principal, out var id) ? id.Namespace : null;
+    internal static IstioMetricLabels Labels(string reporter, WorkloadInfo? source, string? sourcePrincipal, WorkloadInfo? destination,
+        ServiceInfo? service, string responseFlags, bool mutualTls) =>
+        IstioMetricLabels.For(reporter, source, sourcePrincipal, destination, service, IstioMetricLabels.Tcp, responseCode: null, responseFlags, mutualTls);
 }

@@ -122,7 +122,7 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
     /// </summary>
     private IPAddress SourceAddress(InboundConnectionInfo info)
     {
-        if (ForwardedFor(info.Forwarded) is { } forwarded
+        if (InboundSource.ForwardedFor(info.Forwarded) is { } forwarded
             && _state.FindWorkloadByAddress(forwarded) is { } source
             && source.Identity == info.PeerIdentity)
         {
@@ -136,7 +136,7 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
         // Reported once the outcome is known (see IInboundObserver), so a denied or failed tunnel lands in its
         // flagged row from the start.
         var (source, destination) = Ends(info);
-        _open[info] = _metrics.Open(TcpMetricLabels.ReporterDestination, source, info.PeerIdentity, destination, ServiceFrom(info), responseFlags, mutualTls: true);
+        _open[info] = _metrics.Open(IstioMetricLabels.ReporterDestination, source, info.PeerIdentity, destination, ServiceFrom(info), responseFlags, mutualTls: true);
     }
 
     public void ConnectionClosed(InboundConnectionInfo info, long bytesIn, long bytesOut, string responseFlags)
@@ -161,46 +161,9 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
         _metrics.TlsFailure();
     }
 
-    /// <summary>
-    /// The source pod, from `forwarded: for=` or else the baggage's k8s.namespace.name/k8s.pod.name (the app's own
-    /// address is not the pod's when it reached the SOCKS5 listener from elsewhere), trusted only if its identity is
-    /// the authenticated peer's; and the target pod.
-    /// </summary>
-    private (WorkloadInfo? Source, WorkloadInfo? Destination) Ends(InboundConnectionInfo info)
-    {
-        WorkloadInfo? source = null;
-        if (ForwardedFor(info.Forwarded) is { } address)
-        {
-            source = _state.FindWorkloadByAddress(address);
-        }
-        if ((source is null || source.Identity != info.PeerIdentity)
-            && BaggageValue(info.Baggage, "k8s.namespace.name") is { } ns && BaggageValue(info.Baggage, "k8s.pod.name") is { } pod)
-        {
-            source = _state.Snapshot.FindPod(ns, pod);
-        }
-        if (source is not null && source.Identity != info.PeerIdentity)
-        {
-            source = null;
-        }
-        return (source, _state.FindWorkloadByAddress(info.Destination.Address));
-    }
-
-    private static string? BaggageValue(string? baggage, string key)
-    {
-        if (baggage is null)
-        {
-            return null;
-        }
-        foreach (var member in baggage.Split(','))
-        {
-            var eq = member.IndexOf('=');
-            if (eq > 0 && member.AsSpan(0, eq).Trim().SequenceEqual(key))
-            {
-                return member[(eq + 1)..].Trim();
-            }
-        }
-        return null;
-    }
+    /// <summary>The source pod (see <see cref="InboundSource"/>) and the target pod.</summary>
+    private (WorkloadInfo? Source, WorkloadInfo? Destination) Ends(InboundConnectionInfo info) =>
+        (InboundSource.Find(_state.Snapshot, info), _state.FindWorkloadByAddress(info.Destination.Address));
 
     private ServiceInfo? ServiceFrom(InboundConnectionInfo info)
     {
@@ -214,23 +177,6 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
         var host = f![(i + 5)..];
         var end = host.IndexOf(';');
         return _state.Snapshot.FindServiceByHostname(end < 0 ? host : host[..end]);
-    }
-
-    private static IPAddress? ForwardedFor(string? forwarded)
-    {
-        if (forwarded is null)
-        {
-            return null;
-        }
-        var i = forwarded.IndexOf("for=", StringComparison.Ordinal);
-        if (i < 0)
-        {
-            return null;
-        }
-        var value = forwarded[(i + 4)..];
-        var end = value.IndexOf(';');
-        value = (end < 0 ? value : value[..end]).Trim('"');
-        return IPEndPoint.TryParse(value, out var ep) ? ep.Address : IPAddress.TryParse(value, out var ip) ? ip : null;
     }
 
     private static partial class Log

@@ -65,7 +65,7 @@ internal sealed partial class OutboundProxy : IOutboundProxy
         if (!resolved.Succeeded)
         {
             Log.Unresolved(_logger, call.SourceName, destination.Host ?? destination.Address!.ToString(), destination.Port, resolved.Error ?? "");
-            _metrics.Failed(TcpMetricLabels.ReporterSource, workload, null, null, null, ResponseFlags.NoRoute, mutualTls: false);
+            _metrics.Failed(IstioMetricLabels.ReporterSource, workload, null, null, null, ResponseFlags.NoRoute, mutualTls: false);
             var error = resolved.Failure == ResolveFailure.PortNotExposed ? OutboundError.PortNotExposed : OutboundError.NoRoute;
             return Refused(call, null, error, ResponseFlags.NoRoute, resolved.Error);
         }
@@ -102,16 +102,16 @@ internal sealed partial class OutboundProxy : IOutboundProxy
             var denied = e.StatusCode == 401;
             var flags = denied ? ResponseFlags.Deny : ResponseFlags.Connect;
             Log.TunnelRefused(_logger, call.SourceName, target.Authority, e.StatusCode);
-            _metrics.Failed(TcpMetricLabels.ReporterSource, source, null, target.Workload, target.Service, flags, mutualTls: true);
+            _metrics.Failed(IstioMetricLabels.ReporterSource, source, null, target.Workload, target.Service, flags, mutualTls: true);
             return Refused(call, target, denied ? OutboundError.Denied : OutboundError.Unreachable, flags, $"CONNECT answered {e.StatusCode}");
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or AuthenticationException)
         {
             Log.TunnelFailed(_logger, call.SourceName, target.Authority, key.Destination.ToString(), e.Message);
-            _metrics.Failed(TcpMetricLabels.ReporterSource, source, null, target.Workload, target.Service, ResponseFlags.Connect, mutualTls: true);
+            _metrics.Failed(IstioMetricLabels.ReporterSource, source, null, target.Workload, target.Service, ResponseFlags.Connect, mutualTls: true);
             return Refused(call, target, OutboundError.Unreachable, ResponseFlags.Connect, e.Message);
         }
-        var counters = _metrics.Open(TcpMetricLabels.ReporterSource, source, null, target.Workload, target.Service, ResponseFlags.None, mutualTls: true);
+        var counters = _metrics.Open(IstioMetricLabels.ReporterSource, source, null, target.Workload, target.Service, ResponseFlags.None, mutualTls: true);
         return await RelayAsync(call, target, stream, () => stream.CompleteWritesAsync(), bound: null, counters, ct).ConfigureAwait(false);
     }
 
@@ -129,11 +129,11 @@ internal sealed partial class OutboundProxy : IOutboundProxy
         {
             socket.Dispose();
             Log.PlainFailed(_logger, call.SourceName, target.Target.ToString(), e.Message);
-            _metrics.Failed(TcpMetricLabels.ReporterSource, call.Workload, null, target.Workload, target.Service, ResponseFlags.Connect, mutualTls: false);
+            _metrics.Failed(IstioMetricLabels.ReporterSource, call.Workload, null, target.Workload, target.Service, ResponseFlags.Connect, mutualTls: false);
             var refused = e is SocketException { SocketErrorCode: SocketError.ConnectionRefused };
             return Refused(call, target, refused ? OutboundError.ConnectionRefused : OutboundError.Unreachable, ResponseFlags.Connect, e.Message);
         }
-        var counters = _metrics.Open(TcpMetricLabels.ReporterSource, call.Workload, null, target.Workload, target.Service, ResponseFlags.None, mutualTls: false);
+        var counters = _metrics.Open(IstioMetricLabels.ReporterSource, call.Workload, null, target.Workload, target.Service, ResponseFlags.None, mutualTls: false);
         var network = new NetworkStream(socket, ownsSocket: true);
         return await RelayAsync(call, target, network, () =>
         {

@@ -1,0 +1,113 @@
+using System.Net;
+using Ambient.TestCommon;
+
+namespace Ambient.Waypoint.Tests.Functional;
+
+/// <summary>
+/// Istio's request metrics as the waypoint reports them (reporter="waypoint"), scraped from its admin port the way
+/// Prometheus scrapes Istio's waypoints (/stats/prometheus).
+/// </summary>
+public sealed class WaypointMetricsTests : IAsyncLifetime
+{
+    private WaypointEnvironment _env = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        _env = await WaypointEnvironment.StartAsync("wp-metrics");
+        _env.ServeServices("echo", "empty", "ghost");
+    }
+
+    public async ValueTask DisposeAsync() => await _env.DisposeAsync();
+
+    private IPEndPoint Vip(string service) => new(_env.Service(service).Vips[0], WaypointEnvironment.HttpPort);
+
+    private string Hostname(string service) => $"{service}.{_env.Namespace}.svc.cluster.local";
+
+    private async Task<string> ScrapeAsync(string path = "/stats/prometheus")
+    {
+        using var admin = new HttpClient();
+        using var response = await admin.GetAsync($"http://{_env.Waypoint.AdminEndpoint}{path}", TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.StartsWith("text/plain; version=0.0.4", response.Content.Headers.ContentType?.ToString());
+        return await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public async Task RequestsAreCountedWithIstiosLabelsAndTimed()
+    {
+        const int requests = 5;
+        using var http = _env.HttpThroughWaypoint(Vip("echo"));
+        for (var i = 0; i < requests; i++)
+        {
+            using var response = await http.GetAsync($"http://{Hostname("echo")}/m/{i}", TestContext.Current.CancellationToken);
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"{response.StatusCode}\n{_env.Warnings()}");
+        }
+
+        string[] labels =
+        [
+            "reporter=\"waypoint\"",
+            $"source_principal=\"{_env.ClientIdentity}\"",
+            // The source pod named by forwarded: for= (its identity is the peer's): pod label app=client, no version.
+            "source_workload=\"client\"",
+            $"source_workload_namespace=\"{_env.Namespace}\"",
+            "source_app=\"client\"",
+            "source_version=\"latest\"",
+            "source_canonical_service=\"client\"",
+            "source_canonical_revision=\"latest\"",
+            "source_cluster=\"Kubernetes\"",
+            $"destination_service=\"{Hostname("echo")}\"",
+            "destination_service_name=\"echo\"",
+            $"destination_service_namespace=\"{_env.Namespace}\"",
+            "destination_workload=\"echo-v1\"",
+            $"destination_workload_namespace=\"{_env.Namespace}\"",
+            $"destination_principal=\"spiffe://cluster.local/ns/{_env.Namespace}/sa/echo\"",
+            // Pod label app=echo, no version label: Istio's canonical service and its default revision.
+            "destination_app=\"echo\"",
+            "destination_version=\"latest\"",
+            "destination_canonical_service=\"echo\"",
+            "destination_canonical_revision=\"latest\"",
+            "destination_cluster=\"Kubernetes\"",
+            "request_protocol=\"http\"",
+            "response_code=\"200\"",
+            "response_flags=\"-\"",
+            "connection_security_policy=\"mutual_tls\"",
+        ];
+        var metrics = await ScrapeAsync();
+        Assert.True(PrometheusCounters.Sum(metrics, "istio_requests_total", labels) == requests, metrics);
+        Assert.Equal(requests, PrometheusCounters.Sum(metrics, "istio_request_duration_milliseconds_count", labels));
+        Assert.Equal(requests, PrometheusCounters.Sum(metrics, "istio_request_duration_milliseconds_bucket", [.. labels, "le=\"+Inf\""]));
+        Assert.Equal(requests, PrometheusCounters.Sum(metrics, "istio_request_bytes_count", labels));
+        Assert.Equal(requests, PrometheusCounters.Sum(metrics, "istio_response_bytes_count", labels));
+        Assert.Contains("# TYPE istio_request_duration_milliseconds histogram", metrics);
+        // /metrics serves the same text.
+        Assert.Equal(requests, PrometheusCounters.Sum(await ScrapeAsync("/metrics"), "istio_requests_total", labels));
+    }
+
+    [Fact]
+    public async Task NoHealthyUpstreamIsCountedAs503WithFlagUH()
+    {
+        using (var http = _env.HttpThroughWaypoint(Vip("empty")))
+        using (var response = await http.GetAsync($"http://{Hostname("empty")}/", TestContext.Current.CancellationToken))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        }
+        var metrics = await ScrapeAsync();
+        // The Service is known; no workload was picked.
+        Assert.True(PrometheusCounters.Sum(metrics, "istio_requests_total", "reporter=\"waypoint\"", $"destination_service=\"{Hostname("empty")}\"",
+            "destination_workload=\"unknown\"", "response_code=\"503\"", "response_flags=\"UH\"") == 1, metrics);
+    }
+
+    [Fact]
+    public async Task AnUnreachableEndpointIsCountedAs502WithFlagUF()
+    {
+        using (var http = _env.HttpThroughWaypoint(Vip("ghost")))
+        using (var response = await http.GetAsync($"http://{Hostname("ghost")}/", TestContext.Current.CancellationToken))
+        {
+            Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        }
+        var metrics = await ScrapeAsync();
+        // The picked endpoint could not be connected: Envoy's upstream connection failure.
+        Assert.True(PrometheusCounters.Sum(metrics, "istio_requests_total", "reporter=\"waypoint\"", $"destination_service=\"{Hostname("ghost")}\"",
+            "destination_workload=\"ghost\"", "response_code=\"502\"", "response_flags=\"UF\"") == 1, metrics);
+    }
+}
