@@ -26,3 +26,23 @@ wait_http() {
         sleep 0.2
     done
 }
+
+# mtls_certs DIR SERVER_IP CA_NAME: a throw-away ECDSA P-256 CA and a server (SAN IP:SERVER_IP, serverAuth) and client
+# (clientAuth) certificate signed by it, for a haproxy pair's mutual TLS: DIR/ca.pem, DIR/server.pem, DIR/client.pem
+# (certificate + key, as haproxy's crt wants them).
+mtls_certs() {
+    local dir="$1" ip="$2" name="$3" who
+    mkdir -p "$dir"
+    (
+        cd "$dir"
+        openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+        openssl req -x509 -new -key ca.key -subj "/CN=$name" -days 1 -out ca.pem
+        for who in server client; do
+            openssl ecparam -name prime256v1 -genkey -noout -out "$who.key"
+            openssl req -new -key "$who.key" -subj "/CN=haproxy-$who" -out "$who.csr"
+            printf 'subjectAltName=IP:%s\nextendedKeyUsage=%s\n' "$ip" "$([ "$who" = server ] && echo serverAuth || echo clientAuth)" > "$who.ext"
+            openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile "$who.ext" -out "$who.crt" 2>/dev/null
+            cat "$who.crt" "$who.key" > "$who.pem"
+        done
+    ) >/dev/null
+}

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Benchmarks. Usage: bench/run.sh l4 | memory
+# Benchmarks. Usage: bench/run.sh l4 | l7 | memory
 # (BenchmarkDotNet micro-benchmarks: dotnet run -c Release --project bench/Ambient.Bench -- --filter '*')
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 case "${1:-}" in
     l4) shift; exec bash "$here/l4/l4.sh" "$@" ;;
+    l7) shift; exec bash "$here/l7/l7.sh" "$@" ;;
     memory) shift; exec bash "$here/memory/memory.sh" "$@" ;;
     *) echo "usage: bench/run.sh l4       (direct vs ztunnel pair vs haproxy mTLS pair; table + bench/results/l4-<date>.json)" >&2
+       echo "       bench/run.sh l7 [--runs N]  (HTTP: direct vs ztunnel -> waypoint -> ztunnel vs haproxy mode-http mTLS pair; table + bench/results/l7-<date>.json)" >&2
        echo "       bench/run.sh memory   (ztunnel / istiod-lite RSS before, peak and after load; table + bench/results/memory-<date>.json)" >&2
        exit 2 ;;
 esac

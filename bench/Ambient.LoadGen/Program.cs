@@ -18,10 +18,13 @@ internal static class Program
     private const string Usage =
         """
         usage: ambient-loadgen echo --listen IP:PORT
-               ambient-loadgen probe  TARGET [--timeout SECONDS]
+               ambient-loadgen probe  TARGET [--timeout SECONDS] [--path PATH]
                ambient-loadgen l4     --setup SPEC ... --out FILE [--env KEY=VALUE ...] [--runs N] [--rate RPS]
                                       [--connections N] [--body BYTES] [--latency-seconds S]
                                       [--throughput-seconds S] [--connect-seconds S] [--connect-workers N]
+               ambient-loadgen l7     --setup SPEC ... --out FILE [--env KEY=VALUE ...] [--runs N] [--rate RPS]
+                                      [--connections N] [--path PATH] [--host HOST] [--latency-seconds S]
+                                      [--max-connections N] [--max-seconds S]
                ambient-loadgen memory-run --ztunnel-pid PID --istiod-pid PID --connect IP:PORT [--bind IP]
                                       --cert PEM --key PEM --root PEM --config DIR --staging DIR --istiod-log FILE
                                       --base-workloads N --base-services N --out FILE [--connections N]
@@ -29,7 +32,8 @@ internal static class Program
                ambient-loadgen memory-report --run FILE ... --out FILE [--env KEY=VALUE ...]
           TARGET: --connect IP:PORT [--bind IP] [--socks-host NAME --socks-port PORT]
           SPEC:   name=NAME,connect=IP:PORT[,bind=IP][,socks=HOST:PORT][,process=NAME:PID]...
-                  (names direct, ztunnel and haproxy are compared)
+                  (l4 compares the names direct, ztunnel and haproxy; l7 direct, mesh and haproxy, and
+                  reports the mesh's process named waypoint on its own)
         """;
 
     private static async Task<int> Main(string[] args)
@@ -64,6 +68,7 @@ internal static class Program
                 "echo" => await EchoAsync(options, stop.Token),
                 "probe" => await ProbeAsync(options, stop.Token),
                 "l4" => await L4Async(options, stop.Token),
+                "l7" => await L7Async(options, stop.Token),
                 "memory-run" => await MemoryRunAsync(options, stop.Token),
                 "memory-report" => MemoryReportRun(options),
                 _ => Fail($"unknown command '{args[0]}'\n{Usage}"),
@@ -99,7 +104,8 @@ internal static class Program
     {
         var target = ParseTarget(o);
         var deadline = DateTime.UtcNow.AddSeconds(Number(o, "--timeout", 30));
-        var request = Encoding.ASCII.GetBytes($"GET / HTTP/1.1\r\nHost: {target.SocksHost ?? "echo"}\r\n\r\n");
+        var path = o.GetValueOrDefault("--path") is [var p] ? p : "/";
+        var request = Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: {target.SocksHost ?? "echo"}\r\n\r\n");
         while (true)
         {
             try
@@ -147,6 +153,38 @@ internal static class Program
         var env = EnvironmentOptions(o);
         env["settings"] = JsonSerializer.SerializeToNode(settings);
         Console.Write(L4Report.Write(Named("direct"), Named("ztunnel"), Named("haproxy"), env, output));
+        return 0;
+    }
+
+    /// <summary>
+    /// <c>l7 --setup SPEC ... --out FILE</c>: keep-alive HTTP/1.1 GETs through every setup, open loop at a fixed rate
+    /// and closed loop at the most each gives, interleaved (see <see cref="L7Suite"/>); then the table and the JSON.
+    /// </summary>
+    private static async Task<int> L7Async(Dictionary<string, List<string>> o, CancellationToken ct)
+    {
+        var setups = new List<Setup>();
+        foreach (var spec in o.GetValueOrDefault("--setup") ?? [])
+        {
+            setups.Add(ParseSetup(spec));
+        }
+        var output = Required(o, "--out");
+        var settings = new L7Settings(
+            Runs: (int)Number(o, "--runs", 3),
+            Path: o.GetValueOrDefault("--path") is [var path] ? path : "/bulk?n=1024",
+            Host: o.GetValueOrDefault("--host") is [var host] ? host : "backend",
+            Rate: (int)Number(o, "--rate", 1000),
+            Connections: (int)Number(o, "--connections", 4),
+            LatencyWarmup: TimeSpan.FromSeconds(1),
+            LatencyDuration: TimeSpan.FromSeconds(Number(o, "--latency-seconds", 5)),
+            MaxConnections: (int)Number(o, "--max-connections", 16),
+            MaxWarmup: TimeSpan.FromMilliseconds(500),
+            MaxDuration: TimeSpan.FromSeconds(Number(o, "--max-seconds", 3)));
+        var results = await L7Suite.RunAsync(setups, settings, Console.Error, ct);
+        L7Result Named(string name) => results.Find(r => r.Name == name) ?? throw new ArgumentException($"--setup name={name} is required");
+        var env = EnvironmentOptions(o);
+        env["rate"] = settings.Rate.ToString(CultureInfo.InvariantCulture);
+        env["settings"] = JsonSerializer.SerializeToNode(settings);
+        Console.Write(L7Report.Write(Named("direct"), Named("mesh"), Named("haproxy"), env, output));
         return 0;
     }
 

@@ -94,19 +94,8 @@ start echo "$LOADGEN" echo --listen "$ECHO_IP:$ECHO_PORT"
 "$LOADGEN" probe --connect "$ECHO_IP:$ECHO_PORT" --timeout 20 >/dev/null
 
 # --- (c) haproxy pair, TLS 1.3 mutual TLS ----------------------------------------------------------------------------
-certs="$work/certs"; mkdir -p "$certs"
-(
-    cd "$certs"
-    openssl ecparam -name prime256v1 -genkey -noout -out ca.key
-    openssl req -x509 -new -key ca.key -subj "/CN=l4 bench CA" -days 1 -out ca.pem
-    for who in server client; do
-        openssl ecparam -name prime256v1 -genkey -noout -out "$who.key"
-        openssl req -new -key "$who.key" -subj "/CN=haproxy-$who" -out "$who.csr"
-        printf 'subjectAltName=IP:%s\nextendedKeyUsage=%s\n' "${HAPROXY_B%:*}" "$([ "$who" = server ] && echo serverAuth || echo clientAuth)" > "$who.ext"
-        openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile "$who.ext" -out "$who.crt" 2>/dev/null
-        cat "$who.crt" "$who.key" > "$who.pem"
-    done
-) >/dev/null
+certs="$work/certs"
+mtls_certs "$certs" "${HAPROXY_B%:*}" "l4 bench CA"
 fill() { sed -e "s|@DIR@|$certs|g" -e "s|@LISTEN@|$2|g" -e "s|@UPSTREAM@|$3|g" "$root/bench/l4/$1" > "$work/$1"; }
 fill haproxy-b.cfg "$HAPROXY_B" "$ECHO_IP:$ECHO_PORT"
 fill haproxy-a.cfg "$HAPROXY_A" "$HAPROXY_B"

@@ -119,6 +119,7 @@ internal static partial class ManifestParser
     private static readonly string[] AppsV1 = ["apps/v1"];
     // v1beta1 is still served (and identical for these kinds); manifests written for older Gateway API releases load.
     private static readonly string[] GatewayApi = ["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"];
+    private static readonly string[] IstioSecurity = ["security.istio.io/v1", "security.istio.io/v1beta1"];
 
     /// <summary>The apiVersions a modelled kind is read from; null for kinds we keep as <see cref="UnknownResource"/>.</summary>
     private static string[]? ServedVersions(string kind) => kind switch
@@ -126,6 +127,7 @@ internal static partial class ManifestParser
         "Namespace" or "ServiceAccount" or "Pod" or "Service" => CoreV1,
         "Deployment" => AppsV1,
         "Gateway" or "HTTPRoute" => GatewayApi,
+        "AuthorizationPolicy" => IstioSecurity,
         _ => null,
     };
 
@@ -175,6 +177,7 @@ internal static partial class ManifestParser
             "Deployment" => ReadDeployment(ctx, root, prefix, apiVersion, metadata, source),
             "Gateway" => ReadGateway(ctx, root, prefix, apiVersion, metadata, source),
             "HTTPRoute" => ReadHttpRoute(ctx, root, meta, prefix, apiVersion, metadata, source),
+            "AuthorizationPolicy" => ReadAuthorizationPolicy(ctx, root, prefix, apiVersion, metadata, source),
             _ => new UnknownResource(apiVersion, kind, metadata, source),
         };
         if (resource is not null) produced.Add(resource);

@@ -5,6 +5,7 @@ using Ambient.Config.Yaml;
 using Ambient.Core.Config;
 using Ambient.Core.Files;
 using Ambient.Core.Model;
+using Ambient.Istiod.Authz;
 using Ambient.Istiod.Ca;
 using Ambient.Istiod.Discovery;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -87,7 +88,7 @@ internal sealed class IstiodHost : IAsyncDisposable
         builder.Services.AddSingleton<IConfigSource>(sp =>
             new FolderConfigSource(options.ConfigFolder, sp.GetRequiredService<ILogger<FolderConfigSource>>()));
         builder.Services.AddSingleton(sp => new MeshController(
-            sp.GetRequiredService<IConfigSource>(), meshOptions, tokens, sp.GetRequiredService<ILogger<MeshController>>()));
+            sp.GetRequiredService<IConfigSource>(), meshOptions, tokens, sp.GetRequiredService<ILogger<MeshController>>(), options.RootNamespace));
         builder.Services.AddSingleton<IWorkloadDirectory>(sp => sp.GetRequiredService<MeshController>());
         builder.Services.AddSingleton(sp => sp.GetRequiredService<MeshController>().Discovery);
 
@@ -138,6 +139,7 @@ internal sealed class IstiodHost : IAsyncDisposable
             app.MapGet("/ready", () => Results.Text("ready\n"));
             app.MapGet("/debug/workloads", () => Results.Text(DescribeMesh(mesh.Snapshot, source.Current), "application/json"));
             app.MapGet("/debug/waypoints", () => Results.Text(WaypointStatusJson.Describe(mesh.Snapshot, source.Current.Generation), "application/json"));
+            app.MapGet("/debug/authorizationpolicies", () => Results.Text(PolicyJson.Describe(mesh.Policies, options.RootNamespace), "application/json"));
         }
         try
         {

@@ -13,12 +13,14 @@ internal sealed record IstiodOptions(
     string ClusterId,
     string TrustDomain,
     string? CaDirectory = null,
-    string? CaKeyPasswordFile = null)
+    string? CaKeyPasswordFile = null,
+    string RootNamespace = "istio-system")
 {
     public static string Usage =>
         """
         usage: istiod-lite --config DIR [--state DIR] [--listen IP:PORT] [--monitoring IP:PORT|off]
                            [--cluster-id ID] [--trust-domain TD] [--ca-dir DIR [--ca-key-password-file FILE]]
+                           [--root-namespace NS]
           --config PATH      a YAML file, or a folder of them, of Kubernetes-style resources (Namespace, ServiceAccount,
                              Pod, Service), watched live
           --state DIR        where the mesh root CA and node tokens live (default: .ambient-state beside the config
@@ -32,12 +34,15 @@ internal sealed record IstiodOptions(
                              trust bundle is then DIR/root-cert.pem
           --ca-key-password-file FILE
                              the password of an encrypted ca-key.pem (the file's first line)
+          --root-namespace NS
+                             Istio's root namespace, default istio-system: its AuthorizationPolicies without a
+                             selector apply mesh-wide, its selector policies to workloads of every namespace
         """;
 
     /// <summary>Parses arguments; returns null and an error naming the bad argument instead of throwing.</summary>
     public static IstiodOptions? TryParse(string[] args, out string? error)
     {
-        string? config = null, state = null, clusterId = "Kubernetes", trustDomain = "cluster.local", caDirectory = null, caKeyPasswordFile = null;
+        string? config = null, state = null, clusterId = "Kubernetes", trustDomain = "cluster.local", caDirectory = null, caKeyPasswordFile = null, rootNamespace = "istio-system";
         var grpc = new IPEndPoint(IPAddress.Loopback, MeshPorts.IstiodGrpc);
         IPEndPoint? monitoring = new(IPAddress.Loopback, MeshPorts.IstiodMonitoring);
         for (var i = 0; i < args.Length; i++)
@@ -56,6 +61,10 @@ internal sealed record IstiodOptions(
                     trustDomain = value; break;
                 case "--ca-dir": caDirectory = Path.GetFullPath(value); break;
                 case "--ca-key-password-file": caKeyPasswordFile = Path.GetFullPath(value); break;
+                case "--root-namespace":
+                    if (value.Length == 0 || value.Length > 63 || !value.All(static c => c is >= 'a' and <= 'z' or >= '0' and <= '9' or '-') || value[0] == '-' || value[^1] == '-')
+                    { error = $"--root-namespace: '{value}' is not a namespace name"; return null; }
+                    rootNamespace = value; break;
                 case "--listen":
                     if (!IPEndPoint.TryParse(value, out var g) || g.Port == 0 && !value.EndsWith(":0", StringComparison.Ordinal))
                     { error = $"--listen: '{value}' is not IP:PORT"; return null; }
@@ -74,6 +83,6 @@ internal sealed record IstiodOptions(
         if (!isFile && !Directory.Exists(config)) { error = $"--config: '{config}' is neither a file nor a folder"; return null; }
         state = Path.GetFullPath(state ?? Path.Combine(isFile ? Path.GetDirectoryName(config)! : config, "..", ".ambient-state"));
         error = null;
-        return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain, caDirectory, caKeyPasswordFile);
+        return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain, caDirectory, caKeyPasswordFile, rootNamespace);
     }
 }

@@ -2,6 +2,7 @@ using Ambient.Core.Config;
 using Ambient.Core.Identity;
 using Ambient.Core.Memory;
 using Ambient.Core.Model;
+using Ambient.Istiod.Authz;
 using Ambient.Istiod.Ca;
 using Ambient.Istiod.Discovery;
 
@@ -22,15 +23,23 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
     private readonly ILogger<MeshController> _logger;
     private readonly Lock _rebuildLock = new();
     private readonly MemoryTrimmer _trimmer;
+    private readonly string _rootNamespace;
+    private PolicySet _policies = PolicySet.Empty;
 
-    public MeshController(IConfigSource source, MeshOptions options, NodeTokens tokens, ILogger<MeshController> logger)
+    /// <param name="rootNamespace">Istio's root namespace: its policies without a selector are mesh-wide, its selector
+    /// policies select workloads of every namespace.</param>
+    public MeshController(IConfigSource source, MeshOptions options, NodeTokens tokens, ILogger<MeshController> logger,
+        string rootNamespace = AuthorizationPolicyConverter.DefaultRootNamespace)
     {
         _source = source;
         _options = options;
         _tokens = tokens;
         _logger = logger;
+        _rootNamespace = rootNamespace;
         var config = source.Current;
-        Discovery = new DiscoveryState(BuildSnapshot(config));
+        var (initial, policies) = BuildSnapshot(config);
+        Volatile.Write(ref _policies, policies);
+        Discovery = new DiscoveryState(initial, policies.ForZtunnel);
         EnsureNodeTokens(Discovery.Current.Snapshot);
         // After a large part of the mesh is removed (at least 1000 workloads and services, down to half), the old
         // config, snapshots and xDS bytes sit in gen2 and the large object heap until something compacts them; 5 s
@@ -44,6 +53,9 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
 
     public MeshSnapshot Snapshot => Discovery.Current.Snapshot;
 
+    /// <summary>The AuthorizationPolicies of the published config, converted (for the debug endpoint).</summary>
+    public PolicySet Policies => Volatile.Read(ref _policies);
+
     public bool HasPodOnNode(string node, SpiffeId identity) =>
         identity.TrustDomain == _options.TrustDomain && Snapshot.HasPodOnNode(node, identity.Namespace, identity.ServiceAccount);
 
@@ -51,8 +63,9 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
     {
         lock (_rebuildLock)
         {
-            var snapshot = BuildSnapshot(config);
-            var generation = Discovery.Publish(snapshot);
+            var (snapshot, policies) = BuildSnapshot(config);
+            Volatile.Write(ref _policies, policies);
+            var generation = Discovery.Publish(snapshot, policies.ForZtunnel);
             EnsureNodeTokens(snapshot);
             Log.Published(_logger, generation.Number, snapshot.Workloads.Length, snapshot.Services.Length, config.Errors.Length);
             _trimmer.SetLevel(Size(snapshot));
@@ -61,13 +74,21 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
 
     private static int Size(MeshSnapshot snapshot) => snapshot.Workloads.Length + snapshot.Services.Length;
 
-    private MeshSnapshot BuildSnapshot(ConfigSnapshot config)
+    private (MeshSnapshot Snapshot, PolicySet Policies) BuildSnapshot(ConfigSnapshot config)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var snapshot = MeshBuilder.Build(config.Resources, _options);
+        var policies = PolicySet.Build(config.Resources, _rootNamespace);
+        var snapshot = policies.Attach(MeshBuilder.Build(config.Resources, _options), _rootNamespace);
         Log.Built(_logger, config.Generation, snapshot.Workloads.Length, snapshot.Services.Length,
             System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        return snapshot;
+        foreach (var p in policies.Policies)
+        {
+            foreach (var warning in p.Warnings)
+            {
+                Log.PolicyWarning(_logger, p.Key, warning);
+            }
+        }
+        return (snapshot, policies);
     }
 
     private void EnsureNodeTokens(MeshSnapshot snapshot)
@@ -91,5 +112,8 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
 
         [LoggerMessage(2, LogLevel.Information, "discovery generation {Generation} published: {Workloads} workloads, {Services} services, {Errors} config errors")]
         public static partial void Published(ILogger logger, long generation, int workloads, int services, int errors);
+
+        [LoggerMessage(3, LogLevel.Warning, "AuthorizationPolicy {Policy}: {Warning}")]
+        public static partial void PolicyWarning(ILogger logger, string policy, string warning);
     }
 }

@@ -8,6 +8,8 @@ public sealed class TcpEcho : IDisposable
 {
     private readonly Socket _listener;
     private readonly CancellationTokenSource _stop = new();
+    private int _accepted;
+    private long _bytesReceived;
 
     private TcpEcho(Socket listener)
     {
@@ -30,6 +32,7 @@ public sealed class TcpEcho : IDisposable
             Socket c;
             try { c = await _listener.AcceptAsync(_stop.Token); }
             catch (Exception) { return; }
+            Interlocked.Increment(ref _accepted);
             _ = EchoAsync(c);
         }
     }
@@ -45,12 +48,19 @@ public sealed class TcpEcho : IDisposable
                 {
                     var n = await c.ReceiveAsync(buf, _stop.Token);
                     if (n == 0) { c.Shutdown(SocketShutdown.Send); return; }
+                    Interlocked.Add(ref _bytesReceived, n);
                     await c.SendAsync(buf.AsMemory(0, n), _stop.Token);
                 }
             }
             catch (Exception) { }
         }
     }
+
+    /// <summary>Connections accepted so far.</summary>
+    public int Accepted => Volatile.Read(ref _accepted);
+
+    /// <summary>Bytes received so far, over all connections.</summary>
+    public long BytesReceived => Interlocked.Read(ref _bytesReceived);
 
     public void Dispose()
     {

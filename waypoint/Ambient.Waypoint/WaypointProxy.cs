@@ -7,6 +7,7 @@ using Ambient.Hbone;
 using Ambient.Hbone.Server;
 using Ambient.Waypoint.Forwarding;
 using Ambient.Waypoint.Inbound;
+using Ambient.Waypoint.Routing;
 using Ambient.Waypoint.State;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
@@ -24,8 +25,8 @@ internal sealed record WaypointProxySettings
     /// <summary>HBONE client settings for the upstream pool.</summary>
     public HboneClientOptions? Hbone { get; init; }
 
-    /// <summary>Where HTTPRoute matching plugs in; default: every request goes to the addressed Service.</summary>
-    public IRouteDecider Routes { get; init; } = AddressedServiceRouteDecider.Instance;
+    /// <summary>Weighted backends and mirror sampling; default: the shared random.</summary>
+    public IRouteRandom? RouteRandom { get; init; }
 }
 
 /// <summary>
@@ -76,7 +77,9 @@ internal sealed class WaypointProxy : IAsyncDisposable
             inbound, inbound, observer: null, loggers);
         _invoker = HboneHttpInvoker.Create(upstream, TimeSpan.FromSeconds(10));
         _app = BuildKestrel(options, loggers, transport);
-        var forwarder = new RequestForwarder(_app.Services.GetRequiredService<IHttpForwarder>(), _invoker, picker, Config, settings.Routes,
+        // The waypoint's own Gateway is the parent of routes bound to it rather than to a Service.
+        var routes = new LiveRouteTable(Config, new GatewayTarget(options.Namespace, options.Name), settings.RouteRandom);
+        var forwarder = new RequestForwarder(_app.Services.GetRequiredService<IHttpForwarder>(), _invoker, picker, Config, routes,
             loggers.CreateLogger("Ambient.Waypoint.Access"));
         _app.Run(context => context.Features.Get<IHboneTunnelFeature>() is null ? ServeAdminAsync(context) : forwarder.HandleAsync(context));
     }

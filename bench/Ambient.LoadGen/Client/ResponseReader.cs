@@ -84,17 +84,20 @@ internal sealed class ResponseReader(Socket socket, int bufferSize = 64 * 1024)
 
     private static long ContentLength(ReadOnlySpan<byte> head)
     {
-        var i = head.IndexOf("Content-Length:"u8);
-        if (i < 0)
+        // Header names are case-insensitive: a proxy in HTTP mode (haproxy) may send "content-length".
+        var rest = head;
+        while (rest.IndexOf("\r\n"u8) is var e && e >= 0)
         {
-            throw new IOException("response without Content-Length");
+            rest = rest[(e + 2)..];
+            var end = rest.IndexOf("\r\n"u8);
+            var line = end < 0 ? rest : rest[..end];
+            if (line.Length > "Content-Length:"u8.Length && Ascii.EqualsIgnoreCase(line[.."Content-Length:"u8.Length], "Content-Length:"u8))
+            {
+                var value = line["Content-Length:"u8.Length..].Trim((byte)' ');
+                return System.Buffers.Text.Utf8Parser.TryParse(value, out long length, out var used) && used == value.Length
+                    ? length : throw new IOException("bad Content-Length");
+            }
         }
-        var value = head[(i + "Content-Length:"u8.Length)..];
-        var e = value.IndexOf("\r\n"u8);
-        if (e >= 0)
-        {
-            value = value[..e];
-        }
-        return long.Parse(Encoding.ASCII.GetString(value).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        throw new IOException("response without Content-Length");
     }
 }

@@ -23,7 +23,12 @@ internal sealed record LatencyResult(double P50Ms, double P90Ms, double P99Ms, d
 /// </summary>
 internal static partial class OpenLoopLatency
 {
-    public static async Task<LatencyResult> RunAsync(Target target, int rate, int connections, int bodyBytes,
+    public static Task<LatencyResult> RunAsync(Target target, int rate, int connections, int bodyBytes,
+        TimeSpan warmup, TimeSpan duration, CancellationToken ct) =>
+        RunAsync(target, BuildRequest(target, bodyBytes), rate, connections, warmup, duration, ct);
+
+    /// <summary>The same, sending <paramref name="request"/> (one whole HTTP/1.1 request) every time.</summary>
+    public static async Task<LatencyResult> RunAsync(Target target, byte[] request, int rate, int connections,
         TimeSpan warmup, TimeSpan duration, CancellationToken ct)
     {
         var sockets = new Socket[connections];
@@ -33,7 +38,6 @@ internal static partial class OpenLoopLatency
             {
                 sockets[i] = await target.ConnectAsync(ct).ConfigureAwait(false);
             }
-            var request = BuildRequest(target, bodyBytes);
             var total = (int)((warmup + duration).TotalSeconds * rate);
             var warmupCount = (int)(warmup.TotalSeconds * rate);
             var latencies = new long[total];

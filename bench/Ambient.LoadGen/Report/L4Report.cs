@@ -116,7 +116,7 @@ internal static class L4Report
         return sb.ToString();
     }
 
-    private static void Target(StringBuilder sb, JsonArray targets, string name, bool? met, string detail)
+    internal static void Target(StringBuilder sb, JsonArray targets, string name, bool? met, string detail)
     {
         sb.AppendLine(CultureInfo.InvariantCulture, $"target {name,-36} {(met switch { true => "MET    ", false => "MISSED ", null => "UNCLEAR" })} {detail}");
         targets.Add(new JsonObject { ["target"] = name, ["met"] = met, ["detail"] = detail });
@@ -138,7 +138,7 @@ internal static class L4Report
         return new Stat(max, max, max);
     }
 
-    private static double PooledP99(List<LatencyResult> runs)
+    internal static double PooledP99(List<LatencyResult> runs)
     {
         var count = 0;
         foreach (var run in runs)
@@ -160,7 +160,7 @@ internal static class L4Report
         return OpenLoopLatency.Ms(OpenLoopLatency.Percentile(all, 0.99));
     }
 
-    private static List<double> PairedDifference(List<LatencyResult> proxied, List<LatencyResult> direct)
+    internal static List<double> PairedDifference(List<LatencyResult> proxied, List<LatencyResult> direct)
     {
         var values = new List<double>(proxied.Count);
         for (var i = 0; i < proxied.Count && i < direct.Count; i++)
@@ -170,7 +170,7 @@ internal static class L4Report
         return values;
     }
 
-    private static List<double> Select(List<LatencyResult> list, Func<LatencyResult, double> f)
+    internal static List<double> Select(List<LatencyResult> list, Func<LatencyResult, double> f)
     {
         var values = new List<double>(list.Count);
         foreach (var l in list)
@@ -180,13 +180,13 @@ internal static class L4Report
         return values;
     }
 
-    private static string Cell(Stat s) => double.IsNaN(s.Median) ? "-" : $"{Fmt(s.Median)} ({Fmt(s.Min)}-{Fmt(s.Max)})";
+    internal static string Cell(Stat s) => double.IsNaN(s.Median) ? "-" : $"{Fmt(s.Median)} ({Fmt(s.Min)}-{Fmt(s.Max)})";
 
-    private static string Fmt(double v) => v.ToString(Math.Abs(v) >= 100 ? "F0" : Math.Abs(v) >= 10 ? "F1" : "F3", CultureInfo.InvariantCulture);
+    internal static string Fmt(double v) => v.ToString(Math.Abs(v) >= 100 ? "F0" : Math.Abs(v) >= 10 ? "F1" : "F3", CultureInfo.InvariantCulture);
 
-    private static string Ratio(double a, double b) => double.IsNaN(a) || double.IsNaN(b) || b == 0 ? "-" : (a / b).ToString("F2", CultureInfo.InvariantCulture) + "x";
+    internal static string Ratio(double a, double b) => double.IsNaN(a) || double.IsNaN(b) || b == 0 ? "-" : (a / b).ToString("F2", CultureInfo.InvariantCulture) + "x";
 
-    private static JsonObject StatJson(Stat s) => new() { ["median"] = Num(s.Median), ["min"] = Num(s.Min), ["max"] = Num(s.Max) };
+    internal static JsonObject StatJson(Stat s) => new() { ["median"] = Num(s.Median), ["min"] = Num(s.Min), ["max"] = Num(s.Max) };
 
-    private static JsonNode? Num(double v) => double.IsNaN(v) || double.IsInfinity(v) ? null : JsonValue.Create(Math.Round(v, 4));
+    internal static JsonNode? Num(double v) => double.IsNaN(v) || double.IsInfinity(v) ? null : JsonValue.Create(Math.Round(v, 4));
 }

@@ -208,3 +208,28 @@ public sealed record HttpRouteResource(
     SourceLocation Source,
     Ambient.Core.Protos.Waypoint.HTTPRoute Spec)
     : Resource(ApiVersion, "HTTPRoute", Metadata, Source);
+
+/// <summary>
+/// An AuthorizationPolicy (<c>security.istio.io/v1</c> or <c>v1beta1</c>). <see cref="Spec"/> is the validated
+/// policy (authorization_policy.proto): the parser rejects an invalid policy whole, so what is here is exactly what
+/// the user wrote, never a widened subset. istiod-lite converts it for ztunnel or the waypoint. Protobuf messages
+/// compare by value.
+/// </summary>
+public sealed record AuthorizationPolicyResource(
+    string ApiVersion,
+    ObjectMeta Metadata,
+    SourceLocation Source,
+    Ambient.Core.Protos.AuthorizationPolicies.AuthorizationPolicySpec Spec)
+    : Resource(ApiVersion, "AuthorizationPolicy", Metadata, Source)
+{
+    /// <summary>The annotation that turns enforcement into logging of the would-be decision.</summary>
+    public const string DryRunAnnotation = "istio.io/dry-run";
+
+    /// <summary>Go's strconv.ParseBool, which Istio applies to the dry-run annotation; null when it does not parse.</summary>
+    public static bool? ParseDryRun(string value) => value switch
+    {
+        "1" or "t" or "T" or "TRUE" or "true" or "True" => true,
+        "0" or "f" or "F" or "FALSE" or "false" or "False" => false,
+        _ => null,
+    };
+}

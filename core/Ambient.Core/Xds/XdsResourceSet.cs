@@ -93,12 +93,23 @@ internal sealed class XdsResourceSet
         return builder.Build();
     }
 
-    /// <summary>istio.security.Authorization resources. Policies are not modelled yet, so the set is empty.</summary>
-    public static XdsResourceSet ForAuthorizations(MeshSnapshot snapshot, XdsResourceSet? previous = null)
+    /// <summary>
+    /// istio.security.Authorization resources, each named <c>namespace/name</c> as ztunnel keys them (and as
+    /// Workload.authorization_policies refers to them). A policy whose bytes did not change keeps its previous Resource
+    /// and version, so only changed policies are pushed.
+    /// </summary>
+    public static XdsResourceSet ForAuthorizations(IReadOnlyCollection<Ambient.Core.Protos.Security.Authorization> policies, XdsResourceSet? previous = null)
     {
-        _ = snapshot;
-        _ = previous;
-        return Empty(XdsTypeUrls.Authorization);
+        if (previous is not null && previous.TypeUrl != XdsTypeUrls.Authorization)
+        {
+            throw new ArgumentException($"previous set is {previous.TypeUrl}, not {XdsTypeUrls.Authorization}", nameof(previous));
+        }
+        var builder = new Builder(XdsTypeUrls.Authorization, policies.Count, previous);
+        foreach (var p in policies)
+        {
+            builder.Add(p.Namespace + "/" + p.Name, p, [], source: null);
+        }
+        return builder.Build();
     }
 
     /// <summary>A set from arbitrary messages of <paramref name="typeUrl"/> (names must be unique).</summary>

@@ -127,6 +127,7 @@ internal sealed class ControlPlane : IAsyncDisposable
             RequestedTtl = options.CertificateTtl,
         }, trust, loggers.CreateLogger("Ambient.Dataplane.Identity"), istiod);
         xds.SnapshotChanged += state.Update;
+        xds.AuthorizationsChanged += policies => state.UpdateAuthorizations(policies);
         xds.TrustBundleReceived = certificates.ApplyTrustBundle;
         if (options.Identities is { } identities)
         {

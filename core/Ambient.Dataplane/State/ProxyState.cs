@@ -1,6 +1,8 @@
 using System.Collections.Immutable;
 using System.Net;
+using Ambient.Core.Authz;
 using Ambient.Core.Model;
+using Authorization = Ambient.Core.Protos.Security.Authorization;
 using Ambient.Core.Protos.Workload;
 
 namespace Ambient.Dataplane.State;
@@ -19,6 +21,7 @@ internal sealed record LocalWorkloads(ImmutableArray<WorkloadInfo> InMesh, Immut
 internal sealed class ProxyState
 {
     private View _view;
+    private L4Authorizer _authorizer = L4Authorizer.Empty;
     private uint _roundRobin;
 
     public ProxyState(string nodeName, MeshSnapshot? initial = null)
@@ -44,6 +47,16 @@ internal sealed class ProxyState
         ArgumentNullException.ThrowIfNull(snapshot);
         Interlocked.Exchange(ref _view, new View(snapshot, NodeName));
         Changed?.Invoke(this);
+    }
+
+    /// <summary>The authorization policies of the latest accepted push, compiled; swapped whole, read without a lock,
+    /// so a connection accepted after an update is judged by it.</summary>
+    public L4Authorizer Authorizer => Volatile.Read(ref _authorizer);
+
+    /// <summary>Compiles and installs the pushed policies (wire to DeltaXdsClient.AuthorizationsChanged).</summary>
+    public void UpdateAuthorizations(IEnumerable<Authorization> authorizations)
+    {
+        Volatile.Write(ref _authorizer, L4Authorizer.Build(authorizations));
     }
 
     public WorkloadInfo? FindWorkloadByAddress(IPAddress address) => Snapshot.FindWorkloadByAddress(address);

@@ -67,12 +67,15 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
     /// <summary>The last snapshot built from an accepted response (empty until the first one).</summary>
     public MeshSnapshot Current => Volatile.Read(ref _current);
 
-    /// <summary>Authorization policies as received (not modelled in the snapshot yet).</summary>
+    /// <summary>Authorization policies as received (ProxyState compiles them on <see cref="AuthorizationsChanged"/>).</summary>
     // An ImmutableArray is one array reference, so a plain read is atomic.
     public ImmutableArray<Authorization> Authorizations => _authorizations;
 
     /// <summary>Raised on the stream's read loop after each accepted Address response, before it is ACKed.</summary>
     public event Action<MeshSnapshot>? SnapshotChanged;
+
+    /// <summary>Raised on the stream's read loop after each accepted Authorization response, before it is ACKed.</summary>
+    public event Action<ImmutableArray<Authorization>>? AuthorizationsChanged;
 
     public DeltaXdsClientStats Stats
     {
@@ -276,6 +279,17 @@ internal sealed partial class DeltaXdsClient : IAsyncDisposable
         }
         Log.Applied(_logger, response.TypeUrl, response.Resources.Count, response.RemovedResources.Count, response.Nonce, _cache.Count(response.TypeUrl));
         ImmutableInterlocked.InterlockedExchange(ref _authorizations, result.Authorizations);
+        if (response.TypeUrl == XdsTypeUrls.Authorization)
+        {
+            try
+            {
+                AuthorizationsChanged?.Invoke(result.Authorizations);
+            }
+            catch (Exception ex)
+            {
+                Log.SubscriberFailed(_logger, ex);
+            }
+        }
         if (result.Snapshot is { } snapshot)
         {
             Volatile.Write(ref _current, snapshot);

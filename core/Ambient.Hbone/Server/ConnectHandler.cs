@@ -107,12 +107,14 @@ internal sealed class ConnectHandler
         long started = Stopwatch.GetTimestamp();
 
         string flags = ResponseFlags.None;
+        string? denied = null;
         long bytesIn = 0, bytesOut = 0;
         try
         {
-            if (!_targets.IsAllowed(peer, target!))
+            if (!_targets.IsAllowed(info, out var denial))
             {
                 flags = ResponseFlags.Deny;
+                denied = denial;
                 Notify(static (o, i) => o.ConnectionOpened(i, ResponseFlags.Deny), info);
                 await stream.RespondAsync(401, endStream: true, cancellationToken: aborted).ConfigureAwait(false);
                 return;
@@ -166,7 +168,7 @@ internal sealed class ConnectHandler
         finally
         {
             var duration = Stopwatch.GetElapsedTime(started);
-            WriteAccessLog(info, bytesIn, bytesOut, duration, flags);
+            WriteAccessLog(info, bytesIn, bytesOut, duration, flags, denied);
             try
             {
                 _observer.ConnectionClosed(info, bytesIn, bytesOut, flags);
@@ -178,7 +180,7 @@ internal sealed class ConnectHandler
         }
     }
 
-    private void WriteAccessLog(InboundConnectionInfo info, long bytesIn, long bytesOut, TimeSpan duration, string flags)
+    private void WriteAccessLog(InboundConnectionInfo info, long bytesIn, long bytesOut, TimeSpan duration, string flags, string? error)
     {
         var peers = InboundPeers.Unknown;
         try
@@ -193,7 +195,7 @@ internal sealed class ConnectHandler
         AccessLog.Write(_logger, new AccessLogEntry(TrafficDirection.Inbound,
             info.Source.ToString(), peers.SourceWorkload, info.PeerIdentity,
             target, target, peers.DestinationService, peers.DestinationWorkload, peers.DestinationIdentity,
-            bytesIn, bytesOut, duration, flags));
+            bytesIn, bytesOut, duration, flags, error));
     }
 
     private async ValueTask<Socket?> ConnectAsync(IPEndPoint target, CancellationToken aborted)

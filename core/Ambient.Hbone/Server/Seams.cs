@@ -40,8 +40,12 @@ internal interface IInboundTargets
     /// <summary>Is ip:port a target this listener serves (a workload at that address on THIS listener)? (no open relay)</summary>
     bool IsServedTarget(IPAddress listenerAddress, IPEndPoint target);
 
-    /// <summary>Authorization hook: may <paramref name="peerIdentity"/> reach <paramref name="target"/>? false -> 401.</summary>
-    bool IsAllowed(string peerIdentity, IPEndPoint target);
+    /// <summary>
+    /// Authorization hook, asked once per served CONNECT before anything is sent to the target: may this tunnel
+    /// (authenticated peer, source, target) go ahead? false -> 401, and <paramref name="denial"/> (which policy
+    /// refused it) goes to the access log.
+    /// </summary>
+    bool IsAllowed(InboundConnectionInfo info, out string? denial);
 }
 
 /// <summary>Told when the server accepts a connection and when that connection ends (the ztunnel gives memory back to

@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using Ambient.Core.Model;
 using Ambient.Core.Xds;
+using Authorization = Ambient.Core.Protos.Security.Authorization;
 
 namespace Ambient.Istiod.Discovery;
 
@@ -43,9 +44,10 @@ internal sealed class DiscoveryState
     private TaskCompletionSource _changed = NewSignal();
     private readonly Lock _publishLock = new();
 
-    public DiscoveryState(MeshSnapshot initial)
+    /// <param name="authorizations">The policies ztunnel receives (converted by istiod-lite's Authz), in a stable order.</param>
+    public DiscoveryState(MeshSnapshot initial, ImmutableArray<Authorization> authorizations = default)
     {
-        _current = Build(1, initial, previous: null);
+        _current = Build(1, initial, authorizations, previous: null);
     }
 
     public DiscoveryGeneration Current => Volatile.Read(ref _current);
@@ -64,7 +66,9 @@ internal sealed class DiscoveryState
 
     public static IReadOnlyList<string> SupportedTypes { get; } = [XdsTypeUrls.Address, XdsTypeUrls.Authorization, XdsTypeUrls.HttpRoute, XdsTypeUrls.ServiceProtocols];
 
-    public DiscoveryGeneration Publish(MeshSnapshot snapshot) => Publish(previous => Build(previous.Number + 1, snapshot, previous));
+    /// <summary>Publishes a snapshot and the policies that go with it (none when default).</summary>
+    public DiscoveryGeneration Publish(MeshSnapshot snapshot, ImmutableArray<Authorization> authorizations = default) =>
+        Publish(previous => Build(previous.Number + 1, snapshot, authorizations, previous));
 
     /// <summary>
     /// Makes <paramref name="bundle"/> the one TrustBundle resource (from then on the type is served); returns the
@@ -111,10 +115,11 @@ internal sealed class DiscoveryState
         return signal.WaitAsync(cancellationToken);
     }
 
-    private static DiscoveryGeneration Build(long number, MeshSnapshot snapshot, DiscoveryGeneration? previous)
+    private static DiscoveryGeneration Build(long number, MeshSnapshot snapshot, ImmutableArray<Authorization> policies, DiscoveryGeneration? previous)
     {
+        policies = policies.IsDefault ? [] : policies;
         var addresses = XdsResourceSet.ForAddresses(snapshot, previous?.ResourcesFor(XdsTypeUrls.Address));
-        var authorizations = XdsResourceSet.ForAuthorizations(snapshot, previous?.ResourcesFor(XdsTypeUrls.Authorization));
+        var authorizations = XdsResourceSet.ForAuthorizations(policies, previous?.ResourcesFor(XdsTypeUrls.Authorization));
         var byType = ImmutableDictionary.CreateRange(StringComparer.Ordinal, [
             KeyValuePair.Create(XdsTypeUrls.Address, addresses),
             KeyValuePair.Create(XdsTypeUrls.Authorization, authorizations),

@@ -165,9 +165,9 @@ public class XdsResourceSetTests
     }
 
     [Fact]
-    public void Authorization_set_is_empty_for_now_with_its_type_url()
+    public void Authorization_set_without_policies_is_empty_with_its_type_url()
     {
-        var set = XdsResourceSet.ForAuthorizations(MeshBuilder.Build(Config()));
+        var set = XdsResourceSet.ForAuthorizations([]);
         Assert.Equal(XdsTypeUrls.Authorization, set.TypeUrl);
         Assert.Equal(0, set.Count);
         Assert.Throws<ArgumentException>(() => XdsResourceSet.Diff(set, Addresses(Config())));

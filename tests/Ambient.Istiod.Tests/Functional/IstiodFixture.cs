@@ -29,7 +29,8 @@ internal sealed class IstiodFixture : IAsyncDisposable
     public string Scratch => _dir.Path;
 
     /// <param name="logs">Receives istiod-lite's log records (Information and up) when given.</param>
-    public static async Task<IstiodFixture> StartAsync(IReadOnlyDictionary<string, string> files, TempDir? reuse = null, ListLogger? logs = null)
+    /// <param name="monitoring">Also serve the plain HTTP /ready and /debug endpoints (on a free loopback port).</param>
+    public static async Task<IstiodFixture> StartAsync(IReadOnlyDictionary<string, string> files, TempDir? reuse = null, ListLogger? logs = null, bool monitoring = false)
     {
         var dir = reuse ?? new TempDir();
         var config = Path.Combine(dir.Path, "mesh");
@@ -38,7 +39,8 @@ internal sealed class IstiodFixture : IAsyncDisposable
         {
             File.WriteAllText(Path.Combine(config, name), text);
         }
-        var options = new IstiodOptions(config, Path.Combine(dir.Path, "state"), new IPEndPoint(IPAddress.Loopback, 0), null, "Kubernetes", "cluster.local");
+        var options = new IstiodOptions(config, Path.Combine(dir.Path, "state"), new IPEndPoint(IPAddress.Loopback, 0),
+            monitoring ? new IPEndPoint(IPAddress.Loopback, 0) : null, "Kubernetes", "cluster.local");
         var host = await IstiodHost.StartAsync(options, l =>
         {
             l.SetMinimumLevel(LogLevel.Warning);

@@ -31,6 +31,10 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
     public const int Http2Port = 81;
     public const int TcpPort = 9000;
 
+    /// <summary>The test collection of every class that starts an environment: the pods and nodes have fixed
+    /// addresses (node-2's ztunnel on :15008), so two environments cannot run side by side.</summary>
+    public const string Collection = "waypoint environment";
+
     private readonly TempDir _dir;
     private readonly ILoggerFactory _logs;
     private readonly List<IAsyncDisposable> _parts = [];
@@ -51,6 +55,22 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
     public NodeProxy BackendNode { get; private set; } = null!;
     public LoopbackKestrel Echo { get; private set; } = null!;
     public LoopbackKestrel Echo2 { get; private set; } = null!;
+
+    /// <summary>The HTTPRoute backends: pods running the echo sample (the Gateway API echo contract) on 8080, each
+    /// behind a Service of the same name, as the conformance suite's infra-backend-v1..v3.</summary>
+    public static readonly string[] RouteBackends = ["infra-backend-v1", "infra-backend-v2", "infra-backend-v3"];
+
+    private readonly Dictionary<string, StringWriter> _echoLogs = [];
+
+    /// <summary>What the echo pod <paramref name="pod"/> logged (one line per request it received).</summary>
+    public string EchoLog(string pod)
+    {
+        var log = _echoLogs[pod];
+        lock (log)
+        {
+            return log.ToString();
+        }
+    }
     public SpiffeId ClientIdentity => new(SpiffeId.DefaultTrustDomain, Namespace, "client");
     public SpiffeId WaypointIdentity => new(SpiffeId.DefaultTrustDomain, Namespace, "waypoint");
 
@@ -104,6 +124,18 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
         _parts.Add(Echo2);
         var tcpEcho = TcpEcho.Start(new IPEndPoint(echoAddress, TcpPort));
         _parts.Add(new ActionDisposable(tcpEcho.Dispose));
+        var podAddresses = new List<IPAddress> { echoAddress };
+        foreach (var backend in RouteBackends)
+        {
+            var address = snapshot.PodAddress(Namespace, backend)!;
+            podAddresses.Add(address);
+            var log = new StringWriter();
+            _echoLogs[backend] = log;
+            var app = Samples.Echo.EchoServer.Build(new Samples.Echo.EchoSettings(address, [8080], backend, Namespace, backend, "echo", null),
+                new LockedWriter(log));
+            await app.StartAsync(ready.Token);
+            _parts.Add(app);
+        }
 
         BackendNode = await NodeProxy.StartAsync(new ZtunnelOptions("node-2", snapshot.NodeAddress("node-2")!, istiodUri, Istiod.RootCertificatePath,
             Token("node-2"), HbonePort: 15008, SocksPort: 15080, new AdminPorts(0, 0, 0), "Kubernetes"), _logs, ready.Token);
@@ -126,7 +158,7 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
 
         await BackendNode.WaitForReadyAsync(ready.Token);
         await Waypoint.WaitForReadyAsync(ready.Token);
-        while (!_clientCertificates.AllReady || !BackendNode.HboneListeners.ContainsKey(echoAddress))
+        while (!_clientCertificates.AllReady || !podAddresses.TrueForAll(BackendNode.HboneListeners.ContainsKey))
         {
             await Task.Delay(20, ready.Token);
         }
@@ -165,6 +197,8 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
         var handler = new SocketsHttpHandler
         {
             UseProxy = false,
+            // Redirects are what the tests look at, not something to follow.
+            AllowAutoRedirect = false,
             ConnectCallback = async (_, ct) =>
             {
                 connectionOpened?.Invoke(Interlocked.Increment(ref opened));
@@ -231,7 +265,66 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
           ports: [{name: http, port: {{{HttpPort}}}, targetPort: 8080}]
         ---
 
-        """;
+        """ + string.Concat(RouteBackends.Select(name => $$$"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: {{{name}}}, namespace: {{{ns}}}, labels: {app: {{{name}}}}}
+        spec:
+          serviceAccountName: echo
+          nodeName: node-2
+          containers: [{name: main, image: ambient/echo, ports: [{name: http, containerPort: 8080}]}]
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: {{{name}}}, namespace: {{{ns}}}}
+        spec:
+          selector: {app: {{{name}}}}
+          ports: [{name: http, port: 8080, targetPort: 8080}]
+        ---
+
+        """));
+
+    /// <summary>Applies HTTPRoutes through the waypoint's own xDS handler, replacing every route applied before.</summary>
+    public void UseRoutes(params HTTPRoute[] routes)
+    {
+        var response = new DeltaDiscoveryResponse { TypeUrl = XdsTypeUrls.HttpRoute, Nonce = "test" };
+        response.RemovedResources.Add(Waypoint.Config.Routes.Keys);
+        foreach (var route in routes)
+        {
+            response.Resources.Add(new Resource { Name = $"{route.Namespace}/{route.Name}", Resource_ = Any.Pack(route) });
+        }
+        Assert.Null(Waypoint.Config.ApplyRoutes(response));
+    }
+
+    /// <summary>Writes to a StringWriter under the lock <see cref="EchoLog"/> reads it with.</summary>
+    private sealed class LockedWriter(StringWriter inner) : TextWriter
+    {
+        public override System.Text.Encoding Encoding => inner.Encoding;
+
+        public override void Write(char value)
+        {
+            lock (inner)
+            {
+                inner.Write(value);
+            }
+        }
+
+        public override void Write(string? value)
+        {
+            lock (inner)
+            {
+                inner.Write(value);
+            }
+        }
+
+        public override void WriteLine(string? value)
+        {
+            lock (inner)
+            {
+                inner.WriteLine(value);
+            }
+        }
+    }
 
     private sealed class ActionDisposable(Action dispose) : IAsyncDisposable
     {

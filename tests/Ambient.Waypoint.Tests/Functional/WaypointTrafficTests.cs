@@ -8,6 +8,7 @@ namespace Ambient.Waypoint.Tests.Functional;
 /// Client pod -> HBONE -> waypoint (Kestrel reads the HTTP inside) -> YARP -> HBONE with the waypoint's identity ->
 /// the destination's ztunnel -> the echo app, all real and in-process.
 /// </summary>
+[Collection(WaypointEnvironment.Collection)]
 public sealed class WaypointTrafficTests : IAsyncLifetime
 {
     private WaypointEnvironment _env = null!;

@@ -16,7 +16,7 @@ namespace Ambient.Ztunnel.Tests.Functional;
 internal sealed class MeshEnvironment : IAsyncDisposable
 {
     private readonly TempDir _dir;
-    private readonly List<TcpEcho> _echoes = [];
+    private readonly Dictionary<string, TcpEcho> _echoes = new();
     private readonly ILoggerFactory _logs;
 
     private MeshEnvironment(TempDir dir, IstiodHost istiod, ILoggerFactory logs)
@@ -53,7 +53,7 @@ internal sealed class MeshEnvironment : IAsyncDisposable
             foreach (var pod in new[] { "echo-v1", "legacy-echo" })
             {
                 var podNs = pod == "legacy-echo" ? ns + "-legacy" : ns;
-                env._echoes.Add(TcpEcho.Start(new IPEndPoint(snapshot.PodAddress(podNs, pod)!, 8080)));
+                env._echoes[pod] = TcpEcho.Start(new IPEndPoint(snapshot.PodAddress(podNs, pod)!, 8080));
             }
             foreach (var node in new[] { "node-1", "node-2" })
             {
@@ -84,6 +84,9 @@ internal sealed class MeshEnvironment : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>The echo server standing in for <paramref name="pod"/>'s container (echo-v1, legacy-echo).</summary>
+    public TcpEcho Echo(string pod) => _echoes[pod];
 
     public IPAddress PodAddress(string pod, string? ns = null) => Istiod.Mesh.Snapshot.PodAddress(ns ?? Namespace, pod)!;
 
@@ -161,7 +164,7 @@ internal sealed class MeshEnvironment : IAsyncDisposable
         {
             await n.DisposeAsync();
         }
-        foreach (var e in _echoes)
+        foreach (var e in _echoes.Values)
         {
             e.Dispose();
         }

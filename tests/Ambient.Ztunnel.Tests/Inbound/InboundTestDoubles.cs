@@ -107,11 +107,13 @@ internal sealed class TestTargets : IInboundTargets
             return _served.Contains((listenerAddress, target));
     }
 
-    public bool IsAllowed(string peerIdentity, IPEndPoint target)
+    public bool IsAllowed(InboundConnectionInfo info, out string? denial)
     {
         lock (AuthorizationCalls)
-            AuthorizationCalls.Add((peerIdentity, target));
-        return Allow(peerIdentity, target);
+            AuthorizationCalls.Add((info.PeerIdentity, info.Destination));
+        var allowed = Allow(info.PeerIdentity, info.Destination);
+        denial = allowed ? null : "denied by the test";
+        return allowed;
     }
 }
 

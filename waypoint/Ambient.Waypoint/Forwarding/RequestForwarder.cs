@@ -5,37 +5,59 @@ using Ambient.Core.Protos.Waypoint;
 using Ambient.Dataplane.State;
 using Ambient.Hbone.Telemetry;
 using Ambient.Waypoint.Inbound;
+using Ambient.Waypoint.Routing;
 using Ambient.Waypoint.State;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace Ambient.Waypoint.Forwarding;
 
 /// <summary>
-/// The waypoint's request handler: decide the backend (<see cref="IRouteDecider"/>), pick a healthy endpoint
-/// (<see cref="EndpointPicker"/>), forward with YARP's <see cref="IHttpForwarder"/> over HBONE, and write one access
-/// log line per request. No healthy endpoint: 503; the endpoint cannot be reached: 502 (YARP's answer).
+/// The waypoint's request handler: route the request (<see cref="LiveRouteTable"/>, HTTPRoute), pick a healthy
+/// endpoint of the chosen Service (<see cref="EndpointPicker"/>), forward with YARP's <see cref="IHttpForwarder"/>
+/// over HBONE, and write one access log line per request.
+/// <para>
+/// Applying the <see cref="RoutePlan"/>: no route -> the addressed Service as it is (Istio's default); redirect ->
+/// the status and Location, nothing forwarded; direct response -> 500; forward -> request header edits, URL rewrite,
+/// mirrors (fire and forget), then attempts with timeouts and retries, response header edits on the way back.
+/// No healthy endpoint: 503; the endpoint cannot be reached: 502 (YARP's answer); a timeout: 504.
+/// </para>
+/// <para>
+/// Retries: YARP's forwarder sends once, so the loop is here. The transformer withholds a response whose status the
+/// rule retries (YARP then copies nothing), and a connect failure leaves the response unstarted; either way the
+/// request is sent again to a freshly picked endpoint. Only requests without a body are retried (a body is streamed
+/// to the backend once and cannot be replayed).
+/// </para>
 /// </summary>
 internal sealed partial class RequestForwarder
 {
     private static readonly ForwarderRequestConfig Http11 = new() { Version = HttpVersion.Version11, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
     private static readonly ForwarderRequestConfig Http2 = new() { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
 
+    // Envoy's default retry back-off base interval, used when the route asks for retries without a backoff.
+    private static readonly TimeSpan DefaultBackoff = TimeSpan.FromMilliseconds(25);
+
+    // Envoy's response flag for an upstream request timeout.
+    private const string UpstreamTimeout = "UT";
+
     private readonly IHttpForwarder _forwarder;
     private readonly HttpMessageInvoker _invoker;
     private readonly EndpointPicker _picker;
     private readonly WaypointConfig _config;
-    private readonly IRouteDecider _routes;
+    private readonly LiveRouteTable _routes;
+    private readonly RequestMirror _mirror;
     private readonly ILogger _accessLog;
 
     public RequestForwarder(IHttpForwarder forwarder, HttpMessageInvoker invoker, EndpointPicker picker, WaypointConfig config,
-        IRouteDecider routes, ILogger accessLog)
+        LiveRouteTable routes, ILogger accessLog)
     {
         _forwarder = forwarder;
         _invoker = invoker;
         _picker = picker;
         _config = config;
         _routes = routes;
+        _mirror = new RequestMirror(invoker, accessLog);
         _accessLog = accessLog;
     }
 
@@ -50,37 +72,175 @@ internal sealed partial class RequestForwarder
         }
         ResolvedDestination? destination = null;
         var flags = ResponseFlags.None;
+        var plan = RoutePlan.NoRoute(parentHasRoutes: false);
         try
         {
-            var addressed = _picker.State.Snapshot.FindServiceByVip(tunnel.OriginalTarget.Address);
-            var decision = _routes.Decide(context, tunnel, addressed);
-            var picked = decision is { } d ? _picker.Pick(d.Service, d.Port) : _picker.Pick(tunnel.OriginalTarget);
+            var snapshot = _picker.State.Snapshot;
+            var addressed = snapshot.FindServiceByVip(tunnel.OriginalTarget.Address);
+            var port = tunnel.OriginalTarget.Port;
+            if (addressed is not null)
+            {
+                var request = context.Request;
+                var facts = new RequestFacts(request.Method, request.Path.Value ?? "/", request.QueryString.Value, request.Host.Value ?? "",
+                    request.Headers, request.Scheme, port);
+                plan = _routes.Current.Route(new ServiceTarget(addressed.Namespace, addressed.Name, port), facts, tunnel.PeerNamespace);
+            }
+
+            ServiceInfo? backend = addressed;
+            switch (plan.Outcome)
+            {
+                case RouteOutcome.Redirect:
+                    plan.ResponseHeaders.ApplyTo(context.Response.Headers);
+                    context.Response.StatusCode = plan.StatusCode;
+                    context.Response.Headers.Location = plan.Location;
+                    return;
+                case RouteOutcome.DirectResponse:
+                    flags = ResponseFlags.NoRoute;
+                    plan.ResponseHeaders.ApplyTo(context.Response.Headers);
+                    context.Response.StatusCode = plan.StatusCode;
+                    return;
+                case RouteOutcome.Forward:
+                    backend = _routes.Resolve(snapshot, plan.Backend!);
+                    port = plan.Backend!.Port;
+                    if (backend is null)
+                    {
+                        // A backendRef to a Service the mesh does not have: 500 for this share, as the spec says.
+                        flags = ResponseFlags.NoRoute;
+                        plan.ResponseHeaders.ApplyTo(context.Response.Headers);
+                        context.Response.StatusCode = StatusCodes.Status500InternalServerError;
+                        return;
+                    }
+                    break;
+            }
+
+            var picked = backend is not null ? _picker.Pick(backend, port) : _picker.Pick(tunnel.OriginalTarget);
             if (picked.Destination is null)
             {
                 flags = ResponseFlags.NoRoute;
-                context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
-                context.Response.ContentType = "text/plain";
-                await context.Response.WriteAsync("no healthy upstream\n", context.RequestAborted).ConfigureAwait(false);
-                Log.NoEndpoint(_accessLog, tunnel.OriginalTarget.ToString(), picked.Error ?? "");
+                await NoHealthyUpstreamAsync(context, tunnel, picked.Error).ConfigureAwait(false);
                 return;
             }
             destination = picked.Destination;
-            context.Features.Set(new PickedDestination(destination));
-            var config = UpstreamProtocol(destination.Service, decision?.Port ?? tunnel.OriginalTarget.Port);
-            var error = await _forwarder.SendAsync(context, "http://" + destination.Authority, _invoker, config, DestinationTransformer.Instance)
-                .ConfigureAwait(false);
-            flags = error switch
-            {
-                ForwarderError.None => ResponseFlags.None,
-                ForwarderError.Request or ForwarderError.RequestTimedOut => ResponseFlags.Connect,
-                ForwarderError.RequestCanceled or ForwarderError.RequestBodyClient or ForwarderError.ResponseBodyClient => ResponseFlags.DownstreamReset,
-                _ => ResponseFlags.UpstreamReset,
-            };
+            var forwarded = Prepare(context, plan);
+            forwarded.Destination = destination;
+            context.Features.Set(forwarded);
+            var config = UpstreamProtocol(destination.Service, port);
+            (flags, destination) = await ForwardAsync(context, forwarded, plan, backend, port, config).ConfigureAwait(false);
         }
         finally
         {
-            WriteAccessLog(context, tunnel, destination, flags, Stopwatch.GetElapsedTime(started));
+            WriteAccessLog(context, tunnel, destination, plan, flags, Stopwatch.GetElapsedTime(started));
         }
+    }
+
+    /// <summary>Applies the plan's request side (header edits, mirrors) and returns the request's forwarding state.</summary>
+    private ForwardedRequest Prepare(HttpContext context, in RoutePlan plan)
+    {
+        if (plan.Outcome != RouteOutcome.Forward)
+        {
+            return new ForwardedRequest();
+        }
+        plan.RequestHeaders.ApplyTo(context.Request.Headers);
+        var replayable = !HasBody(context.Request);
+        var forwarded = new ForwardedRequest
+        {
+            RewrittenPath = plan.RewrittenPath,
+            RewrittenHost = plan.RewrittenHost,
+            RequestHeaders = plan.RequestHeaders,
+            ResponseHeaders = plan.ResponseHeaders,
+            Retry = replayable ? plan.Retry : null,
+            RetriesLeft = replayable && plan.Retry is { } retry ? retry.Attempts : 0,
+        };
+        var mirrors = plan.Mirrors;
+        for (var i = 0; i < mirrors.Count; i++)
+        {
+            var mirrorService = _routes.Resolve(_picker.State.Snapshot, mirrors[i]);
+            var mirrorDestination = mirrorService is null ? null : _picker.Pick(mirrorService, mirrors[i].Port).Destination;
+            if (mirrorDestination is not null)
+            {
+                _mirror.Send(context, forwarded, mirrorDestination, replayable);
+            }
+        }
+        return forwarded;
+    }
+
+    /// <summary>The attempt loop: per-attempt and whole-request timeouts, retries on the rule's codes and on connect failure.</summary>
+    private async Task<(string Flags, ResolvedDestination Destination)> ForwardAsync(HttpContext context, ForwardedRequest forwarded,
+        RoutePlan plan, ServiceInfo? backend, int port, ForwarderRequestConfig config)
+    {
+        var requestTimeout = plan.RequestTimeout;
+        var attemptTimeout = plan.BackendRequestTimeout;
+        using var whole = requestTimeout is { } total ? new CancellationTokenSource(total) : null;
+        var destination = forwarded.Destination!;
+        while (true)
+        {
+            using var attempt = attemptTimeout is { } each
+                ? (whole is null ? new CancellationTokenSource(each) : CancellationTokenSource.CreateLinkedTokenSource(whole.Token))
+                : null;
+            if (attempt is not null && whole is not null)
+            {
+                attempt.CancelAfter(attemptTimeout!.Value);
+            }
+            var token = attempt?.Token ?? whole?.Token ?? CancellationToken.None;
+            forwarded.RetryRequested = false;
+            var error = await _forwarder.SendAsync(context, "http://" + destination.Authority, _invoker, config, RouteTransformer.Instance, token)
+                .ConfigureAwait(false);
+            if (error != ForwarderError.None && (attempt?.IsCancellationRequested == true || whole?.IsCancellationRequested == true))
+            {
+                // Envoy's "upstream request timeout": the attempt or the whole request ran out of time.
+                if (!context.Response.HasStarted)
+                {
+                    context.Response.Headers.Clear();
+                    context.Response.StatusCode = StatusCodes.Status504GatewayTimeout;
+                    await context.Response.WriteAsync("upstream request timeout\n", CancellationToken.None).ConfigureAwait(false);
+                }
+                return (UpstreamTimeout, destination);
+            }
+            var connectFailed = error == ForwarderError.Request && !context.Response.HasStarted && forwarded.Retry is not null && forwarded.RetriesLeft > 0;
+            if (!forwarded.RetryRequested && !connectFailed)
+            {
+                return (FlagsOf(error), destination);
+            }
+
+            // Another attempt: forget this one's answer, wait the backoff, pick again (maybe another endpoint).
+            forwarded.RetriesLeft--;
+            context.Features.Set<IForwarderErrorFeature>(null);
+            context.Response.StatusCode = StatusCodes.Status200OK;
+            try
+            {
+                await Task.Delay(forwarded.Retry!.Backoff ?? DefaultBackoff, whole?.Token ?? context.RequestAborted).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (whole?.IsCancellationRequested == true)
+            {
+                context.Response.StatusCode = StatusCodes.Status504GatewayTimeout;
+                return (UpstreamTimeout, destination);
+            }
+            if ((backend is not null ? _picker.Pick(backend, port) : _picker.Pick(context.Features.Get<IHboneTunnelFeature>()!.OriginalTarget))
+                .Destination is { } next)
+            {
+                forwarded.Destination = destination = next;
+            }
+        }
+    }
+
+    private static string FlagsOf(ForwarderError error) => error switch
+    {
+        ForwarderError.None => ResponseFlags.None,
+        ForwarderError.Request or ForwarderError.RequestTimedOut => ResponseFlags.Connect,
+        ForwarderError.RequestCanceled or ForwarderError.RequestBodyClient or ForwarderError.ResponseBodyClient => ResponseFlags.DownstreamReset,
+        _ => ResponseFlags.UpstreamReset,
+    };
+
+    /// <summary>True when the request carries a body (so it is streamed once and can neither be retried nor mirrored).</summary>
+    internal static bool HasBody(HttpRequest request) =>
+        request.ContentLength is { } length ? length > 0 : request.HttpContext.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true;
+
+    private async Task NoHealthyUpstreamAsync(HttpContext context, IHboneTunnelFeature tunnel, string? error)
+    {
+        context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+        context.Response.ContentType = "text/plain";
+        await context.Response.WriteAsync("no healthy upstream\n", context.RequestAborted).ConfigureAwait(false);
+        Log.NoEndpoint(_accessLog, tunnel.OriginalTarget.ToString(), error ?? "");
     }
 
     // As Istio: the backend port's declared protocol decides (http -> HTTP/1.1; http2, grpc -> HTTP/2 with prior
@@ -90,13 +250,15 @@ internal sealed partial class RequestForwarder
             ? Http2
             : Http11;
 
-    private void WriteAccessLog(HttpContext context, IHboneTunnelFeature tunnel, ResolvedDestination? destination, string flags, TimeSpan duration)
+    private void WriteAccessLog(HttpContext context, IHboneTunnelFeature tunnel, ResolvedDestination? destination, in RoutePlan plan,
+        string flags, TimeSpan duration)
     {
         if (!_accessLog.IsEnabled(LogLevel.Information))
         {
             return;
         }
         var request = context.Request;
+        var rule = plan.Rule;
         Log.Request(_accessLog,
             tunnel.Connection.Source.ToString(), tunnel.PeerIdentity,
             destination?.Service?.Hostname ?? AccessLogEntry.Unknown,
@@ -104,7 +266,10 @@ internal sealed partial class RequestForwarder
             destination?.Workload?.Name ?? AccessLogEntry.Unknown,
             destination?.ExpectedIdentity ?? AccessLogEntry.Unknown,
             LogText.Clip(request.Method, 16), LogText.Clip(request.Host.Value, 100), LogText.Clip(request.Path.Value + request.QueryString.Value, 200),
-            request.Protocol, context.Response.StatusCode, (long)duration.TotalMilliseconds, flags);
+            request.Protocol, context.Response.StatusCode, (long)duration.TotalMilliseconds, flags,
+            rule is null ? AccessLogEntry.Unknown : rule.RouteNamespace + "/" + rule.RouteName,
+            rule is null ? AccessLogEntry.Unknown : rule.RuleName.Length > 0 ? rule.RuleName : rule.RuleIndex.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            plan.Backend is { } b ? $"{b.Namespace}/{b.Name}:{b.Port}" : AccessLogEntry.Unknown);
     }
 
     private static partial class Log
@@ -112,10 +277,11 @@ internal sealed partial class RequestForwarder
         [LoggerMessage(EventId = 3, EventName = "WaypointAccess", Level = LogLevel.Information, Message =
             "access src.addr={SrcAddr} src.identity={SrcIdentity} dst.service={DstService} dst.addr={DstAddr} " +
             "dst.workload={DstWorkload} dst.identity={DstIdentity} method={Method} authority={Authority} path={Path} " +
-            "protocol={Protocol} status={Status} duration={DurationMs}ms flags={Flags} direction=waypoint")]
+            "protocol={Protocol} status={Status} duration={DurationMs}ms flags={Flags} route={Route} rule={Rule} backend={Backend} " +
+            "direction=waypoint")]
         public static partial void Request(ILogger logger, string srcAddr, string srcIdentity, string dstService, string dstAddr,
             string dstWorkload, string dstIdentity, string method, string authority, string path, string protocol, int status,
-            long durationMs, string flags);
+            long durationMs, string flags, string route, string rule, string backend);
 
         [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "waypoint: no healthy endpoint for {Target}: {Error}")]
         public static partial void NoEndpoint(ILogger logger, string target, string error);

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
 using System.Threading.Channels;
+using Ambient.Core.Identity;
 using Ambient.Hbone;
 using Ambient.Hbone.Server;
 using Microsoft.AspNetCore.Connections;
@@ -30,6 +31,10 @@ internal interface IHboneTunnelFeature
 {
     /// <summary>The SPIFFE identity of the peer's certificate (the source workload, via its ztunnel).</summary>
     string PeerIdentity { get; }
+
+    /// <summary>The namespace segment of <see cref="PeerIdentity"/> (the client's namespace, for consumer routes);
+    /// null when the identity is not a SPIFFE workload identity.</summary>
+    string? PeerNamespace { get; }
 
     /// <summary>The CONNECT target: the original destination (Service VIP:port) the source addressed.</summary>
     IPEndPoint OriginalTarget { get; }
@@ -110,6 +115,7 @@ internal sealed class HboneTunnelConnection : ConnectionContext, IHboneTunnelFea
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
     private int _disposed;
+    private string? _peerNamespace;
 
     public HboneTunnelConnection(HboneStream stream, InboundConnectionInfo info)
     {
@@ -127,6 +133,16 @@ internal sealed class HboneTunnelConnection : ConnectionContext, IHboneTunnelFea
     }
 
     public string PeerIdentity => Connection.PeerIdentity;
+
+    // Parsed once per tunnel, not per request.
+    public string? PeerNamespace
+    {
+        get
+        {
+            var ns = _peerNamespace ??= SpiffeId.TryParse(Connection.PeerIdentity, out var id) ? id.Namespace : "";
+            return ns.Length == 0 ? null : ns;
+        }
+    }
 
     public IPEndPoint OriginalTarget => Connection.Destination;
 

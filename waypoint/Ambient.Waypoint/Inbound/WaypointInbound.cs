@@ -67,7 +67,12 @@ internal sealed class WaypointInbound : IInboundIdentity, IInboundTargets
         return snapshot.FindWorkloadByAddress(target.Address) is { } workload && _served.Serves(snapshot, workload);
     }
 
-    public bool IsAllowed(string peerIdentity, IPEndPoint target) => true;
+    // L4 policy is the destination ztunnel's to enforce; the waypoint's own (L7) policies apply per request.
+    public bool IsAllowed(InboundConnectionInfo info, out string? denial)
+    {
+        denial = null;
+        return true;
+    }
 
     private bool Serves(MeshSnapshot snapshot, ServiceInfo service) => _served.Serves(snapshot, service);
 }

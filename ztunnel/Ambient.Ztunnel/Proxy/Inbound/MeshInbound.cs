@@ -1,5 +1,6 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
+using Ambient.Core.Authz;
 using Ambient.Core.Identity;
 using Ambient.Core.Memory;
 using Ambient.Core.Model;
@@ -91,9 +92,44 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
         return workload is not null && workload.IsInMesh && workload.Node == _state.NodeName;
     }
 
-    // Authorization policies arrive with the policy issue; until then the mesh is allow-all, as Istio is with
-    // no ALLOW policy.
-    public bool IsAllowed(string peerIdentity, IPEndPoint target) => true;
+    /// <summary>
+    /// The L4 authorization of istio/ztunnel's inbound path, on the destination side: the policies of the target
+    /// workload judged against the authenticated peer, the source address and the target address and port, with the
+    /// policies of the latest push (no restart, no cache across pushes). A target workload this node no longer knows
+    /// is refused, as ztunnel refuses when it cannot find the destination workload.
+    /// </summary>
+    public bool IsAllowed(InboundConnectionInfo info, out string? denial)
+    {
+        var workload = _state.FindWorkloadByAddress(info.Destination.Address);
+        if (workload is null)
+        {
+            denial = "connection closed due to policy rejection: destination workload not found";
+            return false;
+        }
+        var connection = new L4Connection(info.PeerIdentity, SourceAddress(info), info.Destination.Address, info.Destination.Port);
+        var decision = _state.Authorizer.Evaluate(workload, connection);
+        if (decision.DryRun is { } dryRun)
+        {
+            Log.DryRun(_logger, info.PeerIdentity, info.Destination.ToString(), dryRun.Describe());
+        }
+        denial = decision.Allowed ? null : "connection closed due to policy rejection: " + decision.Describe();
+        return decision.Allowed;
+    }
+
+    /// <summary>
+    /// The source address policies see (ipBlocks): the app's address from <c>forwarded: for=</c> when it belongs to a
+    /// workload with the authenticated identity (a peer cannot claim another's address), else the TCP peer.
+    /// </summary>
+    private IPAddress SourceAddress(InboundConnectionInfo info)
+    {
+        if (ForwardedFor(info.Forwarded) is { } forwarded
+            && _state.FindWorkloadByAddress(forwarded) is { } source
+            && source.Identity == info.PeerIdentity)
+        {
+            return forwarded;
+        }
+        return info.Source.Address;
+    }
 
     public void ConnectionOpened(InboundConnectionInfo info, string responseFlags)
     {
@@ -201,6 +237,9 @@ internal sealed partial class MeshInbound : IInboundIdentity, IInboundTargets, I
     {
         [LoggerMessage(1, LogLevel.Warning, "inbound TLS handshake from {Remote} refused: {Reason}")]
         public static partial void TlsFailure(ILogger logger, string remote, string reason);
+
+        [LoggerMessage(2, LogLevel.Information, "authorization of {Peer} -> {Target}: {Outcome}")]
+        public static partial void DryRun(ILogger logger, string peer, string target, string outcome);
     }
 }
 

@@ -1,0 +1,88 @@
+using System.Text.Json;
+using Google.Protobuf;
+
+namespace Ambient.Istiod.Authz;
+
+/// <summary>
+/// The /debug/authorizationpolicies document: each policy with where it is enforced, its scope, dry-run flag, the
+/// conversion warnings, and what ztunnel receives for it. What <c>ambientctl get authorizationpolicy</c> shows.
+/// </summary>
+internal static class PolicyJson
+{
+    private static readonly JsonFormatter Formatter = new(JsonFormatter.Settings.Default);
+
+    public static string Describe(PolicySet policies, string rootNamespace)
+    {
+        using var stream = new MemoryStream();
+        using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            json.WriteStartObject();
+            json.WriteString("rootNamespace", rootNamespace);
+            json.WriteStartArray("policies");
+            foreach (var p in policies.Policies)
+            {
+                var spec = p.Spec;
+                json.WriteStartObject();
+                json.WriteString("namespace", spec.Namespace);
+                json.WriteString("name", spec.Name);
+                json.WriteString("source", p.Resource.Source.ToString());
+                json.WriteString("action", spec.Action.ToString().ToUpperInvariant());
+                if (spec.Provider.Length > 0) json.WriteString("provider", spec.Provider);
+                json.WriteString("enforcedBy", p.EnforcedBy switch
+                {
+                    PolicyEnforcement.Ztunnel => "ztunnel",
+                    PolicyEnforcement.Waypoint => "waypoint",
+                    _ => "none",
+                });
+                if (p.Xds is not null)
+                {
+                    json.WriteString("scope", p.Xds.Scope switch
+                    {
+                        Ambient.Core.Protos.Security.Scope.Global => "GLOBAL",
+                        Ambient.Core.Protos.Security.Scope.Namespace => "NAMESPACE",
+                        _ => "WORKLOAD_SELECTOR",
+                    });
+                }
+                if (spec.HasSelector)
+                {
+                    json.WriteStartObject("selector");
+                    foreach (var (k, v) in spec.MatchLabels.OrderBy(static e => e.Key, StringComparer.Ordinal))
+                    {
+                        json.WriteString(k, v);
+                    }
+                    json.WriteEndObject();
+                }
+                if (spec.TargetRefs.Count > 0)
+                {
+                    json.WriteStartArray("targetRefs");
+                    foreach (var t in spec.TargetRefs)
+                    {
+                        json.WriteStartObject();
+                        json.WriteString("group", t.Group);
+                        json.WriteString("kind", t.Kind);
+                        json.WriteString("name", t.Name);
+                        json.WriteEndObject();
+                    }
+                    json.WriteEndArray();
+                }
+                json.WriteBoolean("dryRun", spec.DryRun);
+                json.WriteNumber("rules", spec.Rules.Count);
+                json.WriteStartArray("warnings");
+                foreach (var w in p.Warnings)
+                {
+                    json.WriteStringValue(w);
+                }
+                json.WriteEndArray();
+                if (p.Xds is not null)
+                {
+                    json.WritePropertyName("ztunnel");
+                    json.WriteRawValue(Formatter.Format(p.Xds));
+                }
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+    }
+}

@@ -1,0 +1,94 @@
+using System.Collections.Immutable;
+using Ambient.Core.Config;
+using Ambient.Core.Model;
+using Ambient.Core.Protos.Security;
+
+namespace Ambient.Istiod.Authz;
+
+/// <summary>
+/// Every AuthorizationPolicy of one config generation, converted, plus what ztunnel receives: the Authorization
+/// resources and, on each workload, the names of the selector policies that select it (Workload.authorization_policies,
+/// as Istio sends them: ztunnel applies namespace and mesh-wide policies by scope, selector policies only by that list).
+/// </summary>
+internal sealed class PolicySet
+{
+    private PolicySet(ImmutableArray<ConvertedPolicy> policies, ImmutableArray<Authorization> forZtunnel)
+    {
+        Policies = policies;
+        ForZtunnel = forZtunnel;
+    }
+
+    public static PolicySet Empty { get; } = new([], []);
+
+    /// <summary>All policies, sorted by <c>namespace/name</c>.</summary>
+    public ImmutableArray<ConvertedPolicy> Policies { get; }
+
+    /// <summary>The Authorization resources pushed to ztunnel, in the same order.</summary>
+    public ImmutableArray<Authorization> ForZtunnel { get; }
+
+    /// <summary>Converts every policy of <paramref name="resources"/>; of two with one name the first (in file order) wins.</summary>
+    public static PolicySet Build(IEnumerable<Resource> resources, string rootNamespace)
+    {
+        var byKey = new SortedDictionary<string, ConvertedPolicy>(StringComparer.Ordinal);
+        foreach (var r in resources)
+        {
+            if (r is not AuthorizationPolicyResource policy) continue;
+            var converted = AuthorizationPolicyConverter.Convert(policy, rootNamespace);
+            if (!byKey.TryGetValue(converted.Key, out var first) || SourceOrder.Compare(policy.Source, first.Resource.Source) < 0)
+            {
+                byKey[converted.Key] = converted;
+            }
+        }
+        if (byKey.Count == 0) return Empty;
+        var policies = ImmutableArray.CreateBuilder<ConvertedPolicy>(byKey.Count);
+        var forZtunnel = ImmutableArray.CreateBuilder<Authorization>();
+        foreach (var p in byKey.Values)
+        {
+            policies.Add(p);
+            if (p.Xds is not null) forZtunnel.Add(p.Xds);
+        }
+        return new PolicySet(policies.MoveToImmutable(), forZtunnel.ToImmutable());
+    }
+
+    /// <summary>
+    /// <paramref name="snapshot"/> with each workload's authorization_policies set: the selector policies of its own
+    /// namespace and of the root namespace whose matchLabels its labels contain, sorted. The same snapshot when no
+    /// workload's list changes.
+    /// </summary>
+    public MeshSnapshot Attach(MeshSnapshot snapshot, string rootNamespace)
+    {
+        var selectors = new List<ConvertedPolicy>();
+        foreach (var p in Policies)
+        {
+            if (p.Xds is { Scope: Scope.WorkloadSelector }) selectors.Add(p);
+        }
+        var changed = false;
+        var workloads = new WorkloadInfo[snapshot.Workloads.Length];
+        for (var i = 0; i < workloads.Length; i++)
+        {
+            var w = snapshot.Workloads[i];
+            var names = ImmutableArray.CreateBuilder<string>();
+            foreach (var p in selectors)
+            {
+                if ((p.Spec.Namespace == w.Namespace || p.Spec.Namespace == rootNamespace) && Selects(p, w)) names.Add(p.Key);
+            }
+            var list = names.DrainToImmutable(); // Policies are sorted by key, so the list is too
+            if (!list.AsSpan().SequenceEqual(w.AuthorizationPolicies.AsSpan()))
+            {
+                w = w with { AuthorizationPolicies = list };
+                changed = true;
+            }
+            workloads[i] = w;
+        }
+        return changed ? MeshSnapshot.Create(workloads, snapshot.Services, snapshot.Options, snapshot.NodeAddresses, snapshot.Problems) : snapshot;
+    }
+
+    private static bool Selects(ConvertedPolicy policy, WorkloadInfo workload)
+    {
+        foreach (var (key, value) in policy.Spec.MatchLabels)
+        {
+            if (!workload.Labels.TryGetValue(key, out var actual) || actual != value) return false;
+        }
+        return true;
+    }
+}
