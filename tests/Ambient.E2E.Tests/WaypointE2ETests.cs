@@ -176,6 +176,82 @@ public sealed class WaypointE2ETests
         Assert.DoesNotContain("/smuggled", MeshRun.ReadLog(run.Pod("echo")), StringComparison.Ordinal);
     }
 
+    private static string RouteYaml(string ns) =>
+        MeshYaml.Namespace(ns) + MeshYaml.ServiceAccount(ns, "client") + MeshYaml.ServiceAccount(ns, "echo")
+        + MeshYaml.Sleep(ns, "client", "client", "wp-node-a")
+        + MeshYaml.Pod("echo-v1", ns, "wp-node-b", "echo", "echo", "v1") + MeshYaml.Pod("echo-v2", ns, "wp-node-b", "echo", "echo", "v2")
+        + MeshYaml.Service("echo", ns, "echo", 80, "http", portName: "http")
+        + VersionService(ns, "v1") + VersionService(ns, "v2") + $$$"""
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: echo-versions, namespace: {{{ns}}}}
+        spec:
+          parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+          rules:
+          - matches: [{headers: [{name: x-version, value: v2}]}]
+            backendRefs: [{name: echo-v2, port: 80}]
+          - matches: [{path: {type: PathPrefix, value: /split}}]
+            backendRefs: [{name: echo-v1, port: 80, weight: 90}, {name: echo-v2, port: 80, weight: 10}]
+        ---
+
+        """;
+
+    private static string VersionService(string ns, string version) => $$$"""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: echo-{{{version}}}, namespace: {{{ns}}}}
+        spec:
+          selector: {app: echo, version: {{{version}}}}
+          ports: [{name: http, port: 80, targetPort: http}]
+        ---
+
+        """;
+
+    // Skipped: on this commit the waypoint receives no ServiceProtocols/HTTPRoute resources (its log shows only
+    // Address and Authorization applied), relays every port as TCP, and so one connection sticks to one pod: 200 of
+    // 200 requests on echo-v2. Unskip once the waypoint terminates HTTP on the mesh.
+    [Fact(Skip = "the waypoint gets no ServiceProtocols/HTTPRoute over xDS yet: HTTP is relayed as TCP")]
+    public async Task HttpRoute_SplitsNinetyTen_MatchesAHeader_AndUnmatchedGoesToTheService()
+    {
+        using var run = await MeshRun.UpAsync("wpr", RouteYaml);
+        var ns = run.Namespace;
+        var apply = await run.CtlAsync(TimeSpan.FromSeconds(90), "waypoint", "apply", "-n", ns, "--enroll-namespace", "--wait");
+        Assert.True(apply.Code == 0, $"waypoint apply failed ({apply.Code}):\n{apply.Output}");
+        var url = $"http://echo.{ns}.svc.cluster.local";
+        using var client = MeshRun.ClientIn(run.Pod("client"), keepAlive: true);
+        // Routes apply once the ztunnel sends to the waypoint and the waypoint has the route: the header rule decides.
+        await MeshRun.EventuallyAsync(async () =>
+        {
+            for (var i = 0; i < 10; i++)
+            {
+                try
+                {
+                    if (await client.GetAsync(url + "/h", Ct, ("x-version", "v2")) != "echo-v2") return false;
+                }
+                catch (HttpRequestException)
+                {
+                    return false;
+                }
+            }
+            return true;
+        }, Propagation, () => Task.FromResult("the header match never sent every request to v2"));
+
+        var split = new Dictionary<string, int>();
+        for (var i = 0; i < 200; i++)
+        {
+            var pod = await client.GetAsync(url + "/split/" + i, Ct);
+            split[pod] = split.GetValueOrDefault(pod) + 1;
+        }
+        var v1 = split.GetValueOrDefault("echo-v1");
+        Assert.True(v1 is >= 165 and <= 195, "90/10 split of 200 gave " + string.Join(", ", split.Select(p => p.Key + "=" + p.Value)));
+        Assert.Equal(200, v1 + split.GetValueOrDefault("echo-v2"));
+
+        // No rule matches /other without the header: the Service's own endpoints, both versions.
+        var unmatched = new HashSet<string>();
+        for (var i = 0; i < 40 && unmatched.Count < 2; i++) unmatched.Add(await client.GetAsync(url + "/other", Ct));
+        Assert.Equal(["echo-v1", "echo-v2"], unmatched.Order(StringComparer.Ordinal));
+    }
+
     /// <summary>null when the echo answered, else what went wrong (while config propagates, errors are expected).</summary>
     private static async Task<string?> TryGetAsync(MeshRun.PodClient client, string url)
     {
