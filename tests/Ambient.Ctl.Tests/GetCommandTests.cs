@@ -115,9 +115,73 @@ public class GetCommandTests
         using var dir = new TempDir();
         dir.Write("mesh.yaml", MeshYaml.Namespace("demo") + Waypoint);
         var (_, table, _) = Get(dir.Path, "gtw", ns: "demo");
-        Assert.Equal(["waypoint", "-", "-", "-"], Lines(table)[1].Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(4));
+        Assert.Equal(["waypoint", "istio-waypoint", "service", "-"], Lines(table)[1].Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(4));
         var (_, deploy, _) = Get(dir.Path, "deploy", ns: "demo");
         Assert.Equal("web", Lines(deploy)[1].Trim());
+    }
+
+    // Captured from istiod-lite's /debug/waypoints on `local up` of samples/mesh with `waypoint apply -n demo
+    // --enroll-namespace` and a route whose second backend does not exist (waypoint list trimmed).
+    private const string DebugWaypoints = """
+        {
+          "configGeneration": 1,
+          "waypoints": [ { "namespace": "demo", "name": "waypoint", "routes": [ "demo/echo-split" ] } ],
+          "gateways": [
+            { "namespace": "demo", "name": "waypoint", "status": { "conditions": [
+              { "type": "Accepted", "status": "True", "reason": "Accepted", "message": "accepted as a waypoint" },
+              { "type": "Programmed", "status": "True", "reason": "Programmed", "message": "runs as pod demo/waypoint-pphm4gpt8d-7j5z7 on node node-1, address 127.18.254.240" } ] } }
+          ],
+          "httpRoutes": [
+            { "namespace": "demo", "name": "echo-split", "status": { "parents": [
+              { "parentRef": { "group": "", "kind": "Service", "namespace": "demo", "name": "echo", "port": 80 },
+                "controllerName": "istio.io/mesh-controller",
+                "conditions": [
+                  { "type": "Accepted", "status": "True", "reason": "Accepted", "message": "bound to waypoint demo/waypoint through Service demo/echo" },
+                  { "type": "ResolvedRefs", "status": "False", "reason": "BackendNotFound", "message": "backendRef Service demo/ghost does not exist" } ] } ] } }
+          ]
+        }
+        """;
+
+    private const string SplitRoute = """
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: echo-split, namespace: demo}
+        spec:
+          parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+          rules:
+          - backendRefs: [{name: echo, port: 80, weight: 90}, {name: ghost, port: 80, weight: 10}]
+        ---
+
+        """;
+
+    [Fact]
+    public void GatewayAndRouteStatus_FromIstiodLitesDebugWaypoints_WithReasons()
+    {
+        using var dir = new TempDir();
+        dir.Write("mesh.yaml", MeshYaml.Namespace("demo") + Waypoint + SplitRoute);
+        var status = IstiodResourceStatus.Parse(DebugWaypoints)!;
+        var (_, gateways, _) = Get(dir.Path, "gtw", ns: "demo", status: status);
+        Assert.Equal(["waypoint", "istio-waypoint", "service", "True"], Lines(gateways)[1].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        var (_, routes, _) = Get(dir.Path, "httproutes", ns: "demo", status: status);
+        Assert.Equal(["echo-split", "*", "Service/echo:80", "True", "False/BackendNotFound"], Lines(routes)[1].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+
+        var (_, json, _) = Get(dir.Path, "httproute", "echo-split", ns: "demo", output: "json", status: status);
+        var parent = JsonDocument.Parse(json).RootElement.GetProperty("status").GetProperty("parents")[0];
+        Assert.Equal("istio.io/mesh-controller", parent.GetProperty("controllerName").GetString());
+        Assert.Equal("backendRef Service demo/ghost does not exist", parent.GetProperty("conditions")[1].GetProperty("message").GetString());
+        var (_, yaml, _) = Get(dir.Path, "gtw", "waypoint", ns: "demo", output: "yaml", status: status);
+        Assert.Contains("status:\n  conditions:\n  - type: Accepted\n    status: \"True\"\n    reason: Accepted\n", yaml, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Status_UnknownWhenIstiodDoesNotAnswerOrAnswersSomethingElse()
+    {
+        Assert.Null(IstiodResourceStatus.Parse("not json"));
+        using var dir = new TempDir();
+        dir.Write("mesh.yaml", MeshYaml.Namespace("demo") + Waypoint);
+        var state = new LocalState(1, 1, dir.Path, "/tmp/state", "127.0.0.1", LocalState.PhaseReady, null, []) with { ControlAddress = "127.255.255.254" };
+        var (_, table, _) = Get(dir.Path, "gtw", ns: "demo", status: IstiodResourceStatus.FromMesh(state));
+        Assert.Equal("-", Lines(table)[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[3]);
     }
 
     [Fact]

@@ -188,9 +188,10 @@ internal sealed class MeshRun : IDisposable
         public int Connections => Volatile.Read(ref _connections);
 
         /// <summary>GET; returns the answering pod's name, or throws with what went wrong.</summary>
-        public async Task<string> GetAsync(string url, CancellationToken ct)
+        public async Task<string> GetAsync(string url, CancellationToken ct, params (string Name, string Value)[] headers)
         {
             using var request = new HttpRequestMessage(HttpMethod.Get, url);
+            foreach (var (name, value) in headers) request.Headers.Add(name, value);
             if (!_keepAlive) request.Headers.ConnectionClose = true;
             using var response = await _http.SendAsync(request, ct);
             var body = await response.Content.ReadAsStringAsync(ct);

@@ -64,5 +64,6 @@ internal sealed record LoadedConfig(string Path, ConfigSnapshot Snapshot, LocalS
     /// <summary>Every resource, the kinds the parser does not type yet included (listed by name).</summary>
     public IReadOnlyList<Resource> AllResources => Snapshot.Resources.AddRange(Snapshot.Ignored);
 
-    public MeshRuntime Runtime() => new(Snapshot.Resources, Running);
+    /// <summary>Pods from the state file; Gateway and HTTPRoute status from the running mesh's istiod-lite.</summary>
+    public MeshRuntime Runtime() => new(Snapshot.Resources, Running, Running is null ? null : IstiodResourceStatus.FromMesh(Running));
 }

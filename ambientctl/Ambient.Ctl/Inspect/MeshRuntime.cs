@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Ambient.Core.Config;
 using Ambient.Core.Model;
 using Ambient.Ctl.Local;
@@ -8,20 +9,20 @@ namespace Ambient.Ctl.Inspect;
 internal sealed record PodRuntime(int Running, int Containers, int Restarts, string? Node, string? Address);
 
 /// <summary>
-/// Status conditions of a resource as the control plane reports them (Gateway <c>Programmed</c>, HTTPRoute
-/// <c>Accepted</c> and <c>ResolvedRefs</c>), by condition type -> "True"/"False". istiod-lite is to publish them on its
-/// debug endpoint; until a source answers, commands show "-".
+/// The status of a resource as the control plane reports it, shaped as Kubernetes stores it: a Gateway's
+/// <c>{conditions: [{type, status, reason, message}]}</c> (Accepted, Programmed), an HTTPRoute's
+/// <c>{parents: [{parentRef, controllerName, conditions}]}</c> (Accepted, ResolvedRefs per parent). Null: unknown.
 /// </summary>
 internal interface IResourceStatusSource
 {
-    IReadOnlyDictionary<string, string>? Conditions(Resource resource);
+    JsonObject? Status(Resource resource);
 }
 
 /// <summary>No control plane status: every condition is unknown.</summary>
 internal sealed class NoResourceStatus : IResourceStatusSource
 {
     public static NoResourceStatus Instance { get; } = new();
-    public IReadOnlyDictionary<string, string>? Conditions(Resource resource) => null;
+    public JsonObject? Status(Resource resource) => null;
 }
 
 /// <summary>
@@ -62,5 +63,40 @@ internal sealed class MeshRuntime
         _ => "-",
     };
 
-    public string Condition(Resource resource, string type) => Status.Conditions(resource)?.GetValueOrDefault(type) ?? "-";
+    /// <summary>
+    /// One condition for a table cell: "True", "False/Reason", "-" when unknown. For a route with several parents, the
+    /// first parent where it is not True decides (kubectl users look for the one that is wrong).
+    /// </summary>
+    public string Condition(Resource resource, string type)
+    {
+        if (Status.Status(resource) is not { } status) return "-";
+        string? shown = null;
+        if (status["parents"] is JsonArray parents)
+        {
+            foreach (var parent in parents)
+            {
+                var one = Find(parent?["conditions"], type);
+                if (one is null) continue;
+                shown = one;
+                if (one != "True") break;
+            }
+        }
+        else
+        {
+            shown = Find(status["conditions"], type);
+        }
+        return shown ?? "-";
+    }
+
+    private static string? Find(JsonNode? conditions, string type)
+    {
+        if (conditions is not JsonArray list) return null;
+        foreach (var c in list)
+        {
+            if (c?["type"]?.GetValue<string>() != type) continue;
+            var value = c["status"]?.GetValue<string>() ?? "Unknown";
+            return value == "True" || c["reason"]?.GetValue<string>() is not { Length: > 0 } reason ? value : value + "/" + reason;
+        }
+        return null;
+    }
 }

@@ -54,11 +54,11 @@ internal static class ResourceDocument
                 var listeners = new JsonArray();
                 foreach (var l in gw.Listeners) listeners.Add(new JsonObject { ["name"] = l.Name, ["port"] = l.Port, ["protocol"] = l.Protocol });
                 doc["spec"] = new JsonObject { ["gatewayClassName"] = gw.GatewayClassName, ["listeners"] = listeners };
-                AddConditions(doc, mesh.Status.Conditions(gw));
+                AddStatus(doc, mesh.Status.Status(gw));
                 break;
             case HttpRouteResource route:
                 doc["spec"] = JsonNode.Parse(ProtoJson.Format(route.Spec));
-                AddConditions(doc, mesh.Status.Conditions(route));
+                AddStatus(doc, mesh.Status.Status(route));
                 break;
         }
         return doc;
@@ -93,12 +93,9 @@ internal static class ResourceDocument
         return spec;
     }
 
-    private static void AddConditions(JsonObject doc, IReadOnlyDictionary<string, string>? conditions)
+    private static void AddStatus(JsonObject doc, JsonObject? status)
     {
-        if (conditions is null) return;
-        var list = new JsonArray();
-        foreach (var (type, status) in conditions) list.Add(new JsonObject { ["type"] = type, ["status"] = status });
-        doc["status"] = new JsonObject { ["conditions"] = list };
+        if (status is not null) doc["status"] = status.DeepClone();
     }
 
     private static JsonObject Map(IEnumerable<KeyValuePair<string, string>> pairs)
