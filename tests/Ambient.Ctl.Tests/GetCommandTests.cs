@@ -21,7 +21,12 @@ public class GetCommandTests
         apiVersion: apps/v1
         kind: Deployment
         metadata: {name: web, namespace: demo}
-        spec: {replicas: 1}
+        spec:
+          replicas: 1
+          selector: {matchLabels: {app: web}}
+          template:
+            metadata: {labels: {app: web}}
+            spec: {nodeName: node-1, containers: [{name: web, image: ambient/echo}]}
         ---
 
         """;

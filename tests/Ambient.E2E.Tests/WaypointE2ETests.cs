@@ -207,10 +207,7 @@ public sealed class WaypointE2ETests
 
         """;
 
-    // Skipped: on this commit the waypoint receives no ServiceProtocols/HTTPRoute resources (its log shows only
-    // Address and Authorization applied), relays every port as TCP, and so one connection sticks to one pod: 200 of
-    // 200 requests on echo-v2. Unskip once the waypoint terminates HTTP on the mesh.
-    [Fact(Skip = "the waypoint gets no ServiceProtocols/HTTPRoute over xDS yet: HTTP is relayed as TCP")]
+    [Fact]
     public async Task HttpRoute_SplitsNinetyTen_MatchesAHeader_AndUnmatchedGoesToTheService()
     {
         using var run = await MeshRun.UpAsync("wpr", RouteYaml);
