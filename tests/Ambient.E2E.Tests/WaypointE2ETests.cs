@@ -190,6 +190,8 @@ public sealed class WaypointE2ETests
           rules:
           - matches: [{headers: [{name: x-version, value: v2}]}]
             backendRefs: [{name: echo-v2, port: 80}]
+          - matches: [{path: {type: Exact, value: /routed-v1}}]
+            backendRefs: [{name: echo-v1, port: 80}]
           - matches: [{path: {type: PathPrefix, value: /split}}]
             backendRefs: [{name: echo-v1, port: 80, weight: 90}, {name: echo-v2, port: 80, weight: 10}]
         ---
@@ -215,24 +217,32 @@ public sealed class WaypointE2ETests
         var apply = await run.CtlAsync(TimeSpan.FromSeconds(90), "waypoint", "apply", "-n", ns, "--enroll-namespace", "--wait");
         Assert.True(apply.Code == 0, $"waypoint apply failed ({apply.Code}):\n{apply.Output}");
         var url = $"http://echo.{ns}.svc.cluster.local";
-        using var client = MeshRun.ClientIn(run.Pod("client"), keepAlive: true);
-        // Routes apply once the ztunnel sends to the waypoint and the waypoint has the route: the header rule decides.
-        await MeshRun.EventuallyAsync(async () =>
+        // Routes apply once the ztunnel sends to the waypoint and the waypoint knows the port speaks HTTP and has the
+        // route. Until then the waypoint relays the tunnel as TCP and a kept-alive connection sticks to one pod, which
+        // can look like a header match; so the probe opens a connection per request and needs both rules to hold
+        // (chance of passing by luck: 2^-20).
+        using (var probe = MeshRun.ClientIn(run.Pod("client"), keepAlive: false))
         {
-            for (var i = 0; i < 10; i++)
+            await MeshRun.EventuallyAsync(async () =>
             {
-                try
+                for (var i = 0; i < 10; i++)
                 {
-                    if (await client.GetAsync(url + "/h", Ct, ("x-version", "v2")) != "echo-v2") return false;
+                    try
+                    {
+                        if (await probe.GetAsync(url + "/h", Ct, ("x-version", "v2")) != "echo-v2") return false;
+                        if (await probe.GetAsync(url + "/routed-v1", Ct) != "echo-v1") return false;
+                    }
+                    catch (HttpRequestException)
+                    {
+                        return false;
+                    }
                 }
-                catch (HttpRequestException)
-                {
-                    return false;
-                }
-            }
-            return true;
-        }, Propagation, () => Task.FromResult("the header match never sent every request to v2"));
+                return true;
+            }, Propagation, () => Task.FromResult("the header and exact-path rules never decided every request"));
+        }
 
+        // Opened after routing is live, so this kept-alive connection is served as HTTP and routed per request.
+        using var client = MeshRun.ClientIn(run.Pod("client"), keepAlive: true);
         var split = new Dictionary<string, int>();
         for (var i = 0; i < 200; i++)
         {
