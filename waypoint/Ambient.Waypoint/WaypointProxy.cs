@@ -173,12 +173,31 @@ internal sealed class WaypointProxy : IAsyncDisposable
         return Task.CompletedTask;
     }
 
+    private static readonly TimeSpan ShutdownGrace = TimeSpan.FromSeconds(5);
+
+    private static async Task BoundedAsync(Task step)
+    {
+        try
+        {
+            await step.WaitAsync(ShutdownGrace * 2).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // Left running: the process is exiting, and a stuck connection only holds its own resources.
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         // Tunnels first (no new connections into Kestrel), then Kestrel, then the client side and the control plane.
         await _inbound.DisposeAsync().ConfigureAwait(false);
-        await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
-        await _app.DisposeAsync().ConfigureAwait(false);
+        // Kestrel waits for its connections to finish; a tunnel connection that never completes must not hold the
+        // process (or a test) forever: after the grace period the rest of the shutdown goes on without it.
+        using (var grace = new CancellationTokenSource(ShutdownGrace))
+        {
+            await BoundedAsync(_app.StopAsync(grace.Token)).ConfigureAwait(false);
+        }
+        await BoundedAsync(_app.DisposeAsync().AsTask()).ConfigureAwait(false);
         _invoker.Dispose();
         await _pool.DisposeAsync().ConfigureAwait(false);
         await _control.DisposeAsync().ConfigureAwait(false);
