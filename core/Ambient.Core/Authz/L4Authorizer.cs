@@ -137,20 +137,22 @@ internal sealed class L4Authorizer
             policies = _resolved.GetValue(destination, Resolve);
         }
         var peer = new L4Peer(connection.SourceIdentity);
-        var (allowed, reason, policy) = Decide(policies.Deny, policies.Allow, connection, peer);
+        var (allowed, reason, policy) = Decide(policies.Enforced, connection, peer);
         L4DryRunDecision? dryRun = null;
-        if (policies.HasDryRun)
+        if (policies.WithDryRun is { } withDryRun)
         {
-            var (wouldAllow, dryReason, dryPolicy) = Decide(policies.DenyWithDryRun, policies.AllowWithDryRun, connection, peer);
+            var (wouldAllow, dryReason, dryPolicy) = Decide(withDryRun, connection, peer);
             dryRun = new L4DryRunDecision(wouldAllow, dryReason, dryPolicy);
         }
         return new L4Decision(allowed, reason, policy, dryRun);
     }
 
-    private static (bool, L4DecisionReason, L4Policy?) Decide(L4Policy[] deny, L4Policy[] allow, in L4Connection connection, in L4Peer peer)
+    private static (bool, L4DecisionReason, L4Policy?) Decide(L4PolicyIndex policies, in L4Connection connection, in L4Peer peer)
     {
+        // Only the policies that can match this peer, in order: the first that matches is the same as in a full scan.
+        var candidates = policies.For(peer);
         // "If there are any DENY policies that match the request, deny the request."
-        foreach (var p in deny)
+        foreach (var p in candidates.Deny)
         {
             if (p.Matches(connection, peer))
             {
@@ -158,12 +160,12 @@ internal sealed class L4Authorizer
             }
         }
         // "If there are no ALLOW policies for the workload, allow the request."
-        if (allow.Length == 0)
+        if (!policies.HasAllow)
         {
             return (true, L4DecisionReason.NoAllowPolicies, null);
         }
         // "If any of the ALLOW policies match the request, allow the request."
-        foreach (var p in allow)
+        foreach (var p in candidates.Allow)
         {
             if (p.Matches(connection, peer))
             {
@@ -214,8 +216,10 @@ internal sealed class L4Authorizer
             }
             withDryRun!.Add(p);
         }
-        return new WorkloadPolicies([.. deny], [.. allow], hasDryRun, [.. denyWithDryRun], [.. allowWithDryRun]);
+        return new WorkloadPolicies(new L4PolicyIndex([.. deny], [.. allow]),
+            hasDryRun ? new L4PolicyIndex([.. denyWithDryRun], [.. allowWithDryRun]) : null);
     }
 
-    private sealed record WorkloadPolicies(L4Policy[] Deny, L4Policy[] Allow, bool HasDryRun, L4Policy[] DenyWithDryRun, L4Policy[] AllowWithDryRun);
+    /// <param name="WithDryRun">null when no dry-run policy applies.</param>
+    private sealed record WorkloadPolicies(L4PolicyIndex Enforced, L4PolicyIndex? WithDryRun);
 }

@@ -20,6 +20,7 @@ internal sealed class L4Policy
         Action = action;
         DryRun = dryRun;
         _rules = rules;
+        RequiredPrincipals = Required(rules);
     }
 
     public string Name { get; }
@@ -30,6 +31,30 @@ internal sealed class L4Policy
     public Scope Scope { get; }
     public Action Action { get; }
     public bool DryRun { get; }
+
+    /// <summary>
+    /// The exact principals one of which the peer must have for this policy to match, or null when it can match
+    /// other peers too (a rule without an exact-principal clause). Empty: it never matches. A necessary condition
+    /// only (the policy is still evaluated in full), so <see cref="L4PolicyIndex"/> can skip policies that name
+    /// other peers without comparing a string.
+    /// </summary>
+    public IReadOnlySet<string>? RequiredPrincipals { get; }
+
+    // Policy: any rule (a union); rule: every clause (any constrained clause is a necessary condition, so take the
+    // first); clause: any match (a union, unconstrained when one match is).
+    private static HashSet<string>? Required(L4Rule[] rules)
+    {
+        var union = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var rule in rules)
+        {
+            if (rule.RequiredPrincipals() is not { } required)
+            {
+                return null;
+            }
+            union.UnionWith(required);
+        }
+        return union;
+    }
 
     public static L4Policy Compile(Authorization authorization)
     {
@@ -73,6 +98,33 @@ internal sealed class L4Policy
 
 internal sealed class L4Rule(L4Match[][] clauses)
 {
+    /// <summary>See <see cref="L4Policy.RequiredPrincipals"/>: null when no clause constrains the principal.</summary>
+    public HashSet<string>? RequiredPrincipals()
+    {
+        foreach (var clause in clauses)
+        {
+            if (clause.Length == 0)
+            {
+                continue;
+            }
+            var union = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var match in clause)
+            {
+                if (match.RequiredPrincipals() is not { } required)
+                {
+                    union = null;
+                    break;
+                }
+                union.UnionWith(required);
+            }
+            if (union is not null)
+            {
+                return union;
+            }
+        }
+        return null;
+    }
+
     public bool Matches(in L4Connection connection, in L4Peer peer)
     {
         foreach (var clause in clauses)
@@ -134,6 +186,30 @@ internal sealed class L4Match
     }
 
     public static L4Match Compile(Match match) => new(match);
+
+    /// <summary>The principals this match accepts when they are all exact (none when it never matches); null when
+    /// it accepts others (no principals field, or a prefix, suffix or presence form).</summary>
+    public IEnumerable<string>? RequiredPrincipals()
+    {
+        if (_empty)
+        {
+            return [];
+        }
+        if (_principals.Length == 0)
+        {
+            return null;
+        }
+        var exact = new string[_principals.Length];
+        for (int i = 0; i < exact.Length; i++)
+        {
+            if (_principals[i].Kind != L4StringMatchKind.Exact)
+            {
+                return null;
+            }
+            exact[i] = _principals[i].Value;
+        }
+        return exact;
+    }
 
     public bool Matches(in L4Connection c, in L4Peer peer)
     {
