@@ -178,6 +178,122 @@ public class GetCommandTests
         Assert.Contains("status:\n  conditions:\n  - type: Accepted\n    status: \"True\"\n    reason: Accepted\n", yaml, StringComparison.Ordinal);
     }
 
+    private const string Policies = """
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: allow-get, namespace: demo}
+        spec:
+          selector: {matchLabels: {app: web}}
+          action: ALLOW
+          rules: [{to: [{operation: {methods: [GET]}}]}]
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: deny-other, namespace: demo}
+        spec:
+          action: DENY
+          rules: [{from: [{source: {principals: [cluster.local/ns/demo/sa/other]}}]}]
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: at-waypoint, namespace: demo}
+        spec:
+          targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}]
+          action: DENY
+          rules: [{to: [{operation: {paths: [/admin]}}]}]
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {name: at-service, namespace: demo}
+        spec:
+          targetRefs: [{kind: Service, group: "", name: web}]
+          action: ALLOW
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web, namespace: demo}
+        spec:
+          selector: {app: web}
+          ports: [{name: http, port: 80, targetPort: 8080}]
+        ---
+
+        """;
+
+    // The shape of istiod-lite's /debug/authorizationpolicies (fields `get` does not read left out).
+    private const string DebugPolicies = """
+        {"rootNamespace": "istio-system", "policies": [
+          {"namespace": "demo", "name": "allow-get", "action": "ALLOW", "enforcedBy": "ztunnel", "scope": "WORKLOAD_SELECTOR", "dryRun": false, "rules": 1,
+           "warnings": ["rules[0]: L7 attributes (methods) in an ALLOW rule enforced by ztunnel: this rule never matches"]},
+          {"namespace": "demo", "name": "deny-other", "action": "DENY", "enforcedBy": "ztunnel", "scope": "NAMESPACE", "dryRun": false, "rules": 1, "warnings": []},
+          {"namespace": "demo", "name": "at-waypoint", "action": "DENY", "enforcedBy": "waypoint", "dryRun": false, "rules": 1, "warnings": []},
+          {"namespace": "demo", "name": "at-service", "action": "ALLOW", "enforcedBy": "waypoint", "dryRun": false, "rules": 0, "warnings": []}
+        ]}
+        """;
+
+    private static string[] Cells(string line) => line.Split("  ", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    [Theory]
+    [InlineData("authorizationpolicies")]
+    [InlineData("authorizationpolicy")]
+    [InlineData("ap")]
+    [InlineData("AuthorizationPolicy")]
+    public void AuthorizationPolicy_KindNames(string name) => Assert.Equal("AuthorizationPolicy", ResourceKinds.Find(name)!.Kind);
+
+    [Fact]
+    public void AuthorizationPolicies_ActionWhereEnforcedAndWarnings_FromIstiod()
+    {
+        using var dir = new TempDir();
+        dir.Write("mesh.yaml", MeshYaml.Namespace("demo") + Waypoint + Policies);
+        var fetched = 0;
+        var status = IstiodResourceStatus.Parse(DebugWaypoints, () => { fetched++; return DebugPolicies; })!;
+        var (code, table, _) = Get(dir.Path, "ap", ns: "demo", status: status);
+        Assert.Equal(0, code);
+        var lines = Lines(table);
+        Assert.Equal(["NAME", "ACTION", "ENFORCED-BY", "WARNINGS"], Cells(lines[0]));
+        Assert.Equal(["allow-get", "ALLOW", "ztunnel", "rules[0]: L7 attributes (methods) in an ALLOW rule enforced by ztunnel: this rule never matches"], Cells(lines[1]));
+        Assert.Equal(["at-service", "ALLOW", "none (service/web has no waypoint)", "<none>"], Cells(lines[2]));
+        Assert.Equal(["at-waypoint", "DENY", "waypoint/waypoint", "<none>"], Cells(lines[3]));
+        Assert.Equal(["deny-other", "DENY", "ztunnel", "<none>"], Cells(lines[4]));
+        Assert.Equal(1, fetched);
+
+        // The Service's waypoint enforces what targets the Service; -o wide adds the scope, dry-run and rule count.
+        dir.Write("mesh.yaml", MeshYaml.Namespace("demo") + Waypoint + Policies.Replace("metadata: {name: web, namespace: demo}", "metadata: {name: web, namespace: demo, labels: {istio.io/use-waypoint: waypoint}}", StringComparison.Ordinal));
+        (_, table, _) = Get(dir.Path, "ap", ns: "demo", output: "wide", status: IstiodResourceStatus.Parse(DebugWaypoints, () => DebugPolicies)!);
+        lines = Lines(table);
+        Assert.Equal(["NAME", "ACTION", "ENFORCED-BY", "WARNINGS", "SCOPE", "DRY-RUN", "RULES"], Cells(lines[0]));
+        Assert.Equal(["at-service", "ALLOW", "waypoint/waypoint", "<none>", "<none>", "false", "0"], Cells(lines[2]));
+        Assert.Equal(["deny-other", "DENY", "ztunnel", "<none>", "NAMESPACE", "false", "1"], Cells(lines[4]));
+    }
+
+    [Fact]
+    public void AuthorizationPolicies_WithoutAMesh_EnforcementFromTheSpec_WarningsUnknown()
+    {
+        using var dir = new TempDir();
+        dir.Write("mesh.yaml", MeshYaml.Namespace("demo") + Waypoint + Policies);
+        var (_, table, _) = Get(dir.Path, "authorizationpolicies", "allow-get", ns: "demo");
+        Assert.Equal(["allow-get", "ALLOW", "ztunnel", "-"], Cells(Lines(table)[1]));
+        (_, table, _) = Get(dir.Path, "ap", "at-waypoint", ns: "demo");
+        Assert.Equal(["at-waypoint", "DENY", "waypoint/waypoint", "-"], Cells(Lines(table)[1]));
+    }
+
+    [Fact]
+    public void AuthorizationPolicy_Yaml_HasTheSpecAndIstiodsStatus()
+    {
+        using var dir = new TempDir();
+        dir.Write("mesh.yaml", MeshYaml.Namespace("demo") + Waypoint + Policies);
+        var status = IstiodResourceStatus.Parse(DebugWaypoints, () => DebugPolicies)!;
+        var (code, json, _) = Get(dir.Path, "ap", "allow-get", ns: "demo", output: "json", status: status);
+        Assert.Equal(0, code);
+        var doc = JsonDocument.Parse(json).RootElement;
+        Assert.Equal("AuthorizationPolicy", doc.GetProperty("kind").GetString());
+        Assert.Equal("ALLOW", doc.GetProperty("spec").GetProperty("action").GetString());
+        Assert.Equal("ztunnel", doc.GetProperty("status").GetProperty("enforcedBy").GetString());
+        Assert.Equal("WORKLOAD_SELECTOR", doc.GetProperty("status").GetProperty("scope").GetString());
+        Assert.Single(doc.GetProperty("status").GetProperty("warnings").EnumerateArray());
+        var (_, yaml, _) = Get(dir.Path, "ap", "allow-get", ns: "demo", output: "yaml", status: status);
+        Assert.Contains("status:\n  enforcedBy: ztunnel\n", yaml, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Status_UnknownWhenIstiodDoesNotAnswerOrAnswersSomethingElse()
     {

@@ -32,9 +32,11 @@ internal sealed class NoResourceStatus : IResourceStatusSource
 internal sealed class MeshRuntime
 {
     private readonly Dictionary<string, PodRuntime> _pods = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string Kind, string Namespace, string Name), Resource> _resources = [];
 
     public MeshRuntime(IReadOnlyList<Resource> resources, LocalState? state, IResourceStatusSource? status = null)
     {
+        foreach (var r in resources) _resources.TryAdd((r.Kind, r is NamespaceResource ? "" : r.Metadata.Namespace, r.Metadata.Name), r);
         Addresses = LoopbackAddressAllocator.AssignAll(resources);
         Status = status ?? NoResourceStatus.Instance;
         MeshRunning = state is not null;
@@ -51,6 +53,9 @@ internal sealed class MeshRuntime
     public LoopbackAssignment Addresses { get; }
     public IResourceStatusSource Status { get; }
     public bool MeshRunning { get; }
+
+    /// <summary>A resource of the config by kind and name (a Namespace's namespace is ""), null when there is none.</summary>
+    public Resource? Find(string kind, string @namespace, string name) => _resources.GetValueOrDefault((kind, @namespace, name));
 
     public PodRuntime? Pod(string @namespace, string name) => _pods.GetValueOrDefault(@namespace + "/" + name);
 

@@ -15,6 +15,9 @@ internal static class ResourceDocument
 {
     private static readonly JsonFormatter ProtoJson = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(false));
 
+    // A policy's action is an enum whose default is ALLOW: left out, the spec would not say what the policy does.
+    private static readonly JsonFormatter ProtoJsonWithDefaults = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(true));
+
     public static JsonObject Build(Resource r, MeshRuntime mesh)
     {
         var metadata = new JsonObject { ["name"] = r.Metadata.Name };
@@ -59,6 +62,10 @@ internal static class ResourceDocument
             case HttpRouteResource route:
                 doc["spec"] = JsonNode.Parse(ProtoJson.Format(route.Spec));
                 AddStatus(doc, mesh.Status.Status(route));
+                break;
+            case AuthorizationPolicyResource policy:
+                doc["spec"] = JsonNode.Parse(ProtoJsonWithDefaults.Format(policy.Spec));
+                AddStatus(doc, mesh.Status.Status(policy));
                 break;
         }
         return doc;
