@@ -145,9 +145,11 @@ internal sealed class MeshRun : IDisposable
     /// <summary>
     /// An HTTP client "in" a pod: every connection goes through the pod's ztunnel SOCKS5 port. With
     /// <paramref name="keepAlive"/> it keeps one pooled connection (and counts how many it ever opened);
-    /// without, each request asks for `Connection: close` and so gets a new connection.
+    /// without, each request asks for `Connection: close` and so gets a new connection. With
+    /// <paramref name="fromPodAddress"/> its sockets are bound to the pod's address, as a pod's own are, so the
+    /// ztunnel forwards it as the source address (what ipBlocks policies see).
     /// </summary>
-    public static PodClient ClientIn(Component pod, bool keepAlive) => new(pod, keepAlive);
+    public static PodClient ClientIn(Component pod, bool keepAlive, bool fromPodAddress = false) => new(pod, keepAlive, fromPodAddress);
 
     internal sealed class PodClient : IDisposable
     {
@@ -155,7 +157,7 @@ internal sealed class MeshRun : IDisposable
         private readonly bool _keepAlive;
         private int _connections;
 
-        public PodClient(Component pod, bool keepAlive)
+        public PodClient(Component pod, bool keepAlive, bool fromPodAddress = false)
         {
             _keepAlive = keepAlive;
             var handler = new SocketsHttpHandler
@@ -171,6 +173,7 @@ internal sealed class MeshRun : IDisposable
                     var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
                     try
                     {
+                        if (fromPodAddress) socket.Bind(new IPEndPoint(IPAddress.Parse(pod.Address!).MapToIPv6(), 0));
                         await socket.ConnectAsync(ctx.DnsEndPoint, ct);
                         return new NetworkStream(socket, ownsSocket: true);
                     }
