@@ -152,7 +152,7 @@ internal static class Program
         SuiteResult Named(string name) => results.Find(r => r.Name == name) ?? throw new ArgumentException($"--setup name={name} is required");
         var env = EnvironmentOptions(o);
         env["settings"] = JsonSerializer.SerializeToNode(settings);
-        Console.Write(L4Report.Write(Named("direct"), Named("ztunnel"), Named("haproxy"), env, output));
+        Console.Write(L4Report.Write(Named("direct"), Named("ztunnel"), Named("haproxy"), env, output, results.Find(r => r.Name == L4Report.WithPolicies)));
         return 0;
     }
 

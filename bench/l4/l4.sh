@@ -3,6 +3,7 @@
 #   direct   client -> echo (127.77.0.3:8080)
 #   ztunnel  client -> SOCKS5 127.77.0.2:15080 (ztunnel node-1) -> pooled HBONE mTLS HTTP/2 -> ztunnel node-2 -> echo
 #   haproxy  client -> haproxy A 127.77.1.1:16080 (plain) -> TLS 1.3 mTLS -> haproxy B 127.77.1.2:16443 -> echo
+#   ztunnel-policies  the ztunnel pair to a second echo (127.77.0.4:8080) with 10 ALLOW policies in place
 # Every client socket is bound to the client pod's address 127.77.0.2. Everything stays on loopback; every process
 # started here is killed by pid on exit. Figures: see bench/l4/README.md.
 set -euo pipefail
@@ -24,6 +25,8 @@ read -r -a ZTUNNEL_ENV <<< "${L4_ZTUNNEL_ENV:-}"
 CLIENT_IP=127.77.0.2
 ECHO_IP=127.77.0.3
 ECHO_PORT=8080
+# The same echo server behind ten ALLOW policies (bench/l4/mesh/policies.yaml), measured as "ztunnel-policies".
+POLICY_ECHO_IP=127.77.0.4
 HAPROXY_A=127.77.1.1:16080
 HAPROXY_B=127.77.1.2:16443
 ISTIOD_GRPC=127.0.0.1:25012
@@ -92,6 +95,8 @@ start() { # name, command... ; sets $last_pid
 # --- (a) direct: the echo server ------------------------------------------------------------------------------------------------------
 start echo "$LOADGEN" echo --listen "$ECHO_IP:$ECHO_PORT"
 "$LOADGEN" probe --connect "$ECHO_IP:$ECHO_PORT" --timeout 20 >/dev/null
+start echo-policy "$LOADGEN" echo --listen "$POLICY_ECHO_IP:$ECHO_PORT"
+"$LOADGEN" probe --connect "$POLICY_ECHO_IP:$ECHO_PORT" --timeout 20 >/dev/null
 
 # --- (c) haproxy pair, TLS 1.3 mutual TLS ----------------------------------------------------------------------------
 certs="$work/certs"
@@ -120,6 +125,10 @@ for n in 1 2; do
 done
 for n in 1 2; do wait_http "http://127.0.1.$n:25021/healthz/ready" 60; done
 "$LOADGEN" probe --connect "$CLIENT_IP:15080" --bind "$CLIENT_IP" --socks-host echo.bench.svc.cluster.local --socks-port 80 --timeout 30 >/dev/null
+# The policies allow the bench client: traffic flows (a denial would fail the probe).
+"$LOADGEN" probe --connect "$CLIENT_IP:15080" --bind "$CLIENT_IP" --socks-host echo-policy.bench.svc.cluster.local --socks-port 80 --timeout 30 >/dev/null
+policies="$(curl -fsS "http://$ISTIOD_MON/debug/authorizationpolicies" | grep -c '"enforcedBy": "ztunnel"' || true)"
+[ "$policies" = 10 ] || { echo "l4: istiod-lite reports $policies ztunnel policies, not the 10 of bench/l4/mesh/policies.yaml" >&2; exit 1; }
 
 # --- report ----------------------------------------------------------------------------------------------------------
 mkdir -p "$root/bench/results"
@@ -130,6 +139,7 @@ log "measuring, interleaved (order rotated each run): direct, haproxy pair (nbth
     --setup "name=direct,connect=$ECHO_IP:$ECHO_PORT,bind=$CLIENT_IP" \
     --setup "name=haproxy,connect=$HAPROXY_A,bind=$CLIENT_IP,process=haproxy-a:$ha,process=haproxy-b:$hb" \
     --setup "name=ztunnel,connect=$CLIENT_IP:15080,bind=$CLIENT_IP,socks=echo.bench.svc.cluster.local:80,process=ztunnel-node-1:${zt[0]},process=ztunnel-node-2:${zt[1]}" \
+    --setup "name=ztunnel-policies,connect=$CLIENT_IP:15080,bind=$CLIENT_IP,socks=echo-policy.bench.svc.cluster.local:80,process=ztunnel-node-1:${zt[0]},process=ztunnel-node-2:${zt[1]}" \
     --env "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --env "cpus=$(nproc)" \
     --env "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)" \
@@ -143,4 +153,5 @@ log "measuring, interleaved (order rotated each run): direct, haproxy pair (nbth
     --env "latency=1000 req/s open loop, 4 connections, 1 KiB POST /echo bodies, ${LATENCY_SECONDS} s + 1 s warm-up" \
     --env "throughput=1 connection, GET /bulk (server->client), 1.5 s after 0.3 s warm-up" \
     --env "new_connections=4 closed-loop workers, connect + GET / Connection: close, 3 s after 0.5 s warm-up" \
-    --env "order=interleaved per run, rotated by one each run (run 1: direct, haproxy, ztunnel)"
+    --env "policies=ztunnel-policies: the same ztunnel pair to a second echo server with 10 ALLOW policies (bench/l4/mesh/policies.yaml), all matching the client" \
+    --env "order=interleaved per run, rotated by one each run (run 1: direct, haproxy, ztunnel, ztunnel-policies)"

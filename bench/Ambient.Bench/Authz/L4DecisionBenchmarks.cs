@@ -13,6 +13,8 @@ namespace Ambient.Bench.Authz;
 /// ztunnel's L4 authorization decision for one inbound connection with 100 policies on the destination workload
 /// (50 DENY, 50 ALLOW, each a principal + source CIDR clause and a ports clause). Every policy is evaluated: no DENY
 /// matches, and the ALLOW that matches is the last one (or none does). Goal: under 1 µs and 0 B allocated.
+/// Exact principals let the evaluator skip the policies naming other peers; the "prefix principals" case has the same
+/// policies with <c>principals: ["…/sa/other-NNN*"]</c>, which no index can skip, so it shows a scan of all 100.
 /// Run: dotnet run -c Release --project bench/Ambient.Bench -- --filter '*L4DecisionBenchmarks*' --job short
 /// </summary>
 [MemoryDiagnoser]
@@ -20,6 +22,7 @@ public class L4DecisionBenchmarks
 {
     private const int PolicyCount = 100;
     private L4Authorizer _authorizer = L4Authorizer.Empty;
+    private L4Authorizer _scanned = L4Authorizer.Empty;
     private WorkloadInfo _workload = null!;
     private L4Connection _allowedByLast;
     private L4Connection _deniedByNone;
@@ -27,8 +30,30 @@ public class L4DecisionBenchmarks
     [GlobalSetup]
     public void Setup()
     {
+        _authorizer = Build(prefix: false, out var names);
+        _scanned = Build(prefix: true, out _);
+        _workload = new WorkloadInfo("Kubernetes//Pod/demo/echo", "demo", "cluster.local", "echo")
+        {
+            Name = "echo",
+            CanonicalName = "echo",
+            WorkloadName = "echo",
+            AuthorizationPolicies = [.. names],
+        };
+        _allowedByLast = new L4Connection("spiffe://cluster.local/ns/demo/sa/client", IPAddress.Parse("127.0.0.10"), IPAddress.Parse("127.0.0.20"), 8080);
+        _deniedByNone = new L4Connection("spiffe://cluster.local/ns/demo/sa/stranger", IPAddress.Parse("127.0.0.10"), IPAddress.Parse("127.0.0.20"), 8080);
+        foreach (var authorizer in new[] { _authorizer, _scanned })
+        {
+            if (!authorizer.Evaluate(_workload, _allowedByLast).Allowed || authorizer.Evaluate(_workload, _deniedByNone).Allowed)
+            {
+                throw new InvalidOperationException("benchmark policies do not decide as intended");
+            }
+        }
+    }
+
+    private static L4Authorizer Build(bool prefix, out List<string> names)
+    {
         var policies = new List<Authorization>();
-        var names = new List<string>();
+        names = [];
         for (int i = 0; i < PolicyCount; i++)
         {
             var action = i % 2 == 0 ? Action.Deny : Action.Allow;
@@ -37,7 +62,7 @@ public class L4DecisionBenchmarks
             var from = new Clause();
             from.Matches.Add(new Match
             {
-                Principals = { new StringMatch { Exact = principal } },
+                Principals = { prefix ? new StringMatch { Prefix = principal } : new StringMatch { Exact = principal } },
                 SourceIps = { new Address { Address_ = ByteString.CopyFrom(127, 0, 0, 0), Length = 8 } },
             });
             var to = new Clause();
@@ -49,20 +74,7 @@ public class L4DecisionBenchmarks
             policies.Add(policy);
             names.Add($"demo/policy-{i:D3}");
         }
-        _authorizer = L4Authorizer.Build(policies);
-        _workload = new WorkloadInfo("Kubernetes//Pod/demo/echo", "demo", "cluster.local", "echo")
-        {
-            Name = "echo",
-            CanonicalName = "echo",
-            WorkloadName = "echo",
-            AuthorizationPolicies = [.. names],
-        };
-        _allowedByLast = new L4Connection("spiffe://cluster.local/ns/demo/sa/client", IPAddress.Parse("127.0.0.10"), IPAddress.Parse("127.0.0.20"), 8080);
-        _deniedByNone = new L4Connection("spiffe://cluster.local/ns/demo/sa/stranger", IPAddress.Parse("127.0.0.10"), IPAddress.Parse("127.0.0.20"), 8080);
-        if (!_authorizer.Evaluate(_workload, _allowedByLast).Allowed || _authorizer.Evaluate(_workload, _deniedByNone).Allowed)
-        {
-            throw new InvalidOperationException("benchmark policies do not decide as intended");
-        }
+        return L4Authorizer.Build(policies);
     }
 
     [Benchmark(Description = "L4 decision, 100 policies, last ALLOW matches")]
@@ -70,4 +82,7 @@ public class L4DecisionBenchmarks
 
     [Benchmark(Description = "L4 decision, 100 policies, none matches (denied)")]
     public bool DeniedByNone() => _authorizer.Evaluate(_workload, _deniedByNone).Allowed;
+
+    [Benchmark(Description = "L4 decision, 100 prefix principals (full scan), last ALLOW matches")]
+    public bool ScannedAllowedByLast() => _scanned.Evaluate(_workload, _allowedByLast).Allowed;
 }

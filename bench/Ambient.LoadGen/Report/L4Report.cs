@@ -8,10 +8,15 @@ namespace Ambient.LoadGen.Report;
 
 /// <summary>
 /// The side-by-side table: for every figure the median over runs with its min-max spread, and ratios of the mesh
-/// (ztunnel pair) to direct and to the C peer (haproxy pair); then the targets, met or missed by how much.
+/// (ztunnel pair) to direct and to the C peer (haproxy pair); then the targets, met or missed by how much. With a
+/// setup named <see cref="WithPolicies"/> (the ztunnel pair to a workload with ALLOW policies in place), its figures
+/// and their ratio to the no-policy ztunnel run follow, with the target that authorization costs less than the noise.
 /// </summary>
 internal static class L4Report
 {
+    /// <summary>The setup name of the ztunnel pair measured against a destination with AuthorizationPolicies.</summary>
+    public const string WithPolicies = "ztunnel-policies";
+
     internal sealed record Stat(double Median, double Min, double Max)
     {
         public static Stat Of(IReadOnlyList<double> values)
@@ -46,7 +51,7 @@ internal static class L4Report
         new("proxy peak RSS (max of pair)", "MiB", false, r => MaxRss(r)),
     ];
 
-    public static string Write(SuiteResult direct, SuiteResult mesh, SuiteResult peer, JsonObject environment, string jsonPath)
+    public static string Write(SuiteResult direct, SuiteResult mesh, SuiteResult peer, JsonObject environment, string jsonPath, SuiteResult? policies = null)
     {
         var sb = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
@@ -70,8 +75,9 @@ internal static class L4Report
                 ["ztunnelOverHaproxy"] = Num(m.Median / p.Median),
             });
         }
-        sb.AppendLine();
         var targets = new JsonArray();
+        var policyRows = policies is null ? null : WritePolicies(sb, mesh, policies, targets);
+        sb.AppendLine();
         var tput = Rows[0].Get(mesh).Median / Rows[0].Get(peer).Median;
         Target(sb, targets, "throughput >= 0.5x haproxy pair", tput >= 0.5, $"{tput:F2}x");
         // Added P99 pools every run's samples per setup (runs are interleaved, so each setup saw the same spread of
@@ -108,12 +114,52 @@ internal static class L4Report
             ["environment"] = environment,
             ["rows"] = rows,
             ["targets"] = targets,
-            ["setups"] = new JsonArray(Raw(direct), Raw(mesh), Raw(peer)),
+            ["setups"] = policies is null ? new JsonArray(Raw(direct), Raw(mesh), Raw(peer)) : new JsonArray(Raw(direct), Raw(mesh), Raw(peer), Raw(policies)),
         };
+        if (policyRows is not null) json["policyRows"] = policyRows;
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(jsonPath))!);
         File.WriteAllText(jsonPath, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         sb.AppendLine(inv, $"JSON: {jsonPath}");
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// The ztunnel pair with ALLOW policies on the destination beside the one without: each figure and the ratio. The
+    /// decision is made once per connection, so the target is on new connections/s and on P50 latency: the policy
+    /// run's median within the no-policy run's min-max spread (or better), i.e. the cost is lost in the noise.
+    /// </summary>
+    private static JsonArray WritePolicies(StringBuilder sb, SuiteResult mesh, SuiteResult policies, JsonArray targets)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        sb.AppendLine();
+        sb.AppendLine(inv, $"{"metric",-34} {"unit",-6} {"ztunnel pair",-22} {"+ ALLOW policies",-22} {"pol/zt",9}");
+        sb.AppendLine(new string('-', 97));
+        var rows = new JsonArray();
+        foreach (var row in Rows)
+        {
+            var m = row.Get(mesh);
+            var p = row.Get(policies);
+            sb.AppendLine(inv, $"{row.Metric,-34} {row.Unit,-6} {Cell(m),-22} {Cell(p),-22} {Ratio(p.Median, m.Median),9}");
+            rows.Add(new JsonObject
+            {
+                ["metric"] = row.Metric,
+                ["unit"] = row.Unit,
+                ["ztunnel"] = StatJson(m),
+                ["ztunnelWithPolicies"] = StatJson(p),
+                ["policiesOverZtunnel"] = Num(p.Median / m.Median),
+            });
+        }
+        sb.AppendLine();
+        foreach (var index in (int[])[5, 1])
+        {
+            var row = Rows[index];
+            var m = row.Get(mesh);
+            var p = row.Get(policies);
+            var within = row.HigherIsBetter ? p.Median >= m.Min : p.Median <= m.Max;
+            Target(sb, targets, $"ALLOW policies: {row.Metric} within spread", within,
+                $"{Ratio(p.Median, m.Median)} ({Fmt(p.Median)} vs {Fmt(m.Median)} {row.Unit}, no-policy spread {Fmt(m.Min)}-{Fmt(m.Max)})");
+        }
+        return rows;
     }
 
     internal static void Target(StringBuilder sb, JsonArray targets, string name, bool? met, string detail)
