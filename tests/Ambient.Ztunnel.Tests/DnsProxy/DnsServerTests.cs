@@ -94,6 +94,16 @@ public sealed class DnsServerTests : IAsyncLifetime
         Assert.Throws<ArgumentException>(() => DnsServer.Start(self, new DnsAnswerer(Mesh()), new DnsForwarder([self]), NullLogger.Instance));
     }
 
+    [Fact]
+    public void ResolvConf_NameserverLines_ArePort53_AndNoneMeansLoopback()
+    {
+        using var dir = new Ambient.TestCommon.TempDir();
+        var conf = dir.Write("resolv.conf", "# comment\nsearch demo.svc.cluster.local\nnameserver 10.0.0.2\nnameserver\tfd00::53\nnameserver bogus\noptions ndots:5\n");
+        Assert.Equal(["10.0.0.2:53", "[fd00::53]:53"], DnsForwarder.ReadResolvConf(conf).Select(e => e.ToString()));
+        Assert.Equal(["127.0.0.1:53"], DnsForwarder.ReadResolvConf(dir.Write("empty.conf", "search x\n")).Select(e => e.ToString()));
+        Assert.Equal(["127.0.0.1:53"], DnsForwarder.ReadResolvConf(Path.Combine(dir.Path, "missing")).Select(e => e.ToString()));
+    }
+
     public static TheoryData<string, byte[]> FormatErrors => new()
     {
         { "pointer loop", [0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 1, (byte)'a', 0xC0, 12, 0, 1, 0, 1] },

@@ -366,8 +366,8 @@ internal sealed partial class DnsServer : IAsyncDisposable
         catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
         {
         }
+        // _stopping is not disposed: forwards and TCP connections still winding down hold its token.
         Log.Stopped(_logger, UdpEndPoint);
-        _stopping.Dispose();
     }
 
     /// <summary>
