@@ -68,15 +68,13 @@ public sealed class DnsServerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task DeadUpstream_IsServFail()
+    public async Task SilentUpstream_IsServFail_AfterTheTimeout()
     {
-        // A port nobody listens on: the connected UDP socket learns so from the ICMP error.
-        using var placeholder = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        placeholder.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        var dead = (IPEndPoint)placeholder.LocalEndPoint!;
-        placeholder.Dispose();
+        // Bound, never read: the forwarder waits its timeout and the client gets SERVFAIL, with its OPT echoed.
+        using var silent = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        silent.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         await using var server = DnsServer.Start(new IPEndPoint(IPAddress.Loopback, 0), new DnsAnswerer(Mesh()),
-            new DnsForwarder([dead], TimeSpan.FromMilliseconds(500)), NullLogger.Instance);
+            new DnsForwarder([(IPEndPoint)silent.LocalEndPoint!], TimeSpan.FromMilliseconds(300)), NullLogger.Instance);
         var response = Read(await UdpExchangeAsync(server.UdpEndPoint, Query("example.com", id: 9, ednsPayload: 1232), DemoClient));
         Assert.Equal((9, 2), (response.Id, response.ResponseCode));
         Assert.True(response.HasOpt);
@@ -86,12 +84,16 @@ public sealed class DnsServerTests : IAsyncLifetime
     [Fact]
     public void UpstreamThatIsTheProxyItself_IsRefused()
     {
-        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        var port = ((IPEndPoint)probe.LocalEndPoint!).Port;
-        probe.Dispose();
-        var self = new IPEndPoint(IPAddress.Loopback, port);
-        Assert.Throws<ArgumentException>(() => DnsServer.Start(self, new DnsAnswerer(Mesh()), new DnsForwarder([self]), NullLogger.Instance));
+        // Through the socket seam, so the proxy's own address is known before it starts.
+        var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        udp.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        tcp.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        tcp.Listen(1);
+        var self = (IPEndPoint)udp.LocalEndPoint!;
+        Assert.Throws<ArgumentException>(() => DnsServer.Start(udp, tcp, new DnsAnswerer(Mesh()), new DnsForwarder([self]), NullLogger.Instance));
+        // The refused server closed both sockets.
+        Assert.Throws<ObjectDisposedException>(() => udp.LocalEndPoint);
     }
 
     [Fact]

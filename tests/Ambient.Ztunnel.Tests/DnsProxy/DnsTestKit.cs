@@ -220,17 +220,32 @@ internal sealed class FakeUpstream : IAsyncDisposable
 {
     public static readonly IPAddress Answer = IPAddress.Parse("192.0.2.53");
 
-    private readonly Socket _udp = new(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-    private readonly Socket _tcp = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+    private readonly Socket _udp;
+    private readonly Socket _tcp;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _udpLoop;
     private readonly Task _tcpLoop;
 
     public FakeUpstream()
     {
-        _udp.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        // UDP picks the port; TCP needs the same number, which another test may hold on TCP: try again then.
+        for (var attempt = 0; ; attempt++)
+        {
+            _udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            _udp.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            _tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                _tcp.Bind(_udp.LocalEndPoint!);
+                break;
+            }
+            catch (SocketException) when (attempt < 20)
+            {
+                _udp.Dispose();
+                _tcp.Dispose();
+            }
+        }
         EndPoint = (IPEndPoint)_udp.LocalEndPoint!;
-        _tcp.Bind(EndPoint);
         _tcp.Listen(8);
         _udpLoop = ServeUdpAsync();
         _tcpLoop = ServeTcpAsync();
