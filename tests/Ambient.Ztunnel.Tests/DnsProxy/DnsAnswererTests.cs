@@ -175,24 +175,7 @@ public class DnsAnswererTests
         var buffer = new byte[1232];
         for (var i = 0; i < 200_000; i++)
         {
-            byte[] message;
-            if (i % 2 == 0)
-            {
-                message = new byte[random.Next(0, 300)];
-                random.NextBytes(message);
-            }
-            else
-            {
-                message = (byte[])valid.Clone();
-                for (var flips = random.Next(1, 4); flips > 0; flips--)
-                {
-                    message[random.Next(message.Length)] = (byte)random.Next(256);
-                }
-            }
-            if (message.Length > 2)
-            {
-                message[2] &= 0x7F;
-            }
+            var message = Junk(random, valid, maxRandomLength: 300, keepResponses: false);
             try
             {
                 _answerer.Answer(message, DemoClient, overTcp: i % 3 == 0, buffer, out var length, out _);

@@ -167,25 +167,7 @@ public sealed class DnsServerTests : IAsyncLifetime
         var valid = Query("echo.demo");
         for (var i = 0; i < 3000; i++)
         {
-            byte[] junk;
-            if (i % 2 == 0)
-            {
-                junk = new byte[random.Next(0, 600)];
-                random.NextBytes(junk);
-            }
-            else
-            {
-                // A real query with a few bytes flipped: gets past the header checks more often.
-                junk = (byte[])valid.Clone();
-                for (var flips = random.Next(1, 4); flips > 0; flips--)
-                {
-                    junk[random.Next(junk.Length)] = (byte)random.Next(256);
-                }
-            }
-            if (junk.Length > 2 && i % 10 != 0)
-            {
-                junk[2] &= 0x7F; // mostly queries (QR=0), so they are parsed rather than dropped
-            }
+            var junk = Junk(random, valid, maxRandomLength: 600, keepResponses: i % 10 == 0);
             await socket.SendToAsync(junk, Udp);
             if (i % 100 == 0)
             {

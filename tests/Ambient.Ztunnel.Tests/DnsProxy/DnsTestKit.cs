@@ -94,6 +94,34 @@ internal static class DnsTestKit
         return [.. message];
     }
 
+    /// <summary>
+    /// For the fuzz tests: random bytes or a valid message with one to three bytes changed (which gets past the header
+    /// checks far more often), in turn; the QR bit cleared, unless <paramref name="keepResponses"/>, so that most are
+    /// parsed as queries rather than dropped as responses.
+    /// </summary>
+    public static byte[] Junk(Random random, byte[] valid, int maxRandomLength, bool keepResponses)
+    {
+        byte[] junk;
+        if (random.Next(2) == 0)
+        {
+            junk = new byte[random.Next(0, maxRandomLength)];
+            random.NextBytes(junk);
+        }
+        else
+        {
+            junk = (byte[])valid.Clone();
+            for (var flips = random.Next(1, 4); flips > 0; flips--)
+            {
+                junk[random.Next(junk.Length)] = (byte)random.Next(256);
+            }
+        }
+        if (junk.Length > 2 && !keepResponses)
+        {
+            junk[2] &= 0x7F;
+        }
+        return junk;
+    }
+
     /// <summary>A name as labels: each its length then its bytes, and the zero-length root label.</summary>
     public static byte[] Name(string name)
     {
