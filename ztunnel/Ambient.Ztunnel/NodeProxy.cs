@@ -7,6 +7,7 @@ using Ambient.Core.Memory;
 using Ambient.Core.Telemetry;
 using Ambient.Core.Xds;
 using Ambient.Ztunnel.Admin;
+using Ambient.Ztunnel.DnsProxy;
 using Ambient.Dataplane.Control;
 using Ambient.Dataplane.Identity;
 using Ambient.Ztunnel.Proxy;
@@ -22,7 +23,7 @@ namespace Ambient.Ztunnel;
 /// One node's proxy, composed (the composition root and nothing else): discovery feeds <see cref="ProxyState"/>; the
 /// certificate manager follows the local pods; <see cref="PodListeners"/> keeps an HBONE listener (podIP:15008) and a
 /// SOCKS5 front door (podIP:15080) per local enrolled pod; every front door calls one <see cref="OutboundProxy"/>,
-/// whose tunnels share one HBONE pool; the admin ports report it all (<see cref="ConfigDump"/>,
+/// whose tunnels share one HBONE pool; an optional <see cref="DnsServer"/> answers the mesh's names; the admin ports report it all (<see cref="ConfigDump"/>,
 /// <see cref="NodeReadiness"/>). Program and the functional tests start it the same way.
 /// </summary>
 internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
@@ -33,11 +34,14 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
     private readonly HboneInboundServer _inbound;
     private readonly MemoryTrimmer _trimmer;
     private readonly PodListeners _listeners;
+    private readonly ILoggerFactory _loggerFactory;
     private AdminServer? _admin;
+    private DnsServer? _dns;
 
     private NodeProxy(ZtunnelOptions options, ILoggerFactory loggerFactory, HboneClientOptions? hboneOptions, HboneInboundOptions? inboundOptions)
     {
         _options = options;
+        _loggerFactory = loggerFactory;
         _control = ControlPlane.Create(new ControlPlaneOptions
         {
             IstiodAddress = options.Istiod,
@@ -72,6 +76,9 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
 
     public IReadOnlyDictionary<IPAddress, IPEndPoint> SocksListeners => _listeners.Socks;
 
+    /// <summary>The DNS proxy on the node address; null unless <see cref="ZtunnelOptions.DnsPort"/> is set.</summary>
+    public DnsServer? Dns => _dns;
+
     public static async Task<NodeProxy> StartAsync(ZtunnelOptions options, ILoggerFactory loggerFactory, CancellationToken cancellationToken,
         HboneClientOptions? hboneOptions = null, HboneInboundOptions? inboundOptions = null)
     {
@@ -80,6 +87,7 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
         {
             proxy._admin = await AdminServer.StartAsync(options.Address, options.AdminPorts, proxy, loggerFactory, cancellationToken).ConfigureAwait(false);
             proxy._listeners.Start();
+            proxy.StartDns();
             proxy._control.Start();
             return proxy;
         }
@@ -88,6 +96,22 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
             await proxy.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Loopback mode: one DNS proxy on the node address, for every pod of the node (each query's source address names
+    /// its pod). In netns mode the same server is to be opened inside each pod's namespace instead
+    /// (<see cref="DnsServer.Start(System.Net.Sockets.Socket, System.Net.Sockets.Socket, DnsAnswerer, DnsForwarder, ILogger, DnsServerOptions?)"/>).
+    /// </summary>
+    private void StartDns()
+    {
+        if (_options.DnsPort is not { } port)
+        {
+            return;
+        }
+        var upstreams = _options.DnsUpstreams.IsEmpty ? DnsForwarder.ReadResolvConf() : _options.DnsUpstreams;
+        _dns = DnsServer.Start(new IPEndPoint(_options.Address, port), new DnsAnswerer(State), new DnsForwarder(upstreams),
+            _loggerFactory.CreateLogger<DnsServer>());
     }
 
     /// <summary>Completes once discovery has synced and every local identity has a certificate.</summary>
@@ -106,6 +130,10 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_dns is not null)
+        {
+            await _dns.DisposeAsync().ConfigureAwait(false);
+        }
         await _listeners.DisposeAsync().ConfigureAwait(false);
         await _inbound.DisposeAsync().ConfigureAwait(false);
         _trimmer.Dispose();

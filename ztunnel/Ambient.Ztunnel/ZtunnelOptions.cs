@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Net;
 using Ambient.Core;
 using Ambient.Core.Identity;
@@ -24,10 +25,17 @@ internal sealed record ZtunnelOptions(
     /// <summary>SPIFFE trust domain of this mesh: peers of any other are refused.</summary>
     public string TrustDomain { get; init; } = SpiffeId.DefaultTrustDomain;
 
+    /// <summary>Port of the DNS proxy (UDP and TCP) on <see cref="Address"/>; null: no DNS proxy (the default).</summary>
+    public int? DnsPort { get; init; }
+
+    /// <summary>Where the DNS proxy sends names the mesh does not answer; empty: the nameservers of /etc/resolv.conf.</summary>
+    public ImmutableArray<IPEndPoint> DnsUpstreams { get; init; } = [];
+
     public const string Usage =
         """
         usage: ztunnel --node NAME --root FILE --token-file FILE [--istiod https://IP:PORT] [--address IP]
                        [--hbone-port N] [--socks-port N] [--admin-port N] [--metrics-port N] [--readiness-port N]
+                       [--dns-port N [--dns-upstream IP[:PORT]]...]
           --node NAME          the node this proxy serves (pods with spec.nodeName = NAME)
           --root FILE          mesh root certificate (istiod-lite state folder: root-cert.pem)
           --token-file FILE    this node's token (istiod-lite state folder: tokens/NAME.token)
@@ -35,6 +43,9 @@ internal sealed record ZtunnelOptions(
           --address IP         where the node-wide admin ports listen, default 127.0.0.1
           --cert-ttl SECONDS   workload certificate lifetime to request, default 86400, at most 7776000 (90 days)
           --trust-domain TD    SPIFFE trust domain of the mesh (as istiod-lite's), default cluster.local
+          --dns-port N         serve the DNS proxy (UDP and TCP) on --address:N (Istio: 15053); off by default
+          --dns-upstream IP[:PORT]
+                               resolver for names that are not the mesh's (repeatable), default: /etc/resolv.conf's
         """;
 
     private const int MaxCertTtlSeconds = 90 * 24 * 3600;
@@ -45,6 +56,8 @@ internal sealed record ZtunnelOptions(
         var address = IPAddress.Loopback;
         int hbone = MeshPorts.Hbone, socks = MeshPorts.Socks5, admin = MeshPorts.Admin, metrics = MeshPorts.Metrics, ready = MeshPorts.Readiness;
         var ttl = TimeSpan.FromHours(24);
+        int? dnsPort = null;
+        var dnsUpstreams = ImmutableArray.CreateBuilder<IPEndPoint>();
         for (var i = 0; i < args.Length; i++)
         {
             var name = args[i];
@@ -66,6 +79,12 @@ internal sealed record ZtunnelOptions(
                 case "--admin-port": if (!Port(value, out admin)) { error = $"--admin-port: '{value}' is not a port"; return null; } break;
                 case "--metrics-port": if (!Port(value, out metrics)) { error = $"--metrics-port: '{value}' is not a port"; return null; } break;
                 case "--readiness-port": if (!Port(value, out ready)) { error = $"--readiness-port: '{value}' is not a port"; return null; } break;
+                case "--dns-port":
+                    if (!Port(value, out var dns)) { error = $"--dns-port: '{value}' is not a port"; return null; }
+                    dnsPort = dns; break;
+                case "--dns-upstream":
+                    if (!IPEndPoint.TryParse(value, out var upstream)) { error = $"--dns-upstream: '{value}' is not IP or IP:PORT"; return null; }
+                    dnsUpstreams.Add(upstream.Port == 0 ? new IPEndPoint(upstream.Address, 53) : upstream); break;
                 case "--cert-ttl":
                     if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds) || seconds < 1)
                     { error = $"--cert-ttl: '{value}' is not a positive number of seconds"; return null; }
@@ -84,7 +103,13 @@ internal sealed record ZtunnelOptions(
         if (common.CheckFiles() is { } missing) { error = missing; return null; }
         error = null;
         return new ZtunnelOptions(node, address, common.Istiod, Path.GetFullPath(root), Path.GetFullPath(token), hbone, socks,
-            new AdminPorts(admin, metrics, ready), common.ClusterId) { CertificateTtl = ttl, TrustDomain = common.TrustDomain };
+            new AdminPorts(admin, metrics, ready), common.ClusterId)
+        {
+            CertificateTtl = ttl,
+            TrustDomain = common.TrustDomain,
+            DnsPort = dnsPort,
+            DnsUpstreams = dnsUpstreams.ToImmutable(),
+        };
     }
 
     private static bool Port(string value, out int port) => ControlPlaneArguments.TryParsePort(value, out port);

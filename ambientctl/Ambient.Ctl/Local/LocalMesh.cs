@@ -165,7 +165,9 @@ internal sealed class LocalMesh : IAsyncDisposable
             await StartAsync(new ComponentSpec("ztunnel-" + node, "ztunnel", ztunnel,
                 ["--node", node, "--address", address.ToString(), "--root", rootCert,
                  "--token-file", Path.Combine(state, "tokens", node + ".token"),
-                 "--istiod", $"https://{control}:{MeshPorts.IstiodGrpc}"],
+                 "--istiod", $"https://{control}:{MeshPorts.IstiodGrpc}",
+                 // The node's DNS proxy: a pod's resolver asks it from the pod's own address.
+                 "--dns-port", MeshPorts.Dns.ToString(CultureInfo.InvariantCulture)],
                 new Dictionary<string, string>(), address.ToString(), node, Path.Combine(logs, $"ztunnel-{node}.log"))).ConfigureAwait(false);
         }
         foreach (var (node, address) in _plan.Nodes)

@@ -35,7 +35,9 @@ internal sealed class MeshEnvironment : IAsyncDisposable
 
     public string Warnings() => string.Join("\n", Logs.AtLeast(LogLevel.Warning).Select(e => $"{e.Category}: {e.Message} {e.Exception?.Message}"));
 
-    public static async Task<MeshEnvironment> StartAsync(string ns, bool enrolled = true, TimeSpan? certificateTtl = null)
+    /// <param name="configure">Changes each node's options before it starts (e.g. to turn the DNS proxy on).</param>
+    public static async Task<MeshEnvironment> StartAsync(string ns, bool enrolled = true, TimeSpan? certificateTtl = null,
+        Func<ZtunnelOptions, ZtunnelOptions>? configure = null)
     {
         var dir = new TempDir();
         var config = Path.Combine(dir.Path, "mesh");
@@ -63,7 +65,7 @@ internal sealed class MeshEnvironment : IAsyncDisposable
                 {
                     CertificateTtl = certificateTtl ?? TimeSpan.FromHours(24),
                 };
-                env.Nodes[node] = await NodeProxy.StartAsync(options, logs, CancellationToken.None);
+                env.Nodes[node] = await NodeProxy.StartAsync(configure is null ? options : configure(options), logs, CancellationToken.None);
             }
             using var ready = new CancellationTokenSource(TimeSpan.FromSeconds(30));
             foreach (var n in env.Nodes.Values)

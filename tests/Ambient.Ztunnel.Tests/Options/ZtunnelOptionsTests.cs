@@ -39,4 +39,21 @@ public sealed class ZtunnelOptionsTests : IDisposable
         Assert.Null(ZtunnelOptions.TryParse([.. Args("3600"), "--trust-domain", "Example.ORG"], out error));
         Assert.StartsWith("--trust-domain: ", error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void The_dns_proxy_is_off_unless_a_port_is_given_and_upstreams_default_to_port_53()
+    {
+        var off = ZtunnelOptions.TryParse(Args("3600"), out _)!;
+        Assert.Null(off.DnsPort);
+        Assert.Empty(off.DnsUpstreams);
+
+        var on = ZtunnelOptions.TryParse([.. Args("3600"), "--dns-port", "15053", "--dns-upstream", "10.0.0.2", "--dns-upstream", "[::1]:5353"],
+            out var error)!;
+        Assert.Null(error);
+        Assert.Equal(15053, on.DnsPort);
+        Assert.Equal(["10.0.0.2:53", "[::1]:5353"], on.DnsUpstreams.Select(e => e.ToString()));
+
+        Assert.Null(ZtunnelOptions.TryParse([.. Args("3600"), "--dns-upstream", "resolver"], out error));
+        Assert.StartsWith("--dns-upstream: ", error, StringComparison.Ordinal);
+    }
 }
