@@ -81,7 +81,8 @@ internal sealed class PolicySet
             }
             workloads[i] = w;
         }
-        return changed ? MeshSnapshot.Create(workloads, snapshot.Services, snapshot.Options, snapshot.NodeAddresses, snapshot.Problems) : snapshot;
+        // The Gateway API side (waypoints, routes) goes along: without it istiod would lose every waypoint.
+        return changed ? MeshSnapshot.Create(workloads, snapshot.Services, snapshot.Options, snapshot.NodeAddresses, snapshot.Problems, snapshot.GatewayApi) : snapshot;
     }
 
     /// <summary>

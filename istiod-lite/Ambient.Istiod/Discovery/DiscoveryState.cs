@@ -170,8 +170,9 @@ internal sealed class DiscoveryState
                 config.Routes.Select(r => (r.Namespace + "/" + r.Name, (Google.Protobuf.IMessage)r, Array.Empty<string>())), old?.Routes);
             var protocols = XdsResourceSet.Create(XdsTypeUrls.ServiceProtocols,
                 config.Protocols.Select(p => (p.Namespace + "/" + p.Hostname, (Google.Protobuf.IMessage)p, Array.Empty<string>())), old?.Protocols);
+            var forWaypoint = waypointPolicies is not null && waypointPolicies.TryGetValue(w.Key, out var attached) ? attached : [];
             var policies = XdsResourceSet.Create(XdsTypeUrls.AuthorizationPolicy,
-                (waypointPolicies?.GetValueOrDefault(w.Key) ?? []).Select(p => (p.Namespace + "/" + p.Name, (Google.Protobuf.IMessage)p, Array.Empty<string>())),
+                forWaypoint.Select(p => (p.Namespace + "/" + p.Name, (Google.Protobuf.IMessage)p, Array.Empty<string>())),
                 old?.Policies);
             builder[w.Key] = new WaypointResourceSets(routes, protocols, policies);
         }

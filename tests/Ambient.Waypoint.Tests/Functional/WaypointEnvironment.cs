@@ -1,6 +1,7 @@
 using System.Net;
 using Ambient.Core.Identity;
 using Ambient.Core.Model;
+using Ambient.Core.Protos.AuthorizationPolicies;
 using Ambient.Core.Protos.Discovery;
 using Ambient.Core.Protos.Waypoint;
 using Ambient.Core.Xds;
@@ -49,6 +50,9 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
     }
 
     public IstiodHost Istiod { get; }
+
+    /// <summary>The mesh config folder istiod-lite watches: files written here are pushed like any config change.</summary>
+    public string ConfigFolder => Path.Combine(_dir.Path, "mesh");
     public string Namespace { get; }
     public ListLogger Logs { get; }
     public WaypointProxy Waypoint { get; private set; } = null!;
@@ -301,6 +305,21 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
             response.Resources.Add(new Resource { Name = $"{route.Namespace}/{route.Name}", Resource_ = Any.Pack(route) });
         }
         Assert.Null(Waypoint.Config.ApplyRoutes(response));
+    }
+
+    /// <summary>
+    /// Applies AuthorizationPolicies through the waypoint's own xDS handler, as istiod-lite pushes those that target
+    /// the waypoint's Gateway or a Service it serves, replacing every policy applied before.
+    /// </summary>
+    public void UsePolicies(params AuthorizationPolicySpec[] policies)
+    {
+        var response = new DeltaDiscoveryResponse { TypeUrl = XdsTypeUrls.AuthorizationPolicy, Nonce = "test" };
+        response.RemovedResources.Add(Waypoint.Config.Policies.Keys);
+        foreach (var policy in policies)
+        {
+            response.Resources.Add(new Resource { Name = $"{policy.Namespace}/{policy.Name}", Resource_ = Any.Pack(policy) });
+        }
+        Assert.Null(Waypoint.Config.ApplyPolicies(response));
     }
 
     /// <summary>Writes to a StringWriter under the lock <see cref="EchoLog"/> reads it with.</summary>
