@@ -111,7 +111,7 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
         AssertDenied(await SendAsync(HttpMethod.Delete, "/method/delete"), "/method/delete");
         AssertAllowed(await SendAsync(HttpMethod.Get, "/method/get"), "/method/get");
 
-        var line = Assert.Single(_env.Logs.Matching("path=/method/delete"));
+        var line = await AccessLogAsync("path=/method/delete");
         Assert.Contains("status=403", line, StringComparison.Ordinal);
         Assert.Contains("flags=RBAC", line, StringComparison.Ordinal);
         Assert.Contains($"details=rbac_access_denied_matched_policy[ns[{Ns}]-policy[deny-delete]-rule[0]]", line, StringComparison.Ordinal);
@@ -124,7 +124,7 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
 
         AssertAllowed(await GetAsync("/public/page"), "/public/page");
         AssertDenied(await GetAsync("/private/page"), "/private/page");
-        Assert.Contains("details=rbac_access_denied_matched_policy[none]", Assert.Single(_env.Logs.Matching("path=/private/page")), StringComparison.Ordinal);
+        Assert.Contains("details=rbac_access_denied_matched_policy[none]", await AccessLogAsync("path=/private/page"), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -153,11 +153,21 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
         _env.UsePolicies(Policy("deny-metrics", PolicyAction.Deny, OnGateway, To(new PolicyOperation { Paths = { "/metrics-denied" } })));
         AssertDenied(await GetAsync("/metrics-denied"), "/metrics-denied");
 
+        // Recorded once the response is complete, so maybe just after the client read it.
         using var admin = new HttpClient();
-        var text = await admin.GetStringAsync($"http://{_env.Waypoint.AdminEndpoint}/stats/prometheus", Ct);
-        Assert.Contains(text.Split('\n'), l => l.StartsWith("istio_requests_total{", StringComparison.Ordinal)
-            && l.Contains("response_code=\"403\"", StringComparison.Ordinal) && l.Contains("response_flags=\"RBAC\"", StringComparison.Ordinal)
-            && l.Contains("reporter=\"waypoint\"", StringComparison.Ordinal));
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var text = await admin.GetStringAsync($"http://{_env.Waypoint.AdminEndpoint}/stats/prometheus", Ct);
+            if (text.Split('\n').Any(l => l.StartsWith("istio_requests_total{", StringComparison.Ordinal)
+                && l.Contains("response_code=\"403\"", StringComparison.Ordinal) && l.Contains("response_flags=\"RBAC\"", StringComparison.Ordinal)
+                && l.Contains("reporter=\"waypoint\"", StringComparison.Ordinal)))
+            {
+                break;
+            }
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(10), "no istio_requests_total row with response_code 403 and response_flags RBAC:\n" + text);
+            await Task.Delay(20, Ct);
+        }
     }
 
     [Fact]
@@ -178,13 +188,15 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
         _env.UsePolicies();
         AssertAllowed(await GetAsync("/live/before"), "/live/before");
 
+        // On the waypoint's Gateway: this environment's Services do not name the waypoint (the client tunnels to it
+        // directly), so istiod-lite binds no Service to it.
         var file = Path.Combine(_env.ConfigFolder, "live-policy.yaml");
         File.WriteAllText(file, $"""
             apiVersion: security.istio.io/v1
             kind: AuthorizationPolicy
             metadata: {"{"}name: deny-live, namespace: {Ns}{"}"}
             spec:
-              targetRefs: [{"{"}kind: Service, group: "", name: echo{"}"}]
+              targetRefs: [{"{"}kind: Gateway, group: gateway.networking.k8s.io, name: waypoint{"}"}]
               action: DENY
               rules: [{"{"}to: [{"{"}operation: {"{"}paths: ["/live/*"]{"}"}{"}"}]{"}"}]
             """);
@@ -203,7 +215,9 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
                     AssertDenied(response, path);
                     break;
                 }
-                Assert.True(published.Elapsed < TimeSpan.FromSeconds(1), $"still allowed {published.Elapsed} after the push\n{_env.Warnings()}");
+                Assert.True(published.Elapsed < TimeSpan.FromSeconds(1), $"still allowed {published.Elapsed} after the push; "
+                    + $"waypoint holds [{string.Join(", ", _env.Waypoint.Config.Policies.Keys)}]\n{_env.Warnings()}\n"
+                    + string.Join("\n", _env.Logs.Matching("").TakeLast(20)));
                 await Task.Delay(20, Ct);
             }
             Assert.True(published.Elapsed < TimeSpan.FromSeconds(1), $"denied only {published.Elapsed} after the push");
@@ -215,6 +229,13 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
         // Removing the file removes the policy at the waypoint.
         await WaitUntilAsync(() => _env.Waypoint.Config.Policies.IsEmpty, TimeSpan.FromSeconds(15));
         AssertAllowed(await GetAsync("/live/after"), "/live/after");
+    }
+
+    /// <summary>The access log line of one request: written once the response is complete, so maybe after the client read it.</summary>
+    private async Task<string> AccessLogAsync(string match)
+    {
+        await WaitUntilAsync(() => _env.Logs.Matching(match).Any(), TimeSpan.FromSeconds(10));
+        return Assert.Single(_env.Logs.Matching(match));
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout)
