@@ -24,6 +24,7 @@ internal readonly struct L7Request
         Method = method;
         Path = path;
         Host = host;
+        HostNameLength = L7HostMatch.WithoutPort(host).Length;
         Headers = headers;
         Sni = sni;
     }
@@ -47,6 +48,9 @@ internal readonly struct L7Request
     public string Path { get; }
 
     public string Host { get; }
+
+    /// <summary>The length of <see cref="Host"/> without its <c>:port</c>, computed once for every host matcher.</summary>
+    public int HostNameLength { get; }
 
     public IHeaderDictionary Headers { get; }
 
