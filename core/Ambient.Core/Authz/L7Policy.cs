@@ -201,44 +201,26 @@ internal sealed class L7Operation
     public bool Matches(in L7Request r) =>
         PolicyText.Ports(_ports, _notPorts, r.DestinationPort)
         && L4Match.Strings(_methods, _notMethods, true, r.Method)
-        && Any(_paths, _notPaths, r.Path)
+        && Any(_paths, _notPaths, r.Path, r.Path.Length)
         && Any(_hosts, _notHosts, r.Host, r.HostNameLength);
 
-    private static bool Any(L7PathMatch[] positive, L7PathMatch[] negative, string path)
+    /// <summary>A field and its not-field: any positive matcher (when there are some), and no negative one.</summary>
+    private static bool Any<TMatch>(TMatch[] positive, TMatch[] negative, string value, int length)
+        where TMatch : struct, IL7TextMatch
     {
-        if (positive.Length > 0 && !AnyPath(positive, path))
+        if (positive.Length > 0 && !AnyOf(positive, value, length))
         {
             return false;
         }
-        return negative.Length == 0 || !AnyPath(negative, path);
+        return negative.Length == 0 || !AnyOf(negative, value, length);
     }
 
-    private static bool AnyPath(L7PathMatch[] matchers, string path)
+    private static bool AnyOf<TMatch>(TMatch[] matchers, string value, int length)
+        where TMatch : struct, IL7TextMatch
     {
         foreach (var m in matchers)
         {
-            if (m.Matches(path))
-            {
-                return true;
-            }
-        }
-        return false;
-    }
-
-    private static bool Any(L7HostMatch[] positive, L7HostMatch[] negative, string host, int hostNameLength)
-    {
-        if (positive.Length > 0 && !AnyHost(positive, host, hostNameLength))
-        {
-            return false;
-        }
-        return negative.Length == 0 || !AnyHost(negative, host, hostNameLength);
-    }
-
-    private static bool AnyHost(L7HostMatch[] matchers, string host, int hostNameLength)
-    {
-        foreach (var m in matchers)
-        {
-            if (m.Matches(host, hostNameLength))
+            if (m.Matches(value, length))
             {
                 return true;
             }
@@ -393,11 +375,17 @@ internal sealed class L7Condition
     }
 }
 
+/// <summary>A matcher of one request string (the path, the Host), given with the length that counts (the Host without its port).</summary>
+internal interface IL7TextMatch
+{
+    bool Matches(string value, int length);
+}
+
 /// <summary>
 /// <c>hosts</c>: Istio's host matcher, case-insensitive, with its <c>*</c> forms. A value without a port ignores the
 /// request's port (<c>example.com</c> matches <c>Example.com:8080</c>); a value with a port compares the whole Host.
 /// </summary>
-internal readonly struct L7HostMatch
+internal readonly struct L7HostMatch : IL7TextMatch
 {
     private readonly L4StringMatchKind _kind;
     private readonly string _value;
@@ -445,7 +433,7 @@ internal readonly struct L7HostMatch
 /// <c>*x</c>, presence <c>*</c>, or a template with <c>{*}</c> (one segment) and <c>{**}</c> (the rest of the path:
 /// any number of segments, last in the template), which Envoy's uri_template matcher evaluates.
 /// </summary>
-internal readonly struct L7PathMatch
+internal readonly struct L7PathMatch : IL7TextMatch
 {
     private readonly L4StringMatch _match;
     private readonly Regex? _template;
@@ -464,7 +452,7 @@ internal readonly struct L7PathMatch
         }
     }
 
-    public bool Matches(string path) => _template is { } t ? t.IsMatch(path) : _match.Matches(path);
+    public bool Matches(string path, int length) => _template is { } t ? t.IsMatch(path) : _match.Matches(path);
 
     private static Regex Template(string value)
     {

@@ -61,38 +61,28 @@ internal sealed class WaypointConfig
     /// <summary>True when istiod named this Service as one the waypoint serves.</summary>
     public bool HasProtocols(string @namespace, string hostname) => Protocols.ContainsKey(@namespace + "/" + hostname);
 
-    internal string? ApplyRoutes(DeltaDiscoveryResponse response)
-    {
-        var next = Apply(response, _routes, HTTPRoute.Parser, static r => r.Namespace + "/" + r.Name, out var error);
-        if (next is null)
-        {
-            return error;
-        }
-        Volatile.Write(ref _routes, next);
-        RoutesChanged?.Invoke(next);
-        return null;
-    }
+    internal string? ApplyRoutes(DeltaDiscoveryResponse response) =>
+        Apply(response, ref _routes, HTTPRoute.Parser, static r => r.Namespace + "/" + r.Name, RoutesChanged);
 
-    internal string? ApplyProtocols(DeltaDiscoveryResponse response)
-    {
-        var next = Apply(response, _protocols, ServiceProtocols.Parser, static p => p.Namespace + "/" + p.Hostname, out var error);
-        if (next is null)
-        {
-            return error;
-        }
-        Volatile.Write(ref _protocols, next);
-        return null;
-    }
+    internal string? ApplyProtocols(DeltaDiscoveryResponse response) =>
+        Apply(response, ref _protocols, ServiceProtocols.Parser, static p => p.Namespace + "/" + p.Hostname, changed: null);
 
-    internal string? ApplyPolicies(DeltaDiscoveryResponse response)
+    internal string? ApplyPolicies(DeltaDiscoveryResponse response) =>
+        Apply(response, ref _policies, AuthorizationPolicySpec.Parser, static p => p.Namespace + "/" + p.Name, PoliciesChanged);
+
+    /// <summary>Applies the response into a new map and swaps it in (then raises <paramref name="changed"/>); the
+    /// error, with nothing changed, when a resource does not decode.</summary>
+    private static string? Apply<T>(DeltaDiscoveryResponse response, ref ImmutableDictionary<string, T> current,
+        MessageParser<T> parser, Func<T, string> nameOf, Action<ImmutableDictionary<string, T>>? changed)
+        where T : IMessage<T>
     {
-        var next = Apply(response, _policies, AuthorizationPolicySpec.Parser, static p => p.Namespace + "/" + p.Name, out var error);
+        var next = Apply(response, Volatile.Read(ref current), parser, nameOf, out var error);
         if (next is null)
         {
             return error;
         }
-        Volatile.Write(ref _policies, next);
-        PoliciesChanged?.Invoke(next);
+        Volatile.Write(ref current, next);
+        changed?.Invoke(next);
         return null;
     }
 
