@@ -39,7 +39,7 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
         var config = source.Current;
         var (initial, policies) = BuildSnapshot(config);
         Volatile.Write(ref _policies, policies);
-        Discovery = new DiscoveryState(initial, policies.ForZtunnel);
+        Discovery = new DiscoveryState(initial, policies.ForZtunnel, policies.ForWaypoints(initial));
         EnsureNodeTokens(Discovery.Current.Snapshot);
         // After a large part of the mesh is removed (at least 1000 workloads and services, down to half), the old
         // config, snapshots and xDS bytes sit in gen2 and the large object heap until something compacts them; 5 s
@@ -65,7 +65,7 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
         {
             var (snapshot, policies) = BuildSnapshot(config);
             Volatile.Write(ref _policies, policies);
-            var generation = Discovery.Publish(snapshot, policies.ForZtunnel);
+            var generation = Discovery.Publish(snapshot, policies.ForZtunnel, policies.ForWaypoints(snapshot));
             EnsureNodeTokens(snapshot);
             Log.Published(_logger, generation.Number, snapshot.Workloads.Length, snapshot.Services.Length, config.Errors.Length);
             _trimmer.SetLevel(Size(snapshot));

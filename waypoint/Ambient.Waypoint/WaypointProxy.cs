@@ -7,6 +7,7 @@ using Ambient.Dataplane.Identity;
 using Ambient.Dataplane.State;
 using Ambient.Hbone;
 using Ambient.Hbone.Server;
+using Ambient.Waypoint.Authz;
 using Ambient.Waypoint.Forwarding;
 using Ambient.Waypoint.Inbound;
 using Ambient.Waypoint.Routing;
@@ -83,8 +84,10 @@ internal sealed class WaypointProxy : IAsyncDisposable
         // The waypoint's own Gateway is the parent of routes bound to it rather than to a Service.
         var routes = new LiveRouteTable(Config, new GatewayTarget(options.Namespace, options.Name), settings.RouteRandom);
         RequestMetrics = new WaypointRequestMetrics(State);
+        // The policies that target the waypoint's own Gateway apply to every request, a Service's to its requests.
+        Authorization = new WaypointAuthorization(Config, options.Namespace, options.Name, loggers.CreateLogger("Ambient.Waypoint.Authz"));
         var forwarder = new RequestForwarder(_app.Services.GetRequiredService<IHttpForwarder>(), _invoker, picker, Config, routes,
-            loggers.CreateLogger("Ambient.Waypoint.Access"));
+            Authorization, loggers.CreateLogger("Ambient.Waypoint.Access"));
         _app.Run(context => context.Features.Get<IHboneTunnelFeature>() is null
             ? ServeAdminAsync(context)
             : RequestMetrics.MeasureAsync(context, forwarder.HandleAsync));
@@ -92,6 +95,9 @@ internal sealed class WaypointProxy : IAsyncDisposable
 
     public WaypointOptions Options { get; }
     public WaypointConfig Config { get; }
+
+    /// <summary>The AuthorizationPolicies in effect (L7, per request).</summary>
+    public WaypointAuthorization Authorization { get; }
 
     /// <summary>Istio's request metrics (reporter="waypoint"), served in Prometheus text on the admin port.</summary>
     public WaypointRequestMetrics RequestMetrics { get; }

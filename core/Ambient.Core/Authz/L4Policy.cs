@@ -227,7 +227,7 @@ internal sealed class L4Match
             && Cidrs(_destinationIps, _notDestinationIps, c.Destination);
     }
 
-    private static bool Cidrs(IpCidr[] positive, IpCidr[] negative, IpKey address)
+    internal static bool Cidrs(IpCidr[] positive, IpCidr[] negative, IpKey address)
     {
         if (positive.Length > 0 && !AnyCidr(positive, address))
         {
@@ -266,7 +266,7 @@ internal sealed class L4Match
         return _notServiceAccounts.Length == 0 || !AnyServiceAccount(_notServiceAccounts, peer);
     }
 
-    private static bool AnyServiceAccount((string Namespace, string ServiceAccount)[] accounts, in L4Peer peer)
+    internal static bool AnyServiceAccount((string Namespace, string ServiceAccount)[] accounts, in L4Peer peer)
     {
         if (!peer.HasIdentity)
         {
@@ -285,7 +285,7 @@ internal sealed class L4Match
 
     /// <param name="present">false: the value is absent, and no matcher of any form matches it (a principal of a
     /// plaintext peer: ztunnel fails to strip <c>spiffe://</c> from "").</param>
-    private static bool Strings(L4StringMatch[] positive, L4StringMatch[] negative, bool present, ReadOnlySpan<char> value)
+    internal static bool Strings(L4StringMatch[] positive, L4StringMatch[] negative, bool present, ReadOnlySpan<char> value)
     {
         if (positive.Length > 0 && !(present && AnyString(positive, value)))
         {

@@ -185,6 +185,9 @@ internal sealed class MeshSnapshot
 
     public NamespaceResource? FindNamespace(string name) => _gatewayApi.Namespaces.GetValueOrDefault(name);
 
+    /// <summary>The Gateway API side as given to <see cref="Create"/>, for a snapshot derived from this one.</summary>
+    internal GatewayApiConfig GatewayApi => _gatewayApi;
+
     /// <summary>Builds the indexes. Workloads and services are sorted here so any input order gives the same snapshot.</summary>
     public static MeshSnapshot Create(
         IEnumerable<WorkloadInfo> workloads,

@@ -17,4 +17,8 @@ internal static class XdsTypeUrls
 
     /// <summary>Ambient's own, for waypoints: which ports of a served Service speak HTTP (see waypoint/route.proto).</summary>
     public const string ServiceProtocols = "type.googleapis.com/ambient.waypoint.ServiceProtocols";
+
+    /// <summary>Ambient's own, for waypoints: the AuthorizationPolicies that target the waypoint's Gateway or a Service
+    /// it serves, one per resource (see security/authorization_policy.proto).</summary>
+    public const string AuthorizationPolicy = "type.googleapis.com/ambient.security.AuthorizationPolicySpec";
 }

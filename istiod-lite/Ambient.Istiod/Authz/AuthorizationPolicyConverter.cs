@@ -62,6 +62,10 @@ internal static class AuthorizationPolicyConverter
         }
         if (spec.TargetRefs.Count > 0)
         {
+            if (spec.Action == PolicyAction.Custom)
+            {
+                warnings.Add($"the CUSTOM action is not supported (no extension provider \"{spec.Provider}\" here): enforced by the waypoint as a DENY for the matching requests");
+            }
             return new ConvertedPolicy(resource, PolicyEnforcement.Waypoint, null, warnings.ToImmutable());
         }
         if (spec.HasSelector && spec.MatchLabels.Count == 0)

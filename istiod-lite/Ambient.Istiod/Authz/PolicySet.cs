@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using Ambient.Core.Config;
 using Ambient.Core.Model;
+using Ambient.Core.Protos.AuthorizationPolicies;
 using Ambient.Core.Protos.Security;
 
 namespace Ambient.Istiod.Authz;
@@ -80,7 +81,51 @@ internal sealed class PolicySet
             }
             workloads[i] = w;
         }
-        return changed ? MeshSnapshot.Create(workloads, snapshot.Services, snapshot.Options, snapshot.NodeAddresses, snapshot.Problems) : snapshot;
+        // The Gateway API side (waypoints, routes) goes along: without it istiod would lose every waypoint.
+        return changed ? MeshSnapshot.Create(workloads, snapshot.Services, snapshot.Options, snapshot.NodeAddresses, snapshot.Problems, snapshot.GatewayApi) : snapshot;
+    }
+
+    /// <summary>
+    /// Per waypoint (<c>ns/name</c>): the specs of the policies it enforces, those whose targetRefs name its Gateway
+    /// or a Service whose waypoint it is (sorted by key, each once). Waypoints without any are left out.
+    /// </summary>
+    public ImmutableDictionary<string, ImmutableArray<AuthorizationPolicySpec>> ForWaypoints(MeshSnapshot snapshot)
+    {
+        var byWaypoint = new Dictionary<string, List<AuthorizationPolicySpec>>(StringComparer.Ordinal);
+        foreach (var p in Policies)
+        {
+            if (p.EnforcedBy != PolicyEnforcement.Waypoint) continue;
+            var sentTo = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var target in p.Spec.TargetRefs)
+            {
+                if (WaypointOf(snapshot, p.Spec, target) is { } waypoint && sentTo.Add(waypoint.Key))
+                {
+                    if (!byWaypoint.TryGetValue(waypoint.Key, out var list)) byWaypoint[waypoint.Key] = list = [];
+                    list.Add(p.Spec);
+                }
+            }
+        }
+        var builder = ImmutableDictionary.CreateBuilder<string, ImmutableArray<AuthorizationPolicySpec>>(StringComparer.Ordinal);
+        foreach (var (key, list) in byWaypoint) builder[key] = [.. list];
+        return builder.ToImmutable();
+    }
+
+    /// <summary>The waypoint a targetRef attaches the policy to: the Gateway itself when it is a waypoint, or the
+    /// waypoint of the Service (istio.io/use-waypoint); null when there is none (nobody enforces the policy there).</summary>
+    internal static WaypointInfo? WaypointOf(MeshSnapshot snapshot, AuthorizationPolicySpec spec, PolicyTargetReference target)
+    {
+        var ns = target.Namespace.Length > 0 ? target.Namespace : spec.Namespace;
+        if (target.Kind == "Gateway" && target.Group == HttpRouteBinder.GatewayGroup)
+        {
+            return snapshot.FindWaypoint(ns, target.Name);
+        }
+        if (target.Kind == "Service" && target.Group is "" or "core"
+            && snapshot.FindServiceByKey(ns + "/" + ServiceInfo.KubernetesHostname(target.Name, ns, snapshot.Options.DomainSuffix)) is { } service
+            && service.Waypoint?.Host is { } host)
+        {
+            return snapshot.FindWaypointByService(host);
+        }
+        return null;
     }
 
     private static bool Selects(ConvertedPolicy policy, WorkloadInfo workload)

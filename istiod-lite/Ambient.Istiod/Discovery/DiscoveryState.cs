@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using Ambient.Core.Model;
 using Ambient.Core.Xds;
+using Ambient.Core.Protos.AuthorizationPolicies;
 using Authorization = Ambient.Core.Protos.Security.Authorization;
 
 namespace Ambient.Istiod.Discovery;
@@ -11,7 +12,7 @@ internal sealed record DiscoveryGeneration(
     MeshSnapshot Snapshot,
     ImmutableDictionary<string, XdsResourceSet> ResourcesByType)
 {
-    /// <summary>Per waypoint (<c>ns/name</c>): its HTTPRoute and ServiceProtocols sets. Only that waypoint is sent them.</summary>
+    /// <summary>Per waypoint (<c>ns/name</c>): its HTTPRoute, ServiceProtocols and AuthorizationPolicy sets. Only that waypoint is sent them.</summary>
     public ImmutableDictionary<string, WaypointResourceSets> Waypoints { get; init; } = ImmutableDictionary<string, WaypointResourceSets>.Empty;
 
     public XdsResourceSet? ResourcesFor(string typeUrl) => ResourcesByType.TryGetValue(typeUrl, out var set) ? set : null;
@@ -22,16 +23,23 @@ internal sealed record DiscoveryGeneration(
     /// </summary>
     public XdsResourceSet? ResourcesFor(string typeUrl, string? waypoint)
     {
-        if (typeUrl is XdsTypeUrls.HttpRoute or XdsTypeUrls.ServiceProtocols && waypoint is not null && Waypoints.TryGetValue(waypoint, out var sets))
+        if (typeUrl is XdsTypeUrls.HttpRoute or XdsTypeUrls.ServiceProtocols or XdsTypeUrls.AuthorizationPolicy
+            && waypoint is not null && Waypoints.TryGetValue(waypoint, out var sets))
         {
-            return typeUrl == XdsTypeUrls.HttpRoute ? sets.Routes : sets.Protocols;
+            return typeUrl switch
+            {
+                XdsTypeUrls.HttpRoute => sets.Routes,
+                XdsTypeUrls.ServiceProtocols => sets.Protocols,
+                _ => sets.Policies,
+            };
         }
         return ResourcesFor(typeUrl);
     }
 }
 
-/// <summary>One waypoint's resources: HTTPRoutes named <c>ns/name</c>, ServiceProtocols named <c>ns/hostname</c>.</summary>
-internal sealed record WaypointResourceSets(XdsResourceSet Routes, XdsResourceSet Protocols);
+/// <summary>One waypoint's resources: HTTPRoutes named <c>ns/name</c>, ServiceProtocols named <c>ns/hostname</c>,
+/// AuthorizationPolicies (those targeting it) named <c>ns/name</c>.</summary>
+internal sealed record WaypointResourceSets(XdsResourceSet Routes, XdsResourceSet Protocols, XdsResourceSet Policies);
 
 /// <summary>
 /// The current generation plus a change signal. Sessions read <see cref="Current"/> lock-free and wait on
@@ -45,9 +53,11 @@ internal sealed class DiscoveryState
     private readonly Lock _publishLock = new();
 
     /// <param name="authorizations">The policies ztunnel receives (converted by istiod-lite's Authz), in a stable order.</param>
-    public DiscoveryState(MeshSnapshot initial, ImmutableArray<Authorization> authorizations = default)
+    /// <param name="waypointPolicies">Per waypoint key, the AuthorizationPolicies it enforces (none when null).</param>
+    public DiscoveryState(MeshSnapshot initial, ImmutableArray<Authorization> authorizations = default,
+        IReadOnlyDictionary<string, ImmutableArray<AuthorizationPolicySpec>>? waypointPolicies = null)
     {
-        _current = Build(1, initial, authorizations, previous: null);
+        _current = Build(1, initial, authorizations, waypointPolicies, previous: null);
     }
 
     public DiscoveryGeneration Current => Volatile.Read(ref _current);
@@ -64,11 +74,13 @@ internal sealed class DiscoveryState
     /// <summary>Which connected proxies hold which trust bundle push (root rotation waits on it).</summary>
     public TrustBundleAcks TrustBundleAcks { get; } = new();
 
-    public static IReadOnlyList<string> SupportedTypes { get; } = [XdsTypeUrls.Address, XdsTypeUrls.Authorization, XdsTypeUrls.HttpRoute, XdsTypeUrls.ServiceProtocols];
+    public static IReadOnlyList<string> SupportedTypes { get; } =
+        [XdsTypeUrls.Address, XdsTypeUrls.Authorization, XdsTypeUrls.HttpRoute, XdsTypeUrls.ServiceProtocols, XdsTypeUrls.AuthorizationPolicy];
 
-    /// <summary>Publishes a snapshot and the policies that go with it (none when default).</summary>
-    public DiscoveryGeneration Publish(MeshSnapshot snapshot, ImmutableArray<Authorization> authorizations = default) =>
-        Publish(previous => Build(previous.Number + 1, snapshot, authorizations, previous));
+    /// <summary>Publishes a snapshot and the policies that go with it (none when default / null).</summary>
+    public DiscoveryGeneration Publish(MeshSnapshot snapshot, ImmutableArray<Authorization> authorizations = default,
+        IReadOnlyDictionary<string, ImmutableArray<AuthorizationPolicySpec>>? waypointPolicies = null) =>
+        Publish(previous => Build(previous.Number + 1, snapshot, authorizations, waypointPolicies, previous));
 
     /// <summary>
     /// Makes <paramref name="bundle"/> the one TrustBundle resource (from then on the type is served); returns the
@@ -115,7 +127,8 @@ internal sealed class DiscoveryState
         return signal.WaitAsync(cancellationToken);
     }
 
-    private static DiscoveryGeneration Build(long number, MeshSnapshot snapshot, ImmutableArray<Authorization> policies, DiscoveryGeneration? previous)
+    private static DiscoveryGeneration Build(long number, MeshSnapshot snapshot, ImmutableArray<Authorization> policies,
+        IReadOnlyDictionary<string, ImmutableArray<AuthorizationPolicySpec>>? waypointPolicies, DiscoveryGeneration? previous)
     {
         policies = policies.IsDefault ? [] : policies;
         var addresses = XdsResourceSet.ForAddresses(snapshot, previous?.ResourcesFor(XdsTypeUrls.Address));
@@ -126,19 +139,22 @@ internal sealed class DiscoveryState
             // Served to waypoints from their own sets; everyone else (a ztunnel) gets these empty ones.
             KeyValuePair.Create(XdsTypeUrls.HttpRoute, EmptyRoutes),
             KeyValuePair.Create(XdsTypeUrls.ServiceProtocols, EmptyProtocols),
+            KeyValuePair.Create(XdsTypeUrls.AuthorizationPolicy, EmptyPolicies),
         ]);
         // Carried over unchanged: only PublishTrustBundle replaces it.
         if (previous?.ResourcesFor(XdsTypeUrls.TrustBundle) is { } trustBundle)
         {
             byType = byType.SetItem(XdsTypeUrls.TrustBundle, trustBundle);
         }
-        return new DiscoveryGeneration(number, snapshot, byType) { Waypoints = BuildWaypoints(snapshot, previous) };
+        return new DiscoveryGeneration(number, snapshot, byType) { Waypoints = BuildWaypoints(snapshot, waypointPolicies, previous) };
     }
 
     private static readonly XdsResourceSet EmptyRoutes = XdsResourceSet.Empty(XdsTypeUrls.HttpRoute);
     private static readonly XdsResourceSet EmptyProtocols = XdsResourceSet.Empty(XdsTypeUrls.ServiceProtocols);
+    private static readonly XdsResourceSet EmptyPolicies = XdsResourceSet.Empty(XdsTypeUrls.AuthorizationPolicy);
 
-    private static ImmutableDictionary<string, WaypointResourceSets> BuildWaypoints(MeshSnapshot snapshot, DiscoveryGeneration? previous)
+    private static ImmutableDictionary<string, WaypointResourceSets> BuildWaypoints(MeshSnapshot snapshot,
+        IReadOnlyDictionary<string, ImmutableArray<AuthorizationPolicySpec>>? waypointPolicies, DiscoveryGeneration? previous)
     {
         if (snapshot.Waypoints.IsEmpty)
         {
@@ -154,7 +170,11 @@ internal sealed class DiscoveryState
                 config.Routes.Select(r => (r.Namespace + "/" + r.Name, (Google.Protobuf.IMessage)r, Array.Empty<string>())), old?.Routes);
             var protocols = XdsResourceSet.Create(XdsTypeUrls.ServiceProtocols,
                 config.Protocols.Select(p => (p.Namespace + "/" + p.Hostname, (Google.Protobuf.IMessage)p, Array.Empty<string>())), old?.Protocols);
-            builder[w.Key] = new WaypointResourceSets(routes, protocols);
+            var forWaypoint = waypointPolicies is not null && waypointPolicies.TryGetValue(w.Key, out var attached) ? attached : [];
+            var policies = XdsResourceSet.Create(XdsTypeUrls.AuthorizationPolicy,
+                forWaypoint.Select(p => (p.Namespace + "/" + p.Name, (Google.Protobuf.IMessage)p, Array.Empty<string>())),
+                old?.Policies);
+            builder[w.Key] = new WaypointResourceSets(routes, protocols, policies);
         }
         return builder.ToImmutable();
     }

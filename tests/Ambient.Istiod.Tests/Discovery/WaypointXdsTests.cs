@@ -117,6 +117,63 @@ public sealed class WaypointXdsTests : IDisposable
         Assert.Empty(response.RemovedResources);
     }
 
+    private static Resource Policy(string ns, string name, string spec)
+    {
+        var result = Ambient.Config.Yaml.ManifestParser.Parse("/cfg/p.yaml",
+            $"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n");
+        Assert.Empty(result.Errors);
+        return Assert.Single(result.Resources);
+    }
+
+    [Fact]
+    public async Task A_waypoint_receives_the_policies_targeting_its_gateway_or_its_services_and_ztunnel_never_does()
+    {
+        Resource[] policies =
+        [
+            Policy("shop", "on-gateway", "{targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}], action: DENY, rules: [{to: [{operation: {methods: [DELETE]}}]}]}"),
+            Policy("shop", "on-echo", "{targetRef: {kind: Service, name: echo}, rules: [{to: [{operation: {paths: [\"/public*\"]}}]}]}"),
+            // plain opts out of the waypoint: nobody enforces this one.
+            Policy("shop", "on-plain", "{targetRef: {kind: Service, name: plain}, action: DENY, rules: [{}]}"),
+            Policy("shop", "selector", "{selector: {matchLabels: {app: echo}}, action: DENY, rules: [{from: [{source: {namespaces: [bad]}}]}]}"),
+            Policy("bank", "on-ledger", "{targetRef: {kind: Service, name: ledger}, action: DENY, rules: [{}]}"),
+        ];
+        var source = new InMemoryConfigSource(Mesh(policies));
+        using var controller = await StartAsync(source);
+        await using var stream = new Stream(controller.Discovery, "node-a", _logs);
+
+        stream.Send(new DeltaDiscoveryRequest { Node = new Node { Id = NodeIdOf(controller.Snapshot, "shop") }, TypeUrl = XdsTypeUrls.AuthorizationPolicy });
+        var pushed = await stream.NextAsync();
+        Assert.Equal(XdsTypeUrls.AuthorizationPolicy, pushed.TypeUrl);
+        Assert.Equal(["shop/on-echo", "shop/on-gateway"], pushed.Resources.Select(r => r.Name).Order(StringComparer.Ordinal));
+        var spec = pushed.Resources.Single(r => r.Name == "shop/on-gateway").Resource_.Unpack<Ambient.Core.Protos.AuthorizationPolicies.AuthorizationPolicySpec>();
+        Assert.Equal(Ambient.Core.Protos.AuthorizationPolicies.PolicyAction.Deny, spec.Action);
+        Assert.Equal("DELETE", spec.Rules[0].To[0].Methods[0]);
+
+        // ztunnel gets the selector policy and none of those with targetRefs.
+        var forZtunnel = controller.Discovery.Current.ResourcesFor(XdsTypeUrls.Authorization)!;
+        Assert.Equal(["shop/selector"], forZtunnel.Resources.Select(r => r.Name));
+
+        // Removing a policy removes it from the waypoint.
+        source.Publish(Mesh([.. policies.Where(p => p.Metadata.Name != "on-echo")]));
+        var removal = await stream.NextAsync();
+        Assert.Equal(XdsTypeUrls.AuthorizationPolicy, removal.TypeUrl);
+        Assert.Empty(removal.Resources);
+        Assert.Equal(["shop/on-echo"], removal.RemovedResources);
+    }
+
+    [Fact]
+    public async Task A_ztunnel_gets_the_waypoint_policy_type_empty()
+    {
+        using var controller = await StartAsync(new InMemoryConfigSource(Mesh(
+            Policy("shop", "on-gateway", "{targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}], action: DENY, rules: [{}]}"))));
+        await using var stream = new Stream(controller.Discovery, "node-a", _logs);
+
+        stream.Send(new DeltaDiscoveryRequest { Node = new Node { Id = "ztunnel~127.0.1.1~ztunnel.istio-system~istio-system.svc.cluster.local" }, TypeUrl = XdsTypeUrls.AuthorizationPolicy });
+
+        var response = await stream.NextAsync();
+        Assert.Empty(response.Resources);
+    }
+
     [Fact]
     public async Task Another_nodes_token_cannot_subscribe_as_the_waypoint()
     {

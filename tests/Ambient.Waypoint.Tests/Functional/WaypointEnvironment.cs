@@ -1,6 +1,7 @@
 using System.Net;
 using Ambient.Core.Identity;
 using Ambient.Core.Model;
+using Ambient.Core.Protos.AuthorizationPolicies;
 using Ambient.Core.Protos.Discovery;
 using Ambient.Core.Protos.Waypoint;
 using Ambient.Core.Xds;
@@ -49,6 +50,9 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
     }
 
     public IstiodHost Istiod { get; }
+
+    /// <summary>The mesh config folder istiod-lite watches: files written here are pushed like any config change.</summary>
+    public string ConfigFolder => Path.Combine(_dir.Path, "mesh");
     public string Namespace { get; }
     public ListLogger Logs { get; }
     public WaypointProxy Waypoint { get; private set; } = null!;
@@ -292,16 +296,29 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
         """));
 
     /// <summary>Applies HTTPRoutes through the waypoint's own xDS handler, replacing every route applied before.</summary>
-    public void UseRoutes(params HTTPRoute[] routes)
+    public void UseRoutes(params HTTPRoute[] routes) =>
+        Assert.Null(Waypoint.Config.ApplyRoutes(Replacing(XdsTypeUrls.HttpRoute, Waypoint.Config.Routes.Keys,
+            routes.Select(r => ($"{r.Namespace}/{r.Name}", (Google.Protobuf.IMessage)r)))));
+
+    /// <summary>A push that removes every resource named in <paramref name="current"/> and adds <paramref name="next"/>.</summary>
+    private static DeltaDiscoveryResponse Replacing(string typeUrl, IEnumerable<string> current, IEnumerable<(string Name, Google.Protobuf.IMessage Message)> next)
     {
-        var response = new DeltaDiscoveryResponse { TypeUrl = XdsTypeUrls.HttpRoute, Nonce = "test" };
-        response.RemovedResources.Add(Waypoint.Config.Routes.Keys);
-        foreach (var route in routes)
+        var response = new DeltaDiscoveryResponse { TypeUrl = typeUrl, Nonce = "test" };
+        response.RemovedResources.Add(current);
+        foreach (var (name, message) in next)
         {
-            response.Resources.Add(new Resource { Name = $"{route.Namespace}/{route.Name}", Resource_ = Any.Pack(route) });
+            response.Resources.Add(new Resource { Name = name, Resource_ = Any.Pack(message) });
         }
-        Assert.Null(Waypoint.Config.ApplyRoutes(response));
+        return response;
     }
+
+    /// <summary>
+    /// Applies AuthorizationPolicies through the waypoint's own xDS handler, as istiod-lite pushes those that target
+    /// the waypoint's Gateway or a Service it serves, replacing every policy applied before.
+    /// </summary>
+    public void UsePolicies(params AuthorizationPolicySpec[] policies) =>
+        Assert.Null(Waypoint.Config.ApplyPolicies(Replacing(XdsTypeUrls.AuthorizationPolicy, Waypoint.Config.Policies.Keys,
+            policies.Select(p => ($"{p.Namespace}/{p.Name}", (Google.Protobuf.IMessage)p)))));
 
     /// <summary>Writes to a StringWriter under the lock <see cref="EchoLog"/> reads it with.</summary>
     private sealed class LockedWriter(StringWriter inner) : TextWriter

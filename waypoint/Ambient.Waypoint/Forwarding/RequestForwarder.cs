@@ -4,6 +4,7 @@ using Ambient.Core.Model;
 using Ambient.Core.Protos.Waypoint;
 using Ambient.Dataplane.State;
 using Ambient.Hbone.Telemetry;
+using Ambient.Waypoint.Authz;
 using Ambient.Waypoint.Inbound;
 using Ambient.Waypoint.Routing;
 using Ambient.Waypoint.State;
@@ -14,7 +15,8 @@ using Yarp.ReverseProxy.Forwarder;
 namespace Ambient.Waypoint.Forwarding;
 
 /// <summary>
-/// The waypoint's request handler: route the request (<see cref="LiveRouteTable"/>, HTTPRoute), pick a healthy
+/// The waypoint's request handler: authorize the request (<see cref="WaypointAuthorization"/>, AuthorizationPolicy:
+/// a denial is answered 403 before anything else), route it (<see cref="LiveRouteTable"/>, HTTPRoute), pick a healthy
 /// endpoint of the chosen Service (<see cref="EndpointPicker"/>), forward with YARP's <see cref="IHttpForwarder"/>
 /// over HBONE, and write one access log line per request.
 /// <para>
@@ -46,12 +48,14 @@ internal sealed partial class RequestForwarder
     private readonly EndpointPicker _picker;
     private readonly WaypointConfig _config;
     private readonly LiveRouteTable _routes;
+    private readonly WaypointAuthorization _authorization;
     private readonly RequestMirror _mirror;
     private readonly ILogger _accessLog;
 
     public RequestForwarder(IHttpForwarder forwarder, HttpMessageInvoker invoker, EndpointPicker picker, WaypointConfig config,
-        LiveRouteTable routes, ILogger accessLog)
+        LiveRouteTable routes, WaypointAuthorization authorization, ILogger accessLog)
     {
+        _authorization = authorization;
         _forwarder = forwarder;
         _invoker = invoker;
         _picker = picker;
@@ -73,11 +77,20 @@ internal sealed partial class RequestForwarder
         ResolvedDestination? destination = null;
         var flags = ResponseFlags.None;
         var plan = RoutePlan.NoRoute(parentHasRoutes: false);
+        string? details = null;
         try
         {
             var snapshot = _picker.State.Snapshot;
             var addressed = snapshot.FindServiceByVip(tunnel.OriginalTarget.Address);
             var port = tunnel.OriginalTarget.Port;
+            // As Envoy's RBAC filter, before the router: a denied request is neither routed nor forwarded.
+            if (_authorization.Check(context, tunnel, addressed) is { Allowed: false } denied)
+            {
+                flags = WaypointAuthorization.ResponseFlag;
+                details = denied.ResponseCodeDetails();
+                await WaypointAuthorization.DenyAsync(context).ConfigureAwait(false);
+                return;
+            }
             if (addressed is not null)
             {
                 var request = context.Request;
@@ -129,7 +142,7 @@ internal sealed partial class RequestForwarder
         }
         finally
         {
-            WriteAccessLog(context, tunnel, destination, plan, flags, Stopwatch.GetElapsedTime(started));
+            WriteAccessLog(context, tunnel, destination, plan, flags, details, Stopwatch.GetElapsedTime(started));
         }
     }
 
@@ -251,7 +264,7 @@ internal sealed partial class RequestForwarder
             : Http11;
 
     private void WriteAccessLog(HttpContext context, IHboneTunnelFeature tunnel, ResolvedDestination? destination, in RoutePlan plan,
-        string flags, TimeSpan duration)
+        string flags, string? details, TimeSpan duration)
     {
         if (!_accessLog.IsEnabled(LogLevel.Information))
         {
@@ -269,7 +282,8 @@ internal sealed partial class RequestForwarder
             request.Protocol, context.Response.StatusCode, (long)duration.TotalMilliseconds, flags,
             rule is null ? AccessLogEntry.Unknown : rule.RouteNamespace + "/" + rule.RouteName,
             rule is null ? AccessLogEntry.Unknown : rule.RuleName.Length > 0 ? rule.RuleName : rule.RuleIndex.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            plan.Backend is { } b ? $"{b.Namespace}/{b.Name}:{b.Port}" : AccessLogEntry.Unknown);
+            plan.Backend is { } b ? $"{b.Namespace}/{b.Name}:{b.Port}" : AccessLogEntry.Unknown,
+            details ?? AccessLogEntry.Unknown);
     }
 
     private static partial class Log
@@ -278,10 +292,10 @@ internal sealed partial class RequestForwarder
             "access src.addr={SrcAddr} src.identity={SrcIdentity} dst.service={DstService} dst.addr={DstAddr} " +
             "dst.workload={DstWorkload} dst.identity={DstIdentity} method={Method} authority={Authority} path={Path} " +
             "protocol={Protocol} status={Status} duration={DurationMs}ms flags={Flags} route={Route} rule={Rule} backend={Backend} " +
-            "direction=waypoint")]
+            "details={Details} direction=waypoint")]
         public static partial void Request(ILogger logger, string srcAddr, string srcIdentity, string dstService, string dstAddr,
             string dstWorkload, string dstIdentity, string method, string authority, string path, string protocol, int status,
-            long durationMs, string flags, string route, string rule, string backend);
+            long durationMs, string flags, string route, string rule, string backend, string details);
 
         [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "waypoint: no healthy endpoint for {Target}: {Error}")]
         public static partial void NoEndpoint(ILogger logger, string target, string error);

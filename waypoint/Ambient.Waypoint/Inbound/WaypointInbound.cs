@@ -11,7 +11,8 @@ namespace Ambient.Waypoint.Inbound;
 /// <summary>
 /// The HBONE server's seams for a waypoint: it presents the waypoint's own certificate, judges peers by the mesh
 /// trust bundle, and accepts a CONNECT only for a Service it serves (by VIP:port, or hostname:port for a Service
-/// with a VIP) or a workload that names it as waypoint. Authorization policies (L7) come later: allow-all.
+/// with a VIP) or a workload that names it as waypoint. AuthorizationPolicies are decided per request
+/// (<c>WaypointAuthorization</c>), not per tunnel.
 /// </summary>
 internal sealed class WaypointInbound : IInboundIdentity, IInboundTargets
 {

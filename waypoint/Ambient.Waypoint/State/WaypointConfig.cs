@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Ambient.Core.Protos.AuthorizationPolicies;
 using Ambient.Core.Protos.Discovery;
 using Ambient.Core.Protos.Waypoint;
 using Ambient.Core.Xds;
@@ -7,27 +8,35 @@ using Google.Protobuf;
 namespace Ambient.Waypoint.State;
 
 /// <summary>
-/// The waypoint's own xDS resources as istiod-lite last sent them (route.proto): HTTPRoutes by <c>ns/name</c> and
-/// the application protocol of each served Service's ports by <c>ns/hostname</c>. Each delta response is applied
+/// The waypoint's own xDS resources as istiod-lite last sent them (route.proto): HTTPRoutes by <c>ns/name</c>,
+/// the application protocol of each served Service's ports by <c>ns/hostname</c>, and the AuthorizationPolicies that
+/// target the waypoint's Gateway or a Service it serves (authorization_policy.proto) by <c>ns/name</c>. Each delta response is applied
 /// all-or-nothing into new immutable maps; readers take the current maps without locking.
 /// </summary>
 internal sealed class WaypointConfig
 {
     private ImmutableDictionary<string, HTTPRoute> _routes = ImmutableDictionary<string, HTTPRoute>.Empty.WithComparers(StringComparer.Ordinal);
     private ImmutableDictionary<string, ServiceProtocols> _protocols = ImmutableDictionary<string, ServiceProtocols>.Empty.WithComparers(StringComparer.Ordinal);
+    private ImmutableDictionary<string, AuthorizationPolicySpec> _policies = ImmutableDictionary<string, AuthorizationPolicySpec>.Empty.WithComparers(StringComparer.Ordinal);
 
     public ImmutableDictionary<string, HTTPRoute> Routes => Volatile.Read(ref _routes);
 
     public ImmutableDictionary<string, ServiceProtocols> Protocols => Volatile.Read(ref _protocols);
 
+    public ImmutableDictionary<string, AuthorizationPolicySpec> Policies => Volatile.Read(ref _policies);
+
     /// <summary>Raised after the routes changed (on the xDS read loop), e.g. to rebuild a route table.</summary>
     public event Action<ImmutableDictionary<string, HTTPRoute>>? RoutesChanged;
+
+    /// <summary>Raised after the policies changed (on the xDS read loop), to recompile the authorizer.</summary>
+    public event Action<ImmutableDictionary<string, AuthorizationPolicySpec>>? PoliciesChanged;
 
     /// <summary>The handlers to subscribe with (see <c>DeltaXdsClient.OptionalTypes</c>).</summary>
     public IReadOnlyDictionary<string, Func<DeltaDiscoveryResponse, string?>> XdsTypes => new Dictionary<string, Func<DeltaDiscoveryResponse, string?>>
     {
         [XdsTypeUrls.HttpRoute] = ApplyRoutes,
         [XdsTypeUrls.ServiceProtocols] = ApplyProtocols,
+        [XdsTypeUrls.AuthorizationPolicy] = ApplyPolicies,
     };
 
     /// <summary>
@@ -52,26 +61,28 @@ internal sealed class WaypointConfig
     /// <summary>True when istiod named this Service as one the waypoint serves.</summary>
     public bool HasProtocols(string @namespace, string hostname) => Protocols.ContainsKey(@namespace + "/" + hostname);
 
-    internal string? ApplyRoutes(DeltaDiscoveryResponse response)
-    {
-        var next = Apply(response, _routes, HTTPRoute.Parser, static r => r.Namespace + "/" + r.Name, out var error);
-        if (next is null)
-        {
-            return error;
-        }
-        Volatile.Write(ref _routes, next);
-        RoutesChanged?.Invoke(next);
-        return null;
-    }
+    internal string? ApplyRoutes(DeltaDiscoveryResponse response) =>
+        Apply(response, ref _routes, HTTPRoute.Parser, static r => r.Namespace + "/" + r.Name, RoutesChanged);
 
-    internal string? ApplyProtocols(DeltaDiscoveryResponse response)
+    internal string? ApplyProtocols(DeltaDiscoveryResponse response) =>
+        Apply(response, ref _protocols, ServiceProtocols.Parser, static p => p.Namespace + "/" + p.Hostname, changed: null);
+
+    internal string? ApplyPolicies(DeltaDiscoveryResponse response) =>
+        Apply(response, ref _policies, AuthorizationPolicySpec.Parser, static p => p.Namespace + "/" + p.Name, PoliciesChanged);
+
+    /// <summary>Applies the response into a new map and swaps it in (then raises <paramref name="changed"/>); the
+    /// error, with nothing changed, when a resource does not decode.</summary>
+    private static string? Apply<T>(DeltaDiscoveryResponse response, ref ImmutableDictionary<string, T> current,
+        MessageParser<T> parser, Func<T, string> nameOf, Action<ImmutableDictionary<string, T>>? changed)
+        where T : IMessage<T>
     {
-        var next = Apply(response, _protocols, ServiceProtocols.Parser, static p => p.Namespace + "/" + p.Hostname, out var error);
+        var next = Apply(response, Volatile.Read(ref current), parser, nameOf, out var error);
         if (next is null)
         {
             return error;
         }
-        Volatile.Write(ref _protocols, next);
+        Volatile.Write(ref current, next);
+        changed?.Invoke(next);
         return null;
     }
 

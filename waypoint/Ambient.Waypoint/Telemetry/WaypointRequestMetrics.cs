@@ -5,6 +5,7 @@ using System.Text;
 using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
 using Ambient.Dataplane.State;
+using Ambient.Waypoint.Authz;
 using Ambient.Waypoint.Forwarding;
 using Ambient.Waypoint.Inbound;
 using Microsoft.AspNetCore.Http;
@@ -17,7 +18,7 @@ namespace Ambient.Waypoint.Telemetry;
 /// each request once it is answered. The source is the tunnel's authenticated peer (<c>source_principal</c> = the
 /// client's SPIFFE id) and its workload when the snapshot knows it; the destination is the backend the forwarder
 /// picked (<see cref="ForwardedRequest.Destination"/>) and its Service, else the Service the client addressed. Response flags
-/// follow Envoy's: UH no healthy upstream, NR no route, UF connect failure, UT upstream timeout, UC upstream reset,
+/// follow Envoy's: RBAC denied by an AuthorizationPolicy, UH no healthy upstream, NR no route, UF connect failure, UT upstream timeout, UC upstream reset,
 /// DC downstream reset.
 /// Hot path: the row is looked up by the (source, destination, code, flags) objects themselves; label text is built
 /// once per distinct row, never per request.
@@ -84,6 +85,10 @@ internal sealed class WaypointRequestMetrics
     {
         if (!picked)
         {
+            if (context.Features.Get<AuthorizationDenial>() is not null)
+            {
+                return WaypointAuthorization.ResponseFlag;
+            }
             // Answered by the waypoint itself: no endpoint for the backend (503), no route (404), or a filter's answer.
             return status switch
             {
