@@ -273,6 +273,24 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
     }
 
     [Fact]
+    public async Task ATimedOutAttemptIsRetried_WhenTheRuleHasARetry()
+    {
+        // HTTPRouteRetry: "Implementations SHOULD retry on connection errors (disconnect, reset, timeout, TCP failure)
+        // if a retry stanza is configured" (and the upstream HTTPRouteRetryWithTimeouts test expects it).
+        var rule = Routing.RouteBuilders.Rule(Prefix("/slow-retry"), "infra-backend-v1");
+        rule.Retry = new HTTPRouteRetry { Attempts = 2, BackoffMs = 10 };
+        rule.Timeouts = new HTTPRouteTimeouts { BackendRequestMs = 200 };
+        _env.UseRoutes(MeshRoute("slow-retry", "echo", rule));
+        var http = fixture.Http;
+        var uuid = Guid.NewGuid().ToString("N");
+        var (response, _) = await GetAsync(http, $"/slow-retry?delay=400ms&uuid={uuid}");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        // One try and two retries, each cut at 200 ms.
+        Assert.Equal(3, _env.EchoLog("infra-backend-v1").Split('\n').Count(l => l.Contains(uuid)));
+        Assert.Contains("flags=UT", Assert.Single(_env.Logs.Matching($"path=/slow-retry?delay=400ms&uuid={uuid}")));
+    }
+
+    [Fact]
     public async Task ABackendRefToAMissingServiceGets500()
     {
         _env.UseRoutes(MeshRoute("invalid", "echo", Routing.RouteBuilders.Rule(Prefix("/"), "no-such-service")));

@@ -164,7 +164,7 @@ internal sealed partial class RequestForwarder
         return forwarded;
     }
 
-    /// <summary>The attempt loop: per-attempt and whole-request timeouts, retries on the rule's codes and on connect failure.</summary>
+    /// <summary>The attempt loop: per-attempt and whole-request timeouts, retries on the rule's codes, on connect failure and on a timed-out attempt.</summary>
     private async Task<(string Flags, ResolvedDestination Destination)> ForwardAsync(HttpContext context, ForwardedRequest forwarded,
         RoutePlan plan, ServiceInfo? backend, int port, ForwarderRequestConfig config)
     {
@@ -185,7 +185,12 @@ internal sealed partial class RequestForwarder
             forwarded.RetryRequested = false;
             var error = await _forwarder.SendAsync(context, "http://" + destination.Authority, _invoker, config, RouteTransformer.Instance, token)
                 .ConfigureAwait(false);
-            if (error != ForwarderError.None && (attempt?.IsCancellationRequested == true || whole?.IsCancellationRequested == true))
+            var canRetry = !context.Response.HasStarted && forwarded.Retry is not null && forwarded.RetriesLeft > 0;
+            var attemptTimedOut = error != ForwarderError.None && attempt?.IsCancellationRequested == true;
+            var wholeTimedOut = error != ForwarderError.None && whole?.IsCancellationRequested == true;
+            // HTTPRouteRetry: a rule with a retry stanza retries connection errors, a timed-out attempt among them
+            // (as Envoy retries a per-try timeout); only the whole request's timeout ends the loop at once.
+            if (wholeTimedOut || (attemptTimedOut && !canRetry))
             {
                 // Envoy's "upstream request timeout": the attempt or the whole request ran out of time.
                 if (!context.Response.HasStarted)
@@ -196,8 +201,8 @@ internal sealed partial class RequestForwarder
                 }
                 return (UpstreamTimeout, destination);
             }
-            var connectFailed = error == ForwarderError.Request && !context.Response.HasStarted && forwarded.Retry is not null && forwarded.RetriesLeft > 0;
-            if (!forwarded.RetryRequested && !connectFailed)
+            var connectFailed = error == ForwarderError.Request && canRetry;
+            if (!forwarded.RetryRequested && !connectFailed && !attemptTimedOut)
             {
                 return (FlagsOf(error), destination);
             }
