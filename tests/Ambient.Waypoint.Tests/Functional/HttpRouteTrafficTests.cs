@@ -291,6 +291,18 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
     }
 
     [Fact]
+    public async Task ABackendWhosePortDeclaresH2c_IsSpokenToInHttp2_EvenWhenTheWaypointDoesNotServeIt()
+    {
+        // HTTPRouteBackendProtocolH2C: appProtocol kubernetes.io/h2c on the backend Service's port, which this
+        // waypoint does not serve (istiod names the protocols of served Services only).
+        _env.UseRoutes(MeshRoute("h2c-backend", "echo", Routing.RouteBuilders.Rule(Prefix("/h2c"), "infra-backend-v2-h2c")));
+        var (response, echo) = await GetAsync(fixture.Http, "/h2c");
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{response.StatusCode}\n{_env.Warnings()}");
+        Assert.Equal("infra-backend-v2", Pod(echo));
+        Assert.Equal("HTTP/2.0", echo.GetProperty("proto").GetString());
+    }
+
+    [Fact]
     public async Task ABackendRefToAMissingServiceGets500()
     {
         _env.UseRoutes(MeshRoute("invalid", "echo", Routing.RouteBuilders.Rule(Prefix("/"), "no-such-service")));

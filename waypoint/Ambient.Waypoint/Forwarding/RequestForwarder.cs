@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using Ambient.Core.Model;
 using Ambient.Core.Protos.Waypoint;
+using Ambient.Core.Protos.Workload;
 using Ambient.Dataplane.State;
 using Ambient.Hbone.Telemetry;
 using Ambient.Waypoint.Inbound;
@@ -249,11 +250,21 @@ internal sealed partial class RequestForwarder
     }
 
     // As Istio: the backend port's declared protocol decides (http -> HTTP/1.1; http2, grpc -> HTTP/2 with prior
-    // knowledge), whatever the client spoke to the waypoint.
-    private ForwarderRequestConfig UpstreamProtocol(ServiceInfo? service, int port) =>
-        service is not null && _config.ProtocolOf(service.Namespace, service.Hostname, port) is PortAppProtocol.Http2 or PortAppProtocol.Grpc
-            ? Http2
-            : Http11;
+    // knowledge), whatever the client spoke to the waypoint. istiod names the protocols of the Services this waypoint
+    // serves (appProtocol, else the port name); a backendRef may name any other Service, whose port's appProtocol
+    // (kubernetes.io/h2c among them) comes with the Service itself over the workload stream.
+    private ForwarderRequestConfig UpstreamProtocol(ServiceInfo? service, int port)
+    {
+        if (service is null)
+        {
+            return Http11;
+        }
+        if (_config.HasProtocols(service.Namespace, service.Hostname))
+        {
+            return _config.ProtocolOf(service.Namespace, service.Hostname, port) is PortAppProtocol.Http2 or PortAppProtocol.Grpc ? Http2 : Http11;
+        }
+        return service.TryGetPort(port, out var declared) && declared.AppProtocol is AppProtocol.Http2 or AppProtocol.Grpc ? Http2 : Http11;
+    }
 
     private void WriteAccessLog(HttpContext context, IHboneTunnelFeature tunnel, ResolvedDestination? destination, in RoutePlan plan,
         string flags, TimeSpan duration)
