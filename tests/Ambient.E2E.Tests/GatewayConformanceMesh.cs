@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Ambient.TestCommon;
@@ -521,20 +520,7 @@ internal sealed class ConformanceClient : IDisposable
             UseProxy = true,
             AllowAutoRedirect = false,
             PooledConnectionLifetime = keepAlive ? Timeout.InfiniteTimeSpan : TimeSpan.Zero,
-            ConnectCallback = async (ctx, ct) =>
-            {
-                var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                try
-                {
-                    await socket.ConnectAsync(ctx.DnsEndPoint, ct);
-                    return new NetworkStream(socket, ownsSocket: true);
-                }
-                catch
-                {
-                    socket.Dispose();
-                    throw;
-                }
-            },
+            ConnectCallback = MeshRun.PodClient.ConnectNoDelayAsync,
         };
         _http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
     }
