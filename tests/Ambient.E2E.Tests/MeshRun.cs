@@ -167,24 +167,32 @@ internal sealed class MeshRun : IDisposable
                 MaxConnectionsPerServer = 1,
                 PooledConnectionLifetime = keepAlive ? Timeout.InfiniteTimeSpan : TimeSpan.Zero,
                 PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5),
-                ConnectCallback = async (ctx, ct) =>
+                ConnectCallback = (ctx, ct) =>
                 {
                     Interlocked.Increment(ref _connections);
-                    var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                    try
-                    {
-                        if (fromPodAddress) socket.Bind(new IPEndPoint(IPAddress.Parse(pod.Address!).MapToIPv6(), 0));
-                        await socket.ConnectAsync(ctx.DnsEndPoint, ct);
-                        return new NetworkStream(socket, ownsSocket: true);
-                    }
-                    catch
-                    {
-                        socket.Dispose();
-                        throw;
-                    }
+                    return ConnectNoDelayAsync(ctx, ct, fromPodAddress ? IPAddress.Parse(pod.Address!) : null);
                 },
             };
             _http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(5) };
+        }
+
+        /// <summary>A handler's ConnectCallback: a TCP connection with Nagle off (small requests go out at once),
+        /// from <paramref name="source"/> when given (so the ztunnel sees the pod's own address as the source).</summary>
+        public static async ValueTask<Stream> ConnectNoDelayAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken,
+            IPAddress? source = null)
+        {
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                if (source is not null) socket.Bind(new IPEndPoint(source.MapToIPv6(), 0));
+                await socket.ConnectAsync(context.DnsEndPoint, cancellationToken);
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
         }
 
         /// <summary>TCP connections opened to the SOCKS5 port so far.</summary>

@@ -273,6 +273,36 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
     }
 
     [Fact]
+    public async Task ATimedOutAttemptIsRetried_WhenTheRuleHasARetry()
+    {
+        // HTTPRouteRetry: "Implementations SHOULD retry on connection errors (disconnect, reset, timeout, TCP failure)
+        // if a retry stanza is configured" (and the upstream HTTPRouteRetryWithTimeouts test expects it).
+        var rule = Routing.RouteBuilders.Rule(Prefix("/slow-retry"), "infra-backend-v1");
+        rule.Retry = new HTTPRouteRetry { Attempts = 2, BackoffMs = 10 };
+        rule.Timeouts = new HTTPRouteTimeouts { BackendRequestMs = 200 };
+        _env.UseRoutes(MeshRoute("slow-retry", "echo", rule));
+        var http = fixture.Http;
+        var uuid = Guid.NewGuid().ToString("N");
+        var (response, _) = await GetAsync(http, $"/slow-retry?delay=400ms&uuid={uuid}");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        // One try and two retries, each cut at 200 ms.
+        Assert.Equal(3, _env.EchoLog("infra-backend-v1").Split('\n').Count(l => l.Contains(uuid)));
+        Assert.Contains("flags=UT", Assert.Single(_env.Logs.Matching($"path=/slow-retry?delay=400ms&uuid={uuid}")));
+    }
+
+    [Fact]
+    public async Task ABackendWhosePortDeclaresH2c_IsSpokenToInHttp2_EvenWhenTheWaypointDoesNotServeIt()
+    {
+        // HTTPRouteBackendProtocolH2C: appProtocol kubernetes.io/h2c on the backend Service's port, which this
+        // waypoint does not serve (istiod names the protocols of served Services only).
+        _env.UseRoutes(MeshRoute("h2c-backend", "echo", Routing.RouteBuilders.Rule(Prefix("/h2c"), "infra-backend-v2-h2c")));
+        var (response, echo) = await GetAsync(fixture.Http, "/h2c");
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{response.StatusCode}\n{_env.Warnings()}");
+        Assert.Equal("infra-backend-v2", Pod(echo));
+        Assert.Equal("HTTP/2.0", echo.GetProperty("proto").GetString());
+    }
+
+    [Fact]
     public async Task ABackendRefToAMissingServiceGets500()
     {
         _env.UseRoutes(MeshRoute("invalid", "echo", Routing.RouteBuilders.Rule(Prefix("/"), "no-such-service")));

@@ -293,7 +293,17 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
           ports: [{name: http, port: 8080, targetPort: 8080}]
         ---
 
-        """));
+        """)) + $$$"""
+        # A backend Service this waypoint does not serve whose port declares h2c (the echo also speaks h2c).
+        apiVersion: v1
+        kind: Service
+        metadata: {name: infra-backend-v2-h2c, namespace: {{{ns}}}}
+        spec:
+          selector: {app: infra-backend-v2}
+          ports: [{name: web, port: 8080, targetPort: 8080, appProtocol: kubernetes.io/h2c}]
+        ---
+
+        """;
 
     /// <summary>Applies HTTPRoutes through the waypoint's own xDS handler, replacing every route applied before.</summary>
     public void UseRoutes(params HTTPRoute[] routes) =>

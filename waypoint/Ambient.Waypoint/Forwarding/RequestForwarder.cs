@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using Ambient.Core.Model;
 using Ambient.Core.Protos.Waypoint;
+using Ambient.Core.Protos.Workload;
 using Ambient.Dataplane.State;
 using Ambient.Hbone.Telemetry;
 using Ambient.Waypoint.Authz;
@@ -177,7 +178,7 @@ internal sealed partial class RequestForwarder
         return forwarded;
     }
 
-    /// <summary>The attempt loop: per-attempt and whole-request timeouts, retries on the rule's codes and on connect failure.</summary>
+    /// <summary>The attempt loop: per-attempt and whole-request timeouts, retries on the rule's codes, on connect failure and on a timed-out attempt.</summary>
     private async Task<(string Flags, ResolvedDestination Destination)> ForwardAsync(HttpContext context, ForwardedRequest forwarded,
         RoutePlan plan, ServiceInfo? backend, int port, ForwarderRequestConfig config)
     {
@@ -198,7 +199,12 @@ internal sealed partial class RequestForwarder
             forwarded.RetryRequested = false;
             var error = await _forwarder.SendAsync(context, "http://" + destination.Authority, _invoker, config, RouteTransformer.Instance, token)
                 .ConfigureAwait(false);
-            if (error != ForwarderError.None && (attempt?.IsCancellationRequested == true || whole?.IsCancellationRequested == true))
+            var canRetry = !context.Response.HasStarted && forwarded.Retry is not null && forwarded.RetriesLeft > 0;
+            var attemptTimedOut = error != ForwarderError.None && attempt?.IsCancellationRequested == true;
+            var wholeTimedOut = error != ForwarderError.None && whole?.IsCancellationRequested == true;
+            // HTTPRouteRetry: a rule with a retry stanza retries connection errors, a timed-out attempt among them
+            // (as Envoy retries a per-try timeout); only the whole request's timeout ends the loop at once.
+            if (wholeTimedOut || (attemptTimedOut && !canRetry))
             {
                 // Envoy's "upstream request timeout": the attempt or the whole request ran out of time.
                 if (!context.Response.HasStarted)
@@ -209,8 +215,8 @@ internal sealed partial class RequestForwarder
                 }
                 return (UpstreamTimeout, destination);
             }
-            var connectFailed = error == ForwarderError.Request && !context.Response.HasStarted && forwarded.Retry is not null && forwarded.RetriesLeft > 0;
-            if (!forwarded.RetryRequested && !connectFailed)
+            var connectFailed = error == ForwarderError.Request && canRetry;
+            if (!forwarded.RetryRequested && !connectFailed && !attemptTimedOut)
             {
                 return (FlagsOf(error), destination);
             }
@@ -257,11 +263,21 @@ internal sealed partial class RequestForwarder
     }
 
     // As Istio: the backend port's declared protocol decides (http -> HTTP/1.1; http2, grpc -> HTTP/2 with prior
-    // knowledge), whatever the client spoke to the waypoint.
-    private ForwarderRequestConfig UpstreamProtocol(ServiceInfo? service, int port) =>
-        service is not null && _config.ProtocolOf(service.Namespace, service.Hostname, port) is PortAppProtocol.Http2 or PortAppProtocol.Grpc
-            ? Http2
-            : Http11;
+    // knowledge), whatever the client spoke to the waypoint. istiod names the protocols of the Services this waypoint
+    // serves (appProtocol, else the port name); a backendRef may name any other Service, whose port's appProtocol
+    // (kubernetes.io/h2c among them) comes with the Service itself over the workload stream.
+    private ForwarderRequestConfig UpstreamProtocol(ServiceInfo? service, int port)
+    {
+        if (service is null)
+        {
+            return Http11;
+        }
+        if (_config.HasProtocols(service.Namespace, service.Hostname))
+        {
+            return _config.ProtocolOf(service.Namespace, service.Hostname, port) is PortAppProtocol.Http2 or PortAppProtocol.Grpc ? Http2 : Http11;
+        }
+        return service.TryGetPort(port, out var declared) && declared.AppProtocol is AppProtocol.Http2 or AppProtocol.Grpc ? Http2 : Http11;
+    }
 
     private void WriteAccessLog(HttpContext context, IHboneTunnelFeature tunnel, ResolvedDestination? destination, in RoutePlan plan,
         string flags, string? details, TimeSpan duration)
