@@ -14,7 +14,7 @@ need=()
 command -v openssl >/dev/null || need+=(openssl)
 # curl is the independent SOCKS5 client of the interop tests (CurlInteropTests run /usr/bin/curl).
 [ -x /usr/bin/curl ] || need+=(curl)
-# The native AOT ztunnel is linked by the system C toolchain.
+# The native AOT ztunnel and waypoint are linked by the system C toolchain.
 command -v gcc >/dev/null || command -v clang >/dev/null || need+=(clang)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -40,24 +40,30 @@ fi
 dotnet test Ambient.sln -c Debug --no-build -m:1 --logger "trx" --results-directory "$results" "$@"
 test_rc=$?
 
-# The shipped ztunnel is the native AOT publish: the end-to-end tests run once more with it (AMBIENT_ZTUNNEL), so
-# code that only breaks ahead of time (reflection the trimmer removed) fails here rather than on a node. Only for
-# the full suite (no extra arguments).
+# The shipped ztunnel and waypoint are native AOT publishes: the end-to-end tests run once more with them
+# (AMBIENT_ZTUNNEL, AMBIENT_WAYPOINT), so code that only breaks ahead of time (reflection the trimmer removed) fails
+# here rather than on a node. Only for the full suite (no extra arguments).
 aot_failed=0
 if [ $# -eq 0 ]; then
   case "$(uname -m)" in x86_64) rid=linux-x64 ;; aarch64) rid=linux-arm64 ;; *) rid="" ;; esac
-  aot="$results/ztunnel-aot"
+  aot="$results/aot-proxies"
   if [ -z "$rid" ]; then
-    echo "no runtime identifier for $(uname -m): native AOT ztunnel not tested" >&2
+    echo "no runtime identifier for $(uname -m): native AOT ztunnel and waypoint not tested" >&2
     aot_failed=1
-  elif dotnet publish ztunnel/Ambient.Ztunnel -c Release -r "$rid" -nologo -clp:ErrorsOnly -o "$aot" >/dev/null; then
-    AMBIENT_ZTUNNEL="$aot/ztunnel" dotnet test tests/Ambient.E2E.Tests -c Debug --no-build \
-      --logger "trx;LogFileName=e2e-native-aot-ztunnel.trx" --results-directory "$results/aot"
-    [ $? -eq 0 ] || test_rc=1
   else
-    echo "native AOT publish of ztunnel failed" >&2
-    dotnet publish ztunnel/Ambient.Ztunnel -c Release -r "$rid" -nologo -clp:ErrorsOnly -o "$aot" | tail -n 20
-    aot_failed=1
+    for project in ztunnel/Ambient.Ztunnel waypoint/Ambient.Waypoint; do
+      if ! dotnet publish "$project" -c Release -r "$rid" -nologo -clp:ErrorsOnly -o "$aot/$(basename "$project")" >/dev/null; then
+        echo "native AOT publish of $project failed" >&2
+        dotnet publish "$project" -c Release -r "$rid" -nologo -clp:ErrorsOnly -o "$aot/$(basename "$project")" | tail -n 20
+        aot_failed=1
+      fi
+    done
+    if [ $aot_failed -eq 0 ]; then
+      AMBIENT_ZTUNNEL="$aot/Ambient.Ztunnel/ztunnel" AMBIENT_WAYPOINT="$aot/Ambient.Waypoint/waypoint" \
+        dotnet test tests/Ambient.E2E.Tests -c Debug --no-build \
+        --logger "trx;LogFileName=e2e-native-aot-proxies.trx" --results-directory "$results/aot"
+      [ $? -eq 0 ] || test_rc=1
+    fi
   fi
 fi
 

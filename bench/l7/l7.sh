@@ -24,6 +24,14 @@ done
 LATENCY_SECONDS="${L7_LATENCY_SECONDS:-5}"
 MAX_SECONDS="${L7_MAX_SECONDS:-3}"
 MAX_CONNECTIONS="${L7_MAX_CONNECTIONS:-16}"
+# The proxies measured are the shipped ones: `dotnet publish -r <rid>`, native AOT executables of the ztunnel and the
+# waypoint (see their csproj), run by `ambientctl local up` through AMBIENT_ZTUNNEL / AMBIENT_WAYPOINT.
+# L7_PROXY_BUILD=framework measures the framework-dependent JIT builds instead (what `local up` runs by default).
+PROXY_BUILD="${L7_PROXY_BUILD:-publish}"
+case "$PROXY_BUILD" in publish|framework) ;; *) echo "l7: L7_PROXY_BUILD must be publish or framework, not '$PROXY_BUILD'" >&2; exit 2 ;; esac
+# L7_WAYPOINT_ENV="NAME=value ..." adds environment variables to the waypoint only (runtime knobs under test, e.g.
+# DOTNET_GCgen0MaxBudget), so they reach neither the build nor the other processes; recorded in the JSON.
+WAYPOINT_ENV="${L7_WAYPOINT_ENV:-}"
 CLIENT_IP=127.78.0.2
 BACKEND=127.78.0.3:8080
 SERVICE_HOST=backend.bench-l7.svc.cluster.local
@@ -37,6 +45,11 @@ if ! command -v haproxy >/dev/null 2>&1; then
     log "installing haproxy (Debian package)"
     apt_install haproxy haproxy
 fi
+# Native AOT links the proxies with the system C toolchain.
+if [ "$PROXY_BUILD" = publish ] && ! command -v clang >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
+    log "installing clang (native AOT linker)"
+    apt_install "a C toolchain (clang or gcc)" clang zlib1g-dev
+fi
 for tool in openssl curl dotnet python3; do
     command -v "$tool" >/dev/null 2>&1 || { echo "l7: $tool is required" >&2; exit 1; }
 done
@@ -48,6 +61,18 @@ done
 bin() { echo "$root/$1/bin/Release/net10.0/$2"; }
 AMBIENTCTL="$(bin ambientctl/Ambient.Ctl ambientctl)"
 LOADGEN="$(bin bench/Ambient.LoadGen ambient-loadgen)"
+if [ "$PROXY_BUILD" = publish ]; then
+    case "$(uname -m)" in x86_64) rid=linux-x64 ;; aarch64) rid=linux-arm64 ;; *) echo "l7: no runtime identifier for $(uname -m)" >&2; exit 1 ;; esac
+    for project in ztunnel/Ambient.Ztunnel waypoint/Ambient.Waypoint; do
+        published="$root/$project/bin/publish/$rid"
+        rm -rf "$published"  # no files left over from another build mode
+        log "publishing $(basename "$project") ($rid, native AOT)"
+        dotnet publish "$project" -c Release -r "$rid" --nologo -v q -o "$published" >/dev/null \
+            || { dotnet publish "$project" -c Release -r "$rid" --nologo -o "$published"; exit 1; }
+    done
+    export AMBIENT_ZTUNNEL="$root/ztunnel/Ambient.Ztunnel/bin/publish/$rid/ztunnel"
+    export AMBIENT_WAYPOINT="$root/waypoint/Ambient.Waypoint/bin/publish/$rid/waypoint"
+fi
 
 # --- processes: started by pid, stopped by pid -----------------------------------------------------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/ambient-l7.XXXXXX")"
@@ -79,6 +104,13 @@ start() { # name, command... ; sets $last_pid
 }
 
 # --- (b) the mesh with its waypoint; its backend pod is every path's backend ------------------------------------------
+if [ -n "$WAYPOINT_ENV" ]; then
+    # The waypoint runs through a wrapper that sets the knobs and execs it (same pid, so it is measured as before).
+    real_waypoint="${AMBIENT_WAYPOINT:-$(bin ambientctl/Ambient.Ctl waypoint)}"
+    printf '#!/bin/sh\nexec env %s "%s" "$@"\n' "$WAYPOINT_ENV" "$real_waypoint" > "$work/waypoint"
+    chmod +x "$work/waypoint"
+    export AMBIENT_WAYPOINT="$work/waypoint"
+fi
 mkdir -p "$work/mesh"
 sed -e "s|@LOADGEN@|$LOADGEN|g" "$root/bench/l7/mesh/bench-l7.yaml" > "$work/mesh/bench-l7.yaml"
 log "starting the local mesh (ambientctl local up: istiod-lite, two ztunnels, the waypoint, client and backend pods)"
@@ -136,7 +168,8 @@ log "measuring, interleaved (order rotated each run): direct, haproxy pair (mode
     --env "dotnet=$(dotnet --version)" \
     --env "haproxy=$(haproxy -v | head -n 1)" \
     --env "haproxy_threads=nbthread 1 per side" \
-    --env "mesh=ambientctl local up (framework-dependent Release builds of istiod-lite, ztunnel, waypoint)" \
+    --env "mesh=ambientctl local up: $([ "$PROXY_BUILD" = publish ] && echo "native AOT publish ($rid) of ztunnel and waypoint" || echo "framework-dependent Release builds of ztunnel and waypoint"), framework-dependent istiod-lite" \
+    --env "waypoint_env=${WAYPOINT_ENV:-none}" \
     --env "runs=$RUNS" \
     --env "request=GET /bulk?n=1024 HTTP/1.1, Host $SERVICE_HOST, keep-alive; 1 KiB answer from one backend for every path" \
     --env "latency=1000 req/s open loop (intended-send-time latency), 4 connections, ${LATENCY_SECONDS} s + 1 s warm-up" \

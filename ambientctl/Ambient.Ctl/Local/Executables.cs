@@ -7,8 +7,8 @@ internal sealed record Launcher(string FileName, IReadOnlyList<string> PrefixArg
 /// Finds istiod-lite, ztunnel and the sample images. They are built next to ambientctl (Ambient.Ctl references
 /// their projects), so the first place to look is this assembly's folder; AMBIENT_BIN overrides it.
 /// Each is run through its apphost when there is one, else as `dotnet NAME.dll` with the dotnet running us.
-/// AMBIENT_ZTUNNEL names a ztunnel executable to run instead, e.g. the native one `dotnet publish -r linux-x64`
-/// makes (what a node runs in production; the tests run the end-to-end suite against it too).
+/// AMBIENT_ZTUNNEL and AMBIENT_WAYPOINT name a ztunnel or waypoint executable to run instead, e.g. the native one
+/// `dotnet publish -r linux-x64` makes (what runs in production; the tests run the end-to-end suite against both).
 /// </summary>
 internal static class Executables
 {
@@ -23,10 +23,10 @@ internal static class Executables
 
     public static Launcher? Find(string name, out string? error)
     {
-        if (name == Ztunnel && Environment.GetEnvironmentVariable("AMBIENT_ZTUNNEL") is { Length: > 0 } ztunnel)
+        if (OverrideVariable(name) is { } variable && Environment.GetEnvironmentVariable(variable) is { Length: > 0 } executable)
         {
-            var path = Path.GetFullPath(ztunnel);
-            error = File.Exists(path) ? null : $"cannot find ztunnel: AMBIENT_ZTUNNEL is {path}, which does not exist";
+            var path = Path.GetFullPath(executable);
+            error = File.Exists(path) ? null : $"cannot find {name}: {variable} is {path}, which does not exist";
             return error is null ? new Launcher(path, [], path) : null;
         }
         var folder = BinFolder;
@@ -45,6 +45,14 @@ internal static class Executables
         var dotnet = DotnetHost();
         return new Launcher(dotnet, [dll], $"{dotnet} {dll}");
     }
+
+    /// <summary>The environment variable that names another executable for a proxy (the native AOT publish).</summary>
+    internal static string? OverrideVariable(string name) => name switch
+    {
+        Ztunnel => "AMBIENT_ZTUNNEL",
+        Waypoint => "AMBIENT_WAYPOINT",
+        _ => null,
+    };
 
     /// <summary>The dotnet host: the one running us if we run under it, else DOTNET_HOST_PATH, else PATH.</summary>
     public static string DotnetHost()
