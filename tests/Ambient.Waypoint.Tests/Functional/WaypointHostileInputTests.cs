@@ -110,6 +110,85 @@ public sealed class WaypointHostileInputTests : IAsyncLifetime
         Assert.True(heapGrowth < 32 * 1024 * 1024, $"the managed heap grew by {heapGrowth / 1024} KiB:\n{summary}");
     }
 
+    /// <summary>
+    /// Malformed and smuggling-shaped HTTP/1.1, each on its own tunnel (the E2E hostile test covers CL+TE, a header
+    /// without a colon, garbage and a 128 KiB header through the whole mesh; these are the other shapes): each gets
+    /// the error Kestrel gives it and its connection closed, the request hidden behind a body never reaches a backend,
+    /// and a neighbour's request right after is served.
+    /// </summary>
+    [Fact]
+    public async Task MalformedAndSmugglingHttp11_GetAnErrorAndAClosedConnection_NothingHiddenIsForwarded()
+    {
+        var host = Hostname;
+        var smuggled = $"GET /smuggled HTTP/1.1\r\nHost: {host}\r\n\r\n";
+        (string Name, string Request, string Status)[] cases =
+        [
+            // CL.CL: two different lengths; which one a hop believes decides where the next request starts.
+            ("conflicting Content-Length", $"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nbody{smuggled}", "400"),
+            // TE obfuscated so one hop reads it as chunked and another does not.
+            ("Transfer-Encoding not chunked last", $"POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}", "400"),
+            ("Transfer-Encoding xchunked with Content-Length", $"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{smuggled}", "400"),
+            ("whitespace before the colon", $"POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{smuggled}", "400"),
+            ("obsolete line folding", $"GET / HTTP/1.1\r\nHost: {host}\r\nX-Folded: a\r\n b\r\n\r\n", "400"),
+            ("NUL in a header value", $"GET / HTTP/1.1\r\nHost: {host}\r\nX-Nul: a\0b\r\n\r\n", "400"),
+            ("a bad chunk size", $"POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbody\r\n0\r\n\r\n", "400"),
+            ("a 16 KiB request line", $"GET /{new string('a', 16 * 1024)} HTTP/1.1\r\nHost: {host}\r\n\r\n", "414"),
+            ("200 header fields", $"GET / HTTP/1.1\r\nHost: {host}\r\n{string.Concat(Enumerable.Range(0, 200).Select(i => $"X-H{i}: v\r\n"))}\r\n", "431"),
+            ("64 KiB of headers", $"GET / HTTP/1.1\r\nHost: {host}\r\nX-Big: {new string('a', 64 * 1024)}\r\n\r\n", "431"),
+        ];
+        var problems = new List<string>();
+        foreach (var (name, request, status) in cases)
+        {
+            var (response, closed) = await RawHttp11Async(request);
+            var statusLine = response.Split("\r\n")[0];
+            if (!response.StartsWith("HTTP/1.1 " + status, StringComparison.Ordinal)) problems.Add($"{name}: expected {status}, got '{statusLine}'");
+            else if (!closed) problems.Add($"{name}: {statusLine}, but the connection stayed open");
+            else if (response.Split("HTTP/1.1 ").Length - 1 != 1) problems.Add($"{name}: more than one response:\n{response}");
+        }
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
+        Assert.Empty(_env.Logs.Matching("path=/smuggled"));
+
+        using var http = _env.HttpThroughWaypoint(Vip(WaypointEnvironment.HttpPort));
+        using var after = await http.GetAsync($"http://{host}/after", Ct);
+        Assert.Equal(HttpStatusCode.OK, after.StatusCode);
+    }
+
+    /// <summary>Raw bytes over a fresh tunnel to echo:80; what comes back until the waypoint closes it (or 5 s).</summary>
+    private async Task<(string Response, bool Closed)> RawHttp11Async(string request)
+    {
+        await using var tunnel = await _env.TunnelAsync(Vip(WaypointEnvironment.HttpPort), Ct);
+        try
+        {
+            await tunnel.WriteAsync(System.Text.Encoding.Latin1.GetBytes(request), Ct);
+            await tunnel.FlushAsync(Ct);
+        }
+        catch (IOException)
+        {
+            // The waypoint may answer and close before reading all of an oversized request.
+        }
+        var received = new MemoryStream();
+        var buffer = new byte[16 * 1024];
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(5));
+        try
+        {
+            while (true)
+            {
+                var n = await tunnel.ReadAsync(buffer, timeout.Token);
+                if (n == 0) return (System.Text.Encoding.Latin1.GetString(received.ToArray()), true);
+                received.Write(buffer, 0, n);
+            }
+        }
+        catch (OperationCanceledException) when (!Ct.IsCancellationRequested)
+        {
+            return (System.Text.Encoding.Latin1.GetString(received.ToArray()), false);
+        }
+        catch (IOException)
+        {
+            return (System.Text.Encoding.Latin1.GetString(received.ToArray()), true);
+        }
+    }
+
     /// <summary>Requests in a loop on one kept-alive connection, each outcome counted: the neighbour of an attack.</summary>
     private sealed class NeighbourLoop : IAsyncDisposable
     {
