@@ -239,18 +239,9 @@ internal sealed class DemoRunner(LocalMesh mesh, Action<string> report)
         MaxConnectionsPerServer = 1,
     }) { Timeout = TimeSpan.FromSeconds(10) };
 
-    private static async Task<List<MetricSample>> ScrapeWaypointAsync(IPAddress waypoint, CancellationToken ct)
-    {
-        try
-        {
-            var text = await Metrics.GetStringAsync($"http://{waypoint}:{MeshPorts.Readiness}/stats/prometheus", ct).ConfigureAwait(false);
-            return PrometheusText.Parse(text);
-        }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
-        {
-            return [];
-        }
-    }
+    /// <summary>The waypoint's admin port, where Istio's waypoints are scraped.</summary>
+    private static Task<List<MetricSample>> ScrapeWaypointAsync(IPAddress waypoint, CancellationToken ct) =>
+        ScrapeUrlAsync($"http://{waypoint}:{MeshPorts.Readiness}/stats/prometheus", ct);
 
     private ContainerPlan Pod(string ns, string name) =>
         _plan.Containers.FirstOrDefault(c => c.Namespace == ns && c.Pod == name)
@@ -409,11 +400,15 @@ internal sealed class DemoRunner(LocalMesh mesh, Action<string> report)
 
     private static readonly HttpClient Metrics = new(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(3) };
 
-    internal static async Task<List<MetricSample>> ScrapeAsync(IPAddress node, CancellationToken ct)
+    internal static Task<List<MetricSample>> ScrapeAsync(IPAddress node, CancellationToken ct) =>
+        ScrapeUrlAsync($"http://{node}:{MeshPorts.Metrics}/metrics", ct);
+
+    /// <summary>Prometheus text from <paramref name="url"/>; empty when it does not answer.</summary>
+    private static async Task<List<MetricSample>> ScrapeUrlAsync(string url, CancellationToken ct)
     {
         try
         {
-            var text = await Metrics.GetStringAsync($"http://{node}:{MeshPorts.Metrics}/metrics", ct).ConfigureAwait(false);
+            var text = await Metrics.GetStringAsync(url, ct).ConfigureAwait(false);
             return PrometheusText.Parse(text);
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
