@@ -185,7 +185,9 @@ public sealed class RawHttp2Client : IAsyncDisposable
                 }
             }
         }
-        catch (Exception e) when (e is IOException or EndOfStreamException or ObjectDisposedException or OperationCanceledException)
+        // InvalidOperationException: the stream was disposed under a pending read.
+        catch (Exception e) when (e is IOException or EndOfStreamException or ObjectDisposedException or OperationCanceledException
+            or InvalidOperationException)
         {
             // The end of the connection, whichever way it came.
         }
