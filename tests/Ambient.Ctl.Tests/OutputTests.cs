@@ -50,7 +50,7 @@ public class OutputTests
         };
         foreach (var width in new[] { 80, 100, 160, 400 })
         {
-            var text = DemoCommand.Render(checks, new OutputStyle(width, false));
+            var text = DemoCommand.Render(checks, [], new OutputStyle(width, false));
             var lines = text.TrimEnd('\n').Split('\n');
             Assert.All(lines, l => Assert.True(l.Length <= width, $"{l.Length} > {width}: {l}"));
             Assert.DoesNotContain('\u001b', text);

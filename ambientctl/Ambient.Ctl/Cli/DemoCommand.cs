@@ -11,7 +11,8 @@ namespace Ambient.Ctl.Cli;
 
 /// <summary>
 /// `ambientctl demo [--keep]`: a two-node mesh from the demo folder (copied to a temp folder), traffic from the
-/// client, and a table of what each end's ztunnel saw. Exits 1 if any check fails.
+/// client, and a table of what each end's ztunnel saw, then a waypoint with an HTTPRoute and what the waypoint saw.
+/// Everything the demo adds goes into its temp copy and is removed again. Exits 1 if any check fails.
 /// </summary>
 internal static class DemoCommand
 {
@@ -19,7 +20,7 @@ internal static class DemoCommand
     {
         var keep = new Option<bool>("--keep") { Description = "leave the mesh running (Ctrl-C stops it) and print its URLs" };
         var control = new Option<string>("--control-address") { Description = "loopback address istiod-lite listens on", DefaultValueFactory = _ => "127.0.0.1" };
-        var demo = new Command("demo", "Run the demo: mTLS between meshed pods, plain text outside, live switch by label") { keep, control };
+        var demo = new Command("demo", "Run the demo: mTLS between meshed pods, plain text outside, live switch by label, a waypoint with an HTTPRoute") { keep, control };
         demo.SetAction(async (parse, _) => await RunAsync(parse.GetValue(keep), parse.GetValue(control)!).ConfigureAwait(false));
         return demo;
     }
@@ -82,9 +83,10 @@ internal static class DemoCommand
         await using (mesh.ConfigureAwait(false))
         {
             List<DemoCheck> checks;
+            var runner = new DemoRunner(mesh, Report);
             try
             {
-                checks = await new DemoRunner(mesh, Report).RunAsync(stopping.Token).ConfigureAwait(false);
+                checks = await runner.RunAsync(stopping.Token).ConfigureAwait(false);
             }
             catch (LocalMeshException e)
             {
@@ -95,7 +97,7 @@ internal static class DemoCommand
             {
                 return ExitCodes.Failed;
             }
-            Console.Write(Render(checks, OutputStyle.Stdout));
+            Console.Write(Render(checks, runner.WaypointRequests, OutputStyle.Stdout));
             var failed = checks.FindAll(c => !c.Passed);
             foreach (var f in failed) Console.Error.WriteLine($"FAILED {f.Step}: {f.Problem}");
             if (keep)
@@ -112,8 +114,11 @@ internal static class DemoCommand
 
     private static void Report(string message) => Console.WriteLine(OutputStyle.Stdout.Paint(message, Tone.Dim));
 
-    /// <summary>The table of checks; too wide for the output, each check becomes a block, identities never cut.</summary>
-    internal static string Render(List<DemoCheck> checks, OutputStyle style)
+    /// <summary>
+    /// The table of checks (too wide for the output, each check becomes a block, identities never cut), then what the
+    /// waypoint counted during its steps.
+    /// </summary>
+    internal static string Render(List<DemoCheck> checks, List<WaypointRequests> waypoint, OutputStyle style)
     {
         var table = new TextTable("step", "source -> destination", "path", "security", "source identity", "destination identity",
             "answered by", "bytes", "latency", "result");
@@ -123,7 +128,15 @@ internal static class DemoCommand
                 c.DestinationIdentity, c.Answered, c.Bytes.ToString(CultureInfo.InvariantCulture),
                 c.LatencyMs.ToString("0.0", CultureInfo.InvariantCulture) + " ms", c.Passed ? new Cell("ok", Tone.Good) : new Cell("FAILED", Tone.Bad));
         }
-        return "Ambient demo: what the ztunnels saw\n" + table.Render(style);
+        var text = "Ambient demo: what the ztunnels saw\n" + table.Render(style);
+        if (waypoint.Count == 0) return text;
+        var l7 = new TextTable("source identity", "destination", "destination identity", "response code", "requests");
+        foreach (var r in waypoint)
+        {
+            l7.AddRow(r.SourcePrincipal, r.Destination, r.DestinationPrincipal,
+                new Cell(r.ResponseCode, r.ResponseCode.StartsWith('2') ? Tone.Good : Tone.Bad), r.Count.ToString(CultureInfo.InvariantCulture));
+        }
+        return text + "\nWhat the waypoint saw in steps 6-7 (istio_requests_total, reporter=\"waypoint\")\n" + l7.Render(style);
     }
 
     private static void PrintUrls(LocalMesh mesh)
@@ -140,7 +153,7 @@ internal static class DemoCommand
     private static async Task<bool> EnsureBuiltAsync()
     {
         if (Executables.Find(Executables.Istiod, out _) is not null && Executables.Find(Executables.Ztunnel, out _) is not null
-            && Executables.Find(Executables.Samples, out _) is not null)
+            && Executables.Find(Executables.Samples, out _) is not null && Executables.Find(Executables.Waypoint, out _) is not null)
         {
             return true;
         }

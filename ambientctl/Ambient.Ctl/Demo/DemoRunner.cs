@@ -3,8 +3,11 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 using Ambient.Core;
+using Ambient.Ctl.Cli;
+using Ambient.Ctl.Inspect;
 using Ambient.Ctl.Labels;
 using Ambient.Ctl.Local;
+using Ambient.Ctl.Waypoints;
 
 namespace Ambient.Ctl.Demo;
 
@@ -26,12 +29,20 @@ internal sealed record DemoCheck(
 /// Sends the demo's traffic from the client pod and reads what each end's ztunnel saw from its /metrics
 /// (source_principal, destination_principal, connection_security_policy), so the table shows the mesh's own view:
 /// meshed service traffic in mTLS with SPIFFE identities at both ends, traffic to an unmeshed namespace in plain text,
-/// and the switch between the two when the namespace label changes, with no restart.
+/// and the switch between the two when the namespace label changes, with no restart. Then L7: a waypoint for the
+/// namespace (as `waypoint apply --enroll-namespace --wait`), an HTTPRoute with a header match and a 90/10 split, what
+/// the waypoint's own metrics (istio_requests_total, reporter="waypoint") saw, and the waypoint removed again.
 /// </summary>
 internal sealed class DemoRunner(LocalMesh mesh, Action<string> report)
 {
     private const string Mtls = "mutual_tls";
+    private const int HeaderRequests = 20;
+    private const int SplitRequests = 100;
+    private static readonly TimeSpan WaypointTimeout = TimeSpan.FromSeconds(60);
     private readonly MeshPlan _plan = mesh.Plan;
+
+    /// <summary>What the waypoint counted during the L7 steps (empty when they did not get that far).</summary>
+    public List<WaypointRequests> WaypointRequests { get; } = [];
 
     public async Task<List<DemoCheck>> RunAsync(CancellationToken ct)
     {
@@ -57,8 +68,180 @@ internal sealed class DemoRunner(LocalMesh mesh, Action<string> report)
         checks.Add(back
             ? await MeshedAsync("5. demo back in the mesh", client, "echo.demo.svc.cluster.local", 80, ct, retries: 10).ConfigureAwait(false)
             : Failed("5. demo back in the mesh", client, "echo", "the client's ztunnel SOCKS5 listener did not come back within 20 s"));
+
+        await WaypointStepsAsync(client, checks, ct).ConfigureAwait(false);
         return checks;
     }
+
+    /// <summary>
+    /// Steps 6-8: a waypoint for namespace demo and an HTTPRoute on Service echo; requests with <c>x-version: v2</c>
+    /// all reach v2, the rest split 90/10, as the answering pods and the waypoint's metrics show; then the route,
+    /// the waypoint and the namespace label go away again (as step 5 restores step 4's label) and traffic is L4 only.
+    /// </summary>
+    private async Task WaypointStepsAsync(ContainerPlan client, List<DemoCheck> checks, CancellationToken ct)
+    {
+        var folder = _plan.ConfigFolder;
+        var host = $"{DemoWaypoint.Service}.{DemoWaypoint.Namespace}.svc.cluster.local";
+        report($"applying waypoint {DemoWaypoint.Namespace}/{DemoWaypoint.Name} (--enroll-namespace --wait) and HTTPRoute {DemoWaypoint.RouteName} ...");
+        try
+        {
+            var (waypoint, problem) = await ApplyWaypointAsync(folder, ct).ConfigureAwait(false);
+            if (waypoint is null)
+            {
+                checks.Add(Failed("6. waypoint: header match", client, host, problem!));
+                return;
+            }
+            if (DemoWaypoint.WriteRoute(folder, out var routeError) is null)
+            {
+                checks.Add(Failed("6. waypoint: header match", client, host, routeError!));
+                return;
+            }
+            using var http = KeptAlive(client);
+            if (!await WaitAsync(() => RoutedAsync(client, host, waypoint, ct), ct, WaypointTimeout).ConfigureAwait(false))
+            {
+                checks.Add(Failed("6. waypoint: header match", client, host,
+                    $"requests with {DemoWaypoint.VersionHeader}: v2 did not all reach {DemoWaypoint.V2} through the waypoint within {WaypointTimeout.TotalSeconds:0} s"));
+                return;
+            }
+            var first = await ScrapeWaypointAsync(waypoint, ct).ConfigureAwait(false);
+            checks.Add(await L7Async("6. waypoint: header match", client, host, waypoint, http, HeaderRequests, v2Header: true, ct).ConfigureAwait(false));
+            checks.Add(await L7Async("7. waypoint: 90/10 split", client, host, waypoint, http, SplitRequests, v2Header: false, ct).ConfigureAwait(false));
+            WaypointRequests.AddRange(DemoWaypoint.RequestsSeen(first, await ScrapeWaypointAsync(waypoint, ct).ConfigureAwait(false)));
+        }
+        finally
+        {
+            report($"removing HTTPRoute {DemoWaypoint.RouteName}, waypoint {DemoWaypoint.Namespace}/{DemoWaypoint.Name} and the namespace's {WaypointLabels.Use} label ...");
+            DemoWaypoint.Remove(folder);
+        }
+        // Direct again: the destination's ztunnel sees the client's identity, not the waypoint's.
+        DemoCheck direct = Failed("8. waypoint removed", client, host, "not reached");
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < WaypointTimeout)
+        {
+            direct = await MeshedAsync("8. waypoint removed", client, host, 80, ct).ConfigureAwait(false);
+            if (direct.Passed) break;
+            await Task.Delay(250, ct).ConfigureAwait(false);
+        }
+        checks.Add(direct);
+    }
+
+    /// <summary>`waypoint apply -n demo --enroll-namespace --wait`; the waypoint pod's address, or null with why not.</summary>
+    private async Task<(IPAddress? Address, string? Problem)> ApplyWaypointAsync(string folder, CancellationToken ct)
+    {
+        var spec = new WaypointSpec(DemoWaypoint.Namespace, DemoWaypoint.Name, WaypointLabels.DefaultFor);
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        if (WaypointCommand.Apply(folder, spec, enrollNamespace: true, output, error) != ExitCodes.Ok
+            || await WaypointCommand.WaitAsync(LocalStateWaypointReadiness.Default, spec, WaypointTimeout, output, error, ct).ConfigureAwait(false) != ExitCodes.Ok)
+        {
+            return (null, error.ToString().Trim());
+        }
+        foreach (var line in output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) report(line);
+        foreach (var c in mesh.Components)
+        {
+            if (c.Spec.Kind == "waypoint" && c.Spec.Address is { } a && IPAddress.TryParse(a, out var address)) return (address, null);
+        }
+        return (null, "the waypoint serves, but the local mesh has no record of its address");
+    }
+
+    /// <summary>
+    /// Routing is live once requests with the header, each on a fresh connection, all reach v2 and the waypoint
+    /// counts them (a relayed TCP tunnel or a Service without its route would answer from either version: 8 in a row
+    /// by chance is 1 in 256).
+    /// </summary>
+    private async Task<bool> RoutedAsync(ContainerPlan client, string host, IPAddress waypoint, CancellationToken ct)
+    {
+        var before = await ScrapeWaypointAsync(waypoint, ct).ConfigureAwait(false);
+        for (var i = 0; i < 8; i++)
+        {
+            var (answered, _, problem) = await GetAsync(host, 80, Socks(client), null, ct, (DemoWaypoint.VersionHeader, "v2")).ConfigureAwait(false);
+            if (problem is not null || answered != $"{DemoWaypoint.Namespace}/{DemoWaypoint.V2}") return false;
+        }
+        return DemoWaypoint.Growth(before, await ScrapeWaypointAsync(waypoint, ct).ConfigureAwait(false), "istio_requests_total") >= 8;
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> requests on one kept-alive connection through the client's ztunnel and the waypoint;
+    /// the answering pods, and what the waypoint's metrics say about them (identities, mTLS, response bytes).
+    /// </summary>
+    private async Task<DemoCheck> L7Async(string step, ContainerPlan client, string host, IPAddress waypoint, HttpClient http, int count,
+        bool v2Header, CancellationToken ct)
+    {
+        var route = $"{client.Namespace}/{client.Pod} -> {host}:80" + (v2Header ? $" ({DemoWaypoint.VersionHeader}: v2)" : "");
+        var before = await ScrapeWaypointAsync(waypoint, ct).ConfigureAwait(false);
+        var answers = new Dictionary<string, int>(StringComparer.Ordinal);
+        // The bodies as the client read them: the waypoint's istio_response_bytes only counts declared Content-Lengths.
+        var bytes = 0L;
+        string? problem = null;
+        var sw = Stopwatch.StartNew();
+        for (var i = 0; i < count && problem is null; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, $"http://{host}/demo/l7/{i}");
+            if (v2Header) request.Headers.Add(DemoWaypoint.VersionHeader, "v2");
+            try
+            {
+                using var response = await http.SendAsync(request, ct).ConfigureAwait(false);
+                var body = await response.Content.ReadAsByteArrayAsync(ct).ConfigureAwait(false);
+                bytes += body.Length;
+                if (!response.IsSuccessStatusCode)
+                {
+                    problem = $"HTTP {(int)response.StatusCode}";
+                    break;
+                }
+                using var json = JsonDocument.Parse(body);
+                var pod = json.RootElement.TryGetProperty("pod", out var p) ? p.GetString() ?? "?" : "?";
+                answers[pod] = answers.GetValueOrDefault(pod) + 1;
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException or JsonException)
+            {
+                problem = e.Message;
+            }
+        }
+        var latency = sw.Elapsed.TotalMilliseconds / Math.Max(1, count);
+        var after = await ScrapeWaypointAsync(waypoint, ct).ConfigureAwait(false);
+        var seen = DemoWaypoint.RequestsSeen(before, after);
+        var counted = 0L;
+        foreach (var r in seen) counted += r.Count;
+        var sources = Distinct(seen, r => r.SourcePrincipal);
+        var destinations = Distinct(seen, r => r.DestinationPrincipal);
+        var security = "-";
+        foreach (var s in PrometheusText.Delta(before, after))
+        {
+            if (s.Name == "istio_requests_total" && s.Label("reporter") == "waypoint") security = s.Label("connection_security_policy");
+        }
+        problem ??= v2Header
+            ? answers.GetValueOrDefault(DemoWaypoint.V2) == count ? null : $"not every request with the header reached {DemoWaypoint.V2}: {DemoWaypoint.Tally(answers)}"
+            : DemoWaypoint.SplitProblem(answers, count);
+        problem ??= counted < count ? $"the waypoint counted {counted} of {count} requests"
+            : !sources.EndsWith("/ns/demo/sa/client", StringComparison.Ordinal) ? $"the waypoint saw source {sources}, not the client"
+            : security != Mtls ? $"the waypoint reported {security}, not mutual_tls"
+            : null;
+        return new DemoCheck(step, route, "SOCKS5 -> ztunnel -> waypoint -> ztunnel", problem is null ? "mTLS" : security, sources, destinations,
+            DemoWaypoint.Tally(answers), bytes, latency, problem is null, problem);
+    }
+
+    private static string Distinct(List<WaypointRequests> rows, Func<WaypointRequests, string> value)
+    {
+        var seen = new List<string>();
+        foreach (var r in rows)
+        {
+            var v = value(r);
+            if (v.Length > 0 && !seen.Contains(v)) seen.Add(v);
+        }
+        return seen.Count == 0 ? "-" : string.Join(", ", seen);
+    }
+
+    /// <summary>An HTTP client in the pod that keeps one connection: after routing is live, each request on it is routed.</summary>
+    private static HttpClient KeptAlive(ContainerPlan pod) => new(new SocketsHttpHandler
+    {
+        UseProxy = true,
+        Proxy = new WebProxy($"socks5://{Socks(pod)}"),
+        MaxConnectionsPerServer = 1,
+    }) { Timeout = TimeSpan.FromSeconds(10) };
+
+    /// <summary>The waypoint's admin port, where Istio's waypoints are scraped.</summary>
+    private static Task<List<MetricSample>> ScrapeWaypointAsync(IPAddress waypoint, CancellationToken ct) =>
+        ScrapeUrlAsync($"http://{waypoint}:{MeshPorts.Readiness}/stats/prometheus", ct);
 
     private ContainerPlan Pod(string ns, string name) =>
         _plan.Containers.FirstOrDefault(c => c.Namespace == ns && c.Pod == name)
@@ -75,10 +258,12 @@ internal sealed class DemoRunner(LocalMesh mesh, Action<string> report)
         if (error is not null) throw new LocalMeshException(error);
     }
 
-    private static async Task<bool> WaitAsync(Func<Task<bool>> condition, CancellationToken ct)
+    private static Task<bool> WaitAsync(Func<Task<bool>> condition, CancellationToken ct) => WaitAsync(condition, ct, TimeSpan.FromSeconds(20));
+
+    private static async Task<bool> WaitAsync(Func<Task<bool>> condition, CancellationToken ct, TimeSpan timeout)
     {
         var sw = Stopwatch.StartNew();
-        while (sw.Elapsed < TimeSpan.FromSeconds(20))
+        while (sw.Elapsed < timeout)
         {
             if (await condition().ConfigureAwait(false)) return true;
             await Task.Delay(200, ct).ConfigureAwait(false);
@@ -154,7 +339,8 @@ internal sealed class DemoRunner(LocalMesh mesh, Action<string> report)
         new(step, $"{client.Namespace}/{client.Pod} -> {target}", "-", "-", "-", "-", "-", 0, 0, false, problem);
 
     /// <summary>One GET on a fresh connection (closed afterwards, so the ztunnels account for it at once).</summary>
-    private static async Task<(string Answered, double LatencyMs, string? Problem)> GetAsync(string host, int port, IPEndPoint? socks, IPAddress? bind, CancellationToken ct)
+    private static async Task<(string Answered, double LatencyMs, string? Problem)> GetAsync(string host, int port, IPEndPoint? socks, IPAddress? bind,
+        CancellationToken ct, (string Name, string Value)? header = null)
     {
         using var handler = new SocketsHttpHandler
         {
@@ -183,6 +369,7 @@ internal sealed class DemoRunner(LocalMesh mesh, Action<string> report)
         using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
         using var request = new HttpRequestMessage(HttpMethod.Get, $"http://{host}:{port}/demo");
         request.Headers.ConnectionClose = true;
+        if (header is { } h) request.Headers.Add(h.Name, h.Value);
         var sw = Stopwatch.StartNew();
         try
         {
@@ -213,11 +400,15 @@ internal sealed class DemoRunner(LocalMesh mesh, Action<string> report)
 
     private static readonly HttpClient Metrics = new(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(3) };
 
-    internal static async Task<List<MetricSample>> ScrapeAsync(IPAddress node, CancellationToken ct)
+    internal static Task<List<MetricSample>> ScrapeAsync(IPAddress node, CancellationToken ct) =>
+        ScrapeUrlAsync($"http://{node}:{MeshPorts.Metrics}/metrics", ct);
+
+    /// <summary>Prometheus text from <paramref name="url"/>; empty when it does not answer.</summary>
+    private static async Task<List<MetricSample>> ScrapeUrlAsync(string url, CancellationToken ct)
     {
         try
         {
-            var text = await Metrics.GetStringAsync($"http://{node}:{MeshPorts.Metrics}/metrics", ct).ConfigureAwait(false);
+            var text = await Metrics.GetStringAsync(url, ct).ConfigureAwait(false);
             return PrometheusText.Parse(text);
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
