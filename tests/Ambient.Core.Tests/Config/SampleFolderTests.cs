@@ -20,7 +20,7 @@ public class SampleFolderTests
             {
                 "Namespace//demo", "Namespace//legacy",
                 "Pod/demo/client", "Pod/demo/echo-v1", "Pod/demo/echo-v2", "Pod/legacy/legacy-echo",
-                "Service/demo/echo", "Service/legacy/legacy-echo",
+                "Service/demo/echo", "Service/demo/echo-v1", "Service/demo/echo-v2", "Service/legacy/legacy-echo",
                 "ServiceAccount/demo/client", "ServiceAccount/demo/echo",
             },
             s.Resources.Select(r => r.Key));
