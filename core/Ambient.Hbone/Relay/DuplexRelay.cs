@@ -77,6 +77,11 @@ internal sealed class DuplexRelay<TA, TB>
     private Exception? _error;
     private RelaySide _failedSide;
     private int _failed;
+    // Per end: ReadEnded once its EOF was read, WritesEnded once its half-close began (both set: its part is done).
+    private int _endedA;
+    private int _endedB;
+    private const int ReadEnded = 1;
+    private const int WritesEnded = 2;
 
     private DuplexRelay(TA a, TB b, int bufferSize, CancellationToken cancellationToken)
     {
@@ -94,8 +99,8 @@ internal sealed class DuplexRelay<TA, TB>
         var relay = new DuplexRelay<TA, TB>(a, b, bufferSize, cancellationToken);
         // An end that breaks while neither direction reads it (a client that half-closed, then reset) must still end
         // the other end.
-        using var brokenA = a.Broken.UnsafeRegister(static s => ((DuplexRelay<TA, TB>)s!).Fail(RelaySide.Downstream, null), relay);
-        using var brokenB = b.Broken.UnsafeRegister(static s => ((DuplexRelay<TA, TB>)s!).Fail(RelaySide.Upstream, null), relay);
+        using var brokenA = a.Broken.UnsafeRegister(static s => ((DuplexRelay<TA, TB>)s!).Broke(RelaySide.Downstream), relay);
+        using var brokenB = b.Broken.UnsafeRegister(static s => ((DuplexRelay<TA, TB>)s!).Broke(RelaySide.Upstream), relay);
         Task aToB = relay.CopyAToBAsync();
         Task bToA = relay.CopyBToAAsync();
         await aToB.ConfigureAwait(false);
@@ -134,6 +139,8 @@ internal sealed class DuplexRelay<TA, TB>
                 {
                     if (n == 0)
                     {
+                        MarkEnded(sourceSide, ReadEnded);
+                        MarkEnded(destinationSide, WritesEnded);
                         await destination.CompleteWritesAsync().ConfigureAwait(false);
                         return;
                     }
@@ -171,6 +178,19 @@ internal sealed class DuplexRelay<TA, TB>
             ArrayPool<byte>.Shared.Return(buffer);
             buffer = null;
         }
+    }
+
+    private void MarkEnded(RelaySide side, int what) =>
+        Interlocked.Or(ref side == RelaySide.Downstream ? ref _endedA : ref _endedB, what);
+
+    /// <summary>An end broke on its own. Once both its directions had ended (its EOF read, its half-close begun), the
+    /// tunnel was finished and the break is only its connection going away after (a client that closes as soon as
+    /// it reads our END_STREAM): not a failure.</summary>
+    private void Broke(RelaySide side)
+    {
+        if (Volatile.Read(ref side == RelaySide.Downstream ? ref _endedA : ref _endedB) == (ReadEnded | WritesEnded))
+            return;
+        Fail(side, null);
     }
 
     private void Fail(RelaySide side, Exception? error)

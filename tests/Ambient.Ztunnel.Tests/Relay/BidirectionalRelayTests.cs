@@ -112,6 +112,79 @@ public class BidirectionalRelayTests
         (clientResets ? server : client).Dispose();
     }
 
+    /// <summary>A socket end whose <see cref="Broken"/> token fires when its half-close goes out, as an HBONE stream's
+    /// does when the client closes the connection the moment it reads our END_STREAM.</summary>
+    private readonly struct BreaksAfterHalfCloseEnd(NetworkStream stream, CancellationTokenSource broken) : IRelayEnd
+    {
+        public CancellationToken Broken => broken.Token;
+
+        public ValueTask<int> WaitForDataAsync(CancellationToken cancellationToken) => stream.ReadAsync(Memory<byte>.Empty, cancellationToken);
+
+        public ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken) => stream.ReadAsync(buffer, cancellationToken);
+
+        public ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken) => stream.WriteAsync(data, cancellationToken);
+
+        public ValueTask CompleteWritesAsync()
+        {
+            stream.Socket.Shutdown(SocketShutdown.Send);
+            broken.Cancel(); // the connection goes away before this call returns
+            return ValueTask.CompletedTask;
+        }
+
+        public void Abort() => stream.Dispose();
+    }
+
+    [Fact]
+    public async Task AnEndThatBreaksAfterBothItsDirectionsEnded_IsNotAFailure()
+    {
+        // The client half-closes first, the server answers and closes, our END_STREAM goes out and the client's
+        // connection drops at once: the tunnel ended cleanly (Istio's flags "-"), not a downstream reset.
+        var (client, a) = await PairAsync();
+        var (b, server) = await PairAsync();
+        using var broken = new CancellationTokenSource();
+        using (client)
+        using (server)
+        {
+            await using var streamA = new NetworkStream(a, ownsSocket: true);
+            await using var streamB = new NetworkStream(b, ownsSocket: true);
+            var relay = DuplexRelay<BreaksAfterHalfCloseEnd, SocketRelayEnd>.RunAsync(new(streamA, broken), new(b)).AsTask();
+
+            await client.SendAsync("ping"u8.ToArray());
+            client.Shutdown(SocketShutdown.Send);
+            Assert.Equal("ping"u8.ToArray(), await ReadToEndAsync(server));
+            await server.SendAsync("pong"u8.ToArray());
+            server.Shutdown(SocketShutdown.Send);
+            Assert.Equal("pong"u8.ToArray(), await ReadToEndAsync(client));
+
+            var result = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.True(result.Completed, result.Error?.ToString());
+            Assert.Equal(RelaySide.None, result.FailedSide);
+            Assert.True(broken.IsCancellationRequested);
+        }
+    }
+
+    [Fact]
+    public async Task AnEndThatBreaksBeforeItsDirectionsEnded_IsADownstreamFailure()
+    {
+        var (client, a) = await PairAsync();
+        var (b, server) = await PairAsync();
+        using var broken = new CancellationTokenSource();
+        using (client)
+        using (server)
+        {
+            await using var streamA = new NetworkStream(a, ownsSocket: true);
+            await using var streamB = new NetworkStream(b, ownsSocket: true);
+            var relay = DuplexRelay<BreaksAfterHalfCloseEnd, SocketRelayEnd>.RunAsync(new(streamA, broken), new(b)).AsTask();
+
+            await client.SendAsync("ping"u8.ToArray());
+            await broken.CancelAsync(); // reset mid-tunnel: neither direction of the client's end had ended
+
+            var result = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.False(result.Completed);
+            Assert.Equal(RelaySide.Downstream, result.FailedSide);
+        }
+    }
+
     [Fact]
     public async Task CompleteWritesCallback_IsUsedForStreamsThatAreNotSockets()
     {
