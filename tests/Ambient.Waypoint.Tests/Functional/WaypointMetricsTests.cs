@@ -84,6 +84,30 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task BodySizesAreTheBytesThatCrossed_ChunkedBodiesIncluded()
+    {
+        // A chunked request body (no Content-Length) and the echo's answer, whatever its framing: the sizes Istio
+        // reports are the bytes sent, not a declared length.
+        var body = new byte[3000];
+        Array.Fill(body, (byte)'b');
+        using var http = _env.HttpThroughWaypoint(Vip("echo"));
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"http://{Hostname("echo")}/bytes")
+        {
+            Content = new StreamContent(new MemoryStream(body)), // no length: sent chunked
+        };
+        request.Headers.TransferEncodingChunked = true;
+        using var response = await http.SendAsync(request, TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var answer = await response.Content.ReadAsByteArrayAsync(TestContext.Current.CancellationToken);
+        Assert.NotEmpty(answer);
+
+        var metrics = await ScrapeAsync();
+        string[] labels = ["reporter=\"waypoint\"", $"destination_service=\"{Hostname("echo")}\"", "response_code=\"200\""];
+        Assert.True(PrometheusCounters.Sum(metrics, "istio_request_bytes_sum", labels) == body.Length, metrics);
+        Assert.True(PrometheusCounters.Sum(metrics, "istio_response_bytes_sum", labels) == answer.Length, metrics);
+    }
+
+    [Fact]
     public async Task NoHealthyUpstreamIsCountedAs503WithFlagUH()
     {
         using (var http = _env.HttpThroughWaypoint(Vip("empty")))

@@ -41,19 +41,24 @@ internal sealed class WaypointRequestMetrics
     public async Task MeasureAsync(HttpContext context, Func<HttpContext, Task> handler)
     {
         var started = Stopwatch.GetTimestamp();
+        // The bytes that cross each body, whatever its framing (chunked bodies declare no length).
+        var requestBody = new CountingStream(context.Request.Body);
+        var responseBody = new CountingStream(context.Response.Body);
+        context.Request.Body = requestBody;
+        context.Response.Body = responseBody;
         try
         {
             await handler(context).ConfigureAwait(false);
         }
         finally
         {
-            Record(context, Stopwatch.GetElapsedTime(started));
+            Record(context, Stopwatch.GetElapsedTime(started), requestBody.Count, responseBody.Count);
         }
     }
 
     public void WritePrometheus(StringBuilder sb) => _metrics.WritePrometheus(sb);
 
-    private void Record(HttpContext context, TimeSpan duration)
+    private void Record(HttpContext context, TimeSpan duration, long requestBytes, long responseBytes)
     {
         if (context.Features.Get<IHboneTunnelFeature>() is not { } tunnel)
         {
@@ -78,7 +83,7 @@ internal sealed class WaypointRequestMetrics
             }
             row = _rows.GetOrAdd(key, static (k, metrics) => metrics.For(k.ToLabels()), _metrics);
         }
-        row.Record(duration.TotalMilliseconds, context.Request.ContentLength ?? 0, context.Response.ContentLength ?? 0);
+        row.Record(duration.TotalMilliseconds, requestBytes, responseBytes);
     }
 
     private static string Flags(HttpContext context, bool picked, int status)
