@@ -474,7 +474,7 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
 }
 
 /// <summary>What one request got back: the status, the response headers and, when the echo answered, what it saw.</summary>
-internal sealed record ConformanceResponse(HttpStatusCode Status, Dictionary<string, string> Headers, JsonElement? Echo, TimeSpan Elapsed)
+internal sealed record ConformanceResponse(HttpStatusCode Status, Dictionary<string, string> Headers, JsonElement? Echo, TimeSpan Elapsed, string Body = "")
 {
     public int Code => (int)Status;
 
@@ -543,7 +543,7 @@ internal sealed class ConformanceClient : IDisposable
             using var doc = JsonDocument.Parse(body);
             if (doc.RootElement.TryGetProperty("service", out _)) echo = doc.RootElement.Clone();
         }
-        return new ConformanceResponse(response.StatusCode, responseHeaders, echo, elapsed);
+        return new ConformanceResponse(response.StatusCode, responseHeaders, echo, elapsed, body);
     }
 
     public void Dispose() => _http.Dispose();
