@@ -82,7 +82,9 @@ public sealed class WaypointHostileInputTests : IAsyncLifetime
 
             Assert.True(closed, "the abusive connection was not closed: " + round);
             Assert.True(cutAfter < TimeSpan.FromSeconds(10), "the abusive connection was cut late: " + round);
-            Assert.True(handled <= 1_000, "the waypoint ran too many of the abuser's requests: " + round);
+            // Defended, the waypoint runs a few hundred to about a thousand of them before the cut (how many depends on
+            // the host's load: 1026 was seen in CI); undefended, it ran every one of the 20,000.
+            Assert.True(handled <= 5_000, "the waypoint ran too many of the abuser's requests: " + round);
             if (abuser.GoAway.IsCompletedSuccessfully)
             {
                 Assert.True(goAway.ErrorCode is RawHttp2Client.EnhanceYourCalm or RawHttp2Client.InternalError, "unexpected GOAWAY: " + round);
