@@ -7,6 +7,7 @@ namespace Ambient.Waypoint.Tests.Functional;
 /// Istio's request metrics as the waypoint reports them (reporter="waypoint"), scraped from its admin port the way
 /// Prometheus scrapes Istio's waypoints (/stats/prometheus).
 /// </summary>
+[Collection(WaypointEnvironment.Collection)]
 public sealed class WaypointMetricsTests : IAsyncLifetime
 {
     private WaypointEnvironment _env = null!;
@@ -32,7 +33,7 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
         return await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task RequestsAreCountedWithIstiosLabelsAndTimed()
     {
         const int requests = 5;
@@ -83,7 +84,7 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
         Assert.Equal(requests, PrometheusCounters.Sum(await ScrapeAsync("/metrics"), "istio_requests_total", labels));
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task NoHealthyUpstreamIsCountedAs503WithFlagUH()
     {
         using (var http = _env.HttpThroughWaypoint(Vip("empty")))
@@ -97,7 +98,7 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
             "destination_workload=\"unknown\"", "response_code=\"503\"", "response_flags=\"UH\"") == 1, metrics);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task AnUnreachableEndpointIsCountedAs502WithFlagUF()
     {
         using (var http = _env.HttpThroughWaypoint(Vip("ghost")))
