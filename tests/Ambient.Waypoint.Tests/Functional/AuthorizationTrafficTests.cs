@@ -103,7 +103,7 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
         Assert.Contains(path, _env.EchoLog(Backend), StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task A_method_rule_denies_with_403_before_the_backend_and_the_access_log_names_the_policy()
     {
         _env.UsePolicies(Policy("deny-delete", PolicyAction.Deny, OnGateway, To(new PolicyOperation { Methods = { "DELETE" } })));
@@ -117,7 +117,7 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
         Assert.Contains($"details=rbac_access_denied_matched_policy[ns[{Ns}]-policy[deny-delete]-rule[0]]", line, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task A_path_rule_on_the_service_allows_only_its_paths()
     {
         _env.UsePolicies(Policy("allow-public", PolicyAction.Allow, OnService("echo"), To(new PolicyOperation { Paths = { "/public/*" } })));
@@ -127,7 +127,7 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
         Assert.Contains("details=rbac_access_denied_matched_policy[none]", await AccessLogAsync("path=/private/page"), StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task A_header_condition_denies_the_requests_that_carry_it()
     {
         var rule = new PolicyRule { When = { new PolicyCondition { Key = "request.headers[x-block]", Values = { "yes" } } } };
@@ -138,7 +138,7 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
         AssertAllowed(await GetAsync("/header/none"), "/header/none");
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task A_host_rule_matches_the_host_case_insensitively_and_without_its_port()
     {
         _env.UsePolicies(Policy("allow-host", PolicyAction.Allow, OnService("echo"), To(new PolicyOperation { Hosts = { EchoHost } })));
@@ -147,7 +147,7 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
         AssertDenied(await SendAsync(HttpMethod.Get, "/host/other", "other.example.com"), "/host/other");
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task A_denial_is_counted_as_403_with_the_RBAC_flag()
     {
         _env.UsePolicies(Policy("deny-metrics", PolicyAction.Deny, OnGateway, To(new PolicyOperation { Paths = { "/metrics-denied" } })));
@@ -170,7 +170,7 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
         }
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task A_dry_run_policy_logs_the_would_be_denial_and_enforces_nothing()
     {
         var policy = Policy("dry-deny", PolicyAction.Deny, OnGateway, To(new PolicyOperation { Paths = { "/dry/*" } }));
@@ -182,7 +182,7 @@ public sealed class AuthorizationTrafficTests(AuthorizationEnvironment fixture) 
         Assert.Contains($"{Ns}/dry-deny", line, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task A_policy_written_to_the_config_folder_applies_to_new_requests_within_a_second_of_its_push()
     {
         _env.UsePolicies();

@@ -79,7 +79,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         return rule;
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task PathMatchesSplitTrafficBetweenTwoBackends()
     {
         _env.UseRoutes(MeshRoute("path-split", "echo",
@@ -99,7 +99,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         Assert.Contains("dst.workload=infra-backend-v2", line);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task AHeaderMatchPicksItsBackend()
     {
         _env.UseRoutes(MeshRoute("header-match", "echo",
@@ -111,7 +111,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         Assert.Equal("infra-backend-v1", Pod((await GetAsync(http, "/")).Echo));
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task WeightsSplitTrafficNinetyTen()
     {
         _env.UseRoutes(MeshRoute("weighted", "echo",
@@ -136,7 +136,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         Assert.InRange(v1, 160, 196);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task RequestAndResponseHeaderModifiersAreApplied()
     {
         var rule = Routing.RouteBuilders.Rule(Prefix("/"), "infra-backend-v1")
@@ -173,7 +173,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         Assert.True(response.Headers.Contains("X-Echo-Kept"));
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task ARedirectAnswersWithItsStatusAndLocation()
     {
         _env.UseRoutes(MeshRoute("redirect", "echo",
@@ -194,7 +194,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         Assert.DoesNotContain("/old/page", _env.EchoLog("infra-backend-v1"));
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task AUrlRewriteReplacesThePrefixAndTheHost()
     {
         _env.UseRoutes(MeshRoute("rewrite", "echo",
@@ -214,7 +214,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         Assert.Equal("rewritten.example", echo.GetProperty("host").GetString());
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task AMirrorReceivesACopyAndTheClientGetsTheMainBackend()
     {
         _env.UseRoutes(MeshRoute("mirror", "echo",
@@ -237,7 +237,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         }
     }
 
-    [Theory]
+    [Theory(Timeout = WaypointEnvironment.TestTimeoutMs)]
     [InlineData(false)]
     [InlineData(true)]
     public async Task ATimedOutBackendRequestGets504(bool wholeRequest)
@@ -253,7 +253,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         Assert.Contains("flags=UT", Assert.Single(_env.Logs.Matching($"path=/slow/{wholeRequest}?delay=2s")));
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task ARetriedCodeIsSentAgainUntilItSucceeds()
     {
         var rule = Routing.RouteBuilders.Rule(Prefix("/retry"), "infra-backend-v1");
@@ -272,7 +272,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         Assert.Equal(HttpStatusCode.ServiceUnavailable, unretried.StatusCode);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task ATimedOutAttemptIsRetried_WhenTheRuleHasARetry()
     {
         // HTTPRouteRetry: "Implementations SHOULD retry on connection errors (disconnect, reset, timeout, TCP failure)
@@ -290,7 +290,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         Assert.Contains("flags=UT", Assert.Single(_env.Logs.Matching($"path=/slow-retry?delay=400ms&uuid={uuid}")));
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task ABackendWhosePortDeclaresH2c_IsSpokenToInHttp2_EvenWhenTheWaypointDoesNotServeIt()
     {
         // HTTPRouteBackendProtocolH2C: appProtocol kubernetes.io/h2c on the backend Service's port, which this
@@ -302,7 +302,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         Assert.Equal("HTTP/2.0", echo.GetProperty("proto").GetString());
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task ABackendRefToAMissingServiceGets500()
     {
         _env.UseRoutes(MeshRoute("invalid", "echo", Routing.RouteBuilders.Rule(Prefix("/"), "no-such-service")));
@@ -311,7 +311,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task ARequestNoRuleMatchesGoesToTheAddressedService()
     {
         _env.UseRoutes(MeshRoute("only", "echo", Routing.RouteBuilders.Rule(Exact("/only"), "infra-backend-v2")));

@@ -36,6 +36,16 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
     /// addresses (node-2's ztunnel on :15008), so two environments cannot run side by side.</summary>
     public const string Collection = "waypoint environment";
 
+    /// <summary>
+    /// Every test that starts an environment fails after this long instead of holding the run: xunit then cancels
+    /// <c>TestContext.Current.CancellationToken</c>, which every wait of these tests takes. Minutes, not seconds: the
+    /// slowest test (the rapid-reset attack) runs about 20 s on a machine shared with other builds.
+    /// </summary>
+    public const int TestTimeoutMs = 120_000;
+
+    /// <summary>How long one part (a proxy, an app, istiod) gets to stop before the rest of the teardown goes on.</summary>
+    private static readonly TimeSpan PartStopTimeout = TimeSpan.FromSeconds(30);
+
     private readonly TempDir _dir;
     private readonly ILoggerFactory _logs;
     private readonly List<IAsyncDisposable> _parts = [];
@@ -93,9 +103,10 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
         File.WriteAllText(Path.Combine(config, "mesh.yaml"), Yaml(ns));
         var captured = new ListLogger(LogLevel.Information);
         var logs = LoggerFactory.Create(l => l.SetMinimumLevel(LogLevel.Information).AddProvider(captured));
+        using var starting = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var istiod = await IstiodHost.StartAsync(
             new IstiodOptions(config, Path.Combine(dir.Path, "state"), new IPEndPoint(IPAddress.Loopback, 0), null, "Kubernetes", "cluster.local"),
-            l => l.SetMinimumLevel(LogLevel.Warning), CancellationToken.None);
+            l => l.SetMinimumLevel(LogLevel.Warning), starting.Token);
         var env = new WaypointEnvironment(dir, istiod, logs, captured, ns);
         try
         {
@@ -218,13 +229,32 @@ internal sealed class WaypointEnvironment : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // Each part gets a bounded time to stop: a part that does not stop fails the teardown with its name, and the
+        // others (and the next test) go on, instead of the whole run hanging with the listeners still bound.
+        var stuck = new List<string>();
         for (var i = _parts.Count - 1; i >= 0; i--)
         {
-            await _parts[i].DisposeAsync();
+            await StopPartAsync(_parts[i].GetType().Name, _parts[i].DisposeAsync(), stuck);
         }
-        await Istiod.DisposeAsync();
+        await StopPartAsync(nameof(IstiodHost), Istiod.DisposeAsync(), stuck);
         _logs.Dispose();
         _dir.Dispose();
+        if (stuck.Count > 0)
+        {
+            throw new TimeoutException($"did not stop within {PartStopTimeout.TotalSeconds:0} s: {string.Join(", ", stuck)}");
+        }
+    }
+
+    private static async Task StopPartAsync(string name, ValueTask stopping, List<string> stuck)
+    {
+        try
+        {
+            await stopping.AsTask().WaitAsync(PartStopTimeout);
+        }
+        catch (TimeoutException)
+        {
+            stuck.Add(name);
+        }
     }
 
     private static string Yaml(string ns) =>

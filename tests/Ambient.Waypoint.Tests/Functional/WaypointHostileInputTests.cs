@@ -42,7 +42,7 @@ public sealed class WaypointHostileInputTests : IAsyncLifetime
     /// MaxStreamsPerConnection raised to a million, neither defence fires: the waypoint runs all 20,000 requests and
     /// the connection is never cut, and this test fails.)
     /// </summary>
-    [Theory]
+    [Theory(Timeout = WaypointEnvironment.TestTimeoutMs)]
     [InlineData(100)]
     [InlineData(1)]
     public async Task H2cRapidReset_EachAbusiveConnectionIsCut_TheNeighbourIsServed_MemoryStaysBounded(int pairsPerWrite)
@@ -120,7 +120,7 @@ public sealed class WaypointHostileInputTests : IAsyncLifetime
     /// the error Kestrel gives it and its connection closed, the request hidden behind a body never reaches a backend,
     /// and a neighbour's request right after is served.
     /// </summary>
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task MalformedAndSmugglingHttp11_GetAnErrorAndAClosedConnection_NothingHiddenIsForwarded()
     {
         var host = Hostname;

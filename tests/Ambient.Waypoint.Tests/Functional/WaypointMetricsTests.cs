@@ -7,6 +7,7 @@ namespace Ambient.Waypoint.Tests.Functional;
 /// Istio's request metrics as the waypoint reports them (reporter="waypoint"), scraped from its admin port the way
 /// Prometheus scrapes Istio's waypoints (/stats/prometheus).
 /// </summary>
+[Collection(WaypointEnvironment.Collection)]
 public sealed class WaypointMetricsTests : IAsyncLifetime
 {
     private WaypointEnvironment _env = null!;
@@ -32,7 +33,7 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
         return await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task RequestsAreCountedWithIstiosLabelsAndTimed()
     {
         const int requests = 5;
@@ -83,7 +84,7 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
         Assert.Equal(requests, PrometheusCounters.Sum(await ScrapeAsync("/metrics"), "istio_requests_total", labels));
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task BodySizesAreTheBytesThatCrossed_ChunkedBodiesIncluded()
     {
         // A chunked request body (no Content-Length) and the echo's answer, whatever its framing: the sizes Istio
@@ -107,7 +108,7 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
         Assert.True(PrometheusCounters.Sum(metrics, "istio_response_bytes_sum", labels) == answer.Length, metrics);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task NoHealthyUpstreamIsCountedAs503WithFlagUH()
     {
         using (var http = _env.HttpThroughWaypoint(Vip("empty")))
@@ -121,7 +122,7 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
             "destination_workload=\"unknown\"", "response_code=\"503\"", "response_flags=\"UH\"") == 1, metrics);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task AnUnreachableEndpointIsCountedAs502WithFlagUF()
     {
         using (var http = _env.HttpThroughWaypoint(Vip("ghost")))

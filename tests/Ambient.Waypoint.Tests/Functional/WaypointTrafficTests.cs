@@ -25,7 +25,7 @@ public sealed class WaypointTrafficTests : IAsyncLifetime
 
     private string Hostname(string service) => $"{service}.{_env.Namespace}.svc.cluster.local";
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task Http11KeepAliveRequestsReachTheBackendWithTheirHostAndPath()
     {
         var connections = 0;
@@ -42,7 +42,7 @@ public sealed class WaypointTrafficTests : IAsyncLifetime
         Assert.Equal(1, connections);
     }
 
-    [Theory]
+    [Theory(Timeout = WaypointEnvironment.TestTimeoutMs)]
     // The client's protocol ends at the waypoint; the backend port's declared protocol decides the upstream one.
     [InlineData(WaypointEnvironment.HttpPort, "2.0", "HTTP/1.1")]
     [InlineData(WaypointEnvironment.Http2Port, "2.0", "HTTP/2")]
@@ -68,7 +68,7 @@ public sealed class WaypointTrafficTests : IAsyncLifetime
         await Task.WhenAll(requests);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task TheDestinationSeesTheWaypointAsPeerAndTheWaypointLogsTheClient()
     {
         using var http = _env.HttpThroughWaypoint(Vip("echo", WaypointEnvironment.HttpPort));
@@ -91,7 +91,7 @@ public sealed class WaypointTrafficTests : IAsyncLifetime
         Assert.Contains($"source_principal=\"{_env.WaypointIdentity}\"", metrics.ToString());
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task ANonHttpPortIsRelayedAsTcp()
     {
         await using var tunnel = await _env.TunnelAsync(Vip("echo", WaypointEnvironment.TcpPort), TestContext.Current.CancellationToken);
@@ -102,7 +102,7 @@ public sealed class WaypointTrafficTests : IAsyncLifetime
         Assert.Equal(sent, received);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task AServiceWithoutEndpointsGets503()
     {
         using var http = _env.HttpThroughWaypoint(Vip("empty", WaypointEnvironment.HttpPort));
@@ -111,7 +111,7 @@ public sealed class WaypointTrafficTests : IAsyncLifetime
         Assert.Equal("no healthy upstream\n", await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken));
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task AnEndpointThatCannotBeReachedGets502()
     {
         // Pod ghost is healthy in the snapshot, but nothing serves HBONE at its address (its node runs no ztunnel).
@@ -123,7 +123,7 @@ public sealed class WaypointTrafficTests : IAsyncLifetime
         Assert.Contains("flags=CONNECT", line);
     }
 
-    [Fact]
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
     public async Task AServiceTheWaypointDoesNotServeIsRefused()
     {
         // Only Services bound to this waypoint are served: no open relay into the mesh.
