@@ -14,6 +14,8 @@ need=()
 command -v openssl >/dev/null || need+=(openssl)
 # curl is the independent SOCKS5 client of the interop tests (CurlInteropTests run /usr/bin/curl).
 [ -x /usr/bin/curl ] || need+=(curl)
+# dig is the independent DNS client of the ztunnel's DNS proxy interop test.
+command -v dig >/dev/null || need+=(dnsutils)
 # The native AOT ztunnel and waypoint are linked by the system C toolchain.
 command -v gcc >/dev/null || command -v clang >/dev/null || need+=(clang)
 if [ ${#need[@]} -gt 0 ]; then
