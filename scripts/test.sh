@@ -16,6 +16,9 @@ command -v openssl >/dev/null || need+=(openssl)
 [ -x /usr/bin/curl ] || need+=(curl)
 # dig is the independent DNS client of the ztunnel's DNS proxy interop test.
 command -v dig >/dev/null || need+=(dnsutils)
+# iptables and ip drive netns mode (pod namespaces, in-pod redirection) in the capture tests.
+command -v iptables >/dev/null || need+=(iptables)
+command -v ip >/dev/null || need+=(iproute2)
 # The native AOT ztunnel and waypoint are linked by the system C toolchain.
 command -v gcc >/dev/null || command -v clang >/dev/null || need+=(clang)
 if [ ${#need[@]} -gt 0 ]; then
