@@ -74,7 +74,14 @@ internal sealed partial class Http2Connection
 
     private async ValueTask SendGoAwayAsync(Http2ErrorCode code, TimeSpan timeout)
     {
-        if (!await _writeLock.WaitAsync(timeout).ConfigureAwait(false))
+        // The flush is bounded too, not just the wait for the lock: a client that stopped reading (its socket buffer
+        // full) would otherwise hold the GOAWAY write, and the drain with it, until it reads again.
+        using var deadline = new CancellationTokenSource(timeout);
+        try
+        {
+            await _writeLock.WaitAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
         {
             return;
         }
@@ -85,7 +92,7 @@ internal sealed partial class Http2Connection
                 return;
             }
             Http2FrameWriter.WriteGoAway(_output, LastAcceptedStreamId, code);
-            await FlushOrAbortAsync().ConfigureAwait(false);
+            await FlushOrAbortAsync(deadline.Token).ConfigureAwait(false);
         }
         catch (HboneException)
         {

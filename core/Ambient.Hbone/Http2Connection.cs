@@ -428,15 +428,20 @@ internal sealed partial class Http2Connection : IAsyncDisposable
         }
     }
 
-    private async ValueTask FlushOrAbortAsync()
+    /// <summary>Flushes under the write lock; a failed or canceled flush (<paramref name="cancellationToken"/>: a write
+    /// given a deadline) leaves a frame half-written, so the connection is aborted without a GOAWAY.</summary>
+    private async ValueTask FlushOrAbortAsync(CancellationToken cancellationToken = default)
     {
         try
         {
-            await _output.FlushAsync().ConfigureAwait(false);
+            await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException
+            || (ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
         {
-            var error = new HboneException($"HBONE connection to {Peer} failed while writing: {ex.Message}", inner: ex);
+            var error = ex is OperationCanceledException
+                ? new HboneException($"HBONE connection to {Peer} failed: a write did not complete in time (the peer is not reading)", inner: ex)
+                : new HboneException($"HBONE connection to {Peer} failed while writing: {ex.Message}", inner: ex);
             Abort(error, goAwayCode: null);
             throw error;
         }

@@ -23,9 +23,10 @@ public sealed class Http2ServerConnectionTests
         public ValueTask DisposeAsync() => Connection.DisposeAsync();
     }
 
-    private static async Task<Server> StartAsync(HboneClientOptions? options = null, bool handshake = true)
+    private static async Task<Server> StartAsync(HboneClientOptions? options = null, bool handshake = true, Func<Stream, Stream>? wrapTransport = null)
     {
         (Stream transport, ScriptedPeer client) = ScriptedPeer.Create();
+        transport = wrapTransport?.Invoke(transport) ?? transport;
         Channel<(HboneStream, HboneRequest)>? requests = null;
         var connection = Http2Connection.CreateServer(transport, options ?? new HboneClientOptions { MaxStreamsPerConnection = 200 }, "scripted-client",
             (stream, request) => requests!.Writer.TryWrite((stream, request)));
@@ -277,6 +278,67 @@ public sealed class Http2ServerConnectionTests
         // The closing GOAWAY repeats the first one's last stream: the refused stream 3 must not raise it (RFC 9113
         // section 6.8: the value never increases).
         Assert.Equal((Http2ErrorCode.NO_ERROR, 1), await ReadGoAwayAsync(server.Client));
+    }
+
+    [Fact]
+    public async Task Drain_ends_within_its_timeout_when_the_client_stopped_reading_before_the_GOAWAY()
+    {
+        // A client that stopped reading (its socket buffer full) must not hold the drain, and so the HBONE server's
+        // dispose, forever: the GOAWAY write itself is bounded by the drain timeout, then the connection is cut.
+        StalledWritesStream? transport = null;
+        await using var server = await StartAsync(wrapTransport: t => transport = new StalledWritesStream(t));
+        await SendConnectAsync(server.Client, 1);
+        (HboneStream stream, _) = await server.NextRequestAsync();
+        await stream.RespondAsync(200);
+
+        transport!.StallWrites();
+        Task drain = server.Connection.DrainAsync(TimeSpan.FromMilliseconds(300));
+        await drain.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        await server.Connection.Closed.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        await Assert.ThrowsAnyAsync<Exception>(async () => await stream.WriteAsync(new byte[1]));
+        await stream.DisposeAsync();
+    }
+
+    /// <summary>A transport whose peer stopped reading, as a socket with a full send buffer: once stalled, a write
+    /// waits until it is canceled or the transport is disposed (which fails it, as closing a socket does).</summary>
+    private sealed class StalledWritesStream(Stream inner) : Stream
+    {
+        private readonly TaskCompletionSource _disposed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private volatile bool _stalled;
+
+        public void StallWrites() => _stalled = true;
+
+        public override bool CanRead => true;
+        public override bool CanWrite => true;
+        public override bool CanSeek => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (_stalled)
+            {
+                await _disposed.Task.WaitAsync(cancellationToken);
+                throw new ObjectDisposedException(nameof(StalledWritesStream));
+            }
+            await inner.WriteAsync(buffer, cancellationToken);
+        }
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => _stalled ? Task.CompletedTask : inner.FlushAsync(cancellationToken);
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override void Flush() => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            _disposed.TrySetResult();
+            inner.Dispose();
+            base.Dispose(disposing);
+        }
     }
 
     [Fact]
