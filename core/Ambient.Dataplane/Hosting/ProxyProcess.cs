@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Console;
 
 namespace Ambient.Dataplane.Hosting;
 
@@ -30,13 +32,15 @@ internal sealed class ProxyProcess : IDisposable
     public static async Task<int> RunAsync<TProxy>(string name, Func<ILoggerFactory, CancellationToken, Task<TProxy>> start, Func<TProxy, string> banner)
         where TProxy : IAsyncDisposable
     {
-        using var loggerFactory = CreateConsoleLogging();
+        using var loggerFactory = CreateConsoleLogging(Console.OpenStandardOutput(), out var consoleLogs);
         using var process = new ProxyProcess();
         try
         {
             var proxy = await start(loggerFactory, process.Stopping).ConfigureAwait(false);
             await using (proxy.ConfigureAwait(false))
             {
+                // After the lines logged while starting, as before.
+                consoleLogs.Flush();
                 Console.WriteLine(banner(proxy));
                 await process.WaitForStopAsync().ConfigureAwait(false);
             }
@@ -55,12 +59,44 @@ internal sealed class ProxyProcess : IDisposable
     /// <summary>Completes (without throwing) once the process is asked to stop.</summary>
     public Task WaitForStopAsync() => Task.Delay(Timeout.Infinite, _stop.Token).ContinueWith(static _ => { }, TaskScheduler.Default);
 
-    /// <summary>Single-line console logs with timestamps; ASP.NET Core's own only from warnings up.</summary>
-    public static ILoggerFactory CreateConsoleLogging() => LoggerFactory.Create(l =>
+    /// <summary>
+    /// Single-line console logs with timestamps; ASP.NET Core's own only from warnings up. The lines are the simple
+    /// console formatter's, written to <paramref name="output"/> in batches by <paramref name="sink"/> (see
+    /// <see cref="BatchedConsoleLoggerProvider"/>) instead of one write per line by the console logger.
+    /// </summary>
+    internal static ILoggerFactory CreateConsoleLogging(Stream output, out BatchedConsoleLoggerProvider sink)
     {
-        l.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
-        l.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-    });
+        BatchedConsoleLoggerProvider? created = null;
+        var factory = LoggerFactory.Create(l =>
+        {
+            l.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+            l.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+            // The console logger's formatter stays (registered by AddSimpleConsole); its provider gives way to ours.
+            for (var i = l.Services.Count - 1; i >= 0; i--)
+            {
+                if (l.Services[i].ServiceType == typeof(ILoggerProvider) && l.Services[i].ImplementationType == typeof(ConsoleLoggerProvider))
+                {
+                    l.Services.RemoveAt(i);
+                }
+            }
+            l.Services.AddSingleton<ILoggerProvider>(services =>
+                created = new BatchedConsoleLoggerProvider(SimpleFormatter(services.GetServices<ConsoleFormatter>()), output));
+        });
+        sink = created ?? throw new InvalidOperationException("the logger factory did not create its console sink");
+        return factory;
+    }
+
+    private static ConsoleFormatter SimpleFormatter(IEnumerable<ConsoleFormatter> formatters)
+    {
+        foreach (var formatter in formatters)
+        {
+            if (formatter.Name == ConsoleFormatterNames.Simple)
+            {
+                return formatter;
+            }
+        }
+        throw new InvalidOperationException("the simple console formatter is not registered");
+    }
 
     private void Stop(PosixSignalContext context)
     {
