@@ -115,8 +115,10 @@ internal sealed class BatchedConsoleLoggerProvider : ILoggerProvider, ISupportEx
             t_bytes = null; // one huge line (an exception with a long stack) does not pin its buffer on this thread
         }
 
+        bool afterDispose;
         lock (_lock)
         {
+            afterDispose = _stopping;
             if (_pendingLength + length > MaxPendingBytes)
             {
                 _dropped++;
@@ -133,6 +135,12 @@ internal sealed class BatchedConsoleLoggerProvider : ILoggerProvider, ISupportEx
             {
                 Monitor.Pulse(_lock);
             }
+        }
+        if (afterDispose)
+        {
+            // The writer thread is gone (a task still logging while the process exits): written here, as the console
+            // logger does after its own dispose.
+            WriteBatch();
         }
     }
 

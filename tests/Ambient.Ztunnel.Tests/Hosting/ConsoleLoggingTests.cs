@@ -37,9 +37,11 @@ public sealed partial class ConsoleLoggingTests
         }
         logger.LogWarning(new InvalidOperationException("boom\nsecond line"), "failed {What}", "here");
         factory.Dispose();
+        // A line logged after the dispose (a task still running while the process exits) is written all the same.
+        logger.LogInformation("late");
 
         var lines = output.Text().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal(Threads * PerThread + 1, lines.Length);
+        Assert.Equal(Threads * PerThread + 2, lines.Length);
         var next = new int[Threads];
         for (var n = 0; n < Threads * PerThread; n++)
         {
@@ -49,7 +51,8 @@ public sealed partial class ConsoleLoggingTests
             Assert.Equal(next[thread]++, int.Parse(match.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
         }
         // An exception stays on the line (single-line format), after the message.
-        Assert.Matches(@"^\d\d:\d\d:\d\d\.\d{3} warn: Ambient\.Test\.Category\[0\] failed here System\.InvalidOperationException: boom second line$", lines[^1]);
+        Assert.Matches(@"^\d\d:\d\d:\d\d\.\d{3} warn: Ambient\.Test\.Category\[0\] failed here System\.InvalidOperationException: boom second line$", lines[^2]);
+        Assert.EndsWith("info: Ambient.Test.Category[0] late", lines[^1]);
     }
 
     [Fact]
