@@ -27,14 +27,7 @@ internal static partial class ManifestParser
         }
         RejectUnknownFields(ctx, spec, specPath, PeerAuthenticationFields);
 
-        var selectorPath = DocumentContext.Field(specPath, "selector");
-        if (ctx.Map(spec.Get("selector"), selectorPath, spec.Line) is { } selector)
-        {
-            RejectUnknownFields(ctx, selector, selectorPath, ["matchLabels"]);
-            var labels = ctx.StringMap(selector, "matchLabels", selectorPath, SelectorKey, SelectorValue);
-            foreach (var (k, v) in labels) policy.MatchLabels[k] = v;
-        }
-        policy.HasSelector = spec.Get("selector") is YamlMapping;
+        policy.HasSelector = ReadWorkloadSelector(ctx, spec, specPath, policy.MatchLabels);
 
         var mtlsPath = DocumentContext.Field(specPath, "mtls");
         if (ctx.Map(spec.Get("mtls"), mtlsPath, spec.Line) is { } mtls)

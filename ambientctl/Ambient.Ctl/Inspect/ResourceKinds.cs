@@ -126,9 +126,7 @@ internal static class ResourceKinds
         var status = mesh.Status.Status(policy);
         var enforcedBy = status?["enforcedBy"]?.GetValue<string>()
             ?? (spec.TargetRefs.Count > 0 ? "waypoint" : spec.Action == PolicyAction.Audit ? "none" : "ztunnel");
-        Cell warnings = status?["warnings"] is JsonArray list
-            ? list.Count == 0 ? "<none>" : new Cell(string.Join("; ", list.Select(w => w?.GetValue<string>())), Tone.Warn)
-            : "-";
+        var warnings = Warnings(status);
         return
         [
             spec.Action.ToString().ToUpperInvariant(),
@@ -149,9 +147,7 @@ internal static class ResourceKinds
     {
         var spec = ((PeerAuthenticationResource)r).Spec;
         var status = mesh.Status.Status(r);
-        Cell warnings = status?["warnings"] is JsonArray list
-            ? list.Count == 0 ? "<none>" : new Cell(string.Join("; ", list.Select(w => w?.GetValue<string>())), Tone.Warn)
-            : "-";
+        var warnings = Warnings(status);
         var ports = spec.PortLevelMtls.Count == 0
             ? "<none>"
             : string.Join(",", spec.PortLevelMtls.OrderBy(static p => p.Key).Select(static p => p.Key.ToString(CultureInfo.InvariantCulture) + "=" + p.Value.ToString().ToUpperInvariant()));
@@ -165,6 +161,11 @@ internal static class ResourceKinds
             !spec.HasSelector ? "<none>" : spec.MatchLabels.Count == 0 ? "{}" : string.Join(",", spec.MatchLabels.OrderBy(static l => l.Key, StringComparer.Ordinal).Select(static l => l.Key + "=" + l.Value)),
         ];
     }
+
+    /// <summary>istiod-lite's conversion warnings for a policy: "-" when unknown (no mesh), "&lt;none&gt;" when none.</summary>
+    private static Cell Warnings(JsonObject? status) => status?["warnings"] is JsonArray list
+        ? list.Count == 0 ? "<none>" : new Cell(string.Join("; ", list.Select(w => w?.GetValue<string>())), Tone.Warn)
+        : "-";
 
     /// <summary>
     /// The waypoints a targetRefs policy is enforced by: a Gateway target is the waypoint itself; a Service target is

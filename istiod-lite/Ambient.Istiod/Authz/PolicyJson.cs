@@ -44,15 +44,7 @@ internal static class PolicyJson
                         _ => "WORKLOAD_SELECTOR",
                     });
                 }
-                if (spec.HasSelector)
-                {
-                    json.WriteStartObject("selector");
-                    foreach (var (k, v) in spec.MatchLabels.OrderBy(static e => e.Key, StringComparer.Ordinal))
-                    {
-                        json.WriteString(k, v);
-                    }
-                    json.WriteEndObject();
-                }
+                WriteSelector(json, spec.HasSelector, spec.MatchLabels);
                 if (spec.TargetRefs.Count > 0)
                 {
                     json.WriteStartArray("targetRefs");
@@ -68,12 +60,7 @@ internal static class PolicyJson
                 }
                 json.WriteBoolean("dryRun", spec.DryRun);
                 json.WriteNumber("rules", spec.Rules.Count);
-                json.WriteStartArray("warnings");
-                foreach (var w in p.Warnings)
-                {
-                    json.WriteStringValue(w);
-                }
-                json.WriteEndArray();
+                WriteWarnings(json, p.Warnings);
                 if (p.Xds is not null)
                 {
                     json.WritePropertyName("ztunnel");
@@ -88,6 +75,28 @@ internal static class PolicyJson
         return System.Text.Encoding.UTF8.GetString(stream.ToArray());
     }
 
+    /// <summary>The matchLabels, sorted, when the policy has a selector (even an empty one).</summary>
+    private static void WriteSelector(Utf8JsonWriter json, bool hasSelector, IDictionary<string, string> matchLabels)
+    {
+        if (!hasSelector) return;
+        json.WriteStartObject("selector");
+        foreach (var (k, v) in matchLabels.OrderBy(static e => e.Key, StringComparer.Ordinal))
+        {
+            json.WriteString(k, v);
+        }
+        json.WriteEndObject();
+    }
+
+    private static void WriteWarnings(Utf8JsonWriter json, IEnumerable<string> warnings)
+    {
+        json.WriteStartArray("warnings");
+        foreach (var w in warnings)
+        {
+            json.WriteStringValue(w);
+        }
+        json.WriteEndArray();
+    }
+
     private static void WritePeerAuthentications(Utf8JsonWriter json, PolicySet policies, string rootNamespace)
     {
         json.WriteStartArray("peerAuthentications");
@@ -100,15 +109,7 @@ internal static class PolicyJson
             json.WriteString("source", p.Resource.Source.ToString());
             json.WriteString("level", p.Level.ToString().ToLowerInvariant());
             json.WriteString("mode", spec.Mode.ToString().ToUpperInvariant());
-            if (spec.HasSelector)
-            {
-                json.WriteStartObject("selector");
-                foreach (var (k, v) in spec.MatchLabels.OrderBy(static e => e.Key, StringComparer.Ordinal))
-                {
-                    json.WriteString(k, v);
-                }
-                json.WriteEndObject();
-            }
+            WriteSelector(json, spec.HasSelector, spec.MatchLabels);
             if (spec.PortLevelMtls.Count > 0)
             {
                 json.WriteStartObject("portLevelMtls");
@@ -118,12 +119,7 @@ internal static class PolicyJson
                 }
                 json.WriteEndObject();
             }
-            json.WriteStartArray("warnings");
-            foreach (var w in p.Warnings)
-            {
-                json.WriteStringValue(w);
-            }
-            json.WriteEndArray();
+            WriteWarnings(json, p.Warnings);
             // What ztunnel enforces for it: its own converted resource, else the static STRICT policy (STRICT) or nothing.
             json.WriteString("enforcedAs", p.Xds is not null
                 ? p.Xds.Namespace + "/" + p.Xds.Name
