@@ -144,7 +144,7 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
         var upstreams = _options.DnsUpstreams.IsEmpty ? DnsForwarder.ReadResolvConf() : _options.DnsUpstreams;
         var context = new InPodContext(State, Metrics, new MeshTls(_control.Certificates), _hboneOptions, _inbound, _meshEndpoints,
             new DnsAnswerer(State), new DnsForwarder(upstreams),
-            new PlaintextInbound(State, Metrics, _loggerFactory.CreateLogger<PlaintextInbound>()),
+            new PlaintextInbound(State, Metrics, _meshEndpoints, _loggerFactory.CreateLogger<PlaintextInbound>()),
             _netnsSockets, new InPodPorts { Hbone = _options.HbonePort, Socks5 = _options.SocksPort }, _loggerFactory);
         _inPod = new InPodRegistry(context);
         _zds = new ZdsClient(zdsSocket, _inPod, _loggerFactory.CreateLogger<ZdsClient>());

@@ -207,6 +207,64 @@ public sealed class InPodCaptureTests : IAsyncLifetime
         Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
     }
 
+    [Fact]
+    public async Task When_the_agent_goes_away_the_pod_keeps_its_capture_and_the_next_snapshot_drops_pods_it_does_not_name()
+    {
+        SkipUnlessAvailable();
+        Assert.Equal("", await AddClientAsync());
+        var sessions = _node1!.Zds!.Sessions;
+        _agent!.Dispose(); // the node agent restarts
+
+        using (var captured = await PodSocketAsync())
+        {
+            await captured.ConnectAsync(new IPEndPoint(EchoIp, 8080)).WaitAsync(Timeout);
+            await RoundTripAsync(captured, "agent away");
+        }
+
+        using var cts = new CancellationTokenSource(Timeout);
+        _agent = await _agentListener!.AcceptAsync(cts.Token);
+        Assert.Equal(Ambient.Core.Protos.Zds.Version.V1, ZdsHello.Parser.ParseFrom(await ReceiveAsync(_agent)).Version);
+        Assert.True(_node1.Zds.Sessions > sessions);
+        Assert.True(_node1.InPod!.Pods.ContainsKey(ClientUid));
+
+        await _agent.SendAsync(new WorkloadRequest { SnapshotSent = new SnapshotSent() }.ToByteArray(), CancellationToken.None);
+        Assert.Equal("", await AckAsync());
+        Assert.Empty(_node1.InPod.Pods);
+    }
+
+    [Fact]
+    public async Task SOCKS5_listens_on_127_0_0_1_inside_the_pod_for_the_pods_programs_only()
+    {
+        SkipUnlessAvailable();
+        Assert.Equal("", await AddClientAsync());
+
+        using (var inside = await PodSocketAsync())
+        {
+            await inside.ConnectAsync(new IPEndPoint(IPAddress.Loopback, 15080)).WaitAsync(Timeout);
+            await Socks5ConnectAsync(inside, $"echo.{Ns}.svc.cluster.local", 80);
+            await RoundTripAsync(inside, "socks inside");
+        }
+
+        // From the host the pod's 15080 is just a port of the pod (captured to 15006, where nothing listens on the pod
+        // address): no way to borrow the pod's identity.
+        using var outside = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await outside.ConnectAsync(new IPEndPoint(ClientIp, 15080)).WaitAsync(Timeout);
+        await Assert.ThrowsAnyAsync<Exception>(() => Socks5ConnectAsync(outside, $"echo.{Ns}.svc.cluster.local", 80));
+    }
+
+    private static async Task Socks5ConnectAsync(Socket socket, string host, int port)
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        await socket.SendAsync(new byte[] { 5, 1, 0 }, cts.Token);
+        var reply = new byte[10];
+        await MeshEnvironment.ReceiveExactlyAsync(socket, reply.AsMemory(0, 2), cts.Token);
+        var name = Encoding.ASCII.GetBytes(host);
+        byte[] request = [5, 1, 0, 3, (byte)name.Length, .. name, (byte)(port >> 8), (byte)port];
+        await socket.SendAsync(request, cts.Token);
+        await MeshEnvironment.ReceiveExactlyAsync(socket, reply, cts.Token);
+        Assert.Equal(0, reply[1]);
+    }
+
     /// <summary>AddWorkload with the pod's netns fd, as the node agent sends it; returns the ack's error ("" = listeners up).</summary>
     private async Task<string> AddClientAsync()
     {

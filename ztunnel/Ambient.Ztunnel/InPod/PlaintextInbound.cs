@@ -6,6 +6,7 @@ using Ambient.Core.Model;
 using Ambient.Core.Telemetry;
 using Ambient.Hbone.Telemetry;
 using Ambient.Dataplane.State;
+using Ambient.Ztunnel.Proxy;
 using Ambient.Ztunnel.Proxy.Relay;
 using Ambient.Ztunnel.Telemetry;
 
@@ -23,12 +24,14 @@ internal sealed partial class PlaintextInbound
     private readonly ProxyState _state;
     private readonly ConnectionMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly MeshEndpoints _meshEndpoints;
     private readonly TimeSpan _connectTimeout;
 
-    public PlaintextInbound(ProxyState state, ConnectionMetrics metrics, ILogger logger, TimeSpan? connectTimeout = null)
+    public PlaintextInbound(ProxyState state, ConnectionMetrics metrics, MeshEndpoints meshEndpoints, ILogger logger, TimeSpan? connectTimeout = null)
     {
         _state = state;
         _metrics = metrics;
+        _meshEndpoints = meshEndpoints;
         _logger = logger;
         _connectTimeout = connectTimeout ?? TimeSpan.FromSeconds(10);
     }
@@ -47,6 +50,12 @@ internal sealed partial class PlaintextInbound
                 : destination is null ? "the pod is not in this node's snapshot"
                 : $"original destination {original} is not this pod ({pod})";
             Refuse(client, remote, original, source, destination, started, ResponseFlags.Connect, reason);
+            return;
+        }
+        // The pod's ztunnel ports are not the app's (15001 would send the peer's bytes out with the pod's identity).
+        if (_meshEndpoints.Refusal(original) is { } refusal)
+        {
+            Refuse(client, remote, original, source, destination, started, ResponseFlags.Connect, refusal);
             return;
         }
         var decision = _state.Authorizer.Evaluate(destination, new L4Connection(null, remote.Address, original.Address, original.Port));
