@@ -252,6 +252,24 @@ public sealed class InPodCaptureTests : IAsyncLifetime
         await Assert.ThrowsAnyAsync<Exception>(() => Socks5ConnectAsync(outside, $"echo.{Ns}.svc.cluster.local", 80));
     }
 
+    [Fact]
+    public async Task The_DNS_proxy_answers_inside_the_pod_on_15053_knowing_the_pod_by_its_address()
+    {
+        SkipUnlessAvailable();
+        Assert.Equal("", await AddClientAsync());
+        using var udp = await _podSockets!.RunInAsync(_podNetnsFd!, () => new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
+        udp.Bind(new IPEndPoint(ClientIp, 0));
+        var server = new IPEndPoint(ClientIp, 15053);
+        // A short name resolves in the asking pod's own namespace: the proxy knew which pod asked.
+        await udp.SendToAsync(DnsProxy.DnsTestKit.Query("echo"), server);
+        var buffer = new byte[4096];
+        using var cts = new CancellationTokenSource(Timeout);
+        var n = await udp.ReceiveAsync(buffer, SocketFlags.None, cts.Token);
+        var answer = DnsProxy.DnsTestKit.Read(buffer.AsSpan(0, n));
+        Assert.NotEmpty(answer.Addresses);
+        Assert.Equal(_node1!.State.Snapshot.FindServiceByHostname($"echo.{Ns}.svc.cluster.local")!.Vips[0], answer.Addresses[0]);
+    }
+
     private static async Task Socks5ConnectAsync(Socket socket, string host, int port)
     {
         using var cts = new CancellationTokenSource(Timeout);
