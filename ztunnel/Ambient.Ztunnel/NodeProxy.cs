@@ -25,7 +25,9 @@ namespace Ambient.Ztunnel;
 /// certificate manager follows the local pods; <see cref="PodListeners"/> keeps an HBONE listener (podIP:15008) and a
 /// SOCKS5 front door (podIP:15080) per local enrolled pod; every front door calls one <see cref="OutboundProxy"/>,
 /// whose tunnels share one HBONE pool; an optional <see cref="DnsServer"/> answers the mesh's names; the admin ports report it all (<see cref="ConfigDump"/>,
-/// <see cref="NodeReadiness"/>). Program and the functional tests start it the same way.
+/// <see cref="NodeReadiness"/>). In in-pod mode (<see cref="ZtunnelOptions.ZdsSocket"/>) the per-pod listeners live
+/// inside each pod's network namespace instead (<see cref="InPodRegistry"/>, fed by the node agent through
+/// <see cref="ZdsClient"/>) and <see cref="PodListeners"/> is not started. Program and the functional tests start it the same way.
 /// </summary>
 internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
 {
