@@ -46,6 +46,10 @@ internal sealed record HboneClientOptions
     /// <summary>Called on each new socket before connect (e.g. to set SO_MARK 1337 so capture rules skip our own traffic).</summary>
     public Action<Socket>? ConfigureSocket { get; init; }
 
+    /// <summary>Makes the unconnected socket of each dial (e.g. inside a pod's network namespace); null: a plain TCP
+    /// socket of the destination's family. <see cref="ConfigureSocket"/> still applies to it.</summary>
+    public Func<AddressFamily, CancellationToken, ValueTask<Socket>>? CreateSocket { get; init; }
+
     /// <summary>Throws naming the first setting outside what RFC 9113 allows.</summary>
     public void Validate()
     {

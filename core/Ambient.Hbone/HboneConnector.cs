@@ -36,7 +36,10 @@ internal sealed class HboneConnector : IHboneConnector
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.ConnectTimeout);
-        var socket = new Socket(key.Destination.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = _options.CreateSocket is { } create
+            ? await create(key.Destination.AddressFamily, timeout.Token).ConfigureAwait(false)
+            : new Socket(key.Destination.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        socket.NoDelay = true;
         SslStream? ssl = null;
         string? rejection = null;
         bool connected = false;

@@ -17,6 +17,9 @@ public sealed class TcpEcho : IDisposable
         _ = AcceptLoopAsync();
     }
 
+    /// <summary>Echoes on <paramref name="listening"/>, already bound and listening (e.g. made inside a pod's namespace); owns it.</summary>
+    public static TcpEcho Start(Socket listening) => new(listening);
+
     public static TcpEcho Start(IPEndPoint endpoint)
     {
         var s = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);

@@ -8,6 +8,7 @@ using Ambient.Core.Telemetry;
 using Ambient.Core.Xds;
 using Ambient.Ztunnel.Admin;
 using Ambient.Ztunnel.DnsProxy;
+using Ambient.Ztunnel.InPod;
 using Ambient.Dataplane.Control;
 using Ambient.Dataplane.Identity;
 using Ambient.Ztunnel.Proxy;
@@ -24,7 +25,9 @@ namespace Ambient.Ztunnel;
 /// certificate manager follows the local pods; <see cref="PodListeners"/> keeps an HBONE listener (podIP:15008) and a
 /// SOCKS5 front door (podIP:15080) per local enrolled pod; every front door calls one <see cref="OutboundProxy"/>,
 /// whose tunnels share one HBONE pool; an optional <see cref="DnsServer"/> answers the mesh's names; the admin ports report it all (<see cref="ConfigDump"/>,
-/// <see cref="NodeReadiness"/>). Program and the functional tests start it the same way.
+/// <see cref="NodeReadiness"/>). In in-pod mode (<see cref="ZtunnelOptions.ZdsSocket"/>) the per-pod listeners live
+/// inside each pod's network namespace instead (<see cref="InPodRegistry"/>, fed by the node agent through
+/// <see cref="ZdsClient"/>) and <see cref="PodListeners"/> is not started. Program and the functional tests start it the same way.
 /// </summary>
 internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
 {
@@ -35,8 +38,13 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
     private readonly MemoryTrimmer _trimmer;
     private readonly PodListeners _listeners;
     private readonly ILoggerFactory _loggerFactory;
+    private readonly MeshEndpoints _meshEndpoints;
+    private readonly HboneClientOptions _hboneOptions;
     private AdminServer? _admin;
     private DnsServer? _dns;
+    private NetnsSockets? _netnsSockets;
+    private InPodRegistry? _inPod;
+    private ZdsClient? _zds;
 
     private NodeProxy(ZtunnelOptions options, ILoggerFactory loggerFactory, HboneClientOptions? hboneOptions, HboneInboundOptions? inboundOptions)
     {
@@ -54,13 +62,20 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
             TrustDomain = options.TrustDomain,
         }, loggerFactory);
         Metrics = new ConnectionMetrics();
-        _pool = new HboneConnectionPool(new MeshTls(_control.Certificates), hboneOptions, loggerFactory);
-        var meshEndpoints = MeshEndpoints.For(options);
+        _hboneOptions = hboneOptions ?? new HboneClientOptions();
+        _pool = new HboneConnectionPool(new MeshTls(_control.Certificates), _hboneOptions, loggerFactory);
+        var meshEndpoints = _meshEndpoints = MeshEndpoints.For(options);
         var mesh = new MeshInbound(State, _control.Certificates, Metrics, meshEndpoints, loggerFactory.CreateLogger<MeshInbound>());
         // A burst is over once at least 256 connections have closed, down to half the peak, and none closed for 2 s.
         _trimmer = new MemoryTrimmer(loggerFactory.CreateLogger("Ambient.Ztunnel.Memory"), "inbound connections",
             minimumDrop: 256, quietPeriod: TimeSpan.FromSeconds(2));
-        _inbound = new HboneInboundServer(inboundOptions ?? new HboneInboundOptions { Port = options.HbonePort },
+        inboundOptions ??= new HboneInboundOptions { Port = options.HbonePort };
+        if (options.ZdsSocket is not null && inboundOptions.ConnectUpstream is null)
+        {
+            // In-pod mode: a tunnel's connection to the app is made inside the target pod's namespace.
+            inboundOptions = inboundOptions with { ConnectUpstream = (target, ct) => _inPod!.ConnectAsync(target, ct) };
+        }
+        _inbound = new HboneInboundServer(inboundOptions,
             mesh, mesh, mesh, loggerFactory, new TrimmingConnectionCounter(_trimmer));
         var outbound = new OutboundProxy(State, _pool, Metrics, loggerFactory.CreateLogger<OutboundProxy>(), meshEndpoints: meshEndpoints);
         _listeners = new PodListeners(State, _inbound, outbound, options.HbonePort, options.SocksPort, loggerFactory);
@@ -86,7 +101,14 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
         try
         {
             proxy._admin = await AdminServer.StartAsync(options.Address, options.AdminPorts, proxy, loggerFactory, cancellationToken).ConfigureAwait(false);
-            proxy._listeners.Start();
+            if (options.ZdsSocket is { } zds)
+            {
+                await proxy.StartInPodAsync(zds, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                proxy._listeners.Start();
+            }
             proxy.StartDns();
             proxy._control.Start();
             return proxy;
@@ -114,6 +136,29 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
             _loggerFactory.CreateLogger<DnsServer>());
     }
 
+    /// <summary>
+    /// In-pod mode (Istio's): no listeners on pod addresses in the node's namespace; the node agent hands each pod's
+    /// namespace over ZDS and <see cref="InPodRegistry"/> opens the pod's listeners inside it.
+    /// </summary>
+    private async Task StartInPodAsync(string zdsSocket, CancellationToken cancellationToken)
+    {
+        _netnsSockets = await NetnsSockets.StartAsync(cancellationToken).ConfigureAwait(false);
+        var upstreams = _options.DnsUpstreams.IsEmpty ? DnsForwarder.ReadResolvConf() : _options.DnsUpstreams;
+        var context = new InPodContext(State, Metrics, new MeshTls(_control.Certificates), _hboneOptions, _inbound, _meshEndpoints,
+            new DnsAnswerer(State), new DnsForwarder(upstreams),
+            new PlaintextInbound(State, Metrics, _meshEndpoints, _loggerFactory.CreateLogger<PlaintextInbound>()),
+            _netnsSockets, new InPodPorts { Hbone = _options.HbonePort, Socks5 = _options.SocksPort }, _loggerFactory);
+        _inPod = new InPodRegistry(context);
+        _zds = new ZdsClient(zdsSocket, _inPod, _loggerFactory.CreateLogger<ZdsClient>());
+        _zds.Start();
+    }
+
+    /// <summary>The pods served in their own network namespaces; null unless <see cref="ZtunnelOptions.ZdsSocket"/> is set.</summary>
+    public InPodRegistry? InPod => _inPod;
+
+    /// <summary>The ZDS client; null unless <see cref="ZtunnelOptions.ZdsSocket"/> is set.</summary>
+    public ZdsClient? Zds => _zds;
+
     /// <summary>Completes once discovery has synced and every local identity has a certificate.</summary>
     public Task WaitForReadyAsync(CancellationToken cancellationToken) => _control.WaitUntilReadyAsync(cancellationToken);
 
@@ -130,6 +175,15 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_zds is not null)
+        {
+            await _zds.DisposeAsync().ConfigureAwait(false);
+        }
+        if (_inPod is not null)
+        {
+            await _inPod.DisposeAsync().ConfigureAwait(false);
+        }
+        _netnsSockets?.Dispose();
         if (_dns is not null)
         {
             await _dns.DisposeAsync().ConfigureAwait(false);

@@ -31,11 +31,14 @@ internal sealed record ZtunnelOptions(
     /// <summary>Where the DNS proxy sends names the mesh does not answer; empty: the nameservers of /etc/resolv.conf.</summary>
     public ImmutableArray<IPEndPoint> DnsUpstreams { get; init; } = [];
 
+    /// <summary>The node agent's ZDS socket: in-pod mode (listeners inside each pod's network namespace); null: loopback mode.</summary>
+    public string? ZdsSocket { get; init; }
+
     public const string Usage =
         """
         usage: ztunnel --node NAME --root FILE --token-file FILE [--istiod https://IP:PORT] [--address IP]
                        [--hbone-port N] [--socks-port N] [--admin-port N] [--metrics-port N] [--readiness-port N]
-                       [--dns-port N [--dns-upstream IP[:PORT]]...]
+                       [--dns-port N [--dns-upstream IP[:PORT]]...] [--zds-socket PATH]
           --node NAME          the node this proxy serves (pods with spec.nodeName = NAME)
           --root FILE          mesh root certificate (istiod-lite state folder: root-cert.pem)
           --token-file FILE    this node's token (istiod-lite state folder: tokens/NAME.token)
@@ -46,6 +49,9 @@ internal sealed record ZtunnelOptions(
           --dns-port N         serve the DNS proxy (UDP and TCP) on --address:N (Istio: 15053); off by default
           --dns-upstream IP[:PORT]
                                resolver for names that are not the mesh's (repeatable), default: /etc/resolv.conf's
+          --zds-socket PATH    in-pod mode (root): take enrolled pods' network namespaces from the node agent's ZDS
+                               socket and listen inside each pod (15001, 15006, 15008, 15053, 127.0.0.1:15080);
+                               off by default (loopback mode: a listener per pod address)
         """;
 
     private const int MaxCertTtlSeconds = 90 * 24 * 3600;
@@ -57,6 +63,7 @@ internal sealed record ZtunnelOptions(
         int hbone = MeshPorts.Hbone, socks = MeshPorts.Socks5, admin = MeshPorts.Admin, metrics = MeshPorts.Metrics, ready = MeshPorts.Readiness;
         var ttl = TimeSpan.FromHours(24);
         int? dnsPort = null;
+        string? zdsSocket = null;
         var dnsUpstreams = ImmutableArray.CreateBuilder<IPEndPoint>();
         for (var i = 0; i < args.Length; i++)
         {
@@ -85,6 +92,7 @@ internal sealed record ZtunnelOptions(
                 case "--dns-upstream":
                     if (!IPEndPoint.TryParse(value, out var upstream)) { error = $"--dns-upstream: '{value}' is not IP or IP:PORT"; return null; }
                     dnsUpstreams.Add(upstream.Port == 0 ? new IPEndPoint(upstream.Address, 53) : upstream); break;
+                case "--zds-socket": zdsSocket = Path.GetFullPath(value); break;
                 case "--cert-ttl":
                     if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds) || seconds < 1)
                     { error = $"--cert-ttl: '{value}' is not a positive number of seconds"; return null; }
@@ -109,6 +117,7 @@ internal sealed record ZtunnelOptions(
             TrustDomain = common.TrustDomain,
             DnsPort = dnsPort,
             DnsUpstreams = dnsUpstreams.ToImmutable(),
+            ZdsSocket = zdsSocket,
         };
     }
 

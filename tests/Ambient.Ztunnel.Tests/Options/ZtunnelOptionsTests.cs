@@ -56,4 +56,13 @@ public sealed class ZtunnelOptionsTests : IDisposable
         Assert.Null(ZtunnelOptions.TryParse([.. Args("3600"), "--dns-upstream", "resolver"], out error));
         Assert.StartsWith("--dns-upstream: ", error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void In_pod_mode_is_off_unless_a_zds_socket_is_given()
+    {
+        Assert.Null(ZtunnelOptions.TryParse(Args("3600"), out _)!.ZdsSocket);
+        var on = ZtunnelOptions.TryParse([.. Args("3600"), "--zds-socket", "/run/ambient/zds.sock"], out var error)!;
+        Assert.Null(error);
+        Assert.Equal("/run/ambient/zds.sock", on.ZdsSocket);
+    }
 }

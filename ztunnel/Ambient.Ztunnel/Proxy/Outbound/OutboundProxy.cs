@@ -23,6 +23,10 @@ internal sealed record OutboundProxyOptions
 
     /// <summary>Applied to every plain TCP socket before it connects (tests bind a source address).</summary>
     public Action<Socket>? ConfigureSocket { get; init; }
+
+    /// <summary>Makes the unconnected socket of each plain TCP upstream (in-pod mode: inside the source pod's network
+    /// namespace, marked so its capture rules let it pass); null: a plain socket in the ztunnel's own namespace.</summary>
+    public Func<AddressFamily, CancellationToken, ValueTask<Socket>>? CreateSocket { get; init; }
 }
 
 /// <summary>
@@ -117,7 +121,20 @@ internal sealed partial class OutboundProxy : IOutboundProxy
 
     private async ValueTask<OutboundResult> PlainAsync(Call call, ResolvedDestination target, CancellationToken ct)
     {
-        var socket = new Socket(target.Target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        Socket socket;
+        try
+        {
+            socket = _options.CreateSocket is { } create
+                ? await create(target.Target.AddressFamily, ct).ConfigureAwait(false)
+                : new Socket(target.Target.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        }
+        catch (Exception e) when (e is IOException or SocketException)
+        {
+            Log.PlainFailed(_logger, call.SourceName, target.Target.ToString(), e.Message);
+            _metrics.Failed(IstioMetricLabels.ReporterSource, call.Workload, null, target.Workload, target.Service, ResponseFlags.Connect, mutualTls: false);
+            return Refused(call, target, OutboundError.Unreachable, ResponseFlags.Connect, e.Message);
+        }
+        socket.NoDelay = true;
         try
         {
             _options.ConfigureSocket?.Invoke(socket);

@@ -59,9 +59,14 @@ internal sealed class Socks5Listener : IAsyncDisposable
     private int _liveConnections;
     private int _disposed;
 
-    private Socks5Listener(Socket listenSocket, IOutboundProxy proxy, ILogger logger, Socks5ListenerOptions options)
+    // The pod this listener serves when its own address does not name it (in-pod mode: 127.0.0.1 inside the pod's
+    // namespace); null: the accepting socket's local address names the pod (loopback mode).
+    private readonly IPAddress? _source;
+
+    private Socks5Listener(Socket listenSocket, IPAddress? source, IOutboundProxy proxy, ILogger logger, Socks5ListenerOptions options)
     {
         _listenSocket = listenSocket;
+        _source = source;
         _proxy = proxy;
         _logger = logger;
         _options = options;
@@ -79,14 +84,7 @@ internal sealed class Socks5Listener : IAsyncDisposable
     public static Socks5Listener Start(IPEndPoint endpoint, IOutboundProxy proxy, ILogger logger, Socks5ListenerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
-        ArgumentNullException.ThrowIfNull(proxy);
-        ArgumentNullException.ThrowIfNull(logger);
-        options ??= new Socks5ListenerOptions();
-        if (options.HandshakeTimeout <= TimeSpan.Zero)
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), options.HandshakeTimeout, "SOCKS5 handshake timeout must be positive.");
-        }
-
+        options = Validate(proxy, logger, options);
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
@@ -101,10 +99,43 @@ internal sealed class Socks5Listener : IAsyncDisposable
             throw new IOException($"SOCKS5 listener cannot listen on {endpoint}: {ex.SocketErrorCode} ({ex.Message})", ex);
         }
 
-        var listener = new Socks5Listener(socket, proxy, logger, options);
+        return Start(socket, source: null, proxy, logger, options);
+    }
+
+    /// <summary>
+    /// Starts accepting on <paramref name="listeningSocket"/>, already bound and listening (in-pod mode: made inside the
+    /// pod's network namespace), for the pod at <paramref name="source"/> (null: the socket's local address names it).
+    /// The listener owns the socket from now on.
+    /// </summary>
+    public static Socks5Listener Start(Socket listeningSocket, IPAddress? source, IOutboundProxy proxy, ILogger logger, Socks5ListenerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(listeningSocket);
+        try
+        {
+            options = Validate(proxy, logger, options);
+        }
+        catch
+        {
+            listeningSocket.Dispose();
+            throw;
+        }
+
+        var listener = new Socks5Listener(listeningSocket, source, proxy, logger, options);
         Socks5Log.ListenerStarted(logger, listener.LocalEndPoint);
         listener._acceptLoop = listener.AcceptLoopAsync();
         return listener;
+    }
+
+    private static Socks5ListenerOptions Validate(IOutboundProxy proxy, ILogger logger, Socks5ListenerOptions? options)
+    {
+        ArgumentNullException.ThrowIfNull(proxy);
+        ArgumentNullException.ThrowIfNull(logger);
+        options ??= new Socks5ListenerOptions();
+        if (options.HandshakeTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.HandshakeTimeout, "SOCKS5 handshake timeout must be positive.");
+        }
+        return options;
     }
 
     private async Task AcceptLoopAsync()
@@ -196,7 +227,7 @@ internal sealed class Socks5Listener : IAsyncDisposable
             OutboundResult result;
             try
             {
-                result = await _proxy.ProxyAsync(local.Address, connection, destination, token).ConfigureAwait(false);
+                result = await _proxy.ProxyAsync(_source ?? local.Address, connection, destination, token).ConfigureAwait(false);
             }
             catch (Exception ex) when (!token.IsCancellationRequested && !connection.Connected)
             {

@@ -1,0 +1,336 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Ambient.Core.InPod;
+using Ambient.Core.Protos.Security;
+using Ambient.Core.Protos.Zds;
+using Ambient.Istiod;
+using Ambient.TestCommon;
+using Ambient.Ztunnel.Admin;
+using Ambient.Ztunnel.InPod;
+using Ambient.Ztunnel.Tests.Functional;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Action = Ambient.Core.Protos.Security.Action;
+using Authorization = Ambient.Core.Protos.Security.Authorization;
+using ModelWorkloadInfo = Ambient.Core.Model.WorkloadInfo;
+
+namespace Ambient.Ztunnel.Tests.InPod;
+
+/// <summary>
+/// Istio's in-pod mode, in process and as root: the client pod lives in its own network namespace (a veth to the
+/// host, Istio's nat rules inside), a fake node agent hands that namespace to node-1's real ztunnel over ZDS, and the
+/// echo pod (node-2, an ordinary ztunnel) sits on a host address of the same veth. Unmodified sockets inside the pod
+/// are captured; nothing in the test speaks SOCKS5.
+/// </summary>
+public sealed class InPodCaptureTests : IAsyncLifetime
+{
+    private const string Ns = "inpod";
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+
+    private readonly string? _unavailable = PodNetns.Unavailable();
+    private readonly string _subnet = $"10.251.{20 + Environment.ProcessId % 200}";
+    private TempDir? _dir;
+    private PodNetns? _pod;
+    private IstiodHost? _istiod;
+    private ILoggerFactory? _logs;
+    private readonly ListLogger _captured = new();
+    private NodeProxy? _node1;
+    private NodeProxy? _node2;
+    private TcpEcho? _echo;
+    private SeqPacketSocket? _agentListener;
+    private SeqPacketSocket? _agent;
+    private NetnsSockets? _podSockets;
+    private Microsoft.Win32.SafeHandles.SafeFileHandle? _podNetnsFd;
+
+    private IPAddress ClientIp => IPAddress.Parse(_subnet + ".2");
+    private IPAddress EchoIp => IPAddress.Parse(_subnet + ".5");
+    private string ClientUid => ModelWorkloadInfo.PodUid("Kubernetes", Ns, "client");
+
+    public async ValueTask InitializeAsync()
+    {
+        if (_unavailable is not null)
+        {
+            return;
+        }
+        _dir = new TempDir();
+        _pod = PodNetns.Create("c", 1, _subnet + ".1/24", _subnet + ".2/24", inPodRules: true);
+        _pod.AddHostAddress(_subnet + ".5/32");
+        _podNetnsFd = File.OpenHandle(_pod.Path); // kept for the whole test; each AddWorkload sends a duplicate
+        _podSockets = await NetnsSockets.StartAsync(CancellationToken.None);
+
+        var config = Path.Combine(_dir.Path, "mesh");
+        Directory.CreateDirectory(config);
+        File.WriteAllText(Path.Combine(config, "mesh.yaml"),
+            MeshYaml.Namespace(Ns) + MeshYaml.ServiceAccount(Ns, "client") + MeshYaml.ServiceAccount(Ns, "echo")
+            + MeshYaml.Pod("client", Ns, "node-1", "client", "client", podIp: ClientIp.ToString())
+            + MeshYaml.Pod("echo-v1", Ns, "node-2", "echo", "echo", "v1", podIp: EchoIp.ToString())
+            + MeshYaml.Service("echo", Ns, "echo", 80, "8080"));
+        _logs = LoggerFactory.Create(l => l.SetMinimumLevel(LogLevel.Information).AddProvider(_captured));
+        _istiod = await IstiodHost.StartAsync(
+            new IstiodOptions(config, Path.Combine(_dir.Path, "state"), new IPEndPoint(IPAddress.Loopback, 0), null, "Kubernetes", "cluster.local"),
+            l => l.SetMinimumLevel(LogLevel.Warning), CancellationToken.None);
+        _echo = TcpEcho.Start(new IPEndPoint(EchoIp, 8080));
+
+        var zdsPath = Path.Combine(_dir.Path, "zds.sock");
+        _agentListener = SeqPacketSocket.Listen(zdsPath);
+        _node1 = await StartNodeAsync("node-1", zdsPath);
+        _node2 = await StartNodeAsync("node-2", null);
+        using var ready = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await _node1.WaitForReadyAsync(ready.Token);
+        await _node2.WaitForReadyAsync(ready.Token);
+        while (!_node2.HboneListeners.ContainsKey(EchoIp))
+        {
+            await Task.Delay(20, ready.Token);
+        }
+        _agent = await _agentListener.AcceptAsync(ready.Token);
+        var hello = ZdsHello.Parser.ParseFrom(await ReceiveAsync(_agent));
+        Assert.Equal(Ambient.Core.Protos.Zds.Version.V1, hello.Version);
+    }
+
+    private async Task<NodeProxy> StartNodeAsync(string node, string? zds)
+    {
+        var options = new ZtunnelOptions(node, _istiod!.Mesh.Snapshot.NodeAddress(node)!, new Uri($"https://127.0.0.1:{_istiod.GrpcEndpoint.Port}"),
+            _istiod.RootCertificatePath, Path.Combine(_istiod.Options.StateFolder, "tokens", node + ".token"),
+            HbonePort: 15008, SocksPort: 15080, new AdminPorts(0, 0, 0), "Kubernetes") { ZdsSocket = zds };
+        return await NodeProxy.StartAsync(options, _logs!, CancellationToken.None);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _agent?.Dispose();
+        _agentListener?.Dispose();
+        if (_node1 is not null) await _node1.DisposeAsync();
+        if (_node2 is not null) await _node2.DisposeAsync();
+        _echo?.Dispose();
+        if (_istiod is not null) await _istiod.DisposeAsync();
+        _podSockets?.Dispose();
+        _podNetnsFd?.Dispose();
+        _pod?.Dispose();
+        _logs?.Dispose();
+        _dir?.Dispose();
+    }
+
+    private void SkipUnlessAvailable()
+    {
+        if (_unavailable is not null)
+        {
+            Assert.Skip(_unavailable);
+        }
+    }
+
+    [Fact]
+    public async Task An_unmodified_client_in_the_pod_is_captured_on_15001_and_arrives_over_HBONE_with_the_pods_identity()
+    {
+        SkipUnlessAvailable();
+        Assert.Equal("", await AddClientAsync());
+
+        using var socket = await PodSocketAsync();
+        await socket.ConnectAsync(new IPEndPoint(EchoIp, 8080)).WaitAsync(Timeout);
+        await RoundTripAsync(socket, "captured");
+
+        // node-2 saw it arrive through its HBONE listener from the client's identity (reporter=destination, mTLS).
+        await CrossNodeTests.AssertEventuallyAsync(() => Task.FromResult(CrossNodeTests.Has(Metrics(_node2!),
+            "istio_tcp_connections_opened_total", "reporter=\"destination\"", $"source_principal=\"spiffe://cluster.local/ns/{Ns}/sa/client\"",
+            "connection_security_policy=\"mutual_tls\"")), Explain);
+        Assert.True(_node1!.InPod!.Pods[ClientUid].Listeners.ContainsKey("outbound"));
+    }
+
+    [Fact]
+    public async Task Plaintext_into_the_pod_is_served_on_15006_and_a_DENY_policy_resets_it_before_a_byte_reaches_the_app()
+    {
+        SkipUnlessAvailable();
+        Assert.Equal("", await AddClientAsync());
+        using var app = TcpEcho.Start(await _podSockets!.ListenAsync(_podNetnsFd!, new IPEndPoint(IPAddress.Any, 9090)));
+
+        using (var allowed = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            await allowed.ConnectAsync(new IPEndPoint(ClientIp, 9090)).WaitAsync(Timeout);
+            await RoundTripAsync(allowed, "plaintext");
+        }
+        // Logged when the connection is over, which the ztunnel learns a moment after the client closed.
+        await CrossNodeTests.AssertEventuallyAsync(() => Task.FromResult(_captured.Entries.Any(e => e.Message.Contains("direction=inbound", StringComparison.Ordinal)
+            && e.Message.Contains($"dst.addr={ClientIp}:9090", StringComparison.Ordinal) && e.Message.Contains("flags=-", StringComparison.Ordinal))), AccessLines);
+
+        var policy = new Authorization { Name = "deny-9090", Namespace = Ns, Scope = Scope.Namespace, Action = Action.Deny };
+        var clause = new Clause();
+        clause.Matches.Add(new Match { DestinationPorts = { 9090 } });
+        var rule = new Rule();
+        rule.Clauses.Add(clause);
+        policy.Rules.Add(rule);
+        _node1!.State.UpdateAuthorizations([policy]);
+        var accepted = app.Accepted;
+
+        using (var denied = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            // The reset can beat the client's own view of the handshake, so it may surface at connect, send or receive.
+            var error = await Assert.ThrowsAnyAsync<Exception>(async () =>
+            {
+                await denied.ConnectAsync(new IPEndPoint(ClientIp, 9090)).WaitAsync(Timeout);
+                await denied.SendAsync("must not arrive"u8.ToArray());
+                var buffer = new byte[16];
+                var n = await denied.ReceiveAsync(buffer).WaitAsync(Timeout);
+                if (n == 0)
+                {
+                    throw new EndOfStreamException("closed without a reset");
+                }
+            });
+            Assert.True(error is SocketException { SocketErrorCode: SocketError.ConnectionReset }, error.ToString());
+        }
+        Assert.Equal(accepted, app.Accepted);
+        Assert.True(CrossNodeTests.Has(Metrics(_node1), "istio_tcp_connections_opened_total", "reporter=\"destination\"", "response_flags=\"DENY\""), Explain());
+        Assert.True(_captured.Entries.Any(e => e.Message.Contains("direction=inbound", StringComparison.Ordinal)
+            && e.Message.Contains("flags=DENY", StringComparison.Ordinal) && e.Message.Contains("inpod/deny-9090", StringComparison.Ordinal)), AccessLines());
+    }
+
+    [Fact]
+    public async Task DelWorkload_closes_the_pods_listeners_and_an_AddWorkload_without_a_netns_fd_is_refused()
+    {
+        SkipUnlessAvailable();
+        var missing = new WorkloadRequest { Add = new AddWorkload { Uid = ClientUid } };
+        await _agent!.SendAsync(missing.ToByteArray(), CancellationToken.None);
+        Assert.Contains("no file descriptor", await AckAsync());
+        Assert.Empty(_node1!.InPod!.Pods);
+
+        Assert.Equal("", await AddClientAsync());
+        using (var captured = await PodSocketAsync())
+        {
+            await captured.ConnectAsync(new IPEndPoint(EchoIp, 8080)).WaitAsync(Timeout);
+            await RoundTripAsync(captured, "before");
+        }
+
+        await _agent.SendAsync(new WorkloadRequest { Del = new DelWorkload { Uid = ClientUid } }.ToByteArray(), CancellationToken.None);
+        Assert.Equal("", await AckAsync());
+        Assert.Empty(_node1.InPod.Pods);
+        // Nothing listens on 15001 in the pod any more: the captured connect is refused, never sent in plaintext.
+        using var after = await PodSocketAsync();
+        var refused = await Assert.ThrowsAsync<SocketException>(() => after.ConnectAsync(new IPEndPoint(EchoIp, 8080)).WaitAsync(Timeout));
+        Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+    }
+
+    [Fact]
+    public async Task When_the_agent_goes_away_the_pod_keeps_its_capture_and_the_next_snapshot_drops_pods_it_does_not_name()
+    {
+        SkipUnlessAvailable();
+        Assert.Equal("", await AddClientAsync());
+        var sessions = _node1!.Zds!.Sessions;
+        _agent!.Dispose(); // the node agent restarts
+
+        using (var captured = await PodSocketAsync())
+        {
+            await captured.ConnectAsync(new IPEndPoint(EchoIp, 8080)).WaitAsync(Timeout);
+            await RoundTripAsync(captured, "agent away");
+        }
+
+        using var cts = new CancellationTokenSource(Timeout);
+        _agent = await _agentListener!.AcceptAsync(cts.Token);
+        Assert.Equal(Ambient.Core.Protos.Zds.Version.V1, ZdsHello.Parser.ParseFrom(await ReceiveAsync(_agent)).Version);
+        Assert.True(_node1.Zds.Sessions > sessions);
+        Assert.True(_node1.InPod!.Pods.ContainsKey(ClientUid));
+
+        await _agent.SendAsync(new WorkloadRequest { SnapshotSent = new SnapshotSent() }.ToByteArray(), CancellationToken.None);
+        Assert.Equal("", await AckAsync());
+        Assert.Empty(_node1.InPod.Pods);
+    }
+
+    [Fact]
+    public async Task SOCKS5_listens_on_127_0_0_1_inside_the_pod_for_the_pods_programs_only()
+    {
+        SkipUnlessAvailable();
+        Assert.Equal("", await AddClientAsync());
+
+        using (var inside = await PodSocketAsync())
+        {
+            await inside.ConnectAsync(new IPEndPoint(IPAddress.Loopback, 15080)).WaitAsync(Timeout);
+            await Socks5ConnectAsync(inside, $"echo.{Ns}.svc.cluster.local", 80);
+            await RoundTripAsync(inside, "socks inside");
+        }
+
+        // From the host the pod's 15080 is just a port of the pod (captured to 15006, where nothing listens on the pod
+        // address): no way to borrow the pod's identity.
+        using var outside = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await Assert.ThrowsAnyAsync<Exception>(async () =>
+        {
+            await outside.ConnectAsync(new IPEndPoint(ClientIp, 15080)).WaitAsync(Timeout);
+            await Socks5ConnectAsync(outside, $"echo.{Ns}.svc.cluster.local", 80);
+        });
+    }
+
+    [Fact]
+    public async Task The_DNS_proxy_answers_inside_the_pod_on_15053_knowing_the_pod_by_its_address()
+    {
+        SkipUnlessAvailable();
+        Assert.Equal("", await AddClientAsync());
+        using var udp = await _podSockets!.RunInAsync(_podNetnsFd!, () => new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
+        udp.Bind(new IPEndPoint(ClientIp, 0));
+        var server = new IPEndPoint(ClientIp, 15053);
+        // A short name resolves in the asking pod's own namespace: the proxy knew which pod asked.
+        await udp.SendToAsync(DnsProxy.DnsTestKit.Query("echo"), server);
+        var buffer = new byte[4096];
+        using var cts = new CancellationTokenSource(Timeout);
+        var n = await udp.ReceiveAsync(buffer, SocketFlags.None, cts.Token);
+        var answer = DnsProxy.DnsTestKit.Read(buffer.AsSpan(0, n));
+        Assert.NotEmpty(answer.Addresses);
+        Assert.Equal(_node1!.State.Snapshot.FindServiceByHostname($"echo.{Ns}.svc.cluster.local")!.Vips[0], answer.Addresses[0]);
+    }
+
+    private static async Task Socks5ConnectAsync(Socket socket, string host, int port)
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        await socket.SendAsync(new byte[] { 5, 1, 0 }, cts.Token);
+        var reply = new byte[10];
+        await MeshEnvironment.ReceiveExactlyAsync(socket, reply.AsMemory(0, 2), cts.Token);
+        var name = Encoding.ASCII.GetBytes(host);
+        byte[] request = [5, 1, 0, 3, (byte)name.Length, .. name, (byte)(port >> 8), (byte)port];
+        await socket.SendAsync(request, cts.Token);
+        await MeshEnvironment.ReceiveExactlyAsync(socket, reply, cts.Token);
+        Assert.Equal(0, reply[1]);
+    }
+
+    /// <summary>AddWorkload with the pod's netns fd, as the node agent sends it; returns the ack's error ("" = listeners up).</summary>
+    private async Task<string> AddClientAsync()
+    {
+        var add = new WorkloadRequest { Add = new AddWorkload { Uid = ClientUid, WorkloadInfo = new Ambient.Core.Protos.Zds.WorkloadInfo { Name = "client", Namespace = Ns, ServiceAccount = "client" } } };
+        await _agent!.SendAsync(add.ToByteArray(), [_podNetnsFd!], CancellationToken.None);
+        var error = await AckAsync();
+        await _agent.SendAsync(new WorkloadRequest { SnapshotSent = new SnapshotSent() }.ToByteArray(), CancellationToken.None);
+        Assert.Equal("", await AckAsync());
+        return error;
+    }
+
+    private async Task<string> AckAsync() => WorkloadResponse.Parser.ParseFrom(await ReceiveAsync(_agent!)).Ack.Error;
+
+    private static async Task<byte[]> ReceiveAsync(SeqPacketSocket socket)
+    {
+        var buffer = new byte[4096];
+        using var cts = new CancellationTokenSource(Timeout);
+        using var packet = await socket.ReceiveAsync(buffer, cts.Token);
+        Assert.False(packet.IsEndOfStream, "the ztunnel closed the ZDS connection");
+        return buffer[..packet.Length];
+    }
+
+    /// <summary>A plain socket inside the pod's namespace: no mark, no proxy settings, as any program there would have.</summary>
+    private Task<Socket> PodSocketAsync() =>
+        _podSockets!.RunInAsync(_podNetnsFd!, () => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+
+    private static async Task RoundTripAsync(Socket socket, string text)
+    {
+        var bytes = Encoding.ASCII.GetBytes(text);
+        await socket.SendAsync(bytes);
+        var back = new byte[bytes.Length];
+        using var cts = new CancellationTokenSource(Timeout);
+        await MeshEnvironment.ReceiveExactlyAsync(socket, back, cts.Token);
+        Assert.Equal(text, Encoding.ASCII.GetString(back));
+    }
+
+    private static string Metrics(NodeProxy node)
+    {
+        var text = new StringBuilder();
+        node.WriteMetrics(text);
+        return text.ToString();
+    }
+
+    private string AccessLines() => string.Join("\n", _captured.Entries.Where(e => e.Message.StartsWith("access", StringComparison.Ordinal)).Select(e => e.Message));
+
+    private string Explain() => string.Join("\n", _captured.AtLeast(LogLevel.Warning).Select(e => $"{e.Category}: {e.Message} {e.Exception?.Message}"));
+}

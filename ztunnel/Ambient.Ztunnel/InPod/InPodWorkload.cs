@@ -1,0 +1,172 @@
+using System.Net;
+using System.Net.Sockets;
+using Ambient.Core;
+using Ambient.Hbone;
+using Ambient.Ztunnel.DnsProxy;
+using Ambient.Ztunnel.Proxy.Outbound;
+using Ambient.Ztunnel.Proxy.Socks5;
+using Microsoft.Win32.SafeHandles;
+
+namespace Ambient.Ztunnel.InPod;
+
+/// <summary>
+/// One enrolled pod served in its own network namespace: the namespace fd the node agent handed over, and the
+/// listeners made inside it - 15001 outbound capture, 15006 plaintext inbound, 15008 HBONE (served by the node's one
+/// HBONE server), 15053 DNS and 127.0.0.1:15080 SOCKS5 - plus the pod's own outbound proxy and HBONE pool, whose
+/// sockets are made inside the pod and marked (Istio's ztunnel also keeps one proxy per pod). Everything here is
+/// closed by <see cref="DisposeAsync"/>.
+/// </summary>
+internal sealed partial class InPodWorkload : IAsyncDisposable
+{
+    private readonly InPodContext _context;
+    private readonly ILogger _logger;
+    private readonly List<IAsyncDisposable> _owned = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private HboneConnectionPool? _pool;
+    private bool _hbone;
+
+    private InPodWorkload(string uid, IPAddress address, SafeFileHandle netns, InPodContext context)
+    {
+        Uid = uid;
+        Address = address;
+        Netns = netns;
+        _context = context;
+        _logger = context.LoggerFactory.CreateLogger("Ambient.Ztunnel.InPod");
+    }
+
+    public string Uid { get; }
+
+    /// <summary>The pod's address (its workload's first), which names it to the HBONE server and the outbound proxy.</summary>
+    public IPAddress Address { get; }
+
+    /// <summary>The pod's network namespace (owned; closed with the pod).</summary>
+    public SafeFileHandle Netns { get; }
+
+    /// <summary>The pod-side endpoints it listens on, by name ("outbound", "inbound-plaintext", "hbone", "dns", "socks5").</summary>
+    public Dictionary<string, IPEndPoint> Listeners { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Opens every listener inside <paramref name="netns"/>; on failure closes what it opened (and the fd) and throws.</summary>
+    public static async Task<InPodWorkload> StartAsync(string uid, IPAddress address, SafeFileHandle netns, InPodContext context, CancellationToken cancellationToken)
+    {
+        var pod = new InPodWorkload(uid, address, netns, context);
+        try
+        {
+            await pod.OpenAsync().ConfigureAwait(false);
+            return pod;
+        }
+        catch
+        {
+            await pod.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>A socket inside the pod, marked so its capture rules let it pass (upstreams, and connections to the app).</summary>
+    public ValueTask<Socket> CreateSocketAsync(AddressFamily family, CancellationToken cancellationToken) =>
+        new(_context.Sockets.CreateMarkedAsync(Netns, family).WaitAsync(cancellationToken));
+
+    private async Task OpenAsync()
+    {
+        var ports = _context.Ports;
+        var sockets = _context.Sockets;
+        _pool = new HboneConnectionPool(_context.Tls, _context.HboneOptions with { CreateSocket = CreateSocketAsync }, _context.LoggerFactory);
+        var outbound = new OutboundProxy(_context.State, _pool, _context.Metrics, _context.LoggerFactory.CreateLogger<OutboundProxy>(),
+            new OutboundProxyOptions { CreateSocket = CreateSocketAsync }, _context.MeshEndpoints);
+
+        var capture = await sockets.ListenAsync(Netns, new IPEndPoint(IPAddress.Any, ports.OutboundCapture)).ConfigureAwait(false);
+        Own(new CaptureListener(capture, (client, ct) => CaptureOutboundAsync(outbound, client, ct)), "outbound");
+
+        var plaintext = await sockets.ListenAsync(Netns, new IPEndPoint(IPAddress.Any, ports.InboundPlaintext)).ConfigureAwait(false);
+        Own(new CaptureListener(plaintext, (client, ct) => _context.Plaintext.ServeAsync(client, Address, CreateSocketAsync, ct)), "inbound-plaintext");
+
+        var hbone = await sockets.ListenAsync(Netns, new IPEndPoint(IPAddress.Any, ports.Hbone)).ConfigureAwait(false);
+        Listeners["hbone"] = _context.Inbound.AddListener(Address, hbone);
+        _hbone = true;
+
+        var dnsEndpoint = new IPEndPoint(IPAddress.Any, ports.Dns);
+        var udp = await sockets.BindUdpAsync(Netns, dnsEndpoint).ConfigureAwait(false);
+        Socket tcp;
+        try
+        {
+            tcp = await sockets.ListenAsync(Netns, dnsEndpoint).ConfigureAwait(false);
+        }
+        catch
+        {
+            udp.Dispose();
+            throw;
+        }
+        _owned.Add(DnsServer.Start(udp, tcp, _context.DnsAnswerer, _context.DnsForwarder, _context.LoggerFactory.CreateLogger<DnsServer>()));
+        Listeners["dns"] = dnsEndpoint;
+
+        // 127.0.0.1 inside the pod: only the pod's own programs can use its identity through it.
+        var socks = await sockets.ListenAsync(Netns, new IPEndPoint(IPAddress.Loopback, ports.Socks5)).ConfigureAwait(false);
+        var socksListener = Socks5Listener.Start(socks, Address, outbound, _context.LoggerFactory.CreateLogger<Socks5Listener>());
+        _owned.Add(socksListener);
+        Listeners["socks5"] = socksListener.LocalEndPoint;
+    }
+
+    private void Own(CaptureListener listener, string name)
+    {
+        _owned.Add(listener);
+        Listeners[name] = listener.LocalEndPoint;
+    }
+
+    /// <summary>15001: the app believes it is connected already; where it meant to go is the socket's original destination.</summary>
+    private async Task CaptureOutboundAsync(IOutboundProxy outbound, Socket client, CancellationToken listenerStopping)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(listenerStopping, _stopping.Token);
+        var remote = (IPEndPoint)client.RemoteEndPoint!;
+        if (CaptureListener.OriginalDestination(client) is not { } original)
+        {
+            Log.NoOriginalDestination(_logger, Uid, remote.ToString());
+            CaptureListener.Reset(client);
+            return;
+        }
+        await using var stream = new NetworkStream(client, ownsSocket: false);
+        var app = new OutboundClient(remote, stream);
+        await outbound.ProxyAsync(Address, app, new OriginalDestination(original.Address, null, original.Port), linked.Token).ConfigureAwait(false);
+        if (!app.Connected)
+        {
+            // Not carried (no route, denied, unreachable): the app sees a reset, never a plaintext leak.
+            CaptureListener.Reset(client);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_stopping.IsCancellationRequested)
+        {
+            return;
+        }
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_hbone)
+        {
+            _context.Inbound.RemoveListener(Address);
+        }
+        foreach (var owned in _owned)
+        {
+            await owned.DisposeAsync().ConfigureAwait(false);
+        }
+        if (_pool is not null)
+        {
+            await _pool.DisposeAsync().ConfigureAwait(false);
+        }
+        Netns.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Warning, "pod {Uid}: captured connection from {Remote} has no original destination; reset")]
+        public static partial void NoOriginalDestination(ILogger logger, string uid, string remote);
+    }
+}
+
+/// <summary>The ports opened inside each pod (Istio's numbers; tests may move them).</summary>
+internal sealed record InPodPorts
+{
+    public int OutboundCapture { get; init; } = MeshPorts.OutboundCapture;
+    public int InboundPlaintext { get; init; } = MeshPorts.InboundPlaintext;
+    public int Hbone { get; init; } = MeshPorts.Hbone;
+    public int Dns { get; init; } = MeshPorts.Dns;
+    public int Socks5 { get; init; } = MeshPorts.Socks5;
+}
