@@ -53,10 +53,11 @@ public sealed class InPodCaptureTests
         using var netns = TestNetns.Create();
         // Somewhere to route the pod's connection to; the capture must take it before it leaves.
         // (a veth pair inside the namespace: both ends go with it; the dummy driver is not always there).
-        netns.Exec("ip", "link", "add", "d2a", "type", "veth", "peer", "name", "d2b");
-        netns.Exec("ip", "addr", "add", "10.250.0.2/24", "dev", "d2a");
-        netns.Exec("ip", "link", "set", "d2a", "up");
-        netns.Exec("ip", "link", "set", "d2b", "up");
+        var (inside, peer) = ($"d2a{Environment.ProcessId}", $"d2b{Environment.ProcessId}");
+        netns.Exec("ip", "link", "add", inside, "type", "veth", "peer", "name", peer);
+        netns.Exec("ip", "addr", "add", "10.250.0.2/24", "dev", inside);
+        netns.Exec("ip", "link", "set", inside, "up");
+        netns.Exec("ip", "link", "set", peer, "up");
         await InPodCapture.InstallAsync(netns.Path, new InPodRuleOptions(RedirectDns: false), Ct);
 
         using var listener = netns.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
