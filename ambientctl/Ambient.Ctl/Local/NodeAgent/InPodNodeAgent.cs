@@ -161,11 +161,14 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
         if (failures.Count > 1) throw new AggregateException(failures);
     }
 
+    /// <summary>Removes the rules and closes the fd, once: whoever takes the pod out of the table does it.</summary>
     private async Task LeaveAsync(string uid, SafeFileHandle netns, CancellationToken cancellationToken)
     {
         lock (_lock)
         {
-            if (_enrolled.TryGetValue(uid, out var current) && current.Netns == netns) _enrolled.Remove(uid);
+            // A failing enrolment and an unenrol can race to here; the loser must not use a closed fd's number.
+            if (!_enrolled.TryGetValue(uid, out var current) || current.Netns != netns) return;
+            _enrolled.Remove(uid);
         }
         try
         {

@@ -335,8 +335,21 @@ internal sealed partial class ZdsServer : IAsyncDisposable
                 if (!_pods.TryGetValue(entry.Pod.Uid, out var wanted) || wanted != entry) continue; // left meanwhile
                 connection.AddInFlight = entry;
             }
-            // On failure AddInFlight stays set: the connection's cleanup settles it.
-            error = await RequestAsync(connection, request, entry.Netns, token).ConfigureAwait(false);
+            try
+            {
+                // On failure AddInFlight stays set: the connection's cleanup settles it.
+                error = await RequestAsync(connection, request, entry.Netns, token).ConfigureAwait(false);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The enrolment gave up (timed out) and closed the fd before it went out: nothing was sent.
+                lock (_lock)
+                {
+                    connection.AddInFlight = null;
+                    if (!_pods.TryGetValue(entry.Pod.Uid, out var wanted) || wanted != entry) entry.Removed.TrySetResult();
+                }
+                continue;
+            }
             lock (_lock)
             {
                 connection.AddInFlight = null;
