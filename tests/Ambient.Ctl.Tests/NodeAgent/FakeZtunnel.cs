@@ -32,6 +32,15 @@ internal sealed class FakeZtunnel : IDisposable
         }
     }
 
+    /// <summary>Connects to an agent holding no pods and acks its empty snapshot.</summary>
+    public static async Task<FakeZtunnel> ConnectPastEmptySnapshotAsync(string socketPath, CancellationToken cancellationToken)
+    {
+        var ztunnel = await ConnectAsync(socketPath, cancellationToken);
+        await ztunnel.ExpectAsync(WorkloadRequest.PayloadOneofCase.SnapshotSent, cancellationToken);
+        await ztunnel.AckAsync(cancellationToken);
+        return ztunnel;
+    }
+
     /// <summary>The next request and the fd it carried (the test owns it), or null at the end of the stream.</summary>
     public async Task<(WorkloadRequest Request, SafeFileHandle? Fd)?> ReceiveAsync(CancellationToken cancellationToken)
     {

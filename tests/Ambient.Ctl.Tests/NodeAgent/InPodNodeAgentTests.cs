@@ -68,9 +68,7 @@ public sealed class InPodNodeAgentTests : IDisposable
         using var netns = TestNetns.Create();
         var options = Options();
         await using var agent = InPodNodeAgent.Start(options, NullLogger.Instance);
-        using var ztunnel = await FakeZtunnel.ConnectAsync(options.SocketPath, Ct);
-        await ztunnel.ExpectAsync(Kind.SnapshotSent, Ct);
-        await ztunnel.AckAsync(Ct);
+        using var ztunnel = await FakeZtunnel.ConnectPastEmptySnapshotAsync(options.SocketPath, Ct);
 
         var enrolling = agent.EnrollAsync(Client, netns.Path, Ct);
         await ztunnel.ExpectAsync(Kind.Add, Ct);
@@ -99,9 +97,7 @@ public sealed class InPodNodeAgentTests : IDisposable
         var agent = InPodNodeAgent.Start(options, NullLogger.Instance);
         try
         {
-            using var ztunnel = await FakeZtunnel.ConnectAsync(options.SocketPath, Ct);
-            await ztunnel.ExpectAsync(Kind.SnapshotSent, Ct);
-            await ztunnel.AckAsync(Ct);
+            using var ztunnel = await FakeZtunnel.ConnectPastEmptySnapshotAsync(options.SocketPath, Ct);
             var enrolling = agent.EnrollAsync(Client, netns.Path, Ct);
             await ztunnel.ExpectAsync(Kind.Add, Ct);
             await ztunnel.AckAsync(Ct);
@@ -122,9 +118,7 @@ public sealed class InPodNodeAgentTests : IDisposable
         using var second = TestNetns.Create();
         var options = Options();
         await using var agent = InPodNodeAgent.Start(options, NullLogger.Instance);
-        using var ztunnel = await FakeZtunnel.ConnectAsync(options.SocketPath, Ct);
-        await ztunnel.ExpectAsync(Kind.SnapshotSent, Ct);
-        await ztunnel.AckAsync(Ct);
+        using var ztunnel = await FakeZtunnel.ConnectPastEmptySnapshotAsync(options.SocketPath, Ct);
         var echo = ZdsPod.For("Kubernetes", "demo", "echo", "echo");
         var acker = Task.Run(async () =>
         {

@@ -69,9 +69,7 @@ public sealed class ZdsServerTests : IDisposable
     {
         Assert.SkipUnless(OperatingSystem.IsLinux(), "ZDS is Linux only");
         await using var server = ZdsServer.Start(SocketPath, NullLogger.Instance);
-        using var ztunnel = await FakeZtunnel.ConnectAsync(SocketPath, Ct);
-        await ztunnel.ExpectAsync(Kind.SnapshotSent, Ct);
-        await ztunnel.AckAsync(Ct);
+        using var ztunnel = await FakeZtunnel.ConnectPastEmptySnapshotAsync(SocketPath, Ct);
 
         var added = server.AddAsync(Pod("echo"), OpenNetns());
         var add = await ztunnel.ReceiveAsync(Ct);
@@ -96,10 +94,8 @@ public sealed class ZdsServerTests : IDisposable
     {
         Assert.SkipUnless(OperatingSystem.IsLinux(), "ZDS is Linux only");
         await using var server = ZdsServer.Start(SocketPath, NullLogger.Instance);
-        using (var ztunnel = await FakeZtunnel.ConnectAsync(SocketPath, Ct))
+        using (var ztunnel = await FakeZtunnel.ConnectPastEmptySnapshotAsync(SocketPath, Ct))
         {
-            await ztunnel.ExpectAsync(Kind.SnapshotSent, Ct);
-            await ztunnel.AckAsync(Ct);
             var added = server.AddAsync(Pod("broken"), OpenNetns());
             await ztunnel.ExpectAsync(Kind.Add, Ct);
             await ztunnel.AckAsync(Ct, "cannot bind 15001 in the pod's namespace");
@@ -117,10 +113,8 @@ public sealed class ZdsServerTests : IDisposable
         Assert.SkipUnless(OperatingSystem.IsLinux(), "ZDS is Linux only");
         await using var server = ZdsServer.Start(SocketPath, NullLogger.Instance);
         Task stays, leaves;
-        using (var ztunnel = await FakeZtunnel.ConnectAsync(SocketPath, Ct))
+        using (var ztunnel = await FakeZtunnel.ConnectPastEmptySnapshotAsync(SocketPath, Ct))
         {
-            await ztunnel.ExpectAsync(Kind.SnapshotSent, Ct);
-            await ztunnel.AckAsync(Ct);
             stays = server.AddAsync(Pod("stays"), OpenNetns());
             await ztunnel.ExpectAsync(Kind.Add, Ct);
             await ztunnel.AckAsync(Ct);
@@ -146,9 +140,7 @@ public sealed class ZdsServerTests : IDisposable
     {
         Assert.SkipUnless(OperatingSystem.IsLinux(), "ZDS is Linux only");
         var first = ZdsServer.Start(SocketPath, NullLogger.Instance);
-        using var ztunnel = await FakeZtunnel.ConnectAsync(SocketPath, Ct);
-        await ztunnel.ExpectAsync(Kind.SnapshotSent, Ct);
-        await ztunnel.AckAsync(Ct);
+        using var ztunnel = await FakeZtunnel.ConnectPastEmptySnapshotAsync(SocketPath, Ct);
         await first.DisposeAsync();
         Assert.Null(await ztunnel.ReceiveAsync(Ct)); // the agent went away: end of stream
 
