@@ -51,18 +51,7 @@ public sealed class InPodCaptureTests
     public async Task Outbound_connection_is_redirected_to_15001_with_the_original_destination()
     {
         using var netns = TestNetns.Create();
-        // Somewhere to route the pod's connection to; the capture must take it before it leaves.
-        // (a veth pair inside the namespace: both ends go with it; the dummy driver is not always there).
-        var (inside, peer) = ($"d2a{Environment.ProcessId}", $"d2b{Environment.ProcessId}");
-        netns.Exec("ip", "link", "add", inside, "type", "veth", "peer", "name", peer);
-        netns.Exec("ip", "addr", "add", "10.250.0.2/24", "dev", inside);
-        netns.Exec("ip", "link", "set", inside, "up");
-        netns.Exec("ip", "link", "set", peer, "up");
-        await InPodCapture.InstallAsync(netns.Path, new InPodRuleOptions(RedirectDns: false), Ct);
-
-        using var listener = netns.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Any, InPodRules.OutboundPort));
-        listener.Listen();
+        using var listener = await CapturedPodWithOutboundListenerAsync(netns);
         using var client = netns.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         var accept = listener.AcceptAsync(Ct).AsTask();
         using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
@@ -77,15 +66,7 @@ public sealed class InPodCaptureTests
     public async Task The_ztunnels_own_marked_sockets_are_not_captured()
     {
         using var netns = TestNetns.Create();
-        var (inside, peer) = ($"d2a{Environment.ProcessId}", $"d2b{Environment.ProcessId}");
-        netns.Exec("ip", "link", "add", inside, "type", "veth", "peer", "name", peer);
-        netns.Exec("ip", "addr", "add", "10.250.0.2/24", "dev", inside);
-        netns.Exec("ip", "link", "set", inside, "up");
-        netns.Exec("ip", "link", "set", peer, "up");
-        await InPodCapture.InstallAsync(netns.Path, new InPodRuleOptions(RedirectDns: false), Ct);
-        using var listener = netns.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Any, InPodRules.OutboundPort));
-        listener.Listen();
+        using var listener = await CapturedPodWithOutboundListenerAsync(netns);
 
         using var upstream = netns.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         upstream.SetRawSocketOption(1, 36, BitConverter.GetBytes(0x539)); // SOL_SOCKET, SO_MARK: as the ztunnel's upstream sockets
@@ -128,6 +109,25 @@ public sealed class InPodCaptureTests
             using var accepted = await hbone.AcceptAsync(Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(5), Ct);
             Assert.False(inbound.Poll(0, SelectMode.SelectRead), "HBONE was redirected to the plaintext inbound port");
         }
+    }
+
+    /// <summary>
+    /// Captures the namespace and listens on 15001 in it, with 10.250.0.0/24 routed out of a veth pair whose both ends
+    /// stay inside (they go with the namespace; the dummy driver is not always there): somewhere for the pod to
+    /// connect to that nobody answers, so only the capture can complete a connection.
+    /// </summary>
+    private static async Task<Socket> CapturedPodWithOutboundListenerAsync(TestNetns netns)
+    {
+        var (inside, peer) = ($"d2a{Environment.ProcessId}", $"d2b{Environment.ProcessId}");
+        netns.Exec("ip", "link", "add", inside, "type", "veth", "peer", "name", peer);
+        netns.Exec("ip", "addr", "add", "10.250.0.2/24", "dev", inside);
+        netns.Exec("ip", "link", "set", inside, "up");
+        netns.Exec("ip", "link", "set", peer, "up");
+        await InPodCapture.InstallAsync(netns.Path, new InPodRuleOptions(RedirectDns: false), Ct);
+        var listener = netns.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Any, InPodRules.OutboundPort));
+        listener.Listen();
+        return listener;
     }
 
     /// <summary>SO_ORIGINAL_DST (SOL_IP 80): the sockaddr_in the connection was addressed to before the REDIRECT.</summary>
