@@ -71,6 +71,12 @@ internal sealed record AddressRanges(NetworkMode Mode, IPNetwork PodCidr, IPNetw
             error = $"{flag}: '{text}' is not an IPv4 CIDR such as 10.244.0.0/16";
             return null;
         }
+        if (cidr.ToString() != text)
+        {
+            // IPNetwork.TryParse drops host bits silently; a typo such as 10.244.1.0/16 must not become 10.244.0.0/16.
+            error = $"{flag}: '{text}' has host bits set; did you mean {cidr}?";
+            return null;
+        }
         if (cidr.PrefixLength is < 8 or > 24)
         {
             error = $"{flag}: '{text}' must have a prefix from /8 to /24";
