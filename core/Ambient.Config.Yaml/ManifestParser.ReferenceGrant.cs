@@ -18,40 +18,37 @@ internal static partial class ManifestParser
         var spec = ctx.Map(root.Get("spec"), specPath, root.Line, required: true);
         if (spec is null) return null;
 
-        var from = ImmutableArray.CreateBuilder<ReferenceGrantFrom>();
-        var fromPath = DocumentContext.Field(specPath, "from");
-        var fromSeq = ctx.Seq(spec.Get("from"), fromPath, spec.Line, required: true);
-        if (fromSeq is not null && WithinMaxItems(ctx, fromSeq, fromPath, MaxGrantEntries))
+        var from = ReadGrantEntries(ctx, spec, specPath, "from", static (doc, f, path) =>
         {
-            for (int i = 0; i < fromSeq.Items.Count; i++)
-            {
-                var path = DocumentContext.Index(fromPath, i);
-                var f = ctx.Map(fromSeq.Items[i], path, fromSeq.Line, required: true);
-                if (f is null) continue;
-                var group = RequiredGroup(ctx, f, path);
-                var kind = ctx.Str(f, "kind", path, required: true, check: Validation.GatewayKind);
-                var ns = ctx.Str(f, "namespace", path, required: true, check: Validation.Dns1123Label);
-                if (group is not null && kind is not null && ns is not null) from.Add(new ReferenceGrantFrom(group, kind, ns));
-            }
-        }
+            var group = RequiredGroup(doc, f, path);
+            var kind = doc.Str(f, "kind", path, required: true, check: Validation.GatewayKind);
+            var ns = doc.Str(f, "namespace", path, required: true, check: Validation.Dns1123Label);
+            return group is not null && kind is not null && ns is not null ? new ReferenceGrantFrom(group, kind, ns) : null;
+        });
+        var to = ReadGrantEntries(ctx, spec, specPath, "to", static (doc, t, path) =>
+        {
+            var group = RequiredGroup(doc, t, path);
+            var kind = doc.Str(t, "kind", path, required: true, check: Validation.GatewayKind);
+            var name = doc.Str(t, "name", path, check: Validation.ObjectName);
+            return group is not null && kind is not null ? new ReferenceGrantTo(group, kind, name) : null;
+        });
+        return ctx.Errors.Count == errorsBefore ? new ReferenceGrantResource(apiVersion, metadata, source, from, to) : null;
+    }
 
-        var to = ImmutableArray.CreateBuilder<ReferenceGrantTo>();
-        var toPath = DocumentContext.Field(specPath, "to");
-        var toSeq = ctx.Seq(spec.Get("to"), toPath, spec.Line, required: true);
-        if (toSeq is not null && WithinMaxItems(ctx, toSeq, toPath, MaxGrantEntries))
+    /// <summary><c>spec.from</c> or <c>spec.to</c>: required, 1 to 16 maps, each read by <paramref name="read"/>.</summary>
+    private static ImmutableArray<T> ReadGrantEntries<T>(DocumentContext ctx, YamlMapping spec, string specPath, string key,
+        Func<DocumentContext, YamlMapping, string, T?> read) where T : class
+    {
+        var entries = ImmutableArray.CreateBuilder<T>();
+        var listPath = DocumentContext.Field(specPath, key);
+        var seq = ctx.Seq(spec.Get(key), listPath, spec.Line, required: true);
+        if (seq is null || !WithinMaxItems(ctx, seq, listPath, MaxGrantEntries)) return entries.ToImmutable();
+        for (int i = 0; i < seq.Items.Count; i++)
         {
-            for (int i = 0; i < toSeq.Items.Count; i++)
-            {
-                var path = DocumentContext.Index(toPath, i);
-                var t = ctx.Map(toSeq.Items[i], path, toSeq.Line, required: true);
-                if (t is null) continue;
-                var group = RequiredGroup(ctx, t, path);
-                var kind = ctx.Str(t, "kind", path, required: true, check: Validation.GatewayKind);
-                var name = ctx.Str(t, "name", path, check: Validation.ObjectName);
-                if (group is not null && kind is not null) to.Add(new ReferenceGrantTo(group, kind, name));
-            }
+            var path = DocumentContext.Index(listPath, i);
+            if (ctx.Map(seq.Items[i], path, seq.Line, required: true) is { } entry && read(ctx, entry, path) is { } value) entries.Add(value);
         }
-        return ctx.Errors.Count == errorsBefore ? new ReferenceGrantResource(apiVersion, metadata, source, from.ToImmutable(), to.ToImmutable()) : null;
+        return entries.ToImmutable();
     }
 
     /// <summary><c>group</c> is required but may be empty (the core group): absent is an error, <c>""</c> is not.</summary>

@@ -88,6 +88,12 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
     /// <summary>What the echo logs after a request line for a body it received whole.</summary>
     private static string BodyMark(byte[] body) => $" body={body.Length} sha256={Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(body))}";
 
+    private static HTTPRouteFilter MirrorTo(string service) => new()
+    {
+        Type = HTTPRouteFilterType.RequestMirror,
+        RequestMirror = new HTTPRequestMirrorFilter { BackendRef = new BackendRef { Kind = "Service", Namespace = Ns, Name = service, Port = 8080 } },
+    };
+
     private static string Pod(JsonElement echo) => echo.GetProperty("pod").GetString()!;
 
     private static string? Header(JsonElement echo, string name) =>
@@ -240,14 +246,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
     public async Task AMirrorReceivesACopyAndTheClientGetsTheMainBackend()
     {
         _env.UseRoutes(MeshRoute("mirror", "echo",
-            Routing.RouteBuilders.Rule(Prefix("/mirror"), "infra-backend-v1").WithFilter(new HTTPRouteFilter
-            {
-                Type = HTTPRouteFilterType.RequestMirror,
-                RequestMirror = new HTTPRequestMirrorFilter
-                {
-                    BackendRef = new BackendRef { Kind = "Service", Namespace = Ns, Name = "infra-backend-v3", Port = 8080 },
-                },
-            })));
+            Routing.RouteBuilders.Rule(Prefix("/mirror"), "infra-backend-v1").WithFilter(MirrorTo("infra-backend-v3"))));
         var http = fixture.Http;
         var (response, echo) = await GetAsync(http, "/mirror/copy-me");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -318,11 +317,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
     [InlineData(true)]
     public async Task APostOverTheBufferLimitIsSentOnce_NotRetried_NorMirrored(bool chunked)
     {
-        var rule = Routing.RouteBuilders.Rule(Prefix("/big-body"), "infra-backend-v1").WithFilter(new HTTPRouteFilter
-        {
-            Type = HTTPRouteFilterType.RequestMirror,
-            RequestMirror = new HTTPRequestMirrorFilter { BackendRef = new BackendRef { Kind = "Service", Namespace = Ns, Name = "infra-backend-v3", Port = 8080 } },
-        });
+        var rule = Routing.RouteBuilders.Rule(Prefix("/big-body"), "infra-backend-v1").WithFilter(MirrorTo("infra-backend-v3"));
         rule.Retry = new HTTPRouteRetry { Codes = { 503 }, Attempts = 2, BackoffMs = 10 };
         _env.UseRoutes(MeshRoute("big-body", "echo", rule));
         var body = RandomBody(Ambient.Waypoint.Forwarding.ReplayableRequestBody.BufferLimitBytes + 1);
@@ -351,14 +346,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
     public async Task AMirrorReceivesTheRequestBody()
     {
         _env.UseRoutes(MeshRoute("mirror-body", "echo",
-            Routing.RouteBuilders.Rule(Prefix("/mirror-body"), "infra-backend-v1").WithFilter(new HTTPRouteFilter
-            {
-                Type = HTTPRouteFilterType.RequestMirror,
-                RequestMirror = new HTTPRequestMirrorFilter
-                {
-                    BackendRef = new BackendRef { Kind = "Service", Namespace = Ns, Name = "infra-backend-v3", Port = 8080 },
-                },
-            })));
+            Routing.RouteBuilders.Rule(Prefix("/mirror-body"), "infra-backend-v1").WithFilter(MirrorTo("infra-backend-v3"))));
         var body = RandomBody(200_000);
         var uuid = Guid.NewGuid().ToString("N");
         var (response, echo) = await PostAsync($"/mirror-body?uuid={uuid}", body, chunked: false);
