@@ -119,6 +119,8 @@ internal static partial class ManifestParser
     private static readonly string[] AppsV1 = ["apps/v1"];
     // v1beta1 is still served (and identical for these kinds); manifests written for older Gateway API releases load.
     private static readonly string[] GatewayApi = ["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"];
+    // ReferenceGrant graduated to v1 later than the routes: v1beta1 is what most manifests say.
+    private static readonly string[] ReferenceGrantVersions = ["gateway.networking.k8s.io/v1beta1", "gateway.networking.k8s.io/v1"];
     private static readonly string[] IstioSecurity = ["security.istio.io/v1", "security.istio.io/v1beta1"];
 
     /// <summary>The apiVersions a modelled kind is read from; null for kinds we keep as <see cref="UnknownResource"/>.</summary>
@@ -127,6 +129,7 @@ internal static partial class ManifestParser
         "Namespace" or "ServiceAccount" or "Pod" or "Service" => CoreV1,
         "Deployment" => AppsV1,
         "Gateway" or "HTTPRoute" => GatewayApi,
+        "ReferenceGrant" => ReferenceGrantVersions,
         "AuthorizationPolicy" or "PeerAuthentication" => IstioSecurity,
         _ => null,
     };
@@ -177,6 +180,7 @@ internal static partial class ManifestParser
             "Deployment" => ReadDeployment(ctx, root, prefix, apiVersion, metadata, source),
             "Gateway" => ReadGateway(ctx, root, prefix, apiVersion, metadata, source),
             "HTTPRoute" => ReadHttpRoute(ctx, root, meta, prefix, apiVersion, metadata, source),
+            "ReferenceGrant" => ReadReferenceGrant(ctx, root, prefix, apiVersion, metadata, source),
             "AuthorizationPolicy" => ReadAuthorizationPolicy(ctx, root, prefix, apiVersion, metadata, source),
             "PeerAuthentication" => ReadPeerAuthentication(ctx, root, prefix, apiVersion, metadata, source),
             _ => new UnknownResource(apiVersion, kind, metadata, source),

@@ -161,6 +161,25 @@ public sealed class EchoContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ARequestBody_IsReadAndReportedByLengthAndSha256_InTheJsonAndTheLog()
+    {
+        var body = new byte[70_000];
+        Random.Shared.NextBytes(body);
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(_bases[0], "/with-body")) { Content = new ByteArrayContent(body) };
+        var (_, json) = await SendAsync(request);
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(body));
+        Assert.Equal(body.Length, json.GetProperty("bodyLength").GetInt64());
+        Assert.Equal(sha, json.GetProperty("bodySha256").GetString());
+        var line = Assert.Single(_log.ToString().Split('\n'), l => l.Contains("/with-body", StringComparison.Ordinal));
+        Assert.EndsWith($" body={body.Length} sha256={sha}", line.TrimEnd('\r'), StringComparison.Ordinal);
+
+        using var empty = new HttpRequestMessage(HttpMethod.Get, new Uri(_bases[0], "/no-body"));
+        var (_, none) = await SendAsync(empty);
+        Assert.Equal(0, none.GetProperty("bodyLength").GetInt64());
+        Assert.False(none.TryGetProperty("bodySha256", out _));
+    }
+
+    [Fact]
     public void Settings_FromWhatAmbientctlSets_ListenOnEveryContainerPortAndNameTheService()
     {
         var plan = new ContainerPlan("shop", "echo-1", "echo", "node-1", IPAddress.Parse("127.0.2.1"), "echo", MeshPlan.EchoImage, [], [], 8080,

@@ -356,6 +356,51 @@ public class GetCommandTests
         Assert.Equal("demo/converted_peer_authentication_web", doc.GetProperty("status").GetProperty("enforcedAs").GetString());
     }
 
+    [Theory]
+    [InlineData("referencegrants")]
+    [InlineData("referencegrant")]
+    [InlineData("refgrant")]
+    [InlineData("ReferenceGrant")]
+    public void ReferenceGrant_KindNames(string name) => Assert.Equal("ReferenceGrant", ResourceKinds.Find(name)!.Kind);
+
+    private const string Grants = """
+        apiVersion: gateway.networking.k8s.io/v1beta1
+        kind: ReferenceGrant
+        metadata: {name: from-shop, namespace: demo}
+        spec:
+          from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop}, {group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: bank}]
+          to: [{group: "", kind: Service, name: web}]
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: ReferenceGrant
+        metadata: {name: to-all, namespace: demo}
+        spec:
+          from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop}]
+          to: [{group: "", kind: Service}]
+        ---
+
+        """;
+
+    [Fact]
+    public void ReferenceGrants_TableOfWhoMayReferToWhat_AndTheSpecAsJson()
+    {
+        using var dir = new TempDir();
+        dir.Write("mesh.yaml", MeshYaml.Namespace("demo") + Grants);
+        var (code, table, _) = Get(dir.Path, "refgrant", ns: "demo");
+        Assert.Equal(0, code);
+        var lines = Lines(table);
+        Assert.Equal(["NAME", "FROM", "TO"], Cells(lines[0]));
+        Assert.Equal(["from-shop", "HTTPRoute/shop,HTTPRoute/bank", "Service/web"], Cells(lines[1]));
+        Assert.Equal(["to-all", "HTTPRoute/shop", "Service/*"], Cells(lines[2]));
+
+        var (_, json, _) = Get(dir.Path, "referencegrant", "from-shop", ns: "demo", output: "json");
+        var doc = JsonDocument.Parse(json).RootElement;
+        Assert.Equal("gateway.networking.k8s.io/v1beta1", doc.GetProperty("apiVersion").GetString());
+        Assert.Equal("shop", doc.GetProperty("spec").GetProperty("from")[0].GetProperty("namespace").GetString());
+        Assert.Equal("", doc.GetProperty("spec").GetProperty("to")[0].GetProperty("group").GetString());
+        Assert.Equal("web", doc.GetProperty("spec").GetProperty("to")[0].GetProperty("name").GetString());
+    }
+
     [Fact]
     public void Status_UnknownWhenIstiodDoesNotAnswerOrAnswersSomethingElse()
     {

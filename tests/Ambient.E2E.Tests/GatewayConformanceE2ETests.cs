@@ -314,6 +314,60 @@ public sealed class GatewayConformanceE2ETests(GatewayConformanceMesh mesh) : IC
         Assert.Contains("ResolvedRefs=False/RefNotPermitted", conditions);
     }
 
+    // ---- ReferenceGrant ----
+
+    [Fact]
+    public async Task ReferenceGrant_PermitsTheCrossNamespaceBackend()
+    {
+        var r = await GetAsync("grants", "/permitted");
+        Assert.True(r.Code == 200 && r.Service == "web-backend", r.ToString());
+        Assert.Equal(mesh.WebNamespace, r.Echo!.Value.GetProperty("namespace").GetString());
+        var conditions = await ConditionsAsync("grant-permitted");
+        Assert.Contains("Accepted=True/Accepted", conditions);
+        Assert.Contains("ResolvedRefs=True/ResolvedRefs", conditions);
+    }
+
+    [Theory]
+    [InlineData("grant-wrong-name", "/wrong-name")] // the namespace's grant names another Service
+    [InlineData("grant-wrong-from", "/wrong-from")] // the grant for that Service trusts another namespace
+    public async Task ReferenceGrant_NotMatching_Answers500_RefNotPermitted(string route, string path)
+    {
+        var r = await GetAsync("grants", path);
+        Assert.True(r.Code == 500 && r.Echo is null, r.ToString());
+        var conditions = await ConditionsAsync(route);
+        Assert.Contains("Accepted=True/Accepted", conditions);
+        Assert.Contains("ResolvedRefs=False/RefNotPermitted", conditions);
+    }
+
+    [Fact]
+    public async Task ReferenceGrant_PartiallyInvalid_TheValidSiblingRuleIsServed()
+    {
+        await AssertBackendAsync("infra-backend-v2", "grants", "/valid-sibling");
+    }
+
+    [Fact]
+    public async Task ReferenceGrant_AddedAndRemovedLive_ChangesRoutingAndStatus()
+    {
+        var file = Path.Combine(mesh.Run.ConfigFolder, "grant-live.yaml");
+        var before = await GetAsync("grants", "/live");
+        Assert.True(before.Code == 500, before.ToString());
+        try
+        {
+            File.WriteAllText(file, GatewayConformanceMesh.Grant(mesh.WebNamespace, "allow-live", mesh.Namespace, "web-live"));
+            await MeshRun.EventuallyAsync(async () => (await GetAsync("grants", "/live")).Service == "web-backend", TimeSpan.FromSeconds(30),
+                async () => "the grant never permitted the route: " + await GetAsync("grants", "/live"));
+            Assert.Contains("ResolvedRefs=True/ResolvedRefs", await ConditionsAsync("grant-live"));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+        // The spec: removing a grant revokes the access it gave.
+        await MeshRun.EventuallyAsync(async () => (await GetAsync("grants", "/live")).Code == 500, TimeSpan.FromSeconds(30),
+            async () => "the removed grant still permits the route: " + await GetAsync("grants", "/live"));
+        Assert.Contains("ResolvedRefs=False/RefNotPermitted", await ConditionsAsync("grant-live"));
+    }
+
     [Fact]
     public async Task InvalidBackendRef_UnknownKind_Answers500ForItsShare()
     {
@@ -498,6 +552,19 @@ public sealed class GatewayConformanceE2ETests(GatewayConformanceMesh mesh) : IC
     }
 
     [Fact]
+    public async Task RequestMirror_CopiesTheRequestBody()
+    {
+        var path = "/mirror-all/body-" + Guid.NewGuid().ToString("N")[..8];
+        var body = RandomBody(100_000);
+        var r = await mesh.Client.SendAsync(HttpMethod.Post, $"http://{mesh.Host("mirror")}{path}", body);
+        Assert.True(r.Code == 200 && r.Service == "infra-backend-v1", r.ToString());
+        Assert.Equal(body.Length, r.Echo!.Value.GetProperty("bodyLength").GetInt64());
+        // The echo logs a body it received whole by length and SHA-256 after the request line.
+        await MeshRun.EventuallyAsync(() => Task.FromResult(LogLine("infra-backend-v2", path)?.EndsWith(BodyMark(body), StringComparison.Ordinal) == true),
+            TimeSpan.FromSeconds(10), () => Task.FromResult($"the mirror never got the body of {path}: {LogLine("infra-backend-v2", path)}"));
+    }
+
+    [Fact]
     public async Task RequestMirror_Fraction_MirrorsItsShare()
     {
         var prefix = "/mirror-half/" + Guid.NewGuid().ToString("N")[..8] + "/";
@@ -563,6 +630,19 @@ public sealed class GatewayConformanceE2ETests(GatewayConformanceMesh mesh) : IC
         Assert.True(ok.Code == 200, "two retries should reach the third answer: " + ok);
         var exhausted = await GetAsync("retry", $"/retry?responseCode=500&succeedAfter=3&uuid={Guid.NewGuid():N}");
         Assert.True(exhausted.Code == 500, "three failures exhaust two retries: " + exhausted);
+    }
+
+    [Fact]
+    public async Task Retry_SendsTheRequestBodyAgain()
+    {
+        var uuid = Guid.NewGuid().ToString("N");
+        var body = RandomBody(100_000);
+        var r = await mesh.Client.SendAsync(HttpMethod.Post, $"http://{mesh.Host("retry")}/retry?responseCode=500&succeedAfter=1&uuid={uuid}", body);
+        Assert.True(r.Code == 200, "the retry should answer: " + r);
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(body)), r.Echo!.Value.GetProperty("bodySha256").GetString());
+        var tries = BackendLog("infra-backend-v1").Split('\n').Where(l => l.Contains(uuid, StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, tries.Count);
+        Assert.All(tries, l => Assert.EndsWith(BodyMark(body), l.TrimEnd('\r'), StringComparison.Ordinal));
     }
 
     [Fact]
@@ -676,6 +756,19 @@ public sealed class GatewayConformanceE2ETests(GatewayConformanceMesh mesh) : IC
         var pod = mesh.Run.ReadState().Components.Single(c => c.Name.StartsWith(prefix, StringComparison.Ordinal));
         return MeshRun.ReadLog(pod);
     }
+
+    private static byte[] RandomBody(int length)
+    {
+        var body = new byte[length];
+        Random.Shared.NextBytes(body);
+        return body;
+    }
+
+    private static string BodyMark(byte[] body) => $" body={body.Length} sha256={Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(body))}";
+
+    /// <summary>The backend's log line for the request to <paramref name="path"/>, without its line end; null until there is one.</summary>
+    private string? LogLine(string deployment, string path) =>
+        BackendLog(deployment).Split('\n').FirstOrDefault(l => l.Contains(path, StringComparison.Ordinal))?.TrimEnd('\r');
 
     private static int Occurrences(string text, string what)
     {

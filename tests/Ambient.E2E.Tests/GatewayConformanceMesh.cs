@@ -30,6 +30,12 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
 
     internal MeshRun Run => _run!;
     public string Namespace => Run.Namespace;
+
+    /// <summary>The namespace of the cross-namespace backend (the upstream suite's gateway-conformance-web-backend):
+    /// Deployment web-backend behind Services web-backend, web-other, web-third and web-live, and its ReferenceGrants.</summary>
+    public string WebNamespace => WebNamespaceOf(Namespace);
+
+    private static string WebNamespaceOf(string ns) => ns + "-web";
     internal ConformanceClient Client { get; private set; } = null!;
 
     public string Host(string service) => $"{service}.{Namespace}.svc.cluster.local";
@@ -239,6 +245,36 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
               - matches: [{path: {type: PathPrefix, value: /cross-namespace}}]
                 backendRefs: [{name: infra-backend-v2, namespace: elsewhere, port: 8080}]
             """));
+        // ReferenceGrant (HTTPRouteReferenceGrant, HTTPRoutePartiallyInvalidViaInvalidReferenceGrant): the backends are
+        // in another namespace, whose grants trust this namespace's HTTPRoutes for web-backend only, and another
+        // namespace's for web-third. Every Service there selects the one web-backend pod.
+        var web = WebNamespaceOf(ns);
+        yaml.Append(MeshYaml.Namespace(web) + MeshYaml.ServiceAccount(web, "backend") + Backend(web, "web-backend"));
+        foreach (var other in (string[])["web-other", "web-third", "web-live"])
+        {
+            yaml.Append(MeshYaml.Service(other, web, "web-backend", 8080, "http", portName: "http"));
+        }
+        yaml.Append(Grant(web, "allow-infra", ns, "web-backend") + Grant(web, "allow-elsewhere", "elsewhere", "web-third"));
+        yaml.Append(Service(ns, "grants"));
+        yaml.Append(RouteOnly(ns, "grant-permitted", "grants", $$$"""
+              - matches: [{path: {type: PathPrefix, value: /permitted}}]
+                backendRefs: [{name: web-backend, namespace: {{{web}}}, port: 8080}]
+            """ + "\n" + ReadyRule));
+        yaml.Append(RouteOnly(ns, "grant-wrong-name", "grants", $$$"""
+              - matches: [{path: {type: PathPrefix, value: /wrong-name}}]
+                backendRefs: [{name: web-other, namespace: {{{web}}}, port: 8080}]
+              - matches: [{path: {type: PathPrefix, value: /valid-sibling}}]
+                backendRefs: [{name: infra-backend-v2, port: 8080}]
+            """));
+        yaml.Append(RouteOnly(ns, "grant-wrong-from", "grants", $$$"""
+              - matches: [{path: {type: PathPrefix, value: /wrong-from}}]
+                backendRefs: [{name: web-third, namespace: {{{web}}}, port: 8080}]
+            """));
+        yaml.Append(RouteOnly(ns, "grant-live", "grants", $$$"""
+              - matches: [{path: {type: PathPrefix, value: /live}}]
+                backendRefs: [{name: web-live, namespace: {{{web}}}, port: 8080}]
+            """));
+
         // A parentRef to a port the Service does not have: not accepted, so it routes nothing.
         yaml.Append(RouteOnly(ns, "wrong-port", "invalid-refs", """
               - matches: [{path: {type: PathPrefix, value: /wrong-port}}]
@@ -429,6 +465,19 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
 
         """ + MeshYaml.Service(name, ns, name, 8080, "http", portName: "http");
 
+    /// <summary>A ReferenceGrant in <paramref name="ns"/> letting HTTPRoutes of <paramref name="from"/> refer to the
+    /// Service <paramref name="service"/> there.</summary>
+    internal static string Grant(string ns, string name, string from, string service) => $$$"""
+        apiVersion: gateway.networking.k8s.io/v1beta1
+        kind: ReferenceGrant
+        metadata: {name: {{{name}}}, namespace: {{{ns}}}}
+        spec:
+          from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: {{{from}}}}]
+          to: [{group: "", kind: Service, name: {{{service}}}}]
+        ---
+
+        """;
+
     private static string H2cService(string ns, string name, bool optOut) => $$$"""
         apiVersion: v1
         kind: Service
@@ -525,10 +574,15 @@ internal sealed class ConformanceClient : IDisposable
         _http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
     }
 
-    public async Task<ConformanceResponse> SendAsync(HttpMethod method, string url, params (string Name, string Value)[] headers)
+    public Task<ConformanceResponse> SendAsync(HttpMethod method, string url, params (string Name, string Value)[] headers) =>
+        SendAsync(method, url, requestBody: null, headers);
+
+    /// <summary>A request with <paramref name="body"/> (sent with its Content-Length) when not null.</summary>
+    public async Task<ConformanceResponse> SendAsync(HttpMethod method, string url, byte[]? requestBody, params (string Name, string Value)[] headers)
     {
         var ct = TestContext.Current.CancellationToken;
         using var request = new HttpRequestMessage(method, url);
+        if (requestBody is not null) request.Content = new ByteArrayContent(requestBody);
         foreach (var (name, value) in headers) request.Headers.TryAddWithoutValidation(name, value);
         if (!_keepAlive) request.Headers.ConnectionClose = true;
         var clock = Stopwatch.StartNew();

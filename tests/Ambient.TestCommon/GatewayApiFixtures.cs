@@ -47,4 +47,11 @@ public static class GatewayApiFixtures
 
     public static BackendRef Backend(string name, uint port, string ns = "", string kind = "Service", string group = "") =>
         new() { Group = group, Kind = kind, Name = name, Port = port, Namespace = ns };
+
+    /// <summary>A ReferenceGrant in <paramref name="ns"/> letting HTTPRoutes of <paramref name="fromNamespace"/> refer to
+    /// the Service <paramref name="toService"/> there (every Service when null).</summary>
+    public static ReferenceGrantResource Grant(string ns, string name, string fromNamespace, string? toService = null,
+        string fromKind = "HTTPRoute", string toKind = "Service") =>
+        new("gateway.networking.k8s.io/v1beta1", new ObjectMeta(name, ns, Empty, Empty), Source,
+            [new ReferenceGrantFrom("gateway.networking.k8s.io", fromKind, fromNamespace)], [new ReferenceGrantTo("", toKind, toService)]);
 }

@@ -63,6 +63,18 @@ internal static class ResourceDocument
                 doc["spec"] = JsonNode.Parse(ProtoJson.Format(route.Spec));
                 AddStatus(doc, mesh.Status.Status(route));
                 break;
+            case ReferenceGrantResource grant:
+                var from = new JsonArray();
+                foreach (var f in grant.From) from.Add(new JsonObject { ["group"] = f.Group, ["kind"] = f.Kind, ["namespace"] = f.Namespace });
+                var to = new JsonArray();
+                foreach (var t in grant.To)
+                {
+                    var entry = new JsonObject { ["group"] = t.Group, ["kind"] = t.Kind };
+                    if (t.Name is not null) entry["name"] = t.Name;
+                    to.Add(entry);
+                }
+                doc["spec"] = new JsonObject { ["from"] = from, ["to"] = to };
+                break;
             case AuthorizationPolicyResource policy:
                 doc["spec"] = JsonNode.Parse(ProtoJsonWithDefaults.Format(policy.Spec));
                 AddStatus(doc, mesh.Status.Status(policy));

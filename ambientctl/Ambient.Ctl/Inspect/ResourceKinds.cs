@@ -37,6 +37,7 @@ internal static class ResourceKinds
         new("ServiceAccount", "serviceaccounts", ["sa"], true, [], [], (_, _) => []),
         new("Gateway", "gateways", ["gtw"], true, ["class", "waypoint-for", "programmed"], ["listeners"], GatewayRow),
         new("HTTPRoute", "httproutes", [], true, ["hostnames", "parents", "accepted", "resolved-refs"], ["rules"], HttpRouteRow),
+        new("ReferenceGrant", "referencegrants", ["refgrant"], true, ["from", "to"], [], ReferenceGrantRow),
         new("Deployment", "deployments", ["deploy"], true, [], ["labels"], (r, _) => [Labels(r)]),
         new("AuthorizationPolicy", "authorizationpolicies", ["ap"], true, ["action", "enforced-by", "warnings"], ["scope", "dry-run", "rules"], PolicyRow),
         new("PeerAuthentication", "peerauthentications", ["pa"], true, ["mode", "port-level", "enforced-as", "warnings"], ["level", "selector"], PeerAuthenticationRow),
@@ -112,6 +113,17 @@ internal static class ResourceKinds
             mesh.Condition(route, "Accepted"),
             mesh.Condition(route, "ResolvedRefs"),
             route.Spec.Rules.Count.ToString(CultureInfo.InvariantCulture),
+        ];
+    }
+
+    /// <summary>Who may refer in (<c>Kind/namespace</c>) and to what here (<c>Kind/name</c>, <c>Kind/*</c> for every one).</summary>
+    private static Cell[] ReferenceGrantRow(Resource r, MeshRuntime mesh)
+    {
+        var grant = (ReferenceGrantResource)r;
+        return
+        [
+            string.Join(",", grant.From.Select(f => f.Kind + "/" + f.Namespace)),
+            string.Join(",", grant.To.Select(t => t.Kind + "/" + (t.Name ?? "*"))),
         ];
     }
 

@@ -209,6 +209,65 @@ public sealed record HttpRouteResource(
     Ambient.Core.Protos.Waypoint.HTTPRoute Spec)
     : Resource(ApiVersion, "HTTPRoute", Metadata, Source);
 
+/// <summary>One <c>spec.from</c> entry of a ReferenceGrant: the kind of object (and its namespace) trusted to refer in.</summary>
+public sealed record ReferenceGrantFrom(string Group, string Kind, string Namespace);
+
+/// <summary>One <c>spec.to</c> entry of a ReferenceGrant: the kind of object that may be referred to, all of that kind
+/// in the grant's namespace when <see cref="Name"/> is null.</summary>
+public sealed record ReferenceGrantTo(string Group, string Kind, string? Name);
+
+/// <summary>
+/// A ReferenceGrant (<c>gateway.networking.k8s.io/v1beta1</c> or <c>v1</c>), in the namespace of the objects it opens:
+/// an object of a <see cref="From"/> kind and namespace may refer to an object of a <see cref="To"/> kind here. Entries
+/// of each list are ORed; a reference needs one grant matching it on both sides. Groups are as written ("" is core).
+/// </summary>
+public sealed record ReferenceGrantResource(
+    string ApiVersion,
+    ObjectMeta Metadata,
+    SourceLocation Source,
+    ImmutableArray<ReferenceGrantFrom> From,
+    ImmutableArray<ReferenceGrantTo> To)
+    : Resource(ApiVersion, "ReferenceGrant", Metadata, Source)
+{
+    /// <summary>
+    /// True when this grant lets an object of <paramref name="fromGroup"/>/<paramref name="fromKind"/> in
+    /// <paramref name="fromNamespace"/> refer to the object <paramref name="toGroup"/>/<paramref name="toKind"/>
+    /// <paramref name="toName"/> in the grant's namespace. "core" is read as the core group (""), as Istio reads it.
+    /// </summary>
+    public bool Permits(string fromGroup, string fromKind, string fromNamespace, string toGroup, string toKind, string toName)
+    {
+        var fromMatched = false;
+        foreach (var f in From)
+        {
+            if (SameGroup(f.Group, fromGroup) && f.Kind == fromKind && f.Namespace == fromNamespace)
+            {
+                fromMatched = true;
+                break;
+            }
+        }
+        if (!fromMatched)
+        {
+            return false;
+        }
+        foreach (var t in To)
+        {
+            if (SameGroup(t.Group, toGroup) && t.Kind == toKind && (t.Name is null || t.Name == toName))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static bool SameGroup(string a, string b) => (a == "core" ? "" : a) == (b == "core" ? "" : b);
+
+    public bool Equals(ReferenceGrantResource? other) =>
+        ReferenceEquals(this, other)
+        || (other is not null && base.Equals(other) && ValueEquality.Equal(From, other.From) && ValueEquality.Equal(To, other.To));
+
+    public override int GetHashCode() => HashCode.Combine(base.GetHashCode(), ValueEquality.Hash(From), ValueEquality.Hash(To));
+}
+
 /// <summary>
 /// An AuthorizationPolicy (<c>security.istio.io/v1</c> or <c>v1beta1</c>). <see cref="Spec"/> is the validated
 /// policy (authorization_policy.proto): the parser rejects an invalid policy whole, so what is here is exactly what

@@ -45,11 +45,13 @@ internal sealed class WaypointRouting
 /// <summary>
 /// Binds HTTPRoutes to waypoints (the GAMMA mesh profile: a parentRef is a Service, whose waypoint applies the route,
 /// or the waypoint's Gateway itself) and computes the Gateway API status conditions on the way. A pure function of the
-/// snapshot. ReferenceGrant is not read yet, so every cross-namespace backendRef is RefNotPermitted.
+/// snapshot (its ReferenceGrants among it, so adding or removing a grant rebinds the routes it concerns).
 /// </summary>
 internal static class HttpRouteBinder
 {
     public const string GatewayGroup = "gateway.networking.k8s.io";
+
+    private const string HttpRouteKind = "HTTPRoute";
 
     public static WaypointRouting Bind(MeshSnapshot snapshot)
     {
@@ -275,6 +277,7 @@ internal static class HttpRouteBinder
             if (f.Type == HTTPRouteFilterType.RequestMirror && f.RequestMirror?.BackendRef is { } mirror)
             {
                 var problem = Resolve(snapshot, routeNamespace, mirror);
+                f.RequestMirror.InvalidReason = problem?.Reason ?? "";
                 first ??= problem;
             }
         }
@@ -292,15 +295,32 @@ internal static class HttpRouteBinder
         {
             return ("InvalidKind", $"backendRef {name}: kind '{backend.Group}/{backend.Kind}' is not supported (Service only)");
         }
-        if (backend.Namespace != routeNamespace)
+        if (backend.Namespace != routeNamespace && !Permitted(snapshot, routeNamespace, backend))
         {
-            return ("RefNotPermitted", $"backendRef {name} is in another namespace and ReferenceGrant is not supported yet");
+            return ("RefNotPermitted", $"backendRef {name} is in another namespace and no ReferenceGrant there permits HTTPRoutes of namespace {routeNamespace} to refer to it");
         }
         if (snapshot.FindServiceByKey(backend.Namespace + "/" + ServiceInfo.KubernetesHostname(backend.Name, backend.Namespace, snapshot.Options.DomainSuffix)) is null)
         {
             return ("BackendNotFound", $"backendRef Service {name} does not exist");
         }
         return null;
+    }
+
+    /// <summary>
+    /// A cross-namespace reference to a Service is permitted when a ReferenceGrant in the Service's namespace trusts
+    /// HTTPRoutes of the route's namespace (<c>from</c>) and names that Service or all Services (<c>to</c>).
+    /// </summary>
+    private static bool Permitted(MeshSnapshot snapshot, string routeNamespace, BackendRef backend)
+    {
+        foreach (var grant in snapshot.ReferenceGrants)
+        {
+            if (grant.Metadata.Namespace == backend.Namespace
+                && grant.Permits(GatewayGroup, HttpRouteKind, routeNamespace, "", "Service", backend.Name))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>A filter type the waypoint does not implement (ExtensionRef and any future one): the route is not accepted.</summary>

@@ -29,10 +29,11 @@ internal static class MeshBuilder
         var pods = new List<PodResource>(resources.Count);
         var services = new List<ServiceResource>();
         var routes = new List<HttpRouteResource>();
+        var grants = new List<ReferenceGrantResource>();
         var firstSeen = new Dictionary<(string Kind, string Namespace, string Name), SourceLocation>(resources.Count);
         foreach (var r in resources)
         {
-            if (r is not (NamespaceResource or PodResource or ServiceResource or HttpRouteResource))
+            if (r is not (NamespaceResource or PodResource or ServiceResource or HttpRouteResource or ReferenceGrantResource))
             {
                 continue;
             }
@@ -56,6 +57,9 @@ internal static class MeshBuilder
                     break;
                 case HttpRouteResource route:
                     routes.Add(route);
+                    break;
+                case ReferenceGrantResource grant:
+                    grants.Add(grant);
                     break;
             }
         }
@@ -110,7 +114,8 @@ internal static class MeshBuilder
         }
 
         routes.Sort(static (a, b) => ObjectKey.CompareJoined(new ObjectKey(a.Metadata.Namespace, a.Metadata.Name), new ObjectKey(b.Metadata.Namespace, b.Metadata.Name)));
-        var gatewayApi = new GatewayApiConfig([.. waypoints], [.. routes], namespaces);
+        grants.Sort(static (a, b) => ObjectKey.CompareJoined(new ObjectKey(a.Metadata.Namespace, a.Metadata.Name), new ObjectKey(b.Metadata.Namespace, b.Metadata.Name)));
+        var gatewayApi = new GatewayApiConfig([.. waypoints], [.. routes], namespaces, [.. grants]);
         return MeshSnapshot.Create(workloads, serviceInfos, options, assignment.Nodes, [.. problems], gatewayApi);
     }
 

@@ -185,6 +185,9 @@ internal sealed class MeshSnapshot
 
     public NamespaceResource? FindNamespace(string name) => _gatewayApi.Namespaces.GetValueOrDefault(name);
 
+    /// <summary>ReferenceGrants as configured, sorted by namespace/name; empty when built from protos.</summary>
+    public ImmutableArray<ReferenceGrantResource> ReferenceGrants => _gatewayApi.ReferenceGrants.IsDefault ? [] : _gatewayApi.ReferenceGrants;
+
     /// <summary>The Gateway API side as given to <see cref="Create"/>, for a snapshot derived from this one.</summary>
     internal GatewayApiConfig GatewayApi => _gatewayApi;
 
@@ -365,12 +368,14 @@ internal sealed class MeshSnapshot
     private static IPAddress Normalize(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
 }
 
-/// <summary>The Gateway API side of a config that a snapshot keeps for istiod: waypoints, routes, and the namespaces
-/// (their labels decide which namespaces a listener admits).</summary>
+/// <summary>The Gateway API side of a config that a snapshot keeps for istiod: waypoints, routes, the namespaces
+/// (their labels decide which namespaces a listener admits) and the ReferenceGrants (which cross-namespace backendRefs
+/// are permitted).</summary>
 internal sealed record GatewayApiConfig(
     ImmutableArray<WaypointInfo> Waypoints,
     ImmutableArray<HttpRouteResource> HttpRoutes,
-    IReadOnlyDictionary<string, NamespaceResource> Namespaces)
+    IReadOnlyDictionary<string, NamespaceResource> Namespaces,
+    ImmutableArray<ReferenceGrantResource> ReferenceGrants = default)
 {
     public static GatewayApiConfig Empty { get; } = new([], [], new Dictionary<string, NamespaceResource>());
 }

@@ -19,7 +19,9 @@ namespace Ambient.Samples.Echo;
 /// <item><c>?responseCode=N[&amp;succeedAfter=K&amp;uuid=U]</c> answers N (to the first K requests carrying U, then 200),
 /// with the same JSON body; <c>?status=N</c> is the older spelling of a plain <c>responseCode</c>.</item>
 /// </list>
-/// Every request is logged to stdout as one line: method, path, proto and headers.
+/// Every request is logged to stdout as one line: method, path, proto and headers, then the body's length and SHA-256
+/// when it has one. The JSON reports the same (<c>bodyLength</c>, <c>bodySha256</c>), so a test can tell that a body
+/// arrived whole (through a retry or a mirror) without it being echoed back.
 /// </summary>
 internal sealed class EchoServer
 {
@@ -83,7 +85,8 @@ internal sealed class EchoServer
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget is { Length: > 0 } raw ? raw : request.Path.Value + request.QueryString.Value;
         var proto = Proto(request.Protocol);
         var headers = CanonicalHeaders(request.Headers);
-        LogRequest(request.Method, target, proto, headers);
+        var (bodyLength, bodySha256) = await ReadBodyAsync(request.Body, context.RequestAborted).ConfigureAwait(false);
+        LogRequest(request.Method, target, proto, headers, bodyLength, bodySha256);
 
         if (request.Query.TryGetValue("delay", out var delayText))
         {
@@ -151,7 +154,31 @@ internal sealed class EchoServer
         if (_settings.Version is not null) json.WriteString("version", _settings.Version);
         json.WriteString("remoteAddress", context.Connection.RemoteIpAddress?.ToString() ?? "");
         json.WriteNumber("status", status);
+        json.WriteNumber("bodyLength", bodyLength);
+        if (bodyLength > 0) json.WriteString("bodySha256", bodySha256);
         json.WriteEndObject();
+    }
+
+    /// <summary>The request body's length and lower-case hex SHA-256, read to its end without keeping it.</summary>
+    internal static async Task<(long Length, string Sha256)> ReadBodyAsync(Stream body, CancellationToken cancellationToken)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
+        long length = 0;
+        try
+        {
+            int read;
+            while ((read = await body.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+            {
+                hash.AppendData(buffer, 0, read);
+                length += read;
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return (length, Convert.ToHexStringLower(hash.GetHashAndReset()));
     }
 
     /// <summary>How many requests have carried this uuid, this one included.</summary>
@@ -161,7 +188,7 @@ internal sealed class EchoServer
         return _seenByUuid.AddOrUpdate(uuid, 1, static (_, n) => n + 1);
     }
 
-    private void LogRequest(string method, string target, string proto, List<(string Name, List<string> Values)> headers)
+    private void LogRequest(string method, string target, string proto, List<(string Name, List<string> Values)> headers, long bodyLength, string bodySha256)
     {
         var line = new StringBuilder(256).Append("ambient/echo: ").Append(method).Append(' ').Append(target).Append(' ').Append(proto).Append(" headers=");
         for (var i = 0; i < headers.Count; i++)
@@ -169,6 +196,7 @@ internal sealed class EchoServer
             if (i > 0) line.Append("; ");
             line.Append(headers[i].Name).Append(": ").Append(string.Join(",", headers[i].Values));
         }
+        if (bodyLength > 0) line.Append(" body=").Append(bodyLength).Append(" sha256=").Append(bodySha256);
         // One WriteLine call: Console.Out is synchronized, so concurrent requests never interleave within a line.
         _requestLog.WriteLine(line.ToString());
     }

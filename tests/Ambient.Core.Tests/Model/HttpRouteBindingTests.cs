@@ -64,7 +64,7 @@ public class HttpRouteBindingTests
 
     [Theory]
     [InlineData("missing", "", "Service", "BackendNotFound")]
-    [InlineData("other", "bank", "Service", "RefNotPermitted")] // no ReferenceGrant support yet
+    [InlineData("other", "bank", "Service", "RefNotPermitted")] // no ReferenceGrant in bank
     [InlineData("echo", "", "ConfigMap", "InvalidKind")]
     public void Unresolved_backend_refs_are_marked_for_the_waypoint_and_in_resolved_refs(string name, string ns, string kind, string reason)
     {
@@ -75,6 +75,65 @@ public class HttpRouteBindingTests
         AssertCondition(refs, false, reason);
         var backends = Assert.Single(snapshot.Routing.For("shop/waypoint").Routes).Rules[0].BackendRefs;
         Assert.Equal(["", reason], backends.Select(b => b.InvalidReason));
+    }
+
+    public static TheoryData<string, ReferenceGrantResource[], string> CrossNamespaceGrants => new()
+    {
+        { "a grant for the Service", [Grant("bank", "g", "shop", "other")], "" },
+        { "a grant for every Service", [Grant("bank", "g", "shop")], "" },
+        { "one matching grant among others", [Grant("bank", "a", "elsewhere"), Grant("bank", "b", "shop", "other")], "" },
+        { "no grant", [], "RefNotPermitted" },
+        { "a grant trusting another namespace", [Grant("bank", "g", "elsewhere", "other")], "RefNotPermitted" },
+        { "a grant for another Service", [Grant("bank", "g", "shop", "not-the-service")], "RefNotPermitted" },
+        { "a grant in the route's namespace, not the target's", [Grant("shop", "g", "shop", "other")], "RefNotPermitted" },
+        { "a grant trusting another kind", [Grant("bank", "g", "shop", "other", fromKind: "GRPCRoute")], "RefNotPermitted" },
+        { "a grant to another kind", [Grant("bank", "g", "shop", "other", toKind: "Secret")], "RefNotPermitted" },
+    };
+
+    [Theory]
+    [MemberData(nameof(CrossNamespaceGrants))]
+    public void A_cross_namespace_backend_ref_needs_a_reference_grant_in_the_target_namespace(string _, ReferenceGrantResource[] grants, string reason)
+    {
+        var snapshot = MeshBuilder.Build(Mesh([Route("shop", "r", [ServiceParent("echo")], Backend("echo", 80), Backend("other", 80, "bank")), .. grants]));
+
+        var (accepted, refs) = Conditions(snapshot, "shop/r");
+        AssertCondition(accepted, true, "Accepted");
+        AssertCondition(refs, reason.Length == 0, reason.Length == 0 ? "ResolvedRefs" : reason);
+        var backends = Assert.Single(snapshot.Routing.For("shop/waypoint").Routes).Rules[0].BackendRefs;
+        Assert.Equal(["", reason], backends.Select(b => b.InvalidReason));
+        Assert.Equal(("bank", "other"), (backends[1].BackendRef.Namespace, backends[1].BackendRef.Name));
+    }
+
+    [Theory]
+    [InlineData(true, "")]
+    [InlineData(false, "RefNotPermitted")]
+    public void A_cross_namespace_mirror_needs_a_reference_grant_too(bool granted, string reason)
+    {
+        var route = Route("shop", "r", [ServiceParent("echo")], Backend("echo", 80));
+        route.Spec.Rules[0].Filters.Add(new HTTPRouteFilter
+        {
+            Type = HTTPRouteFilterType.RequestMirror,
+            RequestMirror = new HTTPRequestMirrorFilter { BackendRef = Backend("other", 80, "bank") },
+        });
+        Resource[] grants = granted ? [Grant("bank", "g", "shop", "other")] : [];
+        var snapshot = MeshBuilder.Build(Mesh([route, .. grants]));
+
+        AssertCondition(Conditions(snapshot, "shop/r").ResolvedRefs, granted, granted ? "ResolvedRefs" : reason);
+        var sent = Assert.Single(snapshot.Routing.For("shop/waypoint").Routes).Rules[0].Filters[0].RequestMirror;
+        Assert.Equal(reason, sent.InvalidReason);
+    }
+
+    [Fact]
+    public void Adding_or_removing_a_grant_rebinds_the_route()
+    {
+        var route = Route("shop", "r", [ServiceParent("echo")], Backend("other", 80, "bank"));
+        var without = MeshBuilder.Build(Mesh(route));
+        var with = MeshBuilder.Build(Mesh(route, Grant("bank", "g", "shop", "other")));
+
+        AssertCondition(Conditions(without, "shop/r").ResolvedRefs, false, "RefNotPermitted");
+        AssertCondition(Conditions(with, "shop/r").ResolvedRefs, true, "ResolvedRefs");
+        // What the waypoint is sent differs, so istiod pushes the change.
+        Assert.NotEqual(Assert.Single(without.Routing.For("shop/waypoint").Routes), Assert.Single(with.Routing.For("shop/waypoint").Routes));
     }
 
     [Theory]

@@ -66,6 +66,34 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         return (response, echo);
     }
 
+    /// <summary>A POST of <paramref name="body"/>, with a Content-Length or (<paramref name="chunked"/>) without one.</summary>
+    private async Task<(HttpResponseMessage Response, JsonElement Echo)> PostAsync(string pathAndQuery, byte[] body, bool chunked)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"http://{EchoHost}{pathAndQuery}")
+        {
+            Content = chunked ? new StreamContent(new UnknownLengthStream(body)) : new ByteArrayContent(body),
+        };
+        var response = await fixture.Http.SendAsync(request, Ct);
+        var text = await response.Content.ReadAsStringAsync(Ct);
+        return (response, text.StartsWith('{') ? JsonDocument.Parse(text).RootElement.Clone() : default);
+    }
+
+    private static byte[] RandomBody(int length)
+    {
+        var body = new byte[length];
+        Random.Shared.NextBytes(body);
+        return body;
+    }
+
+    /// <summary>What the echo logs after a request line for a body it received whole.</summary>
+    private static string BodyMark(byte[] body) => $" body={body.Length} sha256={Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(body))}";
+
+    private static HTTPRouteFilter MirrorTo(string service) => new()
+    {
+        Type = HTTPRouteFilterType.RequestMirror,
+        RequestMirror = new HTTPRequestMirrorFilter { BackendRef = new BackendRef { Kind = "Service", Namespace = Ns, Name = service, Port = 8080 } },
+    };
+
     private static string Pod(JsonElement echo) => echo.GetProperty("pod").GetString()!;
 
     private static string? Header(JsonElement echo, string name) =>
@@ -218,14 +246,7 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
     public async Task AMirrorReceivesACopyAndTheClientGetsTheMainBackend()
     {
         _env.UseRoutes(MeshRoute("mirror", "echo",
-            Routing.RouteBuilders.Rule(Prefix("/mirror"), "infra-backend-v1").WithFilter(new HTTPRouteFilter
-            {
-                Type = HTTPRouteFilterType.RequestMirror,
-                RequestMirror = new HTTPRequestMirrorFilter
-                {
-                    BackendRef = new BackendRef { Kind = "Service", Namespace = Ns, Name = "infra-backend-v3", Port = 8080 },
-                },
-            })));
+            Routing.RouteBuilders.Rule(Prefix("/mirror"), "infra-backend-v1").WithFilter(MirrorTo("infra-backend-v3"))));
         var http = fixture.Http;
         var (response, echo) = await GetAsync(http, "/mirror/copy-me");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -270,6 +291,75 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         // Without a retry policy the 503 reaches the client.
         var (unretried, _) = await GetAsync(http, $"/other?responseCode=503&succeedAfter=1&uuid={uuid}x");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, unretried.StatusCode);
+    }
+
+    [Theory(Timeout = WaypointEnvironment.TestTimeoutMs)]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ARetriedPostSendsTheSameBodyAgain(bool chunked)
+    {
+        var rule = Routing.RouteBuilders.Rule(Prefix("/retry-body"), "infra-backend-v1");
+        rule.Retry = new HTTPRouteRetry { Codes = { 503 }, Attempts = 2, BackoffMs = 10 };
+        _env.UseRoutes(MeshRoute("retry-body", "echo", rule));
+        var body = RandomBody(300_000);
+        var uuid = Guid.NewGuid().ToString("N");
+        var (response, echo) = await PostAsync($"/retry-body?responseCode=503&succeedAfter=1&uuid={uuid}", body, chunked);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{response.StatusCode}\n{_env.Warnings()}");
+        // The second attempt, which answered, got the whole body; so did the first, whose 503 the waypoint withheld.
+        Assert.Equal(body.Length, echo.GetProperty("bodyLength").GetInt64());
+        var tries = _env.EchoLog("infra-backend-v1").Split('\n').Where(l => l.Contains(uuid, StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, tries.Count);
+        Assert.All(tries, l => Assert.EndsWith(BodyMark(body), l.TrimEnd('\r'), StringComparison.Ordinal));
+    }
+
+    [Theory(Timeout = WaypointEnvironment.TestTimeoutMs)]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task APostOverTheBufferLimitIsSentOnce_NotRetried_NorMirrored(bool chunked)
+    {
+        var rule = Routing.RouteBuilders.Rule(Prefix("/big-body"), "infra-backend-v1").WithFilter(MirrorTo("infra-backend-v3"));
+        rule.Retry = new HTTPRouteRetry { Codes = { 503 }, Attempts = 2, BackoffMs = 10 };
+        _env.UseRoutes(MeshRoute("big-body", "echo", rule));
+        var body = RandomBody(Ambient.Waypoint.Forwarding.ReplayableRequestBody.BufferLimitBytes + 1);
+        var uuid = Guid.NewGuid().ToString("N");
+        var (response, echo) = await PostAsync($"/big-body?responseCode=503&succeedAfter=1&uuid={uuid}", body, chunked);
+        // Envoy's rule: over the per-request buffer limit the request is sent once and its 503 is the answer.
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal(body.Length, echo.GetProperty("bodyLength").GetInt64());
+        var tries = _env.EchoLog("infra-backend-v1").Split('\n').Where(l => l.Contains(uuid, StringComparison.Ordinal)).ToList();
+        Assert.EndsWith(BodyMark(body), Assert.Single(tries).TrimEnd('\r'), StringComparison.Ordinal);
+
+        // A body under the limit on the same rule is mirrored; the big one before it never was.
+        var small = RandomBody(1000);
+        var smallUuid = Guid.NewGuid().ToString("N");
+        var (ok, _) = await PostAsync($"/big-body?uuid={smallUuid}", small, chunked);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        while (!_env.EchoLog("infra-backend-v3").Contains(smallUuid, StringComparison.Ordinal))
+        {
+            await Task.Delay(20, timeout.Token);
+        }
+        Assert.DoesNotContain(uuid, _env.EchoLog("infra-backend-v3"), StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
+    public async Task AMirrorReceivesTheRequestBody()
+    {
+        _env.UseRoutes(MeshRoute("mirror-body", "echo",
+            Routing.RouteBuilders.Rule(Prefix("/mirror-body"), "infra-backend-v1").WithFilter(MirrorTo("infra-backend-v3"))));
+        var body = RandomBody(200_000);
+        var uuid = Guid.NewGuid().ToString("N");
+        var (response, echo) = await PostAsync($"/mirror-body?uuid={uuid}", body, chunked: false);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{response.StatusCode}\n{_env.Warnings()}");
+        Assert.Equal("infra-backend-v1", Pod(echo));
+        Assert.Equal(body.Length, echo.GetProperty("bodyLength").GetInt64());
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        string? mirrored;
+        while ((mirrored = _env.EchoLog("infra-backend-v3").Split('\n').FirstOrDefault(l => l.Contains(uuid, StringComparison.Ordinal))) is null)
+        {
+            await Task.Delay(20, timeout.Token);
+        }
+        Assert.EndsWith(BodyMark(body), mirrored.TrimEnd('\r'), StringComparison.Ordinal);
     }
 
     [Fact(Timeout = WaypointEnvironment.TestTimeoutMs)]
@@ -321,4 +411,10 @@ public sealed class HttpRouteTrafficTests(HttpRouteEnvironment fixture) : IClass
         // The fixture's own echo pod behind Service echo answers in plain text.
         Assert.Equal($"host={EchoHost} path=/elsewhere protocol=HTTP/1.1 method=GET", await response.Content.ReadAsStringAsync(Ct));
     }
+}
+
+/// <summary>A body whose length the client does not know up front, so it is sent chunked (HTTP/1.1).</summary>
+internal sealed class UnknownLengthStream(byte[] data) : MemoryStream(data)
+{
+    public override bool CanSeek => false;
 }

@@ -108,6 +108,20 @@ public sealed class BackendAndMirrorTests
         Assert.Empty(table.Route(Echo(), Request("/other")).Mirrors);
     }
 
+    // A mirror whose backendRef istiod-lite could not resolve (a cross-namespace Service no ReferenceGrant permits,
+    // among others) mirrors nothing; the request itself is routed.
+    [Fact]
+    public void AnUnresolvedMirrorIsNotSent()
+    {
+        var unresolved = Mirror("infra-backend-v3");
+        unresolved.RequestMirror.InvalidReason = "RefNotPermitted";
+        var table = RouteTable.Build([MeshRoute("r", "echo",
+            Rule(Prefix("/"), "infra-backend-v1").WithFilter(Mirror("infra-backend-v2")).WithFilter(unresolved))]);
+        var plan = table.Route(Echo(), Request("/"));
+        Assert.Equal("infra-backend-v1", plan.Backend!.Name);
+        Assert.Equal(["infra-backend-v2"], plan.Mirrors.Select(m => m.Name));
+    }
+
     // conformance/tests/httproute-request-percentage-mirror.go: percent 20, fraction 1/4 (and denominator default
     // 100), sampled through the injected random.
     [Fact]

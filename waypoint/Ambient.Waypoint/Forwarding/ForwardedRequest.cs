@@ -23,8 +23,15 @@ internal sealed class ForwardedRequest
 
     public HeaderEdits ResponseHeaders { get; init; } = HeaderEdits.Empty;
 
-    /// <summary>Null when this request is not retried (no retry policy, or a body that cannot be replayed).</summary>
+    /// <summary>Null when this request is not retried (no retry policy, or a body over the buffer limit).</summary>
     public RetryPolicy? Retry { get; init; }
+
+    /// <summary>The request body kept for another attempt or a mirror; null when the request has no body or is sent
+    /// once to one place.</summary>
+    public ReplayableRequestBody? Body { get; init; }
+
+    /// <summary>False once the body has outgrown the buffer limit mid-request: what was sent cannot be sent again.</summary>
+    public bool CanResend => Body?.CanReplay ?? true;
 
     /// <summary>Retries still allowed after the current attempt.</summary>
     public int RetriesLeft { get; set; }
@@ -34,7 +41,7 @@ internal sealed class ForwardedRequest
 
     public bool ShouldRetry(int statusCode)
     {
-        if (Retry is not { } retry || RetriesLeft <= 0)
+        if (Retry is not { } retry || RetriesLeft <= 0 || !CanResend)
         {
             return false;
         }

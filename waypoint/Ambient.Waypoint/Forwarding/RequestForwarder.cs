@@ -29,8 +29,9 @@ namespace Ambient.Waypoint.Forwarding;
 /// <para>
 /// Retries: YARP's forwarder sends once, so the loop is here. The transformer withholds a response whose status the
 /// rule retries (YARP then copies nothing), and a connect failure leaves the response unstarted; either way the
-/// request is sent again to a freshly picked endpoint. Only requests without a body are retried (a body is streamed
-/// to the backend once and cannot be replayed).
+/// request is sent again to a freshly picked endpoint. A request body is kept while it streams
+/// (<see cref="ReplayableRequestBody"/>, up to Envoy's 1 MiB buffer limit) and sent again with each retry; a body over
+/// the limit is sent once, without retries, as Envoy does.
 /// </para>
 /// </summary>
 internal sealed partial class RequestForwarder
@@ -154,8 +155,18 @@ internal sealed partial class RequestForwarder
         {
             return new ForwardedRequest();
         }
-        plan.RequestHeaders.ApplyTo(context.Request.Headers);
-        var replayable = !HasBody(context.Request);
+        var request = context.Request;
+        plan.RequestHeaders.ApplyTo(request.Headers);
+        var mirrors = plan.Mirrors;
+        ReplayableRequestBody? body = null;
+        if ((plan.Retry is not null || mirrors.Count > 0) && HasBody(request))
+        {
+            // Sent more than once (a retry, a mirror's copy): kept while it streams to the first attempt.
+            body = new ReplayableRequestBody(request.Body, request.ContentLength);
+            request.Body = body;
+            context.Response.RegisterForDispose(body);
+        }
+        var replayable = body?.CanReplay ?? true;
         var forwarded = new ForwardedRequest
         {
             RewrittenPath = plan.RewrittenPath,
@@ -164,15 +175,15 @@ internal sealed partial class RequestForwarder
             ResponseHeaders = plan.ResponseHeaders,
             Retry = replayable ? plan.Retry : null,
             RetriesLeft = replayable && plan.Retry is { } retry ? retry.Attempts : 0,
+            Body = body,
         };
-        var mirrors = plan.Mirrors;
         for (var i = 0; i < mirrors.Count; i++)
         {
             var mirrorService = _routes.Resolve(_picker.State.Snapshot, mirrors[i]);
             var mirrorDestination = mirrorService is null ? null : _picker.Pick(mirrorService, mirrors[i].Port).Destination;
             if (mirrorDestination is not null)
             {
-                _mirror.Send(context, forwarded, mirrorDestination, replayable);
+                _mirror.Send(context, forwarded, mirrorDestination, body);
             }
         }
         return forwarded;
@@ -199,7 +210,7 @@ internal sealed partial class RequestForwarder
             forwarded.RetryRequested = false;
             var error = await _forwarder.SendAsync(context, "http://" + destination.Authority, _invoker, config, RouteTransformer.Instance, token)
                 .ConfigureAwait(false);
-            var canRetry = !context.Response.HasStarted && forwarded.Retry is not null && forwarded.RetriesLeft > 0;
+            var canRetry = !context.Response.HasStarted && forwarded.Retry is not null && forwarded.RetriesLeft > 0 && forwarded.CanResend;
             var attemptTimedOut = error != ForwarderError.None && attempt?.IsCancellationRequested == true;
             var wholeTimedOut = error != ForwarderError.None && whole?.IsCancellationRequested == true;
             // HTTPRouteRetry: a rule with a retry stanza retries connection errors, a timed-out attempt among them
@@ -221,8 +232,18 @@ internal sealed partial class RequestForwarder
                 return (FlagsOf(error), destination);
             }
 
-            // Another attempt: forget this one's answer, wait the backoff, pick again (maybe another endpoint).
+            if (!forwarded.CanResend)
+            {
+                // The withheld answer's body outgrew the buffer while the attempt ended: nothing to resend, nothing
+                // to show. (The transformer only withholds a response while the body can be resent.)
+                context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+                return (ResponseFlags.UpstreamReset, destination);
+            }
+
+            // Another attempt: forget this one's answer, wait the backoff, pick again (maybe another endpoint), and
+            // send the body again from its first byte.
             forwarded.RetriesLeft--;
+            forwarded.Body?.Rewind();
             context.Features.Set<IForwarderErrorFeature>(null);
             context.Response.StatusCode = StatusCodes.Status200OK;
             try
@@ -250,7 +271,7 @@ internal sealed partial class RequestForwarder
         _ => ResponseFlags.UpstreamReset,
     };
 
-    /// <summary>True when the request carries a body (so it is streamed once and can neither be retried nor mirrored).</summary>
+    /// <summary>True when the request carries a body (which a retry or a mirror has to send again).</summary>
     internal static bool HasBody(HttpRequest request) =>
         request.ContentLength is { } length ? length > 0 : request.HttpContext.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true;
 

@@ -7,15 +7,15 @@ namespace Ambient.Waypoint.Forwarding;
 /// <summary>
 /// RequestMirror: a copy of the request (after the request header edits and URL rewrite) sent to the mirror's
 /// endpoint without waiting; its response is discarded and its failure only logged, so it never delays or fails the
-/// main request. As Envoy does, the copy's Host gets a <c>-shadow</c> suffix. Only a request without a body is
-/// copied whole; a request with a body is streamed to its backend once and not buffered, so its mirror gets the
-/// method, path and headers with an empty body (Content-Length: 0).
+/// main request. As Envoy does, the copy's Host gets a <c>-shadow</c> suffix. A request with a body is mirrored with
+/// that body once the main request has read it whole (<see cref="ReplayableRequestBody"/>); a body over the buffer
+/// limit, or one the main request never read to the end, is not mirrored at all (Envoy abandons such a shadow).
 /// </summary>
 internal sealed partial class RequestMirror(HttpMessageInvoker invoker, ILogger logger)
 {
     private static readonly TimeSpan MirrorTimeout = TimeSpan.FromSeconds(30);
 
-    public void Send(HttpContext context, ForwardedRequest forwarded, ResolvedDestination destination, bool hasNoBody)
+    public void Send(HttpContext context, ForwardedRequest forwarded, ResolvedDestination destination, ReplayableRequestBody? body)
     {
         // Built now, while the request's headers are still ours to read; sent later without touching the context.
         var request = context.Request;
@@ -24,7 +24,8 @@ internal sealed partial class RequestMirror(HttpMessageInvoker invoker, ILogger 
             RequestUtilities.MakeDestinationAddress("http://" + destination.Authority, path, request.QueryString))
         {
             Version = System.Net.HttpVersion.Version11,
-            Content = hasNoBody ? null : new ByteArrayContent([]),
+            // Holds the content headers until the body is known.
+            Content = body is null ? null : new ByteArrayContent([]),
         };
         foreach (var header in request.Headers)
         {
@@ -40,15 +41,33 @@ internal sealed partial class RequestMirror(HttpMessageInvoker invoker, ILogger 
         }
         copy.Headers.Host = (forwarded.RewrittenHost ?? request.Host.Value) + "-shadow";
         copy.Options.Set(HboneHttpInvoker.Destination, destination);
-        _ = SendAsync(copy);
+        _ = SendAsync(copy, body?.WholeBodyAsync());
     }
 
-    private async Task SendAsync(HttpRequestMessage copy)
+    private async Task SendAsync(HttpRequestMessage copy, Task<byte[]?>? wholeBody)
     {
         using (copy)
         {
             try
             {
+                if (wholeBody is not null)
+                {
+                    if (await wholeBody.ConfigureAwait(false) is not { } bytes)
+                    {
+                        Log.MirrorDropped(logger, copy.RequestUri?.Authority ?? "");
+                        return;
+                    }
+                    var content = new ByteArrayContent(bytes);
+                    foreach (var header in copy.Content!.Headers)
+                    {
+                        if (!string.Equals(header.Key, "Content-Length", StringComparison.OrdinalIgnoreCase))
+                        {
+                            content.Headers.TryAddWithoutValidation(header.Key, header.Value);
+                        }
+                    }
+                    copy.Content.Dispose();
+                    copy.Content = content;
+                }
                 using var timeout = new CancellationTokenSource(MirrorTimeout);
                 using var response = await invoker.SendAsync(copy, timeout.Token).ConfigureAwait(false);
             }
@@ -74,5 +93,8 @@ internal sealed partial class RequestMirror(HttpMessageInvoker invoker, ILogger 
     {
         [LoggerMessage(EventId = 5, Level = LogLevel.Debug, Message = "waypoint: mirror to {Target} failed: {Error}")]
         public static partial void MirrorFailed(ILogger logger, string target, string error);
+
+        [LoggerMessage(EventId = 6, Level = LogLevel.Debug, Message = "waypoint: mirror to {Target} dropped: the request body was over the buffer limit or not read to its end")]
+        public static partial void MirrorDropped(ILogger logger, string target);
     }
 }

@@ -235,7 +235,9 @@ internal sealed class CompiledRule
 
     private static MirrorTarget? CompileMirror(HTTPRequestMirrorFilter? mirror, string routeNamespace)
     {
-        if (mirror is null || ServiceBackend(mirror.BackendRef, routeNamespace) is not { } target)
+        // A reference istiod-lite could not resolve (a cross-namespace Service no ReferenceGrant permits among them)
+        // mirrors nothing.
+        if (mirror is null || mirror.InvalidReason.Length > 0 || ServiceBackend(mirror.BackendRef, routeNamespace) is not { } target)
         {
             return null;
         }
