@@ -83,7 +83,12 @@ internal sealed class IstiodHost : IAsyncDisposable
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         configureLogging?.Invoke(builder.Logging);
 
-        var meshOptions = new MeshOptions { ClusterId = options.ClusterId, TrustDomain = options.TrustDomain };
+        var meshOptions = new MeshOptions
+        {
+            ClusterId = options.ClusterId,
+            TrustDomain = options.TrustDomain,
+            Addresses = options.Addresses ?? AddressRanges.Loopback,
+        };
         // Created by the container so they log through the host's logging and are disposed with it.
         builder.Services.AddSingleton<IConfigSource>(sp =>
             new FolderConfigSource(options.ConfigFolder, sp.GetRequiredService<ILogger<FolderConfigSource>>()));

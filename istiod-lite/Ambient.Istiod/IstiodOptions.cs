@@ -1,6 +1,7 @@
 using System.Net;
 using Ambient.Core;
 using Ambient.Core.Identity;
+using Ambient.Core.Model;
 
 namespace Ambient.Istiod;
 
@@ -14,13 +15,14 @@ internal sealed record IstiodOptions(
     string TrustDomain,
     string? CaDirectory = null,
     string? CaKeyPasswordFile = null,
-    string RootNamespace = "istio-system")
+    string RootNamespace = "istio-system",
+    AddressRanges? Addresses = null)
 {
     public static string Usage =>
         """
         usage: istiod-lite --config DIR [--state DIR] [--listen IP:PORT] [--monitoring IP:PORT|off]
                            [--cluster-id ID] [--trust-domain TD] [--ca-dir DIR [--ca-key-password-file FILE]]
-                           [--root-namespace NS]
+                           [--root-namespace NS] [--network loopback|netns [--pod-cidr CIDR] [--service-cidr CIDR]]
           --config PATH      a YAML file, or a folder of them, of Kubernetes-style resources (Namespace, ServiceAccount,
                              Pod, Service), watched live
           --state DIR        where the mesh root CA and node tokens live (default: .ambient-state beside the config
@@ -37,12 +39,16 @@ internal sealed record IstiodOptions(
           --root-namespace NS
                              Istio's root namespace, default istio-system: its AuthorizationPolicies without a
                              selector apply mesh-wide, its selector policies to workloads of every namespace
+          --network MODE     the address plan to publish, as `ambientctl local up --network` runs it: loopback (default;
+                             pods 127.1-127.127.x.x, VIPs 127.128-127.254.x.x) or netns (node i's pods in the i-th /24
+                             of --pod-cidr, default 10.244.0.0/16; VIPs from --service-cidr, default 10.96.0.0/16)
         """;
 
     /// <summary>Parses arguments; returns null and an error naming the bad argument instead of throwing.</summary>
     public static IstiodOptions? TryParse(string[] args, out string? error)
     {
         string? config = null, state = null, clusterId = "Kubernetes", trustDomain = "cluster.local", caDirectory = null, caKeyPasswordFile = null, rootNamespace = "istio-system";
+        string network = "loopback", podCidr = AddressRanges.DefaultPodCidr.ToString(), serviceCidr = AddressRanges.DefaultServiceCidr.ToString();
         var grpc = new IPEndPoint(IPAddress.Loopback, MeshPorts.IstiodGrpc);
         IPEndPoint? monitoring = new(IPAddress.Loopback, MeshPorts.IstiodMonitoring);
         for (var i = 0; i < args.Length; i++)
@@ -73,16 +79,27 @@ internal sealed record IstiodOptions(
                     if (value == "off") { monitoring = null; break; }
                     if (!IPEndPoint.TryParse(value, out var m)) { error = $"--monitoring: '{value}' is not IP:PORT or off"; return null; }
                     monitoring = m; break;
+                case "--network":
+                    if (value is not ("loopback" or "netns")) { error = $"--network: '{value}' is not loopback or netns"; return null; }
+                    network = value; break;
+                case "--pod-cidr": podCidr = value; break;
+                case "--service-cidr": serviceCidr = value; break;
                 default: error = $"unknown argument {name}\n{Usage}"; return null;
             }
         }
         if (config is null) { error = "--config PATH is required\n" + Usage; return null; }
         if (caKeyPasswordFile is not null && caDirectory is null) { error = "--ca-key-password-file needs --ca-dir DIR"; return null; }
+        var addresses = AddressRanges.Loopback;
+        if (network == "netns")
+        {
+            if (AddressRanges.ParseNetns(podCidr, serviceCidr, out error) is not { } netns) return null;
+            addresses = netns;
+        }
         config = Path.GetFullPath(config);
         var isFile = File.Exists(config);
         if (!isFile && !Directory.Exists(config)) { error = $"--config: '{config}' is neither a file nor a folder"; return null; }
         state = Path.GetFullPath(state ?? Path.Combine(isFile ? Path.GetDirectoryName(config)! : config, "..", ".ambient-state"));
         error = null;
-        return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain, caDirectory, caKeyPasswordFile, rootNamespace);
+        return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain, caDirectory, caKeyPasswordFile, rootNamespace, addresses);
     }
 }

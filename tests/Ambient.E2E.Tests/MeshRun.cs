@@ -41,14 +41,16 @@ internal sealed class MeshRun : IDisposable
 
     /// <summary>Writes the YAML (<paramref name="yaml"/> gets the namespace) and brings the mesh up from its folder, or
     /// <paramref name="fromFile"/> from the file alone.</summary>
-    public static async Task<MeshRun> UpAsync(string prefix, Func<string, string> yaml, bool fromFile = false)
+    /// <param name="network">Arguments that choose the network (e.g. `--network netns ...`) instead of this run's loopback
+    /// control address.</param>
+    public static async Task<MeshRun> UpAsync(string prefix, Func<string, string> yaml, bool fromFile = false, IReadOnlyList<string>? network = null)
     {
         var run = new MeshRun(prefix);
         try
         {
             run._dir.Write("mesh/mesh.yaml", yaml(run.Namespace));
             var config = fromFile ? Path.Combine(run.ConfigFolder, "mesh.yaml") : run.ConfigFolder;
-            var up = await run.CtlAsync(TimeSpan.FromSeconds(90), "local", "up", "-f", config, "--detach", "--control-address", run.Control);
+            var up = await run.CtlAsync(TimeSpan.FromSeconds(90), ["local", "up", "-f", config, "--detach", .. network ?? ["--control-address", run.Control]]);
             Assert.True(up.Code == 0, $"local up failed ({up.Code}):\n{up.Output}");
             run.ReadState();
             return run;
@@ -327,7 +329,7 @@ internal sealed class MeshRun : IDisposable
         return (p.ExitCode, await stdout + await stderr);
     }
 
-    private static string DotnetHost() =>
+    internal static string DotnetHost() =>
         Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } h ? h
         : Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet" ? self : "dotnet";
 

@@ -42,4 +42,23 @@ public sealed class IstiodOptionsTests
         Assert.Null(IstiodOptions.TryParse(["--config", config, "--ca-key-password-file", "pw"], out error));
         Assert.Contains("--ca-key-password-file needs --ca-dir", error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Network_netns_publishes_the_pod_and_service_cidrs_ambientctl_runs_with()
+    {
+        using var dir = new TempDir();
+        var config = dir.Write("mesh/demo.yaml", MeshYaml.Namespace("demo", dataplaneMode: null));
+
+        Assert.Equal(Ambient.Core.Model.NetworkMode.Loopback, IstiodOptions.TryParse(["--config", config], out var error)!.Addresses!.Mode); // as before
+        var netns = IstiodOptions.TryParse(["--config", config, "--network", "netns", "--pod-cidr", "10.50.0.0/16", "--service-cidr", "10.60.0.0/16"], out error);
+        Assert.Null(error);
+        Assert.Equal(Ambient.Core.Model.NetworkMode.Netns, netns!.Addresses!.Mode);
+        Assert.Equal("10.50.0.0/16", netns.Addresses.PodCidr.ToString());
+        Assert.Equal("10.60.0.0/16", netns.Addresses.ServiceCidr.ToString());
+
+        Assert.Null(IstiodOptions.TryParse(["--config", config, "--network", "bridge"], out error));
+        Assert.Contains("not loopback or netns", error, StringComparison.Ordinal);
+        Assert.Null(IstiodOptions.TryParse(["--config", config, "--network", "netns", "--pod-cidr", "10.50.0.0/16", "--service-cidr", "10.50.128.0/17"], out error));
+        Assert.Contains("overlap", error, StringComparison.Ordinal);
+    }
 }

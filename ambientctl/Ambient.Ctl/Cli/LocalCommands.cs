@@ -5,7 +5,9 @@ using System.Net;
 using Ambient.Config.Yaml;
 using Ambient.Core;
 using Ambient.Core.Config;
+using Ambient.Core.Model;
 using Ambient.Ctl.Local;
+using Ambient.Ctl.Local.Netns;
 
 namespace Ambient.Ctl.Cli;
 
@@ -34,21 +36,45 @@ internal static class LocalCommands
             Required = true,
         };
         var state = new Option<DirectoryInfo?>("--state") { Description = "mesh root CA, node tokens and logs (default: .ambient-state beside the config folder, or beside the file's folder)" };
-        var control = new Option<string>("--control-address") { Description = "loopback address istiod-lite listens on", DefaultValueFactory = _ => "127.0.0.1" };
+        var control = new Option<string?>("--control-address") { Description = "address istiod-lite listens on (loopback mode: a loopback address, default 127.0.0.1; netns mode: the first node's bridge address)" };
+        var network = new Option<string>("--network")
+        {
+            Description = "loopback: every pod a process on its own 127.x address (default); netns (root, needs ip and iptables): every pod in its own network namespace on its node's bridge",
+            DefaultValueFactory = _ => "loopback",
+        };
+        network.AcceptOnlyFromAmong("loopback", "netns");
+        var podCidr = new Option<string>("--pod-cidr") { Description = "netns mode: pod addresses, one /24 per node (node i: the i-th /24, .1 its bridge)", DefaultValueFactory = _ => AddressRanges.DefaultPodCidr.ToString() };
+        var serviceCidr = new Option<string>("--service-cidr") { Description = "netns mode: Service VIPs (its tenth address is the cluster DNS VIP)", DefaultValueFactory = _ => AddressRanges.DefaultServiceCidr.ToString() };
+        var networkId = new Option<string?>("--network-id") { Description = $"netns mode: the id in the names of its namespaces, links and chains (amb-ID-...), 1-{NetworkNames.MaxIdLength} of a-z0-9 (default: from the state folder)" };
         var detach = new Option<bool>("--detach", "-d") { Description = "run in the background; see `local status`, stop with `local down`" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "do not print the components' output (it is always in <state>/logs)" };
         var supervise = new Option<bool>("--supervise") { Description = "internal: the background supervisor of --detach", Hidden = true };
-        var up = new Command("up", "Validate the config (a file or a folder), then start istiod-lite, one ztunnel per node and every pod") { file, state, control, detach, quiet, supervise };
+        var up = new Command("up", "Validate the config (a file or a folder), then start istiod-lite, one ztunnel per node and every pod")
+        {
+            file, state, control, network, podCidr, serviceCidr, networkId, detach, quiet, supervise,
+        };
         up.SetAction(async (parse, _) =>
         {
-            var settings = new UpSettings(Path.GetFullPath(parse.GetValue(file)!), parse.GetValue(state)?.FullName, parse.GetValue(control)!,
-                parse.GetValue(detach), parse.GetValue(quiet), parse.GetValue(supervise));
+            var settings = new UpSettings(Path.GetFullPath(parse.GetValue(file)!), parse.GetValue(state)?.FullName, parse.GetValue(control),
+                parse.GetValue(detach), parse.GetValue(quiet), parse.GetValue(supervise))
+            {
+                Network = parse.GetValue(network)!,
+                PodCidr = parse.GetValue(podCidr)!,
+                ServiceCidr = parse.GetValue(serviceCidr)!,
+                NetworkId = parse.GetValue(networkId),
+            };
             return await UpAsync(settings).ConfigureAwait(false);
         });
         return up;
     }
 
-    internal sealed record UpSettings(string Folder, string? StateFolder, string ControlAddress, bool Detach, bool Quiet, bool Supervise);
+    internal sealed record UpSettings(string Folder, string? StateFolder, string? ControlAddress, bool Detach, bool Quiet, bool Supervise)
+    {
+        public string Network { get; init; } = "loopback";
+        public string PodCidr { get; init; } = AddressRanges.DefaultPodCidr.ToString();
+        public string ServiceCidr { get; init; } = AddressRanges.DefaultServiceCidr.ToString();
+        public string? NetworkId { get; init; }
+    }
 
     /// <summary>Validation errors as `file:line: field: message`, one a line.</summary>
     internal static void PrintErrors(TextWriter error, ImmutableArray<ConfigError> errors)
@@ -57,9 +83,9 @@ internal static class LocalCommands
         foreach (var e in errors) error.WriteLine($"  {e}");
     }
 
-    internal static MeshPlan? Validate(string folder, TextWriter error)
+    internal static MeshPlan? Validate(string folder, TextWriter error, AddressRanges? ranges = null)
     {
-        var plan = MeshPlan.Load(folder, out var errors);
+        var plan = MeshPlan.Load(folder, out var errors, ranges);
         if (plan is null) PrintErrors(error, errors);
         return plan;
     }
@@ -74,22 +100,75 @@ internal static class LocalCommands
         return ip;
     }
 
+    /// <summary>Netns mode's address plan, refused with the reason when this host cannot run it (not root, no ip/iptables).</summary>
+    internal static AddressRanges? NetnsRanges(UpSettings settings, TextWriter error, out int exitCode)
+    {
+        exitCode = ExitCodes.Ok;
+        if (HostNetworkTools.CheckUsable(out var reason) is null)
+        {
+            error.WriteLine($"local up: {reason}");
+            exitCode = ExitCodes.Failed;
+            return null;
+        }
+        var ranges = AddressRanges.ParseNetns(settings.PodCidr, settings.ServiceCidr, out var rangeError);
+        if (ranges is null)
+        {
+            error.WriteLine($"local up: {rangeError}");
+            exitCode = ExitCodes.InvalidInput;
+        }
+        return ranges;
+    }
+
     private static async Task<int> UpAsync(UpSettings settings)
     {
-        var plan = Validate(settings.Folder, Console.Error);
+        AddressRanges? ranges = null;
+        if (settings.Network == "netns")
+        {
+            ranges = NetnsRanges(settings, Console.Error, out var refused);
+            if (ranges is null) return refused;
+        }
+        var plan = Validate(settings.Folder, Console.Error, ranges);
         if (plan is null) return ExitCodes.InvalidInput;
-        var control = ParseControlAddress(settings.ControlAddress, Console.Error);
-        if (control is null) return ExitCodes.InvalidInput;
         var stateFolder = settings.StateFolder ?? LocalMeshOptions.DefaultStateFolder(plan.ConfigFolder);
+        NetnsSettings? netns = null;
+        IPAddress? control;
+        if (ranges is not null)
+        {
+            var id = settings.NetworkId ?? NetworkNames.DefaultId(stateFolder);
+            if (NetworkNames.Validate(id) is { } idError)
+            {
+                Console.Error.WriteLine($"local up: {idError}");
+                return ExitCodes.InvalidInput;
+            }
+            netns = new NetnsSettings(ranges, id, NoPodNetworkHooks.Instance);
+            // Pods reach istiod-lite (waypoints) only at an address of the host namespace they are routed to: a bridge's.
+            control = settings.ControlAddress is null ? plan.Nodes.First().Value : IPAddress.TryParse(settings.ControlAddress, out var given) ? given : null;
+            if (control is null)
+            {
+                Console.Error.WriteLine($"--control-address: '{settings.ControlAddress}' is not an IP address");
+                return ExitCodes.InvalidInput;
+            }
+        }
+        else
+        {
+            control = ParseControlAddress(settings.ControlAddress ?? "127.0.0.1", Console.Error);
+            if (control is null) return ExitCodes.InvalidInput;
+        }
 
         if (!settings.Supervise && RunningMesh(out var running) is not null)
         {
             Console.Error.WriteLine($"a local mesh is already running (config {running!.ConfigFolder}, supervisor pid {running.SupervisorPid}); stop it with `ambientctl local down`");
             return ExitCodes.Failed;
         }
+        if (netns is not null && !settings.Supervise && LocalState.Read(out _) is { } stale && stale.StateFolder == stateFolder)
+        {
+            // The last run of this mesh crashed: its programs may still run in its namespaces. Stop them and clean up
+            // exactly as `local down` would, before this run makes the same names again.
+            await DownAsync(TextWriter.Null).ConfigureAwait(false);
+        }
         if (settings.Detach && !settings.Supervise)
         {
-            return await DetachAsync(settings, plan, control, stateFolder).ConfigureAwait(false);
+            return await DetachAsync(settings, plan, control, stateFolder, netns).ConfigureAwait(false);
         }
 
         StreamWriter? supervisorLog = null;
@@ -102,7 +181,7 @@ internal static class LocalCommands
         }
         using var stopping = new Stopping();
         var echo = settings.Quiet || settings.Supervise ? null : Console.Out;
-        var options = new LocalMeshOptions(stateFolder, control, echo, ReadyTimeout);
+        var options = new LocalMeshOptions(stateFolder, control, echo, ReadyTimeout) { Netns = netns };
         LocalMesh mesh;
         try
         {
@@ -139,12 +218,13 @@ internal static class LocalCommands
     private static void Report(string message) => Console.WriteLine($"ambientctl: {message}");
 
     /// <summary>Starts `local up --supervise` in its own session and waits until it reports ready or failed.</summary>
-    private static async Task<int> DetachAsync(UpSettings settings, MeshPlan plan, IPAddress control, string stateFolder)
+    private static async Task<int> DetachAsync(UpSettings settings, MeshPlan plan, IPAddress control, string stateFolder, NetnsSettings? netns)
     {
         // Refuse early, in the foreground, so the user sees a clash at once rather than in a log file.
         try
         {
-            LocalMesh.CheckPorts(plan, new LocalMeshOptions(stateFolder, control, null, ReadyTimeout));
+            // Netns mode's addresses are made by the mesh itself, so nothing can hold them yet.
+            if (netns is null) LocalMesh.CheckPorts(plan, new LocalMeshOptions(stateFolder, control, null, ReadyTimeout));
         }
         catch (LocalMeshException e)
         {
@@ -166,6 +246,13 @@ internal static class LocalCommands
         foreach (var a in new[] { "local", "up", "-f", plan.ConfigFolder, "--state", stateFolder, "--control-address", control.ToString(), "--supervise" })
         {
             psi.ArgumentList.Add(a);
+        }
+        if (netns is not null)
+        {
+            foreach (var a in new[] { "--network", "netns", "--pod-cidr", netns.Ranges.PodCidr.ToString(), "--service-cidr", netns.Ranges.ServiceCidr.ToString(), "--network-id", netns.Id })
+            {
+                psi.ArgumentList.Add(a);
+            }
         }
         LocalState.Delete();
         using var child = Process.Start(psi)!;
@@ -233,12 +320,30 @@ internal static class LocalCommands
         }
         output.Write(table.Render(style));
         output.WriteLine($"logs: {Path.Combine(state.StateFolder, "logs")}/<component>.log");
+        // In netns mode a pod is a network namespace of its own: the note is about loopback mode only.
+        if (state.PodCidr is not null) return;
         foreach (var line in TextTable.Wrap(LoopbackNote, style.Width)) output.WriteLine(style.Paint(line, Tone.Warn));
     }
 
     internal const string LoopbackNote =
         "note: in loopback mode pods are processes of one user on one host and an address cannot tell them apart: any host " +
         "process can use a pod's SOCKS5 port, and so its identity. The isolation boundary is the network-namespace mode (coming later).";
+
+    /// <summary>
+    /// Netns mode: every process has stopped, so the namespaces, links and chains recorded in the state folder go too
+    /// (the supervisor removes them itself when it stops normally; after a crash they are still there).
+    /// </summary>
+    private static bool CleanUpNetwork(string stateFolder, TextWriter output)
+    {
+        if (OwnedNetworkRecord.Read(stateFolder) is null) return true;
+        if (HostNetworkTools.CheckUsable(out var reason) is not { } tools)
+        {
+            Console.Error.WriteLine($"cannot remove the network namespaces, links and iptables rules of {stateFolder}: {reason}");
+            return false;
+        }
+        OwnedNetworkCleanup.CleanUpRecorded(stateFolder, tools, line => output.WriteLine(line));
+        return true;
+    }
 
     /// <summary>Stops the recorded mesh: its supervisor first (it stops its children), then any recorded process left.</summary>
     internal static async Task<int> DownAsync(TextWriter output)
@@ -274,8 +379,9 @@ internal static class LocalCommands
             stops.Add(Signals.StopAsync(p, TimeSpan.FromSeconds(4)).ContinueWith(_ => p.Dispose(), TaskScheduler.Default));
         }
         await Task.WhenAll(stops).ConfigureAwait(false);
+        var cleaned = CleanUpNetwork(state.StateFolder, output);
         LocalState.Delete();
         output.WriteLine("local mesh stopped");
-        return ExitCodes.Ok;
+        return cleaned ? ExitCodes.Ok : ExitCodes.Failed;
     }
 }

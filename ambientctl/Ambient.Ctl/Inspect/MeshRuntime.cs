@@ -37,7 +37,8 @@ internal sealed class MeshRuntime
     public MeshRuntime(IReadOnlyList<Resource> resources, LocalState? state, IResourceStatusSource? status = null)
     {
         foreach (var r in resources) _resources.TryAdd((r.Kind, r is NamespaceResource ? "" : r.Metadata.Namespace, r.Metadata.Name), r);
-        Addresses = LoopbackAddressAllocator.AssignAll(resources);
+        // The running mesh's address plan (netns mode's CIDRs), so `get` shows the addresses istiod-lite publishes.
+        Addresses = LoopbackAddressAllocator.AssignAll(resources, state?.Addresses() ?? AddressRanges.Loopback);
         Status = status ?? NoResourceStatus.Instance;
         MeshRunning = state is not null;
         if (state is null) return;

@@ -2,12 +2,18 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Ambient.Core;
+using Ambient.Core.Config;
+using Ambient.Core.Model;
+using Ambient.Ctl.Local.Netns;
 
 namespace Ambient.Ctl.Local;
 
 /// <summary>Settings of one `local up`.</summary>
 internal sealed record LocalMeshOptions(string StateFolder, IPAddress ControlAddress, TextWriter? Echo, TimeSpan ReadyTimeout)
 {
+    /// <summary>Set for `--network netns`: every pod in a network namespace of its own; null for loopback.</summary>
+    public NetnsSettings? Netns { get; init; }
+
     /// <summary>.ambient-state beside the config folder, or beside the folder holding the config file.</summary>
     public static string DefaultStateFolder(string configPath) =>
         Path.GetFullPath(Path.Combine(File.Exists(configPath) ? Path.GetDirectoryName(Path.GetFullPath(configPath))! : configPath, "..", ".ambient-state"));
@@ -39,6 +45,8 @@ internal sealed class LocalMesh : IAsyncDisposable
     private Launcher? _samples;
     private Launcher? _waypoint;
     private PodReconciler? _reconciler;
+    // Netns mode only: the bridges, pod namespaces and iptables chains on the host.
+    private PodNetwork? _network;
 
     private readonly CancellationToken _stopping;
 
@@ -63,11 +71,24 @@ internal sealed class LocalMesh : IAsyncDisposable
         var ztunnel = Executables.Find(Executables.Ztunnel, out var e2) ?? throw new LocalMeshException(e2!);
         var samples = Executables.Find(Executables.Samples, out var e3);
         if (samples is null && NeedsSamples(plan)) throw new LocalMeshException(e3!);
-        CheckPorts(plan, options);
+        HostNetworkTools? tools = null;
+        if (options.Netns is { } netns)
+        {
+            tools = HostNetworkTools.CheckUsable(out var reason) ?? throw new LocalMeshException(reason!);
+            CheckNetnsPlan(plan, options, netns);
+        }
+        else
+        {
+            CheckPorts(plan, options);
+        }
 
         var mesh = new LocalMesh(plan, options, report, ct) { _samples = samples };
         try
         {
+            if (options.Netns is { } settings)
+            {
+                mesh._network = PodNetwork.Create(plan, settings, options.StateFolder, tools!, report);
+            }
             await mesh.StartAllAsync(istiod, ztunnel, ct).ConfigureAwait(false);
             mesh._reconciler = PodReconciler.Start(mesh, ct);
             mesh.SetPhase(LocalState.PhaseReady, null);
@@ -79,6 +100,17 @@ internal sealed class LocalMesh : IAsyncDisposable
             await mesh.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>Netns mode: the plan was made for these ranges, and istiod-lite listens where pods can reach it.</summary>
+    private static void CheckNetnsPlan(MeshPlan plan, LocalMeshOptions options, NetnsSettings netns)
+    {
+        if (plan.Addresses != netns.Ranges) throw new InvalidOperationException("the plan was made for another address plan than --network netns");
+        foreach (var address in plan.Nodes.Values)
+        {
+            if (address.Equals(options.ControlAddress)) return;
+        }
+        throw new LocalMeshException($"in netns mode istiod-lite must listen on a node's bridge address (pods reach it there), not {options.ControlAddress}");
     }
 
     private static bool NeedsSamples(MeshPlan plan)
@@ -148,10 +180,15 @@ internal sealed class LocalMesh : IAsyncDisposable
         var control = _options.ControlAddress.ToString();
         WriteState();
 
-        _report($"starting istiod-lite on {control}:{MeshPorts.IstiodGrpc} (config {_plan.ConfigFolder})");
-        await StartAsync(new ComponentSpec("istiod", "istiod", istiod,
-            ["--config", _plan.ConfigFolder, "--state", state, "--listen", $"{control}:{MeshPorts.IstiodGrpc}",
-             "--monitoring", $"{control}:{MeshPorts.IstiodMonitoring}"],
+        _report($"starting istiod-lite on {control}:{MeshPorts.IstiodGrpc} (config {_plan.ConfigFolder}, network {_plan.Addresses})");
+        List<string> istiodArgs = ["--config", _plan.ConfigFolder, "--state", state, "--listen", $"{control}:{MeshPorts.IstiodGrpc}",
+             "--monitoring", $"{control}:{MeshPorts.IstiodMonitoring}"];
+        if (_plan.Addresses.Mode == NetworkMode.Netns)
+        {
+            // The one address plan: istiod-lite publishes exactly the addresses the pods get here.
+            istiodArgs.AddRange(["--network", "netns", "--pod-cidr", _plan.Addresses.PodCidr.ToString(), "--service-cidr", _plan.Addresses.ServiceCidr.ToString()]);
+        }
+        await StartAsync(new ComponentSpec("istiod", "istiod", istiod, istiodArgs,
             new Dictionary<string, string>(), control, null, Path.Combine(logs, "istiod.log"))).ConfigureAwait(false);
         var rootCert = Path.Combine(state, "root-cert.pem");
         var tokens = new List<string> { rootCert };
@@ -176,7 +213,7 @@ internal sealed class LocalMesh : IAsyncDisposable
                 "ztunnel-" + node, ct).ConfigureAwait(false);
         }
 
-        foreach (var c in _plan.Containers) StartPod(c);
+        foreach (var c in _plan.Containers) await StartPodAsync(c).ConfigureAwait(false);
         foreach (var c in _plan.Containers)
         {
             if (c.Port is { } port)
@@ -189,8 +226,11 @@ internal sealed class LocalMesh : IAsyncDisposable
 
     internal static string ComponentName(ContainerPlan c) => "pod-" + c.DisplayName.Replace('/', '-');
 
-    /// <summary>Starts one pod container under supervision and records it.</summary>
-    internal void StartPod(ContainerPlan c)
+    /// <summary>
+    /// Starts one pod container under supervision and records it. In netns mode the pod's namespace is made first
+    /// (once per pod) and the node agent's hook runs before the program starts.
+    /// </summary>
+    internal async Task StartPodAsync(ContainerPlan c)
     {
         var env = PodEnvironment(c);
         Launcher launcher;
@@ -214,7 +254,13 @@ internal sealed class LocalMesh : IAsyncDisposable
             launcher = _samples ??= Executables.Find(Executables.Samples, out var error) ?? throw new LocalMeshException(error!);
             args = [c.Image == MeshPlan.EchoImage ? "echo" : "sleep"];
         }
-        _report($"starting pod {c.DisplayName} on {c.Address} (node {c.Node}, {(c.Command.IsEmpty ? c.Image : c.Command[0])}{(c.InMesh ? "" : ", not in the mesh")})");
+        var sandbox = _network is null ? null : await PrepareSandboxAsync(c).ConfigureAwait(false);
+        if (sandbox is not null)
+        {
+            // `ip netns exec` enters the namespace, bind-mounts /etc/netns/NAME/resolv.conf and execs the program (same pid).
+            launcher = new Launcher(_network!.Tools.Ip, ["netns", "exec", sandbox.NetnsName, launcher.FileName, .. launcher.PrefixArgs], launcher.Describe);
+        }
+        _report($"starting pod {c.DisplayName} on {c.Address} (node {c.Node}, {(c.Command.IsEmpty ? c.Image : c.Command[0])}{(c.InMesh ? "" : ", not in the mesh")}{(sandbox is null ? "" : ", netns " + sandbox.NetnsName)})");
         var name = ComponentName(c);
         lock (_stateLock) _pods[name] = c;
         try
@@ -234,8 +280,48 @@ internal sealed class LocalMesh : IAsyncDisposable
             }
             // Nothing runs, so this only closes its log file.
             if (failed is not null) _ = failed.DisposeAsync().AsTask();
+            if (sandbox is not null) await RemoveSandboxIfUnusedAsync(c.Namespace, c.Pod).ConfigureAwait(false);
             throw;
         }
+        _network?.RefreshServices();
+    }
+
+    /// <summary>The pod's namespace, made now for its first container, then handed to the node agent before any program starts.</summary>
+    private async Task<PodSandbox> PrepareSandboxAsync(ContainerPlan c)
+    {
+        if (!_network!.EnsurePod(c, out var sandbox)) return sandbox;
+        try
+        {
+            await _options.Netns!.Hooks.PodSandboxReadyAsync(sandbox, _stopping).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _network.RemovePod(c.Namespace, c.Pod);
+            throw new LocalMeshException($"pod {c.Namespace}/{c.Pod}: the node agent did not accept its network namespace: {e.Message}");
+        }
+        return sandbox;
+    }
+
+    /// <summary>Deletes a pod's namespace once none of its containers runs (after telling the node agent).</summary>
+    private async Task RemoveSandboxIfUnusedAsync(string @namespace, string pod)
+    {
+        if (_network?.Find(@namespace, pod) is not { } sandbox) return;
+        lock (_stateLock)
+        {
+            foreach (var (_, running) in _pods)
+            {
+                if (running.Namespace == @namespace && running.Pod == pod) return;
+            }
+        }
+        try
+        {
+            await _options.Netns!.Hooks.PodSandboxRemovingAsync(sandbox, _stopping).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _report($"pod {@namespace}/{pod}: the node agent failed to release it: {e.Message}");
+        }
+        _network.RemovePod(@namespace, pod);
     }
 
     /// <summary>A waypoint pod runs the waypoint proxy with its node's token, as a ztunnel of that node would.</summary>
@@ -263,8 +349,17 @@ internal sealed class LocalMesh : IAsyncDisposable
         _report($"stopping {name}: {why}");
         await process.DisposeAsync().ConfigureAwait(false);
         lock (_stateLock) _components.Remove(process);
+        if (_network is not null && LastPlanOf(process) is { } stopped)
+        {
+            await RemoveSandboxIfUnusedAsync(stopped.Namespace, stopped.Pod).ConfigureAwait(false);
+            _network.RefreshServices();
+        }
         WriteState();
     }
+
+    // A stopped pod component's namespace/pod, from the environment it was started with.
+    private static (string Namespace, string Pod)? LastPlanOf(SupervisedProcess process) =>
+        process.Spec.Env.TryGetValue("POD_NAMESPACE", out var ns) && process.Spec.Env.TryGetValue("POD_NAME", out var pod) ? (ns, pod) : null;
 
     /// <summary>The pods running now, as they were started (enrolment as last updated).</summary>
     internal Dictionary<string, ContainerPlan> RunningPods()
@@ -272,18 +367,39 @@ internal sealed class LocalMesh : IAsyncDisposable
         lock (_stateLock) return new Dictionary<string, ContainerPlan>(_pods, StringComparer.Ordinal);
     }
 
-    /// <summary>Records enrolment and the config's problems as of the latest change, for exec and status.</summary>
-    internal void UpdateView(IReadOnlyDictionary<string, bool> inMesh, IReadOnlyList<string> errors, IReadOnlyList<string> warnings)
+    /// <summary>
+    /// Records enrolment and the config's problems as of the latest change, for exec and status; in netns mode tells the
+    /// node agent of each pod whose enrolment changed, and rebuilds the Service DNAT rules from <paramref name="resources"/>.
+    /// </summary>
+    internal async Task UpdateViewAsync(IReadOnlyDictionary<string, bool> inMesh, IReadOnlyList<string> errors, IReadOnlyList<string> warnings,
+        System.Collections.Immutable.ImmutableArray<Resource> resources)
     {
+        var changed = new List<PodSandbox>();
         lock (_stateLock)
         {
             foreach (var (name, enrolled) in inMesh)
             {
-                if (_pods.TryGetValue(name, out var c) && c.InMesh != enrolled) _pods[name] = c with { InMesh = enrolled };
+                if (_pods.TryGetValue(name, out var c) && c.InMesh != enrolled)
+                {
+                    _pods[name] = c with { InMesh = enrolled };
+                    if (_network?.SetInMesh(c.Namespace, c.Pod, enrolled) is { } sandbox) changed.Add(sandbox);
+                }
             }
             _configErrors = errors;
             _configWarnings = warnings;
         }
+        foreach (var sandbox in changed)
+        {
+            try
+            {
+                await _options.Netns!.Hooks.PodEnrolmentChangedAsync(sandbox, _stopping).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                _report($"pod {sandbox.Namespace}/{sandbox.Pod}: the node agent failed to {(sandbox.InMesh ? "enrol" : "unenrol")} it: {e.Message}");
+            }
+        }
+        _network?.UpdateServices(resources);
         WriteState();
     }
 
@@ -409,7 +525,10 @@ internal sealed class LocalMesh : IAsyncDisposable
                 PodRecord? pod = null;
                 if (_pods.TryGetValue(c.Spec.Name, out var plan))
                 {
-                    pod = new PodRecord(plan.Namespace, plan.Pod, plan.ServiceAccount, plan.InMesh, c.Spec.Env);
+                    pod = new PodRecord(plan.Namespace, plan.Pod, plan.ServiceAccount, plan.InMesh, c.Spec.Env)
+                    {
+                        Netns = _network?.Find(plan.Namespace, plan.Pod)?.NetnsName,
+                    };
                 }
                 records.Add(new ComponentRecord(c.Spec.Name, c.Spec.Kind, pid, p is null || pid == 0 ? 0 : Signals.StartTicks(p),
                     c.Spec.Address, c.Spec.Node, c.Spec.LogPath, c.Restarts, pod));
@@ -418,7 +537,11 @@ internal sealed class LocalMesh : IAsyncDisposable
             try
             {
                 new LocalState(Environment.ProcessId, Signals.StartTicks(self), _plan.ConfigFolder, _options.StateFolder,
-                    _options.ControlAddress.ToString(), _phase, _message, records, _configErrors, _configWarnings).Write();
+                    _options.ControlAddress.ToString(), _phase, _message, records, _configErrors, _configWarnings)
+                {
+                    PodCidr = _options.Netns?.Ranges.PodCidr.ToString(),
+                    ServiceCidr = _options.Netns?.Ranges.ServiceCidr.ToString(),
+                }.Write();
             }
             catch (IOException e)
             {
@@ -441,6 +564,8 @@ internal sealed class LocalMesh : IAsyncDisposable
         }
         await Task.WhenAll(stops).ConfigureAwait(false);
         foreach (var c in all) await c.DisposeAsync().ConfigureAwait(false);
+        // Every program has stopped: the namespaces, links and rules can go.
+        _network?.Dispose();
         var current = LocalState.Read(out _);
         if (current is not null && current.SupervisorPid == Environment.ProcessId) LocalState.Delete();
     }

@@ -11,7 +11,11 @@ internal sealed record ComponentRecord(string Name, string Kind, int Pid, long S
 /// What `exec` and `status` need of a running pod, as the supervisor runs it (its last good config): names,
 /// enrolment right now, and the environment its process was given.
 /// </summary>
-internal sealed record PodRecord(string Namespace, string Name, string ServiceAccount, bool InMesh, IReadOnlyDictionary<string, string> Env);
+internal sealed record PodRecord(string Namespace, string Name, string ServiceAccount, bool InMesh, IReadOnlyDictionary<string, string> Env)
+{
+    /// <summary>Netns mode: the pod's network namespace (`ip netns exec NAME ...` runs a command as the pod); null on loopback.</summary>
+    public string? Netns { get; init; }
+}
 
 /// <summary>
 /// The small state file of a running local mesh (AMBIENT_HOME/local.json, default ~/.ambient/local.json): who
@@ -31,6 +35,17 @@ internal sealed record LocalState(
     IReadOnlyList<string>? ConfigErrors = null,
     IReadOnlyList<string>? ConfigWarnings = null)
 {
+    /// <summary>Netns mode's pod and service CIDRs (null in loopback mode): `get` shows the addresses of this plan.</summary>
+    public string? PodCidr { get; init; }
+
+    public string? ServiceCidr { get; init; }
+
+    /// <summary>The address plan the mesh runs with.</summary>
+    public Ambient.Core.Model.AddressRanges Addresses() =>
+        PodCidr is { } pods && ServiceCidr is { } services && Ambient.Core.Model.AddressRanges.ParseNetns(pods, services, out _) is { } netns
+            ? netns
+            : Ambient.Core.Model.AddressRanges.Loopback;
+
     public const string PhaseStarting = "starting";
     public const string PhaseReady = "ready";
     public const string PhaseFailed = "failed";

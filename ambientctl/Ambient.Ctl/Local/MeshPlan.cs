@@ -48,7 +48,10 @@ internal sealed record ContainerPlan(
 internal sealed record PodPlan(
     ImmutableSortedDictionary<string, IPAddress> Nodes,
     ImmutableArray<ContainerPlan> Containers,
-    ImmutableArray<ConfigError> Problems);
+    ImmutableArray<ConfigError> Problems)
+{
+    public AddressRanges Addresses { get; init; } = AddressRanges.Loopback;
+}
 
 /// <summary>
 /// What `local up` will run for a folder (or one file, as kubectl's -f takes either): one ztunnel per node named by a
@@ -61,6 +64,9 @@ internal sealed record MeshPlan(
     ImmutableSortedDictionary<string, IPAddress> Nodes,
     ImmutableArray<ContainerPlan> Containers)
 {
+    /// <summary>The address plan the pods were placed with (istiod-lite is told the same).</summary>
+    public AddressRanges Addresses { get; init; } = AddressRanges.Loopback;
+
     public const string EchoImage = "ambient/echo";
     public const string SleepImage = "ambient/sleep";
 
@@ -69,7 +75,7 @@ internal sealed record MeshPlan(
     public const string WaypointImage = "ambient/waypoint";
 
     /// <summary>Parses and validates the folder or file; every problem is reported with file:line, nothing throws.</summary>
-    public static MeshPlan? Load(string path, out ImmutableArray<ConfigError> errors)
+    public static MeshPlan? Load(string path, out ImmutableArray<ConfigError> errors, AddressRanges? ranges = null)
     {
         var problems = ImmutableArray.CreateBuilder<ConfigError>();
         var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
@@ -106,7 +112,7 @@ internal sealed record MeshPlan(
         }
         var merged = ConfigMerge.Merge(1, files);
         problems.AddRange(merged.Errors);
-        var pods = Plan(merged.Resources);
+        var pods = Plan(merged.Resources, ranges);
         problems.AddRange(pods.Problems);
         if (pods.Containers.IsEmpty && problems.Count == 0)
         {
@@ -114,19 +120,24 @@ internal sealed record MeshPlan(
         }
         errors = problems.ToImmutable();
         if (!errors.IsEmpty) return null;
-        return new MeshPlan(full, merged.Resources, pods.Nodes, pods.Containers);
+        return new MeshPlan(full, merged.Resources, pods.Nodes, pods.Containers) { Addresses = pods.Addresses };
     }
 
     /// <summary>
     /// The processes a set of resources asks for, and what keeps a pod from running (each problem leaves out only
     /// its own container). Strict `local up` refuses any problem; the running supervisor starts what it can.
     /// </summary>
-    internal static PodPlan Plan(ImmutableArray<Resource> resources)
+    /// <param name="ranges">The address plan; null: loopback, nodes from <see cref="NodeAddressBase"/>.</param>
+    internal static PodPlan Plan(ImmutableArray<Resource> resources, AddressRanges? ranges = null)
     {
         var problems = ImmutableArray.CreateBuilder<ConfigError>();
-        var firstNodeOctet = NodeAddressBase.FromEnvironment(out var baseError);
-        if (baseError is not null) problems.Add(baseError);
-        var assignment = LoopbackAddressAllocator.AssignAll(resources, firstNodeOctet);
+        if (ranges is null)
+        {
+            var firstNodeOctet = NodeAddressBase.FromEnvironment(out var baseError);
+            if (baseError is not null) problems.Add(baseError);
+            ranges = AddressRanges.LoopbackFrom(firstNodeOctet);
+        }
+        var assignment = LoopbackAddressAllocator.AssignAll(resources, ranges);
         problems.AddRange(assignment.Problems);
 
         var namespaces = new Dictionary<string, NamespaceResource>(StringComparer.Ordinal);
@@ -150,10 +161,20 @@ internal sealed record MeshPlan(
                     $"namespace '{pod.Metadata.Namespace}' is not declared (add a Namespace document)"));
             }
             var address = assignment.PodAddress(pod.Metadata.Namespace, pod.Metadata.Name);
-            if (address is null || !IPAddress.IsLoopback(address))
+            if (ranges.Mode == NetworkMode.Loopback && (address is null || !IPAddress.IsLoopback(address)))
             {
                 problems.Add(new ConfigError(pod.Source, "status.podIP",
                     $"pod {pod.Metadata.Namespace}/{pod.Metadata.Name} needs a loopback address (127.x.y.z) to run locally, not {address}"));
+                continue;
+            }
+            if (address is null || ranges.Mode == NetworkMode.Netns && !InNodeRange(address, pod.NodeName, assignment, ranges))
+            {
+                // Without a node there is nothing to say beyond spec.nodeName's problem above.
+                if (!string.IsNullOrEmpty(pod.NodeName))
+                {
+                    problems.Add(new ConfigError(pod.Source, "status.podIP",
+                        $"pod {pod.Metadata.Namespace}/{pod.Metadata.Name} needs an address in node {pod.NodeName}'s pod range to run in a network namespace, not {address?.ToString() ?? "none"}"));
+                }
                 continue;
             }
             var inMesh = MeshBuilder.IsEnrolled(pod, nsResource);
@@ -181,7 +202,15 @@ internal sealed record MeshPlan(
             if (WaypointContainer(waypoint, assignment) is { } plan) containers.Add(plan);
         }
         var nodes = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, assignment.Nodes);
-        return new PodPlan(nodes, containers.ToImmutable(), problems.ToImmutable());
+        return new PodPlan(nodes, containers.ToImmutable(), problems.ToImmutable()) { Addresses = ranges };
+    }
+
+    /// <summary>Netns mode: the address is in the /24 whose gateway is the node's address (so its bridge routes it).</summary>
+    private static bool InNodeRange(IPAddress? address, string? node, LoopbackAssignment assignment, AddressRanges ranges)
+    {
+        if (address is null || string.IsNullOrEmpty(node) || assignment.NodeAddress(node) is not { } gateway) return false;
+        if (!LoopbackAddressAllocator.TryToUInt32(address, out var a) || !LoopbackAddressAllocator.TryToUInt32(gateway, out var g)) return false;
+        return (a & 0xffffff00) == (g & 0xffffff00) && a != g && (a & 0xff) is not (0 or 255) && ranges.PodCidr.Contains(address);
     }
 
     /// <summary>

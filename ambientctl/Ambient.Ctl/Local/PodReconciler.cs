@@ -71,7 +71,7 @@ internal sealed class PodReconciler : IAsyncDisposable
 
     internal async Task ReconcileAsync(ConfigSnapshot config)
     {
-        var plan = MeshPlan.Plan(config.Resources);
+        var plan = MeshPlan.Plan(config.Resources, _mesh.Plan.Addresses);
         var errors = new List<ConfigError>(config.Errors);
         errors.AddRange(plan.Problems);
         if (!NodesFit(plan, _mesh.Plan))
@@ -116,7 +116,7 @@ internal sealed class PodReconciler : IAsyncDisposable
             }
             try
             {
-                _mesh.StartPod(c);
+                await _mesh.StartPodAsync(c).ConfigureAwait(false);
             }
             catch (Exception e) when (e is LocalMeshException or InvalidOperationException)
             {
@@ -124,7 +124,8 @@ internal sealed class PodReconciler : IAsyncDisposable
             }
         }
         errors.Sort(static (a, b) => SourceOrder.Compare(a.Source, b.Source));
-        _mesh.UpdateView(inMesh, errors.ConvertAll(e => e.ToString()), ConfigWarnings.Find(config).Select(w => w.ToString()).ToList());
+        await _mesh.UpdateViewAsync(inMesh, errors.ConvertAll(e => e.ToString()), ConfigWarnings.Find(config).Select(w => w.ToString()).ToList(),
+            config.Resources).ConfigureAwait(false);
     }
 
     /// <summary>Every node the config names runs a ztunnel here, at the address istiod-lite now gives it (a node left without pods is fine).</summary>

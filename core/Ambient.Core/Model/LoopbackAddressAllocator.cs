@@ -17,7 +17,7 @@ namespace Ambient.Core.Model;
 /// </summary>
 internal sealed class LoopbackAddressAllocator
 {
-    private const int SlotsPerSecondOctet = 256 * 254;
+    private const int SlotsPerBlock = 254;
 
     /// <summary>Pods: 127.1.0.1 - 127.127.255.254.</summary>
     public static (byte First, byte Last) PodRange => (1, 127);
@@ -28,7 +28,7 @@ internal sealed class LoopbackAddressAllocator
     /// <summary>Nodes: 127.0.1.1, 127.0.1.2, ... unless a caller moves them (127.0.0.x is left to the control plane).</summary>
     public const byte DefaultFirstNodeOctet = 1;
 
-    private readonly byte _firstSecondOctet;
+    private readonly uint _firstBlock;
     private readonly uint _slots;
     private readonly HashSet<uint> _used;
 
@@ -37,11 +37,34 @@ internal sealed class LoopbackAddressAllocator
     /// <param name="used">Addresses (host byte order) that are taken; shared between allocators so ranges and
     /// explicitly configured addresses never collide. Allocation adds to it.</param>
     public LoopbackAddressAllocator(byte firstSecondOctet, byte lastSecondOctet, HashSet<uint> used)
+        : this((127u << 24) | ((uint)firstSecondOctet << 16), CheckedBlocks(firstSecondOctet, lastSecondOctet), used)
     {
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(firstSecondOctet, lastSecondOctet);
-        _firstSecondOctet = firstSecondOctet;
-        _slots = (uint)(lastSecondOctet - firstSecondOctet + 1) * SlotsPerSecondOctet;
+    }
+
+    /// <summary>
+    /// An allocator over <paramref name="blocks"/> consecutive /24 blocks from <paramref name="firstBlock"/> (host byte
+    /// order, last octet 0), each offering .1-.254; a slot already in <paramref name="used"/> (a gateway, the DNS VIP,
+    /// an explicit address) is skipped by probing.
+    /// </summary>
+    public LoopbackAddressAllocator(uint firstBlock, uint blocks, HashSet<uint> used)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(blocks);
+        _firstBlock = firstBlock & 0xffffff00;
+        _slots = blocks * SlotsPerBlock;
         _used = used;
+    }
+
+    /// <summary>The /24 blocks of a CIDR with a prefix of /24 or shorter.</summary>
+    public static LoopbackAddressAllocator ForCidr(IPNetwork cidr, HashSet<uint> used)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(cidr.PrefixLength, 24);
+        return new LoopbackAddressAllocator(AddressRanges.Network(cidr), 1u << (24 - cidr.PrefixLength), used);
+    }
+
+    private static uint CheckedBlocks(byte first, byte last)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(first, last);
+        return (uint)(last - first + 1) * 256;
     }
 
     public IPAddress Allocate(string key) => AllocateHash(StableHash.Fnv1a64(key));
@@ -51,12 +74,9 @@ internal sealed class LoopbackAddressAllocator
 
     private IPAddress AllocateHash(ulong hash)
     {
-        if (_used.Count >= _slots)
-        {
-            throw new InvalidOperationException($"loopback range 127.{_firstSecondOctet}.x.x is exhausted");
-        }
         var slot = (uint)(hash % _slots);
-        while (true)
+        // At most one lap: the used set is shared with other ranges, so its size says nothing about this one.
+        for (var probes = 0u; probes < _slots; probes++)
         {
             var address = SlotToAddress(slot);
             if (_used.Add(address))
@@ -65,14 +85,10 @@ internal sealed class LoopbackAddressAllocator
             }
             slot = slot + 1 == _slots ? 0 : slot + 1;
         }
+        throw new InvalidOperationException($"address range {ToIPAddress(_firstBlock)} (+{_slots} addresses) is exhausted");
     }
 
-    private uint SlotToAddress(uint slot)
-    {
-        var second = _firstSecondOctet + slot / SlotsPerSecondOctet;
-        var rest = slot % SlotsPerSecondOctet;
-        return (127u << 24) | (second << 16) | ((rest / 254) << 8) | (rest % 254 + 1);
-    }
+    private uint SlotToAddress(uint slot) => _firstBlock + ((slot / SlotsPerBlock) << 8) + (slot % SlotsPerBlock + 1);
 
     internal static IPAddress ToIPAddress(uint hostOrder) => new(
     [
@@ -108,8 +124,18 @@ internal sealed class LoopbackAddressAllocator
     /// addresses with well-known ports (admin, metrics, readiness), so moving them lets a second mesh run beside
     /// one on the default range.</param>
     public static LoopbackAssignment AssignAll(IReadOnlyList<Resource> resources, byte firstNodeOctet = DefaultFirstNodeOctet)
+        => AssignAll(resources, AddressRanges.LoopbackFrom(firstNodeOctet));
+
+    /// <summary>
+    /// The same in either mode (<see cref="AddressRanges"/>). In netns mode node i (sorted) is the gateway .1 of the
+    /// i-th /24 of the pod CIDR, a pod's slot is in its node's /24 (a pod without a node gets no address: it cannot
+    /// run), and VIPs are slots of the service CIDR, never its DNS VIP.
+    /// </summary>
+    public static LoopbackAssignment AssignAll(IReadOnlyList<Resource> resources, AddressRanges ranges)
     {
-        ArgumentOutOfRangeException.ThrowIfZero(firstNodeOctet);
+        var netns = ranges.Mode == NetworkMode.Netns;
+        var firstNodeOctet = ranges.FirstNodeOctet;
+        if (!netns) ArgumentOutOfRangeException.ThrowIfZero(firstNodeOctet);
         var problems = new List<ConfigError>();
         var used = new HashSet<uint>();
         var owners = new Dictionary<IPAddress, string>();
@@ -118,6 +144,8 @@ internal sealed class LoopbackAddressAllocator
         var services = new Dictionary<ObjectKey, IPAddress?>();
         var nodeSet = new HashSet<string>(StringComparer.Ordinal);
         var podsToAllocate = new List<ObjectKey>(resources.Count);
+        // Netns mode: the node of each pod to allocate (its address is in the node's /24); waypoints are placed later.
+        var podNodes = new Dictionary<ObjectKey, string>();
         var servicesToAllocate = new List<ObjectKey>();
 
         // Waypoints first: each gets a pod and a Service named after its Gateway (as Istio's deployment controller
@@ -163,6 +191,7 @@ internal sealed class LoopbackAddressAllocator
                     if (explicitIp is null)
                     {
                         podsToAllocate.Add(key);
+                        podNodes[key] = pod.NodeName ?? "";
                     }
                     break;
                 }
@@ -189,35 +218,9 @@ internal sealed class LoopbackAddressAllocator
             }
         }
 
-        podsToAllocate.Sort(ObjectKey.CompareJoined);
-        var podAllocator = new LoopbackAddressAllocator(PodRange.First, PodRange.Last, used);
-        foreach (var key in podsToAllocate)
-        {
-            pods[key] = podAllocator.Allocate(key.Namespace, key.Name);
-        }
-        servicesToAllocate.Sort(ObjectKey.CompareJoined);
-        var serviceAllocator = new LoopbackAddressAllocator(ServiceRange.First, ServiceRange.Last, used);
-        foreach (var key in servicesToAllocate)
-        {
-            services[key] = serviceAllocator.Allocate(key.Namespace, key.Name);
-        }
         var nodes = new string[nodeSet.Count];
         nodeSet.CopyTo(nodes);
         Array.Sort(nodes, StringComparer.Ordinal);
-
-        var nodeAddresses = new Dictionary<string, IPAddress>(nodes.Length, StringComparer.Ordinal);
-        var index = 0;
-        foreach (var node in nodes)
-        {
-            var third = firstNodeOctet + index / 254;
-            if (third > 255)
-            {
-                problems.Add(new ConfigError(new SourceLocation("", 0), "spec.nodeName", $"more than {(256 - firstNodeOctet) * 254} nodes; node '{node}' gets no loopback address"));
-                break;
-            }
-            nodeAddresses.Add(node, ToIPAddress((127u << 24) | ((uint)third << 8) | (uint)(index % 254 + 1)));
-            index++;
-        }
         var waypoints = new WaypointPlacement[waypointGateways.Count];
         for (var i = 0; i < waypoints.Length; i++)
         {
@@ -233,7 +236,105 @@ internal sealed class LoopbackAddressAllocator
             }
             waypoints[i] = new WaypointPlacement(gateway, WaypointPlacement.PodNameFor(gateway.Metadata.Namespace, gateway.Metadata.Name), node);
         }
+
+        var nodeAddresses = new Dictionary<string, IPAddress>(nodes.Length, StringComparer.Ordinal);
+        var index = 0;
+        foreach (var node in nodes)
+        {
+            if (netns)
+            {
+                if (index >= ranges.MaxNodes)
+                {
+                    problems.Add(new ConfigError(new SourceLocation("", 0), "spec.nodeName", $"more than {ranges.MaxNodes} nodes; node '{node}' gets no /24 of the pod CIDR {ranges.PodCidr}"));
+                    break;
+                }
+                nodeAddresses.Add(node, ranges.NodeGateway(index));
+                used.Add(ranges.NodeBlock(index) + 1);
+                index++;
+                continue;
+            }
+            var third = firstNodeOctet + index / 254;
+            if (third > 255)
+            {
+                problems.Add(new ConfigError(new SourceLocation("", 0), "spec.nodeName", $"more than {(256 - firstNodeOctet) * 254} nodes; node '{node}' gets no loopback address"));
+                break;
+            }
+            nodeAddresses.Add(node, ToIPAddress((127u << 24) | ((uint)third << 8) | (uint)(index % 254 + 1)));
+            index++;
+        }
+
+        podsToAllocate.Sort(ObjectKey.CompareJoined);
+        if (netns)
+        {
+            AllocateNetnsPods(ranges, nodes, nodeAddresses, podNodes, waypoints, podsToAllocate, pods, used, problems);
+        }
+        else
+        {
+            var podAllocator = new LoopbackAddressAllocator(PodRange.First, PodRange.Last, used);
+            foreach (var key in podsToAllocate)
+            {
+                pods[key] = podAllocator.Allocate(key.Namespace, key.Name);
+            }
+        }
+        servicesToAllocate.Sort(ObjectKey.CompareJoined);
+        LoopbackAddressAllocator serviceAllocator;
+        if (netns)
+        {
+            // The DNS VIP is the cluster resolver's (every pod's resolv.conf), never a Service's.
+            LoopbackAddressAllocator.TryToUInt32(ranges.DnsVip, out var dnsVip);
+            used.Add(dnsVip);
+            serviceAllocator = ForCidr(ranges.ServiceCidr, used);
+        }
+        else
+        {
+            serviceAllocator = new LoopbackAddressAllocator(ServiceRange.First, ServiceRange.Last, used);
+        }
+        foreach (var key in servicesToAllocate)
+        {
+            try
+            {
+                services[key] = serviceAllocator.Allocate(key.Namespace, key.Name);
+            }
+            catch (InvalidOperationException e)
+            {
+                problems.Add(new ConfigError(new SourceLocation("", 0), "spec.clusterIP", $"service {key} gets no VIP: {e.Message}"));
+            }
+        }
         return new LoopbackAssignment(pods, services, nodeAddresses, [.. problems], waypoints);
+    }
+
+    /// <summary>Each pod gets a slot of its node's /24 (hashed as in loopback mode, so stable the same way).</summary>
+    private static void AllocateNetnsPods(
+        AddressRanges ranges, string[] nodes, Dictionary<string, IPAddress> nodeAddresses, Dictionary<ObjectKey, string> podNodes,
+        WaypointPlacement[] waypoints, List<ObjectKey> podsToAllocate, Dictionary<ObjectKey, IPAddress?> pods, HashSet<uint> used,
+        List<ConfigError> problems)
+    {
+        foreach (var w in waypoints)
+        {
+            podNodes[new ObjectKey(w.Namespace, w.PodName)] = w.Node;
+        }
+        var allocators = new Dictionary<string, LoopbackAddressAllocator>(nodes.Length, StringComparer.Ordinal);
+        for (var i = 0; i < nodes.Length && i < ranges.MaxNodes; i++)
+        {
+            allocators.Add(nodes[i], new LoopbackAddressAllocator(ranges.NodeBlock(i), 1, used));
+        }
+        foreach (var key in podsToAllocate)
+        {
+            // No node (reported by whoever runs pods) or a node beyond the pod CIDR: no address, as an unscheduled pod.
+            if (!podNodes.TryGetValue(key, out var node) || !nodeAddresses.ContainsKey(node) || !allocators.TryGetValue(node, out var allocator))
+            {
+                continue;
+            }
+            try
+            {
+                pods[key] = allocator.Allocate(key.Namespace, key.Name);
+            }
+            catch (InvalidOperationException)
+            {
+                problems.Add(new ConfigError(new SourceLocation("", 0), "spec.nodeName",
+                    $"node '{node}' has no free address left in {ranges.NodePodCidr(Array.IndexOf(nodes, node))} for pod {key}"));
+            }
+        }
     }
 
     internal static bool IsHeadless(ServiceResource svc) => string.Equals(svc.ClusterIP, "None", StringComparison.OrdinalIgnoreCase);

@@ -19,7 +19,7 @@ internal static class MeshBuilder
     {
         options ??= MeshOptions.Default;
         var problems = new List<ConfigError>();
-        var assignment = LoopbackAddressAllocator.AssignAll(resources);
+        var assignment = LoopbackAddressAllocator.AssignAll(resources, options.Addresses);
         problems.AddRange(assignment.Problems);
         // Config records carry their own copy of every namespace/node/service-account string; pooling them keeps
         // one instance per distinct value in the snapshot.

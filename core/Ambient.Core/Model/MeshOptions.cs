@@ -16,6 +16,9 @@ internal sealed record MeshOptions
 
     /// <summary>DNS suffix of service hostnames: <c>name.ns.svc.&lt;suffix&gt;</c>. Kept apart from the trust domain as in Istio.</summary>
     public string DomainSuffix { get; init; } = "cluster.local";
+
+    /// <summary>Where pods, Service VIPs and nodes get their addresses (loopback, or the netns mode's CIDRs).</summary>
+    public AddressRanges Addresses { get; init; } = AddressRanges.Loopback;
 }
 
 /// <summary>Label keys and values users write, exactly as Istio spells them.</summary>
