@@ -50,18 +50,7 @@ internal static partial class ManifestParser
         }
         RejectUnknownFields(ctx, spec, specPath, SpecFields);
 
-        var selectorPath = DocumentContext.Field(specPath, "selector");
-        if (ctx.Map(spec.Get("selector"), selectorPath, spec.Line) is { } selector)
-        {
-            RejectUnknownFields(ctx, selector, selectorPath, ["matchLabels"]);
-            policy.HasSelector = true;
-            var labels = ctx.StringMap(selector, "matchLabels", selectorPath, SelectorKey, SelectorValue);
-            foreach (var (k, v) in labels) policy.MatchLabels[k] = v;
-        }
-        else if (spec.Get("selector") is YamlMapping)
-        {
-            policy.HasSelector = true; // `selector: {}`
-        }
+        policy.HasSelector = ReadWorkloadSelector(ctx, spec, specPath, policy.MatchLabels);
 
         if (ctx.Map(spec.Get("targetRef"), DocumentContext.Field(specPath, "targetRef"), spec.Line) is { } single)
         {
@@ -334,6 +323,23 @@ internal static partial class ManifestParser
                 ctx.Error(k.Line, DocumentContext.Field(path, k.Value), $"unknown field \"{LogText.Clip(k.Value)}\" (known: {string.Join(", ", known)})");
             }
         }
+    }
+
+    /// <summary>
+    /// <c>spec.selector</c> (Istio's WorkloadSelector: <c>matchLabels</c> only, no wildcards) into
+    /// <paramref name="matchLabels"/>; true when the spec has a selector, even <c>selector: {}</c>, which Istio tells
+    /// from none.
+    /// </summary>
+    private static bool ReadWorkloadSelector(DocumentContext ctx, YamlMapping spec, string specPath, MapField<string, string> matchLabels)
+    {
+        var selectorPath = DocumentContext.Field(specPath, "selector");
+        if (ctx.Map(spec.Get("selector"), selectorPath, spec.Line) is { } selector)
+        {
+            RejectUnknownFields(ctx, selector, selectorPath, ["matchLabels"]);
+            var labels = ctx.StringMap(selector, "matchLabels", selectorPath, SelectorKey, SelectorValue);
+            foreach (var (k, v) in labels) matchLabels[k] = v;
+        }
+        return spec.Get("selector") is YamlMapping;
     }
 
     private static string? SelectorKey(string k) =>

@@ -127,7 +127,7 @@ internal static partial class ManifestParser
         "Namespace" or "ServiceAccount" or "Pod" or "Service" => CoreV1,
         "Deployment" => AppsV1,
         "Gateway" or "HTTPRoute" => GatewayApi,
-        "AuthorizationPolicy" => IstioSecurity,
+        "AuthorizationPolicy" or "PeerAuthentication" => IstioSecurity,
         _ => null,
     };
 
@@ -178,6 +178,7 @@ internal static partial class ManifestParser
             "Gateway" => ReadGateway(ctx, root, prefix, apiVersion, metadata, source),
             "HTTPRoute" => ReadHttpRoute(ctx, root, meta, prefix, apiVersion, metadata, source),
             "AuthorizationPolicy" => ReadAuthorizationPolicy(ctx, root, prefix, apiVersion, metadata, source),
+            "PeerAuthentication" => ReadPeerAuthentication(ctx, root, prefix, apiVersion, metadata, source),
             _ => new UnknownResource(apiVersion, kind, metadata, source),
         };
         if (resource is not null) produced.Add(resource);

@@ -53,7 +53,7 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
 
     public MeshSnapshot Snapshot => Discovery.Current.Snapshot;
 
-    /// <summary>The AuthorizationPolicies of the published config, converted (for the debug endpoint).</summary>
+    /// <summary>The AuthorizationPolicies and PeerAuthentications of the published config, converted (for the debug endpoint).</summary>
     public PolicySet Policies => Volatile.Read(ref _policies);
 
     public bool HasPodOnNode(string node, SpiffeId identity) =>
@@ -88,6 +88,13 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
                 Log.PolicyWarning(_logger, p.Key, warning);
             }
         }
+        foreach (var p in policies.PeerAuthentications)
+        {
+            foreach (var warning in p.Warnings)
+            {
+                Log.PeerAuthenticationWarning(_logger, p.Key, warning);
+            }
+        }
         return (snapshot, policies);
     }
 
@@ -115,5 +122,8 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
 
         [LoggerMessage(3, LogLevel.Warning, "AuthorizationPolicy {Policy}: {Warning}")]
         public static partial void PolicyWarning(ILogger logger, string policy, string warning);
+
+        [LoggerMessage(4, LogLevel.Warning, "PeerAuthentication {Policy}: {Warning}")]
+        public static partial void PeerAuthenticationWarning(ILogger logger, string policy, string warning);
     }
 }

@@ -294,6 +294,68 @@ public class GetCommandTests
         Assert.Contains("status:\n  enforcedBy: ztunnel\n", yaml, StringComparison.Ordinal);
     }
 
+    private const string PeerAuthentications = """
+        apiVersion: security.istio.io/v1
+        kind: PeerAuthentication
+        metadata: {name: default, namespace: demo}
+        spec:
+          mtls: {mode: STRICT}
+        ---
+        apiVersion: security.istio.io/v1beta1
+        kind: PeerAuthentication
+        metadata: {name: web, namespace: demo}
+        spec:
+          selector: {matchLabels: {app: web}}
+          mtls: {mode: STRICT}
+          portLevelMtls:
+            8080: {mode: PERMISSIVE}
+        ---
+
+        """;
+
+    // The peerAuthentications list of istiod-lite's /debug/authorizationpolicies (fields `get` does not read left out).
+    private const string DebugPeerAuthentications = """
+        {"rootNamespace": "istio-system", "policies": [], "peerAuthentications": [
+          {"namespace": "demo", "name": "default", "level": "namespace", "mode": "STRICT", "warnings": [], "enforcedAs": "istio-system/istio_converted_static_strict"},
+          {"namespace": "demo", "name": "web", "level": "workload", "mode": "STRICT", "warnings": [], "enforcedAs": "demo/converted_peer_authentication_web",
+           "ztunnel": {"name": "converted_peer_authentication_web", "namespace": "demo", "scope": "WORKLOAD_SELECTOR", "action": "DENY"}}
+        ]}
+        """;
+
+    [Theory]
+    [InlineData("peerauthentications")]
+    [InlineData("peerauthentication")]
+    [InlineData("pa")]
+    [InlineData("PeerAuthentication")]
+    public void PeerAuthentication_KindNames(string name) => Assert.Equal("PeerAuthentication", ResourceKinds.Find(name)!.Kind);
+
+    [Fact]
+    public void PeerAuthentications_ModesAndWhatZtunnelEnforces_FromIstiod()
+    {
+        using var dir = new TempDir();
+        dir.Write("mesh.yaml", MeshYaml.Namespace("demo") + PeerAuthentications);
+        var status = IstiodResourceStatus.Parse(DebugWaypoints, () => DebugPeerAuthentications)!;
+        var (code, table, _) = Get(dir.Path, "pa", ns: "demo", output: "wide", status: status);
+        Assert.Equal(0, code);
+        var lines = Lines(table);
+        Assert.Equal(["NAME", "MODE", "PORT-LEVEL", "ENFORCED-AS", "WARNINGS", "LEVEL", "SELECTOR"], Cells(lines[0]));
+        Assert.Equal(["default", "STRICT", "<none>", "istio-system/istio_converted_static_strict", "<none>", "namespace", "<none>"], Cells(lines[1]));
+        Assert.Equal(["web", "STRICT", "8080=PERMISSIVE", "demo/converted_peer_authentication_web", "<none>", "workload", "app=web"], Cells(lines[2]));
+
+        // Without a mesh: the spec only.
+        (_, table, _) = Get(dir.Path, "peerauthentications", "web", ns: "demo");
+        Assert.Equal(["web", "STRICT", "8080=PERMISSIVE", "-", "-"], Cells(Lines(table)[1]));
+
+        var (_, json, _) = Get(dir.Path, "pa", "web", ns: "demo", output: "json", status: status);
+        var doc = JsonDocument.Parse(json).RootElement;
+        Assert.Equal("PeerAuthentication", doc.GetProperty("kind").GetString());
+        Assert.Equal("security.istio.io/v1beta1", doc.GetProperty("apiVersion").GetString());
+        Assert.Equal("STRICT", doc.GetProperty("spec").GetProperty("mtls").GetProperty("mode").GetString());
+        Assert.Equal("PERMISSIVE", doc.GetProperty("spec").GetProperty("portLevelMtls").GetProperty("8080").GetProperty("mode").GetString());
+        Assert.Equal("web", doc.GetProperty("spec").GetProperty("selector").GetProperty("matchLabels").GetProperty("app").GetString());
+        Assert.Equal("demo/converted_peer_authentication_web", doc.GetProperty("status").GetProperty("enforcedAs").GetString());
+    }
+
     [Fact]
     public void Status_UnknownWhenIstiodDoesNotAnswerOrAnswersSomethingElse()
     {

@@ -171,7 +171,7 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
     }
 
     public void WriteConfigDump(Utf8JsonWriter json) =>
-        ConfigDump.Write(json, _options.Node, State.Snapshot, _control.Certificates, _pool, _listeners.Hbone, _listeners.Socks);
+        ConfigDump.Write(json, _options.Node, State.Snapshot, State.Authorizer, _control.Certificates, _pool, _listeners.Hbone, _listeners.Socks);
 
     public async ValueTask DisposeAsync()
     {

@@ -15,7 +15,7 @@ internal static class GetCommand
 {
     public static Command Build()
     {
-        var kind = new Argument<string>("kind") { Description = "namespaces (ns), pods (po), services (svc), serviceaccounts (sa), gateways (gtw), httproutes, deployments (deploy), authorizationpolicies (ap)" };
+        var kind = new Argument<string>("kind") { Description = "namespaces (ns), pods (po), services (svc), serviceaccounts (sa), gateways (gtw), httproutes, deployments (deploy), authorizationpolicies (ap), peerauthentications (pa)" };
         var name = new Argument<string?>("name") { Description = "one resource by name", Arity = ArgumentArity.ZeroOrOne };
         var ns = new Option<string?>("--namespace", "-n") { Description = "the namespace (default: default)" };
         var all = new Option<bool>("--all-namespaces", "-A") { Description = "every namespace" };

@@ -11,11 +11,13 @@ namespace Ambient.Ctl.Inspect;
 /// <c>/debug/waypoints</c> (the <c>gateways</c> and <c>httpRoutes</c> lists, each with a kube-shaped <c>status</c>).
 /// istiod-lite is the one that decides what is Accepted and resolved; this only shows it. No answer: every condition
 /// is unknown ("-"), as without a mesh. AuthorizationPolicy status (where it is enforced, its scope, the conversion
-/// warnings) comes from <c>/debug/authorizationpolicies</c>, read on the first policy asked about.
+/// warnings) and PeerAuthentication status (its level, what ztunnel enforces for it, the warnings) come from
+/// <c>/debug/authorizationpolicies</c>, read on the first policy asked about.
 /// </summary>
 internal sealed class IstiodResourceStatus : IResourceStatusSource
 {
     private const string PolicyKind = "AuthorizationPolicy";
+    private const string PeerAuthenticationKind = "PeerAuthentication";
     private static readonly TimeSpan FetchTimeout = TimeSpan.FromSeconds(2);
     private readonly Dictionary<string, JsonObject> _status;
     private readonly Lazy<Dictionary<string, JsonObject>> _policies;
@@ -29,7 +31,7 @@ internal sealed class IstiodResourceStatus : IResourceStatusSource
     public JsonObject? Status(Resource resource)
     {
         var key = Key(resource.Kind, resource.Metadata.Namespace, resource.Metadata.Name);
-        var from = resource.Kind == PolicyKind ? _policies.Value : _status;
+        var from = resource.Kind is PolicyKind or PeerAuthenticationKind ? _policies.Value : _status;
         return from.TryGetValue(key, out var s) ? s : null;
     }
 
@@ -65,7 +67,9 @@ internal sealed class IstiodResourceStatus : IResourceStatusSource
     /// <summary>
     /// Each policy of a /debug/authorizationpolicies answer as its status: <c>enforcedBy</c> (ztunnel, waypoint or
     /// none), <c>scope</c> (as pushed to ztunnel) and <c>warnings</c> (how the enforced policy differs from the
-    /// written one). Anything else (not JSON, no list) gives no status.
+    /// written one); and each PeerAuthentication of its <c>peerAuthentications</c> list: <c>level</c> (mesh, namespace,
+    /// workload or ignored), <c>enforcedAs</c> (the Authorization ztunnel enforces for it, or none) and <c>warnings</c>.
+    /// Anything else (not JSON, no list) gives no status.
     /// </summary>
     private static Dictionary<string, JsonObject> ParsePolicies(string json)
     {
@@ -79,18 +83,24 @@ internal sealed class IstiodResourceStatus : IResourceStatusSource
         {
             return into;
         }
-        if (root?["policies"] is not JsonArray items) return into;
+        AddPolicies(into, root?["policies"], PolicyKind, ["enforcedBy", "scope", "warnings"]);
+        AddPolicies(into, root?["peerAuthentications"], PeerAuthenticationKind, ["level", "enforcedAs", "warnings"]);
+        return into;
+    }
+
+    private static void AddPolicies(Dictionary<string, JsonObject> into, JsonNode? list, string kind, string[] fields)
+    {
+        if (list is not JsonArray items) return;
         foreach (var item in items)
         {
             if (item is not JsonObject o || o["namespace"]?.GetValue<string>() is not { } ns || o["name"]?.GetValue<string>() is not { } name) continue;
             var status = new JsonObject();
-            foreach (var field in (string[])["enforcedBy", "scope", "warnings"])
+            foreach (var field in fields)
             {
                 if (o[field] is { } value) status[field] = value.DeepClone();
             }
-            into[Key(PolicyKind, ns, name)] = status;
+            into[Key(kind, ns, name)] = status;
         }
-        return into;
     }
 
     private static void Add(Dictionary<string, JsonObject> into, JsonNode? list, string kind)

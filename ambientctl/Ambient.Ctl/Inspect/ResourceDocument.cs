@@ -67,6 +67,10 @@ internal static class ResourceDocument
                 doc["spec"] = JsonNode.Parse(ProtoJsonWithDefaults.Format(policy.Spec));
                 AddStatus(doc, mesh.Status.Status(policy));
                 break;
+            case PeerAuthenticationResource peer:
+                doc["spec"] = PeerAuthenticationSpec(peer.Spec);
+                AddStatus(doc, mesh.Status.Status(peer));
+                break;
         }
         return doc;
     }
@@ -74,6 +78,29 @@ internal static class ResourceDocument
     /// <summary>One resource as itself, several as a kubectl List.</summary>
     public static JsonNode Wrap(List<JsonObject> items, bool single) =>
         single && items.Count == 1 ? items[0] : new JsonObject { ["apiVersion"] = "v1", ["items"] = new JsonArray([.. items]), ["kind"] = "List" };
+
+    /// <summary>The spec in the API's own shape (selector, mtls.mode, portLevelMtls keyed by port), as written.</summary>
+    private static JsonObject PeerAuthenticationSpec(Ambient.Core.Protos.AuthorizationPolicies.PeerAuthenticationSpec spec)
+    {
+        var doc = new JsonObject();
+        if (spec.HasSelector)
+        {
+            var labels = new JsonObject();
+            foreach (var (k, v) in spec.MatchLabels.OrderBy(static l => l.Key, StringComparer.Ordinal)) labels[k] = v;
+            doc["selector"] = new JsonObject { ["matchLabels"] = labels };
+        }
+        doc["mtls"] = new JsonObject { ["mode"] = spec.Mode.ToString().ToUpperInvariant() };
+        if (spec.PortLevelMtls.Count > 0)
+        {
+            var ports = new JsonObject();
+            foreach (var (port, mode) in spec.PortLevelMtls.OrderBy(static p => p.Key))
+            {
+                ports[port.ToString(CultureInfo.InvariantCulture)] = new JsonObject { ["mode"] = mode.ToString().ToUpperInvariant() };
+            }
+            doc["portLevelMtls"] = ports;
+        }
+        return doc;
+    }
 
     private static JsonObject PodSpec(PodResource pod)
     {

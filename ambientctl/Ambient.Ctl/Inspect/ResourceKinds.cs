@@ -39,6 +39,7 @@ internal static class ResourceKinds
         new("HTTPRoute", "httproutes", [], true, ["hostnames", "parents", "accepted", "resolved-refs"], ["rules"], HttpRouteRow),
         new("Deployment", "deployments", ["deploy"], true, [], ["labels"], (r, _) => [Labels(r)]),
         new("AuthorizationPolicy", "authorizationpolicies", ["ap"], true, ["action", "enforced-by", "warnings"], ["scope", "dry-run", "rules"], PolicyRow),
+        new("PeerAuthentication", "peerauthentications", ["pa"], true, ["mode", "port-level", "enforced-as", "warnings"], ["level", "selector"], PeerAuthenticationRow),
     ];
 
     private static readonly Cell Active = new("Active", Tone.Good);
@@ -125,9 +126,7 @@ internal static class ResourceKinds
         var status = mesh.Status.Status(policy);
         var enforcedBy = status?["enforcedBy"]?.GetValue<string>()
             ?? (spec.TargetRefs.Count > 0 ? "waypoint" : spec.Action == PolicyAction.Audit ? "none" : "ztunnel");
-        Cell warnings = status?["warnings"] is JsonArray list
-            ? list.Count == 0 ? "<none>" : new Cell(string.Join("; ", list.Select(w => w?.GetValue<string>())), Tone.Warn)
-            : "-";
+        var warnings = Warnings(status);
         return
         [
             spec.Action.ToString().ToUpperInvariant(),
@@ -138,6 +137,35 @@ internal static class ResourceKinds
             spec.Rules.Count.ToString(CultureInfo.InvariantCulture),
         ];
     }
+
+    /// <summary>
+    /// A PeerAuthentication's modes as written, and as istiod-lite reports it: what ztunnel enforces for it (the static
+    /// STRICT policy, its converted port-level policy, or none), the warnings and its level (mesh, namespace, workload).
+    /// Without a mesh those are unknown ("-").
+    /// </summary>
+    private static Cell[] PeerAuthenticationRow(Resource r, MeshRuntime mesh)
+    {
+        var spec = ((PeerAuthenticationResource)r).Spec;
+        var status = mesh.Status.Status(r);
+        var warnings = Warnings(status);
+        var ports = spec.PortLevelMtls.Count == 0
+            ? "<none>"
+            : string.Join(",", spec.PortLevelMtls.OrderBy(static p => p.Key).Select(static p => p.Key.ToString(CultureInfo.InvariantCulture) + "=" + p.Value.ToString().ToUpperInvariant()));
+        return
+        [
+            spec.Mode.ToString().ToUpperInvariant(),
+            ports,
+            status?["enforcedAs"]?.GetValue<string>() ?? "-",
+            warnings,
+            status?["level"]?.GetValue<string>() ?? "-",
+            !spec.HasSelector ? "<none>" : spec.MatchLabels.Count == 0 ? "{}" : string.Join(",", spec.MatchLabels.OrderBy(static l => l.Key, StringComparer.Ordinal).Select(static l => l.Key + "=" + l.Value)),
+        ];
+    }
+
+    /// <summary>istiod-lite's conversion warnings for a policy: "-" when unknown (no mesh), "&lt;none&gt;" when none.</summary>
+    private static Cell Warnings(JsonObject? status) => status?["warnings"] is JsonArray list
+        ? list.Count == 0 ? "<none>" : new Cell(string.Join("; ", list.Select(w => w?.GetValue<string>())), Tone.Warn)
+        : "-";
 
     /// <summary>
     /// The waypoints a targetRefs policy is enforced by: a Gateway target is the waypoint itself; a Service target is

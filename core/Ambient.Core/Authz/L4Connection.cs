@@ -19,6 +19,14 @@ internal readonly struct L4Connection
         DestinationPort = destinationPort;
     }
 
+    /// <summary>
+    /// A connection that arrived without mTLS (the plaintext inbound listener, 15006): no peer identity. Under an
+    /// effective PeerAuthentication STRICT mode istiod pushes a DENY with <c>not_principals: [presence]</c>, which
+    /// matches exactly such a connection; identity-based ALLOW rules never match it.
+    /// </summary>
+    public static L4Connection Plaintext(IPAddress source, IPAddress destination, int destinationPort) =>
+        new(sourceIdentity: null, source, destination, destinationPort);
+
     /// <summary><c>spiffe://td/ns/N/sa/S</c>, or null when the peer presented no certificate.</summary>
     public string? SourceIdentity { get; }
 

@@ -11,8 +11,9 @@ internal sealed class L4Policy
 {
     private readonly L4Rule[] _rules;
 
-    private L4Policy(string name, string @namespace, Scope scope, Action action, bool dryRun, L4Rule[] rules)
+    private L4Policy(Authorization source, string name, string @namespace, Scope scope, Action action, bool dryRun, L4Rule[] rules)
     {
+        Source = source;
         Name = name;
         Namespace = @namespace;
         Key = @namespace + "/" + name;
@@ -22,6 +23,9 @@ internal sealed class L4Policy
         _rules = rules;
         RequiredPrincipals = Required(rules);
     }
+
+    /// <summary>The resource as pushed (for config_dump).</summary>
+    public Authorization Source { get; }
 
     public string Name { get; }
     public string Namespace { get; }
@@ -75,7 +79,7 @@ internal sealed class L4Policy
             }
             rules[r] = new L4Rule(compiled);
         }
-        return new L4Policy(authorization.Name, authorization.Namespace, authorization.Scope, authorization.Action, authorization.DryRun, rules);
+        return new L4Policy(authorization, authorization.Name, authorization.Namespace, authorization.Scope, authorization.Action, authorization.DryRun, rules);
     }
 
     /// <summary>

@@ -10,7 +10,7 @@ namespace Ambient.Core.Config;
 /// </summary>
 internal static class ConfigWarnings
 {
-    private static readonly string[] ModelledKinds = ["Namespace", "ServiceAccount", "Pod", "Service", "Deployment", "Gateway", "HTTPRoute", "AuthorizationPolicy"];
+    private static readonly string[] ModelledKinds = ["Namespace", "ServiceAccount", "Pod", "Service", "Deployment", "Gateway", "HTTPRoute", "AuthorizationPolicy", "PeerAuthentication"];
 
     public static ImmutableArray<ConfigError> Find(ConfigSnapshot config)
     {

@@ -233,3 +233,16 @@ public sealed record AuthorizationPolicyResource(
         _ => null,
     };
 }
+
+/// <summary>
+/// A PeerAuthentication (<c>security.istio.io/v1</c> or <c>v1beta1</c>). <see cref="Spec"/> is the validated policy
+/// (peer_authentication.proto): the parser rejects an invalid one whole. istiod-lite converts the effective mode of each
+/// workload into the L4 authorization ztunnel enforces, as Istio's ambient istiod does. Protobuf messages compare by
+/// value.
+/// </summary>
+public sealed record PeerAuthenticationResource(
+    string ApiVersion,
+    ObjectMeta Metadata,
+    SourceLocation Source,
+    Ambient.Core.Protos.AuthorizationPolicies.PeerAuthenticationSpec Spec)
+    : Resource(ApiVersion, "PeerAuthentication", Metadata, Source);

@@ -34,6 +34,16 @@ internal static class MeshSnapshotJson
             }
             WriteGateway(json, "waypoint", w.Waypoint);
             WriteGateway(json, "networkGateway", w.NetworkGateway);
+            if (w.AuthorizationPolicies.Length > 0)
+            {
+                // The selector policies and converted PeerAuthentications that apply by name (ztunnel's field).
+                json.WriteStartArray("authorizationPolicies");
+                foreach (var p in w.AuthorizationPolicies)
+                {
+                    json.WriteStringValue(p);
+                }
+                json.WriteEndArray();
+            }
             if (w.Locality is { } l)
             {
                 json.WriteStartObject("locality");

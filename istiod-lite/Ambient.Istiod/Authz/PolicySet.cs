@@ -7,32 +7,47 @@ using Ambient.Core.Protos.Security;
 namespace Ambient.Istiod.Authz;
 
 /// <summary>
-/// Every AuthorizationPolicy of one config generation, converted, plus what ztunnel receives: the Authorization
-/// resources and, on each workload, the names of the selector policies that select it (Workload.authorization_policies,
-/// as Istio sends them: ztunnel applies namespace and mesh-wide policies by scope, selector policies only by that list).
+/// Every AuthorizationPolicy and PeerAuthentication of one config generation, converted, plus what ztunnel receives:
+/// the Authorization resources and, on each workload, the names of the selector policies that select it
+/// (Workload.authorization_policies, as Istio sends them: ztunnel applies namespace and mesh-wide policies by scope,
+/// selector policies only by that list) followed by those its effective PeerAuthentication calls for.
 /// </summary>
 internal sealed class PolicySet
 {
-    private PolicySet(ImmutableArray<ConvertedPolicy> policies, ImmutableArray<Authorization> forZtunnel)
+    private PolicySet(ImmutableArray<ConvertedPolicy> policies, ImmutableArray<Authorization> forZtunnel, ImmutableArray<ConvertedPeerAuthentication> peerAuthentications)
     {
         Policies = policies;
         ForZtunnel = forZtunnel;
+        PeerAuthentications = peerAuthentications;
     }
 
-    public static PolicySet Empty { get; } = new([], []);
+    public static PolicySet Empty { get; } = new([], [], []);
 
-    /// <summary>All policies, sorted by <c>namespace/name</c>.</summary>
+    /// <summary>All AuthorizationPolicies, sorted by <c>namespace/name</c>.</summary>
     public ImmutableArray<ConvertedPolicy> Policies { get; }
 
-    /// <summary>The Authorization resources pushed to ztunnel, in the same order.</summary>
+    /// <summary>All PeerAuthentications, in creation (file) order: the first of a level is the one that counts.</summary>
+    public ImmutableArray<ConvertedPeerAuthentication> PeerAuthentications { get; }
+
+    /// <summary>The Authorization resources pushed to ztunnel: the AuthorizationPolicies' in the same order, then the
+    /// PeerAuthentications' (the static STRICT policy first, when any PeerAuthentication exists).</summary>
     public ImmutableArray<Authorization> ForZtunnel { get; }
 
     /// <summary>Converts every policy of <paramref name="resources"/>; of two with one name the first (in file order) wins.</summary>
     public static PolicySet Build(IEnumerable<Resource> resources, string rootNamespace)
     {
         var byKey = new SortedDictionary<string, ConvertedPolicy>(StringComparer.Ordinal);
+        var peerByKey = new Dictionary<string, PeerAuthenticationResource>(StringComparer.Ordinal);
         foreach (var r in resources)
         {
+            if (r is PeerAuthenticationResource peer)
+            {
+                if (!peerByKey.TryGetValue(peer.Key, out var firstPeer) || SourceOrder.Compare(peer.Source, firstPeer.Source) < 0)
+                {
+                    peerByKey[peer.Key] = peer;
+                }
+                continue;
+            }
             if (r is not AuthorizationPolicyResource policy) continue;
             var converted = AuthorizationPolicyConverter.Convert(policy, rootNamespace);
             if (!byKey.TryGetValue(converted.Key, out var first) || SourceOrder.Compare(policy.Source, first.Resource.Source) < 0)
@@ -40,7 +55,7 @@ internal sealed class PolicySet
                 byKey[converted.Key] = converted;
             }
         }
-        if (byKey.Count == 0) return Empty;
+        if (byKey.Count == 0 && peerByKey.Count == 0) return Empty;
         var policies = ImmutableArray.CreateBuilder<ConvertedPolicy>(byKey.Count);
         var forZtunnel = ImmutableArray.CreateBuilder<Authorization>();
         foreach (var p in byKey.Values)
@@ -48,7 +63,17 @@ internal sealed class PolicySet
             policies.Add(p);
             if (p.Xds is not null) forZtunnel.Add(p.Xds);
         }
-        return new PolicySet(policies.MoveToImmutable(), forZtunnel.ToImmutable());
+        var peerAuthentications = PeerAuthenticationSet.Convert(peerByKey.Values, rootNamespace);
+        if (!peerAuthentications.IsEmpty)
+        {
+            // policies.go DefaultPolicy: pushed whenever any PeerAuthentication exists, named by the STRICT workloads.
+            forZtunnel.Add(PeerAuthenticationConverter.StaticStrict(rootNamespace));
+        }
+        foreach (var p in peerAuthentications)
+        {
+            if (p.Xds is not null) forZtunnel.Add(p.Xds);
+        }
+        return new PolicySet(policies.MoveToImmutable(), forZtunnel.ToImmutable(), peerAuthentications);
     }
 
     /// <summary>
@@ -73,7 +98,9 @@ internal sealed class PolicySet
             {
                 if ((p.Spec.Namespace == w.Namespace || p.Spec.Namespace == rootNamespace) && Selects(p, w)) names.Add(p.Key);
             }
-            var list = names.DrainToImmutable(); // Policies are sorted by key, so the list is too
+            // Policies are sorted by key, so the list is too; the PeerAuthentication names follow, as Istio appends them.
+            names.AddRange(PeerAuthenticationSet.EffectiveKeys(PeerAuthentications, rootNamespace, w.Namespace, w.Labels));
+            var list = names.DrainToImmutable();
             if (!list.AsSpan().SequenceEqual(w.AuthorizationPolicies.AsSpan()))
             {
                 w = w with { AuthorizationPolicies = list };

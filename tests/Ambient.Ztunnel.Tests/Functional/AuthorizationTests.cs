@@ -80,4 +80,22 @@ public sealed class AuthorizationTests : IAsyncLifetime
         state.UpdateAuthorizations([]);
         await RoundTripAsync();
     }
+
+    [Fact]
+    public async Task A_strict_peer_authentication_leaves_mtls_through_and_config_dump_shows_the_pushed_policies()
+    {
+        // The static STRICT policy Istio pushes for PeerAuthentication (DENY not_principals: [presence]), here in
+        // namespace scope so it applies without a workload naming it: an HBONE peer always has a principal.
+        var strict = new Authorization { Name = "istio_converted_static_strict", Namespace = Ns, Scope = Scope.Namespace, Action = Action.Deny };
+        strict.Rules.Add(new Rule { Clauses = { new Clause { Matches = { new Match { NotPrincipals = { new StringMatch { Presence = new Presence() } } } } } } });
+        _mesh.Nodes["node-2"].State.UpdateAuthorizations([strict]);
+
+        await RoundTripAsync();
+
+        using var dump = System.Text.Json.JsonDocument.Parse(await _mesh.ConfigDumpAsync("node-2"));
+        var policy = Assert.Single(dump.RootElement.GetProperty("policies").EnumerateArray());
+        Assert.Equal("istio_converted_static_strict", policy.GetProperty("name").GetString());
+        Assert.Equal("DENY", policy.GetProperty("action").GetString());
+        Assert.True(policy.GetProperty("rules")[0].GetProperty("clauses")[0].GetProperty("matches")[0].GetProperty("notPrincipals")[0].TryGetProperty("presence", out _));
+    }
 }

@@ -1,24 +1,29 @@
 using System.Net;
 using System.Text.Json;
 using Ambient.Hbone;
+using Ambient.Core.Authz;
 using Ambient.Core.Model;
 using Ambient.Dataplane.Identity;
 
 namespace Ambient.Ztunnel.Admin;
 
 /// <summary>
-/// Writes :15000/config_dump: the snapshot's workloads and services (with what was kept from xDS), the certificates,
-/// the pooled HBONE connections and the per-pod listeners. Read-only views of the node's parts; no state of its own.
+/// Writes :15000/config_dump: the snapshot's workloads and services (with what was kept from xDS), the authorization
+/// policies of the latest push (as pushed: AuthorizationPolicies and converted PeerAuthentications alike), the
+/// certificates, the pooled HBONE connections and the per-pod listeners. Read-only views of the node's parts; no state of its own.
 /// </summary>
 internal static class ConfigDump
 {
-    public static void Write(Utf8JsonWriter json, string node, MeshSnapshot snapshot, CertificateManager certificates,
+    private static readonly Google.Protobuf.JsonFormatter PolicyFormatter = new(Google.Protobuf.JsonFormatter.Settings.Default);
+
+    public static void Write(Utf8JsonWriter json, string node, MeshSnapshot snapshot, L4Authorizer authorizer, CertificateManager certificates,
         HboneConnectionPool pool, IReadOnlyDictionary<IPAddress, IPEndPoint> hbone, IReadOnlyDictionary<IPAddress, IPEndPoint> socks)
     {
         json.WriteStartObject();
         json.WriteString("node", node);
         MeshSnapshotJson.WriteWorkloads(json, snapshot);
         MeshSnapshotJson.WriteServices(json, snapshot);
+        WritePolicies(json, authorizer);
         WriteCertificates(json, certificates);
         WritePool(json, pool);
         json.WriteStartObject("listeners");
@@ -26,6 +31,16 @@ internal static class ConfigDump
         WriteEndpoints(json, "socks5", socks);
         json.WriteEndObject();
         json.WriteEndObject();
+    }
+
+    private static void WritePolicies(Utf8JsonWriter json, L4Authorizer authorizer)
+    {
+        json.WriteStartArray("policies");
+        foreach (var p in authorizer.Policies)
+        {
+            json.WriteRawValue(PolicyFormatter.Format(p.Source));
+        }
+        json.WriteEndArray();
     }
 
     private static void WriteCertificates(Utf8JsonWriter json, CertificateManager certificates)
