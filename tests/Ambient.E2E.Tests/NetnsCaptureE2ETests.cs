@@ -108,6 +108,8 @@ public sealed class NetnsCaptureE2ETests
                     return code == 0 && await MutualTlsAsync(run) == count;
                 }, Eventually, () => Task.FromResult("the curl still went over mTLS after the namespace was unlabelled"));
             TestContext.Current.TestOutputHelper?.WriteLine($"direct {clock.Elapsed.TotalMilliseconds:0} ms after the unlabel");
+            // The issue asks for 1 s; a loaded 2-core CI box gets slack (each probe is a curl and two metrics scrapes).
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3), $"direct only {clock.Elapsed.TotalMilliseconds:0} ms after the unlabel");
             var direct = await GetAsync(client, $"http://{pods["echo"].Address}:8080/direct");
             Assert.Equal(client.Address, direct.GetProperty("remoteAddress").GetString());
 
@@ -121,6 +123,7 @@ public sealed class NetnsCaptureE2ETests
                     return code == 0 && await MutualTlsAsync(run, principals) > count;
                 }, Eventually, () => Task.FromResult("the curl did not go over mTLS again after relabelling"));
             TestContext.Current.TestOutputHelper?.WriteLine($"mTLS again {clock.Elapsed.TotalMilliseconds:0} ms after the relabel");
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3), $"mTLS again only {clock.Elapsed.TotalMilliseconds:0} ms after the relabel");
             Assert.Equal(pidsBefore, PodPids(run));
 
             // (e) Everything the mesh made, in the pods' namespaces and the host's, goes with `local down`.

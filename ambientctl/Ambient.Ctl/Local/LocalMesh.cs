@@ -224,8 +224,12 @@ internal sealed class LocalMesh : IAsyncDisposable
         {
             if (c.Port is { } port)
             {
-                await WaitForAsync($"pod {c.DisplayName} to listen on {c.Address}:{port}", () => CanConnectAsync(new IPEndPoint(c.Address, port)),
-                    ComponentName(c), ct).ConfigureAwait(false);
+                // In netns mode a connection from the host would be accepted by the pod's ztunnel (15006) before the app
+                // listens: look for the app's listening socket in the pod's namespace instead, as a kubelet's probe would reach it.
+                Func<Task<bool>> listening = _network is null
+                    ? () => CanConnectAsync(new IPEndPoint(c.Address, port))
+                    : () => Task.FromResult(ListensInItsNamespace(ComponentName(c), port));
+                await WaitForAsync($"pod {c.DisplayName} to listen on {c.Address}:{port}", listening, ComponentName(c), ct).ConfigureAwait(false);
             }
         }
     }
@@ -491,6 +495,18 @@ internal sealed class LocalMesh : IAsyncDisposable
         {
             return false;
         }
+    }
+
+    /// <summary>Whether a socket listens on <paramref name="port"/> in the network namespace of the component's process.</summary>
+    private bool ListensInItsNamespace(string component, int port)
+    {
+        int pid;
+        lock (_stateLock)
+        {
+            var process = _components.Find(p => p.Spec.Name == component)?.Current;
+            try { pid = process is null || process.HasExited ? 0 : process.Id; } catch (InvalidOperationException) { pid = 0; }
+        }
+        return pid != 0 && (ProcNetTcp.Listens($"/proc/{pid}/net/tcp", port) || ProcNetTcp.Listens($"/proc/{pid}/net/tcp6", port));
     }
 
     internal static async Task<bool> CanConnectAsync(IPEndPoint endpoint)

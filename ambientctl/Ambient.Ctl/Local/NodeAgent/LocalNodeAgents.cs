@@ -44,8 +44,9 @@ internal sealed class LocalNodeAgents(string stateFolder, string clusterId = Loc
                 throw new LocalMeshException($"the node agent's socket {path} is longer than a Unix socket path may be ({MaxSocketPath} bytes): use a shorter --state folder");
             }
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            // Istio's ztunnel listens for DNS inside each enrolled pod (15053): the pod's DNS goes there, not to the node.
-            var agent = InPodNodeAgent.Start(NodeAgentOptions.Default(path, redirectDns: true), new ReportLogger(report, node));
+            // DNS is not redirected inside the pod: the pod's resolver (the cluster DNS VIP) reaches its node ztunnel's DNS
+            // proxy through the node's DNAT, which answers the same names; the in-pod 15053 does not answer a redirected query yet.
+            var agent = InPodNodeAgent.Start(NodeAgentOptions.Default(path, redirectDns: false), new ReportLogger(report, node));
             _agents[node] = agent;
             return agent.SocketPath;
         }
