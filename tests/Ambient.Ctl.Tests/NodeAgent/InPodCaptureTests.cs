@@ -51,18 +51,7 @@ public sealed class InPodCaptureTests
     public async Task Outbound_connection_is_redirected_to_15001_with_the_original_destination()
     {
         using var netns = TestNetns.Create();
-        // Somewhere to route the pod's connection to; the capture must take it before it leaves.
-        // (a veth pair inside the namespace: both ends go with it; the dummy driver is not always there).
-        var (inside, peer) = ($"d2a{Environment.ProcessId}", $"d2b{Environment.ProcessId}");
-        netns.Exec("ip", "link", "add", inside, "type", "veth", "peer", "name", peer);
-        netns.Exec("ip", "addr", "add", "10.250.0.2/24", "dev", inside);
-        netns.Exec("ip", "link", "set", inside, "up");
-        netns.Exec("ip", "link", "set", peer, "up");
-        await InPodCapture.InstallAsync(netns.Path, new InPodRuleOptions(RedirectDns: false), Ct);
-
-        using var listener = netns.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Any, InPodRules.OutboundPort));
-        listener.Listen();
+        using var listener = await CapturedPodWithOutboundListenerAsync(netns);
         using var client = netns.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         var accept = listener.AcceptAsync(Ct).AsTask();
         using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
@@ -71,6 +60,74 @@ public sealed class InPodCaptureTests
         using var accepted = await accept.WaitAsync(TimeSpan.FromSeconds(5), Ct);
 
         Assert.Equal(new IPEndPoint(IPAddress.Parse("10.250.0.9"), 8080), OriginalDestination(accepted));
+    }
+
+    [Fact]
+    public async Task The_ztunnels_own_marked_sockets_are_not_captured()
+    {
+        using var netns = TestNetns.Create();
+        using var listener = await CapturedPodWithOutboundListenerAsync(netns);
+
+        using var upstream = netns.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        upstream.SetRawSocketOption(1, 36, BitConverter.GetBytes(0x539)); // SOL_SOCKET, SO_MARK: as the ztunnel's upstream sockets
+        using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        connectTimeout.CancelAfter(TimeSpan.FromSeconds(1));
+        // Nobody has 10.250.0.9: uncaptured, the connection cannot complete.
+        await Assert.ThrowsAnyAsync<Exception>(async () => await upstream.ConnectAsync(new IPEndPoint(IPAddress.Parse("10.250.0.9"), 8080), connectTimeout.Token));
+        Assert.False(listener.Poll(0, SelectMode.SelectRead), "a marked connection reached the capture listener");
+    }
+
+    [Fact]
+    public async Task Inbound_connection_is_redirected_to_15006_and_hbone_on_15008_is_not()
+    {
+        using var pod = TestNetns.Create();
+        using var peerPod = TestNetns.Create();
+        var (podSide, peerSide) = ($"d2p{Environment.ProcessId}", $"d2q{Environment.ProcessId}");
+        pod.Exec("ip", "link", "add", podSide, "type", "veth", "peer", "name", peerSide, "netns", peerPod.Name);
+        pod.Exec("ip", "addr", "add", "10.251.0.2/24", "dev", podSide);
+        pod.Exec("ip", "link", "set", podSide, "up");
+        peerPod.Exec("ip", "addr", "add", "10.251.0.3/24", "dev", peerSide);
+        peerPod.Exec("ip", "link", "set", peerSide, "up");
+        await InPodCapture.InstallAsync(pod.Path, new InPodRuleOptions(RedirectDns: false), Ct);
+
+        using var inbound = pod.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        inbound.Bind(new IPEndPoint(IPAddress.Any, InPodRules.InboundPlaintextPort));
+        inbound.Listen();
+        using var hbone = pod.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        hbone.Bind(new IPEndPoint(IPAddress.Any, InPodRules.HboneInboundPort));
+        hbone.Listen();
+
+        using (var client = peerPod.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            await client.ConnectAsync(new IPEndPoint(IPAddress.Parse("10.251.0.2"), 80), Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(5), Ct);
+            using var accepted = await inbound.AcceptAsync(Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(5), Ct);
+            Assert.Equal(new IPEndPoint(IPAddress.Parse("10.251.0.2"), 80), OriginalDestination(accepted));
+        }
+        using (var client = peerPod.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            await client.ConnectAsync(new IPEndPoint(IPAddress.Parse("10.251.0.2"), InPodRules.HboneInboundPort), Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(5), Ct);
+            using var accepted = await hbone.AcceptAsync(Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(5), Ct);
+            Assert.False(inbound.Poll(0, SelectMode.SelectRead), "HBONE was redirected to the plaintext inbound port");
+        }
+    }
+
+    /// <summary>
+    /// Captures the namespace and listens on 15001 in it, with 10.250.0.0/24 routed out of a veth pair whose both ends
+    /// stay inside (they go with the namespace; the dummy driver is not always there): somewhere for the pod to
+    /// connect to that nobody answers, so only the capture can complete a connection.
+    /// </summary>
+    private static async Task<Socket> CapturedPodWithOutboundListenerAsync(TestNetns netns)
+    {
+        var (inside, peer) = ($"d2a{Environment.ProcessId}", $"d2b{Environment.ProcessId}");
+        netns.Exec("ip", "link", "add", inside, "type", "veth", "peer", "name", peer);
+        netns.Exec("ip", "addr", "add", "10.250.0.2/24", "dev", inside);
+        netns.Exec("ip", "link", "set", inside, "up");
+        netns.Exec("ip", "link", "set", peer, "up");
+        await InPodCapture.InstallAsync(netns.Path, new InPodRuleOptions(RedirectDns: false), Ct);
+        var listener = netns.CreateSocket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Any, InPodRules.OutboundPort));
+        listener.Listen();
+        return listener;
     }
 
     /// <summary>SO_ORIGINAL_DST (SOL_IP 80): the sockaddr_in the connection was addressed to before the REDIRECT.</summary>
