@@ -97,21 +97,21 @@ public sealed class NetnsCaptureE2ETests
             Assert.Equal("legacy", (await GetAsync(client, $"http://legacy.{Outside(ns)}.svc.cluster.local/")).GetProperty("pod").GetString());
             Assert.Equal(mtls, await MutualTlsAsync(run));
 
-            // (c) Unlabelling the namespace takes both pods out live: the same curl goes straight to the echo.
+            // (c) Unlabelling the namespace takes both pods out live: the same curl goes straight to the echo, which then
+            // sees the client's own address (a ztunnel in the path connects from inside the echo's namespace, so from its address).
             var unlabel = await run.CtlAsync(Ctl, "label", "namespace", ns, "istio.io/dataplane-mode-");
             Assert.True(unlabel.Code == 0, unlabel.Output);
             var clock = Stopwatch.StartNew();
             await MeshRun.EventuallyAsync(async () =>
                 {
                     var count = await MutualTlsAsync(run);
-                    var (code, _) = await CurlAsync(client, echoUrl);
-                    return code == 0 && await MutualTlsAsync(run) == count;
-                }, Eventually, () => Task.FromResult("the curl still went over mTLS after the namespace was unlabelled"));
+                    var (code, body) = await CurlAsync(client, echoUrl);
+                    return code == 0 && body.Contains($"\"remoteAddress\": \"{client.Address}\"", StringComparison.Ordinal)
+                        && await MutualTlsAsync(run) == count;
+                }, Eventually, () => Task.FromResult("the curl did not go direct after the namespace was unlabelled"));
             TestContext.Current.TestOutputHelper?.WriteLine($"direct {clock.Elapsed.TotalMilliseconds:0} ms after the unlabel");
             // The issue asks for 1 s; a loaded 2-core CI box gets slack (each probe is a curl and two metrics scrapes).
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3), $"direct only {clock.Elapsed.TotalMilliseconds:0} ms after the unlabel");
-            var direct = await GetAsync(client, $"http://{pods["echo"].Address}:8080/direct");
-            Assert.Equal(client.Address, direct.GetProperty("remoteAddress").GetString());
 
             var relabel = await run.CtlAsync(Ctl, "label", "namespace", ns, "istio.io/dataplane-mode=ambient");
             Assert.True(relabel.Code == 0, relabel.Output);
