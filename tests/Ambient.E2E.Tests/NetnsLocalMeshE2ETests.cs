@@ -73,7 +73,7 @@ public sealed class NetnsLocalMeshE2ETests
         """;
 
     /// <summary>A pod CIDR and a service CIDR of this run (10.160-199.0.0/16 and 10.200-239.0.0/16), and the VIP of `both`.</summary>
-    private sealed record Ranges(string PodCidr, string ServiceCidr, string BothVip, string LateVip)
+    internal sealed record Ranges(string PodCidr, string ServiceCidr, string BothVip, string LateVip)
     {
         public static Ranges Pick()
         {
@@ -85,7 +85,7 @@ public sealed class NetnsLocalMeshE2ETests
         public string[] UpArgs => ["--network", "netns", "--pod-cidr", PodCidr, "--service-cidr", ServiceCidr, "--network-id", NetworkId];
     }
 
-    private static void RequireRootAndTools()
+    internal static void RequireRootAndTools()
     {
         Assert.SkipUnless(OperatingSystem.IsLinux() && Environment.IsPrivilegedProcess, "netns mode needs root (CI runs as root)");
         Assert.True(File.Exists("/usr/sbin/ip") || File.Exists("/sbin/ip") || File.Exists("/usr/bin/ip"), "iproute2 is not installed (the test command installs it)");
@@ -210,7 +210,7 @@ public sealed class NetnsLocalMeshE2ETests
     }
 
     /// <summary>Whatever the outcome: `local down` (processes, then this run's namespaces, links and chains), then the run's own kill.</summary>
-    private static async Task CleanUpAsync(MeshRun? run)
+    internal static async Task CleanUpAsync(MeshRun? run)
     {
         if (run is null) return;
         try
@@ -223,9 +223,9 @@ public sealed class NetnsLocalMeshE2ETests
         }
     }
 
-    private sealed record PodInNetns(string Address, string Netns);
+    internal sealed record PodInNetns(string Address, string Netns);
 
-    private static Dictionary<string, PodInNetns> PodsOf(MeshRun run)
+    internal static Dictionary<string, PodInNetns> PodsOf(MeshRun run)
     {
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(run.Home, "local.json")));
         var pods = new Dictionary<string, PodInNetns>(StringComparer.Ordinal);
@@ -241,7 +241,7 @@ public sealed class NetnsLocalMeshE2ETests
         await TryCurlPodAsync(pod, url, ct) ?? throw new Xunit.Sdk.XunitException($"curl {url} from {pod.Netns} failed");
 
     /// <summary>curl run inside the pod's namespace (so with its resolv.conf); the answering echo pod's name, or null.</summary>
-    private static async Task<string?> TryCurlPodAsync(PodInNetns pod, string url, CancellationToken ct)
+    internal static async Task<string?> TryCurlPodAsync(PodInNetns pod, string url, CancellationToken ct)
     {
         var psi = new ProcessStartInfo("ip") { ArgumentList = { "netns", "exec", pod.Netns, "curl", "-s", "-m", "5", url } };
         var (code, output) = await MeshRun.RunAsync(psi, TimeSpan.FromSeconds(15));
@@ -263,7 +263,7 @@ public sealed class NetnsLocalMeshE2ETests
     /// be a netns-mode mesh's (every line with "amb"): other programs on the host may change theirs meanwhile. Counters
     /// and the declaration of an empty built-in table (iptables-save instantiates it by looking) are not state.
     /// </summary>
-    private sealed record HostSnapshot(SortedSet<string> Lines)
+    internal sealed record HostSnapshot(SortedSet<string> Lines)
     {
         private static readonly HashSet<string> BuiltInChains = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
 

@@ -8,6 +8,7 @@ using Ambient.Core.Config;
 using Ambient.Core.Model;
 using Ambient.Ctl.Local;
 using Ambient.Ctl.Local.Netns;
+using Ambient.Ctl.Local.NodeAgent;
 
 namespace Ambient.Ctl.Cli;
 
@@ -140,7 +141,8 @@ internal static class LocalCommands
                 Console.Error.WriteLine($"local up: {idError}");
                 return ExitCodes.InvalidInput;
             }
-            netns = new NetnsSettings(ranges, id, NoPodNetworkHooks.Instance);
+            // The node agents start with the mesh (one ZDS socket per node in the state folder): pods in the mesh are captured.
+            netns = new NetnsSettings(ranges, id, new LocalNodeAgents(stateFolder));
             // Pods reach istiod-lite (waypoints) only at an address of the host namespace they are routed to: a bridge's.
             control = settings.ControlAddress is null ? plan.Nodes.First().Value : IPAddress.TryParse(settings.ControlAddress, out var given) ? given : null;
             if (control is null)

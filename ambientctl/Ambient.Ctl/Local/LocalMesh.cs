@@ -5,6 +5,7 @@ using Ambient.Core;
 using Ambient.Core.Config;
 using Ambient.Core.Model;
 using Ambient.Ctl.Local.Netns;
+using Ambient.Ctl.Local.NodeAgent;
 
 namespace Ambient.Ctl.Local;
 
@@ -199,12 +200,17 @@ internal sealed class LocalMesh : IAsyncDisposable
         foreach (var (node, address) in _plan.Nodes)
         {
             _report($"starting ztunnel {node} on {address}");
-            await StartAsync(new ComponentSpec("ztunnel-" + node, "ztunnel", ztunnel,
-                ["--node", node, "--address", address.ToString(), "--root", rootCert,
+            List<string> ztunnelArgs = ["--node", node, "--address", address.ToString(), "--root", rootCert,
                  "--token-file", Path.Combine(state, "tokens", node + ".token"),
                  "--istiod", $"https://{control}:{MeshPorts.IstiodGrpc}",
                  // The node's DNS proxy: a pod's resolver asks it from the pod's own address.
-                 "--dns-port", MeshPorts.Dns.ToString(CultureInfo.InvariantCulture)],
+                 "--dns-port", MeshPorts.Dns.ToString(CultureInfo.InvariantCulture)];
+            if (_options.Netns?.Hooks is IZdsPodHooks agents)
+            {
+                // In-pod mode: the node agent hands the ztunnel each enrolled pod's namespace; it listens inside them.
+                ztunnelArgs.AddRange(["--zds-socket", agents.Listen(node, _report)]);
+            }
+            await StartAsync(new ComponentSpec("ztunnel-" + node, "ztunnel", ztunnel, ztunnelArgs,
                 new Dictionary<string, string>(), address.ToString(), node, Path.Combine(logs, $"ztunnel-{node}.log"))).ConfigureAwait(false);
         }
         foreach (var (node, address) in _plan.Nodes)
@@ -218,8 +224,12 @@ internal sealed class LocalMesh : IAsyncDisposable
         {
             if (c.Port is { } port)
             {
-                await WaitForAsync($"pod {c.DisplayName} to listen on {c.Address}:{port}", () => CanConnectAsync(new IPEndPoint(c.Address, port)),
-                    ComponentName(c), ct).ConfigureAwait(false);
+                // In netns mode a connection from the host would be accepted by the pod's ztunnel (15006) before the app
+                // listens: look for the app's listening socket in the pod's namespace instead, as a kubelet's probe would reach it.
+                Func<Task<bool>> listening = _network is null
+                    ? () => CanConnectAsync(new IPEndPoint(c.Address, port))
+                    : () => Task.FromResult(ListensInItsNamespace(ComponentName(c), port));
+                await WaitForAsync($"pod {c.DisplayName} to listen on {c.Address}:{port}", listening, ComponentName(c), ct).ConfigureAwait(false);
             }
         }
     }
@@ -487,6 +497,18 @@ internal sealed class LocalMesh : IAsyncDisposable
         }
     }
 
+    /// <summary>Whether a socket listens on <paramref name="port"/> in the network namespace of the component's process.</summary>
+    private bool ListensInItsNamespace(string component, int port)
+    {
+        int pid;
+        lock (_stateLock)
+        {
+            var process = _components.Find(p => p.Spec.Name == component)?.Current;
+            try { pid = process is null || process.HasExited ? 0 : process.Id; } catch (InvalidOperationException) { pid = 0; }
+        }
+        return pid != 0 && (ProcNetTcp.Listens($"/proc/{pid}/net/tcp", port) || ProcNetTcp.Listens($"/proc/{pid}/net/tcp6", port));
+    }
+
     internal static async Task<bool> CanConnectAsync(IPEndPoint endpoint)
     {
         using var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
@@ -564,7 +586,8 @@ internal sealed class LocalMesh : IAsyncDisposable
         }
         await Task.WhenAll(stops).ConfigureAwait(false);
         foreach (var c in all) await c.DisposeAsync().ConfigureAwait(false);
-        // Every program has stopped: the namespaces, links and rules can go.
+        // Every program has stopped: the node agents, then the namespaces, links and rules can go.
+        if (_options.Netns?.Hooks is IZdsPodHooks agents) await agents.DisposeAsync().ConfigureAwait(false);
         _network?.Dispose();
         var current = LocalState.Read(out _);
         if (current is not null && current.SupervisorPid == Environment.ProcessId) LocalState.Delete();

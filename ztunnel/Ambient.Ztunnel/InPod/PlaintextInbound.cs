@@ -58,7 +58,8 @@ internal sealed partial class PlaintextInbound
             Refuse(client, remote, original, source, destination, started, ResponseFlags.Connect, refusal);
             return;
         }
-        var decision = _state.Authorizer.Evaluate(destination, new L4Connection(null, remote.Address, original.Address, original.Port));
+        // No peer identity: a STRICT PeerAuthentication's DENY (not_principals: [presence]) matches exactly this.
+        var decision = _state.Authorizer.Evaluate(destination, L4Connection.Plaintext(remote.Address, original.Address, original.Port));
         if (decision.DryRun is { } dryRun)
         {
             Log.DryRun(_logger, remote.ToString(), original.ToString(), dryRun.Describe());
