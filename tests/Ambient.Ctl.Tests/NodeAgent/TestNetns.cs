@@ -5,7 +5,7 @@ using System.Runtime.InteropServices;
 namespace Ambient.Ctl.Tests.NodeAgent;
 
 /// <summary>
-/// A network namespace of the test's own, named for this helper and the test process, removed on Dispose pass or
+/// A network namespace of the test's own, named for this test suite and the test process, removed on Dispose pass or
 /// fail. Tests that need one skip when not root or when `ip` is missing.
 /// </summary>
 internal sealed partial class TestNetns : IDisposable
