@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace Ambient.TestCommon;
 
@@ -8,7 +10,7 @@ namespace Ambient.TestCommon;
 /// and default-routed through the host end, and Istio's in-pod nat rules when asked. Everything is removed on
 /// dispose, also after a failed step.
 /// </summary>
-public sealed class PodNetns : IDisposable
+public sealed partial class PodNetns : IDisposable
 {
     /// <summary>
     /// Istio's in-pod nat rules (1.21+, as ../shared PROTOCOL.md lists them), minimal: inbound TCP that is not HBONE
@@ -35,7 +37,7 @@ public sealed class PodNetns : IDisposable
 
     private readonly List<string[]> _cleanup = [];
 
-    private PodNetns(string name, string hostLink)
+    private PodNetns(string name, string? hostLink)
     {
         Name = name;
         HostLink = hostLink;
@@ -46,8 +48,8 @@ public sealed class PodNetns : IDisposable
 
     public string Path => "/var/run/netns/" + Name;
 
-    /// <summary>The veth end left in the host namespace.</summary>
-    public string HostLink { get; }
+    /// <summary>The veth end left in the host namespace; null for an isolated namespace.</summary>
+    public string? HostLink { get; }
 
     /// <summary>Why root-only netns tests cannot run here; null when they can.</summary>
     public static string? Unavailable()
@@ -77,17 +79,18 @@ public sealed class PodNetns : IDisposable
     public static PodNetns Create(string tag, int index, string hostAddress, string podAddress, bool inPodRules)
     {
         var id = $"{tag}{Environment.ProcessId}{index}";
-        var netns = new PodNetns("amb" + id, "vh" + id);
+        var hostLink = "vh" + id;
+        var netns = new PodNetns("amb" + id, hostLink);
         var podLink = "vp" + id;
         try
         {
             Run("ip", "netns", "add", netns.Name);
             netns._cleanup.Add(["ip", "netns", "del", netns.Name]);
-            Run("ip", "link", "add", netns.HostLink, "type", "veth", "peer", "name", podLink);
-            netns._cleanup.Insert(0, ["ip", "link", "del", netns.HostLink]);
+            Run("ip", "link", "add", hostLink, "type", "veth", "peer", "name", podLink);
+            netns._cleanup.Insert(0, ["ip", "link", "del", hostLink]);
             Run("ip", "link", "set", podLink, "netns", netns.Name);
-            Run("ip", "addr", "add", hostAddress, "dev", netns.HostLink);
-            Run("ip", "link", "set", netns.HostLink, "up");
+            Run("ip", "addr", "add", hostAddress, "dev", hostLink);
+            Run("ip", "link", "set", hostLink, "up");
             netns.Exec("ip", "addr", "add", podAddress, "dev", podLink);
             netns.Exec("ip", "link", "set", podLink, "up");
             netns.Exec("ip", "link", "set", "lo", "up");
@@ -105,15 +108,81 @@ public sealed class PodNetns : IDisposable
         }
     }
 
+    /// <summary>
+    /// Creates namespace <c>amb-{tag}-{pid}-{index}</c> with only its loopback up and no link to the host: for tests
+    /// that install rules in it or talk into it from sockets made inside (<see cref="CreateSocket"/>).
+    /// </summary>
+    public static PodNetns CreateIsolated(string tag, int index)
+    {
+        var netns = new PodNetns($"amb-{tag}-{Environment.ProcessId}-{index}", null);
+        try
+        {
+            Run("ip", "netns", "add", netns.Name);
+            netns._cleanup.Add(["ip", "netns", "del", netns.Name]);
+            netns.Exec("ip", "link", "set", "lo", "up");
+            return netns;
+        }
+        catch
+        {
+            netns.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Creates a socket inside the namespace, on a thread of its own that enters it, so no other thread moves.</summary>
+    public Socket CreateSocket(AddressFamily family, SocketType type, ProtocolType protocol)
+    {
+        Socket? socket = null;
+        Exception? error = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using var self = File.OpenHandle("/proc/thread-self/ns/net");
+                using var target = File.OpenHandle(Path);
+                Enter(target);
+                try
+                {
+                    socket = new Socket(family, type, protocol);
+                }
+                finally
+                {
+                    Enter(self);
+                }
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+        });
+        thread.Start();
+        thread.Join();
+        if (error is not null) throw error;
+        return socket!;
+    }
+
+    private static void Enter(Microsoft.Win32.SafeHandles.SafeFileHandle netns)
+    {
+        const int CloneNewNet = 0x40000000;
+        if (SetNs((int)netns.DangerousGetHandle(), CloneNewNet) != 0)
+        {
+            throw new InvalidOperationException("setns failed: errno " + Marshal.GetLastPInvokeError());
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "setns", SetLastError = true)]
+    private static partial int SetNs(int fd, int nstype);
+
     /// <summary>Adds another address (CIDR) to the host end, e.g. for a pod simulated in the host namespace.</summary>
-    public void AddHostAddress(string cidr) => Run("ip", "addr", "add", cidr, "dev", HostLink);
+    public void AddHostAddress(string cidr) => Run("ip", "addr", "add", cidr, "dev", HostLink ?? throw new InvalidOperationException("an isolated namespace has no host link"));
 
     /// <summary>Runs a command inside the namespace (<c>ip netns exec</c>); throws with its output when it fails.</summary>
     public string Exec(params string[] command) => ExecWithInput(null, command);
 
     private string ExecWithInput(string? stdin, params string[] command) => RunWithInput(stdin, ["ip", "netns", "exec", Name, .. command]);
 
-    private static string Run(params string[] command) => RunWithInput(null, command);
+    /// <summary>Runs a host command; throws with its output when it fails.</summary>
+    public static string Run(params string[] command) => RunWithInput(null, command);
 
     private static string RunWithInput(string? stdin, string[] command)
     {

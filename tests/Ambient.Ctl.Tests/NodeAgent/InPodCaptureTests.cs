@@ -116,7 +116,7 @@ public sealed class InPodCaptureTests
     /// stay inside (they go with the namespace; the dummy driver is not always there): somewhere for the pod to
     /// connect to that nobody answers, so only the capture can complete a connection.
     /// </summary>
-    private static async Task<Socket> CapturedPodWithOutboundListenerAsync(TestNetns netns)
+    private static async Task<Socket> CapturedPodWithOutboundListenerAsync(PodNetns netns)
     {
         var (inside, peer) = ($"d2a{Environment.ProcessId}", $"d2b{Environment.ProcessId}");
         netns.Exec("ip", "link", "add", inside, "type", "veth", "peer", "name", peer);

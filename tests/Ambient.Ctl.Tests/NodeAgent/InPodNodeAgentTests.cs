@@ -17,7 +17,7 @@ public sealed class InPodNodeAgentTests : IDisposable
 
     private static readonly ZdsPod Client = ZdsPod.For("Kubernetes", "demo", "client", "client");
 
-    private static bool Captured(TestNetns netns) => netns.Exec("iptables-save").Contains("-j ISTIO_OUTPUT", StringComparison.Ordinal);
+    private static bool Captured(PodNetns netns) => netns.Exec("iptables-save").Contains("-j ISTIO_OUTPUT", StringComparison.Ordinal);
 
     [Fact]
     public async Task Enrol_waits_for_the_ztunnel_with_the_rules_already_in_place_and_leave_deletes_then_removes_them()
