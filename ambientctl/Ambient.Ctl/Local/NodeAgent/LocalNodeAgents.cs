@@ -43,7 +43,8 @@ internal sealed class LocalNodeAgents(string stateFolder, string clusterId = Loc
             {
                 throw new LocalMeshException($"the node agent's socket {path} is longer than a Unix socket path may be ({MaxSocketPath} bytes): use a shorter --state folder");
             }
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            // Owner-only: whoever can connect to or replace this socket could hand the ztunnel a namespace to serve.
+            Ambient.Core.Files.OwnerOnlyFiles.CreateDirectory(Path.GetDirectoryName(path)!);
             // DNS is not redirected inside the pod: the pod's resolver (the cluster DNS VIP) reaches its node ztunnel's DNS
             // proxy through the node's DNAT, which answers the same names; the in-pod 15053 does not answer a redirected query yet.
             var agent = InPodNodeAgent.Start(NodeAgentOptions.Default(path, redirectDns: false), new ReportLogger(report, node));
