@@ -22,7 +22,13 @@ internal static partial class ManifestParser
         var status = ctx.Map(root.Get("status"), statusPath, root.Line);
         if (status is not null) podIP = ctx.Str(status, "podIP", statusPath, check: Validation.IpAddress);
 
-        return new PodResource(apiVersion, metadata, source, podSpec.ServiceAccountName, podSpec.NodeName, podSpec.Containers, podIP);
+        var metadataMap = ctx.Map(root.Get("metadata"), DocumentContext.Field(prefix, "metadata"), root.Line);
+        var uid = metadataMap is null ? null : ctx.Str(metadataMap, "uid", DocumentContext.Field(prefix, "metadata"));
+
+        return new PodResource(apiVersion, metadata, source, podSpec.ServiceAccountName, podSpec.NodeName, podSpec.Containers, podIP)
+        {
+            Uid = uid,
+        };
     }
 
     /// <summary>The fields of a pod spec the mesh uses: a Pod's <c>spec</c> or a Deployment's <c>spec.template.spec</c>.</summary>

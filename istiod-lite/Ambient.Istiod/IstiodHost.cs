@@ -66,7 +66,10 @@ internal sealed class IstiodHost : IAsyncDisposable
     public NodeTokens Tokens => _app.Services.GetRequiredService<NodeTokens>();
     public RootRotation Rotation => _app.Services.GetRequiredService<RootRotation>();
 
-    public static async Task<IstiodHost> StartAsync(IstiodOptions options, Action<ILoggingBuilder>? configureLogging, CancellationToken cancellationToken)
+    /// <param name="tokenReviewer">Kubernetes mode: who answers TokenReviews; null: the Kubernetes API of the options
+    /// (<c>--kubeconfig</c>, or in-cluster).</param>
+    public static async Task<IstiodHost> StartAsync(IstiodOptions options, Action<ILoggingBuilder>? configureLogging, CancellationToken cancellationToken,
+        ITokenReviewer? tokenReviewer = null)
     {
         // Created owner-only when missing; an existing one is checked before use (CaStore, NodeTokens).
         PrivateFile.EnsureDirectory(options.StateFolder);
@@ -127,7 +130,25 @@ internal sealed class IstiodHost : IAsyncDisposable
         builder.Services.AddSingleton(tokens);
         builder.Services.AddSingleton(sp => new RootRotation(ca, new XdsRotationProxies(sp.GetRequiredService<DiscoveryState>()),
             new RotationOptions(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Ambient.Istiod.Ca.RootRotation")));
-        builder.Services.AddSingleton<CertificateService>();
+        if (options.CaAuth == CaAuthMode.TokenReview)
+        {
+            if (tokenReviewer is null)
+            {
+                // Built here so a missing kubeconfig or in-cluster credential stops the start with one line.
+                var kubernetes = new k8s.Kubernetes(KubernetesClientConfig.Load(options.Kubeconfig));
+                builder.Services.AddSingleton(kubernetes); // disposed with the host
+                tokenReviewer = new KubernetesTokenReviewer(kubernetes);
+            }
+            builder.Services.AddSingleton<ICaCallerPolicy>(sp => new ServiceAccountTokenPolicy(tokenReviewer,
+                sp.GetRequiredService<IWorkloadDirectory>(), options.TrustedNodeAccounts, options.TrustDomain,
+                new TokenReviewCache(TimeProvider.System, TokenReviewCache.DefaultLifetime)));
+        }
+        else
+        {
+            builder.Services.AddSingleton<ICaCallerPolicy>(sp => new NodeTokenPolicy(tokens, sp.GetRequiredService<IWorkloadDirectory>()));
+        }
+        builder.Services.AddSingleton(sp => new CertificateService(ca, sp.GetRequiredService<ICaCallerPolicy>(),
+            sp.GetRequiredService<ILogger<CertificateService>>(), sp.GetRequiredService<RootRotation>()));
 
         var app = builder.Build();
         // Load the config and build the first snapshot before listening, so the first client sees the mesh.

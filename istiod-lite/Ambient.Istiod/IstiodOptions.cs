@@ -2,6 +2,7 @@ using System.Net;
 using Ambient.Core;
 using Ambient.Core.Identity;
 using Ambient.Core.Model;
+using Ambient.Istiod.Ca;
 
 namespace Ambient.Istiod;
 
@@ -18,11 +19,21 @@ internal sealed record IstiodOptions(
     string RootNamespace = "istio-system",
     AddressRanges? Addresses = null)
 {
+    /// <summary>How CA and discovery callers authenticate (<c>--ca-auth</c>).</summary>
+    public CaAuthMode CaAuth { get; init; } = CaAuthMode.NodeToken;
+
+    /// <summary>Kubernetes mode: who may impersonate pods of its node (<c>--ca-trusted-node-accounts</c> or <c>CA_TRUSTED_NODE_ACCOUNTS</c>).</summary>
+    public TrustedNodeAccounts TrustedNodeAccounts { get; init; } = TrustedNodeAccounts.None;
+
+    /// <summary>The Kubernetes API to ask (<c>--kubeconfig</c>); null: the in-cluster service account.</summary>
+    public string? Kubeconfig { get; init; }
+
     public static string Usage =>
         """
         usage: istiod-lite --config DIR [--state DIR] [--listen IP:PORT] [--monitoring IP:PORT|off]
                            [--cluster-id ID] [--trust-domain TD] [--ca-dir DIR [--ca-key-password-file FILE]]
                            [--root-namespace NS] [--network loopback|netns [--pod-cidr CIDR] [--service-cidr CIDR]]
+                           [--ca-auth node-token|tokenreview [--ca-trusted-node-accounts NS/SA,...] [--kubeconfig FILE]]
           --config PATH      a YAML file, or a folder of them, of Kubernetes-style resources (Namespace, ServiceAccount,
                              Pod, Service), watched live
           --state DIR        where the mesh root CA and node tokens live (default: .ambient-state beside the config
@@ -42,11 +53,23 @@ internal sealed record IstiodOptions(
           --network MODE     the address plan to publish, as `ambientctl local up --network` runs it: loopback (default;
                              pods 127.1-127.127.x.x, VIPs 127.128-127.254.x.x) or netns (node i's pods in the i-th /24
                              of --pod-cidr, default 10.244.0.0/16; VIPs from --service-cidr, default 10.96.0.0/16)
+          --ca-auth MODE     how CA and discovery callers authenticate: node-token (default; local mode, the
+                             <state>/tokens/<node>.token files) or tokenreview (Kubernetes mode, as Istio: a projected
+                             service-account token with audience istio-ca, checked by a TokenReview)
+          --ca-trusted-node-accounts NS/SA,...
+                             tokenreview: the service accounts that may obtain the identities of pods on their own node
+                             (the ztunnel's, e.g. istio-system/ztunnel); default: $CA_TRUSTED_NODE_ACCOUNTS, else none
+          --kubeconfig FILE  tokenreview: the Kubernetes API to ask, default the in-cluster service account
         """;
 
     /// <summary>Parses arguments; returns null and an error naming the bad argument instead of throwing.</summary>
-    public static IstiodOptions? TryParse(string[] args, out string? error)
+    public static IstiodOptions? TryParse(string[] args, out string? error) =>
+        TryParse(args, Environment.GetEnvironmentVariable, out error);
+
+    /// <summary>Parses arguments, reading <c>CA_TRUSTED_NODE_ACCOUNTS</c> through <paramref name="environment"/>.</summary>
+    public static IstiodOptions? TryParse(string[] args, Func<string, string?> environment, out string? error)
     {
+        string? caAuth = null, trustedAccounts = null, kubeconfig = null;
         string? config = null, state = null, clusterId = "Kubernetes", trustDomain = "cluster.local", caDirectory = null, caKeyPasswordFile = null, rootNamespace = "istio-system";
         string network = "loopback", podCidr = AddressRanges.DefaultPodCidr.ToString(), serviceCidr = AddressRanges.DefaultServiceCidr.ToString();
         var grpc = new IPEndPoint(IPAddress.Loopback, MeshPorts.IstiodGrpc);
@@ -84,11 +107,30 @@ internal sealed record IstiodOptions(
                     network = value; break;
                 case "--pod-cidr": podCidr = value; break;
                 case "--service-cidr": serviceCidr = value; break;
+                case "--ca-auth":
+                    if (value is not ("node-token" or "tokenreview")) { error = $"--ca-auth: '{value}' is not node-token or tokenreview"; return null; }
+                    caAuth = value; break;
+                case "--ca-trusted-node-accounts": trustedAccounts = value; break;
+                case "--kubeconfig": kubeconfig = Path.GetFullPath(value); break;
                 default: error = $"unknown argument {name}\n{Usage}"; return null;
             }
         }
         if (config is null) { error = "--config PATH is required\n" + Usage; return null; }
         if (caKeyPasswordFile is not null && caDirectory is null) { error = "--ca-key-password-file needs --ca-dir DIR"; return null; }
+        // Node tokens unless asked otherwise (a Kubernetes config source should imply tokenreview: the cluster issues
+        // the tokens then).
+        var mode = caAuth == "tokenreview" ? CaAuthMode.TokenReview : CaAuthMode.NodeToken;
+        if (mode == CaAuthMode.NodeToken && trustedAccounts is not null)
+        { error = "--ca-trusted-node-accounts needs --ca-auth tokenreview (node tokens never impersonate beyond their node)"; return null; }
+        var trusted = TrustedNodeAccounts.None;
+        if (mode == CaAuthMode.TokenReview)
+        {
+            var flag = trustedAccounts is not null;
+            trustedAccounts ??= environment(TrustedNodeAccounts.EnvironmentVariable);
+            if (TrustedNodeAccounts.TryParse(trustedAccounts, out var accountsError) is not { } parsed)
+            { error = $"{(flag ? "--ca-trusted-node-accounts" : TrustedNodeAccounts.EnvironmentVariable)}: {accountsError}"; return null; }
+            trusted = parsed;
+        }
         var addresses = AddressRanges.Loopback;
         if (network == "netns")
         {
@@ -100,6 +142,21 @@ internal sealed record IstiodOptions(
         if (!isFile && !Directory.Exists(config)) { error = $"--config: '{config}' is neither a file nor a folder"; return null; }
         state = Path.GetFullPath(state ?? Path.Combine(isFile ? Path.GetDirectoryName(config)! : config, "..", ".ambient-state"));
         error = null;
-        return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain, caDirectory, caKeyPasswordFile, rootNamespace, addresses);
+        return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain, caDirectory, caKeyPasswordFile, rootNamespace, addresses)
+        {
+            CaAuth = mode,
+            TrustedNodeAccounts = trusted,
+            Kubeconfig = kubeconfig,
+        };
     }
+}
+
+/// <summary>How istiod-lite authenticates proxies on the CA and discovery.</summary>
+internal enum CaAuthMode
+{
+    /// <summary>Local mode: one token per node in the state folder.</summary>
+    NodeToken,
+
+    /// <summary>Kubernetes mode: projected service-account tokens (audience istio-ca) checked by TokenReview.</summary>
+    TokenReview,
 }

@@ -25,6 +25,7 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
     private readonly MemoryTrimmer _trimmer;
     private readonly string _rootNamespace;
     private PolicySet _policies = PolicySet.Empty;
+    private PodIndex _pods = PodIndex.Empty;
 
     /// <param name="rootNamespace">Istio's root namespace: its policies without a selector are mesh-wide, its selector
     /// policies select workloads of every namespace.</param>
@@ -58,6 +59,41 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
 
     public bool HasPodOnNode(string node, SpiffeId identity) =>
         identity.TrustDomain == _options.TrustDomain && Snapshot.HasPodOnNode(node, identity.Namespace, identity.ServiceAccount);
+
+    public bool TryGetPod(string @namespace, string name, out KnownPod pod)
+    {
+        var pods = Volatile.Read(ref _pods);
+        var config = _source.Current;
+        if (!ReferenceEquals(pods.Config, config))
+        {
+            // Indexed once per config generation, on the first CA request that needs it (Kubernetes mode only).
+            pods = new PodIndex(config);
+            Volatile.Write(ref _pods, pods);
+        }
+        return pods.Pods.TryGetValue((@namespace, name), out pod);
+    }
+
+    private sealed class PodIndex
+    {
+        public PodIndex(ConfigSnapshot config)
+        {
+            Config = config;
+            var pods = new Dictionary<(string, string), KnownPod>();
+            foreach (var resource in config.Resources)
+            {
+                if (resource is PodResource p)
+                {
+                    pods[(p.Metadata.Namespace, p.Metadata.Name)] = new KnownPod(p.Uid, p.ServiceAccountName, p.NodeName);
+                }
+            }
+            Pods = pods;
+        }
+
+        public ConfigSnapshot Config { get; }
+        public IReadOnlyDictionary<(string, string), KnownPod> Pods { get; }
+
+        public static PodIndex Empty { get; } = new(ConfigSnapshot.Empty);
+    }
 
     private void OnConfigChanged(ConfigSnapshot config)
     {

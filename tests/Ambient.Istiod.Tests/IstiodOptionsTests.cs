@@ -61,4 +61,35 @@ public sealed class IstiodOptionsTests
         Assert.Null(IstiodOptions.TryParse(["--config", config, "--network", "netns", "--pod-cidr", "10.50.0.0/16", "--service-cidr", "10.50.128.0/17"], out error));
         Assert.Contains("overlap", error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Ca_auth_is_node_tokens_unless_tokenreview_is_asked_and_trusted_accounts_come_from_flag_or_env()
+    {
+        using var dir = new TempDir();
+        var config = dir.Write("mesh/demo.yaml", MeshYaml.Namespace("demo", dataplaneMode: null));
+        Func<string, string?> env = name => name == "CA_TRUSTED_NODE_ACCOUNTS" ? "istio-system/ztunnel" : null;
+
+        var local = IstiodOptions.TryParse(["--config", config], env, out var error);
+        Assert.Null(error);
+        Assert.Equal(CaAuthMode.NodeToken, local!.CaAuth);
+        Assert.True(local.TrustedNodeAccounts.IsEmpty); // the variable means nothing to node tokens
+
+        var kube = IstiodOptions.TryParse(["--config", config, "--ca-auth", "tokenreview", "--kubeconfig", "kc"], env, out error);
+        Assert.Null(error);
+        Assert.Equal(CaAuthMode.TokenReview, kube!.CaAuth);
+        Assert.True(kube.TrustedNodeAccounts.Contains("istio-system", "ztunnel"));
+        Assert.Equal(Path.GetFullPath("kc"), kube.Kubeconfig);
+
+        var flag = IstiodOptions.TryParse(["--config", config, "--ca-auth", "tokenreview", "--ca-trusted-node-accounts", "kube-system/ztunnel"], env, out error);
+        Assert.Null(error);
+        Assert.False(flag!.TrustedNodeAccounts.Contains("istio-system", "ztunnel"));
+        Assert.True(flag.TrustedNodeAccounts.Contains("kube-system", "ztunnel"));
+
+        Assert.Null(IstiodOptions.TryParse(["--config", config, "--ca-auth", "jwt"], env, out error));
+        Assert.Contains("not node-token or tokenreview", error, StringComparison.Ordinal);
+        Assert.Null(IstiodOptions.TryParse(["--config", config, "--ca-trusted-node-accounts", "istio-system/ztunnel"], env, out error));
+        Assert.Contains("needs --ca-auth tokenreview", error, StringComparison.Ordinal);
+        Assert.Null(IstiodOptions.TryParse(["--config", config, "--ca-auth", "tokenreview"], _ => "ztunnel", out error));
+        Assert.Contains("CA_TRUSTED_NODE_ACCOUNTS: 'ztunnel' is not namespace/serviceaccount", error, StringComparison.Ordinal);
+    }
 }

@@ -55,6 +55,7 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
             IstiodAddress = options.Istiod,
             RootCertificatePath = options.RootCertificatePath,
             TokenPath = options.TokenPath,
+            ServiceAccountToken = options.ServiceAccountToken,
             NodeName = options.Node,
             InstanceIp = options.Address.ToString(),
             ClusterId = options.ClusterId,

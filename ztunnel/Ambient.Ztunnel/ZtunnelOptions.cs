@@ -34,14 +34,26 @@ internal sealed record ZtunnelOptions(
     /// <summary>The node agent's ZDS socket: in-pod mode (listeners inside each pod's network namespace); null: loopback mode.</summary>
     public string? ZdsSocket { get; init; }
 
+    /// <summary>
+    /// True when <see cref="TokenPath"/> is the ztunnel's projected service-account token (Kubernetes mode,
+    /// <c>--ca-token-file</c>); false for a local-mode node token (<c>--token-file</c>).
+    /// </summary>
+    public bool ServiceAccountToken { get; init; }
+
+    /// <summary>Where Istio's ztunnel DaemonSet mounts its projected token (audience istio-ca).</summary>
+    public const string DefaultCaTokenFile = "/var/run/secrets/tokens/istio-token";
+
     public const string Usage =
         """
-        usage: ztunnel --node NAME --root FILE --token-file FILE [--istiod https://IP:PORT] [--address IP]
+        usage: ztunnel --node NAME --root FILE (--token-file FILE | --ca-token-file FILE) [--istiod https://IP:PORT] [--address IP]
                        [--hbone-port N] [--socks-port N] [--admin-port N] [--metrics-port N] [--readiness-port N]
                        [--dns-port N [--dns-upstream IP[:PORT]]...] [--zds-socket PATH]
           --node NAME          the node this proxy serves (pods with spec.nodeName = NAME)
           --root FILE          mesh root certificate (istiod-lite state folder: root-cert.pem)
-          --token-file FILE    this node's token (istiod-lite state folder: tokens/NAME.token)
+          --token-file FILE    local mode: this node's token (istiod-lite state folder: tokens/NAME.token)
+          --ca-token-file FILE Kubernetes mode: the ztunnel's projected service-account token (audience istio-ca),
+                               re-read for every request as the kubelet rotates it; the default when --token-file is
+                               not given: /var/run/secrets/tokens/istio-token
           --istiod URL         CA + discovery, default https://127.0.0.1:15012
           --address IP         where the node-wide admin ports listen, default 127.0.0.1
           --cert-ttl SECONDS   workload certificate lifetime to request, default 86400, at most 7776000 (90 days)
@@ -63,7 +75,7 @@ internal sealed record ZtunnelOptions(
         int hbone = MeshPorts.Hbone, socks = MeshPorts.Socks5, admin = MeshPorts.Admin, metrics = MeshPorts.Metrics, ready = MeshPorts.Readiness;
         var ttl = TimeSpan.FromHours(24);
         int? dnsPort = null;
-        string? zdsSocket = null;
+        string? zdsSocket = null, caTokenFile = null;
         var dnsUpstreams = ImmutableArray.CreateBuilder<IPEndPoint>();
         for (var i = 0; i < args.Length; i++)
         {
@@ -93,6 +105,7 @@ internal sealed record ZtunnelOptions(
                     if (!IPEndPoint.TryParse(value, out var upstream)) { error = $"--dns-upstream: '{value}' is not IP or IP:PORT"; return null; }
                     dnsUpstreams.Add(upstream.Port == 0 ? new IPEndPoint(upstream.Address, 53) : upstream); break;
                 case "--zds-socket": zdsSocket = Path.GetFullPath(value); break;
+                case "--ca-token-file": caTokenFile = value; break;
                 case "--cert-ttl":
                     if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds) || seconds < 1)
                     { error = $"--cert-ttl: '{value}' is not a positive number of seconds"; return null; }
@@ -103,9 +116,23 @@ internal sealed record ZtunnelOptions(
                 default: error = $"unknown argument {name}\n{Usage}"; return null;
             }
         }
-        if (common.Node is not { } node || common.Root is not { } root || common.TokenFile is not { } token)
+        if (common.Node is not { } node || common.Root is not { } root)
         {
-            error = "--node, --root and --token-file are required\n" + Usage;
+            error = "--node, --root and --token-file (or --ca-token-file) are required\n" + Usage;
+            return null;
+        }
+        if (common.TokenFile is not null && caTokenFile is not null)
+        {
+            error = "--token-file (local mode) and --ca-token-file (Kubernetes mode) exclude each other";
+            return null;
+        }
+        var serviceAccountToken = common.TokenFile is null;
+        var token = common.TokenFile ?? caTokenFile ?? DefaultCaTokenFile;
+        if (serviceAccountToken && !File.Exists(token))
+        {
+            error = caTokenFile is null
+                ? $"--token-file FILE (local mode) is required, or a projected service-account token at {DefaultCaTokenFile} (Kubernetes mode; or --ca-token-file FILE)\n{Usage}"
+                : $"--ca-token-file: file '{token}' does not exist";
             return null;
         }
         if (common.CheckFiles() is { } missing) { error = missing; return null; }
@@ -118,6 +145,7 @@ internal sealed record ZtunnelOptions(
             DnsPort = dnsPort,
             DnsUpstreams = dnsUpstreams.ToImmutable(),
             ZdsSocket = zdsSocket,
+            ServiceAccountToken = serviceAccountToken,
         };
     }
 

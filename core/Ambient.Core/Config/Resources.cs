@@ -74,13 +74,20 @@ public sealed record PodResource(
     string? PodIP)
     : Resource(ApiVersion, "Pod", Metadata, Source)
 {
+    /// <summary>
+    /// <c>metadata.uid</c>, when the source knows it (the Kubernetes API always does; a YAML file may give one). The CA
+    /// compares it with the pod uid a service-account token was bound to, so a pod re-created under the same name
+    /// cannot use its predecessor's token.
+    /// </summary>
+    public string? Uid { get; init; }
+
     public bool Equals(PodResource? other) =>
         ReferenceEquals(this, other)
         || (other is not null && base.Equals(other) && ServiceAccountName == other.ServiceAccountName
-            && NodeName == other.NodeName && PodIP == other.PodIP && ValueEquality.Equal(Containers, other.Containers));
+            && NodeName == other.NodeName && PodIP == other.PodIP && Uid == other.Uid && ValueEquality.Equal(Containers, other.Containers));
 
     public override int GetHashCode() =>
-        HashCode.Combine(base.GetHashCode(), ServiceAccountName, NodeName, PodIP, ValueEquality.Hash(Containers));
+        HashCode.Combine(base.GetHashCode(), ServiceAccountName, NodeName, PodIP, Uid, ValueEquality.Hash(Containers));
 }
 
 /// <summary>

@@ -20,6 +20,12 @@ internal sealed record ControlPlaneOptions
     /// <summary>The node's bearer token file (local mode: <c>&lt;state&gt;/tokens/&lt;node&gt;.token</c>); re-read per request.</summary>
     public required string TokenPath { get; init; }
 
+    /// <summary>
+    /// True when <see cref="TokenPath"/> is a projected service-account token (Kubernetes mode): the kubelet writes and
+    /// rotates it with its own file modes, so it is read as it is, without the private-file checks of a node token.
+    /// </summary>
+    public bool ServiceAccountToken { get; init; }
+
     public required string NodeName { get; init; }
     public string InstanceIp { get; init; } = "127.0.0.1";
     public string ClusterId { get; init; } = "Kubernetes";
@@ -87,18 +93,27 @@ internal sealed class ControlPlane : IAsyncDisposable
         // The file bootstraps the bundle; istiod-lite's pushes replace it (root rotation), a real istiod never does.
         var trust = new TrustBundleSource(TrustBundle.FromPem(rootPem, options.TrustDomain));
         var tokenPath = options.TokenPath;
-        // The token is this node's credential: one another user owns or can read is refused now and on every read.
-        StrictModes.CheckSecretFile(tokenPath, "node token");
+        var serviceAccountToken = options.ServiceAccountToken;
+        var tokenName = serviceAccountToken ? "service-account token" : "node token";
+        // A node token is this node's credential: one another user owns or can read is refused now and on every read.
+        if (!serviceAccountToken)
+        {
+            StrictModes.CheckSecretFile(tokenPath, tokenName);
+        }
+        // Read on every request: the kubelet rotates projected tokens, and a node token may be replaced.
         string Token()
         {
             try
             {
-                StrictModes.CheckSecretFile(tokenPath, "node token");
+                if (!serviceAccountToken)
+                {
+                    StrictModes.CheckSecretFile(tokenPath, tokenName);
+                }
                 return File.ReadAllText(tokenPath).Trim();
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                throw new IOException($"cannot read the node token '{tokenPath}': {ex.Message}", ex);
+                throw new IOException($"cannot read the {tokenName} '{tokenPath}': {ex.Message}", ex);
             }
         }
 

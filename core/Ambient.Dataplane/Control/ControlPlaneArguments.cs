@@ -41,11 +41,15 @@ internal sealed class ControlPlaneArguments
         }
     }
 
-    /// <summary>Null when the root and token files exist; otherwise which one does not.</summary>
+    /// <summary>Null when the root and the token file (when one was given) exist; otherwise which one does not.</summary>
     public string? CheckFiles()
     {
         foreach (var (flag, path) in new[] { ("--root", Root), ("--token-file", TokenFile) })
         {
+            if (flag == "--token-file" && path is null)
+            {
+                continue; // the caller decides whether a node token is required (the ztunnel may use --ca-token-file)
+            }
             if (path is null || !File.Exists(path))
             {
                 return $"{flag}: file '{path}' does not exist";

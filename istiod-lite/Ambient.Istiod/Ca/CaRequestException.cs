@@ -8,6 +8,12 @@ internal enum CaErrorKind
 
     /// <summary>gRPC INVALID_ARGUMENT (3): the request itself is malformed (CSR, identity string, metadata type).</summary>
     InvalidArgument,
+
+    /// <summary>gRPC PERMISSION_DENIED (7): the caller is known (Kubernetes mode) but may not obtain that identity.</summary>
+    PermissionDenied,
+
+    /// <summary>gRPC UNAVAILABLE (14): the caller could not be checked (the Kubernetes API did not answer); retry.</summary>
+    Unavailable,
 }
 
 /// <summary>A refused CreateCertificate call; the message is safe to return to the caller.</summary>
@@ -20,6 +26,8 @@ internal sealed class CaRequestException(CaErrorKind kind, string message, Excep
     {
         CaErrorKind.Unauthenticated => 16,
         CaErrorKind.InvalidArgument => 3,
+        CaErrorKind.PermissionDenied => 7,
+        CaErrorKind.Unavailable => 14,
         _ => 2, // UNKNOWN
     };
 }

@@ -6,7 +6,10 @@ using Ambient.Core.Identity;
 namespace Ambient.Istiod.Ca;
 
 /// <summary>The CSR cannot be used: unreadable, bad signature, or an unsupported key. Maps to INVALID_ARGUMENT.</summary>
-internal sealed class InvalidCsrException(string message, Exception? inner = null) : Exception(message, inner);
+internal class InvalidCsrException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>The CSR asks for a URI SAN other than the identity the CA is about to issue.</summary>
+internal sealed class CsrIdentityMismatchException(string message) : InvalidCsrException(message);
 
 /// <summary>The requested lifetime is negative or above <see cref="CertificateAuthority.MaxTtl"/>. Maps to INVALID_ARGUMENT.</summary>
 internal sealed class InvalidTtlException(string message) : Exception(message);
@@ -136,14 +139,21 @@ internal sealed class CertificateAuthority
     /// one or one above 90 days is refused with <see cref="InvalidTtlException"/>, as Istio refuses a TTL above its
     /// maximum (nothing outlives the root either). Throws <see cref="InvalidCsrException"/> for a bad CSR.
     /// </summary>
-    public IssuedCertificate IssueWorkloadCertificate(string csrPem, SpiffeId identity, TimeSpan requestedTtl)
+    /// <param name="refuseOtherUriSans">Kubernetes mode: a CSR that asks for a URI SAN other than
+    /// <paramref name="identity"/> is refused (<see cref="CsrIdentityMismatchException"/>) instead of having it ignored.</param>
+    public IssuedCertificate IssueWorkloadCertificate(string csrPem, SpiffeId identity, TimeSpan requestedTtl, bool refuseOtherUriSans = false)
     {
         if (identity.IsEmpty)
         {
             throw new ArgumentException("the SPIFFE ID is empty", nameof(identity));
         }
         var ttl = CheckTtl(requestedTtl);
-        var publicKey = LoadCsr(csrPem).PublicKey;
+        var csr = LoadCsr(csrPem);
+        if (refuseOtherUriSans)
+        {
+            CheckRequestedSans(csr, identity);
+        }
+        var publicKey = csr.PublicKey;
         var request = new CertificateRequest(EmptySubject, publicKey, HashAlgorithmName.SHA256);
         var extensions = request.CertificateExtensions;
         extensions.Add(CertificateSpiffe.CreateUriSanExtension(identity, critical: true));
@@ -236,6 +246,38 @@ internal sealed class CertificateAuthority
         return (notBefore, notAfter);
     }
 
+    /// <summary>
+    /// A CSR may leave the SAN to the CA, or ask for exactly the identity being issued; one asking for another URI SAN
+    /// is refused rather than given a different one (Istio ignores requested SANs; Kubernetes mode here is stricter,
+    /// so a workload that asks for an identity it does not own hears so).
+    /// </summary>
+    private static void CheckRequestedSans(CertificateRequest csr, SpiffeId identity)
+    {
+        var uris = new List<string>(1);
+        foreach (var extension in csr.CertificateExtensions)
+        {
+            if (extension.Oid?.Value == CertificateSpiffe.SubjectAltNameOid)
+            {
+                try
+                {
+                    CertificateSpiffe.ReadUriSans(extension.RawData, uris);
+                }
+                catch (CryptographicException ex)
+                {
+                    throw new InvalidCsrException("the CSR's subjectAltName is not valid DER: " + ex.Message, ex);
+                }
+            }
+        }
+        var expected = identity.ToString();
+        foreach (var uri in uris)
+        {
+            if (!string.Equals(uri, expected, StringComparison.Ordinal))
+            {
+                throw new CsrIdentityMismatchException($"the CSR asks for URI SAN '{uri}', but the identity to issue is {expected}");
+            }
+        }
+    }
+
     private static CertificateRequest LoadCsr(string csrPem)
     {
         if (string.IsNullOrWhiteSpace(csrPem))
@@ -246,9 +288,9 @@ internal sealed class CertificateAuthority
         CertificateRequest csr;
         try
         {
-            // Default options verify the CSR's self-signature (proof the requester holds the key) and drop every
-            // requested extension: the SAN is ours to set.
-            csr = CertificateRequest.LoadSigningRequestPem(block, HashAlgorithmName.SHA256, CertificateRequestLoadOptions.Default);
+            // The CSR's self-signature is verified (proof the requester holds the key). Its requested extensions
+            // are loaded only to be checked (CheckRequestedSans), never copied: the leaf's extensions are ours to set.
+            csr = CertificateRequest.LoadSigningRequestPem(block, HashAlgorithmName.SHA256, CertificateRequestLoadOptions.UnsafeLoadCertificateExtensions);
         }
         catch (Exception ex) when (ex is CryptographicException or ArgumentException)
         {

@@ -4,16 +4,16 @@ using Grpc.Core;
 namespace Ambient.Istiod.Ca;
 
 /// <summary>
-/// istio.v1.auth.IstioCertificateService/CreateCertificate on <see cref="CertificateService"/>: the node token from the
-/// <c>authorization</c> metadata, and a refused request as its gRPC status with a message safe for the caller.
+/// istio.v1.auth.IstioCertificateService/CreateCertificate on <see cref="CertificateService"/>: the bearer token from
+/// the <c>authorization</c> metadata, and a refused request as its gRPC status with a message safe for the caller.
 /// </summary>
 internal sealed class CertificateGrpcService(CertificateService service) : IstioCertificateService.IstioCertificateServiceBase
 {
-    public override Task<IstioCertificateResponse> CreateCertificate(IstioCertificateRequest request, ServerCallContext context)
+    public override async Task<IstioCertificateResponse> CreateCertificate(IstioCertificateRequest request, ServerCallContext context)
     {
         try
         {
-            return Task.FromResult(service.CreateCertificate(request, context.RequestHeaders.GetValue("authorization")));
+            return await service.CreateCertificateAsync(request, context.RequestHeaders.GetValue("authorization"), context.CancellationToken).ConfigureAwait(false);
         }
         catch (CaRequestException e)
         {

@@ -15,81 +15,85 @@ internal sealed class CertificateService
     public const string ImpersonatedIdentityField = "ImpersonatedIdentity";
 
     private readonly CertificateAuthority _ca;
-    private readonly NodeTokens _tokens;
-    private readonly IWorkloadDirectory _directory;
+    private readonly ICaCallerPolicy _policy;
     private readonly ILogger _logger;
     private readonly RootRotation? _rotation;
 
-    /// <param name="rotation">Told of every leaf issued, so a root rotation knows when all are renewed.</param>
+    /// <summary>Local mode: node tokens, pods on the caller's node.</summary>
     public CertificateService(CertificateAuthority ca, NodeTokens tokens, IWorkloadDirectory directory, ILogger<CertificateService> logger, RootRotation? rotation = null)
+        : this(ca, new NodeTokenPolicy(tokens ?? throw new ArgumentNullException(nameof(tokens)), directory ?? throw new ArgumentNullException(nameof(directory))), logger, rotation)
     {
-        _rotation = rotation;
-        ArgumentNullException.ThrowIfNull(ca);
-        ArgumentNullException.ThrowIfNull(tokens);
-        ArgumentNullException.ThrowIfNull(directory);
-        ArgumentNullException.ThrowIfNull(logger);
-        _ca = ca;
-        _tokens = tokens;
-        _directory = directory;
-        _logger = logger;
     }
 
-    /// <summary>Authenticates the node, authorizes the impersonation, signs. Throws <see cref="CaRequestException"/>.</summary>
-    public IstioCertificateResponse CreateCertificate(IstioCertificateRequest request, string? authorizationHeader)
+    /// <param name="policy">Who the caller is and which identity it may obtain (node tokens or service-account tokens).</param>
+    /// <param name="rotation">Told of every leaf issued, so a root rotation knows when all are renewed.</param>
+    public CertificateService(CertificateAuthority ca, ICaCallerPolicy policy, ILogger<CertificateService> logger, RootRotation? rotation = null)
+    {
+        ArgumentNullException.ThrowIfNull(ca);
+        ArgumentNullException.ThrowIfNull(policy);
+        ArgumentNullException.ThrowIfNull(logger);
+        _ca = ca;
+        _policy = policy;
+        _logger = logger;
+        _rotation = rotation;
+    }
+
+    /// <summary>Authenticates the caller, authorizes the identity, signs. Throws <see cref="CaRequestException"/>.</summary>
+    public async ValueTask<IstioCertificateResponse> CreateCertificateAsync(IstioCertificateRequest request, string? authorizationHeader, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var node = "(unauthenticated)";
+        var callerName = "(unauthenticated)";
         try
         {
-            node = Authenticate(authorizationHeader);
-            var identity = Authorize(node, request.Metadata);
+            var caller = await _policy.AuthenticateAsync(BearerToken(authorizationHeader), cancellationToken).ConfigureAwait(false);
+            callerName = caller.Name;
+            var identity = _policy.Authorize(caller, RequestedIdentity(caller, request.Metadata));
             // Authorization comes before the CSR is parsed: refused callers cost no signature verification.
             IssuedCertificate issued;
             try
             {
-                issued = _ca.IssueWorkloadCertificate(request.Csr, identity, TtlFromSeconds(request.ValidityDuration));
+                issued = _ca.IssueWorkloadCertificate(request.Csr, identity, TtlFromSeconds(request.ValidityDuration), _policy.RefusesOtherCsrSans);
+            }
+            catch (CsrIdentityMismatchException ex)
+            {
+                throw new CaRequestException(_policy.DeniedKind, $"{caller.Name} may not obtain identity {identity} with this CSR: {ex.Message}", ex);
             }
             catch (Exception ex) when (ex is InvalidCsrException or InvalidTtlException)
             {
                 throw new CaRequestException(CaErrorKind.InvalidArgument, ex.Message, ex);
             }
-            CaLog.CertificateIssued(_logger, identity.ToString(), node, issued.SerialNumber, issued.NotAfter);
-            _rotation?.LeafIssued(node, identity, issued.SignerGeneration);
+            CaLog.CertificateIssued(_logger, identity.ToString(), caller.Name, issued.SerialNumber, issued.NotAfter);
+            _rotation?.LeafIssued(caller.Node ?? caller.Name, identity, issued.SignerGeneration);
             var response = new IstioCertificateResponse();
             response.CertChain.AddRange(issued.ChainPem);
             return response;
         }
         catch (CaRequestException ex)
         {
-            CaLog.RequestRefused(_logger, ex.Kind, node, ex.Message);
+            CaLog.RequestRefused(_logger, ex.Kind, callerName, ex.Message);
             throw;
         }
     }
 
-    private string Authenticate(string? authorizationHeader)
+    private string BearerToken(string? authorizationHeader)
     {
         if (string.IsNullOrEmpty(authorizationHeader))
         {
-            throw new CaRequestException(CaErrorKind.Unauthenticated, "missing 'authorization: Bearer <node token>' metadata");
+            throw new CaRequestException(CaErrorKind.Unauthenticated, $"missing 'authorization: Bearer <{_policy.CredentialName}>' metadata");
         }
-        if (!authorizationHeader.StartsWith("Bearer ", StringComparison.Ordinal))
+        if (!authorizationHeader.StartsWith("Bearer ", StringComparison.Ordinal) || authorizationHeader.Length == "Bearer ".Length)
         {
-            throw new CaRequestException(CaErrorKind.Unauthenticated, "the authorization metadata must be 'Bearer <node token>'");
+            throw new CaRequestException(CaErrorKind.Unauthenticated, $"the authorization metadata must be 'Bearer <{_policy.CredentialName}>'");
         }
-        if (!_tokens.TryAuthenticate(authorizationHeader, out var node))
-        {
-            throw new CaRequestException(CaErrorKind.Unauthenticated, "the bearer token does not belong to any node");
-        }
-        return node;
+        return authorizationHeader["Bearer ".Length..];
     }
 
-    private SpiffeId Authorize(string node, Struct? metadata)
+    /// <summary>The ImpersonatedIdentity metadata field, parsed and in this CA's trust domain; null when absent.</summary>
+    private SpiffeId? RequestedIdentity(CaCaller caller, Struct? metadata)
     {
         if (metadata is null || !metadata.Fields.TryGetValue(ImpersonatedIdentityField, out var value))
         {
-            throw new CaRequestException(CaErrorKind.Unauthenticated,
-                $"node '{node}' asked for its own identity, but only pod identities are issued: put the pod's SPIFFE ID in " +
-                $"metadata field '{ImpersonatedIdentityField}' (per-pod token authentication is not supported in local mode)");
+            return null;
         }
         if (value.KindCase != Value.KindOneofCase.StringValue)
         {
@@ -102,16 +106,13 @@ internal sealed class CertificateService
         }
         if (!string.Equals(identity.TrustDomain, _ca.TrustDomain, StringComparison.Ordinal))
         {
-            throw new CaRequestException(CaErrorKind.Unauthenticated,
-                $"node '{node}' may not obtain identity {identity}: trust domain '{identity.TrustDomain}' is not this CA's ('{_ca.TrustDomain}')");
-        }
-        if (!_directory.HasPodOnNode(node, identity))
-        {
-            throw new CaRequestException(CaErrorKind.Unauthenticated,
-                $"node '{node}' may not obtain identity {identity}: no running pod with that service account on this node");
+            throw new CaRequestException(_policy.DeniedKind,
+                $"{Describe(caller)} may not obtain identity {identity}: trust domain '{identity.TrustDomain}' is not this CA's ('{_ca.TrustDomain}')");
         }
         return identity;
     }
+
+    private static string Describe(CaCaller caller) => caller.ServiceAccount is null ? $"node '{caller.Name}'" : caller.Name;
 
     // validity_duration is int64 seconds: range-checked here, before TimeSpan (which overflows near long.MaxValue).
     // 0 is the default; negative or above the maximum is INVALID_ARGUMENT, as Istio answers a TTL over its maximum.

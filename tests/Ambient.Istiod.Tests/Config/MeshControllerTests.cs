@@ -61,6 +61,23 @@ public sealed class MeshControllerTests : IDisposable
         Assert.Equal(3, controller.Discovery.Current.Number);
     }
 
+    [Fact]
+    public async Task Finds_pods_by_name_with_uid_service_account_and_node_following_the_source()
+    {
+        var source = new InMemoryConfigSource(AmbientNamespace("demo"), Pod("demo", "a", "node-a", "10.0.0.1") with { Uid = "uid-a" });
+        await source.StartAsync(CancellationToken.None);
+        using var controller = new MeshController(source, new MeshOptions(), new NodeTokens(_state.Path), _loggerFactory.CreateLogger<MeshController>());
+
+        Assert.True(controller.TryGetPod("demo", "a", out var pod));
+        Assert.Equal(new KnownPod("uid-a", "default", "node-a"), pod);
+        Assert.False(controller.TryGetPod("demo", "b", out _));
+
+        // Re-created under the same name: the new uid is what a token must match.
+        source.Publish([AmbientNamespace("demo"), Pod("demo", "a", "node-b", "10.0.0.2") with { Uid = "uid-a2" }]);
+        Assert.True(controller.TryGetPod("demo", "a", out pod));
+        Assert.Equal(new KnownPod("uid-a2", "default", "node-b"), pod);
+    }
+
     private static NamespaceResource AmbientNamespace(string name) =>
         new("v1", new ObjectMeta(name, "", NoLabels.Add("istio.io/dataplane-mode", "ambient"), NoLabels), new SourceLocation("namespace " + name, 1));
 

@@ -10,6 +10,7 @@ using Ambient.Core.Protos.Waypoint;
 using Ambient.Core.Xds;
 using Ambient.Istiod.Ca;
 using Ambient.Istiod.Discovery;
+using Ambient.Istiod.Tests.Ca;
 using Ambient.Istiod.Tests.Config;
 using Ambient.TestCommon;
 using Google.Protobuf.WellKnownTypes;

@@ -65,4 +65,39 @@ public sealed class ZtunnelOptionsTests : IDisposable
         Assert.Null(error);
         Assert.Equal("/run/ambient/zds.sock", on.ZdsSocket);
     }
+
+    [Fact]
+    public void Kubernetes_mode_sends_the_projected_service_account_token_named_by_ca_token_file()
+    {
+        var root = _dir.Write("root.pem", "x");
+        var projected = _dir.Write("tokens/istio-token", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln");
+
+        var kube = ZtunnelOptions.TryParse(["--node", "node-1", "--root", root, "--ca-token-file", projected], out var error);
+        Assert.Null(error);
+        Assert.True(kube!.ServiceAccountToken);
+        Assert.Equal(projected, kube.TokenPath);
+
+        var local = ZtunnelOptions.TryParse(Args("3600"), out error);
+        Assert.Null(error);
+        Assert.False(local!.ServiceAccountToken);
+
+        Assert.Null(ZtunnelOptions.TryParse([.. Args("3600"), "--ca-token-file", projected], out error));
+        Assert.Contains("exclude each other", error, StringComparison.Ordinal);
+        Assert.Null(ZtunnelOptions.TryParse(["--node", "node-1", "--root", root, "--ca-token-file", projected + ".missing"], out error));
+        Assert.StartsWith("--ca-token-file: file ", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Without_a_node_token_the_projected_token_defaults_to_where_istio_mounts_it()
+    {
+        Assert.Equal("/var/run/secrets/tokens/istio-token", ZtunnelOptions.DefaultCaTokenFile);
+        if (File.Exists(ZtunnelOptions.DefaultCaTokenFile))
+        {
+            return; // running in a pod with Istio's mount: the default is taken, nothing to refuse
+        }
+
+        Assert.Null(ZtunnelOptions.TryParse(["--node", "node-1", "--root", _dir.Write("root.pem", "x")], out var error));
+        Assert.Contains("--token-file FILE (local mode) is required, or a projected service-account token at /var/run/secrets/tokens/istio-token", error, StringComparison.Ordinal);
+    }
 }
+

@@ -78,4 +78,31 @@ public sealed class TokenFileTrustTests : IDisposable
         }
         Assert.Contains(_token, control.Xds.Stats.LastError, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_projected_service_account_token_is_read_as_the_kubelet_mounts_it()
+    {
+        // The kubelet writes projected tokens 0644 (inside the pod only); they are not this user's private file.
+        File.SetUnixFileMode(_token, (UnixFileMode)0x1A4); // 0644
+
+        await using var control = ControlPlane.Create(new ControlPlaneOptions
+        {
+            IstiodAddress = new Uri("https://127.0.0.1:9"),
+            RootCertificatePath = _root,
+            TokenPath = _token,
+            ServiceAccountToken = true,
+            NodeName = "node-1",
+        }, LoggerFactory.Create(_ => { }));
+        control.Start();
+
+        // The stream fails for want of istiod, never for the token's mode.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (control.Xds.Stats.LastError is null)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no connection attempt was made");
+            await Task.Delay(20);
+        }
+        Assert.DoesNotContain("accessible by group or others", control.Xds.Stats.LastError, StringComparison.Ordinal);
+    }
 }
+
