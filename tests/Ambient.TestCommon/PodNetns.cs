@@ -143,7 +143,11 @@ public sealed partial class PodNetns : IDisposable
     }
 
     /// <summary>Creates a socket inside the namespace, on a thread of its own that enters it, so no other thread moves.</summary>
-    public Socket CreateSocket(AddressFamily family, SocketType type, ProtocolType protocol)
+    public Socket CreateSocket(AddressFamily family, SocketType type, ProtocolType protocol) => CreateSocketIn(Path, family, type, protocol);
+
+    /// <summary>Creates a socket inside the namespace at <paramref name="netnsPath"/> (one made by someone else, e.g. a
+    /// pod of `local up`), on a thread of its own that enters it.</summary>
+    public static Socket CreateSocketIn(string netnsPath, AddressFamily family, SocketType type, ProtocolType protocol)
     {
         Socket? socket = null;
         Exception? error = null;
@@ -152,7 +156,7 @@ public sealed partial class PodNetns : IDisposable
             try
             {
                 using var self = File.OpenHandle("/proc/thread-self/ns/net");
-                using var target = File.OpenHandle(Path);
+                using var target = File.OpenHandle(netnsPath);
                 Enter(target);
                 try
                 {
