@@ -10,6 +10,16 @@ namespace Ambient.Ctl.Tests;
 public class MeshPlanTests
 {
     [Fact]
+    public void Dns_upstreams_take_ip_or_ip_port_with_53_by_default_and_anything_else_is_refused()
+    {
+        var error = new StringWriter();
+        Assert.Equal(["127.0.0.1:5353", "10.0.0.2:53", "[fd00::53]:53"],
+            Ambient.Ctl.Cli.LocalCommands.ParseDnsUpstreams(["127.0.0.1:5353", "10.0.0.2", "fd00::53"], error)!.Value.Select(e => e.ToString()));
+        Assert.Null(Ambient.Ctl.Cli.LocalCommands.ParseDnsUpstreams(["resolver.example"], error));
+        Assert.Contains("--dns-upstream: 'resolver.example'", error.ToString());
+    }
+
+    [Fact]
     public void SampleMesh_PlansTwoNodesAndEveryPodAtTheAddressIstiodPublishes()
     {
         var plan = MeshPlan.Load(RepoPaths.SampleMesh, out var errors);

@@ -122,9 +122,10 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
     }
 
     /// <summary>
-    /// Loopback mode: one DNS proxy on the node address, for every pod of the node (each query's source address names
-    /// its pod). In netns mode the same server is to be opened inside each pod's namespace instead
-    /// (<see cref="DnsServer.Start(System.Net.Sockets.Socket, System.Net.Sockets.Socket, DnsAnswerer, DnsForwarder, ILogger, DnsServerOptions?)"/>).
+    /// One DNS proxy on the node address, for every pod of the node that reaches it (each query's source address names
+    /// its pod): all pods in loopback mode; in netns mode the pods outside the mesh, whose resolver (the cluster DNS
+    /// VIP) the node DNATs here. An enrolled pod's queries never leave it: its capture rules send them to the proxy the
+    /// ztunnel opens inside the pod (<see cref="InPodWorkload"/>).
     /// </summary>
     private void StartDns()
     {

@@ -62,7 +62,7 @@ internal sealed record ZtunnelOptions(
           --dns-upstream IP[:PORT]
                                resolver for names that are not the mesh's (repeatable), default: /etc/resolv.conf's
           --zds-socket PATH    in-pod mode (root): take enrolled pods' network namespaces from the node agent's ZDS
-                               socket and listen inside each pod (15001, 15006, 15008, 15053, 127.0.0.1:15080);
+                               socket and listen inside each pod (15001, 15006, 15008, 127.0.0.1:15053, 127.0.0.1:15080);
                                off by default (loopback mode: a listener per pod address)
         """;
 

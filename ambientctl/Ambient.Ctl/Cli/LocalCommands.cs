@@ -47,12 +47,17 @@ internal static class LocalCommands
         var podCidr = new Option<string>("--pod-cidr") { Description = "netns mode: pod addresses, one /24 per node (node i: the i-th /24, .1 its bridge)", DefaultValueFactory = _ => AddressRanges.DefaultPodCidr.ToString() };
         var serviceCidr = new Option<string>("--service-cidr") { Description = "netns mode: Service VIPs (its tenth address is the cluster DNS VIP)", DefaultValueFactory = _ => AddressRanges.DefaultServiceCidr.ToString() };
         var networkId = new Option<string?>("--network-id") { Description = $"netns mode: the id in the names of its namespaces, links and chains (amb-ID-...), 1-{NetworkNames.MaxIdLength} of a-z0-9 (default: from the state folder)" };
+        var dnsUpstream = new Option<string[]>("--dns-upstream")
+        {
+            Description = "IP[:PORT] of the resolver the ztunnels' DNS proxies forward names that are not the mesh's to (repeatable; default: this host's /etc/resolv.conf)",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var detach = new Option<bool>("--detach", "-d") { Description = "run in the background; see `local status`, stop with `local down`" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "do not print the components' output (it is always in <state>/logs)" };
         var supervise = new Option<bool>("--supervise") { Description = "internal: the background supervisor of --detach", Hidden = true };
         var up = new Command("up", "Validate the config (a file or a folder), then start istiod-lite, one ztunnel per node and every pod")
         {
-            file, state, control, network, podCidr, serviceCidr, networkId, detach, quiet, supervise,
+            file, state, control, network, podCidr, serviceCidr, networkId, dnsUpstream, detach, quiet, supervise,
         };
         up.SetAction(async (parse, _) =>
         {
@@ -63,6 +68,7 @@ internal static class LocalCommands
                 PodCidr = parse.GetValue(podCidr)!,
                 ServiceCidr = parse.GetValue(serviceCidr)!,
                 NetworkId = parse.GetValue(networkId),
+                DnsUpstreams = parse.GetValue(dnsUpstream) ?? [],
             };
             return await UpAsync(settings).ConfigureAwait(false);
         });
@@ -75,6 +81,23 @@ internal static class LocalCommands
         public string PodCidr { get; init; } = AddressRanges.DefaultPodCidr.ToString();
         public string ServiceCidr { get; init; } = AddressRanges.DefaultServiceCidr.ToString();
         public string? NetworkId { get; init; }
+        public string[] DnsUpstreams { get; init; } = [];
+    }
+
+    /// <summary>`--dns-upstream` values as the ztunnel takes them (IP or IP:PORT, port 53 when left out); null after an error.</summary>
+    internal static ImmutableArray<IPEndPoint>? ParseDnsUpstreams(string[] values, TextWriter error)
+    {
+        var upstreams = ImmutableArray.CreateBuilder<IPEndPoint>(values.Length);
+        foreach (var value in values)
+        {
+            if (!IPEndPoint.TryParse(value, out var upstream))
+            {
+                error.WriteLine($"--dns-upstream: '{value}' is not IP or IP:PORT");
+                return null;
+            }
+            upstreams.Add(upstream.Port == 0 ? new IPEndPoint(upstream.Address, 53) : upstream);
+        }
+        return upstreams.MoveToImmutable();
     }
 
     /// <summary>Validation errors as `file:line: field: message`, one a line.</summary>
@@ -130,6 +153,7 @@ internal static class LocalCommands
         }
         var plan = Validate(settings.Folder, Console.Error, ranges);
         if (plan is null) return ExitCodes.InvalidInput;
+        if (ParseDnsUpstreams(settings.DnsUpstreams, Console.Error) is not { } dnsUpstreams) return ExitCodes.InvalidInput;
         var stateFolder = settings.StateFolder ?? LocalMeshOptions.DefaultStateFolder(plan.ConfigFolder);
         NetnsSettings? netns = null;
         IPAddress? control;
@@ -170,7 +194,7 @@ internal static class LocalCommands
         }
         if (settings.Detach && !settings.Supervise)
         {
-            return await DetachAsync(settings, plan, control, stateFolder, netns).ConfigureAwait(false);
+            return await DetachAsync(settings, plan, control, stateFolder, netns, dnsUpstreams).ConfigureAwait(false);
         }
 
         StreamWriter? supervisorLog = null;
@@ -183,7 +207,7 @@ internal static class LocalCommands
         }
         using var stopping = new Stopping();
         var echo = settings.Quiet || settings.Supervise ? null : Console.Out;
-        var options = new LocalMeshOptions(stateFolder, control, echo, ReadyTimeout) { Netns = netns };
+        var options = new LocalMeshOptions(stateFolder, control, echo, ReadyTimeout) { Netns = netns, DnsUpstreams = dnsUpstreams };
         LocalMesh mesh;
         try
         {
@@ -220,7 +244,8 @@ internal static class LocalCommands
     private static void Report(string message) => Console.WriteLine($"ambientctl: {message}");
 
     /// <summary>Starts `local up --supervise` in its own session and waits until it reports ready or failed.</summary>
-    private static async Task<int> DetachAsync(UpSettings settings, MeshPlan plan, IPAddress control, string stateFolder, NetnsSettings? netns)
+    private static async Task<int> DetachAsync(UpSettings settings, MeshPlan plan, IPAddress control, string stateFolder, NetnsSettings? netns,
+        ImmutableArray<IPEndPoint> dnsUpstreams)
     {
         // Refuse early, in the foreground, so the user sees a clash at once rather than in a log file.
         try
@@ -248,6 +273,11 @@ internal static class LocalCommands
         foreach (var a in new[] { "local", "up", "-f", plan.ConfigFolder, "--state", stateFolder, "--control-address", control.ToString(), "--supervise" })
         {
             psi.ArgumentList.Add(a);
+        }
+        foreach (var upstream in dnsUpstreams)
+        {
+            psi.ArgumentList.Add("--dns-upstream");
+            psi.ArgumentList.Add(upstream.ToString());
         }
         if (netns is not null)
         {

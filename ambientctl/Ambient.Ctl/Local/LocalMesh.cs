@@ -15,6 +15,9 @@ internal sealed record LocalMeshOptions(string StateFolder, IPAddress ControlAdd
     /// <summary>Set for `--network netns`: every pod in a network namespace of its own; null for loopback.</summary>
     public NetnsSettings? Netns { get; init; }
 
+    /// <summary>Where each ztunnel's DNS proxy forwards names that are not the mesh's; empty: the host's /etc/resolv.conf.</summary>
+    public System.Collections.Immutable.ImmutableArray<IPEndPoint> DnsUpstreams { get; init; } = [];
+
     /// <summary>.ambient-state beside the config folder, or beside the folder holding the config file.</summary>
     public static string DefaultStateFolder(string configPath) =>
         Path.GetFullPath(Path.Combine(File.Exists(configPath) ? Path.GetDirectoryName(Path.GetFullPath(configPath))! : configPath, "..", ".ambient-state"));
@@ -203,8 +206,10 @@ internal sealed class LocalMesh : IAsyncDisposable
             List<string> ztunnelArgs = ["--node", node, "--address", address.ToString(), "--root", rootCert,
                  "--token-file", Path.Combine(state, "tokens", node + ".token"),
                  "--istiod", $"https://{control}:{MeshPorts.IstiodGrpc}",
-                 // The node's DNS proxy: a pod's resolver asks it from the pod's own address.
+                 // The node's DNS proxy: a pod's resolver asks it from the pod's own address (netns mode: a pod outside
+                 // the mesh; an enrolled pod's queries are redirected to the proxy the ztunnel opens inside the pod).
                  "--dns-port", MeshPorts.Dns.ToString(CultureInfo.InvariantCulture)];
+            foreach (var upstream in _options.DnsUpstreams) ztunnelArgs.AddRange(["--dns-upstream", upstream.ToString()]);
             if (_options.Netns?.Hooks is IZdsPodHooks agents)
             {
                 // In-pod mode: the node agent hands the ztunnel each enrolled pod's namespace; it listens inside them.

@@ -30,6 +30,14 @@ public sealed class LocalNodeAgentsTests : IDisposable
     }
 
     [Fact]
+    public void Enrolled_pods_get_istios_dns_capture()
+    {
+        var options = LocalNodeAgents.Options(LocalNodeAgents.SocketPath(_dir.Path, "node-a"));
+        Assert.True(options.Rules.RedirectDns);
+        Assert.Contains($"--dport 53 -j REDIRECT --to-ports {InPodRules.DnsPort}", InPodRules.BuildInstall(options.Rules, IptablesState.Empty));
+    }
+
+    [Fact]
     public void A_state_folder_too_long_for_a_unix_socket_path_is_refused_with_the_way_out()
     {
         var agents = new LocalNodeAgents(Path.Combine(_dir.Path, new string('s', 120)));

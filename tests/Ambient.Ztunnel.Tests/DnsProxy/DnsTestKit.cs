@@ -217,7 +217,13 @@ internal static class DnsTestKit
         using var socket = new Socket(server.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         socket.Bind(new IPEndPoint(from ?? IPAddress.Loopback, 0));
         await socket.ConnectAsync(server);
-        await using var stream = new NetworkStream(socket);
+        return await TcpExchangeAsync(socket, queries);
+    }
+
+    /// <summary>Queries over <paramref name="connected"/>, pipelined, each framed by its 2-byte length.</summary>
+    public static async Task<List<byte[]>> TcpExchangeAsync(Socket connected, params byte[][] queries)
+    {
+        await using var stream = new NetworkStream(connected);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         var framed = new List<byte>();
         foreach (var q in queries)

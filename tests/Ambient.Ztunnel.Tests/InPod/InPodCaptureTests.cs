@@ -42,6 +42,7 @@ public sealed class InPodCaptureTests : IAsyncLifetime
     private SeqPacketSocket? _agent;
     private NetnsSockets? _podSockets;
     private Microsoft.Win32.SafeHandles.SafeFileHandle? _podNetnsFd;
+    private DnsProxy.FakeUpstream? _upstream;
 
     private IPAddress ClientIp => IPAddress.Parse(_subnet + ".2");
     private IPAddress EchoIp => IPAddress.Parse(_subnet + ".5");
@@ -72,6 +73,8 @@ public sealed class InPodCaptureTests : IAsyncLifetime
             l => l.SetMinimumLevel(LogLevel.Warning), CancellationToken.None);
         _echo = TcpEcho.Start(new IPEndPoint(EchoIp, 8080));
 
+        // The host's resolver, on the host's loopback: a forwarded query must leave from the ztunnel's own namespace.
+        _upstream = new DnsProxy.FakeUpstream();
         var zdsPath = Path.Combine(_dir.Path, "zds.sock");
         _agentListener = SeqPacketSocket.Listen(zdsPath);
         _node1 = await StartNodeAsync("node-1", zdsPath);
@@ -92,7 +95,7 @@ public sealed class InPodCaptureTests : IAsyncLifetime
     {
         var options = new ZtunnelOptions(node, _istiod!.Mesh.Snapshot.NodeAddress(node)!, new Uri($"https://127.0.0.1:{_istiod.GrpcEndpoint.Port}"),
             _istiod.RootCertificatePath, Path.Combine(_istiod.Options.StateFolder, "tokens", node + ".token"),
-            HbonePort: 15008, SocksPort: 15080, new AdminPorts(0, 0, 0), "Kubernetes") { ZdsSocket = zds };
+            HbonePort: 15008, SocksPort: 15080, new AdminPorts(0, 0, 0), "Kubernetes") { ZdsSocket = zds, DnsUpstreams = [_upstream!.EndPoint] };
         return await NodeProxy.StartAsync(options, _logs!, CancellationToken.None);
     }
 
@@ -103,6 +106,7 @@ public sealed class InPodCaptureTests : IAsyncLifetime
         if (_node1 is not null) await _node1.DisposeAsync();
         if (_node2 is not null) await _node2.DisposeAsync();
         _echo?.Dispose();
+        if (_upstream is not null) await _upstream.DisposeAsync();
         if (_istiod is not null) await _istiod.DisposeAsync();
         _podSockets?.Dispose();
         _podNetnsFd?.Dispose();
@@ -256,22 +260,84 @@ public sealed class InPodCaptureTests : IAsyncLifetime
         });
     }
 
+    /// <summary>The pod's nameserver (the cluster DNS VIP in `local up`): any address the pod routes out of it.</summary>
+    private static readonly IPEndPoint ClusterDns = new(IPAddress.Parse("10.96.0.10"), 53);
+
     [Fact]
-    public async Task The_DNS_proxy_answers_inside_the_pod_on_15053_knowing_the_pod_by_its_address()
+    public async Task The_pods_DNS_is_redirected_to_the_in_pod_proxy_which_answers_every_form_of_a_service_name_over_udp_and_tcp()
     {
         SkipUnlessAvailable();
+        _pod!.RedirectDns();
         Assert.Equal("", await AddClientAsync());
-        using var udp = await _podSockets!.RunInAsync(_podNetnsFd!, () => new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
-        udp.Bind(new IPEndPoint(ClientIp, 0));
-        var server = new IPEndPoint(ClientIp, 15053);
-        // A short name resolves in the asking pod's own namespace: the proxy knew which pod asked.
-        await udp.SendToAsync(DnsProxy.DnsTestKit.Query("echo"), server);
-        var buffer = new byte[4096];
+        var vip = _node1!.State.Snapshot.FindServiceByHostname($"echo.{Ns}.svc.cluster.local")!.Vips[0];
+
+        // As glibc asks: a connected UDP socket to the nameserver, which takes only an answer from that address and port.
+        string[] names = ["echo", $"echo.{Ns}", $"echo.{Ns}.svc", $"echo.{Ns}.svc.cluster.local"];
+        foreach (var name in names)
+        {
+            var answer = DnsProxy.DnsTestKit.Read(await PodUdpExchangeAsync(DnsProxy.DnsTestKit.Query(name)));
+            Assert.True(answer.ResponseCode == 0 && answer.Authoritative, name);
+            Assert.Equal([vip], answer.Addresses);
+            // The service has no IPv6 VIP: the name exists with no AAAA (NODATA), not NXDOMAIN.
+            var aaaa = DnsProxy.DnsTestKit.Read(await PodUdpExchangeAsync(DnsProxy.DnsTestKit.Query(name, DnsProxy.DnsTestKit.TypeAaaa)));
+            Assert.True(aaaa.ResponseCode == 0 && aaaa.Answers.Count == 0, name);
+        }
+        using var tcp = await PodSocketAsync();
+        await tcp.ConnectAsync(ClusterDns).WaitAsync(Timeout);
+        foreach (var response in await DnsProxy.DnsTestKit.TcpExchangeAsync(tcp, [.. names.Select(n => DnsProxy.DnsTestKit.Query(n))]))
+        {
+            Assert.Equal([vip], DnsProxy.DnsTestKit.Read(response).Addresses);
+        }
+        // Every query was the in-pod proxy's (the node-wide one is not even running here).
+        Assert.Null(_node1.Dns);
+        Assert.Equal(names.Length * 3, _node1.InPod!.Pods[ClientUid].Dns!.Counters.Answered);
+    }
+
+    [Fact]
+    public async Task Other_names_are_forwarded_from_the_ztunnels_namespace_and_malformed_packets_get_no_answer()
+    {
+        SkipUnlessAvailable();
+        _pod!.RedirectDns();
+        Assert.Equal("", await AddClientAsync());
+
+        // The upstream listens on the host's loopback, which only the ztunnel's own namespace reaches: the forwarded
+        // query left from there, not from the pod (where it would have been captured again, or found no resolver).
+        var forwarded = DnsProxy.DnsTestKit.Read(await PodUdpExchangeAsync(DnsProxy.DnsTestKit.Query("external.example")));
+        Assert.Equal([DnsProxy.FakeUpstream.Answer], forwarded.Addresses);
+        Assert.Contains(("udp", "external.example"), _upstream!.Asked);
+
+        using var udp = await PodSocketAsync(SocketType.Dgram, ProtocolType.Udp);
+        await udp.ConnectAsync(ClusterDns);
+        var counters = _node1!.InPod!.Pods[ClientUid].Dns!.Counters;
+        var malformed = counters.Malformed;
+        // A runt (shorter than a header) and a message with the response bit set: dropped, nothing comes back.
+        await udp.SendAsync(new byte[] { 0x12, 0x34, 0x01 });
+        await udp.SendAsync(new byte[] { 0x12, 0x34, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1 });
+        var buffer = new byte[512];
+        using (var quiet = new CancellationTokenSource(TimeSpan.FromMilliseconds(500)))
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await udp.ReceiveAsync(buffer, SocketFlags.None, quiet.Token));
+        }
+        Assert.Equal(malformed + 2, counters.Malformed);
+        // And the proxy goes on: the next valid query on the same socket is answered.
+        await udp.SendAsync(DnsProxy.DnsTestKit.Query("echo", id: 0x4321));
         using var cts = new CancellationTokenSource(Timeout);
         var n = await udp.ReceiveAsync(buffer, SocketFlags.None, cts.Token);
         var answer = DnsProxy.DnsTestKit.Read(buffer.AsSpan(0, n));
+        Assert.Equal(0x4321, answer.Id);
         Assert.NotEmpty(answer.Addresses);
-        Assert.Equal(_node1!.State.Snapshot.FindServiceByHostname($"echo.{Ns}.svc.cluster.local")!.Vips[0], answer.Addresses[0]);
+    }
+
+    /// <summary>One query from a connected UDP socket in the pod to <see cref="ClusterDns"/>, as a pod's resolver sends it.</summary>
+    private async Task<byte[]> PodUdpExchangeAsync(byte[] query)
+    {
+        using var udp = await PodSocketAsync(SocketType.Dgram, ProtocolType.Udp);
+        await udp.ConnectAsync(ClusterDns);
+        await udp.SendAsync(query);
+        var buffer = new byte[4096];
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        var n = await udp.ReceiveAsync(buffer, SocketFlags.None, cts.Token);
+        return buffer[..n];
     }
 
     private static async Task Socks5ConnectAsync(Socket socket, string host, int port)
@@ -310,8 +376,8 @@ public sealed class InPodCaptureTests : IAsyncLifetime
     }
 
     /// <summary>A plain socket inside the pod's namespace: no mark, no proxy settings, as any program there would have.</summary>
-    private Task<Socket> PodSocketAsync() =>
-        _podSockets!.RunInAsync(_podNetnsFd!, () => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+    private Task<Socket> PodSocketAsync(SocketType type = SocketType.Stream, ProtocolType protocol = ProtocolType.Tcp) =>
+        _podSockets!.RunInAsync(_podNetnsFd!, () => new Socket(AddressFamily.InterNetwork, type, protocol));
 
     private static async Task RoundTripAsync(Socket socket, string text)
     {

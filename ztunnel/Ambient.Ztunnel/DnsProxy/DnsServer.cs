@@ -27,7 +27,7 @@ internal sealed record DnsServerOptions
 /// <see cref="DnsQueryParser"/>, and a TCP client that sends a bad length is disconnected.
 /// </summary>
 /// <remarks>
-/// <see cref="Start(Socket, Socket, DnsAnswerer, DnsForwarder, ILogger, DnsServerOptions?)"/> takes bound sockets, so
+/// <see cref="Start(Socket, Socket, DnsAnswerer, DnsForwarder, ILogger, DnsServerOptions?, IPAddress?)"/> takes bound sockets, so
 /// whoever opens them chooses where: on the node address (loopback mode), or inside a pod's network namespace.
 /// </remarks>
 internal sealed partial class DnsServer : IAsyncDisposable
@@ -38,6 +38,7 @@ internal sealed partial class DnsServer : IAsyncDisposable
     private readonly DnsForwarder _forwarder;
     private readonly ILogger _logger;
     private readonly DnsServerOptions _options;
+    private readonly IPAddress? _client;
     private readonly CancellationTokenSource _stopping = new();
     private Task _udpLoop = Task.CompletedTask;
     private Task _acceptLoop = Task.CompletedTask;
@@ -45,8 +46,9 @@ internal sealed partial class DnsServer : IAsyncDisposable
     private int _forwardsInFlight;
     private int _disposed;
 
-    private DnsServer(Socket udp, Socket tcp, DnsAnswerer answerer, DnsForwarder forwarder, ILogger logger, DnsServerOptions options)
+    private DnsServer(Socket udp, Socket tcp, DnsAnswerer answerer, DnsForwarder forwarder, ILogger logger, DnsServerOptions options, IPAddress? client)
     {
+        _client = client;
         _udp = udp;
         _tcp = tcp;
         _answerer = answerer;
@@ -69,7 +71,12 @@ internal sealed partial class DnsServer : IAsyncDisposable
     }
 
     /// <summary>Serves on sockets bound elsewhere (a UDP socket and a listening TCP socket); the server owns them from now on.</summary>
-    public static DnsServer Start(Socket udp, Socket tcp, DnsAnswerer answerer, DnsForwarder forwarder, ILogger logger, DnsServerOptions? options = null)
+    /// <param name="client">
+    /// Set for a proxy that serves one pod (in-pod mode): every query is that workload's, whatever its source address
+    /// (after a REDIRECT it may be any address of the pod, or 127.0.0.1). Null: the query's source names the client.
+    /// </param>
+    public static DnsServer Start(Socket udp, Socket tcp, DnsAnswerer answerer, DnsForwarder forwarder, ILogger logger, DnsServerOptions? options = null,
+        IPAddress? client = null)
     {
         foreach (var upstream in forwarder.Upstreams)
         {
@@ -81,7 +88,7 @@ internal sealed partial class DnsServer : IAsyncDisposable
                 throw new ArgumentException($"the DNS upstream {upstream} is this DNS proxy itself", nameof(forwarder));
             }
         }
-        var server = new DnsServer(udp, tcp, answerer, forwarder, logger, options ?? new DnsServerOptions());
+        var server = new DnsServer(udp, tcp, answerer, forwarder, logger, options ?? new DnsServerOptions(), client);
         server._udpLoop = server.ServeUdpAsync();
         server._acceptLoop = server.AcceptTcpAsync();
         Log.Started(logger, server.UdpEndPoint, string.Join(", ", forwarder.Upstreams));
@@ -160,7 +167,7 @@ internal sealed partial class DnsServer : IAsyncDisposable
                 DnsQuery query;
                 try
                 {
-                    action = _answerer.Answer(receive.AsSpan(0, received), sources.AddressOf(from), overTcp: false,
+                    action = _answerer.Answer(receive.AsSpan(0, received), _client ?? sources.AddressOf(from), overTcp: false,
                         send.AsSpan(0, DnsWire.MaxUdpPayload), out length, out query);
                 }
                 catch (Exception e)
@@ -291,7 +298,7 @@ internal sealed partial class DnsServer : IAsyncDisposable
         var stream = new NetworkStream(connection, ownsSocket: true);
         try
         {
-            var source = (connection.RemoteEndPoint as IPEndPoint)?.Address;
+            var source = _client ?? (connection.RemoteEndPoint as IPEndPoint)?.Address;
             while (true)
             {
                 idle.CancelAfter(_options.TcpIdleTimeout);

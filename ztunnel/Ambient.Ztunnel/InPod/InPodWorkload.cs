@@ -12,7 +12,7 @@ namespace Ambient.Ztunnel.InPod;
 /// <summary>
 /// One enrolled pod served in its own network namespace: the namespace fd the node agent handed over, and the
 /// listeners made inside it - 15001 outbound capture, 15006 plaintext inbound, 15008 HBONE (served by the node's one
-/// HBONE server), 15053 DNS and 127.0.0.1:15080 SOCKS5 - plus the pod's own outbound proxy and HBONE pool, whose
+/// HBONE server), 127.0.0.1:15053 DNS and 127.0.0.1:15080 SOCKS5 - plus the pod's own outbound proxy and HBONE pool, whose
 /// sockets are made inside the pod and marked (Istio's ztunnel also keeps one proxy per pod). Everything here is
 /// closed by <see cref="DisposeAsync"/>.
 /// </summary>
@@ -44,6 +44,9 @@ internal sealed partial class InPodWorkload : IAsyncDisposable
 
     /// <summary>The pod-side endpoints it listens on, by name ("outbound", "inbound-plaintext", "hbone", "dns", "socks5").</summary>
     public Dictionary<string, IPEndPoint> Listeners { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The pod's DNS proxy (15053); null until its listeners are open.</summary>
+    public DnsServer? Dns { get; private set; }
 
     /// <summary>Opens every listener inside <paramref name="netns"/>; on failure closes what it opened (and the fd) and throws.</summary>
     public static async Task<InPodWorkload> StartAsync(string uid, IPAddress address, SafeFileHandle netns, InPodContext context, CancellationToken cancellationToken)
@@ -83,7 +86,12 @@ internal sealed partial class InPodWorkload : IAsyncDisposable
         Listeners["hbone"] = _context.Inbound.AddListener(Address, hbone);
         _hbone = true;
 
-        var dnsEndpoint = new IPEndPoint(IPAddress.Any, ports.Dns);
+        // 127.0.0.1, as Istio's ztunnel binds it in the pod. The pod's queries reach it by REDIRECT (ISTIO_OUTPUT), which
+        // for a locally sent packet rewrites the destination to 127.0.0.1: the answer must come from 127.0.0.1:15053 for
+        // conntrack to turn its source back into the nameserver's. A wildcard UDP socket answers from the address
+        // routing picks for the pod's own address (the pod's address, not 127.0.0.1); conntrack takes that for a new
+        // flow, the source stays podIP:15053, and the resolver's connected socket drops the answer: every lookup times out.
+        var dnsEndpoint = new IPEndPoint(IPAddress.Loopback, ports.Dns);
         var udp = await sockets.BindUdpAsync(Netns, dnsEndpoint).ConfigureAwait(false);
         Socket tcp;
         try
@@ -95,7 +103,10 @@ internal sealed partial class InPodWorkload : IAsyncDisposable
             udp.Dispose();
             throw;
         }
-        _owned.Add(DnsServer.Start(udp, tcp, _context.DnsAnswerer, _context.DnsForwarder, _context.LoggerFactory.CreateLogger<DnsServer>()));
+        // Forwarded names leave from the ztunnel's own namespace (the forwarder's sockets are made there), so they are
+        // never captured by the pod's rules and reach the host's resolver even when it is on the host's loopback.
+        Dns = DnsServer.Start(udp, tcp, _context.DnsAnswerer, _context.DnsForwarder, _context.LoggerFactory.CreateLogger<DnsServer>(), client: Address);
+        _owned.Add(Dns);
         Listeners["dns"] = dnsEndpoint;
 
         // 127.0.0.1 inside the pod: only the pod's own programs can use its identity through it.

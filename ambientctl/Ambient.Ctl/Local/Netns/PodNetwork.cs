@@ -217,15 +217,17 @@ internal sealed class PodNetwork : IDisposable
     }
 
     /// <summary>
-    /// The pod's resolver is the cluster DNS VIP (as kube-dns' 10.96.0.10), which the host DNATs to the pod's node
-    /// ztunnel DNS proxy on 15053: mesh names resolve to VIPs, other names are forwarded by the proxy to the host's resolver.
+    /// The pod's resolver is the cluster DNS VIP (as kube-dns' 10.96.0.10), with Kubernetes' search list and ndots. A pod
+    /// outside the mesh reaches it through the host's DNAT to its node ztunnel's DNS proxy on 15053; an enrolled pod's
+    /// capture rules redirect the same queries to the ztunnel's proxy inside the pod (127.0.0.1:15053). Either way mesh
+    /// names resolve to VIPs and other names are forwarded by the proxy to the host's resolver.
     /// </summary>
     private void WriteResolvConf(PodSandbox pod)
     {
         var folder = Path.Combine(OwnedNetworkCleanup.EtcNetns, pod.NetnsName);
         Directory.CreateDirectory(folder);
         File.WriteAllText(Path.Combine(folder, "resolv.conf"),
-            $"# written by ambientctl local up --network netns: the node ztunnel's DNS proxy, through the cluster DNS VIP\n" +
+            $"# written by ambientctl local up --network netns: the ztunnel's DNS proxy, through the cluster DNS VIP\n" +
             $"nameserver {_settings.Ranges.DnsVip}\nsearch {pod.Namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n");
     }
 

@@ -33,6 +33,13 @@ internal sealed class LocalNodeAgents(string stateFolder, string clusterId = Loc
 
     internal static string SocketPath(string stateFolder, string node) => Path.Combine(stateFolder, "zds", node + ".sock");
 
+    /// <summary>
+    /// Istio's in-pod rules with its DNS capture: an enrolled pod's queries (UDP and TCP port 53, to whatever nameserver
+    /// its resolv.conf names) go to the ztunnel's DNS proxy inside the pod; a pod outside the mesh keeps asking the
+    /// cluster DNS VIP, which the node DNATs to its ztunnel's node-wide proxy.
+    /// </summary>
+    internal static NodeAgentOptions Options(string socketPath) => NodeAgentOptions.Default(socketPath, redirectDns: true);
+
     public string Listen(string node, Action<string> report)
     {
         lock (_lock)
@@ -45,9 +52,7 @@ internal sealed class LocalNodeAgents(string stateFolder, string clusterId = Loc
             }
             // Owner-only: whoever can connect to or replace this socket could hand the ztunnel a namespace to serve.
             Ambient.Core.Files.OwnerOnlyFiles.CreateDirectory(Path.GetDirectoryName(path)!);
-            // DNS is not redirected inside the pod: the pod's resolver (the cluster DNS VIP) reaches its node ztunnel's DNS
-            // proxy through the node's DNAT, which answers the same names; the in-pod 15053 does not answer a redirected query yet.
-            var agent = InPodNodeAgent.Start(NodeAgentOptions.Default(path, redirectDns: false), new ReportLogger(report, node));
+            var agent = InPodNodeAgent.Start(Options(path), new ReportLogger(report, node));
             _agents[node] = agent;
             return agent.SocketPath;
         }
