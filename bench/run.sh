@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks. Usage: bench/run.sh l4 | l7 | memory
+# Benchmarks. Usage: bench/run.sh l4 [--network netns] | l7 | memory
 # (BenchmarkDotNet micro-benchmarks: dotnet run -c Release --project bench/Ambient.Bench -- --filter '*')
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -8,6 +8,7 @@ case "${1:-}" in
     l7) shift; exec bash "$here/l7/l7.sh" "$@" ;;
     memory) shift; exec bash "$here/memory/memory.sh" "$@" ;;
     *) echo "usage: bench/run.sh l4       (direct vs ztunnel pair vs haproxy mTLS pair; table + bench/results/l4-<date>.json)" >&2
+       echo "       bench/run.sh l4 --network netns  (root: the same, the ztunnel pair an \`ambientctl local up --network netns\` mesh measured from inside the client pod, SOCKS5 and the captured path side by side)" >&2
        echo "       bench/run.sh l7 [--runs N]  (HTTP: direct vs ztunnel -> waypoint -> ztunnel vs haproxy mode-http mTLS pair; table + bench/results/l7-<date>.json)" >&2
        echo "       bench/run.sh memory   (ztunnel / istiod-lite RSS before, peak and after load; table + bench/results/memory-<date>.json)" >&2
        exit 2 ;;

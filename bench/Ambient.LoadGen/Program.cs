@@ -30,8 +30,8 @@ internal static class Program
                                       --base-workloads N --base-services N --out FILE [--connections N]
                                       [--hold-seconds S] [--observe-seconds S] [--flood-mib MIB] [--phases ztunnel,istiod]
                ambient-loadgen memory-report --run FILE ... --out FILE [--env KEY=VALUE ...]
-          TARGET: --connect IP:PORT [--bind IP] [--socks-host NAME --socks-port PORT]
-          SPEC:   name=NAME,connect=IP:PORT[,bind=IP][,socks=HOST:PORT][,process=NAME:PID]...
+          TARGET: --connect IP:PORT [--bind IP] [--socks-host NAME --socks-port PORT] [--netns /run/netns/NAME]
+          SPEC:   name=NAME,connect=IP:PORT[,bind=IP][,socks=HOST:PORT][,netns=/run/netns/NAME][,process=NAME:PID]...
                   (l4 compares the names direct, ztunnel and haproxy; l7 direct, mesh and haproxy, and
                   reports the mesh's process named waypoint on its own)
         """;
@@ -103,6 +103,10 @@ internal static class Program
     private static async Task<int> ProbeAsync(Dictionary<string, List<string>> o, CancellationToken ct)
     {
         var target = ParseTarget(o);
+        if (target.Netns is not null)
+        {
+            await NetnsSocketSource.WarmUpAsync(ct);
+        }
         var deadline = DateTime.UtcNow.AddSeconds(Number(o, "--timeout", 30));
         var path = o.GetValueOrDefault("--path") is [var p] ? p : "/";
         var request = Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: {target.SocksHost ?? "echo"}\r\n\r\n");
@@ -148,11 +152,17 @@ internal static class Program
             ConnectWorkers: (int)Number(o, "--connect-workers", 4),
             ConnectWarmup: TimeSpan.FromMilliseconds(500),
             ConnectDuration: TimeSpan.FromSeconds(Number(o, "--connect-seconds", 3)));
-        var results = await Suite.RunAsync(setups, settings, Console.Error, ct);
+        if (setups.Exists(s => s.Target.Netns is not null))
+        {
+            await NetnsSocketSource.WarmUpAsync(ct);
+        }
+        var loads = new List<LoadSample>();
+        var results = await Suite.RunAsync(setups, settings, Console.Error, ct, loads);
         SuiteResult Named(string name) => results.Find(r => r.Name == name) ?? throw new ArgumentException($"--setup name={name} is required");
         var env = EnvironmentOptions(o);
         env["settings"] = JsonSerializer.SerializeToNode(settings);
-        Console.Write(L4Report.Write(Named("direct"), Named("ztunnel"), Named("haproxy"), env, output, results.Find(r => r.Name == L4Report.WithPolicies)));
+        Console.Write(L4Report.Write(Named("direct"), Named("ztunnel"), Named("haproxy"), env, output,
+            results.Find(r => r.Name == L4Report.WithPolicies), results.Find(r => r.Name == L4Report.Capture), loads));
         return 0;
     }
 
@@ -257,7 +267,7 @@ internal static class Program
 
     private static Setup ParseSetup(string spec)
     {
-        string? name = null, socksHost = null;
+        string? name = null, socksHost = null, netns = null;
         IPEndPoint? connect = null;
         IPAddress? bind = null;
         var socksPort = 0;
@@ -283,6 +293,9 @@ internal static class Program
                     }
                     socksHost = value[..colon];
                     break;
+                case "netns":
+                    netns = File.Exists(value) ? value : throw new ArgumentException($"--setup {spec}: netns '{value}' is not a network namespace file (/run/netns/NAME)");
+                    break;
                 case "process":
                     var c = value.LastIndexOf(':');
                     if (c <= 0 || !int.TryParse(value[(c + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || !File.Exists($"/proc/{pid}/stat"))
@@ -298,7 +311,7 @@ internal static class Program
         {
             throw new ArgumentException($"--setup {spec}: name= and connect= are required");
         }
-        return new Setup(name, new Target(connect, bind, socksHost, socksPort), processes);
+        return new Setup(name, new Target(connect, bind, socksHost, socksPort, netns), processes);
     }
 
     private static Target ParseTarget(Dictionary<string, List<string>> o)
@@ -311,7 +324,12 @@ internal static class Program
         }
         var host = o.GetValueOrDefault("--socks-host") is [var h] ? h : null;
         var port = (int)Number(o, "--socks-port", 80);
-        return new Target(connect, bind, host, port);
+        var netns = o.GetValueOrDefault("--netns") is [var n] ? n : null;
+        if (netns is not null && !File.Exists(netns))
+        {
+            throw new ArgumentException($"--netns: '{netns}' is not a network namespace file (/run/netns/NAME)");
+        }
+        return new Target(connect, bind, host, port, netns);
     }
 
     private static IPEndPoint Endpoint(Dictionary<string, List<string>> o, string name)

@@ -8,20 +8,24 @@ namespace Ambient.LoadGen.Client;
 /// <summary>
 /// Where the generator connects: straight to <see cref="Endpoint"/>, or (when <see cref="SocksHost"/> is set) to the
 /// SOCKS5 proxy at <see cref="Endpoint"/> asking it for <c>SocksHost:SocksPort</c> (RFC 1928 CONNECT, domain name).
-/// Sockets are bound to <see cref="Bind"/> (the client pod's address) when given.
+/// Sockets are bound to <see cref="Bind"/> (the client pod's address) when given, and created inside the network
+/// namespace <see cref="Netns"/> (a pod's <c>/run/netns/NAME</c>) when given, so the connection starts in that pod.
 /// </summary>
-internal sealed record Target(IPEndPoint Endpoint, IPAddress? Bind, string? SocksHost, int SocksPort)
+internal sealed record Target(IPEndPoint Endpoint, IPAddress? Bind, string? SocksHost, int SocksPort, string? Netns = null)
 {
     // Linux IP_BIND_ADDRESS_NO_PORT: bind() to the pod address without reserving an ephemeral port, so the port is
     // picked at connect() per 4-tuple and thousands of short connections do not run the pod address out of ports.
     private const int IpBindAddressNoPort = 24;
     private const int IpProtoIp = 0;
 
-    public override string ToString() => SocksHost is null ? $"{Endpoint}" : $"socks5://{Endpoint} -> {SocksHost}:{SocksPort}";
+    public override string ToString() =>
+        (SocksHost is null ? $"{Endpoint}" : $"socks5://{Endpoint} -> {SocksHost}:{SocksPort}") + (Netns is null ? "" : $" (from netns {Path.GetFileName(Netns)})");
 
     public async Task<Socket> ConnectAsync(CancellationToken ct)
     {
-        var socket = new Socket(Endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = Netns is null
+            ? new Socket(Endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true }
+            : NetnsSocketSource.For(Netns, Endpoint.AddressFamily).Take();
         try
         {
             if (Bind is not null)

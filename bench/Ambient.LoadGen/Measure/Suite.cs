@@ -15,6 +15,25 @@ internal sealed record SuiteResult(
     List<double> CpuSecondsPer100kConnections,
     List<ProcessResult> Processes);
 
+/// <summary>The host's load average (1, 5, 15 min) as one phase's run began: the host is shared, so each run says how busy it was.</summary>
+internal sealed record LoadSample(string Phase, int Run, string LoadAverage)
+{
+    public static LoadSample Now(string phase, int run)
+    {
+        string load;
+        try
+        {
+            var parts = File.ReadAllText("/proc/loadavg").Split(' ');
+            load = parts.Length >= 3 ? $"{parts[0]} {parts[1]} {parts[2]}" : "unknown";
+        }
+        catch (IOException)
+        {
+            load = "unknown";
+        }
+        return new LoadSample(phase, run, load);
+    }
+}
+
 internal sealed record ProcessResult(string Name, int Pid, double PeakRssMiB, double RssMiB, double CpuSecondsTotal);
 
 /// <summary>One way of reaching the echo server, and the proxy processes on that path (none for direct).</summary>
@@ -45,8 +64,15 @@ internal static class Suite
     /// always follows the same one (whatever a phase leaves behind on the host is spread over all of them).</summary>
     internal static int InRunOrder(int k, int run, int count) => (k + run) % count;
 
-    public static async Task<List<SuiteResult>> RunAsync(IReadOnlyList<Setup> setups, SuiteSettings s, TextWriter log, CancellationToken ct)
+    public static async Task<List<SuiteResult>> RunAsync(IReadOnlyList<Setup> setups, SuiteSettings s, TextWriter log, CancellationToken ct, List<LoadSample>? loads = null)
     {
+        void Load(string phase, int run)
+        {
+            var sample = LoadSample.Now(phase, run + 1);
+            loads?.Add(sample);
+            log.WriteLine($"{phase} run {run + 1}: load average {sample.LoadAverage}");
+        }
+
         var results = new List<SuiteResult>(setups.Count);
         foreach (var setup in setups)
         {
@@ -58,6 +84,7 @@ internal static class Suite
         }
         for (var r = 0; r < s.Runs; r++)
         {
+            Load("throughput", r);
             for (var k = 0; k < setups.Count; k++)
             {
                 var i = InRunOrder(k, r, setups.Count);
@@ -69,6 +96,7 @@ internal static class Suite
         LogPeakRss(setups, "warm-up and throughput", log);
         for (var r = 0; r < s.Runs; r++)
         {
+            Load("latency", r);
             for (var k = 0; k < setups.Count; k++)
             {
                 var i = InRunOrder(k, r, setups.Count);
@@ -88,6 +116,7 @@ internal static class Suite
         LogPeakRss(setups, "latency", log);
         for (var r = 0; r < s.Runs; r++)
         {
+            Load("new connections", r);
             for (var k = 0; k < setups.Count; k++)
             {
                 var i = InRunOrder(k, r, setups.Count);

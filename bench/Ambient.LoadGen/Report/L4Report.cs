@@ -17,6 +17,15 @@ internal static class L4Report
     /// <summary>The setup name of the ztunnel pair measured against a destination with AuthorizationPolicies.</summary>
     public const string WithPolicies = "ztunnel-policies";
 
+    /// <summary>
+    /// The setup name of the capture path: a program in the client pod dialling the Service with no proxy settings,
+    /// redirected by the pod's iptables rules to its node ztunnel's 15001, then the same HBONE pair as the SOCKS5 path.
+    /// </summary>
+    public const string Capture = "capture";
+
+    /// <summary>The capture path's target: its throughput and new connections/s within 10% of the SOCKS5 path's.</summary>
+    private const double CaptureFloor = 0.9;
+
     internal sealed record Stat(double Median, double Min, double Max)
     {
         public static Stat Of(IReadOnlyList<double> values)
@@ -51,7 +60,8 @@ internal static class L4Report
         new("proxy peak RSS (max of pair)", "MiB", false, r => MaxRss(r)),
     ];
 
-    public static string Write(SuiteResult direct, SuiteResult mesh, SuiteResult peer, JsonObject environment, string jsonPath, SuiteResult? policies = null)
+    public static string Write(SuiteResult direct, SuiteResult mesh, SuiteResult peer, JsonObject environment, string jsonPath, SuiteResult? policies = null,
+        SuiteResult? capture = null, IReadOnlyList<LoadSample>? loads = null)
     {
         var sb = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
@@ -77,6 +87,7 @@ internal static class L4Report
         }
         var targets = new JsonArray();
         var policyRows = policies is null ? null : WritePolicies(sb, mesh, policies, targets);
+        var captureRows = capture is null ? null : WriteCapture(sb, mesh, capture, targets);
         sb.AppendLine();
         var tput = Rows[0].Get(mesh).Median / Rows[0].Get(peer).Median;
         Target(sb, targets, "throughput >= 0.5x haproxy pair", tput >= 0.5, $"{tput:F2}x");
@@ -114,9 +125,11 @@ internal static class L4Report
             ["environment"] = environment,
             ["rows"] = rows,
             ["targets"] = targets,
-            ["setups"] = policies is null ? new JsonArray(Raw(direct), Raw(mesh), Raw(peer)) : new JsonArray(Raw(direct), Raw(mesh), Raw(peer), Raw(policies)),
+            ["setups"] = RawSetups(direct, mesh, peer, policies, capture),
         };
         if (policyRows is not null) json["policyRows"] = policyRows;
+        if (captureRows is not null) json["captureRows"] = captureRows;
+        if (loads is not null) json["loadAverages"] = JsonSerializer.SerializeToNode(loads);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(jsonPath))!);
         File.WriteAllText(jsonPath, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         sb.AppendLine(inv, $"JSON: {jsonPath}");
@@ -160,6 +173,92 @@ internal static class L4Report
                 $"{Ratio(p.Median, m.Median)} ({Fmt(p.Median)} vs {Fmt(m.Median)} {row.Unit}, no-policy spread {Fmt(m.Min)}-{Fmt(m.Max)})");
         }
         return rows;
+    }
+
+    private static JsonArray RawSetups(params SuiteResult?[] results)
+    {
+        var setups = new JsonArray();
+        foreach (var r in results)
+        {
+            if (r is not null) setups.Add(Raw(r));
+        }
+        return setups;
+    }
+
+    /// <summary>
+    /// The capture path beside the SOCKS5 path through the same ztunnel pair: each figure, the ratio of medians, and the
+    /// median (min-max) of the per-run ratios (the two ran back to back in every run, so host load hits both alike).
+    /// Targets: capture throughput and new connections/s at least <see cref="CaptureFloor"/> of the SOCKS5 path's.
+    /// </summary>
+    private static JsonArray WriteCapture(StringBuilder sb, SuiteResult socks, SuiteResult capture, JsonArray targets)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        sb.AppendLine();
+        sb.AppendLine(inv, $"{"metric",-34} {"unit",-6} {"ztunnel (SOCKS5)",-22} {"capture (15001)",-22} {"cap/socks",9} {"per-run cap/socks",-22}");
+        sb.AppendLine(new string('-', 120));
+        var rows = new JsonArray();
+        foreach (var row in Rows)
+        {
+            var m = row.Get(socks);
+            var c = row.Get(capture);
+            var perRun = PerRunRatio(row, socks, capture);
+            sb.AppendLine(inv, $"{row.Metric,-34} {row.Unit,-6} {Cell(m),-22} {Cell(c),-22} {Ratio(c.Median, m.Median),9} {Cell(perRun),-22}");
+            rows.Add(new JsonObject
+            {
+                ["metric"] = row.Metric,
+                ["unit"] = row.Unit,
+                ["ztunnel"] = StatJson(m),
+                ["capture"] = StatJson(c),
+                ["captureOverZtunnel"] = Num(c.Median / m.Median),
+                ["captureOverZtunnelPerRun"] = StatJson(perRun),
+            });
+        }
+        var mbps = Stat.Of(Scale(capture.ThroughputGbps, 125));
+        var socksMbps = Stat.Of(Scale(socks.ThroughputGbps, 125));
+        sb.AppendLine(inv, $"{"throughput (1 stream)",-34} {"MB/s",-6} {Cell(socksMbps),-22} {Cell(mbps),-22}");
+        sb.AppendLine();
+        foreach (var index in (int[])[0, 5])
+        {
+            var row = Rows[index];
+            var ratio = row.Get(capture).Median / row.Get(socks).Median;
+            var perRun = PerRunRatio(row, socks, capture);
+            Target(sb, targets, $"capture {row.Metric} >= {CaptureFloor:F1}x SOCKS5", ratio >= CaptureFloor,
+                $"{ratio:F2}x ({Fmt(row.Get(capture).Median)} vs {Fmt(row.Get(socks).Median)} {row.Unit}; per-run ratios {Cell(perRun)})");
+        }
+        return rows;
+    }
+
+    /// <summary>capture / SOCKS5 for each run (the same run index: measured back to back under the same host load).</summary>
+    private static Stat PerRunRatio(Row row, SuiteResult socks, SuiteResult capture)
+    {
+        var ratios = new List<double>();
+        var runs = Math.Min(socks.Runs, capture.Runs);
+        for (var r = 0; r < runs; r++)
+        {
+            var m = row.Get(OneRun(socks, r)).Median;
+            var c = row.Get(OneRun(capture, r)).Median;
+            if (!double.IsNaN(m) && !double.IsNaN(c) && m != 0) ratios.Add(c / m);
+        }
+        return Stat.Of(ratios);
+    }
+
+    /// <summary>The result restricted to run <paramref name="run"/> (empty lists where that run has no figure).</summary>
+    private static SuiteResult OneRun(SuiteResult r, int run) => r with
+    {
+        ThroughputGbps = At(r.ThroughputGbps, run),
+        Latency = At(r.Latency, run),
+        ConnectionsPerSecond = At(r.ConnectionsPerSecond, run),
+        CpuSecondsPer100kRequests = At(r.CpuSecondsPer100kRequests, run),
+        CpuSecondsPer100kConnections = At(r.CpuSecondsPer100kConnections, run),
+    };
+
+    private static List<T> At<T>(List<T> list, int index) => index < list.Count ? [list[index]] : [];
+
+    private static List<double> Scale(List<double> values, double factor)
+    {
+        var scaled = new List<double>(values.Count);
+        foreach (var v in values) scaled.Add(v * factor);
+        return scaled;
     }
 
     internal static void Target(StringBuilder sb, JsonArray targets, string name, bool? met, string detail)
