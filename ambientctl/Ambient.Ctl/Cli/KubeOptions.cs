@@ -1,0 +1,39 @@
+using System.CommandLine;
+using k8s;
+using k8s.Autorest;
+using k8s.Exceptions;
+
+namespace Ambient.Ctl.Cli;
+
+/// <summary>--kubeconfig and --context of the commands that act on a cluster, and the client they give.</summary>
+internal sealed class KubeOptions
+{
+    private readonly Option<string?> _kubeconfig = new("--kubeconfig") { Description = "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)" };
+    private readonly Option<string?> _context = new("--context") { Description = "kubeconfig context (default: its current context)" };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(_kubeconfig);
+        command.Options.Add(_context);
+    }
+
+    /// <summary>The client, or null after saying on stderr why there is none.</summary>
+    public IKubernetes? Connect(ParseResult parse, string command)
+    {
+        try
+        {
+            var file = parse.GetValue(_kubeconfig) ?? Environment.GetEnvironmentVariable("KUBECONFIG")?.Split(Path.PathSeparator)[0];
+            var config = KubernetesClientConfiguration.BuildConfigFromConfigFile(string.IsNullOrEmpty(file) ? null : file, parse.GetValue(_context));
+            return new Kubernetes(config);
+        }
+        catch (Exception e) when (e is KubeConfigException or IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"{command}: no cluster to talk to: {e.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>The server's own words: its Status message when it sent one.</summary>
+    public static string Describe(HttpOperationException e) =>
+        $"{(int)e.Response.StatusCode} {e.Response.ReasonPhrase}: {(string.IsNullOrWhiteSpace(e.Response.Content) ? e.Message : e.Response.Content.Trim())}";
+}
