@@ -23,6 +23,12 @@ internal sealed class KubeOptions
         try
         {
             var file = parse.GetValue(_kubeconfig) ?? Environment.GetEnvironmentVariable("KUBECONFIG")?.Split(Path.PathSeparator)[0];
+            // In a pod (the ambientctl image) without a kubeconfig: its service account.
+            if (string.IsNullOrEmpty(file) && parse.GetValue(_context) is null && !File.Exists(KubernetesClientConfiguration.KubeConfigDefaultLocation)
+                && KubernetesClientConfiguration.IsInCluster())
+            {
+                return new Kubernetes(KubernetesClientConfiguration.InClusterConfig());
+            }
             var config = KubernetesClientConfiguration.BuildConfigFromConfigFile(string.IsNullOrEmpty(file) ? null : file, parse.GetValue(_context));
             return new Kubernetes(config);
         }
