@@ -1,7 +1,6 @@
 using System.CommandLine;
 using Ambient.Ctl.Install;
 using k8s;
-using k8s.Autorest;
 
 namespace Ambient.Ctl.Cli;
 
@@ -34,14 +33,9 @@ internal static class CheckCommand
         {
             items = await MeshCheck.RunAsync(client, cancellationToken).ConfigureAwait(false);
         }
-        catch (HttpOperationException e)
+        catch (Exception e) when (KubeOptions.DescribeFailure(e) is { } failure)
         {
-            error.WriteLine($"check: the API server refused: {KubeOptions.Describe(e)}");
-            return ExitCodes.Failed;
-        }
-        catch (HttpRequestException e)
-        {
-            error.WriteLine($"check: cannot reach the API server: {e.Message}");
+            error.WriteLine("check: " + failure);
             return ExitCodes.Failed;
         }
         var table = new TextTable("component", "state", "detail");

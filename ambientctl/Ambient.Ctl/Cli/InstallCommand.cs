@@ -1,7 +1,6 @@
 using System.CommandLine;
 using Ambient.Ctl.Install;
 using k8s;
-using k8s.Autorest;
 using k8s.Models;
 
 namespace Ambient.Ctl.Cli;
@@ -61,14 +60,9 @@ internal static class InstallCommand
             output.WriteLine("installed; `ambientctl check` reports when every component is ready");
             return ExitCodes.Ok;
         }
-        catch (HttpOperationException e)
+        catch (Exception e) when (KubeOptions.DescribeFailure(e) is { } failure)
         {
-            error.WriteLine($"install: the API server refused: {KubeOptions.Describe(e)}");
-            return ExitCodes.Failed;
-        }
-        catch (HttpRequestException e)
-        {
-            error.WriteLine($"install: cannot reach the API server: {e.Message}");
+            error.WriteLine("install: " + failure);
             return ExitCodes.Failed;
         }
         catch (ManifestException e)

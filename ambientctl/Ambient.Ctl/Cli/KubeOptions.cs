@@ -39,7 +39,15 @@ internal sealed class KubeOptions
         }
     }
 
-    /// <summary>The server's own words: its Status message when it sent one.</summary>
-    public static string Describe(HttpOperationException e) =>
-        $"{(int)e.Response.StatusCode} {e.Response.ReasonPhrase}: {(string.IsNullOrWhiteSpace(e.Response.Content) ? e.Message : e.Response.Content.Trim())}";
+    /// <summary>
+    /// What a failed call to the cluster says, for the user: the server's own words (its Status) when it refused,
+    /// or why it could not be reached; null for any other exception (not the cluster's doing).
+    /// </summary>
+    public static string? DescribeFailure(Exception e) => e switch
+    {
+        HttpOperationException refused =>
+            $"the API server refused: {(int)refused.Response.StatusCode} {refused.Response.ReasonPhrase}: {(string.IsNullOrWhiteSpace(refused.Response.Content) ? refused.Message : refused.Response.Content.Trim())}",
+        HttpRequestException unreachable => "cannot reach the API server: " + unreachable.Message,
+        _ => null,
+    };
 }

@@ -120,15 +120,6 @@ internal static class ClusterApplier
             ? operations
             : throw new ManifestException($"{Describe(resource)}: ambientctl install does not apply {resource.Kind} objects");
 
-    private static async Task<IKubernetesObject<V1ObjectMeta>?> ReadOrNullAsync(Read read, IKubernetes client, string name, string? ns, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await read(client, name, ns, cancellationToken).ConfigureAwait(false);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-        {
-            return null;
-        }
-    }
+    private static Task<IKubernetesObject<V1ObjectMeta>?> ReadOrNullAsync(Read read, IKubernetes client, string name, string? ns, CancellationToken cancellationToken) =>
+        KubeReads.OrNullAsync(() => read(client, name, ns, cancellationToken));
 }

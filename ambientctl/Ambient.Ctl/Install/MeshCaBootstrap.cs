@@ -1,8 +1,6 @@
-using System.Net;
 using System.Text;
 using Ambient.Core.Identity;
 using k8s;
-using k8s.Autorest;
 using k8s.Models;
 
 namespace Ambient.Ctl.Install;
@@ -73,27 +71,9 @@ internal static class MeshCaBootstrap
         return done;
     }
 
-    internal static async Task<V1Secret?> ReadSecretOrNullAsync(IKubernetes client, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await client.CoreV1.ReadNamespacedSecretAsync(SecretName, Namespace, cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-        {
-            return null;
-        }
-    }
+    internal static Task<V1Secret?> ReadSecretOrNullAsync(IKubernetes client, CancellationToken cancellationToken) =>
+        KubeReads.OrNullAsync(() => client.CoreV1.ReadNamespacedSecretAsync(SecretName, Namespace, cancellationToken: cancellationToken));
 
-    internal static async Task<V1ConfigMap?> ReadRootConfigMapOrNullAsync(IKubernetes client, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await client.CoreV1.ReadNamespacedConfigMapAsync(RootConfigMapName, Namespace, cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-        {
-            return null;
-        }
-    }
+    internal static Task<V1ConfigMap?> ReadRootConfigMapOrNullAsync(IKubernetes client, CancellationToken cancellationToken) =>
+        KubeReads.OrNullAsync(() => client.CoreV1.ReadNamespacedConfigMapAsync(RootConfigMapName, Namespace, cancellationToken: cancellationToken));
 }

@@ -55,7 +55,7 @@ internal static class MeshCheck
 
     private static async Task<CheckItem> CheckCrdAsync(IKubernetes client, string name, string remedy, CancellationToken cancellationToken)
     {
-        var crd = await OrNullAsync(() => client.ApiextensionsV1.ReadCustomResourceDefinitionAsync(name, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        var crd = await KubeReads.OrNullAsync(() => client.ApiextensionsV1.ReadCustomResourceDefinitionAsync(name, cancellationToken: cancellationToken)).ConfigureAwait(false);
         if (crd is null) return new CheckItem("CRD " + name, false, "missing: " + remedy);
         // A CRD the server has not accepted yet (names conflict, still being set up) serves nothing.
         var established = crd.Status?.Conditions?.FirstOrDefault(c => c.Type == "Established");
@@ -69,7 +69,7 @@ internal static class MeshCheck
 
     private static async Task<CheckItem> CheckIstiodAsync(IKubernetes client, CancellationToken cancellationToken)
     {
-        var deployment = await OrNullAsync(() => client.AppsV1.ReadNamespacedDeploymentAsync(IstiodDeployment, Namespace, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        var deployment = await KubeReads.OrNullAsync(() => client.AppsV1.ReadNamespacedDeploymentAsync(IstiodDeployment, Namespace, cancellationToken: cancellationToken)).ConfigureAwait(false);
         if (deployment is null) return new CheckItem("istiod-lite", false, $"Deployment {Namespace}/{IstiodDeployment} is missing");
         var wanted = deployment.Spec?.Replicas ?? 1;
         var ready = deployment.Status?.ReadyReplicas ?? 0;
@@ -79,7 +79,7 @@ internal static class MeshCheck
 
     private static async Task<CheckItem> CheckDaemonSetAsync(IKubernetes client, string component, string name, CancellationToken cancellationToken)
     {
-        var daemonSet = await OrNullAsync(() => client.AppsV1.ReadNamespacedDaemonSetAsync(name, Namespace, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        var daemonSet = await KubeReads.OrNullAsync(() => client.AppsV1.ReadNamespacedDaemonSetAsync(name, Namespace, cancellationToken: cancellationToken)).ConfigureAwait(false);
         if (daemonSet is null) return new CheckItem(component, false, $"DaemonSet {Namespace}/{name} is missing");
         var desired = daemonSet.Status?.DesiredNumberScheduled ?? 0;
         var ready = daemonSet.Status?.NumberReady ?? 0;
@@ -90,7 +90,13 @@ internal static class MeshCheck
             : new CheckItem(component, false, desired == 0 ? "scheduled on no node (" + counts + ")" : counts);
     }
 
-    private static async Task<T?> OrNullAsync<T>(Func<Task<T>> read) where T : class
+}
+
+/// <summary>Reads of objects that may not exist.</summary>
+internal static class KubeReads
+{
+    /// <summary>The object, or null when the server says 404; other failures are thrown.</summary>
+    public static async Task<T?> OrNullAsync<T>(Func<Task<T>> read) where T : class
     {
         try
         {

@@ -40,15 +40,8 @@ internal static class MeshInstaller
 
     private static async Task<bool> IsForeignAsync(IKubernetes client, V1CustomResourceDefinition crd, CancellationToken cancellationToken)
     {
-        V1CustomResourceDefinition existing;
-        try
-        {
-            existing = await client.ApiextensionsV1.ReadCustomResourceDefinitionAsync(crd.Name(), cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
-        {
-            return false;
-        }
+        var existing = await KubeReads.OrNullAsync(() => client.ApiextensionsV1.ReadCustomResourceDefinitionAsync(crd.Name(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+        if (existing is null) return false;
         return existing.Metadata?.Labels is not { } labels || !labels.TryGetValue(PartOfLabel, out var partOf) || partOf != PartOf;
     }
 }
