@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json.Nodes;
 using Ambient.Core.Config;
 using Ambient.Ctl.Inspect;
+using Ambient.Ctl.Kube;
 using Ambient.Ctl.Local;
 
 namespace Ambient.Ctl.Cli;
@@ -9,7 +10,8 @@ namespace Ambient.Ctl.Cli;
 /// <summary>
 /// `ambientctl get KIND [NAME] [-n NS|-A] [-o yaml|json|wide]`: the resources of the mesh config as kubectl lists
 /// them, read with the parser istiod-lite uses (so what is listed is what the mesh acts on), with the pods' state from
-/// the running local mesh.
+/// the running local mesh. In Kubernetes mode (<see cref="MeshTarget"/>) the same tables list the cluster's objects,
+/// with their status; -o yaml|json prints the objects as the API returns them.
 /// </summary>
 internal static class GetCommand
 {
@@ -21,11 +23,19 @@ internal static class GetCommand
         var all = new Option<bool>("--all-namespaces", "-A") { Description = "every namespace" };
         var output = new Option<string?>("--output", "-o") { Description = "yaml, json or wide (default: a table)" };
         var file = new Option<string?>("--file", "-f") { Description = "the mesh config, a YAML file or a folder of them (default: the running local mesh's)" };
-        var get = new Command("get", "List resources of the mesh config, as kubectl get does") { kind, name, ns, all, output, file };
-        get.SetAction(parse =>
+        var get = new Command("get", "List resources of the mesh config or cluster, as kubectl get does") { kind, name, ns, all, output, file };
+        var kube = new KubeOptions();
+        kube.AddTo(get);
+        get.SetAction(async (parse, ct) =>
         {
-            if (MeshConfig.Load(parse.GetValue(file), "get", Console.Error) is not { } config) return ExitCodes.InvalidInput;
             var request = new GetRequest(parse.GetValue(kind)!, parse.GetValue(name), parse.GetValue(all) ? null : parse.GetValue(ns) ?? "default", parse.GetValue(output));
+            var connection = kube.Read(parse);
+            if (MeshTarget.UseCluster(parse.GetValue(file), connection))
+            {
+                return await ClusterCommands.RunAsync(connection, "get", Console.Error,
+                    client => ClusterCommands.GetAsync(client, request, Console.Out, Console.Error, OutputStyle.Stdout, ct)).ConfigureAwait(false);
+            }
+            if (MeshConfig.Load(parse.GetValue(file), "get", Console.Error) is not { } config) return ExitCodes.InvalidInput;
             return Run(request, config.AllResources, config.Runtime(), Console.Out, Console.Error, OutputStyle.Stdout);
         });
         return get;

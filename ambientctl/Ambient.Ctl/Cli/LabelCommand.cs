@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Ambient.Ctl.Inspect;
+using Ambient.Ctl.Kube;
 using Ambient.Ctl.Labels;
 
 namespace Ambient.Ctl.Cli;
@@ -7,7 +8,8 @@ namespace Ambient.Ctl.Cli;
 /// <summary>
 /// `ambientctl label namespace NAME KEY=VALUE|KEY-`: edits the Namespace in the running mesh's config (or -f PATH, a
 /// file or a folder); istiod-lite watches it and pushes the change, so enrolment switches without restarting anything.
-/// As kubectl, it labels only a namespace that exists: a typo is an error, never a new namespace.
+/// As kubectl, it labels only a namespace that exists: a typo is an error, never a new namespace. In Kubernetes mode
+/// (<see cref="MeshTarget"/>) it patches the Namespace object instead.
 /// </summary>
 internal static class LabelCommand
 {
@@ -17,25 +19,44 @@ internal static class LabelCommand
         var name = new Argument<string>("name") { Description = "the namespace" };
         var change = new Argument<string>("label") { Description = "KEY=VALUE to set, KEY- to remove (e.g. istio.io/dataplane-mode=ambient)" };
         var file = new Option<string?>("--file", "-f") { Description = "the mesh config, a YAML file or a folder of them (default: the running local mesh's)" };
-        var label = new Command("label", "Set or remove a label of an existing namespace in the mesh config (picked up live)") { kind, name, change, file };
-        label.SetAction(parse => Run(parse.GetValue(kind)!, parse.GetValue(name)!, parse.GetValue(change)!,
-            parse.GetValue(file) is { } path ? Path.GetFullPath(path) : null, Console.Out, Console.Error));
+        var label = new Command("label", "Set or remove a label of an existing namespace in the mesh config (picked up live) or cluster") { kind, name, change, file };
+        var kube = new KubeOptions();
+        kube.AddTo(label);
+        label.SetAction(async (parse, ct) =>
+        {
+            var connection = kube.Read(parse);
+            if (MeshTarget.UseCluster(parse.GetValue(file), connection))
+            {
+                return await RunClusterAsync(connection, parse.GetValue(kind)!, parse.GetValue(name)!, parse.GetValue(change)!, Console.Out, Console.Error, ct).ConfigureAwait(false);
+            }
+            return Run(parse.GetValue(kind)!, parse.GetValue(name)!, parse.GetValue(change)!,
+                parse.GetValue(file) is { } path ? Path.GetFullPath(path) : null, Console.Out, Console.Error);
+        });
         return label;
     }
 
-    internal static int Run(string kind, string name, string changeText, string? config, TextWriter output, TextWriter error)
+    private static LabelChange? Validate(string kind, string changeText, TextWriter error)
     {
         if (kind is not ("namespace" or "namespaces" or "ns"))
         {
             error.WriteLine($"label: only namespaces can be labelled here, not '{kind}'");
-            return ExitCodes.InvalidInput;
+            return null;
         }
         var change = LabelChange.Parse(changeText, out var parseError);
-        if (change is null)
-        {
-            error.WriteLine($"label: {parseError}");
-            return ExitCodes.InvalidInput;
-        }
+        if (change is null) error.WriteLine($"label: {parseError}");
+        return change;
+    }
+
+    internal static async Task<int> RunClusterAsync(KubeConnection connection, string kind, string name, string changeText, TextWriter output, TextWriter error, CancellationToken ct)
+    {
+        if (Validate(kind, changeText, error) is not { } change) return ExitCodes.InvalidInput;
+        return await ClusterCommands.RunAsync(connection, "label", error,
+            client => ClusterCommands.LabelAsync(client, name, change, output, error, ct)).ConfigureAwait(false);
+    }
+
+    internal static int Run(string kind, string name, string changeText, string? config, TextWriter output, TextWriter error)
+    {
+        if (Validate(kind, changeText, error) is not { } change) return ExitCodes.InvalidInput;
         config = MeshConfig.Locate(config, "label", out _, out var locateError);
         if (config is null)
         {

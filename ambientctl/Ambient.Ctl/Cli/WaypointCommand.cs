@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using Ambient.Core.Config;
 using Ambient.Ctl.Inspect;
+using Ambient.Ctl.Kube;
 using Ambient.Ctl.Labels;
 using Ambient.Ctl.Local;
 using Ambient.Ctl.Waypoints;
@@ -11,7 +12,8 @@ namespace Ambient.Ctl.Cli;
 /// <summary>
 /// `ambientctl waypoint apply|list|status|delete`, as `istioctl waypoint`: in local mode a waypoint is a Gateway of
 /// class istio-waypoint in the mesh folder (see <see cref="WaypointFiles"/>); istiod-lite and the supervisor pick it up
-/// like any edit.
+/// like any edit. In Kubernetes mode (<see cref="MeshTarget"/>) it is the same Gateway in the cluster, and a waypoint
+/// serves once its Gateway is Programmed.
 /// </summary>
 internal static class WaypointCommand
 {
@@ -51,9 +53,22 @@ internal static class WaypointCommand
             },
         };
         var file = File();
-        var apply = new Command("apply", "Write a waypoint Gateway into the mesh config") { ns, name, @for, enroll, wait, timeout, file };
+        var apply = new Command("apply", "Write a waypoint Gateway into the mesh config or cluster") { ns, name, @for, enroll, wait, timeout, file };
+        var kube = new KubeOptions();
+        kube.AddTo(apply);
         apply.SetAction(async (parse, ct) =>
         {
+            var connection = kube.Read(parse);
+            if (MeshTarget.UseCluster(parse.GetValue(file), connection))
+            {
+                var clusterSpec = new WaypointSpec(parse.GetValue(ns) ?? "default", parse.GetValue(name)!, parse.GetValue(@for)!);
+                return await ClusterCommands.RunAsync(connection, "waypoint apply", Console.Error, async client =>
+                {
+                    var applied = await ClusterCommands.WaypointApplyAsync(client, clusterSpec, parse.GetValue(enroll), Console.Out, Console.Error, ct).ConfigureAwait(false);
+                    if (applied != ExitCodes.Ok || !parse.GetValue(wait)) return applied;
+                    return await WaitAsync(new ClusterWaypointReadiness(client), clusterSpec, parse.GetValue(timeout), Console.Out, Console.Error, ct).ConfigureAwait(false);
+                }).ConfigureAwait(false);
+            }
             var config = MeshConfig.Locate(parse.GetValue(file), "waypoint apply", out var running, out var error);
             if (config is null)
             {
@@ -144,8 +159,16 @@ internal static class WaypointCommand
         var all = new Option<bool>("--all-namespaces", "-A") { Description = "every namespace" };
         var file = File();
         var list = new Command("list", "List the waypoints of a namespace") { ns, all, file };
-        list.SetAction(parse =>
+        var kube = new KubeOptions();
+        kube.AddTo(list);
+        list.SetAction(async (parse, ct) =>
         {
+            var connection = kube.Read(parse);
+            if (MeshTarget.UseCluster(parse.GetValue(file), connection))
+            {
+                return await ClusterCommands.RunAsync(connection, "waypoint list", Console.Error, client =>
+                    ClusterCommands.WaypointListAsync(client, parse.GetValue(all) ? null : parse.GetValue(ns) ?? "default", Console.Out, OutputStyle.Stdout, ct)).ConfigureAwait(false);
+            }
             if (MeshConfig.Load(parse.GetValue(file), "waypoint list", Console.Error) is not { } config) return ExitCodes.InvalidInput;
             return List(config.AllResources, config.Runtime(), parse.GetValue(all) ? null : parse.GetValue(ns) ?? "default", Console.Out, OutputStyle.Stdout);
         });
@@ -178,8 +201,16 @@ internal static class WaypointCommand
         var name = new Option<string?>("--name") { Description = "one waypoint (default: every waypoint of the namespace)" };
         var file = File();
         var status = new Command("status", "Show whether the waypoints of a namespace are serving") { ns, name, file };
+        var kube = new KubeOptions();
+        kube.AddTo(status);
         status.SetAction(async (parse, ct) =>
         {
+            var connection = kube.Read(parse);
+            if (MeshTarget.UseCluster(parse.GetValue(file), connection))
+            {
+                return await ClusterCommands.RunAsync(connection, "waypoint status", Console.Error, client =>
+                    ClusterCommands.WaypointStatusAsync(client, parse.GetValue(ns) ?? "default", parse.GetValue(name), Console.Out, Console.Error, OutputStyle.Stdout, ct)).ConfigureAwait(false);
+            }
             if (MeshConfig.Load(parse.GetValue(file), "waypoint status", Console.Error) is not { } config) return ExitCodes.InvalidInput;
             return await StatusAsync(config.AllResources, LocalStateWaypointReadiness.Default, parse.GetValue(ns) ?? "default",
                 parse.GetValue(name), Console.Out, Console.Error, OutputStyle.Stdout, ct).ConfigureAwait(false);
@@ -215,8 +246,16 @@ internal static class WaypointCommand
         var all = new Option<bool>("--all") { Description = "every waypoint of the namespace" };
         var file = File();
         var delete = new Command("delete", "Remove waypoints written by `waypoint apply`") { ns, names, all, file };
-        delete.SetAction(parse =>
+        var kube = new KubeOptions();
+        kube.AddTo(delete);
+        delete.SetAction(async (parse, ct) =>
         {
+            var connection = kube.Read(parse);
+            if (MeshTarget.UseCluster(parse.GetValue(file), connection))
+            {
+                return await ClusterCommands.RunAsync(connection, "waypoint delete", Console.Error, client =>
+                    ClusterCommands.WaypointDeleteAsync(client, parse.GetValue(ns) ?? "default", parse.GetValue(names) ?? [], parse.GetValue(all), Console.Out, Console.Error, ct)).ConfigureAwait(false);
+            }
             var config = MeshConfig.Locate(parse.GetValue(file), "waypoint delete", out _, out var error);
             if (config is null)
             {

@@ -34,8 +34,17 @@ internal sealed class MeshRuntime
     private readonly Dictionary<string, PodRuntime> _pods = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Kind, string Namespace, string Name), Resource> _resources = [];
 
-    public MeshRuntime(IReadOnlyList<Resource> resources, LocalState? state, IResourceStatusSource? status = null)
+    private readonly Dictionary<string, string> _podPhases = new(StringComparer.Ordinal);
+
+    /// <param name="clusterPods">Pods as a cluster reports them ("namespace/name" to state and phase), for Kubernetes mode.</param>
+    public MeshRuntime(IReadOnlyList<Resource> resources, LocalState? state, IResourceStatusSource? status = null,
+        IReadOnlyDictionary<string, (PodRuntime Runtime, string Phase)>? clusterPods = null)
     {
+        foreach (var (key, (runtime, phase)) in clusterPods ?? new Dictionary<string, (PodRuntime, string)>())
+        {
+            _pods[key] = runtime;
+            _podPhases[key] = phase;
+        }
         foreach (var r in resources) _resources.TryAdd((r.Kind, r is NamespaceResource ? "" : r.Metadata.Namespace, r.Metadata.Name), r);
         // The running mesh's address plan (netns mode's CIDRs), so `get` shows the addresses istiod-lite publishes.
         Addresses = LoopbackAddressAllocator.AssignAll(resources, state?.Addresses() ?? AddressRanges.Loopback);
@@ -60,8 +69,8 @@ internal sealed class MeshRuntime
 
     public PodRuntime? Pod(string @namespace, string name) => _pods.GetValueOrDefault(@namespace + "/" + name);
 
-    /// <summary>Phase as kubectl shows it: Running, Waiting (recorded, not up), Pending (not started), "-" without a mesh.</summary>
-    public string Phase(PodResource pod) => Pod(pod.Metadata.Namespace, pod.Metadata.Name) switch
+    /// <summary>Phase as kubectl shows it: a cluster's pod phase; locally Running, Waiting (recorded, not up), Pending (not started), "-" without a mesh.</summary>
+    public string Phase(PodResource pod) => _podPhases.TryGetValue(pod.Metadata.Namespace + "/" + pod.Metadata.Name, out var phase) ? phase : Pod(pod.Metadata.Namespace, pod.Metadata.Name) switch
     {
         { Running: > 0 } r when r.Running == r.Containers => "Running",
         { } => "Waiting",
