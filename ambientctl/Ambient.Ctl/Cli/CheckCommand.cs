@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Ambient.Ctl.Install;
+using Ambient.Ctl.Kube;
 using k8s;
 
 namespace Ambient.Ctl.Cli;
@@ -17,11 +18,8 @@ internal static class CheckCommand
         kube.AddTo(check);
         check.SetAction(async (parse, cancellationToken) =>
         {
-            if (kube.Connect(parse, "check") is not { } client) return ExitCodes.InvalidInput;
-            using (client)
-            {
-                return await RunAsync(client, Console.Out, Console.Error, OutputStyle.Stdout, cancellationToken).ConfigureAwait(false);
-            }
+            return await ClusterCommands.RunAsync(kube.Read(parse), "check", Console.Error,
+                client => RunAsync(client, Console.Out, Console.Error, OutputStyle.Stdout, cancellationToken)).ConfigureAwait(false);
         });
         return check;
     }
@@ -33,7 +31,7 @@ internal static class CheckCommand
         {
             items = await MeshCheck.RunAsync(client, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (KubeOptions.DescribeFailure(e) is { } failure)
+        catch (Exception e) when (KubeReads.DescribeFailure(e) is { } failure)
         {
             error.WriteLine("check: " + failure);
             return ExitCodes.Failed;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Ambient.Ctl.Install;
+using Ambient.Ctl.Kube;
 using k8s;
 using k8s.Models;
 
@@ -35,11 +36,8 @@ internal static class InstallCommand
                 Console.Error.WriteLine($"install: {e.Message}");
                 return ExitCodes.InvalidInput;
             }
-            if (kube.Connect(parse, "install") is not { } client) return ExitCodes.InvalidInput;
-            using (client)
-            {
-                return await RunAsync(client, objects, parse.GetValue(trustDomain)!, Console.Out, Console.Error, cancellationToken).ConfigureAwait(false);
-            }
+            return await ClusterCommands.RunAsync(kube.Read(parse), "install", Console.Error,
+                client => RunAsync(client, objects, parse.GetValue(trustDomain)!, Console.Out, Console.Error, cancellationToken)).ConfigureAwait(false);
         });
         return install;
     }
@@ -60,7 +58,7 @@ internal static class InstallCommand
             output.WriteLine("installed; `ambientctl check` reports when every component is ready");
             return ExitCodes.Ok;
         }
-        catch (Exception e) when (KubeOptions.DescribeFailure(e) is { } failure)
+        catch (Exception e) when (KubeReads.DescribeFailure(e) is { } failure)
         {
             error.WriteLine("install: " + failure);
             return ExitCodes.Failed;

@@ -92,23 +92,6 @@ internal static class MeshCheck
 
 }
 
-/// <summary>Reads of objects that may not exist.</summary>
-internal static class KubeReads
-{
-    /// <summary>The object, or null when the server says 404; other failures are thrown.</summary>
-    public static async Task<T?> OrNullAsync<T>(Func<Task<T>> read) where T : class
-    {
-        try
-        {
-            return await read().ConfigureAwait(false);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-        {
-            return null;
-        }
-    }
-}
-
 /// <summary>The Gateway API release named as the prerequisite (standard channel: Gateway, HTTPRoute, ReferenceGrant).</summary>
 internal static class GatewayApi
 {

@@ -150,7 +150,8 @@ public sealed class InstallCheckTests
         using var client = server.CreateClient(token: "not-a-token");
         var (exit, _, error) = await CheckAsync(client);
         Assert.Equal(ExitCodes.Failed, exit);
-        Assert.Contains("check: the API server refused: 401", error);
+        Assert.Contains("check: Error from server (", error);
+        Assert.Contains("Unauthorized", error);
     }
 
     private static async Task<(int Exit, string Output, string Error)> InstallAsync(IKubernetes client)
