@@ -15,6 +15,8 @@ internal static class CommandLine
         root.Subcommands.Add(WaypointCommand.Build());
         root.Subcommands.Add(LogsCommand.Build());
         root.Subcommands.Add(DemoCommand.Build());
+        root.Subcommands.Add(InstallCommand.Build());
+        root.Subcommands.Add(CheckCommand.Build());
         return root;
     }
 }
