@@ -16,15 +16,30 @@ internal sealed record IstiodOptions(
     string? CaDirectory = null,
     string? CaKeyPasswordFile = null,
     string RootNamespace = "istio-system",
-    AddressRanges? Addresses = null)
+    AddressRanges? Addresses = null,
+    string ConfigSource = IstiodOptions.FolderSource,
+    string? Kubeconfig = null)
 {
+    public const string FolderSource = "folder";
+    public const string KubernetesSource = "kubernetes";
+
+    /// <summary>True when the config is read from the Kubernetes API rather than a folder.</summary>
+    public bool FromKubernetes => ConfigSource == KubernetesSource;
+
     public static string Usage =>
         """
-        usage: istiod-lite --config DIR [--state DIR] [--listen IP:PORT] [--monitoring IP:PORT|off]
+        usage: istiod-lite (--config DIR | --config-source kubernetes [--kubeconfig FILE]) [--state DIR] [--listen IP:PORT] [--monitoring IP:PORT|off]
                            [--cluster-id ID] [--trust-domain TD] [--ca-dir DIR [--ca-key-password-file FILE]]
                            [--root-namespace NS] [--network loopback|netns [--pod-cidr CIDR] [--service-cidr CIDR]]
           --config PATH      a YAML file, or a folder of them, of Kubernetes-style resources (Namespace, ServiceAccount,
                              Pod, Service), watched live
+          --config-source folder|kubernetes
+                             where the config comes from: --config (default), or the Kubernetes API (Namespaces,
+                             ServiceAccounts, Pods, Services, Gateways, HTTPRoutes, ReferenceGrants,
+                             AuthorizationPolicies, PeerAuthentications, listed and watched); Gateway and HTTPRoute
+                             status is written back
+          --kubeconfig FILE  the cluster to read with --config-source kubernetes; without it, the pod's service account
+                             (in-cluster)
           --state DIR        where the mesh root CA and node tokens live (default: .ambient-state beside the config
                              folder, or beside the folder holding the config file)
           --listen IP:PORT   CA + workload discovery (gRPC over TLS), default 127.0.0.1:15012
@@ -48,6 +63,8 @@ internal sealed record IstiodOptions(
     public static IstiodOptions? TryParse(string[] args, out string? error)
     {
         string? config = null, state = null, clusterId = "Kubernetes", trustDomain = "cluster.local", caDirectory = null, caKeyPasswordFile = null, rootNamespace = "istio-system";
+        string configSource = FolderSource;
+        string? kubeconfig = null;
         string network = "loopback", podCidr = AddressRanges.DefaultPodCidr.ToString(), serviceCidr = AddressRanges.DefaultServiceCidr.ToString();
         var grpc = new IPEndPoint(IPAddress.Loopback, MeshPorts.IstiodGrpc);
         IPEndPoint? monitoring = new(IPAddress.Loopback, MeshPorts.IstiodMonitoring);
@@ -60,6 +77,10 @@ internal sealed record IstiodOptions(
             switch (name)
             {
                 case "--config": config = value; break;
+                case "--config-source":
+                    if (value is not (FolderSource or KubernetesSource)) { error = $"--config-source: '{value}' is not folder or kubernetes"; return null; }
+                    configSource = value; break;
+                case "--kubeconfig": kubeconfig = Path.GetFullPath(value); break;
                 case "--state": state = value; break;
                 case "--cluster-id": clusterId = value; break;
                 case "--trust-domain":
@@ -87,13 +108,27 @@ internal sealed record IstiodOptions(
                 default: error = $"unknown argument {name}\n{Usage}"; return null;
             }
         }
-        if (config is null) { error = "--config PATH is required\n" + Usage; return null; }
+        if (configSource == KubernetesSource)
+        {
+            if (config is not null) { error = "--config and --config-source kubernetes exclude each other"; return null; }
+            if (kubeconfig is not null && !File.Exists(kubeconfig)) { error = $"--kubeconfig: '{kubeconfig}' does not exist"; return null; }
+        }
+        else if (kubeconfig is not null) { error = "--kubeconfig needs --config-source kubernetes"; return null; }
+        else if (config is null) { error = "--config PATH is required\n" + Usage; return null; }
         if (caKeyPasswordFile is not null && caDirectory is null) { error = "--ca-key-password-file needs --ca-dir DIR"; return null; }
         var addresses = AddressRanges.Loopback;
         if (network == "netns")
         {
             if (AddressRanges.ParseNetns(podCidr, serviceCidr, out error) is not { } netns) return null;
             addresses = netns;
+        }
+        if (config is null)
+        {
+            // No folder to sit beside: the state is the working folder's (a Deployment mounts a volume there or passes --state).
+            state = Path.GetFullPath(state ?? ".ambient-state");
+            error = null;
+            return new IstiodOptions("", state, grpc, monitoring, clusterId, trustDomain, caDirectory, caKeyPasswordFile, rootNamespace, addresses,
+                configSource, kubeconfig);
         }
         config = Path.GetFullPath(config);
         var isFile = File.Exists(config);
