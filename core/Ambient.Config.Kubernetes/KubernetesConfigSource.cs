@@ -42,9 +42,7 @@ internal sealed partial class KubernetesConfigSource : IConfigSource, IObjectSin
     private long _lastEventTimestamp;
 
     private readonly SemaphoreSlim _signal = new(0, int.MaxValue);
-    private readonly Lock _waitersLock = new();
-    private readonly List<(long Generation, TaskCompletionSource<ConfigSnapshot> Tcs)> _waiters = [];
-    private volatile ConfigSnapshot _current = ConfigSnapshot.Empty;
+    private readonly SnapshotPublication _published = new(nameof(KubernetesConfigSource));
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _tasks = [];
     private int _started;
@@ -74,7 +72,7 @@ internal sealed partial class KubernetesConfigSource : IConfigSource, IObjectSin
 
     public IKubernetes Client => _client;
 
-    public ConfigSnapshot Current => _current;
+    public ConfigSnapshot Current => _published.Current;
 
     public event Action<ConfigSnapshot>? Changed;
 
@@ -100,29 +98,7 @@ internal sealed partial class KubernetesConfigSource : IConfigSource, IObjectSin
         _tasks.Add(Task.Run(() => PublishLoopAsync(_stop.Token)));
     }
 
-    public Task<ConfigSnapshot> WaitForGenerationAsync(long generation, CancellationToken ct)
-    {
-        var current = _current;
-        if (current.Generation >= generation) return Task.FromResult(current);
-        var tcs = new TaskCompletionSource<ConfigSnapshot>(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_waitersLock)
-        {
-            current = _current;
-            if (current.Generation >= generation) return Task.FromResult(current);
-            if (Volatile.Read(ref _disposed) != 0) return Task.FromException<ConfigSnapshot>(new ObjectDisposedException(nameof(KubernetesConfigSource)));
-            _waiters.Add((generation, tcs));
-        }
-        if (ct.CanBeCanceled)
-        {
-            var registration = ct.Register(() =>
-            {
-                lock (_waitersLock) _waiters.RemoveAll(w => w.Tcs == tcs);
-                tcs.TrySetCanceled(ct);
-            });
-            _ = tcs.Task.ContinueWith(static (_, r) => ((CancellationTokenRegistration)r!).Dispose(), registration, TaskScheduler.Default);
-        }
-        return tcs.Task;
-    }
+    public Task<ConfigSnapshot> WaitForGenerationAsync(long generation, CancellationToken ct) => _published.WaitAsync(generation, ct);
 
     /// <summary>The metadata.generation and the status the API server holds for an object we write status for.</summary>
     public bool TryGetStatus(string kind, string @namespace, string name, out long generation, out JsonElement? status)
@@ -283,40 +259,12 @@ internal sealed partial class KubernetesConfigSource : IConfigSource, IObjectSin
             foreach (var list in _errors.Values) errors.AddRange(list);
             next = new ConfigSnapshot(0, resources.MoveToImmutable(), errors.ToImmutable(), []);
         }
-        var previous = _current;
+        var previous = _published.Current;
         if (previous.Generation > 0 && next.SameContent(previous)) return;
         next = next with { Generation = previous.Generation + 1 };
         Log.Generation(_logger, next.Generation, next.Resources.Length, next.Errors.Length);
-        List<TaskCompletionSource<ConfigSnapshot>>? ready = null;
-        lock (_waitersLock)
-        {
-            _current = next;
-            for (var i = _waiters.Count - 1; i >= 0; i--)
-            {
-                if (_waiters[i].Generation <= next.Generation)
-                {
-                    (ready ??= []).Add(_waiters[i].Tcs);
-                    _waiters.RemoveAt(i);
-                }
-            }
-        }
-        if (ready is not null)
-        {
-            foreach (var tcs in ready) tcs.TrySetResult(next);
-        }
-        if (Changed is not { } handlers) return;
-        foreach (var d in handlers.GetInvocationList())
-        {
-            try
-            {
-                ((Action<ConfigSnapshot>)d)(next);
-            }
-            catch (Exception e)
-            {
-                // A subscriber's bug must not stop the watches or starve the other subscribers.
-                Log.HandlerFailed(_logger, next.Generation, e);
-            }
-        }
+        _published.Publish(next);
+        SnapshotPublication.Raise(Changed, next, (s, e) => Log.HandlerFailed(_logger, s.Generation, e));
     }
 
     public void Dispose()
@@ -325,11 +273,7 @@ internal sealed partial class KubernetesConfigSource : IConfigSource, IObjectSin
         _stop.Cancel();
         try { Task.WaitAll([.. _tasks], TimeSpan.FromSeconds(5)); }
         catch (AggregateException) { }
-        lock (_waitersLock)
-        {
-            foreach (var (_, tcs) in _waiters) tcs.TrySetException(new ObjectDisposedException(nameof(KubernetesConfigSource)));
-            _waiters.Clear();
-        }
+        _published.Close();
     }
 
     private void AddCoreKinds()
