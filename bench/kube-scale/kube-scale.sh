@@ -11,7 +11,7 @@ for project in istiod-lite/Ambient.Istiod bench/Ambient.Bench; do
     dotnet build -c Release --nologo -v q "$project" >/dev/null || dotnet build -c Release --nologo "$project"
 done
 mkdir -p bench/results
-out="bench/results/kube-scale-$(date -u +%Y%m%d-%H%M%S).json"
+out="bench/results/kube-scale-$(date -u +%Y-%m-%d-%H%M%S).json"
 dotnet "bench/Ambient.Bench/bin/Release/net10.0/Ambient.Bench.dll" kube-scale \
     --istiod "istiod-lite/Ambient.Istiod/bin/Release/net10.0/istiod-lite" \
     --pods "${KUBE_SCALE_PODS:-10000}" --services "${KUBE_SCALE_SERVICES:-1000}" --updates "${KUBE_SCALE_UPDATES:-200}" \
