@@ -6,5 +6,14 @@ namespace Ambient.Bench;
 // Usage: dotnet run -c Release --project bench/Ambient.Bench -- --filter '*'
 internal static class BenchProgram
 {
-    private static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(BenchProgram).Assembly).Run(args);
+    private static int Main(string[] args)
+    {
+        // bench/run.sh kube-scale: a system measurement (istiod-lite against a fake API server), not a micro-benchmark.
+        if (args.Length > 0 && args[0] == "kube-scale")
+        {
+            return Kube.KubeScale.RunAsync(args[1..]).GetAwaiter().GetResult();
+        }
+        BenchmarkSwitcher.FromAssembly(typeof(BenchProgram).Assembly).Run(args);
+        return 0;
+    }
 }

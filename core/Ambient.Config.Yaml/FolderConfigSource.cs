@@ -44,9 +44,7 @@ internal sealed partial class FolderConfigSource : IConfigSource
     private readonly TimeProvider _time;
     private long _lastEventTimestamp;
 
-    private readonly Lock _waitersLock = new();
-    private readonly List<(long Generation, TaskCompletionSource<ConfigSnapshot> Tcs)> _waiters = [];
-    private volatile ConfigSnapshot _current = ConfigSnapshot.Empty;
+    private readonly SnapshotPublication _published = new(nameof(FolderConfigSource));
 
     private readonly CancellationTokenSource _stop = new();
     private FileSystemWatcher? _watcher;
@@ -92,7 +90,7 @@ internal sealed partial class FolderConfigSource : IConfigSource
     /// <summary>What is being watched (full path): the folder, or the one file.</summary>
     public string Folder => _singleFile ?? _folder;
 
-    public ConfigSnapshot Current => _current;
+    public ConfigSnapshot Current => _published.Current;
 
     /// <summary>Raised after each effective change, on the watcher's thread, never concurrently.</summary>
     public event Action<ConfigSnapshot>? Changed;
@@ -123,29 +121,7 @@ internal sealed partial class FolderConfigSource : IConfigSource
     }
 
     /// <summary>Completes when <see cref="Current"/> reaches <paramref name="generation"/> (at once if it has).</summary>
-    public Task<ConfigSnapshot> WaitForGenerationAsync(long generation, CancellationToken ct)
-    {
-        var current = _current;
-        if (current.Generation >= generation) return Task.FromResult(current);
-        var tcs = new TaskCompletionSource<ConfigSnapshot>(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_waitersLock)
-        {
-            current = _current;
-            if (current.Generation >= generation) return Task.FromResult(current);
-            if (Volatile.Read(ref _disposed) != 0) return Task.FromException<ConfigSnapshot>(new ObjectDisposedException(nameof(FolderConfigSource)));
-            _waiters.Add((generation, tcs));
-        }
-        if (ct.CanBeCanceled)
-        {
-            var registration = ct.Register(() =>
-            {
-                lock (_waitersLock) _waiters.RemoveAll(w => w.Tcs == tcs);
-                tcs.TrySetCanceled(ct);
-            });
-            _ = tcs.Task.ContinueWith(static (_, r) => ((CancellationTokenRegistration)r!).Dispose(), registration, TaskScheduler.Default);
-        }
-        return tcs.Task;
-    }
+    public Task<ConfigSnapshot> WaitForGenerationAsync(long generation, CancellationToken ct) => _published.WaitAsync(generation, ct);
 
     public void Dispose()
     {
@@ -158,11 +134,7 @@ internal sealed partial class FolderConfigSource : IConfigSource
             try { _loop.Wait(TimeSpan.FromSeconds(5)); }
             catch (AggregateException) { }
         }
-        lock (_waitersLock)
-        {
-            foreach (var (_, tcs) in _waiters) tcs.TrySetException(new ObjectDisposedException(nameof(FolderConfigSource)));
-            _waiters.Clear();
-        }
+        _published.Close();
     }
 
     private void StartWatcher()
@@ -337,7 +309,7 @@ internal sealed partial class FolderConfigSource : IConfigSource
                     changed = true;
                 }
             }
-            if (changed || _current.Generation == 0) Publish();
+            if (changed || _published.Current.Generation == 0) Publish();
         }
     }
 
@@ -419,28 +391,11 @@ internal sealed partial class FolderConfigSource : IConfigSource
         var merged = ConfigMerge.Merge(0, contributions);
         if (_folderError is { } folderError) merged = merged with { Errors = merged.Errors.Insert(0, folderError) };
 
-        var previous = _current;
+        var previous = _published.Current;
         if (previous.Generation > 0 && merged.SameContent(previous)) return;
         var next = merged with { Generation = previous.Generation + 1 };
         Report(previous, next);
-
-        List<TaskCompletionSource<ConfigSnapshot>>? ready = null;
-        lock (_waitersLock)
-        {
-            _current = next;
-            for (int i = _waiters.Count - 1; i >= 0; i--)
-            {
-                if (_waiters[i].Generation <= next.Generation)
-                {
-                    (ready ??= []).Add(_waiters[i].Tcs);
-                    _waiters.RemoveAt(i);
-                }
-            }
-        }
-        if (ready is not null)
-        {
-            foreach (var tcs in ready) tcs.TrySetResult(next);
-        }
+        _published.Publish(next);
         RaiseChanged(next);
     }
 
@@ -470,18 +425,7 @@ internal sealed partial class FolderConfigSource : IConfigSource
         Volatile.Write(ref _publishingThread, Environment.CurrentManagedThreadId);
         try
         {
-            foreach (var d in handlers.GetInvocationList())
-            {
-                try
-                {
-                    ((Action<ConfigSnapshot>)d)(snapshot);
-                }
-                catch (Exception ex)
-                {
-                    // A subscriber's bug must not stop the watcher or starve the other subscribers.
-                    Log.HandlerFailed(_logger, snapshot.Generation, ex);
-                }
-            }
+            SnapshotPublication.Raise(handlers, snapshot, (s, ex) => Log.HandlerFailed(_logger, s.Generation, ex));
         }
         finally
         {

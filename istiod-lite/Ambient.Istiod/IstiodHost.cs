@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Authentication;
 using System.Text.Json;
+using Ambient.Config.Kubernetes;
 using Ambient.Config.Yaml;
 using Ambient.Core.Config;
 using Ambient.Core.Files;
@@ -62,6 +63,8 @@ internal sealed class IstiodHost : IAsyncDisposable
         ? Path.Combine(caDirectory, PlugInCa.RootCertFile)
         : Path.Combine(Options.StateFolder, CaStore.RootCertFile);
     public MeshController Mesh => _mesh;
+    /// <summary>Writes Gateway and HTTPRoute status in Kubernetes mode; null with a config folder.</summary>
+    public GatewayStatusWriter? StatusWriter { get; private init; }
     public IConfigSource Config => _source;
     public NodeTokens Tokens => _app.Services.GetRequiredService<NodeTokens>();
     public RootRotation Rotation => _app.Services.GetRequiredService<RootRotation>();
@@ -92,9 +95,16 @@ internal sealed class IstiodHost : IAsyncDisposable
             TrustDomain = options.TrustDomain,
             Addresses = options.Addresses ?? AddressRanges.Loopback,
         };
+        // One Kubernetes API client for the config source and the TokenReviews, built here so a missing kubeconfig or
+        // in-cluster credential stops the start with one line; the container disposes it with the host.
+        var kubernetes = options.FromKubernetes || options.CaAuth == CaAuthMode.TokenReview && tokenReviewer is null
+            ? new k8s.Kubernetes(KubernetesClientConfig.Load(options.Kubeconfig))
+            : null;
+        if (kubernetes is not null) builder.Services.AddSingleton(kubernetes);
         // Created by the container so they log through the host's logging and are disposed with it.
-        builder.Services.AddSingleton<IConfigSource>(sp =>
-            new FolderConfigSource(options.ConfigFolder, sp.GetRequiredService<ILogger<FolderConfigSource>>()));
+        builder.Services.AddSingleton<IConfigSource>(sp => options.FromKubernetes
+            ? new KubernetesConfigSource(kubernetes!, sp.GetRequiredService<ILogger<KubernetesConfigSource>>())
+            : new FolderConfigSource(options.ConfigFolder, sp.GetRequiredService<ILogger<FolderConfigSource>>()));
         builder.Services.AddSingleton(sp => new MeshController(
             sp.GetRequiredService<IConfigSource>(), meshOptions, tokens, sp.GetRequiredService<ILogger<MeshController>>(), options.RootNamespace));
         builder.Services.AddSingleton<IWorkloadDirectory>(sp => sp.GetRequiredService<MeshController>());
@@ -132,13 +142,7 @@ internal sealed class IstiodHost : IAsyncDisposable
             new RotationOptions(), sp.GetRequiredService<ILoggerFactory>().CreateLogger("Ambient.Istiod.Ca.RootRotation")));
         if (options.CaAuth == CaAuthMode.TokenReview)
         {
-            if (tokenReviewer is null)
-            {
-                // Built here so a missing kubeconfig or in-cluster credential stops the start with one line.
-                var kubernetes = new k8s.Kubernetes(KubernetesClientConfig.Load(options.Kubeconfig));
-                builder.Services.AddSingleton(kubernetes); // disposed with the host
-                tokenReviewer = new KubernetesTokenReviewer(kubernetes);
-            }
+            tokenReviewer ??= new KubernetesTokenReviewer(kubernetes!);
             builder.Services.AddSingleton<ICaCallerPolicy>(sp => new ServiceAccountTokenPolicy(tokenReviewer,
                 sp.GetRequiredService<IWorkloadDirectory>(), options.TrustedNodeAccounts, options.TrustDomain,
                 new TokenReviewCache(TimeProvider.System, TokenReviewCache.DefaultLifetime)));
@@ -155,6 +159,14 @@ internal sealed class IstiodHost : IAsyncDisposable
         var source = app.Services.GetRequiredService<IConfigSource>();
         await source.StartAsync(cancellationToken).ConfigureAwait(false);
         var mesh = app.Services.GetRequiredService<MeshController>();
+        GatewayStatusWriter? statusWriter = null;
+        if (source is KubernetesConfigSource kubernetes)
+        {
+            // The API has a status subresource the mesh's conditions belong in; a folder has not (ambientctl shows them).
+            statusWriter = new GatewayStatusWriter(kubernetes, app.Services.GetRequiredService<ILogger<GatewayStatusWriter>>());
+            mesh.Published += statusWriter.Update;
+            statusWriter.Update(mesh.Snapshot);
+        }
         // Proxies that subscribe hold the bundle the CA hands out from their first push on.
         var rotation = app.Services.GetRequiredService<RootRotation>();
         rotation.PublishCurrent();
@@ -185,7 +197,7 @@ internal sealed class IstiodHost : IAsyncDisposable
                 app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Ambient.Istiod.Ca.RootRotation"));
             rotationFolder.Start();
         }
-        return new IstiodHost(app, source, mesh, signer, options, rotationFolder);
+        return new IstiodHost(app, source, mesh, signer, options, rotationFolder) { StatusWriter = statusWriter };
     }
 
     public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
@@ -217,6 +229,11 @@ internal sealed class IstiodHost : IAsyncDisposable
             await _rotationFolder.DisposeAsync().ConfigureAwait(false);
         }
         await _app.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        if (StatusWriter is { } statusWriter)
+        {
+            _mesh.Published -= statusWriter.Update;
+            statusWriter.Dispose();
+        }
         await _app.DisposeAsync().ConfigureAwait(false); // disposes the config source and the mesh controller
         _signer.Dispose();
     }

@@ -17,7 +17,9 @@ internal sealed record IstiodOptions(
     string? CaDirectory = null,
     string? CaKeyPasswordFile = null,
     string RootNamespace = "istio-system",
-    AddressRanges? Addresses = null)
+    AddressRanges? Addresses = null,
+    string ConfigSource = IstiodOptions.FolderSource,
+    string? Kubeconfig = null)
 {
     /// <summary>How CA and discovery callers authenticate (<c>--ca-auth</c>).</summary>
     public CaAuthMode CaAuth { get; init; } = CaAuthMode.NodeToken;
@@ -25,17 +27,27 @@ internal sealed record IstiodOptions(
     /// <summary>Kubernetes mode: who may impersonate pods of its node (<c>--ca-trusted-node-accounts</c> or <c>CA_TRUSTED_NODE_ACCOUNTS</c>).</summary>
     public TrustedNodeAccounts TrustedNodeAccounts { get; init; } = TrustedNodeAccounts.None;
 
-    /// <summary>The Kubernetes API to ask (<c>--kubeconfig</c>); null: the in-cluster service account.</summary>
-    public string? Kubeconfig { get; init; }
+    public const string FolderSource = "folder";
+    public const string KubernetesSource = "kubernetes";
+
+    /// <summary>True when the config is read from the Kubernetes API rather than a folder.</summary>
+    public bool FromKubernetes => ConfigSource == KubernetesSource;
 
     public static string Usage =>
         """
-        usage: istiod-lite --config DIR [--state DIR] [--listen IP:PORT] [--monitoring IP:PORT|off]
+        usage: istiod-lite (--config DIR | --config-source kubernetes [--kubeconfig FILE]) [--state DIR] [--listen IP:PORT] [--monitoring IP:PORT|off]
                            [--cluster-id ID] [--trust-domain TD] [--ca-dir DIR [--ca-key-password-file FILE]]
                            [--root-namespace NS] [--network loopback|netns [--pod-cidr CIDR] [--service-cidr CIDR]]
-                           [--ca-auth node-token|tokenreview [--ca-trusted-node-accounts NS/SA,...] [--kubeconfig FILE]]
+                           [--ca-auth node-token|tokenreview [--ca-trusted-node-accounts NS/SA,...]]
           --config PATH      a YAML file, or a folder of them, of Kubernetes-style resources (Namespace, ServiceAccount,
                              Pod, Service), watched live
+          --config-source folder|kubernetes
+                             where the config comes from: --config (default), or the Kubernetes API (Namespaces,
+                             ServiceAccounts, Pods, Services, Gateways, HTTPRoutes, ReferenceGrants,
+                             AuthorizationPolicies, PeerAuthentications, listed and watched); Gateway and HTTPRoute
+                             status is written back
+          --kubeconfig FILE  the cluster to read (--config-source kubernetes) and to ask for TokenReviews (--ca-auth
+                             tokenreview); without it, the pod's service account (in-cluster)
           --state DIR        where the mesh root CA and node tokens live (default: .ambient-state beside the config
                              folder, or beside the folder holding the config file)
           --listen IP:PORT   CA + workload discovery (gRPC over TLS), default 127.0.0.1:15012
@@ -53,13 +65,12 @@ internal sealed record IstiodOptions(
           --network MODE     the address plan to publish, as `ambientctl local up --network` runs it: loopback (default;
                              pods 127.1-127.127.x.x, VIPs 127.128-127.254.x.x) or netns (node i's pods in the i-th /24
                              of --pod-cidr, default 10.244.0.0/16; VIPs from --service-cidr, default 10.96.0.0/16)
-          --ca-auth MODE     how CA and discovery callers authenticate: node-token (default; local mode, the
-                             <state>/tokens/<node>.token files) or tokenreview (Kubernetes mode, as Istio: a projected
+          --ca-auth MODE     how CA and discovery callers authenticate: node-token (default with --config; local mode, the
+                             <state>/tokens/<node>.token files) or tokenreview (default with --config-source kubernetes, as Istio: a projected
                              service-account token with audience istio-ca, checked by a TokenReview)
           --ca-trusted-node-accounts NS/SA,...
                              tokenreview: the service accounts that may obtain the identities of pods on their own node
                              (the ztunnel's, e.g. istio-system/ztunnel); default: $CA_TRUSTED_NODE_ACCOUNTS, else none
-          --kubeconfig FILE  tokenreview: the Kubernetes API to ask, default the in-cluster service account
         """;
 
     /// <summary>Parses arguments; returns null and an error naming the bad argument instead of throwing.</summary>
@@ -69,8 +80,10 @@ internal sealed record IstiodOptions(
     /// <summary>Parses arguments, reading <c>CA_TRUSTED_NODE_ACCOUNTS</c> through <paramref name="environment"/>.</summary>
     public static IstiodOptions? TryParse(string[] args, Func<string, string?> environment, out string? error)
     {
-        string? caAuth = null, trustedAccounts = null, kubeconfig = null;
+        string? caAuth = null, trustedAccounts = null;
         string? config = null, state = null, clusterId = "Kubernetes", trustDomain = "cluster.local", caDirectory = null, caKeyPasswordFile = null, rootNamespace = "istio-system";
+        string configSource = FolderSource;
+        string? kubeconfig = null;
         string network = "loopback", podCidr = AddressRanges.DefaultPodCidr.ToString(), serviceCidr = AddressRanges.DefaultServiceCidr.ToString();
         var grpc = new IPEndPoint(IPAddress.Loopback, MeshPorts.IstiodGrpc);
         IPEndPoint? monitoring = new(IPAddress.Loopback, MeshPorts.IstiodMonitoring);
@@ -83,6 +96,10 @@ internal sealed record IstiodOptions(
             switch (name)
             {
                 case "--config": config = value; break;
+                case "--config-source":
+                    if (value is not (FolderSource or KubernetesSource)) { error = $"--config-source: '{value}' is not folder or kubernetes"; return null; }
+                    configSource = value; break;
+                case "--kubeconfig": kubeconfig = Path.GetFullPath(value); break;
                 case "--state": state = value; break;
                 case "--cluster-id": clusterId = value; break;
                 case "--trust-domain":
@@ -111,14 +128,19 @@ internal sealed record IstiodOptions(
                     if (value is not ("node-token" or "tokenreview")) { error = $"--ca-auth: '{value}' is not node-token or tokenreview"; return null; }
                     caAuth = value; break;
                 case "--ca-trusted-node-accounts": trustedAccounts = value; break;
-                case "--kubeconfig": kubeconfig = Path.GetFullPath(value); break;
                 default: error = $"unknown argument {name}\n{Usage}"; return null;
             }
         }
-        if (config is null) { error = "--config PATH is required\n" + Usage; return null; }
+        if (configSource == KubernetesSource)
+        {
+            if (config is not null) { error = "--config and --config-source kubernetes exclude each other"; return null; }
+            if (kubeconfig is not null && !File.Exists(kubeconfig)) { error = $"--kubeconfig: '{kubeconfig}' does not exist"; return null; }
+        }
+        else if (kubeconfig is not null && caAuth != "tokenreview") { error = "--kubeconfig needs --config-source kubernetes or --ca-auth tokenreview"; return null; }
+        else if (config is null) { error = "--config PATH is required\n" + Usage; return null; }
         if (caKeyPasswordFile is not null && caDirectory is null) { error = "--ca-key-password-file needs --ca-dir DIR"; return null; }
-        // Node tokens unless asked otherwise (a Kubernetes config source should imply tokenreview: the cluster issues
-        // the tokens then).
+        // A Kubernetes config source implies TokenReview (the cluster issues the tokens then); node tokens otherwise.
+        caAuth ??= configSource == KubernetesSource ? "tokenreview" : "node-token";
         var mode = caAuth == "tokenreview" ? CaAuthMode.TokenReview : CaAuthMode.NodeToken;
         if (mode == CaAuthMode.NodeToken && trustedAccounts is not null)
         { error = "--ca-trusted-node-accounts needs --ca-auth tokenreview (node tokens never impersonate beyond their node)"; return null; }
@@ -137,16 +159,28 @@ internal sealed record IstiodOptions(
             if (AddressRanges.ParseNetns(podCidr, serviceCidr, out error) is not { } netns) return null;
             addresses = netns;
         }
+        if (config is null)
+        {
+            // No folder to sit beside: the state is the working folder's (a Deployment mounts a volume there or passes --state).
+            state = Path.GetFullPath(state ?? ".ambient-state");
+            error = null;
+            return new IstiodOptions("", state, grpc, monitoring, clusterId, trustDomain, caDirectory, caKeyPasswordFile, rootNamespace, addresses,
+                configSource, kubeconfig)
+            {
+                CaAuth = mode,
+                TrustedNodeAccounts = trusted,
+            };
+        }
         config = Path.GetFullPath(config);
         var isFile = File.Exists(config);
         if (!isFile && !Directory.Exists(config)) { error = $"--config: '{config}' is neither a file nor a folder"; return null; }
         state = Path.GetFullPath(state ?? Path.Combine(isFile ? Path.GetDirectoryName(config)! : config, "..", ".ambient-state"));
         error = null;
-        return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain, caDirectory, caKeyPasswordFile, rootNamespace, addresses)
+        return new IstiodOptions(config, state, grpc, monitoring, clusterId, trustDomain, caDirectory, caKeyPasswordFile, rootNamespace, addresses,
+            configSource, kubeconfig)
         {
             CaAuth = mode,
             TrustedNodeAccounts = trusted,
-            Kubeconfig = kubeconfig,
         };
     }
 }

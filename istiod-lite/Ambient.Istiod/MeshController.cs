@@ -52,6 +52,9 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
 
     public DiscoveryState Discovery { get; }
 
+    /// <summary>Raised after each published mesh (on the config source's thread), e.g. to write its status back to the API.</summary>
+    public event Action<MeshSnapshot>? Published;
+
     public MeshSnapshot Snapshot => Discovery.Current.Snapshot;
 
     /// <summary>The AuthorizationPolicies and PeerAuthentications of the published config, converted (for the debug endpoint).</summary>
@@ -105,6 +108,7 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
             EnsureNodeTokens(snapshot);
             Log.Published(_logger, generation.Number, snapshot.Workloads.Length, snapshot.Services.Length, config.Errors.Length);
             _trimmer.SetLevel(Size(snapshot));
+            Published?.Invoke(snapshot);
         }
     }
 

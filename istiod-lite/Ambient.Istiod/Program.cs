@@ -14,7 +14,7 @@ try
     await host.WaitForShutdownAsync();
     return 0;
 }
-catch (Exception e) when (e is Ambient.Istiod.Ca.CaStateException or IOException or UnauthorizedAccessException)
+catch (Exception e) when (e is Ambient.Istiod.Ca.CaStateException or IOException or UnauthorizedAccessException or k8s.Exceptions.KubeConfigException)
 {
     Console.Error.WriteLine($"istiod-lite: {e.Message}");
     return 1;

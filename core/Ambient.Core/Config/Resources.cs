@@ -8,10 +8,17 @@ namespace Ambient.Core.Config;
 // holding collections define Equals/GetHashCode because ImmutableArray/ImmutableSortedDictionary compare
 // by reference.
 
-/// <summary>Where a resource (or an error) came from: file path and 1-based line of its document.</summary>
+/// <summary>
+/// Where a resource (or an error) came from: file path and 1-based line of its document; for an object read from the
+/// Kubernetes API, its kind and namespace/name with line 0 (<see cref="ForObject"/>), shown without a line.
+/// </summary>
 public sealed record SourceLocation(string File, int Line)
 {
-    public override string ToString() => $"{File}:{Line}";
+    /// <summary>An API object: "Pod default/web" (a cluster-scoped object: "Namespace web").</summary>
+    public static SourceLocation ForObject(string kind, string @namespace, string name) =>
+        new(@namespace.Length == 0 ? kind + " " + name : kind + " " + @namespace + "/" + name, 0);
+
+    public override string ToString() => Line == 0 && File.Length > 0 ? File : $"{File}:{Line}";
 }
 
 public sealed record ObjectMeta(
@@ -74,20 +81,17 @@ public sealed record PodResource(
     string? PodIP)
     : Resource(ApiVersion, "Pod", Metadata, Source)
 {
-    /// <summary>
-    /// <c>metadata.uid</c>, when the source knows it (the Kubernetes API always does; a YAML file may give one). The CA
-    /// compares it with the pod uid a service-account token was bound to, so a pod re-created under the same name
-    /// cannot use its predecessor's token.
-    /// </summary>
-    public string? Uid { get; init; }
+    /// <summary>The pod's Ready condition. A config folder has no kubelet, so its pods are ready; a not-ready pod from
+    /// the Kubernetes API stays a workload but is published unhealthy, as Istio does, so no traffic is sent to it.</summary>
+    public bool Ready { get; init; } = true;
 
     public bool Equals(PodResource? other) =>
         ReferenceEquals(this, other)
         || (other is not null && base.Equals(other) && ServiceAccountName == other.ServiceAccountName
-            && NodeName == other.NodeName && PodIP == other.PodIP && Uid == other.Uid && ValueEquality.Equal(Containers, other.Containers));
+            && NodeName == other.NodeName && PodIP == other.PodIP && Ready == other.Ready && Uid == other.Uid && ValueEquality.Equal(Containers, other.Containers));
 
     public override int GetHashCode() =>
-        HashCode.Combine(base.GetHashCode(), ServiceAccountName, NodeName, PodIP, Uid, ValueEquality.Hash(Containers));
+        HashCode.Combine(base.GetHashCode(), ServiceAccountName, NodeName, PodIP, Ready, Uid, ValueEquality.Hash(Containers));
 }
 
 /// <summary>

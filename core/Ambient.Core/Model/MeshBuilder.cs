@@ -257,7 +257,7 @@ internal static class MeshBuilder
             WorkloadType = WorkloadType.Pod,
             // A bare pod has no owning Deployment: Istio then reports the pod name as the workload name.
             WorkloadName = name,
-            Status = WorkloadStatus.Healthy,
+            Status = pod.Ready ? WorkloadStatus.Healthy : WorkloadStatus.Unhealthy,
             ClusterId = pool.Get(options.ClusterId),
             Services = services,
             Labels = meta.Labels,

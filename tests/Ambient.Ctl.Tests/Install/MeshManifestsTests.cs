@@ -84,7 +84,7 @@ public sealed class MeshManifestsTests
         var token = Assert.Single(pod.Volumes, v => v.Projected is not null).Projected.Sources[0].ServiceAccountToken;
         Assert.Equal(("istio-ca", "istio-token"), (token.Audience, token.Path));
         var args = string.Join(' ', container.Args);
-        Assert.Contains("--token-file /var/run/secrets/tokens/istio-token", args);
+        Assert.Contains("--ca-token-file /var/run/secrets/tokens/istio-token", args);
         Assert.Contains("--zds-socket /var/run/ztunnel/ztunnel.sock", args);
         Assert.Equal("/var/run/ztunnel", Assert.Single(pod.Volumes, v => v.HostPath is not null).HostPath.Path);
     }

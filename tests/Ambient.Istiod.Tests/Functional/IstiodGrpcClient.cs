@@ -23,8 +23,15 @@ internal sealed class IstiodGrpcClient : IDisposable
     private readonly GrpcChannel _channel;
 
     public IstiodGrpcClient(IstiodFixture istiod)
+        : this(istiod.Root, istiod.Target)
     {
-        var root = X509Certificate2.CreateFromPem(File.ReadAllText(istiod.Root));
+    }
+
+    /// <param name="rootPath">The trust bundle istiod-lite hands out (PEM).</param>
+    /// <param name="target">host:port of its gRPC listener.</param>
+    public IstiodGrpcClient(string rootPath, string target)
+    {
+        var root = X509Certificate2.CreateFromPem(File.ReadAllText(rootPath));
         var handler = new SocketsHttpHandler
         {
             SslOptions = new SslClientAuthenticationOptions
@@ -38,7 +45,7 @@ internal sealed class IstiodGrpcClient : IDisposable
                 },
             },
         };
-        _channel = GrpcChannel.ForAddress($"https://{istiod.Target}", new GrpcChannelOptions
+        _channel = GrpcChannel.ForAddress($"https://{target}", new GrpcChannelOptions
         {
             HttpHandler = handler,
             MaxReceiveMessageSize = null,

@@ -400,7 +400,14 @@ internal sealed class KubeStore
         }
         foreach (var watcher in dropped)
         {
-            watcher.Dropped.Cancel();
+            try
+            {
+                watcher.Dropped.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The watch ended on its own (its request finished and disposed the source) after the list was taken.
+            }
         }
         return dropped.Count;
     }

@@ -1,0 +1,126 @@
+using System.Text.Json.Nodes;
+using Ambient.Core.Protos.Discovery;
+using Ambient.Core.Protos.Workload;
+using Ambient.Core.Xds;
+using Ambient.Istiod.Ca;
+using Ambient.Istiod.Tests.Functional;
+using Ambient.TestCommon;
+using Ambient.TestCommon.Kube;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Xunit;
+using static Ambient.Istiod.Tests.Kube.KubernetesConfigSourceTests;
+
+namespace Ambient.Istiod.Tests.Kube;
+
+/// <summary>
+/// istiod-lite started as `--config-source kubernetes --kubeconfig FILE` (the options Program parses, the host it runs)
+/// against the fake API server: it serves ztunnel xDS from the cluster's pods and writes Gateway API status back.
+/// </summary>
+public sealed class KubernetesModeIstiodTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
+    private readonly TempDir _dir = new();
+    private FakeKubeApiServer _server = null!;
+    private IstiodHost _host = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        _server = await FakeKubeApiServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
+        _server.Put(Objects.Namespace("shop"));
+        _server.Put(Objects.ServiceAccount("shop", "web"));
+        _server.Put(Objects.Pod("shop", "web-1", "10.244.1.7"));
+        _server.Put(Objects.Service("shop", "web", "10.96.0.10", waypoint: "waypoint"));
+        _server.Put(Objects.Gateway("shop", "waypoint"));
+        _server.Put(Objects.HttpRoute("shop", "route"));
+        var kubeconfig = _server.WriteKubeconfig(Path.Combine(_dir.Path, "kubeconfig"));
+        var options = IstiodOptions.TryParse(["--config-source", "kubernetes", "--kubeconfig", kubeconfig, "--state", Path.Combine(_dir.Path, "state"),
+            "--listen", "127.0.0.1:0", "--monitoring", "off"], out var error);
+        Assert.True(options is not null, error);
+        _host = await IstiodHost.StartAsync(options, l => l.SetMinimumLevel(LogLevel.Warning), TestContext.Current.CancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_host is not null) await _host.DisposeAsync();
+        if (_server is not null) await _server.DisposeAsync();
+        _dir.Dispose();
+    }
+
+    [Fact]
+    public async Task Serves_the_clusters_pods_to_a_ztunnel_and_pushes_a_pod_update()
+    {
+        var token = File.ReadAllText(NodeTokens.TokenPath(_host.Options.StateFolder, "node-a")).Trim();
+        using var client = new IstiodGrpcClient(_host.RootCertificatePath, $"127.0.0.1:{_host.GrpcEndpoint.Port}");
+        using var call = client.StartDiscovery(IstiodGrpcClient.BearerOf(token));
+        await call.RequestStream.WriteAsync(new DeltaDiscoveryRequest { TypeUrl = XdsTypeUrls.Address, ResourceNamesSubscribe = { "*" } }, TestContext.Current.CancellationToken);
+
+        var first = Workloads(await NextAsync(call));
+        var web = first["Kubernetes//Pod/shop/web-1"];
+        Assert.Equal("10.244.1.7", new System.Net.IPAddress(web.Addresses[0].Span).ToString());
+        Assert.Equal(("node-a", TunnelProtocol.Hbone, WorkloadStatus.Healthy), (web.Node, web.TunnelProtocol, web.Status));
+
+        // The kubelet reports the pod not ready: ztunnels are told at once.
+        _server.Put(Objects.Pod("shop", "web-1", "10.244.1.7", ready: false));
+        var update = Workloads(await NextAsync(call));
+        Assert.Equal(WorkloadStatus.Unhealthy, update["Kubernetes//Pod/shop/web-1"].Status);
+    }
+
+    [Fact]
+    public async Task Writes_gateway_and_route_status_once_and_not_again_when_unchanged()
+    {
+        var gateway = await WaitForStatusAsync("Gateway", "waypoint", s => s["conditions"] is JsonArray { Count: > 0 });
+        var accepted = gateway["conditions"]!.AsArray().Single(c => c!["type"]!.GetValue<string>() == "Accepted")!;
+        Assert.Equal("True", accepted["status"]!.GetValue<string>());
+        Assert.Equal(1, accepted["observedGeneration"]!.GetValue<long>());
+        var route = await WaitForStatusAsync("HTTPRoute", "route", s => s["parents"] is JsonArray { Count: > 0 });
+        var parent = route["parents"]![0]!;
+        Assert.Equal("istio.io/mesh-controller", parent["controllerName"]!.GetValue<string>());
+        Assert.Equal("web", parent["parentRef"]!["name"]!.GetValue<string>());
+        Assert.Contains(parent["conditions"]!.AsArray(), c => c!["type"]!.GetValue<string>() == "Accepted" && c["status"]!.GetValue<string>() == "True");
+
+        var writer = _host.StatusWriter!;
+        await writer.Idle.WaitAsync(Patience, TestContext.Current.CancellationToken);
+        var writes = writer.Writes;
+        Assert.Equal(2, writes);
+
+        // A change elsewhere in the mesh republishes; the status of both objects is the same, so nothing is written.
+        var generation = _host.Config.Current.Generation;
+        _server.Put(Objects.Pod("shop", "web-2", "10.244.1.8"));
+        await _host.Config.WaitForGenerationAsync(generation + 1, TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
+        await Task.Delay(200, TestContext.Current.CancellationToken);
+        await writer.Idle.WaitAsync(Patience, TestContext.Current.CancellationToken);
+        Assert.Equal(writes, writer.Writes);
+        Assert.Equal(2, _server.Requests.Count(r => r.StartsWith("PATCH ", StringComparison.Ordinal) && r.Contains("/status", StringComparison.Ordinal)));
+    }
+
+    private async Task<JsonObject> WaitForStatusAsync(string kind, string name, Func<JsonObject, bool> condition)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (true)
+        {
+            if (_server.Get("gateway.networking.k8s.io/v1", kind, "shop", name)?["status"] is JsonObject status && condition(status)) return status;
+            Assert.True(DateTime.UtcNow < deadline, $"no status written to {kind} shop/{name}");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+    }
+
+    private static async Task<DeltaDiscoveryResponse> NextAsync(AsyncDuplexStreamingCall<DeltaDiscoveryRequest, DeltaDiscoveryResponse> call)
+    {
+        Assert.True(await call.ResponseStream.MoveNext(TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken));
+        var response = call.ResponseStream.Current;
+        await call.RequestStream.WriteAsync(new DeltaDiscoveryRequest { TypeUrl = response.TypeUrl, ResponseNonce = response.Nonce }, TestContext.Current.CancellationToken);
+        return response;
+    }
+
+    private static Dictionary<string, Workload> Workloads(DeltaDiscoveryResponse response)
+    {
+        var result = new Dictionary<string, Workload>(StringComparer.Ordinal);
+        foreach (var r in response.Resources)
+        {
+            var address = Address.Parser.ParseFrom(r.Resource_.Value);
+            if (address.Workload is { } w) result[w.Uid] = w;
+        }
+        return result;
+    }
+}
