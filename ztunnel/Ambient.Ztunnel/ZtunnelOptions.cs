@@ -34,11 +34,18 @@ internal sealed record ZtunnelOptions(
     /// <summary>The node agent's ZDS socket: in-pod mode (listeners inside each pod's network namespace); null: loopback mode.</summary>
     public string? ZdsSocket { get; init; }
 
+    /// <summary>
+    /// On SIGTERM, how long open connections (HBONE tunnels; in in-pod mode also captured ones) may go on after it stops
+    /// accepting, before they are cut; the process exits as soon as none is open.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
     public const string Usage =
         """
         usage: ztunnel --node NAME --root FILE --token-file FILE [--istiod https://IP:PORT] [--address IP]
                        [--hbone-port N] [--socks-port N] [--admin-port N] [--metrics-port N] [--readiness-port N]
                        [--dns-port N [--dns-upstream IP[:PORT]]...] [--zds-socket PATH]
+                       [--drain-timeout SECONDS]
           --node NAME          the node this proxy serves (pods with spec.nodeName = NAME)
           --root FILE          mesh root certificate (istiod-lite state folder: root-cert.pem)
           --token-file FILE    this node's token (istiod-lite state folder: tokens/NAME.token)
@@ -52,6 +59,9 @@ internal sealed record ZtunnelOptions(
           --zds-socket PATH    in-pod mode (root): take enrolled pods' network namespaces from the node agent's ZDS
                                socket and listen inside each pod (15001, 15006, 15008, 15053, 127.0.0.1:15080);
                                off by default (loopback mode: a listener per pod address)
+          --drain-timeout SECONDS
+                               on SIGTERM, how long open connections may go on once it stops accepting, default 5;
+                               in in-pod mode a newer ztunnel may meanwhile serve the pods' listening sockets
         """;
 
     private const int MaxCertTtlSeconds = 90 * 24 * 3600;
@@ -64,6 +74,7 @@ internal sealed record ZtunnelOptions(
         var ttl = TimeSpan.FromHours(24);
         int? dnsPort = null;
         string? zdsSocket = null;
+        var drain = TimeSpan.FromSeconds(5);
         var dnsUpstreams = ImmutableArray.CreateBuilder<IPEndPoint>();
         for (var i = 0; i < args.Length; i++)
         {
@@ -93,6 +104,10 @@ internal sealed record ZtunnelOptions(
                     if (!IPEndPoint.TryParse(value, out var upstream)) { error = $"--dns-upstream: '{value}' is not IP or IP:PORT"; return null; }
                     dnsUpstreams.Add(upstream.Port == 0 ? new IPEndPoint(upstream.Address, 53) : upstream); break;
                 case "--zds-socket": zdsSocket = Path.GetFullPath(value); break;
+                case "--drain-timeout":
+                    if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var drainSeconds))
+                    { error = $"--drain-timeout: '{value}' is not a number of seconds"; return null; }
+                    drain = TimeSpan.FromSeconds(drainSeconds); break;
                 case "--cert-ttl":
                     if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds) || seconds < 1)
                     { error = $"--cert-ttl: '{value}' is not a positive number of seconds"; return null; }
@@ -118,6 +133,7 @@ internal sealed record ZtunnelOptions(
             DnsPort = dnsPort,
             DnsUpstreams = dnsUpstreams.ToImmutable(),
             ZdsSocket = zdsSocket,
+            DrainTimeout = drain,
         };
     }
 

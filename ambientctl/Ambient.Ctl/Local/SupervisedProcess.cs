@@ -16,7 +16,8 @@ internal sealed record ComponentSpec(
 /// <summary>
 /// Runs one component and, like a kubelet, starts it again when it exits on its own: back-off 1 s doubling to 30 s,
 /// reset once it has stayed up for a minute. Output goes to its log file and, when asked, to our console with its
-/// name in front.
+/// name in front. <see cref="ReplaceAsync"/> upgrades it in place: the new process first, the old one stopped only
+/// once the new one is confirmed.
 /// </summary>
 internal sealed class SupervisedProcess : IAsyncDisposable
 {
@@ -107,9 +108,9 @@ internal sealed class SupervisedProcess : IAsyncDisposable
     private async Task SuperviseAsync(Process process)
     {
         var backoff = FirstBackoff;
+        var startedAt = Stopwatch.GetTimestamp();
         while (true)
         {
-            var startedAt = Stopwatch.GetTimestamp();
             try
             {
                 await process.WaitForExitAsync(_stop.Token).ConfigureAwait(false);
@@ -126,6 +127,16 @@ internal sealed class SupervisedProcess : IAsyncDisposable
             catch (OperationCanceledException)
             {
                 return;
+            }
+            lock (_lock)
+            {
+                if (_process != process && _process is { } replacement)
+                {
+                    // Replaced (an upgrade): the old process drained and left; watch the new one.
+                    process.Dispose();
+                    process = replacement;
+                    continue;
+                }
             }
             LastExitCode = process.ExitCode;
             process.Dispose();
@@ -144,6 +155,7 @@ internal sealed class SupervisedProcess : IAsyncDisposable
             try
             {
                 process = Launch();
+                startedAt = Stopwatch.GetTimestamp();
             }
             catch (InvalidOperationException e)
             {
@@ -151,6 +163,39 @@ internal sealed class SupervisedProcess : IAsyncDisposable
                 return;
             }
         }
+    }
+
+    /// <summary>
+    /// An upgrade without a gap: starts a second process with the same spec, waits for <paramref name="confirmed"/>
+    /// (e.g. its node agent has given it every pod), and only then asks the old one to stop, giving it
+    /// <paramref name="drainGrace"/> to drain before SIGKILL. When the new one is not confirmed it is stopped and the
+    /// old one keeps running. Returns (old pid, new pid).
+    /// </summary>
+    public async Task<(int OldPid, int NewPid)> ReplaceAsync(Func<Process, CancellationToken, Task> confirmed, TimeSpan drainGrace, CancellationToken cancellationToken)
+    {
+        var old = Current ?? throw new InvalidOperationException($"{_spec.Name} is not running");
+        var oldPid = old.Id;
+        var fresh = Launch();
+        var freshPid = fresh.Id;
+        try
+        {
+            await confirmed(fresh, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            lock (_lock) _process = old;
+            Started?.Invoke();
+            await Signals.StopAsync(fresh, TimeSpan.FromSeconds(3)).ConfigureAwait(false);
+            fresh.Dispose();
+            throw;
+        }
+        _report($"{_spec.Name}: pid {freshPid} serves; pid {oldPid} drains (up to {drainGrace.TotalSeconds:0}s)");
+        // The supervising loop notices the old one's exit, sees it replaced, and follows the new one.
+        if (await Signals.StopAsync(old, drainGrace).ConfigureAwait(false))
+        {
+            _report($"{_spec.Name}: pid {oldPid} did not stop within {drainGrace.TotalSeconds:0}s; killed");
+        }
+        return (oldPid, freshPid);
     }
 
     /// <summary>Stops supervising, then SIGTERM and SIGKILL after <paramref name="grace"/>.</summary>
