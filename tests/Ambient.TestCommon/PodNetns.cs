@@ -130,7 +130,10 @@ public sealed partial class PodNetns : IDisposable
     }
 
     /// <summary>Creates a socket inside the namespace, on a thread of its own that enters it, so no other thread moves.</summary>
-    public Socket CreateSocket(AddressFamily family, SocketType type, ProtocolType protocol)
+    public Socket CreateSocket(AddressFamily family, SocketType type, ProtocolType protocol) => CreateSocketIn(Path, family, type, protocol);
+
+    /// <summary>Creates a socket inside the namespace at <paramref name="netnsPath"/> (e.g. /var/run/netns/NAME, one a mesh made).</summary>
+    public static Socket CreateSocketIn(string netnsPath, AddressFamily family, SocketType type, ProtocolType protocol)
     {
         Socket? socket = null;
         Exception? error = null;
@@ -139,7 +142,7 @@ public sealed partial class PodNetns : IDisposable
             try
             {
                 using var self = File.OpenHandle("/proc/thread-self/ns/net");
-                using var target = File.OpenHandle(Path);
+                using var target = File.OpenHandle(netnsPath);
                 Enter(target);
                 try
                 {

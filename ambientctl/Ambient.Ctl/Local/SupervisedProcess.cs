@@ -168,8 +168,9 @@ internal sealed class SupervisedProcess : IAsyncDisposable
     /// <summary>
     /// An upgrade without a gap: starts a second process with the same spec, waits for <paramref name="confirmed"/>
     /// (e.g. its node agent has given it every pod), and only then asks the old one to stop, giving it
-    /// <paramref name="drainGrace"/> to drain before SIGKILL. When the new one is not confirmed it is stopped and the
-    /// old one keeps running. Returns (old pid, new pid).
+    /// <paramref name="drainGrace"/> to drain before SIGKILL; returns once it was asked (the drain goes on meanwhile,
+    /// and a mesh stop ends it too). When the new one is not confirmed it is stopped and the old one keeps running.
+    /// Returns (old pid, new pid).
     /// </summary>
     public async Task<(int OldPid, int NewPid)> ReplaceAsync(Func<Process, CancellationToken, Task> confirmed, TimeSpan drainGrace, CancellationToken cancellationToken)
     {
@@ -191,11 +192,32 @@ internal sealed class SupervisedProcess : IAsyncDisposable
         }
         _report($"{_spec.Name}: pid {freshPid} serves; pid {oldPid} drains (up to {drainGrace.TotalSeconds:0}s)");
         // The supervising loop notices the old one's exit, sees it replaced, and follows the new one.
-        if (await Signals.StopAsync(old, drainGrace).ConfigureAwait(false))
+        var drain = DrainAsync(old, oldPid, drainGrace);
+        lock (_lock)
         {
-            _report($"{_spec.Name}: pid {oldPid} did not stop within {drainGrace.TotalSeconds:0}s; killed");
+            _draining.Add(drain);
+            _drainingProcesses.Add(old);
         }
         return (oldPid, freshPid);
+    }
+
+    private async Task DrainAsync(Process old, int pid, TimeSpan grace)
+    {
+        // Yield first: the caller records this task before it can complete.
+        await Task.Yield();
+        if (await Signals.StopAsync(old, grace).ConfigureAwait(false))
+        {
+            _report($"{_spec.Name}: pid {pid} did not drain within {grace.TotalSeconds:0}s; killed");
+        }
+    }
+
+    /// <summary>Old processes of upgrades still draining: a mesh stop ends them as it ends the current one.</summary>
+    private readonly List<Task> _draining = [];
+    private readonly List<Process> _drainingProcesses = [];
+
+    private Task[] Draining()
+    {
+        lock (_lock) return [.. _draining];
     }
 
     /// <summary>Stops supervising, then SIGTERM and SIGKILL after <paramref name="grace"/>.</summary>
@@ -210,6 +232,19 @@ internal sealed class SupervisedProcess : IAsyncDisposable
             if (await Signals.StopAsync(p, grace).ConfigureAwait(false))
             {
                 _report($"{_spec.Name} did not stop within {grace.TotalSeconds:0}s; killed (pid {p.Id})");
+            }
+        }
+        // An old process still draining after an upgrade: it had its stop signal; it gets the same grace, then SIGKILL.
+        var draining = Draining();
+        if (draining.Length > 0)
+        {
+            await Task.WhenAny(Task.WhenAll(draining), Task.Delay(grace)).ConfigureAwait(false);
+            lock (_lock)
+            {
+                foreach (var old in _drainingProcesses)
+                {
+                    try { if (!old.HasExited) old.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+                }
             }
         }
     }

@@ -134,7 +134,7 @@ internal sealed partial class ZdsClient : IAsyncDisposable
                     {
                         fd.Dispose();
                     }
-                    var problem = $"the packet carries {fds.Count} file descriptors";
+                    var problem = fds.Count == 0 ? "the packet carries no file descriptor" : $"the packet carries {fds.Count} file descriptors";
                     Log.BadRequest(_logger, "AddWorkload " + uid, problem);
                     return $"AddWorkload {uid}: {problem}; expected the pod's network namespace (and {InPodListenerSockets.Count} listening sockets on an upgrade)";
                 }
