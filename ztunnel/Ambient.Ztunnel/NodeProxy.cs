@@ -46,6 +46,8 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
     private NetnsSockets? _netnsSockets;
     private InPodRegistry? _inPod;
     private ZdsClient? _zds;
+    private Task _zdsStart = Task.CompletedTask;
+    private readonly CancellationTokenSource _stopping = new();
 
     private NodeProxy(ZtunnelOptions options, ILoggerFactory loggerFactory, HboneClientOptions? hboneOptions, HboneInboundOptions? inboundOptions)
     {
@@ -174,7 +176,25 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
             _netnsSockets, new InPodPorts { Hbone = _options.HbonePort, Socks5 = _options.SocksPort }, _loggerFactory);
         _inPod = new InPodRegistry(context);
         _zds = new ZdsClient(zdsSocket, _inPod, _loggerFactory.CreateLogger<ZdsClient>());
-        _zds.Start();
+        _zdsStart = StartZdsWhenReadyAsync(_zds, _stopping.Token);
+    }
+
+    /// <summary>
+    /// Says hello to the node agent only once ready (config synced, a certificate for every local identity): in an
+    /// upgrade the agent then hands this ztunnel the pods' listening sockets, shared with the old one, and from that
+    /// moment the kernel gives it a share of the new connections, which it must be able to carry.
+    /// </summary>
+    private async Task StartZdsWhenReadyAsync(ZdsClient zds, CancellationToken stopping)
+    {
+        try
+        {
+            await _control.WaitUntilReadyAsync(stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+        zds.Start();
     }
 
     /// <summary>The pods served in their own network namespaces; null unless <see cref="ZtunnelOptions.ZdsSocket"/> is set.</summary>
@@ -199,6 +219,8 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _zdsStart.ConfigureAwait(false);
         if (_zds is not null)
         {
             await _zds.DisposeAsync().ConfigureAwait(false);

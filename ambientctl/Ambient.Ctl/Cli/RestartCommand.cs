@@ -76,7 +76,7 @@ internal static class RestartCommand
             var parts = answer.Split(' ');
             if (parts is ["ok", var oldPid, var newPid])
             {
-                output.WriteLine($"ztunnel {n}: pid {newPid} serves every pod (listeners handed over); pid {oldPid} drained and exited ({clock.Elapsed.TotalSeconds:F1} s)");
+                output.WriteLine($"ztunnel {n}: pid {newPid} serves every pod (listeners handed over); pid {oldPid} stopped accepting and drains its open connections ({clock.Elapsed.TotalSeconds:F1} s)");
                 continue;
             }
             error.WriteLine($"ztunnel {n}: {answer}");
