@@ -101,13 +101,14 @@ public sealed class NetnsZtunnelUpgradeE2ETests
             outside.Listen(16);
             var outsideEndpoint = (IPEndPoint)outside.LocalEndPoint!;
             var accepted = 0;
+            var held = new ConcurrentBag<Socket>(); // kept open: a close would reach the client as an end of stream
             _ = Task.Run(async () =>
             {
                 while (true)
                 {
                     try
                     {
-                        using var s = await outside.AcceptAsync();
+                        held.Add(await outside.AcceptAsync());
                         Interlocked.Increment(ref accepted);
                     }
                     catch (Exception e) when (e is SocketException or ObjectDisposedException)
@@ -116,7 +117,8 @@ public sealed class NetnsZtunnelUpgradeE2ETests
                     }
                 }
             }, CancellationToken.None);
-            Assert.True(await TryConnectAsync(client, outsideEndpoint) is null, "the outsider's listener is not reachable from the client with its ztunnel up");
+            var reachable = await TryConnectAsync(client, outsideEndpoint);
+            Assert.True(reachable is null, $"the outsider's listener is not reachable from the client with its ztunnel up: {reachable}");
             await MeshRun.EventuallyAsync(() => Task.FromResult(Volatile.Read(ref accepted) == 1), TimeSpan.FromSeconds(5), () => Task.FromResult("the outsider's listener saw no connection"));
             var current = run.Ztunnel("node-a");
             MeshRun.Kill9(current);
@@ -143,6 +145,8 @@ public sealed class NetnsZtunnelUpgradeE2ETests
             Assert.Equal("still", await EchoOnceAsync(client, echo, "still"));
             await MeshRun.EventuallyAsync(async () => await MutualTlsAtEchoAsync(run) > mtlsBefore, TimeSpan.FromSeconds(10),
                 () => Task.FromResult("with the node agent down the client's connection was not carried over mTLS"));
+
+            foreach (var socket in held) socket.Dispose();
 
             // (4) `local down` after that SIGKILL: no process, namespace, link or rule left.
             var down = await run.CtlAsync(Ctl, "local", "down");
