@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Ambient.Hbone;
@@ -45,6 +46,8 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
     private NetnsSockets? _netnsSockets;
     private InPodRegistry? _inPod;
     private ZdsClient? _zds;
+    private Task _zdsStart = Task.CompletedTask;
+    private readonly CancellationTokenSource _stopping = new();
 
     private NodeProxy(ZtunnelOptions options, ILoggerFactory loggerFactory, HboneClientOptions? hboneOptions, HboneInboundOptions? inboundOptions)
     {
@@ -70,7 +73,7 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
         // A burst is over once at least 256 connections have closed, down to half the peak, and none closed for 2 s.
         _trimmer = new MemoryTrimmer(loggerFactory.CreateLogger("Ambient.Ztunnel.Memory"), "inbound connections",
             minimumDrop: 256, quietPeriod: TimeSpan.FromSeconds(2));
-        inboundOptions ??= new HboneInboundOptions { Port = options.HbonePort };
+        inboundOptions ??= new HboneInboundOptions { Port = options.HbonePort, DrainTimeout = options.DrainTimeout };
         if (options.ZdsSocket is not null && inboundOptions.ConnectUpstream is null)
         {
             // In-pod mode: a tunnel's connection to the app is made inside the target pod's namespace.
@@ -101,7 +104,8 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
         var proxy = new NodeProxy(options, loggerFactory, hboneOptions, inboundOptions);
         try
         {
-            proxy._admin = await AdminServer.StartAsync(options.Address, options.AdminPorts, proxy, loggerFactory, cancellationToken).ConfigureAwait(false);
+            proxy._admin = await AdminServer.StartAsync(options.Address, options.AdminPorts, proxy, loggerFactory, cancellationToken,
+                shareWithSuccessor: options.ZdsSocket is not null).ConfigureAwait(false);
             if (options.ZdsSocket is { } zds)
             {
                 await proxy.StartInPodAsync(zds, cancellationToken).ConfigureAwait(false);
@@ -134,8 +138,30 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
             return;
         }
         var upstreams = _options.DnsUpstreams.IsEmpty ? DnsForwarder.ReadResolvConf() : _options.DnsUpstreams;
-        _dns = DnsServer.Start(new IPEndPoint(_options.Address, port), new DnsAnswerer(State), new DnsForwarder(upstreams),
-            _loggerFactory.CreateLogger<DnsServer>());
+        var endpoint = new IPEndPoint(_options.Address, port);
+        if (_options.ZdsSocket is null)
+        {
+            _dns = DnsServer.Start(endpoint, new DnsAnswerer(State), new DnsForwarder(upstreams), _loggerFactory.CreateLogger<DnsServer>());
+            return;
+        }
+        // In-pod mode: shared with the next ztunnel of an upgrade (SO_REUSEPORT), which starts while this one drains.
+        var udp = new Socket(endpoint.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        var tcp = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            NetnsSockets.SetReusePort(udp);
+            udp.Bind(endpoint);
+            NetnsSockets.SetReusePort(tcp);
+            tcp.Bind(endpoint);
+            tcp.Listen(128);
+        }
+        catch
+        {
+            udp.Dispose();
+            tcp.Dispose();
+            throw;
+        }
+        _dns = DnsServer.Start(udp, tcp, new DnsAnswerer(State), new DnsForwarder(upstreams), _loggerFactory.CreateLogger<DnsServer>());
     }
 
     /// <summary>
@@ -152,7 +178,25 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
             _netnsSockets, new InPodPorts { Hbone = _options.HbonePort, Socks5 = _options.SocksPort }, _loggerFactory);
         _inPod = new InPodRegistry(context);
         _zds = new ZdsClient(zdsSocket, _inPod, _loggerFactory.CreateLogger<ZdsClient>());
-        _zds.Start();
+        _zdsStart = StartZdsWhenReadyAsync(_zds, _stopping.Token);
+    }
+
+    /// <summary>
+    /// Says hello to the node agent only once ready (config synced, a certificate for every local identity): in an
+    /// upgrade the agent then hands this ztunnel the pods' listening sockets, shared with the old one, and from that
+    /// moment the kernel gives it a share of the new connections, which it must be able to carry.
+    /// </summary>
+    private async Task StartZdsWhenReadyAsync(ZdsClient zds, CancellationToken stopping)
+    {
+        try
+        {
+            await _control.WaitUntilReadyAsync(stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+        zds.Start();
     }
 
     /// <summary>The pods served in their own network namespaces; null unless <see cref="ZtunnelOptions.ZdsSocket"/> is set.</summary>
@@ -177,12 +221,18 @@ internal sealed class NodeProxy : IAdminSource, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _zdsStart.ConfigureAwait(false);
         if (_zds is not null)
         {
             await _zds.DisposeAsync().ConfigureAwait(false);
         }
         if (_inPod is not null)
         {
+            // Graceful: every pod stops accepting (a ztunnel that took over accepts from the same sockets; with none, the
+            // sockets close and new connections are refused), and connections already captured, like HBONE tunnels
+            // (GOAWAY), get the drain timeout to end.
+            await Task.WhenAll(_inPod.DrainAsync(_options.DrainTimeout), _inbound.DisposeAsync().AsTask()).ConfigureAwait(false);
             await _inPod.DisposeAsync().ConfigureAwait(false);
         }
         _netnsSockets?.Dispose();

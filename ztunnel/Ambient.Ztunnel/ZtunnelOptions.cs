@@ -43,11 +43,18 @@ internal sealed record ZtunnelOptions(
     /// <summary>Where Istio's ztunnel DaemonSet mounts its projected token (audience istio-ca).</summary>
     public const string DefaultCaTokenFile = "/var/run/secrets/tokens/istio-token";
 
+    /// <summary>
+    /// On SIGTERM, how long open connections (HBONE tunnels; in in-pod mode also captured ones) may go on after it stops
+    /// accepting, before they are cut; the process exits as soon as none is open.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
     public const string Usage =
         """
         usage: ztunnel --node NAME --root FILE (--token-file FILE | --ca-token-file FILE) [--istiod https://IP:PORT] [--address IP]
                        [--hbone-port N] [--socks-port N] [--admin-port N] [--metrics-port N] [--readiness-port N]
                        [--dns-port N [--dns-upstream IP[:PORT]]...] [--zds-socket PATH]
+                       [--drain-timeout SECONDS]
           --node NAME          the node this proxy serves (pods with spec.nodeName = NAME)
           --root FILE          mesh root certificate (istiod-lite state folder: root-cert.pem)
           --token-file FILE    local mode: this node's token (istiod-lite state folder: tokens/NAME.token)
@@ -64,6 +71,9 @@ internal sealed record ZtunnelOptions(
           --zds-socket PATH    in-pod mode (root): take enrolled pods' network namespaces from the node agent's ZDS
                                socket and listen inside each pod (15001, 15006, 15008, 127.0.0.1:15053, 127.0.0.1:15080);
                                off by default (loopback mode: a listener per pod address)
+          --drain-timeout SECONDS
+                               on SIGTERM, how long open connections may go on once it stops accepting, default 5;
+                               in in-pod mode a newer ztunnel may meanwhile serve the pods' listening sockets
         """;
 
     private const int MaxCertTtlSeconds = 90 * 24 * 3600;
@@ -76,6 +86,7 @@ internal sealed record ZtunnelOptions(
         var ttl = TimeSpan.FromHours(24);
         int? dnsPort = null;
         string? zdsSocket = null, caTokenFile = null;
+        var drain = TimeSpan.FromSeconds(5);
         var dnsUpstreams = ImmutableArray.CreateBuilder<IPEndPoint>();
         for (var i = 0; i < args.Length; i++)
         {
@@ -106,6 +117,10 @@ internal sealed record ZtunnelOptions(
                     dnsUpstreams.Add(upstream.Port == 0 ? new IPEndPoint(upstream.Address, 53) : upstream); break;
                 case "--zds-socket": zdsSocket = Path.GetFullPath(value); break;
                 case "--ca-token-file": caTokenFile = value; break;
+                case "--drain-timeout":
+                    if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var drainSeconds))
+                    { error = $"--drain-timeout: '{value}' is not a number of seconds"; return null; }
+                    drain = TimeSpan.FromSeconds(drainSeconds); break;
                 case "--cert-ttl":
                     if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds) || seconds < 1)
                     { error = $"--cert-ttl: '{value}' is not a positive number of seconds"; return null; }
@@ -146,6 +161,7 @@ internal sealed record ZtunnelOptions(
             DnsUpstreams = dnsUpstreams.ToImmutable(),
             ZdsSocket = zdsSocket,
             ServiceAccountToken = serviceAccountToken,
+            DrainTimeout = drain,
         };
     }
 

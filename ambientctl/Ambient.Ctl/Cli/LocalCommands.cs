@@ -12,7 +12,7 @@ using Ambient.Ctl.Local.NodeAgent;
 
 namespace Ambient.Ctl.Cli;
 
-/// <summary>`ambientctl local up|status|down|rotate-root`: the mesh on this machine.</summary>
+/// <summary>`ambientctl local up|status|down|rotate-root|restart`: the mesh on this machine.</summary>
 internal static class LocalCommands
 {
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
@@ -26,6 +26,7 @@ internal static class LocalCommands
         down.SetAction(async (_, _) => await DownAsync(Console.Out).ConfigureAwait(false));
         local.Subcommands.Add(down);
         local.Subcommands.Add(RotateRootCommand.Build());
+        local.Subcommands.Add(RestartCommand.Build());
         return local;
     }
 

@@ -49,6 +49,7 @@ internal sealed class LocalMesh : IAsyncDisposable
     private Launcher? _samples;
     private Launcher? _waypoint;
     private PodReconciler? _reconciler;
+    private ZtunnelUpgrades? _upgrades;
     // Netns mode only: the bridges, pod namespaces and iptables chains on the host.
     private PodNetwork? _network;
 
@@ -95,6 +96,10 @@ internal sealed class LocalMesh : IAsyncDisposable
             }
             await mesh.StartAllAsync(istiod, ztunnel, ct).ConfigureAwait(false);
             mesh._reconciler = PodReconciler.Start(mesh, ct);
+            if (options.Netns?.Hooks is IZdsPodHooks agents)
+            {
+                mesh._upgrades = ZtunnelUpgrades.Start(mesh, agents, ct);
+            }
             mesh.SetPhase(LocalState.PhaseReady, null);
             return mesh;
         }
@@ -213,7 +218,9 @@ internal sealed class LocalMesh : IAsyncDisposable
             if (_options.Netns?.Hooks is IZdsPodHooks agents)
             {
                 // In-pod mode: the node agent hands the ztunnel each enrolled pod's namespace; it listens inside them.
-                ztunnelArgs.AddRange(["--zds-socket", agents.Listen(node, _report)]);
+                ztunnelArgs.AddRange(["--zds-socket", agents.Listen(node, _report),
+                    // `local restart ztunnel` lets the old one drain this long while the new one serves.
+                    "--drain-timeout", ((int)ZtunnelUpgrades.DrainTimeout.TotalSeconds).ToString(CultureInfo.InvariantCulture)]);
             }
             await StartAsync(new ComponentSpec("ztunnel-" + node, "ztunnel", ztunnel, ztunnelArgs,
                 new Dictionary<string, string>(), address.ToString(), node, Path.Combine(logs, $"ztunnel-{node}.log"))).ConfigureAwait(false);
@@ -349,6 +356,12 @@ internal sealed class LocalMesh : IAsyncDisposable
             "--root", Path.Combine(state, "root-cert.pem"), "--token-file", Path.Combine(state, "tokens", c.Node + ".token"),
             "--istiod", $"https://{_options.ControlAddress}:{MeshPorts.IstiodGrpc}", "--admin", MeshPorts.Readiness.ToString(CultureInfo.InvariantCulture),
         ];
+    }
+
+    /// <summary>The supervised component named <paramref name="name"/> (e.g. ztunnel-NODE), if it runs.</summary>
+    internal SupervisedProcess? FindComponent(string name)
+    {
+        lock (_stateLock) return _components.Find(c => c.Spec.Name == name);
     }
 
     /// <summary>Stops one pod container and forgets it.</summary>
@@ -582,6 +595,7 @@ internal sealed class LocalMesh : IAsyncDisposable
     {
         // No pod may be started or stopped behind the shutdown.
         if (_reconciler is not null) await _reconciler.DisposeAsync().ConfigureAwait(false);
+        if (_upgrades is not null) await _upgrades.DisposeAsync().ConfigureAwait(false);
         SupervisedProcess[] all;
         lock (_stateLock) all = [.. _components];
         var stops = new Task[all.Length];

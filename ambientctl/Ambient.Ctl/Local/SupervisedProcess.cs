@@ -16,7 +16,8 @@ internal sealed record ComponentSpec(
 /// <summary>
 /// Runs one component and, like a kubelet, starts it again when it exits on its own: back-off 1 s doubling to 30 s,
 /// reset once it has stayed up for a minute. Output goes to its log file and, when asked, to our console with its
-/// name in front.
+/// name in front. <see cref="ReplaceAsync"/> upgrades it in place: the new process first, the old one stopped only
+/// once the new one is confirmed.
 /// </summary>
 internal sealed class SupervisedProcess : IAsyncDisposable
 {
@@ -107,9 +108,9 @@ internal sealed class SupervisedProcess : IAsyncDisposable
     private async Task SuperviseAsync(Process process)
     {
         var backoff = FirstBackoff;
+        var startedAt = Stopwatch.GetTimestamp();
         while (true)
         {
-            var startedAt = Stopwatch.GetTimestamp();
             try
             {
                 await process.WaitForExitAsync(_stop.Token).ConfigureAwait(false);
@@ -126,6 +127,16 @@ internal sealed class SupervisedProcess : IAsyncDisposable
             catch (OperationCanceledException)
             {
                 return;
+            }
+            lock (_lock)
+            {
+                if (_process != process && _process is { } replacement)
+                {
+                    // Replaced (an upgrade): the old process drained and left; watch the new one.
+                    process.Dispose();
+                    process = replacement;
+                    continue;
+                }
             }
             LastExitCode = process.ExitCode;
             process.Dispose();
@@ -144,6 +155,7 @@ internal sealed class SupervisedProcess : IAsyncDisposable
             try
             {
                 process = Launch();
+                startedAt = Stopwatch.GetTimestamp();
             }
             catch (InvalidOperationException e)
             {
@@ -151,6 +163,61 @@ internal sealed class SupervisedProcess : IAsyncDisposable
                 return;
             }
         }
+    }
+
+    /// <summary>
+    /// An upgrade without a gap: starts a second process with the same spec, waits for <paramref name="confirmed"/>
+    /// (e.g. its node agent has given it every pod), and only then asks the old one to stop, giving it
+    /// <paramref name="drainGrace"/> to drain before SIGKILL; returns once it was asked (the drain goes on meanwhile,
+    /// and a mesh stop ends it too). When the new one is not confirmed it is stopped and the old one keeps running.
+    /// Returns (old pid, new pid).
+    /// </summary>
+    public async Task<(int OldPid, int NewPid)> ReplaceAsync(Func<Process, CancellationToken, Task> confirmed, TimeSpan drainGrace, CancellationToken cancellationToken)
+    {
+        var old = Current ?? throw new InvalidOperationException($"{_spec.Name} is not running");
+        var oldPid = old.Id;
+        var fresh = Launch();
+        var freshPid = fresh.Id;
+        try
+        {
+            await confirmed(fresh, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            lock (_lock) _process = old;
+            Started?.Invoke();
+            await Signals.StopAsync(fresh, TimeSpan.FromSeconds(3)).ConfigureAwait(false);
+            fresh.Dispose();
+            throw;
+        }
+        _report($"{_spec.Name}: pid {freshPid} serves; pid {oldPid} drains (up to {drainGrace.TotalSeconds:0}s)");
+        // The supervising loop notices the old one's exit, sees it replaced, and follows the new one.
+        var drain = DrainAsync(old, oldPid, drainGrace);
+        lock (_lock)
+        {
+            _draining.Add(drain);
+            _drainingProcesses.Add(old);
+        }
+        return (oldPid, freshPid);
+    }
+
+    private async Task DrainAsync(Process old, int pid, TimeSpan grace)
+    {
+        // Yield first: the caller records this task before it can complete.
+        await Task.Yield();
+        if (await Signals.StopAsync(old, grace).ConfigureAwait(false))
+        {
+            _report($"{_spec.Name}: pid {pid} did not drain within {grace.TotalSeconds:0}s; killed");
+        }
+    }
+
+    /// <summary>Old processes of upgrades still draining: a mesh stop ends them as it ends the current one.</summary>
+    private readonly List<Task> _draining = [];
+    private readonly List<Process> _drainingProcesses = [];
+
+    private Task[] Draining()
+    {
+        lock (_lock) return [.. _draining];
     }
 
     /// <summary>Stops supervising, then SIGTERM and SIGKILL after <paramref name="grace"/>.</summary>
@@ -165,6 +232,19 @@ internal sealed class SupervisedProcess : IAsyncDisposable
             if (await Signals.StopAsync(p, grace).ConfigureAwait(false))
             {
                 _report($"{_spec.Name} did not stop within {grace.TotalSeconds:0}s; killed (pid {p.Id})");
+            }
+        }
+        // An old process still draining after an upgrade: it had its stop signal; it gets the same grace, then SIGKILL.
+        var draining = Draining();
+        if (draining.Length > 0)
+        {
+            await Task.WhenAny(Task.WhenAll(draining), Task.Delay(grace)).ConfigureAwait(false);
+            lock (_lock)
+            {
+                foreach (var old in _drainingProcesses)
+                {
+                    try { if (!old.HasExited) old.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+                }
             }
         }
     }

@@ -22,8 +22,11 @@ internal sealed class SeqPacketException(string message) : IOException(message);
 /// </remarks>
 internal sealed partial class SeqPacketSocket : IDisposable
 {
-    /// <summary>The most descriptors one received packet may carry; a packet with more is refused (the extra ones are closed).</summary>
-    public const int MaxFdsPerPacket = 4;
+    /// <summary>
+    /// The most descriptors one received packet may carry; a packet with more is refused (the extra ones are closed).
+    /// An upgrade's AddWorkload carries the most: the netns fd and the pod's six listening sockets.
+    /// </summary>
+    public const int MaxFdsPerPacket = 8;
 
     private readonly Socket _socket;
     private readonly byte[] _peekByte = new byte[1];
@@ -387,6 +390,14 @@ internal sealed class ReceivedPacket : IDisposable
         var fd = _fds[0];
         _fds.Clear();
         return fd;
+    }
+
+    /// <summary>Takes every descriptor the packet carried, in the order they were sent (the caller now owns them).</summary>
+    public List<SafeFileHandle> TakeAllFds()
+    {
+        var all = new List<SafeFileHandle>(_fds);
+        _fds.Clear();
+        return all;
     }
 
     public void Dispose()

@@ -37,7 +37,7 @@ internal sealed class WorkloadListeners : IAsyncDisposable
             if (!_listeners.TryAdd(workload, listener))
                 throw new InvalidOperationException($"an HBONE listener for {workload} already exists");
         }
-        _ = AcceptLoopAsync(listener);
+        listener.AcceptLoop = AcceptLoopAsync(listener);
         return listener;
     }
 
@@ -50,6 +50,21 @@ internal sealed class WorkloadListeners : IAsyncDisposable
     }
 
     private async Task AcceptLoopAsync(WorkloadListener listener)
+    {
+        try
+        {
+            await AcceptUntilStoppedAsync(listener).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Closed here, once no accept is in flight, rather than by Stop: the socket may be shared with the proxy
+            // that replaces this one (an upgrade), and the runtime disconnects a socket closed while in use, which
+            // would end the listening itself, for both.
+            listener.Socket.Dispose();
+        }
+    }
+
+    private async Task AcceptUntilStoppedAsync(WorkloadListener listener)
     {
         while (true)
         {
@@ -114,6 +129,7 @@ internal sealed class WorkloadListener
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<InboundConnection, byte> _connections = new();
     private CertificateContextCache? _certificate;
+    private bool _aborted;
 
     public WorkloadListener(IPAddress address, Socket socket)
     {
@@ -130,6 +146,9 @@ internal sealed class WorkloadListener
 
     public CancellationToken Stopping => _stopping.Token;
 
+    /// <summary>The loop accepting on <see cref="Socket"/>; it closes the socket as it ends.</summary>
+    public Task AcceptLoop { get; set; } = Task.CompletedTask;
+
     /// <summary>The last certificate context built for this workload; rebuilt only when the identity hands out a new cert.</summary>
     public CertificateContextCache? Certificate
     {
@@ -137,11 +156,14 @@ internal sealed class WorkloadListener
         set => Volatile.Write(ref _certificate, value);
     }
 
-    /// <summary>Tracks <paramref name="connection"/> until it ends; false if the listener already stopped (the caller then aborts it).</summary>
+    /// <summary>
+    /// Tracks <paramref name="connection"/> until it ends; false if the listener was stopped with its connections cut
+    /// (the caller then aborts it). A connection the last accept returned after a graceful stop is served and drained.
+    /// </summary>
     public bool Track(InboundConnection connection)
     {
         _connections.TryAdd(connection, 0);
-        if (!_stopping.IsCancellationRequested)
+        if (!Volatile.Read(ref _aborted))
             return true;
         _connections.TryRemove(connection, out _);
         return false;
@@ -151,10 +173,21 @@ internal sealed class WorkloadListener
 
     public ICollection<InboundConnection> Connections => _connections.Keys;
 
+    /// <summary>Stops accepting (the accept loop closes the socket as it ends); cuts the open connections when asked.</summary>
     public void Stop(bool abortConnections)
     {
+        if (abortConnections)
+            Volatile.Write(ref _aborted, true);
         _stopping.Cancel();
-        Socket.Dispose();
+        // The loop ends promptly once cancelled; waiting for it keeps "removed" meaning "the port is closed" (a pod
+        // enrolled again at once binds it anew).
+        try
+        {
+            AcceptLoop.Wait(TimeSpan.FromSeconds(2));
+        }
+        catch (AggregateException)
+        {
+        }
         if (!abortConnections)
             return;
         foreach (var connection in _connections.Keys)

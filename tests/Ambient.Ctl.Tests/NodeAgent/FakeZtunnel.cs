@@ -69,6 +69,36 @@ internal sealed class FakeZtunnel : IDisposable
         return received.Request;
     }
 
+    /// <summary>The next request and every fd it carried (the test owns them).</summary>
+    public async Task<(WorkloadRequest Request, List<SafeFileHandle> Fds)> ReceiveWithFdsAsync(CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(10));
+        using var packet = await _socket.ReceiveAsync(_buffer, timeout.Token);
+        if (packet.IsEndOfStream) throw new Xunit.Sdk.XunitException("the agent closed the connection");
+        return (WorkloadRequest.Parser.ParseFrom(_buffer, 0, packet.Length), packet.TakeAllFds());
+    }
+
+    /// <summary>True if the agent sends nothing within <paramref name="time"/>.</summary>
+    public async Task<bool> QuietForAsync(TimeSpan time, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(time);
+        try
+        {
+            using var packet = await _socket.ReceiveAsync(_buffer, timeout.Token);
+            return false;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return true;
+        }
+    }
+
+    /// <summary>An ack carrying <paramref name="fds"/> (a hand-over's listening sockets).</summary>
+    public ValueTask AckWithFdsAsync(IReadOnlyList<System.Runtime.InteropServices.SafeHandle> fds, CancellationToken cancellationToken) =>
+        _socket.SendAsync(new WorkloadResponse { Ack = new Ack() }.ToByteArray(), fds, cancellationToken);
+
     public ValueTask AckAsync(CancellationToken cancellationToken, string error = "") =>
         _socket.SendAsync(new WorkloadResponse { Ack = new Ack { Error = error } }.ToByteArray(), cancellationToken);
 

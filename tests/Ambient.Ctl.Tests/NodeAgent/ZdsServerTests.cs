@@ -171,6 +171,77 @@ public sealed class ZdsServerTests : IDisposable
         await added.WaitAsync(Wait, Ct);
     }
 
+    [Fact]
+    public async Task A_second_ztunnel_gets_each_pod_with_the_listening_sockets_the_first_hands_over_and_the_first_is_retired_not_closed()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "ZDS is Linux only");
+        await using var server = ZdsServer.Start(SocketPath, NullLogger.Instance);
+        var netns = OpenNetns();
+        var added = server.AddAsync(Pod("client"), netns);
+        using var old = await FakeZtunnel.ConnectAsync(SocketPath, Ct);
+        await old.ExpectAsync(Kind.Add, Ct);
+        await old.AckAsync(Ct);
+        await added.WaitAsync(Wait, Ct);
+        await old.ExpectAsync(Kind.SnapshotSent, Ct);
+        await old.AckAsync(Ct);
+        await WaitUntil(() => server.SnapshotsAcked == 1);
+
+        // The upgrade: the agent asks the old ztunnel for the pod's six listening sockets and passes them on.
+        using var fresh = await FakeZtunnel.ConnectAsync(SocketPath, Ct);
+        var (handOver, none) = await old.ReceiveWithFdsAsync(Ct);
+        Assert.Equal(Kind.HandOver, handOver.PayloadCase);
+        Assert.Equal("Kubernetes//Pod/demo/client", handOver.HandOver.Uid);
+        Assert.Empty(none);
+        var listeners = new List<System.Net.Sockets.Socket>();
+        try
+        {
+            for (var i = 0; i < 6; i++)
+            {
+                var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                listeners.Add(socket);
+                socket.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+                socket.Listen(1);
+            }
+            await old.AckWithFdsAsync([.. listeners.Select(l => (System.Runtime.InteropServices.SafeHandle)l.SafeHandle)], Ct);
+
+            var (add, fds) = await fresh.ReceiveWithFdsAsync(Ct);
+            try
+            {
+                Assert.Equal(Kind.Add, add.PayloadCase);
+                Assert.Equal(7, fds.Count);
+                Assert.Equal(Namespace(netns), Namespace(fds[0]));
+                for (var i = 0; i < 6; i++)
+                {
+                    // The very sockets the old ztunnel holds (same inode), in order: one accept queue for both.
+                    Assert.Equal(Namespace(new SafeFileHandle(listeners[i].SafeHandle.DangerousGetHandle(), ownsHandle: false)), Namespace(fds[i + 1]));
+                }
+            }
+            finally
+            {
+                foreach (var fd in fds) fd.Dispose();
+            }
+        }
+        finally
+        {
+            foreach (var l in listeners) l.Dispose();
+        }
+        await fresh.AckAsync(Ct);
+        await fresh.ExpectAsync(Kind.SnapshotSent, Ct);
+        await fresh.AckAsync(Ct);
+        await WaitUntil(() => server.SnapshotsAcked == 2);
+
+        // The old one is retired: still connected (it drains; closed, it would reconnect), but sent nothing more.
+        var late = server.AddAsync(Pod("late"), OpenNetns());
+        var (lateAdd, lateFds) = await fresh.ReceiveWithFdsAsync(Ct);
+        Assert.Equal("Kubernetes//Pod/demo/late", lateAdd.Add.Uid);
+        Assert.Single(lateFds); // no hand-over: the old one never held it
+        lateFds[0].Dispose();
+        await fresh.AckAsync(Ct);
+        await late.WaitAsync(Wait, Ct);
+        Assert.True(await old.QuietForAsync(TimeSpan.FromMilliseconds(300), Ct), "the retired ztunnel was sent a request");
+        Assert.True(server.ZtunnelConnected);
+    }
+
     private static async Task WaitUntil(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow + Wait;

@@ -353,6 +353,58 @@ public sealed class InPodCaptureTests : IAsyncLifetime
         Assert.Equal(0, reply[1]);
     }
 
+    [Fact]
+    public async Task An_upgrade_hands_the_pods_listening_sockets_to_the_new_ztunnel_and_the_old_one_drains_its_open_connection()
+    {
+        SkipUnlessAvailable();
+        Assert.Equal("", await AddClientAsync());
+        using var open = await PodSocketAsync();
+        await open.ConnectAsync(new IPEndPoint(EchoIp, 8080)).WaitAsync(Timeout);
+        await RoundTripAsync(open, "through the old one");
+
+        // The new ztunnel of node-1 connects while the old one serves; the agent asks the old one for the pod's sockets.
+        var zdsPath = Path.Combine(_dir!.Path, "zds.sock");
+        var old = _node1!;
+        _node1 = await StartNodeAsync("node-1", zdsPath);
+        using var cts = new CancellationTokenSource(Timeout);
+        using var agentOfNew = await _agentListener!.AcceptAsync(cts.Token);
+        ZdsHello.Parser.ParseFrom(await ReceiveAsync(agentOfNew));
+        await _agent!.SendAsync(new WorkloadRequest { HandOver = new HandOverListeners { Uid = ClientUid } }.ToByteArray(), CancellationToken.None);
+        var buffer = new byte[4096];
+        List<Microsoft.Win32.SafeHandles.SafeFileHandle> listeners;
+        using (var ack = await _agent.ReceiveAsync(buffer, cts.Token))
+        {
+            Assert.Equal("", WorkloadResponse.Parser.ParseFrom(buffer, 0, ack.Length).Ack.Error);
+            listeners = ack.TakeAllFds();
+        }
+        Assert.Equal(InPodListenerSockets.Count, listeners.Count);
+        var add = new WorkloadRequest { Add = new AddWorkload { Uid = ClientUid } };
+        await agentOfNew.SendAsync(add.ToByteArray(), [_podNetnsFd!, .. listeners], CancellationToken.None);
+        foreach (var fd in listeners) fd.Dispose();
+        Assert.Equal("", WorkloadResponse.Parser.ParseFrom(await ReceiveAsync(agentOfNew)).Ack.Error);
+        Assert.True(_node1.InPod!.Pods.ContainsKey(ClientUid));
+
+        // The old one stops (SIGTERM): it stops accepting and drains; the new one accepts from the same sockets.
+        var stopping = old.DisposeAsync().AsTask();
+        for (var i = 0; i < 20; i++)
+        {
+            using var fresh = await PodSocketAsync();
+            await fresh.ConnectAsync(new IPEndPoint(EchoIp, 8080)).WaitAsync(Timeout);
+            await RoundTripAsync(fresh, "new " + i);
+            await RoundTripAsync(open, "still open " + i);
+        }
+        Assert.False(stopping.IsCompleted, "the old ztunnel did not wait for its open connection");
+        open.Shutdown(SocketShutdown.Both);
+        open.Close();
+        await stopping.WaitAsync(Timeout);
+        using (var after = await PodSocketAsync())
+        {
+            await after.ConnectAsync(new IPEndPoint(EchoIp, 8080)).WaitAsync(Timeout);
+            await RoundTripAsync(after, "served by the new one alone");
+        }
+        Assert.Contains(_captured.Entries, e => e.Message.Contains("handed over by the ztunnel it replaces", StringComparison.Ordinal));
+    }
+
     /// <summary>AddWorkload with the pod's netns fd, as the node agent sends it; returns the ack's error ("" = listeners up).</summary>
     private async Task<string> AddClientAsync()
     {

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Ambient.Core;
@@ -8,6 +9,8 @@ using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Ambient.Ztunnel.InPod;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
@@ -54,7 +57,10 @@ internal sealed class AdminServer : IAsyncDisposable
     public IPEndPoint ReadinessEndpoint { get; }
 
     /// <summary>Listens on the three ports of <paramref name="address"/>; a port that cannot bind fails with an error naming them.</summary>
-    public static async Task<AdminServer> StartAsync(IPAddress address, AdminPorts ports, IAdminSource source, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
+    /// <param name="shareWithSuccessor">SO_REUSEPORT on the three: an upgrade starts the next ztunnel of the node while
+    /// this one still drains (in-pod mode; the ports are in the host's namespace, which only root shares).</param>
+    public static async Task<AdminServer> StartAsync(IPAddress address, AdminPorts ports, IAdminSource source, ILoggerFactory loggerFactory, CancellationToken cancellationToken,
+        bool shareWithSuccessor = false)
     {
         ListenOptions? admin = null, metrics = null, readiness = null;
         var host = new HostBuilder()
@@ -63,6 +69,25 @@ internal sealed class AdminServer : IAsyncDisposable
                 services.AddSingleton(loggerFactory);
                 // The node proxy owns signals and shutdown (Program); the default console lifetime would grab SIGTERM.
                 services.AddSingleton<IHostLifetime, EmbeddedHostLifetime>();
+                if (shareWithSuccessor)
+                {
+                    services.Configure<SocketTransportOptions>(sockets => sockets.CreateBoundListenSocket = endPoint =>
+                    {
+                        var ip = (IPEndPoint)endPoint;
+                        var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                        try
+                        {
+                            NetnsSockets.SetReusePort(socket);
+                            socket.Bind(ip);
+                            return socket;
+                        }
+                        catch
+                        {
+                            socket.Dispose();
+                            throw;
+                        }
+                    });
+                }
             })
             .ConfigureWebHost(web =>
             {

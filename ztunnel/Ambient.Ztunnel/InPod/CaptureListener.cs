@@ -8,13 +8,17 @@ namespace Ambient.Ztunnel.InPod;
 /// <summary>
 /// An accept loop on a listening socket made inside a pod's namespace (15001 outbound capture, 15006 plaintext
 /// inbound): each accepted connection goes to the handler off the loop; removing the pod closes the socket and cuts
-/// every connection still open on it.
+/// every connection still open on it. An upgrade stops the accepting alone (<see cref="StopAcceptingAsync"/>): the
+/// socket may be shared with the next ztunnel, so it is closed only once no accept is in flight (the runtime would
+/// otherwise disconnect a socket that is in use, and with it the next ztunnel's accept queue), and a connection the
+/// last accept returned is served, never dropped.
 /// </summary>
 internal sealed class CaptureListener : IAsyncDisposable
 {
     private readonly Socket _socket;
     private readonly Func<Socket, CancellationToken, Task> _handler;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly CancellationTokenSource _accepting = new();
     private readonly ConcurrentDictionary<Socket, byte> _connections = new();
     private readonly Task _acceptLoop;
 
@@ -32,15 +36,28 @@ internal sealed class CaptureListener : IAsyncDisposable
 
     private async Task AcceptLoopAsync()
     {
+        try
+        {
+            await AcceptUntilStoppedAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _socket.Dispose();
+        }
+    }
+
+    private async Task AcceptUntilStoppedAsync()
+    {
         var token = _stopping.Token;
-        while (!token.IsCancellationRequested)
+        var accepting = _accepting.Token;
+        while (!accepting.IsCancellationRequested)
         {
             Socket client;
             try
             {
-                client = await _socket.AcceptAsync(token).ConfigureAwait(false);
+                client = await _socket.AcceptAsync(accepting).ConfigureAwait(false);
             }
-            catch (Exception e) when (token.IsCancellationRequested || e is ObjectDisposedException)
+            catch (Exception e) when (accepting.IsCancellationRequested || e is ObjectDisposedException)
             {
                 return;
             }
@@ -110,6 +127,13 @@ internal sealed class CaptureListener : IAsyncDisposable
         socket.Dispose();
     }
 
+    /// <summary>Stops accepting (the socket is closed once the loop has ended); open connections go on.</summary>
+    public async Task StopAcceptingAsync()
+    {
+        await _accepting.CancelAsync().ConfigureAwait(false);
+        await _acceptLoop.ConfigureAwait(false);
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_stopping.IsCancellationRequested)
@@ -117,8 +141,7 @@ internal sealed class CaptureListener : IAsyncDisposable
             return;
         }
         await _stopping.CancelAsync().ConfigureAwait(false);
-        _socket.Dispose();
-        await _acceptLoop.ConfigureAwait(false);
+        await StopAcceptingAsync().ConfigureAwait(false);
         foreach (var connection in _connections.Keys)
         {
             connection.Dispose();

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Ambient.Hbone;
 using Ambient.Hbone.Server;
 using Ambient.Dataplane.State;
@@ -39,6 +40,7 @@ internal sealed partial class InPodRegistry : IAsyncDisposable
     private readonly Dictionary<string, InPodWorkload> _byUid = new(StringComparer.Ordinal);
     private volatile Dictionary<IPAddress, InPodWorkload> _byAddress = [];
     private bool _disposed;
+    private bool _draining;
 
     /// <param name="workloadWait">How long an AddWorkload waits for the pod to appear in the discovery snapshot (the
     /// node agent can be faster than istiod).</param>
@@ -74,26 +76,26 @@ internal sealed partial class InPodRegistry : IAsyncDisposable
     /// returns once its listeners are up, or the reason it could not (the fd is then closed). A pod already served keeps
     /// its listeners and connections; the new fd is closed.
     /// </summary>
-    public async Task<string?> AddAsync(string uid, SafeFileHandle netns, CancellationToken cancellationToken)
+    public async Task<string?> AddAsync(string uid, SafeFileHandle netns, CancellationToken cancellationToken, IReadOnlyList<SafeFileHandle>? handedOver = null)
     {
         await _changes.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_disposed)
+            if (_disposed || _draining)
             {
-                netns.Dispose();
+                Close(netns, handedOver);
                 return "the ztunnel is stopping";
             }
             if (Contains(uid))
             {
-                netns.Dispose();
+                Close(netns, handedOver);
                 Log.AlreadyServed(_logger, uid);
                 return null;
             }
             var address = await WaitForAddressAsync(uid, cancellationToken).ConfigureAwait(false);
             if (address is null)
             {
-                netns.Dispose();
+                Close(netns, handedOver);
                 var error = $"workload {uid} has no address in this node's snapshot after {_workloadWait.TotalSeconds:0.#} s";
                 Log.AddFailed(_logger, uid, error);
                 return error;
@@ -101,7 +103,7 @@ internal sealed partial class InPodRegistry : IAsyncDisposable
             InPodWorkload pod;
             try
             {
-                pod = await InPodWorkload.StartAsync(uid, address, netns, _context, cancellationToken).ConfigureAwait(false);
+                pod = await InPodWorkload.StartAsync(uid, address, netns, _context, handedOver, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or SocketException or InvalidOperationException)
             {
@@ -113,12 +115,75 @@ internal sealed partial class InPodRegistry : IAsyncDisposable
                 _byUid[uid] = pod;
                 _byAddress = new Dictionary<IPAddress, InPodWorkload>(_byAddress) { [address] = pod };
             }
-            Log.Added(_logger, uid, address.ToString(), string.Join(", ", pod.Listeners.Select(l => $"{l.Key} {l.Value}")));
+            Log.Added(_logger, uid, address.ToString(), string.Join(", ", pod.Listeners.Select(l => $"{l.Key} {l.Value}")),
+                handedOver is null ? "opened" : "handed over by the ztunnel it replaces");
             return null;
         }
         finally
         {
             _changes.Release();
+        }
+    }
+
+    private static void Close(SafeFileHandle netns, IReadOnlyList<SafeFileHandle>? handedOver)
+    {
+        netns.Dispose();
+        if (handedOver is not null)
+        {
+            foreach (var fd in handedOver)
+            {
+                fd.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// The pod's listening sockets for the ztunnel that replaces this one (ZDS HandOverListeners), which gets
+    /// duplicates: both accept from the same sockets until this one drains. Null when the pod is not served here.
+    /// </summary>
+    public SafeHandle[]? ListeningSockets(string uid)
+    {
+        lock (_byUid)
+        {
+            return _byUid.TryGetValue(uid, out var pod) ? pod.ListeningSockets() : null;
+        }
+    }
+
+    /// <summary>
+    /// An upgrade's old side (SIGTERM): every pod stops accepting - the next ztunnel accepts from the same sockets - and
+    /// the connections already accepted on 15001 and 15006 go on until they end or <paramref name="timeout"/> passes.
+    /// Later ZDS requests are refused. Returns how many were still open at the timeout (they are cut by the dispose).
+    /// </summary>
+    public async Task<int> DrainAsync(TimeSpan timeout)
+    {
+        await _changes.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            _draining = true;
+            foreach (var pod in Pods.Values)
+            {
+                await pod.StopAcceptingAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _changes.Release();
+        }
+        var pods = new List<InPodWorkload>(Pods.Values);
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var live = 0;
+            foreach (var pod in pods)
+            {
+                live += pod.LiveConnections;
+            }
+            if (live == 0 || DateTime.UtcNow >= deadline)
+            {
+                Log.Drained(_logger, pods.Count, live);
+                return live;
+            }
+            await Task.Delay(50).ConfigureAwait(false);
         }
     }
 
@@ -240,8 +305,11 @@ internal sealed partial class InPodRegistry : IAsyncDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Information, "pod {Uid} ({Address}) served in its network namespace: {Listeners}")]
-        public static partial void Added(ILogger logger, string uid, string address, string listeners);
+        [LoggerMessage(1, LogLevel.Information, "pod {Uid} ({Address}) served in its network namespace: {Listeners} ({How})")]
+        public static partial void Added(ILogger logger, string uid, string address, string listeners, string how);
+
+        [LoggerMessage(5, LogLevel.Information, "draining: {Pods} pods stopped accepting; {Open} captured connections still open at the end")]
+        public static partial void Drained(ILogger logger, int pods, int open);
 
         [LoggerMessage(2, LogLevel.Information, "pod {Uid} removed: its listeners in its network namespace are closed")]
         public static partial void Removed(ILogger logger, string uid);

@@ -129,6 +129,19 @@ internal sealed partial class NetnsSockets : IDisposable
             }
         });
 
+    /// <summary>
+    /// SO_REUSEPORT, for the node-level ports only (admin, metrics, readiness, the node's DNS): an upgrade starts the next
+    /// ztunnel while this one drains. Never on a pod's listeners, where a program of the pod could then share them: those
+    /// are handed over instead (ZDS HandOverListeners).
+    /// </summary>
+    public static void SetReusePort(Socket socket)
+    {
+        const int soReusePort = 15;
+        Span<byte> on = stackalloc byte[sizeof(int)];
+        BitConverter.TryWriteBytes(on, 1);
+        socket.SetRawSocketOption(SolSocket, soReusePort, on);
+    }
+
     /// <summary>Marks <paramref name="socket"/> with <see cref="ZtunnelMark"/> (needs CAP_NET_ADMIN).</summary>
     public static void SetMark(Socket socket)
     {

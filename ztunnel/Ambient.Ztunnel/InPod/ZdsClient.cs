@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Ambient.Core.InPod;
 using Ambient.Core.Protos.Zds;
 using Google.Protobuf;
@@ -80,6 +81,7 @@ internal sealed partial class ZdsClient : IAsyncDisposable
         while (true)
         {
             string? error;
+            SafeHandle[] ackFds = [];
             try
             {
                 using var packet = await socket.ReceiveAsync(buffer, stopping).ConfigureAwait(false);
@@ -87,7 +89,15 @@ internal sealed partial class ZdsClient : IAsyncDisposable
                 {
                     return;
                 }
-                error = await HandleAsync(WorkloadRequest.Parser.ParseFrom(buffer, 0, packet.Length), packet, named, stopping).ConfigureAwait(false);
+                var request = WorkloadRequest.Parser.ParseFrom(buffer, 0, packet.Length);
+                if (request.PayloadCase == WorkloadRequest.PayloadOneofCase.HandOver)
+                {
+                    error = HandOver(request.HandOver.Uid, out ackFds);
+                }
+                else
+                {
+                    error = await HandleAsync(request, packet, named, stopping).ConfigureAwait(false);
+                }
             }
             catch (Exception e) when (e is SeqPacketException or InvalidProtocolBufferException)
             {
@@ -96,8 +106,17 @@ internal sealed partial class ZdsClient : IAsyncDisposable
                 error = e.Message;
             }
             var ack = new WorkloadResponse { Ack = new Ack { Error = error ?? "" } };
-            await socket.SendAsync(ack.ToByteArray(), stopping).ConfigureAwait(false);
+            // The listening sockets ride on the ack as duplicates: this ztunnel keeps accepting on its own until it drains.
+            await socket.SendAsync(ack.ToByteArray(), ackFds, stopping).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>An upgrade: the pod's listening sockets for the ztunnel that replaces this one.</summary>
+    private string? HandOver(string uid, out SafeHandle[] fds)
+    {
+        Log.Request(_logger, "hand-over", uid);
+        fds = _registry.ListeningSockets(uid) ?? [];
+        return fds.Length == 0 ? $"HandOverListeners {uid}: not served here" : null;
     }
 
     private async Task<string?> HandleAsync(WorkloadRequest request, ReceivedPacket packet, HashSet<string> named, CancellationToken stopping)
@@ -107,18 +126,20 @@ internal sealed partial class ZdsClient : IAsyncDisposable
             case WorkloadRequest.PayloadOneofCase.Add:
                 var uid = request.Add.Uid;
                 named.Add(uid);
-                Microsoft.Win32.SafeHandles.SafeFileHandle netns;
-                try
+                // The pod's network namespace, then (an upgrade) the listening sockets the ztunnel it replaces handed over.
+                var fds = packet.TakeAllFds();
+                if (fds.Count != 1 && fds.Count != 1 + InPodListenerSockets.Count)
                 {
-                    netns = packet.TakeSingleFd();
+                    foreach (var fd in fds)
+                    {
+                        fd.Dispose();
+                    }
+                    var problem = fds.Count == 0 ? "the packet carries no file descriptor" : $"the packet carries {fds.Count} file descriptors";
+                    Log.BadRequest(_logger, "AddWorkload " + uid, problem);
+                    return $"AddWorkload {uid}: {problem}; expected the pod's network namespace (and {InPodListenerSockets.Count} listening sockets on an upgrade)";
                 }
-                catch (SeqPacketException e)
-                {
-                    Log.BadRequest(_logger, "AddWorkload " + uid, e.Message);
-                    return $"AddWorkload {uid}: {e.Message}; expected the pod's network namespace";
-                }
-                Log.Request(_logger, "add", uid);
-                return await _registry.AddAsync(uid, netns, stopping).ConfigureAwait(false);
+                Log.Request(_logger, fds.Count == 1 ? "add" : "add (listeners handed over)", uid);
+                return await _registry.AddAsync(uid, fds[0], stopping, fds.Count == 1 ? null : fds.GetRange(1, InPodListenerSockets.Count)).ConfigureAwait(false);
             case WorkloadRequest.PayloadOneofCase.Keep:
                 named.Add(request.Keep.Uid);
                 Log.Request(_logger, "keep", request.Keep.Uid);

@@ -44,6 +44,9 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
 
     public bool ZtunnelConnected => _server.ZtunnelConnected;
 
+    /// <summary>How many ztunnel connections got their whole snapshot acked (an upgrade's new ztunnel is confirmed when it grows).</summary>
+    public int ZtunnelSnapshots => _server.SnapshotsAcked;
+
     /// <summary>The uids of the pods enrolled now.</summary>
     public IReadOnlyCollection<string> EnrolledUids
     {

@@ -13,6 +13,9 @@ internal interface IZdsPodHooks : IPodNetworkHooks, IAsyncDisposable
 {
     /// <summary>Starts the node's agent (once) and returns the ZDS socket its ztunnel connects to.</summary>
     string Listen(string node, Action<string> report);
+
+    /// <summary>How many of the node's ztunnel connections got their whole snapshot acked; 0 when no agent runs for it.</summary>
+    int ZtunnelSnapshots(string node);
 }
 
 /// <summary>
@@ -56,6 +59,11 @@ internal sealed class LocalNodeAgents(string stateFolder, string clusterId = Loc
             _agents[node] = agent;
             return agent.SocketPath;
         }
+    }
+
+    public int ZtunnelSnapshots(string node)
+    {
+        lock (_lock) return _agents.TryGetValue(node, out var agent) ? agent.ZtunnelSnapshots : 0;
     }
 
     public Task PodSandboxReadyAsync(PodSandbox pod, CancellationToken cancellationToken) =>

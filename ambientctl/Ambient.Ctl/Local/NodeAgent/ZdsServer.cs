@@ -3,6 +3,7 @@ using Ambient.Core.InPod;
 using Ambient.Core.Protos.Zds;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace Ambient.Ctl.Local.NodeAgent;
@@ -25,6 +26,11 @@ internal sealed class ZdsException(string message) : Exception(message);
 /// one request at a time, each waiting for its ack. The set of pods is the desired state; each connection keeps what
 /// it has sent and sends the difference, so a ztunnel that reconnects, or an agent that restarts, converges without
 /// replaying history.
+/// An upgrade connects a second ztunnel while the first still serves: the first is retired (no more requests of its
+/// own; its connection stays open until it exits, so it does not reconnect and take the node back), and each pod's
+/// AddWorkload to the new one carries, after the netns fd, the listening sockets the retired one handed over
+/// (HandOverListeners): both accept from the same sockets, so no connection waiting in an accept queue is lost when
+/// the old one stops accepting.
 /// </summary>
 internal sealed partial class ZdsServer : IAsyncDisposable
 {
@@ -39,6 +45,7 @@ internal sealed partial class ZdsServer : IAsyncDisposable
     private Task _acceptLoop = Task.CompletedTask;
     private Connection? _current;
     private int _connections;
+    private int _snapshots;
 
     /// <summary>A pod in the desired state: its netns fd (owned by the caller) and who waits for it to be acked.</summary>
     private sealed class Entry(ZdsPod pod, SafeFileHandle netns)
@@ -61,8 +68,18 @@ internal sealed partial class ZdsServer : IAsyncDisposable
         /// <summary>The pod whose Add is on the wire: the ztunnel may hold it already.</summary>
         public Entry? AddInFlight { get; set; }
 
-        /// <summary>Acks as the reader receives them; completed (with the reason) when the connection ends.</summary>
-        public Channel<WorkloadResponse> Responses { get; } = Channel.CreateUnbounded<WorkloadResponse>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        /// <summary>Cancelled when a newer ztunnel connects: this one gets no more requests of its own.</summary>
+        public CancellationTokenSource Superseded { get; } = new();
+
+        /// <summary>While this connection gets its snapshot: the ztunnel it replaces, which hands over the pods' listeners.</summary>
+        public Connection? Replacing { get; set; }
+
+        /// <summary>One request and its ack at a time (the connection's own syncs, and a newer connection's hand-overs).</summary>
+        public SemaphoreSlim Requests { get; } = new(1, 1);
+
+        /// <summary>Acks (with the descriptors they carry) as the reader receives them; completed (with the reason) when the connection ends.</summary>
+        public Channel<(WorkloadResponse Response, List<SafeFileHandle> Fds)> Responses { get; } =
+            Channel.CreateUnbounded<(WorkloadResponse, List<SafeFileHandle>)>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = true });
         public Task Loop { get; set; } = Task.CompletedTask;
     }
 
@@ -84,6 +101,9 @@ internal sealed partial class ZdsServer : IAsyncDisposable
     }
 
     public string SocketPath => _socketPath;
+
+    /// <summary>How many ztunnel connections got their whole snapshot acked: an upgrade's new ztunnel is confirmed once this grows.</summary>
+    public int SnapshotsAcked => Volatile.Read(ref _snapshots);
 
     /// <summary>True while a ztunnel is connected and has had its snapshot.</summary>
     public bool ZtunnelConnected
@@ -196,14 +216,30 @@ internal sealed partial class ZdsServer : IAsyncDisposable
             }
             if (previous is not null)
             {
-                await CloseAsync(previous).ConfigureAwait(false);
+                // Retired, not closed: it still serves its pods and drains when told to stop; closed, it would reconnect.
+                LogSuperseded(_logger, connection.Id, previous.Id);
+                connection.Replacing = previous;
+                await previous.Superseded.CancelAsync().ConfigureAwait(false);
             }
             await SyncAsync(connection, token).ConfigureAwait(false);
             await RequestAsync(connection, new WorkloadRequest { SnapshotSent = new SnapshotSent() }, null, token).ConfigureAwait(false);
+            connection.Replacing = null;
+            Interlocked.Increment(ref _snapshots);
             LogSnapshotSent(_logger, connection.Id, connection.Sent.Count);
+            using var served = CancellationTokenSource.CreateLinkedTokenSource(token, connection.Superseded.Token);
             while (true)
             {
-                await _changed.WaitAsync(token).ConfigureAwait(false);
+                try
+                {
+                    await _changed.WaitAsync(served.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!token.IsCancellationRequested)
+                {
+                    // A newer ztunnel took over: the change this wait may have taken is its to sync. Keep the connection
+                    // (and what it held) until this ztunnel goes.
+                    _changed.Release();
+                    await Task.Delay(Timeout.Infinite, token).ConfigureAwait(false);
+                }
                 while (_changed.Wait(0)) { } // several changes queued: one sync covers them
                 await SyncAsync(connection, token).ConfigureAwait(false);
             }
@@ -252,7 +288,9 @@ internal sealed partial class ZdsServer : IAsyncDisposable
                     ended = new IOException("the ztunnel closed the connection");
                     break;
                 }
-                connection.Responses.Writer.TryWrite(WorkloadResponse.Parser.ParseFrom(buffer, 0, packet.Length));
+                var response = WorkloadResponse.Parser.ParseFrom(buffer, 0, packet.Length);
+                var fds = packet.TakeAllFds();
+                if (!connection.Responses.Writer.TryWrite((response, fds))) CloseAll(fds);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -335,10 +373,11 @@ internal sealed partial class ZdsServer : IAsyncDisposable
                 if (!_pods.TryGetValue(entry.Pod.Uid, out var wanted) || wanted != entry) continue; // left meanwhile
                 connection.AddInFlight = entry;
             }
+            var listeners = await HandOverAsync(connection.Replacing, entry, token).ConfigureAwait(false);
             try
             {
                 // On failure AddInFlight stays set: the connection's cleanup settles it.
-                error = await RequestAsync(connection, request, entry.Netns, token).ConfigureAwait(false);
+                error = await RequestAsync(connection, request, [entry.Netns, .. listeners], token).ConfigureAwait(false);
             }
             catch (ObjectDisposedException)
             {
@@ -349,6 +388,10 @@ internal sealed partial class ZdsServer : IAsyncDisposable
                     if (!_pods.TryGetValue(entry.Pod.Uid, out var wanted) || wanted != entry) entry.Removed.TrySetResult();
                 }
                 continue;
+            }
+            finally
+            {
+                CloseAll(listeners);
             }
             lock (_lock)
             {
@@ -379,35 +422,77 @@ internal sealed partial class ZdsServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Sends one request and waits for its ack; returns the ack's error, null for success.</summary>
-    private async Task<string?> RequestAsync(Connection connection, WorkloadRequest request, SafeFileHandle? fd, CancellationToken token)
+    /// <summary>
+    /// An upgrade: the pod's listening sockets from the ztunnel being replaced, when it holds this very entry; none
+    /// otherwise, or when it cannot (the new ztunnel then opens them itself).
+    /// </summary>
+    private async Task<List<SafeFileHandle>> HandOverAsync(Connection? replacing, Entry entry, CancellationToken token)
     {
-        while (connection.Responses.Reader.TryRead(out _)) { } // an ack nobody asked for answers nothing
-        var bytes = request.ToByteArray();
-        if (fd is null)
+        if (replacing is null) return [];
+        lock (_lock)
         {
-            await connection.Socket.SendAsync(bytes, token).ConfigureAwait(false);
+            if (!replacing.Sent.TryGetValue(entry.Pod.Uid, out var held) || held != entry) return [];
         }
-        else
-        {
-            await connection.Socket.SendAsync(bytes, [fd], token).ConfigureAwait(false);
-        }
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(token);
-        timeout.CancelAfter(_ackTimeout);
-        WorkloadResponse response;
+        var request = new WorkloadRequest { HandOver = new HandOverListeners { Uid = entry.Pod.Uid } };
         try
         {
-            response = await connection.Responses.Reader.ReadAsync(timeout.Token).ConfigureAwait(false);
+            var (error, fds) = await RequestWithFdsAsync(replacing, request, [], token).ConfigureAwait(false);
+            if (error is null && fds.Count > 0) return fds;
+            CloseAll(fds);
+            LogRejected(_logger, replacing.Id, "HandOverListeners", entry.Pod.Uid, error ?? "no sockets");
         }
-        catch (OperationCanceledException) when (!token.IsCancellationRequested)
+        catch (Exception e) when (e is IOException or ZdsException or System.Net.Sockets.SocketException or TimeoutException or ChannelClosedException
+                                      or OperationCanceledException && !token.IsCancellationRequested)
         {
-            throw new TimeoutException($"the ztunnel did not ack {request.PayloadCase} within {_ackTimeout.TotalSeconds:0.#} s");
+            LogRejected(_logger, replacing.Id, "HandOverListeners", entry.Pod.Uid, e.Message);
         }
-        if (response.PayloadCase != WorkloadResponse.PayloadOneofCase.Ack)
+        return [];
+    }
+
+    /// <summary>Sends one request and waits for its ack; returns the ack's error, null for success.</summary>
+    private async Task<string?> RequestAsync(Connection connection, WorkloadRequest request, IReadOnlyList<SafeHandle>? fds, CancellationToken token)
+    {
+        var (error, received) = await RequestWithFdsAsync(connection, request, fds ?? [], token).ConfigureAwait(false);
+        CloseAll(received); // only a hand-over's ack carries descriptors
+        return error;
+    }
+
+    /// <summary>Sends one request with <paramref name="fds"/> and waits for its ack: its error (null for success) and the descriptors it carried.</summary>
+    private async Task<(string? Error, List<SafeFileHandle> Fds)> RequestWithFdsAsync(Connection connection, WorkloadRequest request,
+        IReadOnlyList<SafeHandle> fds, CancellationToken token)
+    {
+        await connection.Requests.WaitAsync(token).ConfigureAwait(false);
+        try
         {
-            throw new ZdsException("the ztunnel answered " + request.PayloadCase + " with no ack");
+            while (connection.Responses.Reader.TryRead(out var stale)) CloseAll(stale.Fds); // an ack nobody asked for answers nothing
+            await connection.Socket.SendAsync(request.ToByteArray(), fds, token).ConfigureAwait(false);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(token);
+            timeout.CancelAfter(_ackTimeout);
+            (WorkloadResponse Response, List<SafeFileHandle> Fds) answer;
+            try
+            {
+                answer = await connection.Responses.Reader.ReadAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!token.IsCancellationRequested)
+            {
+                throw new TimeoutException($"the ztunnel did not ack {request.PayloadCase} within {_ackTimeout.TotalSeconds:0.#} s");
+            }
+            if (answer.Response.PayloadCase != WorkloadResponse.PayloadOneofCase.Ack)
+            {
+                CloseAll(answer.Fds);
+                throw new ZdsException("the ztunnel answered " + request.PayloadCase + " with no ack");
+            }
+            return (answer.Response.Ack.Error is { Length: > 0 } error ? error : null, answer.Fds);
         }
-        return response.Ack.Error is { Length: > 0 } error ? error : null;
+        finally
+        {
+            connection.Requests.Release();
+        }
+    }
+
+    private static void CloseAll(List<SafeFileHandle> fds)
+    {
+        foreach (var fd in fds) fd.Dispose();
     }
 
     private async Task<ReceivedPacket> ReceiveHelloAsync(Connection connection, byte[] buffer, CancellationToken token)
@@ -451,6 +536,9 @@ internal sealed partial class ZdsServer : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "ZDS: ztunnel connection {Connection} said hello (version {Version})")]
     private static partial void LogHello(ILogger logger, int connection, string version);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "ZDS: ztunnel connection {Connection} now serves the node; connection {Previous} is retired (it keeps its pods until it exits)")]
+    private static partial void LogSuperseded(ILogger logger, int connection, int previous);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "ZDS: snapshot of {Count} pods sent on connection {Connection}")]
     private static partial void LogSnapshotSent(ILogger logger, int connection, int count);
