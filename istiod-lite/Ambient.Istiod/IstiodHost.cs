@@ -160,10 +160,10 @@ internal sealed class IstiodHost : IAsyncDisposable
         await source.StartAsync(cancellationToken).ConfigureAwait(false);
         var mesh = app.Services.GetRequiredService<MeshController>();
         GatewayStatusWriter? statusWriter = null;
-        if (source is KubernetesConfigSource kubernetes)
+        if (source is KubernetesConfigSource kubernetesSource)
         {
             // The API has a status subresource the mesh's conditions belong in; a folder has not (ambientctl shows them).
-            statusWriter = new GatewayStatusWriter(kubernetes, app.Services.GetRequiredService<ILogger<GatewayStatusWriter>>());
+            statusWriter = new GatewayStatusWriter(kubernetesSource, app.Services.GetRequiredService<ILogger<GatewayStatusWriter>>());
             mesh.Published += statusWriter.Update;
             statusWriter.Update(mesh.Snapshot);
         }

@@ -81,6 +81,13 @@ public sealed record PodResource(
     string? PodIP)
     : Resource(ApiVersion, "Pod", Metadata, Source)
 {
+    /// <summary>
+    /// <c>metadata.uid</c>, when the source knows it (the Kubernetes API always does; a YAML file may give one). The CA
+    /// compares it with the pod uid a service-account token was bound to, so a pod re-created under the same name
+    /// cannot use its predecessor's token.
+    /// </summary>
+    public string? Uid { get; init; }
+
     /// <summary>The pod's Ready condition. A config folder has no kubelet, so its pods are ready; a not-ready pod from
     /// the Kubernetes API stays a workload but is published unhealthy, as Istio does, so no traffic is sent to it.</summary>
     public bool Ready { get; init; } = true;
