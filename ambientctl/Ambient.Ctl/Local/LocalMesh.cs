@@ -111,7 +111,8 @@ internal sealed class LocalMesh : IAsyncDisposable
         {
             if (address.Equals(options.ControlAddress)) return;
         }
-        throw new LocalMeshException($"in netns mode istiod-lite must listen on a node's bridge address (pods reach it there), not {options.ControlAddress}");
+        throw new LocalMeshException($"in netns mode istiod-lite must listen on a node's bridge address (pods reach it there), not {options.ControlAddress}"
+            + (IPAddress.IsLoopback(options.ControlAddress) ? "; a loopback control address needs --network loopback" : ""));
     }
 
     private static bool NeedsSamples(MeshPlan plan)
