@@ -7,7 +7,6 @@ using Ambient.Core.Model;
 using Ambient.Ctl.Demo;
 using Ambient.Ctl.Local;
 using Ambient.Ctl.Local.Netns;
-using Ambient.Ctl.Local.NodeAgent;
 using Spectre.Console;
 
 namespace Ambient.Ctl.Cli;
@@ -91,13 +90,8 @@ internal static class DemoCommand
             NetnsSettings? netns = null;
             if (ranges is not null)
             {
-                var id = settings.NetworkId ?? NetworkNames.DefaultId(state);
-                if (NetworkNames.Validate(id) is { } idError)
-                {
-                    Console.Error.WriteLine($"demo: {idError}");
-                    return ExitCodes.InvalidInput;
-                }
-                netns = new NetnsSettings(ranges, id, new LocalNodeAgents(state));
+                netns = LocalCommands.NetnsSettingsFor(settings, ranges, state, "demo", Console.Error);
+                if (netns is null) return ExitCodes.InvalidInput;
             }
             return await RunMeshAsync(folder, state, control, netns, keep).ConfigureAwait(false);
         }

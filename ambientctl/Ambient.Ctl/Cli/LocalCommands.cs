@@ -120,6 +120,22 @@ internal static class LocalCommands
         return ranges;
     }
 
+    /// <summary>
+    /// Netns mode's settings for the mesh whose state lives in <paramref name="stateFolder"/>: its network id (given, or
+    /// made from the folder) and its node agents; null, said on <paramref name="error"/>, for a bad id.
+    /// </summary>
+    internal static NetnsSettings? NetnsSettingsFor(UpSettings settings, AddressRanges ranges, string stateFolder, string command, TextWriter error)
+    {
+        var id = settings.NetworkId ?? NetworkNames.DefaultId(stateFolder);
+        if (NetworkNames.Validate(id) is { } idError)
+        {
+            error.WriteLine($"{command}: {idError}");
+            return null;
+        }
+        // The node agents start with the mesh (one ZDS socket per node in the state folder): pods in the mesh are captured.
+        return new NetnsSettings(ranges, id, new LocalNodeAgents(stateFolder));
+    }
+
     private static async Task<int> UpAsync(UpSettings settings)
     {
         AddressRanges? ranges = null;
@@ -135,14 +151,8 @@ internal static class LocalCommands
         IPAddress? control;
         if (ranges is not null)
         {
-            var id = settings.NetworkId ?? NetworkNames.DefaultId(stateFolder);
-            if (NetworkNames.Validate(id) is { } idError)
-            {
-                Console.Error.WriteLine($"local up: {idError}");
-                return ExitCodes.InvalidInput;
-            }
-            // The node agents start with the mesh (one ZDS socket per node in the state folder): pods in the mesh are captured.
-            netns = new NetnsSettings(ranges, id, new LocalNodeAgents(stateFolder));
+            netns = NetnsSettingsFor(settings, ranges, stateFolder, "local up", Console.Error);
+            if (netns is null) return ExitCodes.InvalidInput;
             // Pods reach istiod-lite (waypoints) only at an address of the host namespace they are routed to: a bridge's.
             control = settings.ControlAddress is null ? plan.Nodes.First().Value : IPAddress.TryParse(settings.ControlAddress, out var given) ? given : null;
             if (control is null)
