@@ -114,7 +114,7 @@ fi
 mkdir -p "$work/mesh"
 sed -e "s|@LOADGEN@|$LOADGEN|g" "$root/bench/l7/mesh/bench-l7.yaml" > "$work/mesh/bench-l7.yaml"
 log "starting the local mesh (ambientctl local up: istiod-lite, two ztunnels, the waypoint, client and backend pods)"
-start mesh "$AMBIENTCTL" local up -f "$work/mesh" --state "$work/state" --quiet
+start mesh "$AMBIENTCTL" local up -f "$work/mesh" --state "$work/state" --network loopback --quiet
 mesh_pid=$last_pid
 deadline=$((SECONDS + 120))
 until [ -f "$AMBIENT_HOME/local.json" ] && "$LOADGEN" probe --connect "$CLIENT_IP:15080" --bind "$CLIENT_IP" --socks-host "$SERVICE_HOST" --socks-port 80 --timeout 2 >/dev/null 2>&1; do

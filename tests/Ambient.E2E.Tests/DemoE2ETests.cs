@@ -16,7 +16,7 @@ public sealed class DemoE2ETests
         var demoFolder = Path.Combine(AppContext.BaseDirectory, "demo");
         var before = Directory.GetFiles(demoFolder).ToDictionary(f => Path.GetFileName(f), File.ReadAllText);
 
-        var (code, output) = await MeshRun.CtlAsync(home.Path, addresses, TimeSpan.FromMinutes(4), "demo", "--control-address", addresses.Control);
+        var (code, output) = await MeshRun.CtlAsync(home.Path, addresses, TimeSpan.FromMinutes(4), "demo", "--network", "loopback", "--control-address", addresses.Control);
 
         Assert.True(code == 0, $"demo failed ({code}):\n{output}");
         Assert.DoesNotContain("FAILED", output, StringComparison.Ordinal);

@@ -28,7 +28,7 @@ public sealed class LocalMeshE2ETests : IDisposable
     [Fact]
     public async Task LocalUpDetach_TrafficIsMutualTls_ThenDownStopsEverything()
     {
-        var up = await RunCtlAsync(TimeSpan.FromSeconds(120), "local", "up", "-f", Path.Combine(_dir.Path, "mesh"), "--detach", "--control-address", _addresses.Control);
+        var up = await RunCtlAsync(TimeSpan.FromSeconds(120), "local", "up", "-f", Path.Combine(_dir.Path, "mesh"), "--detach", "--network", "loopback", "--control-address", _addresses.Control);
         Assert.True(up.Code == 0, $"local up failed ({up.Code}):\n{up.Output}");
         var state = ReadState();
         var client = state.Components.Single(c => c.Name == $"pod-{_ns}-client");

@@ -41,8 +41,8 @@ internal sealed class MeshRun : IDisposable
 
     /// <summary>Writes the YAML (<paramref name="yaml"/> gets the namespace) and brings the mesh up from its folder, or
     /// <paramref name="fromFile"/> from the file alone.</summary>
-    /// <param name="network">Arguments that choose the network (e.g. `--network netns ...`) instead of this run's loopback
-    /// control address.</param>
+    /// <param name="network">Arguments that choose the network (e.g. `--network netns ...`) instead of loopback mode (named,
+    /// since netns is the default as root) with this run's control address.</param>
     public static async Task<MeshRun> UpAsync(string prefix, Func<string, string> yaml, bool fromFile = false, IReadOnlyList<string>? network = null)
     {
         var run = new MeshRun(prefix);
@@ -50,7 +50,7 @@ internal sealed class MeshRun : IDisposable
         {
             run._dir.Write("mesh/mesh.yaml", yaml(run.Namespace));
             var config = fromFile ? Path.Combine(run.ConfigFolder, "mesh.yaml") : run.ConfigFolder;
-            var up = await run.CtlAsync(TimeSpan.FromSeconds(90), ["local", "up", "-f", config, "--detach", .. network ?? ["--control-address", run.Control]]);
+            var up = await run.CtlAsync(TimeSpan.FromSeconds(90), ["local", "up", "-f", config, "--detach", .. network ?? ["--network", "loopback", "--control-address", run.Control]]);
             Assert.True(up.Code == 0, $"local up failed ({up.Code}):\n{up.Output}");
             run.ReadState();
             return run;

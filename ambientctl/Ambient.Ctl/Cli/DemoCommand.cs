@@ -3,8 +3,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using Ambient.Core;
+using Ambient.Core.Model;
 using Ambient.Ctl.Demo;
 using Ambient.Ctl.Local;
+using Ambient.Ctl.Local.Netns;
 using Spectre.Console;
 
 namespace Ambient.Ctl.Cli;
@@ -19,16 +21,52 @@ internal static class DemoCommand
     public static Command Build()
     {
         var keep = new Option<bool>("--keep") { Description = "leave the mesh running (Ctrl-C stops it) and print its URLs" };
-        var control = new Option<string>("--control-address") { Description = "loopback address istiod-lite listens on", DefaultValueFactory = _ => "127.0.0.1" };
+        var control = new Option<string?>("--control-address") { Description = "loopback mode: the loopback address istiod-lite listens on (default 127.0.0.1)" };
+        var network = new NetworkOptions();
         var demo = new Command("demo", "Run the demo: mTLS between meshed pods, plain text outside, live switch by label, a waypoint with an HTTPRoute") { keep, control };
-        demo.SetAction(async (parse, _) => await RunAsync(parse.GetValue(keep), parse.GetValue(control)!).ConfigureAwait(false));
+        foreach (var option in network.All) demo.Options.Add(option);
+        demo.SetAction(async (parse, _) =>
+        {
+            var settings = new LocalCommands.UpSettings("", null, parse.GetValue(control), Detach: false, Quiet: true, Supervise: false)
+            {
+                Network = NetworkOptions.Choose(parse.GetValue(network.Network), NetnsMissing(), "demo", Console.Error),
+                PodCidr = parse.GetValue(network.PodCidr)!,
+                ServiceCidr = parse.GetValue(network.ServiceCidr)!,
+                NetworkId = parse.GetValue(network.NetworkId),
+            };
+            return await RunAsync(parse.GetValue(keep), settings).ConfigureAwait(false);
+        });
         return demo;
     }
 
-    private static async Task<int> RunAsync(bool keep, string controlText)
+    /// <summary>What netns mode's demo lacks here: what `local up` needs, and curl to run in the client pod.</summary>
+    private static string? NetnsMissing() =>
+        LocalCommands.NetnsMissing() ?? (HostPrograms.Resolve("curl") is null ? "curl on PATH (the demo runs it in the client pod)" : null);
+
+    private static async Task<int> RunAsync(bool keep, LocalCommands.UpSettings settings)
     {
-        var control = LocalCommands.ParseControlAddress(controlText, Console.Error);
-        if (control is null) return ExitCodes.InvalidInput;
+        AddressRanges? ranges = null;
+        IPAddress? control = null;
+        if (settings.Network == NetworkOptions.Netns)
+        {
+            if (NetnsMissing() is { } missing)
+            {
+                Console.Error.WriteLine($"demo: --network netns needs {missing}; use --network loopback");
+                return ExitCodes.Failed;
+            }
+            ranges = LocalCommands.NetnsRanges(settings, Console.Error, out var refused);
+            if (ranges is null) return refused;
+            if (settings.ControlAddress is not null)
+            {
+                Console.Error.WriteLine("demo: --control-address is for loopback mode; in netns mode istiod-lite listens on the first node's bridge");
+                return ExitCodes.InvalidInput;
+            }
+        }
+        else
+        {
+            control = LocalCommands.ParseControlAddress(settings.ControlAddress ?? "127.0.0.1", Console.Error);
+            if (control is null) return ExitCodes.InvalidInput;
+        }
         if (LocalCommands.RunningMesh(out var running) is { } other)
         {
             other.Dispose();
@@ -48,7 +86,14 @@ internal static class DemoCommand
         foreach (var f in Directory.GetFiles(source, "*.yaml")) File.Copy(f, Path.Combine(folder, Path.GetFileName(f)));
         try
         {
-            return await RunMeshAsync(folder, Path.Combine(root, "state"), control, keep).ConfigureAwait(false);
+            var state = Path.Combine(root, "state");
+            NetnsSettings? netns = null;
+            if (ranges is not null)
+            {
+                netns = LocalCommands.NetnsSettingsFor(settings, ranges, state, "demo", Console.Error);
+                if (netns is null) return ExitCodes.InvalidInput;
+            }
+            return await RunMeshAsync(folder, state, control, netns, keep).ConfigureAwait(false);
         }
         finally
         {
@@ -56,15 +101,16 @@ internal static class DemoCommand
         }
     }
 
-    private static async Task<int> RunMeshAsync(string folder, string state, IPAddress control, bool keep)
+    /// <param name="control">Loopback mode's istiod-lite address; null in netns mode (the first node's bridge).</param>
+    private static async Task<int> RunMeshAsync(string folder, string state, IPAddress? control, NetnsSettings? netns, bool keep)
     {
-        var plan = LocalCommands.Validate(folder, Console.Error);
+        var plan = LocalCommands.Validate(folder, Console.Error, netns?.Ranges);
         if (plan is null) return ExitCodes.Failed;
         using var stopping = new Stopping();
         LocalMesh mesh;
         try
         {
-            var options = new LocalMeshOptions(state, control, null, TimeSpan.FromSeconds(60));
+            var options = new LocalMeshOptions(state, control ?? plan.Nodes.First().Value, null, TimeSpan.FromSeconds(60)) { Netns = netns };
             // The spinner only on a terminal that takes colour; a log or a pipe gets the progress lines alone.
             mesh = OutputStyle.Stdout.Color
                 ? await AnsiConsole.Status().StartAsync("starting istiod-lite, 2 ztunnels and 4 pods ...", _ =>

@@ -12,7 +12,8 @@ namespace Ambient.Ctl.Cli;
 /// runs it (its last good config; the config's current problems are printed as warnings). A pod in the mesh gets
 /// ALL_PROXY=socks5h://POD_IP:15080 (and curl gets --socks5-hostname), so its connections enter the mesh through the
 /// pod's node ztunnel exactly as the pod's own traffic would. A pod outside the mesh has no ztunnel listener: the
-/// command gets no proxy and reaches its peers directly, in plain text (curl from the pod's address).
+/// command gets no proxy and reaches its peers directly, in plain text (curl from the pod's address). In netns mode the
+/// command runs inside the pod's network namespace (`ip netns exec`) with no proxy settings: the pod's capture decides.
 /// </summary>
 internal static class ExecCommand
 {
@@ -24,7 +25,7 @@ internal static class ExecCommand
         var pod = new Argument<string>("pod") { Description = "pod name, namespace/name, pod/NAME or deploy/NAME (the Deployment's first ready pod)" };
         var ns = new Option<string?>("--namespace", "-n") { Description = "the pod's namespace (needed when the name is not unique)" };
         var command = new Argument<string[]>("command") { Description = "the command and its arguments, after --", Arity = ArgumentArity.OneOrMore };
-        var exec = new Command("exec", "Run a command from a pod's network identity (through its node's ztunnel when the pod is in the mesh)") { pod, ns, command };
+        var exec = new Command("exec", "Run a command from a pod's network identity (netns mode: inside its network namespace; loopback mode: through its node's ztunnel when the pod is in the mesh)") { pod, ns, command };
         exec.SetAction(async (parse, _) => await RunAsync(parse.GetValue(pod)!, parse.GetValue(ns), parse.GetValue(command)!).ConfigureAwait(false));
         return exec;
     }
@@ -55,15 +56,33 @@ internal static class ExecCommand
             Console.Error.WriteLine($"exec: program '{command[0]}' was not found (not a file, not on PATH)");
             return ExitCodes.InvalidInput;
         }
-        var (args, env) = Prepare(command, target);
-        if (target.Pod!.InMesh && !await WaitForListenerAsync(target).ConfigureAwait(false))
+        ProcessStartInfo psi;
+        if (target.Pod!.Netns is { } netns)
         {
-            Console.Error.WriteLine($"warning: the ztunnel's SOCKS5 listener {target.Address}:{MeshPorts.Socks5} of pod " +
-                $"{target.Pod.Namespace}/{target.Pod.Name} does not answer; see `ambientctl local status`");
+            if (HostPrograms.Resolve("ip") is not { } ip)
+            {
+                Console.Error.WriteLine("exec: the pod runs in a network namespace, and `ip` (iproute2) to enter it was not found on PATH");
+                return ExitCodes.Failed;
+            }
+            var (netnsArgs, netnsEnv) = PrepareInNetns(program, command, target.Pod, netns);
+            psi = new ProcessStartInfo(ip) { UseShellExecute = false };
+            foreach (var a in netnsArgs) psi.ArgumentList.Add(a);
+            // Captured, not proxied: a proxy setting of the caller's shell would take the command around the capture.
+            foreach (var name in ProxyVariables) psi.Environment.Remove(name);
+            foreach (var (k, v) in netnsEnv) psi.Environment[k] = v;
         }
-        var psi = new ProcessStartInfo(program) { UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        foreach (var (k, v) in env) psi.Environment[k] = v;
+        else
+        {
+            var (args, env) = Prepare(command, target);
+            if (target.Pod.InMesh && !await WaitForListenerAsync(target).ConfigureAwait(false))
+            {
+                Console.Error.WriteLine($"warning: the ztunnel's SOCKS5 listener {target.Address}:{MeshPorts.Socks5} of pod " +
+                    $"{target.Pod.Namespace}/{target.Pod.Name} does not answer; see `ambientctl local status`");
+            }
+            psi = new ProcessStartInfo(program) { UseShellExecute = false };
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            foreach (var (k, v) in env) psi.Environment[k] = v;
+        }
         using var process = Process.Start(psi)!;
         await process.WaitForExitAsync().ConfigureAwait(false);
         return process.ExitCode;
@@ -104,6 +123,24 @@ internal static class ExecCommand
             env["ALL_PROXY"] = "socks5h://" + socks;
             env["all_proxy"] = "socks5h://" + socks;
         }
+        return (args, env);
+    }
+
+    /// <summary>The environment variables curl, wget and most HTTP libraries take a proxy from.</summary>
+    internal static readonly string[] ProxyVariables =
+        ["ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"];
+
+    /// <summary>
+    /// Netns mode: `ip netns exec NETNS PROGRAM ARGS` (`ip` is the file to run), as the supervisor starts the pod's own
+    /// programs: inside the pod's network namespace, with the pod's /etc/netns resolv.conf, and no proxy of any kind;
+    /// the pod's node agent rules capture its connections, in the mesh or not, as for the pod's own processes.
+    /// </summary>
+    internal static (List<string> Args, Dictionary<string, string> Env) PrepareInNetns(string program, string[] command, PodRecord pod, string netns)
+    {
+        var args = new List<string> { "netns", "exec", netns, program };
+        for (var i = 1; i < command.Length; i++) args.Add(command[i]);
+        var env = new Dictionary<string, string>(pod.Env, StringComparer.Ordinal);
+        foreach (var name in ProxyVariables) env.Remove(name);
         return (args, env);
     }
 

@@ -38,16 +38,8 @@ internal static class LocalCommands
             Required = true,
         };
         var state = new Option<DirectoryInfo?>("--state") { Description = "mesh root CA, node tokens and logs (default: .ambient-state beside the config folder, or beside the file's folder)" };
-        var control = new Option<string?>("--control-address") { Description = "address istiod-lite listens on (loopback mode: a loopback address, default 127.0.0.1; netns mode: the first node's bridge address)" };
-        var network = new Option<string>("--network")
-        {
-            Description = "loopback: every pod a process on its own 127.x address (default); netns (root, needs ip and iptables): every pod in its own network namespace on its node's bridge",
-            DefaultValueFactory = _ => "loopback",
-        };
-        network.AcceptOnlyFromAmong("loopback", "netns");
-        var podCidr = new Option<string>("--pod-cidr") { Description = "netns mode: pod addresses, one /24 per node (node i: the i-th /24, .1 its bridge)", DefaultValueFactory = _ => AddressRanges.DefaultPodCidr.ToString() };
-        var serviceCidr = new Option<string>("--service-cidr") { Description = "netns mode: Service VIPs (its tenth address is the cluster DNS VIP)", DefaultValueFactory = _ => AddressRanges.DefaultServiceCidr.ToString() };
-        var networkId = new Option<string?>("--network-id") { Description = $"netns mode: the id in the names of its namespaces, links and chains (amb-ID-...), 1-{NetworkNames.MaxIdLength} of a-z0-9 (default: from the state folder)" };
+        var control = new Option<string?>("--control-address") { Description = "address istiod-lite listens on (netns mode: a node's bridge address, default the first node's; loopback mode: a loopback address, default 127.0.0.1)" };
+        var networkOptions = new NetworkOptions();
         var dnsUpstream = new Option<string[]>("--dns-upstream")
         {
             Description = "IP[:PORT] of the resolver the ztunnels' DNS proxies forward names that are not the mesh's to (repeatable; default: this host's /etc/resolv.conf)",
@@ -58,17 +50,18 @@ internal static class LocalCommands
         var supervise = new Option<bool>("--supervise") { Description = "internal: the background supervisor of --detach", Hidden = true };
         var up = new Command("up", "Validate the config (a file or a folder), then start istiod-lite, one ztunnel per node and every pod")
         {
-            file, state, control, network, podCidr, serviceCidr, networkId, dnsUpstream, detach, quiet, supervise,
+            file, state, control, dnsUpstream, detach, quiet, supervise,
         };
+        foreach (var option in networkOptions.All) up.Options.Add(option);
         up.SetAction(async (parse, _) =>
         {
             var settings = new UpSettings(Path.GetFullPath(parse.GetValue(file)!), parse.GetValue(state)?.FullName, parse.GetValue(control),
                 parse.GetValue(detach), parse.GetValue(quiet), parse.GetValue(supervise))
             {
-                Network = parse.GetValue(network)!,
-                PodCidr = parse.GetValue(podCidr)!,
-                ServiceCidr = parse.GetValue(serviceCidr)!,
-                NetworkId = parse.GetValue(networkId),
+                Network = NetworkOptions.Choose(parse.GetValue(networkOptions.Network), NetnsMissing(), "local up", Console.Error),
+                PodCidr = parse.GetValue(networkOptions.PodCidr)!,
+                ServiceCidr = parse.GetValue(networkOptions.ServiceCidr)!,
+                NetworkId = parse.GetValue(networkOptions.NetworkId),
                 DnsUpstreams = parse.GetValue(dnsUpstream) ?? [],
             };
             return await UpAsync(settings).ConfigureAwait(false);
@@ -76,9 +69,16 @@ internal static class LocalCommands
         return up;
     }
 
+    /// <summary>What this host lacks for netns mode (null: nothing), so the default can fall back to loopback.</summary>
+    internal static string? NetnsMissing()
+    {
+        HostNetworkTools.CheckUsable(out _, out var missing);
+        return missing;
+    }
+
     internal sealed record UpSettings(string Folder, string? StateFolder, string? ControlAddress, bool Detach, bool Quiet, bool Supervise)
     {
-        public string Network { get; init; } = "loopback";
+        public string Network { get; init; } = NetworkOptions.Loopback;
         public string PodCidr { get; init; } = AddressRanges.DefaultPodCidr.ToString();
         public string ServiceCidr { get; init; } = AddressRanges.DefaultServiceCidr.ToString();
         public string? NetworkId { get; init; }
@@ -144,10 +144,26 @@ internal static class LocalCommands
         return ranges;
     }
 
+    /// <summary>
+    /// Netns mode's settings for the mesh whose state lives in <paramref name="stateFolder"/>: its network id (given, or
+    /// made from the folder) and its node agents; null, said on <paramref name="error"/>, for a bad id.
+    /// </summary>
+    internal static NetnsSettings? NetnsSettingsFor(UpSettings settings, AddressRanges ranges, string stateFolder, string command, TextWriter error)
+    {
+        var id = settings.NetworkId ?? NetworkNames.DefaultId(stateFolder);
+        if (NetworkNames.Validate(id) is { } idError)
+        {
+            error.WriteLine($"{command}: {idError}");
+            return null;
+        }
+        // The node agents start with the mesh (one ZDS socket per node in the state folder): pods in the mesh are captured.
+        return new NetnsSettings(ranges, id, new LocalNodeAgents(stateFolder));
+    }
+
     private static async Task<int> UpAsync(UpSettings settings)
     {
         AddressRanges? ranges = null;
-        if (settings.Network == "netns")
+        if (settings.Network == NetworkOptions.Netns)
         {
             ranges = NetnsRanges(settings, Console.Error, out var refused);
             if (ranges is null) return refused;
@@ -160,14 +176,8 @@ internal static class LocalCommands
         IPAddress? control;
         if (ranges is not null)
         {
-            var id = settings.NetworkId ?? NetworkNames.DefaultId(stateFolder);
-            if (NetworkNames.Validate(id) is { } idError)
-            {
-                Console.Error.WriteLine($"local up: {idError}");
-                return ExitCodes.InvalidInput;
-            }
-            // The node agents start with the mesh (one ZDS socket per node in the state folder): pods in the mesh are captured.
-            netns = new NetnsSettings(ranges, id, new LocalNodeAgents(stateFolder));
+            netns = NetnsSettingsFor(settings, ranges, stateFolder, "local up", Console.Error);
+            if (netns is null) return ExitCodes.InvalidInput;
             // Pods reach istiod-lite (waypoints) only at an address of the host namespace they are routed to: a bridge's.
             control = settings.ControlAddress is null ? plan.Nodes.First().Value : IPAddress.TryParse(settings.ControlAddress, out var given) ? given : null;
             if (control is null)
@@ -280,9 +290,15 @@ internal static class LocalCommands
             psi.ArgumentList.Add("--dns-upstream");
             psi.ArgumentList.Add(upstream.ToString());
         }
-        if (netns is not null)
+        // The supervisor gets the mode this run chose, never a default of its own.
+        if (netns is null)
         {
-            foreach (var a in new[] { "--network", "netns", "--pod-cidr", netns.Ranges.PodCidr.ToString(), "--service-cidr", netns.Ranges.ServiceCidr.ToString(), "--network-id", netns.Id })
+            psi.ArgumentList.Add("--network");
+            psi.ArgumentList.Add(NetworkOptions.Loopback);
+        }
+        else
+        {
+            foreach (var a in new[] { "--network", NetworkOptions.Netns, "--pod-cidr", netns.Ranges.PodCidr.ToString(), "--service-cidr", netns.Ranges.ServiceCidr.ToString(), "--network-id", netns.Id })
             {
                 psi.ArgumentList.Add(a);
             }

@@ -119,7 +119,8 @@ internal sealed class LocalMesh : IAsyncDisposable
         {
             if (address.Equals(options.ControlAddress)) return;
         }
-        throw new LocalMeshException($"in netns mode istiod-lite must listen on a node's bridge address (pods reach it there), not {options.ControlAddress}");
+        throw new LocalMeshException($"in netns mode istiod-lite must listen on a node's bridge address (pods reach it there), not {options.ControlAddress}"
+            + (IPAddress.IsLoopback(options.ControlAddress) ? "; a loopback control address needs --network loopback" : ""));
     }
 
     private static bool NeedsSamples(MeshPlan plan)
@@ -416,19 +417,25 @@ internal sealed class LocalMesh : IAsyncDisposable
             _configErrors = errors;
             _configWarnings = warnings;
         }
-        foreach (var sandbox in changed)
-        {
-            try
-            {
-                await _options.Netns!.Hooks.PodEnrolmentChangedAsync(sandbox, _stopping).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                _report($"pod {sandbox.Namespace}/{sandbox.Pod}: the node agent failed to {(sandbox.InMesh ? "enrol" : "unenrol")} it: {e.Message}");
-            }
-        }
+        // Each pod's switch is its own (its namespace's rules, its own ZDS message): all at once, so a relabelled
+        // namespace leaves or joins the mesh in the time one pod takes, not the sum of its pods'.
+        var switches = new Task[changed.Count];
+        for (var i = 0; i < changed.Count; i++) switches[i] = ChangeEnrolmentAsync(changed[i]);
+        await Task.WhenAll(switches).ConfigureAwait(false);
         _network?.UpdateServices(resources);
         WriteState();
+    }
+
+    private async Task ChangeEnrolmentAsync(PodSandbox sandbox)
+    {
+        try
+        {
+            await _options.Netns!.Hooks.PodEnrolmentChangedAsync(sandbox, _stopping).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _report($"pod {sandbox.Namespace}/{sandbox.Pod}: the node agent failed to {(sandbox.InMesh ? "enrol" : "unenrol")} it: {e.Message}");
+        }
     }
 
     /// <summary>What a pod is told about itself (the Kubernetes downward API, by convention).</summary>

@@ -175,6 +175,11 @@ internal sealed record MeshPlan(
                     problems.Add(new ConfigError(pod.Source, "status.podIP",
                         $"pod {pod.Metadata.Namespace}/{pod.Metadata.Name} needs an address in node {pod.NodeName}'s pod range to run in a network namespace, not {address?.ToString() ?? "none"}"));
                 }
+                // Its containers' problems too, as loopback mode reports them: one run shows everything to fix.
+                foreach (var c in pod.Containers)
+                {
+                    if (CheckRunnable(pod, c) is { } containerProblem) problems.Add(containerProblem);
+                }
                 continue;
             }
             var inMesh = MeshBuilder.IsEnrolled(pod, nsResource);

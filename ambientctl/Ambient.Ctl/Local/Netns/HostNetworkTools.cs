@@ -27,30 +27,40 @@ internal sealed class HostNetworkTools
     public string IptablesRestore { get; }
 
     /// <summary>The tools, or null with the reason netns mode cannot run here (not root, not Linux, a tool missing).</summary>
-    public static HostNetworkTools? CheckUsable(out string? reason)
+    public static HostNetworkTools? CheckUsable(out string? reason) => CheckUsable(out reason, out _);
+
+    /// <summary>
+    /// As <see cref="CheckUsable(out string?)"/>; <paramref name="missing"/> is what this host lacks in a few words
+    /// ("root", "ip (iproute2)"), for the line that says why the default fell back to loopback.
+    /// </summary>
+    public static HostNetworkTools? CheckUsable(out string? reason, out string? missing)
     {
         if (!OperatingSystem.IsLinux())
         {
+            missing = "Linux";
             reason = "--network netns needs Linux network namespaces; use --network loopback";
             return null;
         }
         if (!Environment.IsPrivilegedProcess)
         {
+            missing = "root";
             reason = "--network netns needs root (it creates network namespaces, a bridge per node and iptables rules); run as root or use --network loopback";
             return null;
         }
-        var missing = new List<string>();
+        var tools = new List<string>();
         var ip = HostPrograms.Resolve("ip");
-        if (ip is null) missing.Add("ip (iproute2)");
+        if (ip is null) tools.Add("ip (iproute2)");
         var iptables = HostPrograms.Resolve("iptables");
         var restore = HostPrograms.Resolve("iptables-restore");
-        if (iptables is null || restore is null || HostPrograms.Resolve("iptables-save") is null) missing.Add("iptables, iptables-save and iptables-restore (iptables)");
-        if (missing.Count > 0)
+        if (iptables is null || restore is null || HostPrograms.Resolve("iptables-save") is null) tools.Add("iptables, iptables-save and iptables-restore (iptables)");
+        if (tools.Count > 0)
         {
-            reason = $"--network netns needs {string.Join(" and ", missing)} on PATH; install them (Debian: apt-get install iproute2 iptables) or use --network loopback";
+            missing = string.Join(" and ", tools) + " on PATH";
+            reason = $"--network netns needs {missing}; install them (Debian: apt-get install iproute2 iptables) or use --network loopback";
             return null;
         }
         reason = null;
+        missing = null;
         return new HostNetworkTools(ip!, iptables!, restore!);
     }
 
