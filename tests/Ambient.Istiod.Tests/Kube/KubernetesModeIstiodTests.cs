@@ -50,7 +50,9 @@ public sealed class KubernetesModeIstiodTests : IAsyncLifetime
     [Fact]
     public async Task Serves_the_clusters_pods_to_a_ztunnel_and_pushes_a_pod_update()
     {
-        var token = File.ReadAllText(NodeTokens.TokenPath(_host.Options.StateFolder, "node-a")).Trim();
+        // Kubernetes mode authenticates by TokenReview: the caller is web-1 itself, with a token bound to its pod.
+        var uid = _server.Get("v1", "Pod", "shop", "web-1")!["metadata"]!["uid"]!.GetValue<string>();
+        var token = _server.AddServiceAccountToken("shop", "web", ["istio-ca"], podName: "web-1", podUid: uid, nodeName: "node-a");
         using var client = new IstiodGrpcClient(_host.RootCertificatePath, $"127.0.0.1:{_host.GrpcEndpoint.Port}");
         using var call = client.StartDiscovery(IstiodGrpcClient.BearerOf(token));
         await call.RequestStream.WriteAsync(new DeltaDiscoveryRequest { TypeUrl = XdsTypeUrls.Address, ResourceNamesSubscribe = { "*" } }, TestContext.Current.CancellationToken);

@@ -52,6 +52,7 @@ public sealed class KubernetesObjectsTests
             metadata:
               name: web-1
               namespace: shop
+              uid: 0b6d
               labels: {app: web}
               annotations: {team: a}
             spec:
