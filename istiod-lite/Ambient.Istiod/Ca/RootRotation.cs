@@ -40,6 +40,14 @@ internal sealed record RotationOptions
 {
     public TimeSpan PhaseTimeout { get; init; } = TimeSpan.FromSeconds(30);
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// After every leaf is re-issued, how long before the old root leaves the bundle. "Re-issued" means signed: the
+    /// proxy puts the leaf to use only once the answer reaches it, and a peer that has already dropped the old root
+    /// would refuse the old leaf still presented in between (seen once under load: one new connection failed).
+    /// </summary>
+    public TimeSpan LeafInstallGrace { get; init; } = TimeSpan.FromSeconds(1);
+
     public TimeProvider Time { get; init; } = TimeProvider.System;
 }
 
@@ -112,6 +120,10 @@ internal sealed partial class RootRotation
             SetPhase(RotationPhase.Reissuing, both);
             version = _proxies.PublishTrustBundle(both, epoch);
             await WaitAsync(RotationPhase.Reissuing, () => NotReissued(version, generation), cancellationToken).ConfigureAwait(false);
+            if (_options.LeafInstallGrace > TimeSpan.Zero)
+            {
+                await Task.Delay(_options.LeafInstallGrace, _options.Time, cancellationToken).ConfigureAwait(false);
+            }
 
             // Phase 3: nothing in use chains to the old root any more.
             SetPhase(RotationPhase.DroppingOldRoot, newRoots);
