@@ -76,6 +76,8 @@ internal static class KubeScale
                 string? endpoint = null;
                 while ((line = await process.StandardOutput.ReadLineAsync()) is not null)
                 {
+                    // Its start-up log (timestamped) shows where the sync time goes: listing, building, serving.
+                    Console.Error.WriteLine($"kube-scale: [{started.Elapsed.TotalMilliseconds,6:F0} ms] {line}");
                     var at = line.IndexOf("https://", StringComparison.Ordinal);
                     if (line.StartsWith("istiod-lite: CA + workload discovery on", StringComparison.Ordinal) && at > 0)
                     {
