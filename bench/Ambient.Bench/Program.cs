@@ -13,6 +13,11 @@ internal static class BenchProgram
         {
             return Kube.KubeScale.RunAsync(args[1..]).GetAwaiter().GetResult();
         }
+        // Where one config generation's time goes inside istiod-lite, phase by phase (no API server, no process).
+        if (args.Length > 0 && args[0] == "generation-probe")
+        {
+            return Kube.GenerationProbe.Run(args[1..]);
+        }
         BenchmarkSwitcher.FromAssembly(typeof(BenchProgram).Assembly).Run(args);
         return 0;
     }

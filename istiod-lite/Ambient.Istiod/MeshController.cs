@@ -22,6 +22,8 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
     private readonly NodeTokens _tokens;
     private readonly ILogger<MeshController> _logger;
     private readonly Lock _rebuildLock = new();
+    // Builds run one at a time (the constructor, then under _rebuildLock): each reuses the last one's unchanged workloads.
+    private readonly MeshBuildCache _buildCache = new();
     private readonly MemoryTrimmer _trimmer;
     private readonly string _rootNamespace;
     private PolicySet _policies = PolicySet.Empty;
@@ -118,7 +120,7 @@ internal sealed partial class MeshController : IWorkloadDirectory, IDisposable
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var policies = PolicySet.Build(config.Resources, _rootNamespace);
-        var snapshot = policies.Attach(MeshBuilder.Build(config.Resources, _options), _rootNamespace);
+        var snapshot = policies.Attach(MeshBuilder.Build(config.Resources, _options, _buildCache), _rootNamespace);
         Log.Built(_logger, config.Generation, snapshot.Workloads.Length, snapshot.Services.Length,
             System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         foreach (var p in policies.Policies)

@@ -51,9 +51,9 @@ internal static class SyntheticMesh
         => new("v1", Meta(ns, name, ("app", app), ("version", version)), Source, app, node,
             [new ContainerSpec("app", "app:1", [], [], [new ContainerPort("http", 8080, "TCP")], NoMap)], null);
 
-    private static ObjectMeta Meta(string ns, string name, params (string, string)[] labels) => new(name, ns, Map(labels), NoMap);
+    internal static ObjectMeta Meta(string ns, string name, params (string, string)[] labels) => new(name, ns, Map(labels), NoMap);
 
-    private static ImmutableSortedDictionary<string, string> Map(params (string Key, string Value)[] pairs)
+    internal static ImmutableSortedDictionary<string, string> Map(params (string Key, string Value)[] pairs)
     {
         var b = ImmutableSortedDictionary.CreateBuilder<string, string>(StringComparer.Ordinal);
         foreach (var (k, v) in pairs)

@@ -337,6 +337,13 @@ internal sealed class LoopbackAddressAllocator
         }
     }
 
+    // ip.ToString() == text without a string per pod per build.
+    private static bool PrintsAs(IPAddress ip, string text)
+    {
+        Span<char> printed = stackalloc char[15]; // "255.255.255.255"
+        return ip.TryFormat(printed, out var written) && printed[..written].SequenceEqual(text);
+    }
+
     internal static bool IsHeadless(ServiceResource svc) => string.Equals(svc.ClusterIP, "None", StringComparison.OrdinalIgnoreCase);
 
     internal static bool IsExternalName(ServiceResource svc) => string.Equals(svc.Type, "ExternalName", StringComparison.Ordinal);
@@ -352,7 +359,7 @@ internal sealed class LoopbackAddressAllocator
         // IPAddress.TryParse also takes shorthand such as "10.1" or "0x0a.0.0.1"; Kubernetes
         // only accepts the canonical dotted quad, so an IPv4 address must print back exactly as written.
         if (!IPAddress.TryParse(text, out var ip)
-            || (ip.AddressFamily == AddressFamily.InterNetwork && ip.ToString() != text)
+            || (ip.AddressFamily == AddressFamily.InterNetwork && !PrintsAs(ip, text))
             || (ip.AddressFamily == AddressFamily.InterNetworkV6 && (ip.ScopeId != 0 || ip.IsIPv4MappedToIPv6))
             || text.Contains('/'))
         {

@@ -15,9 +15,16 @@ namespace Ambient.Core.Model;
 /// </summary>
 internal static class MeshBuilder
 {
-    public static MeshSnapshot Build(IReadOnlyList<Resource> resources, MeshOptions? options = null)
+    public static MeshSnapshot Build(IReadOnlyList<Resource> resources, MeshOptions? options = null) => Build(resources, options, cache: null);
+
+    /// <summary>
+    /// The same, reusing from <paramref name="cache"/> the workloads of the previous build whose inputs are unchanged
+    /// (see <see cref="MeshBuildCache"/>): the snapshot is equal to one built without it.
+    /// </summary>
+    public static MeshSnapshot Build(IReadOnlyList<Resource> resources, MeshOptions? options, MeshBuildCache? cache)
     {
         options ??= MeshOptions.Default;
+        cache?.Begin(options);
         var problems = new List<ConfigError>();
         var assignment = LoopbackAddressAllocator.AssignAll(resources, options.Addresses);
         problems.AddRange(assignment.Problems);
@@ -68,7 +75,9 @@ internal static class MeshBuilder
         var resolver = new WaypointResolver(waypoints, namespaces, problems);
 
         var serviceInfos = new List<ServiceInfo>(services.Count);
-        var matchersByNamespace = new Dictionary<string, List<ServiceMatcher>>(StringComparer.Ordinal);
+        var selectorsByNamespace = new Dictionary<string, SelectorIndex>(StringComparer.Ordinal);
+        // What the cache compares per namespace: the Services whose selectors its pods are matched against.
+        var selectingByNamespace = cache is null ? null : new Dictionary<string, List<ServiceResource>>(StringComparer.Ordinal);
         foreach (var svc in services)
         {
             if (LoopbackAddressAllocator.IsExternalName(svc))
@@ -82,24 +91,34 @@ internal static class MeshBuilder
             {
                 continue; // Kubernetes: an empty selector selects nothing (endpoints are managed by hand).
             }
-            if (!matchersByNamespace.TryGetValue(info.Namespace, out var list))
+            if (!selectorsByNamespace.TryGetValue(info.Namespace, out var index))
             {
-                matchersByNamespace.Add(info.Namespace, list = []);
+                selectorsByNamespace.Add(info.Namespace, index = new SelectorIndex());
             }
-            list.Add(new ServiceMatcher(info));
-        }
-        foreach (var list in matchersByNamespace.Values)
-        {
-            // Workload.services is serialized in this order: keep it sorted for deterministic bytes.
-            list.Sort(static (a, b) => string.CompareOrdinal(a.Service.Key, b.Service.Key));
+            index.Add(new ServiceMatcher(info));
+            if (selectingByNamespace is not null)
+            {
+                if (!selectingByNamespace.TryGetValue(info.Namespace, out var selecting))
+                {
+                    selectingByNamespace.Add(info.Namespace, selecting = []);
+                }
+                selecting.Add(svc);
+            }
         }
 
         var workloads = new List<WorkloadInfo>(pods.Count);
+        var matched = new List<ServiceMatcher>();
         foreach (var pod in pods)
         {
             var ns = pool.Get(pod.Metadata.Namespace);
-            matchersByNamespace.TryGetValue(ns, out var matchers);
-            var workload = BuildWorkload(pod, ns, namespaces.GetValueOrDefault(ns), matchers, options, assignment, pool);
+            var nsResource = namespaces.GetValueOrDefault(ns);
+            var address = assignment.PodAddress(ns, pod.Metadata.Name);
+            if (cache is null || !cache.TryReuse(pod, ns, nsResource, selectingByNamespace!.GetValueOrDefault(ns), address, out var workload))
+            {
+                selectorsByNamespace.TryGetValue(ns, out var selectors);
+                workload = BuildWorkload(pod, ns, nsResource, selectors, matched, options, address, pool);
+                cache?.Remember(pod, address, workload);
+            }
             if (resolver.ForPod(pod) is { } waypoint)
             {
                 workload = workload with { Waypoint = waypoint.GatewayAddress };
@@ -116,7 +135,9 @@ internal static class MeshBuilder
         routes.Sort(static (a, b) => ObjectKey.CompareJoined(new ObjectKey(a.Metadata.Namespace, a.Metadata.Name), new ObjectKey(b.Metadata.Namespace, b.Metadata.Name)));
         grants.Sort(static (a, b) => ObjectKey.CompareJoined(new ObjectKey(a.Metadata.Namespace, a.Metadata.Name), new ObjectKey(b.Metadata.Namespace, b.Metadata.Name)));
         var gatewayApi = new GatewayApiConfig([.. waypoints], [.. routes], namespaces, [.. grants]);
-        return MeshSnapshot.Create(workloads, serviceInfos, options, assignment.Nodes, [.. problems], gatewayApi);
+        var snapshot = MeshSnapshot.Create(workloads, serviceInfos, options, assignment.Nodes, [.. problems], gatewayApi);
+        cache?.Complete();
+        return snapshot;
     }
 
     /// <summary>
@@ -212,36 +233,22 @@ internal static class MeshBuilder
     }
 
     private static WorkloadInfo BuildWorkload(
-        PodResource pod, string ns, NamespaceResource? nsResource, List<ServiceMatcher>? matchers,
-        MeshOptions options, LoopbackAssignment assignment, StringPool pool)
+        PodResource pod, string ns, NamespaceResource? nsResource, SelectorIndex? selectors, List<ServiceMatcher> matched,
+        MeshOptions options, IPAddress? address, StringPool pool)
     {
         var meta = pod.Metadata;
         var name = meta.Name;
-        var address = assignment.PodAddress(ns, name);
         var containerPorts = ContainerPortsOf(pod);
 
         var services = ImmutableArray<WorkloadServicePorts>.Empty;
-        if (matchers is not null)
+        if (selectors is not null && selectors.Match(meta.Labels, matched) > 0)
         {
-            // Most pods match zero or one service: count first, then fill an exact-size array.
-            var count = 0;
-            foreach (var m in matchers)
+            var entries = new WorkloadServicePorts[matched.Count];
+            for (var i = 0; i < entries.Length; i++)
             {
-                count += m.Selects(meta.Labels) ? 1 : 0;
+                entries[i] = new WorkloadServicePorts(matched[i].Service.Key, matched[i].PortsFor(containerPorts));
             }
-            if (count > 0)
-            {
-                var matched = new WorkloadServicePorts[count];
-                var i = 0;
-                foreach (var m in matchers)
-                {
-                    if (m.Selects(meta.Labels))
-                    {
-                        matched[i++] = new WorkloadServicePorts(m.Service.Key, m.PortsFor(containerPorts));
-                    }
-                }
-                services = ImmutableCollectionsMarshal.AsImmutableArray(matched);
-            }
+            services = ImmutableCollectionsMarshal.AsImmutableArray(entries);
         }
 
         var serviceAccount = pool.Get(string.IsNullOrEmpty(pod.ServiceAccountName) ? "default" : pod.ServiceAccountName);
@@ -289,7 +296,85 @@ internal static class MeshBuilder
 
     private static string QualifiedName(Resource r) => r is NamespaceResource ? r.Metadata.Name : r.Metadata.Namespace + "/" + r.Metadata.Name;
 
-    /// <summary>A service's selector and port mapping, prepared once per build and applied to every pod of its namespace.</summary>
+    /// <summary>
+    /// The selectors of one namespace's services, indexed by each selector's first (key, value) pair: a pod is tested
+    /// only against the services whose first pair its labels carry, not against every service of its namespace (at
+    /// 1,000 pods and 100 services per namespace that is two lookups per pod instead of 100 selector tests).
+    /// </summary>
+    private sealed class SelectorIndex
+    {
+        private readonly Dictionary<string, Dictionary<string, List<ServiceMatcher>>> _byFirstKey = new(StringComparer.Ordinal);
+
+        public void Add(ServiceMatcher matcher)
+        {
+            var (key, value) = matcher.FirstPair;
+            if (!_byFirstKey.TryGetValue(key, out var byValue))
+            {
+                _byFirstKey.Add(key, byValue = new Dictionary<string, List<ServiceMatcher>>(StringComparer.Ordinal));
+            }
+            if (!byValue.TryGetValue(value, out var list))
+            {
+                byValue.Add(value, list = new List<ServiceMatcher>(1));
+            }
+            list.Add(matcher);
+        }
+
+        /// <summary>Fills <paramref name="matched"/> with the services selecting <paramref name="labels"/>, sorted by key
+        /// (Workload.services is serialized in this order, so equal input gives equal bytes); returns how many.</summary>
+        public int Match(ImmutableSortedDictionary<string, string> labels, List<ServiceMatcher> matched)
+        {
+            matched.Clear();
+            if (labels.Count == 0)
+            {
+                return 0;
+            }
+            // Each matcher sits under exactly one pair, so each selecting service is found exactly once. Walk the smaller
+            // side: usually the index has one key ("app") and the pod a few labels.
+            if (_byFirstKey.Count <= labels.Count)
+            {
+                foreach (var (key, byValue) in _byFirstKey)
+                {
+                    if (labels.TryGetValue(key, out var value))
+                    {
+                        AddSelecting(byValue, value, labels, matched);
+                    }
+                }
+            }
+            else
+            {
+                foreach (var (key, value) in labels)
+                {
+                    if (_byFirstKey.TryGetValue(key, out var byValue))
+                    {
+                        AddSelecting(byValue, value, labels, matched);
+                    }
+                }
+            }
+            if (matched.Count > 1)
+            {
+                matched.Sort(static (a, b) => string.CompareOrdinal(a.Service.Key, b.Service.Key));
+            }
+            return matched.Count;
+        }
+
+        private static void AddSelecting(Dictionary<string, List<ServiceMatcher>> byValue, string value,
+            ImmutableSortedDictionary<string, string> labels, List<ServiceMatcher> matched)
+        {
+            if (!byValue.TryGetValue(value, out var candidates))
+            {
+                return;
+            }
+            foreach (var m in candidates)
+            {
+                if (m.Selects(labels))
+                {
+                    matched.Add(m);
+                }
+            }
+        }
+    }
+
+    /// <summary>A service's selector and port mapping, prepared once per build and applied to the pods of its namespace.</summary>
     private sealed class ServiceMatcher
     {
         private readonly KeyValuePair<string, string>[] _selector;
@@ -311,6 +396,9 @@ internal static class MeshBuilder
         }
 
         public ServiceInfo Service { get; }
+
+        /// <summary>The selector's first pair (by key, ordinal); the selector is never empty here.</summary>
+        public KeyValuePair<string, string> FirstPair => _selector[0];
 
         public bool Selects(ImmutableSortedDictionary<string, string> labels)
         {

@@ -201,9 +201,16 @@ internal sealed class MeshSnapshot
         GatewayApiConfig? gatewayApi = null)
     {
         var w = workloads.ToArray();
-        Array.Sort(w, static (a, b) => string.CompareOrdinal(a.Uid, b.Uid));
+        // Builders mostly hand workloads over in uid order already (config sorted by key); checking is O(n), sorting is not.
+        if (!IsSorted(w, static x => x.Uid))
+        {
+            Array.Sort(w, static (a, b) => string.CompareOrdinal(a.Uid, b.Uid));
+        }
         var s = services.ToArray();
-        Array.Sort(s, static (a, b) => string.CompareOrdinal(a.Key, b.Key));
+        if (!IsSorted(s, static x => x.Key))
+        {
+            Array.Sort(s, static (a, b) => string.CompareOrdinal(a.Key, b.Key));
+        }
         return new MeshSnapshot(
             options,
             ImmutableCollectionsMarshal.AsImmutableArray(w),
@@ -211,6 +218,18 @@ internal sealed class MeshSnapshot
             nodeAddresses ?? NoNodes,
             problems.IsDefault ? [] : problems,
             gatewayApi ?? GatewayApiConfig.Empty);
+    }
+
+    private static bool IsSorted<T>(T[] items, Func<T, string> key)
+    {
+        for (var i = 1; i < items.Length; i++)
+        {
+            if (string.CompareOrdinal(key(items[i - 1]), key(items[i])) > 0)
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     /// <summary>

@@ -88,6 +88,12 @@ internal sealed class PolicySet
         {
             if (p.Xds is { Scope: Scope.WorkloadSelector }) selectors.Add(p);
         }
+        if (selectors.Count == 0 && PeerAuthentications.IsEmpty && !AnyWithPolicies(snapshot))
+        {
+            // Nothing names any workload, and no workload carries a list to clear: no per-workload pass (and no
+            // per-workload allocation) on every generation of a mesh without selector policies.
+            return snapshot;
+        }
         var changed = false;
         var workloads = new WorkloadInfo[snapshot.Workloads.Length];
         for (var i = 0; i < workloads.Length; i++)
@@ -110,6 +116,15 @@ internal sealed class PolicySet
         }
         // The Gateway API side (waypoints, routes) goes along: without it istiod would lose every waypoint.
         return changed ? MeshSnapshot.Create(workloads, snapshot.Services, snapshot.Options, snapshot.NodeAddresses, snapshot.Problems, snapshot.GatewayApi) : snapshot;
+    }
+
+    private static bool AnyWithPolicies(MeshSnapshot snapshot)
+    {
+        foreach (var w in snapshot.Workloads)
+        {
+            if (!w.AuthorizationPolicies.IsEmpty) return true;
+        }
+        return false;
     }
 
     /// <summary>

@@ -110,6 +110,21 @@ public class LoopbackAddressAllocatorTests
         Assert.Empty(withExplicit.Problems);
     }
 
+    [Theory]
+    [InlineData("10.0.0.7", true)]
+    [InlineData("255.255.255.254", true)]
+    [InlineData("10.1", false)]          // shorthand IPAddress.TryParse accepts, Kubernetes does not
+    [InlineData("010.0.0.7", false)]
+    [InlineData("0x0a.0.0.7", false)]
+    [InlineData("10.0.0.7/32", false)]
+    public void Explicit_ipv4_is_used_only_in_canonical_dotted_quad_form(string podIP, bool used)
+    {
+        var assignment = LoopbackAddressAllocator.AssignAll([Pod("a", "x", podIP: podIP)]);
+
+        Assert.Equal(used, assignment.PodAddress("a", "x")!.ToString() == podIP);
+        Assert.Equal(used, assignment.Problems.Count == 0);
+    }
+
     [Fact]
     public void Services_get_vips_in_their_own_range_except_headless_and_explicit()
     {
