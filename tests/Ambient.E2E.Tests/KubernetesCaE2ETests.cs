@@ -1,7 +1,5 @@
 using System.Diagnostics;
-using System.Text;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using Ambient.TestCommon.Kube;
 
 namespace Ambient.E2E.Tests;
@@ -13,11 +11,11 @@ namespace Ambient.E2E.Tests;
 /// impersonation as the trusted node account. When its pod is re-created (a new uid), the old token is refused
 /// until the kubelet writes the new one, which the next request picks up.
 /// </summary>
-public sealed partial class KubernetesCaE2ETests : IAsyncLifetime
+public sealed class KubernetesCaE2ETests : IAsyncLifetime
 {
     private const string Node = "k3-node";
     private readonly TempDir _dir = new();
-    private readonly List<Process> _processes = [];
+    private readonly ChildProcesses _processes = new();
     private FakeKubeApiServer _api = null!;
 
     public async ValueTask InitializeAsync() =>
@@ -25,19 +23,7 @@ public sealed partial class KubernetesCaE2ETests : IAsyncLifetime
 
     public async ValueTask DisposeAsync()
     {
-        foreach (var p in _processes)
-        {
-            try
-            {
-                p.Kill(entireProcessTree: true);
-                await p.WaitForExitAsync();
-            }
-            catch (InvalidOperationException)
-            {
-                // already exited
-            }
-            p.Dispose();
-        }
+        await _processes.DisposeAsync();
         await _api.DisposeAsync();
         _dir.Dispose();
     }
@@ -55,7 +41,7 @@ public sealed partial class KubernetesCaE2ETests : IAsyncLifetime
 
         var istiod = Start("istiod-lite", ["--config", mesh, "--state", state, "--listen", "127.0.0.1:0", "--monitoring", "off",
             "--ca-auth", "tokenreview", "--kubeconfig", kubeconfig], ("CA_TRUSTED_NODE_ACCOUNTS", "istio-system/ztunnel"));
-        var port = await ListeningPortAsync(istiod, ct);
+        var port = await _processes.IstiodPortAsync(istiod, ct);
 
         var tokenFile = Path.Combine(_dir.Path, "tokens", "istio-token");
         Directory.CreateDirectory(Path.GetDirectoryName(tokenFile)!);
@@ -84,15 +70,7 @@ public sealed partial class KubernetesCaE2ETests : IAsyncLifetime
             () => Logs(istiod, ztunnel), ct);
     }
 
-    // A pod-bound projected token as the kubelet mounts it (JWT-shaped, expiring in an hour: istiod-lite caches its
-    // review until then at most).
-    private string ZtunnelToken(string podUid)
-    {
-        static string B64(string s) => System.Buffers.Text.Base64Url.EncodeToString(Encoding.UTF8.GetBytes(s));
-        var exp = DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeSeconds();
-        var token = $"{B64("{\"alg\":\"RS256\"}")}.{B64($"{{\"aud\":[\"istio-ca\"],\"exp\":{exp},\"uid\":\"{podUid}\"}}")}.c2ln";
-        return _api.AddServiceAccountToken("istio-system", "ztunnel", ["istio-ca"], "ztunnel-k3", podUid, Node, token);
-    }
+    private string ZtunnelToken(string podUid) => ProjectedTokens.Add(_api, "istio-system", "ztunnel", "ztunnel-k3", podUid, Node);
 
     private static string Mesh(string ztunnelUid, bool withDb) =>
         MeshYaml.Namespace("k3demo") + MeshYaml.Namespace("istio-system", dataplaneMode: null)
@@ -116,64 +94,11 @@ public sealed partial class KubernetesCaE2ETests : IAsyncLifetime
 
           """;
 
-    private Process Start(string program, string[] args, params (string Name, string Value)[] environment)
-    {
-        var bin = AppContext.BaseDirectory;
-        var apphost = Path.Combine(bin, program);
-        var start = File.Exists(apphost) ? new ProcessStartInfo(apphost) : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(bin, program + ".dll") } };
-        foreach (var a in args)
-        {
-            start.ArgumentList.Add(a);
-        }
-        foreach (var (name, value) in environment)
-        {
-            start.Environment[name] = value;
-        }
-        start.RedirectStandardOutput = true;
-        start.RedirectStandardError = true;
-        var process = new Process { StartInfo = start };
-        var log = new StringBuilder();
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        _processes.Add(process);
-        _logs[process] = log;
-        return process;
-    }
-
-    private readonly Dictionary<Process, StringBuilder> _logs = [];
-
-    private string Log(Process p)
-    {
-        var log = _logs[p];
-        lock (log)
-        {
-            return log.ToString();
-        }
-    }
+    private Process Start(string program, string[] args, params (string Name, string Value)[] environment) =>
+        _processes.Start(program, args, environment);
 
     private Task<string> Logs(Process istiod, Process ztunnel) =>
-        Task.FromResult($"istiod-lite:\n{Log(istiod)}\nztunnel:\n{Log(ztunnel)}");
-
-    private async Task<int> ListeningPortAsync(Process istiod, CancellationToken ct)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (DateTime.UtcNow < deadline)
-        {
-            if (ListeningLine().Match(Log(istiod)) is { Success: true } m)
-            {
-                return int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-            }
-            Assert.False(istiod.HasExited, "istiod-lite exited:\n" + Log(istiod));
-            await Task.Delay(50, ct);
-        }
-        throw new TimeoutException("istiod-lite did not start:\n" + Log(istiod));
-    }
-
-    [GeneratedRegex(@"CA \+ workload discovery on https://127\.0\.0\.1:(\d+)")]
-    private static partial Regex ListeningLine();
+        Task.FromResult(_processes.Logs(("istiod-lite", istiod), ("ztunnel", ztunnel)));
 
     private static async Task<JsonNode?> ConfigDumpAsync(HttpClient http, string address)
     {

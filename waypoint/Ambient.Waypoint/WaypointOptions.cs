@@ -27,6 +27,13 @@ internal sealed record WaypointOptions(
     /// <summary>SPIFFE trust domain of this mesh.</summary>
     public string TrustDomain { get; init; } = SpiffeId.DefaultTrustDomain;
 
+    /// <summary>
+    /// True when <see cref="TokenPath"/> is the waypoint's projected service-account token (Kubernetes mode,
+    /// <c>--ca-token-file</c>: the CA reviews it and gives the waypoint its own identity); false for a local-mode node
+    /// token (<c>--token-file</c>).
+    /// </summary>
+    public bool ServiceAccountToken { get; init; }
+
     /// <summary>Certificate lifetime asked of the CA (renewed at half-life).</summary>
     public TimeSpan CertificateTtl { get; init; } = TimeSpan.FromHours(24);
 
@@ -35,14 +42,17 @@ internal sealed record WaypointOptions(
 
     public const string Usage =
         """
-        usage: waypoint --node NAME --namespace NS --name GATEWAY --address IP --root FILE --token-file FILE
+        usage: waypoint --node NAME --namespace NS --name GATEWAY --address IP --root FILE (--token-file FILE | --ca-token-file FILE)
                         [--istiod https://IP:PORT] [--admin N] [--hbone-port N] [--trust-domain TD] [--cluster-id ID]
           --node NAME          the node this waypoint runs on (its token authorizes the certificate)
           --namespace NS       the Gateway's namespace
           --name GATEWAY       the Gateway's name (also the waypoint's service account and identity)
           --address IP         the waypoint pod's address: HBONE (15008) listens there
           --root FILE          mesh root certificate (istiod-lite state folder: root-cert.pem)
-          --token-file FILE    the node's token (istiod-lite state folder: tokens/NODE.token)
+          --token-file FILE    local mode: the node's token (istiod-lite state folder: tokens/NODE.token)
+          --ca-token-file FILE Kubernetes mode: the waypoint pod's projected service-account token (audience istio-ca),
+                               re-read for every request as the kubelet rotates it; the default when --token-file is
+                               not given: /var/run/secrets/tokens/istio-token
           --istiod URL         CA + discovery, default https://127.0.0.1:15012
           --admin N            readiness port on the pod address (/healthz/ready), default 15021, 0 = any free port
           --hbone-port N       HBONE port, default 15008
@@ -79,16 +89,18 @@ internal sealed record WaypointOptions(
                 default: error = $"unknown argument {flag}\n{Usage}"; return null;
             }
         }
-        if (common.Node is not { } node || ns is null || name is null || address is null || common.Root is not { } root || common.TokenFile is not { } token)
+        if (common.Node is not { } node || ns is null || name is null || address is null || common.Root is not { } root)
         {
-            error = "--node, --namespace, --name, --address, --root and --token-file are required\n" + Usage;
+            error = "--node, --namespace, --name, --address, --root and --token-file (or --ca-token-file) are required\n" + Usage;
             return null;
         }
+        if (!common.TryResolveToken(Usage, out var token, out var serviceAccountToken, out error)) { return null; }
         if (common.CheckFiles() is { } missing) { error = missing; return null; }
         error = null;
         return new WaypointOptions(node, ns, name, address, common.Istiod, Path.GetFullPath(root), Path.GetFullPath(token), hbone, admin, common.ClusterId)
         {
             TrustDomain = common.TrustDomain,
+            ServiceAccountToken = serviceAccountToken,
         };
     }
 }

@@ -58,6 +58,7 @@ internal sealed class WaypointProxy : IAsyncDisposable
             IstiodAddress = options.Istiod,
             RootCertificatePath = options.RootCertificatePath,
             TokenPath = options.TokenPath,
+            ServiceAccountToken = options.ServiceAccountToken,
             NodeName = options.Node,
             InstanceIp = options.Address.ToString(),
             ClusterId = options.ClusterId,

@@ -41,7 +41,7 @@ internal sealed record ZtunnelOptions(
     public bool ServiceAccountToken { get; init; }
 
     /// <summary>Where Istio's ztunnel DaemonSet mounts its projected token (audience istio-ca).</summary>
-    public const string DefaultCaTokenFile = "/var/run/secrets/tokens/istio-token";
+    public const string DefaultCaTokenFile = ControlPlaneArguments.DefaultCaTokenFile;
 
     /// <summary>
     /// On SIGTERM, how long open connections (HBONE tunnels; in in-pod mode also captured ones) may go on after it stops
@@ -85,7 +85,7 @@ internal sealed record ZtunnelOptions(
         int hbone = MeshPorts.Hbone, socks = MeshPorts.Socks5, admin = MeshPorts.Admin, metrics = MeshPorts.Metrics, ready = MeshPorts.Readiness;
         var ttl = TimeSpan.FromHours(24);
         int? dnsPort = null;
-        string? zdsSocket = null, caTokenFile = null;
+        string? zdsSocket = null;
         var drain = TimeSpan.FromSeconds(5);
         var dnsUpstreams = ImmutableArray.CreateBuilder<IPEndPoint>();
         for (var i = 0; i < args.Length; i++)
@@ -116,7 +116,6 @@ internal sealed record ZtunnelOptions(
                     if (!IPEndPoint.TryParse(value, out var upstream)) { error = $"--dns-upstream: '{value}' is not IP or IP:PORT"; return null; }
                     dnsUpstreams.Add(upstream.Port == 0 ? new IPEndPoint(upstream.Address, 53) : upstream); break;
                 case "--zds-socket": zdsSocket = Path.GetFullPath(value); break;
-                case "--ca-token-file": caTokenFile = value; break;
                 case "--drain-timeout":
                     if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var drainSeconds))
                     { error = $"--drain-timeout: '{value}' is not a number of seconds"; return null; }
@@ -136,20 +135,7 @@ internal sealed record ZtunnelOptions(
             error = "--node, --root and --token-file (or --ca-token-file) are required\n" + Usage;
             return null;
         }
-        if (common.TokenFile is not null && caTokenFile is not null)
-        {
-            error = "--token-file (local mode) and --ca-token-file (Kubernetes mode) exclude each other";
-            return null;
-        }
-        var serviceAccountToken = common.TokenFile is null;
-        var token = common.TokenFile ?? caTokenFile ?? DefaultCaTokenFile;
-        if (serviceAccountToken && !File.Exists(token))
-        {
-            error = caTokenFile is null
-                ? $"--token-file FILE (local mode) is required, or a projected service-account token at {DefaultCaTokenFile} (Kubernetes mode; or --ca-token-file FILE)\n{Usage}"
-                : $"--ca-token-file: file '{token}' does not exist";
-            return null;
-        }
+        if (!common.TryResolveToken(Usage, out var token, out var serviceAccountToken, out error)) { return null; }
         if (common.CheckFiles() is { } missing) { error = missing; return null; }
         error = null;
         return new ZtunnelOptions(node, address, common.Istiod, Path.GetFullPath(root), Path.GetFullPath(token), hbone, socks,

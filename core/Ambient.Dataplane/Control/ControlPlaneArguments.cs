@@ -7,13 +7,20 @@ namespace Ambient.Dataplane.Control;
 
 /// <summary>
 /// The command-line flags every proxy takes to reach istiod as its node's workload (<c>--node</c>, <c>--root</c>,
-/// <c>--token-file</c>, <c>--istiod</c>, <c>--cluster-id</c>, <c>--trust-domain</c>), parsed one way for all.
+/// <c>--token-file</c> or <c>--ca-token-file</c>, <c>--istiod</c>, <c>--cluster-id</c>, <c>--trust-domain</c>), parsed one
+/// way for all.
 /// </summary>
 internal sealed class ControlPlaneArguments
 {
     public string? Node { get; private set; }
     public string? Root { get; private set; }
     public string? TokenFile { get; private set; }
+
+    /// <summary>Kubernetes mode: the proxy's projected service-account token (<c>--ca-token-file</c>).</summary>
+    public string? CaTokenFile { get; private set; }
+
+    /// <summary>Where Istio's ztunnel DaemonSet and waypoint Deployments mount the projected token (audience istio-ca).</summary>
+    public const string DefaultCaTokenFile = "/var/run/secrets/tokens/istio-token";
     public string ClusterId { get; private set; } = "Kubernetes";
     public Uri Istiod { get; private set; } = new($"https://127.0.0.1:{MeshPorts.IstiodGrpc}");
     public string TrustDomain { get; private set; } = SpiffeId.DefaultTrustDomain;
@@ -27,6 +34,7 @@ internal sealed class ControlPlaneArguments
             case "--node": Node = value; return true;
             case "--root": Root = value; return true;
             case "--token-file": TokenFile = value; return true;
+            case "--ca-token-file": CaTokenFile = value; return true;
             case "--cluster-id": ClusterId = value; return true;
             case "--trust-domain":
                 if (SpiffeId.ValidateTrustDomain(value) is { } tdError) { error = $"--trust-domain: {tdError}"; }
@@ -39,6 +47,31 @@ internal sealed class ControlPlaneArguments
             default:
                 return false;
         }
+    }
+
+    /// <summary>
+    /// The credential to present: a local-mode node token (<c>--token-file</c>), else the projected service-account
+    /// token (<c>--ca-token-file</c>, else <see cref="DefaultCaTokenFile"/>), which must exist. False with
+    /// <paramref name="error"/> (ending in <paramref name="usage"/> when nothing was named) when neither can be used.
+    /// </summary>
+    public bool TryResolveToken(string usage, out string path, out bool serviceAccountToken, out string? error)
+    {
+        serviceAccountToken = TokenFile is null;
+        path = TokenFile ?? CaTokenFile ?? DefaultCaTokenFile;
+        if (TokenFile is not null && CaTokenFile is not null)
+        {
+            error = "--token-file (local mode) and --ca-token-file (Kubernetes mode) exclude each other";
+            return false;
+        }
+        if (serviceAccountToken && !File.Exists(path))
+        {
+            error = CaTokenFile is null
+                ? $"--token-file FILE (local mode) is required, or a projected service-account token at {DefaultCaTokenFile} (Kubernetes mode; or --ca-token-file FILE)\n{usage}"
+                : $"--ca-token-file: file '{path}' does not exist";
+            return false;
+        }
+        error = null;
+        return true;
     }
 
     /// <summary>Null when the root and the token file (when one was given) exist; otherwise which one does not.</summary>

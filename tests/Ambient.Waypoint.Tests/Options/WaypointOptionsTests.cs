@@ -46,4 +46,32 @@ public sealed class WaypointOptionsTests : IDisposable
         Assert.Null(WaypointOptions.TryParse(Args("--istiod", "http://127.0.0.1:15012"), out var error));
         Assert.Contains("not an https URL", error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Kubernetes_mode_sends_the_projected_service_account_token_named_by_ca_token_file()
+    {
+        var root = _dir.Write("root.pem", "x");
+        var projected = _dir.Write("tokens/istio-token", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln");
+        string[] kubeArgs = ["--node", "node-1", "--namespace", "shop", "--name", "waypoint", "--address", "127.10.0.5", "--root", root];
+
+        var kube = WaypointOptions.TryParse([.. kubeArgs, "--ca-token-file", projected], out var error);
+        Assert.Null(error);
+        Assert.True(kube!.ServiceAccountToken);
+        Assert.Equal(projected, kube.TokenPath);
+
+        var local = WaypointOptions.TryParse(Args(), out error);
+        Assert.Null(error);
+        Assert.False(local!.ServiceAccountToken);
+
+        Assert.Null(WaypointOptions.TryParse([.. Args(), "--ca-token-file", projected], out error));
+        Assert.Contains("exclude each other", error, StringComparison.Ordinal);
+        Assert.Null(WaypointOptions.TryParse([.. kubeArgs, "--ca-token-file", projected + ".missing"], out error));
+        Assert.StartsWith("--ca-token-file: file ", error, StringComparison.Ordinal);
+        if (!File.Exists("/var/run/secrets/tokens/istio-token"))
+        {
+            // Neither token named, and none where Istio mounts it: say what is needed.
+            Assert.Null(WaypointOptions.TryParse(kubeArgs, out error));
+            Assert.Contains("--token-file FILE (local mode) is required, or a projected service-account token at /var/run/secrets/tokens/istio-token", error, StringComparison.Ordinal);
+        }
+    }
 }
