@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 
@@ -75,9 +76,12 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
             await UnenrollAsync(pod.Uid, cancellationToken).ConfigureAwait(false);
         }
         var netns = File.OpenHandle(netnsPath, FileMode.Open, FileAccess.Read);
+        var started = Stopwatch.GetTimestamp();
+        TimeSpan rulesIn;
         try
         {
             await InPodCapture.InstallAsync(netnsPath, _options.Rules, cancellationToken).ConfigureAwait(false);
+            rulesIn = Stopwatch.GetElapsedTime(started);
         }
         catch
         {
@@ -89,7 +93,8 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
         try
         {
             await added.WaitAsync(_options.EnrollTimeout, cancellationToken).ConfigureAwait(false);
-            LogEnrolled(_logger, pod.Uid, netnsPath);
+            // How long each half took: a label switch's time is mostly these two.
+            LogEnrolled(_logger, pod.Uid, netnsPath, Milliseconds(rulesIn), Milliseconds(Stopwatch.GetElapsedTime(started) - rulesIn));
         }
         catch (Exception e)
         {
@@ -116,6 +121,7 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
             if (!_enrolled.TryGetValue(uid, out enrolled)) return;
         }
         Exception? refused = null;
+        var started = Stopwatch.GetTimestamp();
         try
         {
             await _server.RemoveAsync(uid).WaitAsync(_options.EnrollTimeout, cancellationToken).ConfigureAwait(false);
@@ -125,8 +131,9 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
             refused = e;
             LogUnenrolFailed(_logger, uid, e.Message);
         }
+        var dropped = Stopwatch.GetElapsedTime(started);
         await LeaveAsync(uid, enrolled.Netns, cancellationToken).ConfigureAwait(false);
-        LogUnenrolled(_logger, uid);
+        LogUnenrolled(_logger, uid, Milliseconds(dropped), Milliseconds(Stopwatch.GetElapsedTime(started) - dropped));
         if (refused is not null) throw refused is ZdsException ? refused : new ZdsException(refused.Message);
     }
 
@@ -184,6 +191,8 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
         }
     }
 
+    private static long Milliseconds(TimeSpan time) => (long)time.TotalMilliseconds;
+
     /// <summary>Stops serving ZDS. The pods keep their rules (they live in the pods' namespaces).</summary>
     public async ValueTask DisposeAsync()
     {
@@ -195,14 +204,14 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "node agent: {Uid} enrolled ({Netns}): capture rules in place, ztunnel acked")]
-    private static partial void LogEnrolled(ILogger logger, string uid, string netns);
+    [LoggerMessage(Level = LogLevel.Information, Message = "node agent: {Uid} enrolled ({Netns}): capture rules in place ({RulesMs} ms), ztunnel acked ({AckMs} ms more)")]
+    private static partial void LogEnrolled(ILogger logger, string uid, string netns, long rulesMs, long ackMs);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "node agent: enrolling {Uid} failed, rules removed: {Reason}")]
     private static partial void LogEnrolFailed(ILogger logger, string uid, string reason);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "node agent: {Uid} left the mesh: ztunnel dropped it, rules removed")]
-    private static partial void LogUnenrolled(ILogger logger, string uid);
+    [LoggerMessage(Level = LogLevel.Information, Message = "node agent: {Uid} left the mesh: ztunnel dropped it ({DropMs} ms), rules removed ({RulesMs} ms more)")]
+    private static partial void LogUnenrolled(ILogger logger, string uid, long dropMs, long rulesMs);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "node agent: the ztunnel did not confirm {Uid} leaving: {Reason}")]
     private static partial void LogUnenrolFailed(ILogger logger, string uid, string reason);
