@@ -14,6 +14,13 @@ namespace Ambient.Ctl.Local;
 /// </summary>
 internal sealed class PodReconciler : IAsyncDisposable
 {
+    /// <summary>
+    /// How long the config folder must be quiet before the reconciler acts (istiod-lite waits 150 ms). A label switch
+    /// waits for it; `ambientctl label` saves with one rename, and an editor's truncate-then-write comes within a
+    /// millisecond or two (a file read half-way that does not parse keeps its last good content).
+    /// </summary>
+    internal static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(30);
+
     private readonly LocalMesh _mesh;
     private readonly FolderConfigSource _source;
     private readonly SemaphoreSlim _changed = new(0, int.MaxValue);
@@ -25,7 +32,7 @@ internal sealed class PodReconciler : IAsyncDisposable
     {
         _mesh = mesh;
         _stop = CancellationTokenSource.CreateLinkedTokenSource(meshStopping);
-        _source = new FolderConfigSource(mesh.Plan.ConfigFolder, NullLogger<FolderConfigSource>.Instance);
+        _source = new FolderConfigSource(mesh.Plan.ConfigFolder, NullLogger<FolderConfigSource>.Instance, Debounce);
     }
 
     public static PodReconciler Start(LocalMesh mesh, CancellationToken meshStopping)

@@ -48,6 +48,33 @@ public sealed class InPodCaptureTests
     }
 
     [Fact]
+    public async Task Install_and_remove_each_start_at_most_four_processes()
+    {
+        // Each command is nsenter plus a tool: on a loaded 2-core host tens of milliseconds or more apiece, and a label
+        // switch waits for them (the reads go together, then the writes together).
+        using var netns = TestNetns.Create();
+        var started = new System.Runtime.CompilerServices.StrongBox<int>();
+        NetnsCommand.Started.Value = started;
+        try
+        {
+            await InPodCapture.InstallAsync(netns.Path, new InPodRuleOptions(RedirectDns: true), Ct);
+            Assert.InRange(started.Value, 1, 4);
+            Assert.Single(netns.Exec("ip", "rule", "show", "priority", "32764").Split('\n', StringSplitOptions.RemoveEmptyEntries));
+
+            started.Value = 0;
+            await InPodCapture.RemoveAsync(netns.Path, Ct);
+            Assert.InRange(started.Value, 1, 4);
+            Assert.DoesNotContain("ISTIO_", netns.Exec("iptables-save"), StringComparison.Ordinal);
+            Assert.DoesNotContain("0x111", netns.Exec("ip", "rule", "show"), StringComparison.Ordinal);
+            Assert.Equal("", netns.Exec("ip", "route", "show", "table", "100").Trim());
+        }
+        finally
+        {
+            NetnsCommand.Started.Value = null;
+        }
+    }
+
+    [Fact]
     public async Task Outbound_connection_is_redirected_to_15001_with_the_original_destination()
     {
         using var netns = TestNetns.Create();

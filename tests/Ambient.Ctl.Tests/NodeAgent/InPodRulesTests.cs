@@ -80,6 +80,25 @@ public sealed class InPodRulesTests
         Assert.Null(InPodRules.BuildRemove(IptablesState.Empty));
     }
 
+    [Fact]
+    public void Return_routing_is_read_from_one_ip_batch_and_only_what_is_there_is_deleted()
+    {
+        // What `ip -4 -batch -` prints for ReturnRoutingShow: the rules at our priority, then table 100.
+        var both = InPodRules.ReturnRouting.Parse("32764:\tfrom all fwmark 0x111/0xfff lookup 100 \nlocal default dev lo scope host \n");
+        Assert.Equal(new InPodRules.ReturnRouting(1, true), both);
+        Assert.Equal(new InPodRules.ReturnRouting(0, false), InPodRules.ReturnRouting.Parse(""));
+        Assert.Equal(new InPodRules.ReturnRouting(0, false), InPodRules.ReturnRouting.Parse("32764:\tfrom all fwmark 0x111/0xfff lookup 1000\n"));
+
+        Assert.Equal("route replace local 0.0.0.0/0 dev lo table 100\nrule add fwmark 0x111/0xfff lookup 100 priority 32764\n",
+            InPodRules.ReturnRoutingInstall(default));
+        Assert.Equal("route replace local 0.0.0.0/0 dev lo table 100\n", InPodRules.ReturnRoutingInstall(both)); // no second rule
+
+        Assert.Equal("rule del fwmark 0x111/0xfff lookup 100 priority 32764\nrule del fwmark 0x111/0xfff lookup 100 priority 32764\n"
+            + "route del local 0.0.0.0/0 dev lo table 100\n", InPodRules.ReturnRoutingRemove(new InPodRules.ReturnRouting(2, true)));
+        Assert.Equal("route del local 0.0.0.0/0 dev lo table 100\n", InPodRules.ReturnRoutingRemove(new InPodRules.ReturnRouting(0, true)));
+        Assert.Null(InPodRules.ReturnRoutingRemove(default));
+    }
+
     private static string Section(string restore, string table)
     {
         var start = restore.IndexOf("*" + table + "\n", StringComparison.Ordinal);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 
@@ -75,9 +76,12 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
             await UnenrollAsync(pod.Uid, cancellationToken).ConfigureAwait(false);
         }
         var netns = File.OpenHandle(netnsPath, FileMode.Open, FileAccess.Read);
+        var started = Stopwatch.GetTimestamp();
+        TimeSpan rulesIn;
         try
         {
             await InPodCapture.InstallAsync(netnsPath, _options.Rules, cancellationToken).ConfigureAwait(false);
+            rulesIn = Stopwatch.GetElapsedTime(started);
         }
         catch
         {
@@ -89,7 +93,8 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
         try
         {
             await added.WaitAsync(_options.EnrollTimeout, cancellationToken).ConfigureAwait(false);
-            LogEnrolled(_logger, pod.Uid, netnsPath);
+            // How long each half took: a label switch's time is mostly these two.
+            LogEnrolled(_logger, pod.Uid, netnsPath, Milliseconds(rulesIn), Milliseconds(Stopwatch.GetElapsedTime(started) - rulesIn));
         }
         catch (Exception e)
         {
@@ -105,7 +110,7 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
     }
 
     /// <summary>
-    /// Takes the pod out of the mesh: the ztunnel drops it (Del, acked), then its rules go. A pod that is not enrolled
+    /// Takes the pod out of the mesh: its rules go, then the ztunnel drops it (Del, acked). A pod that is not enrolled
     /// is a no-op. Faults with <see cref="ZdsException"/> when the ztunnel refused the Del (the rules are gone anyway).
     /// </summary>
     public async Task UnenrollAsync(string uid, CancellationToken cancellationToken)
@@ -115,18 +120,36 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
         {
             if (!_enrolled.TryGetValue(uid, out enrolled)) return;
         }
+        var started = Stopwatch.GetTimestamp();
+        var ours = TakeOut(uid, enrolled.Netns);
+        var rulesOut = TimeSpan.Zero;
         Exception? refused = null;
         try
         {
-            await _server.RemoveAsync(uid).WaitAsync(_options.EnrollTimeout, cancellationToken).ConfigureAwait(false);
+            // Istio's order: the rules go first, so new connections and DNS queries leave the pod directly at once while
+            // the ztunnel still serves (and answers) what the capture gave it until then. The other order loses what is
+            // caught between the two (a DNS query whose listener closes under it costs the resolver's 5 s timeout).
+            if (ours) await RemoveRulesAsync(enrolled.Netns, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is ZdsException or TimeoutException)
+        finally
         {
-            refused = e;
-            LogUnenrolFailed(_logger, uid, e.Message);
+            rulesOut = Stopwatch.GetElapsedTime(started);
+            try
+            {
+                await _server.RemoveAsync(uid).WaitAsync(_options.EnrollTimeout, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is ZdsException or TimeoutException)
+            {
+                refused = e;
+                LogUnenrolFailed(_logger, uid, e.Message);
+            }
+            finally
+            {
+                // Open until the ztunnel no longer holds the pod: an Add still in flight carries this fd.
+                if (ours) enrolled.Netns.Dispose();
+            }
         }
-        await LeaveAsync(uid, enrolled.Netns, cancellationToken).ConfigureAwait(false);
-        LogUnenrolled(_logger, uid);
+        LogUnenrolled(_logger, uid, Milliseconds(rulesOut), Milliseconds(Stopwatch.GetElapsedTime(started) - rulesOut));
         if (refused is not null) throw refused is ZdsException ? refused : new ZdsException(refused.Message);
     }
 
@@ -167,22 +190,34 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
     /// <summary>Removes the rules and closes the fd, once: whoever takes the pod out of the table does it.</summary>
     private async Task LeaveAsync(string uid, SafeFileHandle netns, CancellationToken cancellationToken)
     {
-        lock (_lock)
-        {
-            // A failing enrolment and an unenrol can race to here; the loser must not use a closed fd's number.
-            if (!_enrolled.TryGetValue(uid, out var current) || current.Netns != netns) return;
-            _enrolled.Remove(uid);
-        }
+        if (!TakeOut(uid, netns)) return;
         try
         {
-            // Through the fd we hold: the namespace's name may be gone already (a pod being deleted).
-            await InPodCapture.RemoveAsync($"/proc/{Environment.ProcessId}/fd/{netns.DangerousGetHandle()}", cancellationToken).ConfigureAwait(false);
+            await RemoveRulesAsync(netns, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             netns.Dispose();
         }
     }
+
+    /// <summary>Takes the pod out of the table if <paramref name="netns"/> is still its entry; who does removes its rules and closes the fd.</summary>
+    private bool TakeOut(string uid, SafeFileHandle netns)
+    {
+        lock (_lock)
+        {
+            // A failing enrolment and an unenrol can race to here; the loser must not use a closed fd's number.
+            if (!_enrolled.TryGetValue(uid, out var current) || current.Netns != netns) return false;
+            _enrolled.Remove(uid);
+            return true;
+        }
+    }
+
+    // Through the fd we hold: the namespace's name may be gone already (a pod being deleted).
+    private static Task RemoveRulesAsync(SafeFileHandle netns, CancellationToken cancellationToken) =>
+        InPodCapture.RemoveAsync($"/proc/{Environment.ProcessId}/fd/{netns.DangerousGetHandle()}", cancellationToken);
+
+    private static long Milliseconds(TimeSpan time) => (long)time.TotalMilliseconds;
 
     /// <summary>Stops serving ZDS. The pods keep their rules (they live in the pods' namespaces).</summary>
     public async ValueTask DisposeAsync()
@@ -195,14 +230,14 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "node agent: {Uid} enrolled ({Netns}): capture rules in place, ztunnel acked")]
-    private static partial void LogEnrolled(ILogger logger, string uid, string netns);
+    [LoggerMessage(Level = LogLevel.Information, Message = "node agent: {Uid} enrolled ({Netns}): capture rules in place ({RulesMs} ms), ztunnel acked ({AckMs} ms more)")]
+    private static partial void LogEnrolled(ILogger logger, string uid, string netns, long rulesMs, long ackMs);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "node agent: enrolling {Uid} failed, rules removed: {Reason}")]
     private static partial void LogEnrolFailed(ILogger logger, string uid, string reason);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "node agent: {Uid} left the mesh: ztunnel dropped it, rules removed")]
-    private static partial void LogUnenrolled(ILogger logger, string uid);
+    [LoggerMessage(Level = LogLevel.Information, Message = "node agent: {Uid} left the mesh: rules removed ({RulesMs} ms), ztunnel dropped it ({DropMs} ms more)")]
+    private static partial void LogUnenrolled(ILogger logger, string uid, long rulesMs, long dropMs);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "node agent: the ztunnel did not confirm {Uid} leaving: {Reason}")]
     private static partial void LogUnenrolFailed(ILogger logger, string uid, string reason);

@@ -114,19 +114,55 @@ internal static class InPodRules
         return text?.ToString();
     }
 
-    /// <summary>`ip` arguments that make replies to connections the ztunnel accepted go back to it (local delivery).</summary>
-    public static IReadOnlyList<string[]> ReturnRoutingInstall() =>
-    [
-        ["route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", ReturnRouteTable.ToString(System.Globalization.CultureInfo.InvariantCulture)],
-        ["rule", "add", "fwmark", ConnectionMark, "lookup", ReturnRouteTable.ToString(System.Globalization.CultureInfo.InvariantCulture), "priority", ReturnRulePriority.ToString(System.Globalization.CultureInfo.InvariantCulture)],
-    ];
+    private static readonly string ReturnTable = ReturnRouteTable.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>The deletes matching <see cref="ReturnRoutingInstall"/>, rule first (nothing routes into table 100 after).</summary>
-    public static IReadOnlyList<string[]> ReturnRoutingRemove() =>
-    [
-        ["rule", "del", "fwmark", ConnectionMark, "lookup", ReturnRouteTable.ToString(System.Globalization.CultureInfo.InvariantCulture), "priority", ReturnRulePriority.ToString(System.Globalization.CultureInfo.InvariantCulture)],
-        ["route", "del", "local", "0.0.0.0/0", "dev", "lo", "table", ReturnRouteTable.ToString(System.Globalization.CultureInfo.InvariantCulture)],
-    ];
+    // What the return routing is, as `ip route` / `ip rule` take it after the verb and as `ip rule show` prints it.
+    private static readonly string ReturnRoute = "local 0.0.0.0/0 dev lo table " + ReturnTable;
+    private static readonly string ReturnRuleSelector = $"fwmark {ConnectionMark} lookup {ReturnTable}";
+    private static readonly string ReturnRule = $"{ReturnRuleSelector} priority {ReturnRulePriority.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+
+    /// <summary>`ip -4 -batch -` input that shows the return routing there is (<see cref="ReturnRouting.Parse"/> reads it): one process.</summary>
+    public static readonly string ReturnRoutingShow =
+        $"rule show priority {ReturnRulePriority.ToString(System.Globalization.CultureInfo.InvariantCulture)}\nroute show table {ReturnTable}\n";
+
+    /// <summary>
+    /// `ip -4 -batch -` input that makes replies to connections the ztunnel accepted go back to it (local delivery): the
+    /// route replaced (idempotent), the fwmark rule added unless <paramref name="current"/> has it (a rule can be there twice).
+    /// </summary>
+    public static string ReturnRoutingInstall(ReturnRouting current) =>
+        "route replace " + ReturnRoute + "\n" + (current.Rules > 0 ? "" : "rule add " + ReturnRule + "\n");
+
+    /// <summary>
+    /// `ip -4 -batch -` input that deletes the return routing <paramref name="current"/> shows, rules first (nothing
+    /// routes into table 100 after); null when none of it is there (a delete of what is not there fails the batch).
+    /// </summary>
+    public static string? ReturnRoutingRemove(ReturnRouting current)
+    {
+        if (current.Rules == 0 && !current.Route) return null;
+        var text = new StringBuilder();
+        for (var i = 0; i < current.Rules; i++) text.Append("rule del ").Append(ReturnRule).Append('\n');
+        if (current.Route) text.Append("route del ").Append(ReturnRoute).Append('\n');
+        return text.ToString();
+    }
+
+    /// <summary>The return routing of ours in a namespace: how many fwmark rules at our priority, and whether our route is in table 100.</summary>
+    internal readonly record struct ReturnRouting(int Rules, bool Route)
+    {
+        /// <summary>Reads what `ip -4 -batch -` printed for <see cref="ReturnRoutingShow"/>.</summary>
+        public static ReturnRouting Parse(string shown)
+        {
+            var rules = 0;
+            var route = false;
+            foreach (var raw in shown.Split('\n'))
+            {
+                var line = raw.Trim();
+                // `ip rule show`: "32764:\tfrom all fwmark 0x111/0xfff lookup 100"; `ip route show table 100`: "local default dev lo scope host".
+                if (line.EndsWith(ReturnRuleSelector, StringComparison.Ordinal) || line.Contains(ReturnRuleSelector + " ", StringComparison.Ordinal)) rules++;
+                else if (line.StartsWith("local default dev lo ", StringComparison.Ordinal) || line == "local default dev lo") route = true;
+            }
+            return new ReturnRouting(rules, route);
+        }
+    }
 
     // Istio's order (its golden files list mangle, nat, raw).
     private static readonly string[] TableOrder = ["mangle", "nat", "raw"];

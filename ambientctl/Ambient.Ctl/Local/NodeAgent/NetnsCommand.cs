@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 
 namespace Ambient.Ctl.Local.NodeAgent;
 
@@ -16,6 +17,12 @@ internal static class NetnsCommand
 
     public sealed record Result(int ExitCode, string Output, string Error);
 
+    /// <summary>
+    /// Counts the commands started in this async flow and the flows it starts (tests: how many processes a step costs,
+    /// which is what a label switch waits for on a loaded host). Null, the default, counts nothing.
+    /// </summary>
+    internal static readonly AsyncLocal<StrongBox<int>?> Started = new();
+
     /// <summary>Runs the program and returns what it printed; throws <see cref="NetnsCommandException"/> unless it exits 0.</summary>
     public static async Task<string> RunCheckedAsync(string netnsPath, string program, IReadOnlyList<string> args, string? input, CancellationToken cancellationToken)
     {
@@ -31,6 +38,7 @@ internal static class NetnsCommand
 
     public static async Task<Result> RunAsync(string netnsPath, string program, IReadOnlyList<string> args, string? input, CancellationToken cancellationToken)
     {
+        if (Started.Value is { } started) Interlocked.Increment(ref started.Value);
         var start = new ProcessStartInfo(HostPrograms.Resolve("nsenter") ?? throw new NetnsCommandException("nsenter is not installed (util-linux)"))
         {
             RedirectStandardInput = true,
