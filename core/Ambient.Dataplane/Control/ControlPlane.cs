@@ -56,6 +56,28 @@ internal sealed record ControlPlaneOptions
 /// </summary>
 internal sealed class ControlPlane : IAsyncDisposable
 {
+    // A projected service-account token is about 1 KiB and a node token far less; a file past this is not a token (a
+    // log, /dev/zero behind a symbolic link) and is refused rather than read into memory on every request.
+    internal const int MaxTokenBytes = 64 * 1024;
+
+    /// <summary>Reads a token file, trimmed; throws <see cref="IOException"/> naming the file when it is too large.</summary>
+    internal static string ReadToken(string path, string tokenName)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1);
+        var buffer = new byte[MaxTokenBytes + 1];
+        var total = 0;
+        int read;
+        while (total < buffer.Length && (read = stream.Read(buffer, total, buffer.Length - total)) > 0)
+        {
+            total += read;
+        }
+        if (total > MaxTokenBytes)
+        {
+            throw new IOException($"the {tokenName} '{path}' is larger than {MaxTokenBytes / 1024} KiB, which no token is");
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer, 0, total).Trim();
+    }
+
     private readonly HttpMessageHandler _istiod;
 
     private ControlPlane(HttpMessageHandler istiod, DeltaXdsClient xds, ProxyState state, CertificateManager certificates)
@@ -109,7 +131,7 @@ internal sealed class ControlPlane : IAsyncDisposable
                 {
                     StrictModes.CheckSecretFile(tokenPath, tokenName);
                 }
-                return File.ReadAllText(tokenPath).Trim();
+                return ReadToken(tokenPath, tokenName);
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {

@@ -104,5 +104,21 @@ public sealed class TokenFileTrustTests : IDisposable
         }
         Assert.DoesNotContain("accessible by group or others", control.Xds.Stats.LastError, StringComparison.Ordinal);
     }
-}
 
+    [Fact]
+    public void A_token_file_is_read_trimmed_and_one_larger_than_any_token_is_refused_naming_it()
+    {
+        var ok = _dir.Write("tokens/projected", "  eyJhbGciOi.token \n");
+        Assert.Equal("eyJhbGciOi.token", ControlPlane.ReadToken(ok, "service-account token"));
+
+        var huge = _dir.Write("tokens/huge", new string('a', ControlPlane.MaxTokenBytes + 1));
+        var error = Assert.Throws<IOException>(() => ControlPlane.ReadToken(huge, "service-account token"));
+        Assert.Contains(huge, error.Message);
+        Assert.DoesNotContain("aaaa", error.Message);
+
+        // An endless file (a symbolic link to /dev/zero) is refused after the limit, not read forever.
+        var endless = Path.Combine(_dir.Path, "tokens", "endless");
+        File.CreateSymbolicLink(endless, "/dev/zero");
+        Assert.Throws<IOException>(() => ControlPlane.ReadToken(endless, "service-account token"));
+    }
+}
