@@ -32,8 +32,10 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-results=$(mktemp -d)
-trap 'rm -rf "$results"' EXIT
+# The TRX files (per-test outcomes and durations) are kept in artifacts/test-results, replaced on each full run.
+results="$root/artifacts/test-results"
+rm -rf "$results"
+mkdir -p "$results"
 
 if ! dotnet build Ambient.sln -c Debug -nologo -clp:ErrorsOnly; then
   echo "build failed"
@@ -47,7 +49,15 @@ test_rc=$?
 
 # The shipped ztunnel and waypoint are native AOT publishes: the end-to-end tests run once more with them
 # (AMBIENT_ZTUNNEL, AMBIENT_WAYPOINT), so code that only breaks ahead of time (reflection the trimmer removed) fails
-# here rather than on a node. Only for the full suite (no extra arguments).
+# here rather than on a node. Only for the full suite (no extra arguments). Left out of this second pass: the classes
+# whose subject is the control plane or the CLI's orchestration (the demos, Kubernetes sources, istiod outages, root
+# rotation, live config, plain restarts); the proxy paths they drive (HBONE, SOCKS5, capture, DNS, the waypoint's
+# routes and policies, certificate fetches) are each covered by a class that stays. A new class runs in both passes.
+aot_skip="DemoE2ETests NetnsDemoE2ETests KubernetesMeshE2ETests KubernetesCaE2ETests IstiodOutageE2ETests RootRotationE2ETests LiveConfigE2ETests ZtunnelRestartE2ETests NetnsLocalMeshE2ETests"
+aot_filter=""
+for class in $aot_skip; do
+  aot_filter="${aot_filter:+$aot_filter&}FullyQualifiedName!~Ambient.E2E.Tests.$class"
+done
 aot_failed=0
 if [ $# -eq 0 ]; then
   case "$(uname -m)" in x86_64) rid=linux-x64 ;; aarch64) rid=linux-arm64 ;; *) rid="" ;; esac
@@ -65,7 +75,7 @@ if [ $# -eq 0 ]; then
     done
     if [ $aot_failed -eq 0 ]; then
       AMBIENT_ZTUNNEL="$aot/Ambient.Ztunnel/ztunnel" AMBIENT_WAYPOINT="$aot/Ambient.Waypoint/waypoint" \
-        dotnet test tests/Ambient.E2E.Tests -c Debug --no-build \
+        dotnet test tests/Ambient.E2E.Tests -c Debug --no-build --filter "$aot_filter" \
         --logger "trx;LogFileName=e2e-native-aot-proxies.trx" --results-directory "$results/aot"
       [ $? -eq 0 ] || test_rc=1
     fi
