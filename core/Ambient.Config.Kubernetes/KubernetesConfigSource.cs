@@ -281,6 +281,9 @@ internal sealed partial class KubernetesConfigSource : IConfigSource, IObjectSin
         Add<V1Service, V1ServiceList>("Service", (c, rv, w, t, ct) => _client.CoreV1.ListServiceForAllNamespacesWithHttpMessagesAsync(
             allowWatchBookmarks: w ? true : null, continueParameter: c, limit: w ? null : PageSize, resourceVersion: rv, timeoutSeconds: t, watch: w ? true : null, cancellationToken: ct),
             static o => new ObjectEntry(KubernetesObjects.Service(o)));
+        Add<V1EndpointSlice, V1EndpointSliceList>("EndpointSlice", (c, rv, w, t, ct) => _client.DiscoveryV1.ListEndpointSliceForAllNamespacesWithHttpMessagesAsync(
+            allowWatchBookmarks: w ? true : null, continueParameter: c, limit: w ? null : PageSize, resourceVersion: rv, timeoutSeconds: t, watch: w ? true : null, cancellationToken: ct),
+            static o => new ObjectEntry(KubernetesObjects.EndpointSlice(o)));
     }
 
     private const int PageSize = 500;

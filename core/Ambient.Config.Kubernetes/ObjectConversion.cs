@@ -72,6 +72,22 @@ internal static class KubernetesObjects
         {
             return new ObjectConversion(null, [new ConfigError(source, "status.podIPs[0].ip", $"'{LogText.Clip(ip)}' is not an IP address; the pod is left out")]);
         }
+        // Dual-stack: status.podIPs holds one address per family, the first equal to status.podIP; Istio publishes all.
+        var secondary = ImmutableArray<string>.Empty;
+        if (pod.Status?.PodIPs is { Count: > 1 } podIps)
+        {
+            var others = ImmutableArray.CreateBuilder<string>(podIps.Count - 1);
+            for (var i = 1; i < podIps.Count; i++)
+            {
+                var other = podIps[i].Ip;
+                if (string.IsNullOrEmpty(other) || !IsIp(other))
+                {
+                    return new ObjectConversion(null, [new ConfigError(source, $"status.podIPs[{i}].ip", $"'{LogText.Clip(other ?? "")}' is not an IP address; the pod is left out")]);
+                }
+                others.Add(other);
+            }
+            secondary = others.MoveToImmutable();
+        }
         var spec = pod.Spec;
         var containers = ImmutableArray.CreateBuilder<ContainerSpec>(spec?.Containers?.Count ?? 0);
         if (spec?.Containers is { } list)
@@ -90,6 +106,7 @@ internal static class KubernetesObjects
             Ready = IsReady(pod.Status),
             // The CA matches it against the pod a service-account token is bound to.
             Uid = pod.Metadata?.Uid,
+            SecondaryPodIPs = secondary,
         }, []);
     }
 
@@ -128,8 +145,59 @@ internal static class KubernetesObjects
             errors.Add(new ConfigError(source, "spec.clusterIP", $"'{LogText.Clip(clusterIp)}' is not an IP address; the service is left out"));
             return new ObjectConversion(null, errors.ToImmutable());
         }
+        // Dual-stack: spec.clusterIPs holds one VIP per spec.ipFamilies entry, the first equal to spec.clusterIP.
+        var secondary = ImmutableArray<string>.Empty;
+        if (spec?.ClusterIPs is { Count: > 1 } clusterIps && clusterIp is { Length: > 0 } && clusterIp != "None")
+        {
+            var others = ImmutableArray.CreateBuilder<string>(clusterIps.Count - 1);
+            for (var i = 1; i < clusterIps.Count; i++)
+            {
+                if (!IsIp(clusterIps[i] ?? ""))
+                {
+                    errors.Add(new ConfigError(source, $"spec.clusterIPs[{i}]", $"'{LogText.Clip(clusterIps[i] ?? "")}' is not an IP address; the service is left out"));
+                    return new ObjectConversion(null, errors.ToImmutable());
+                }
+                others.Add(clusterIps[i]);
+            }
+            secondary = others.MoveToImmutable();
+        }
         return new ObjectConversion(new ServiceResource(svc.ApiVersion ?? "v1", meta, source, spec?.Type is { Length: > 0 } type ? type : "ClusterIP",
-            NullIfEmpty(clusterIp), Map(spec?.Selector), ports.MoveToImmutable()), errors.ToImmutable());
+            NullIfEmpty(clusterIp), Map(spec?.Selector), ports.MoveToImmutable()) { SecondaryClusterIPs = secondary }, errors.ToImmutable());
+    }
+
+    /// <summary>
+    /// An EndpointSlice, field by field. Addresses are kept as text and checked by the model builder, which skips an
+    /// endpoint with an address that is not an IP (Istio: "if any invalid, skip"); the API server validates them anyway.
+    /// </summary>
+    public static ObjectConversion EndpointSlice(V1EndpointSlice slice)
+    {
+        var meta = Meta(slice.Metadata, clusterScoped: false);
+        var endpoints = ImmutableArray.CreateBuilder<EndpointSliceEndpoint>(slice.Endpoints?.Count ?? 0);
+        if (slice.Endpoints is { } list)
+        {
+            foreach (var e in list)
+            {
+                ObjectKeyRef? pod = null;
+                if (e.TargetRef is { Kind: "Pod", Name: { Length: > 0 } podName } target)
+                {
+                    pod = new ObjectKeyRef(string.IsNullOrEmpty(target.NamespaceProperty) ? meta.Namespace : target.NamespaceProperty, podName);
+                }
+                endpoints.Add(new EndpointSliceEndpoint(Strings(e.Addresses), e.Conditions?.Ready ?? true, pod));
+            }
+        }
+        var ports = ImmutableArray.CreateBuilder<EndpointSlicePort>(slice.Ports?.Count ?? 0);
+        if (slice.Ports is { } portList)
+        {
+            foreach (var p in portList)
+            {
+                if (p.Port is { } number)
+                {
+                    ports.Add(new EndpointSlicePort(NullIfEmpty(p.Name), number, p.Protocol is { Length: > 0 } protocol ? protocol : "TCP"));
+                }
+            }
+        }
+        return new ObjectConversion(new EndpointSliceResource(slice.ApiVersion ?? "discovery.k8s.io/v1", meta, Location("EndpointSlice", meta),
+            slice.AddressType ?? "IPv4", endpoints.MoveToImmutable(), ports.DrainToImmutable()), []);
     }
 
     /// <summary>

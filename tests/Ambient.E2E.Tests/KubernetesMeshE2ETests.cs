@@ -41,6 +41,21 @@ public sealed class KubernetesMeshE2ETests(KubernetesMeshFixture mesh) : IClassF
     }
 
     [Fact]
+    public async Task A_Service_without_a_selector_reaches_the_pod_its_EndpointSlice_names_over_mutual_tls()
+    {
+        var ns = KubernetesMeshFixture.Namespace;
+        mesh.Api.Put(KubernetesMeshFixture.Service("manual", app: null, mesh.ServiceAddress(5)));
+        mesh.Api.Put(KubernetesMeshFixture.EndpointSlice("manual-x1", "manual", "echo-1", mesh.PodAddress(2)));
+
+        using var client = mesh.Client();
+        Assert.Equal("echo-1", await mesh.EventuallyGetAsync(client, "manual"));
+        string[] labels = ["reporter=\"source\"", "destination_service_name=\"manual\"", $"destination_principal=\"spiffe://cluster.local/ns/{ns}/sa/echo\"",
+            "connection_security_policy=\"mutual_tls\""];
+        await MeshRun.EventuallyAsync(async () => MeshRun.Sum(await mesh.MetricsAsync(1), "istio_tcp_connections_opened_total", labels) > 0,
+            Patience, async () => "node-1's ztunnel reports no mutual_tls connection to the Service manual:\n" + await mesh.MetricsAsync(1) + mesh.Logs());
+    }
+
+    [Fact]
     public async Task A_watch_restart_loses_no_event_made_during_the_gap()
     {
         using var client = mesh.Client();
@@ -213,10 +228,18 @@ public sealed class KubernetesMeshFixture : IAsyncLifetime
          "status":{"phase":"Running","podIP":"%6%","podIPs":[{"ip":"%7%"}],"conditions":[{"type":"Ready","status":"True"}]}}
         """, name, Namespace, Guid.NewGuid(), app, serviceAccount, node, ip, ip));
 
-    internal static JsonObject Service(string name, string app, string clusterIp) => Json(Fill("""
+    /// <summary>A Service selecting the pods labelled app=<paramref name="app"/>; with a null app, one without a selector.</summary>
+    internal static JsonObject Service(string name, string? app, string clusterIp) => Json(Fill("""
         {"apiVersion":"v1","kind":"Service","metadata":{"name":"%0%","namespace":"%1%"},
-         "spec":{"clusterIP":"%2%","clusterIPs":["%3%"],"selector":{"app":"%4%"},"ports":[{"name":"http","port":80,"targetPort":8080}]}}
-        """, name, Namespace, clusterIp, clusterIp, app));
+         "spec":{"clusterIP":"%2%","clusterIPs":["%3%"]%4%,"ports":[{"name":"http","port":80,"targetPort":8080}]}}
+        """, name, Namespace, clusterIp, clusterIp, app is null ? "" : ",\"selector\":{\"app\":\"" + app + "\"}"));
+
+    /// <summary>The EndpointSlice of <paramref name="service"/> with one ready endpoint: <paramref name="pod"/> at its address, port http 8080.</summary>
+    internal static JsonObject EndpointSlice(string name, string service, string pod, string ip) => Json(Fill("""
+        {"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"%0%","namespace":"%1%","labels":{"kubernetes.io/service-name":"%2%"}},
+         "addressType":"IPv4","endpoints":[{"addresses":["%3%"],"conditions":{"ready":true},"targetRef":{"kind":"Pod","namespace":"%1%","name":"%4%"}}],
+         "ports":[{"name":"http","port":8080,"protocol":"TCP"}]}
+        """, name, Namespace, service, ip, pod));
 
     private static JsonObject Json(string text) => JsonNode.Parse(text)!.AsObject();
 

@@ -92,13 +92,18 @@ public sealed record PodResource(
     /// the Kubernetes API stays a workload but is published unhealthy, as Istio does, so no traffic is sent to it.</summary>
     public bool Ready { get; init; } = true;
 
+    /// <summary>The addresses after <see cref="PodIP"/> in <c>status.podIPs</c>: a dual-stack pod's address of the other
+    /// family. Empty for a single-stack pod (and always for a config folder, whose pods get one address).</summary>
+    public ImmutableArray<string> SecondaryPodIPs { get; init; } = [];
+
     public bool Equals(PodResource? other) =>
         ReferenceEquals(this, other)
         || (other is not null && base.Equals(other) && ServiceAccountName == other.ServiceAccountName
-            && NodeName == other.NodeName && PodIP == other.PodIP && Ready == other.Ready && Uid == other.Uid && ValueEquality.Equal(Containers, other.Containers));
+            && NodeName == other.NodeName && PodIP == other.PodIP && Ready == other.Ready && Uid == other.Uid && ValueEquality.Equal(Containers, other.Containers)
+            && ValueEquality.Equal(SecondaryPodIPs, other.SecondaryPodIPs));
 
     public override int GetHashCode() =>
-        HashCode.Combine(base.GetHashCode(), ServiceAccountName, NodeName, PodIP, Ready, Uid, ValueEquality.Hash(Containers));
+        HashCode.Combine(base.GetHashCode(), ServiceAccountName, NodeName, PodIP, Ready, Uid, ValueEquality.Hash(Containers), ValueEquality.Hash(SecondaryPodIPs));
 }
 
 /// <summary>
@@ -152,14 +157,64 @@ public sealed record ServiceResource(
     ImmutableArray<ServicePortSpec> Ports)
     : Resource(ApiVersion, "Service", Metadata, Source)
 {
+    /// <summary>The addresses after <see cref="ClusterIP"/> in <c>spec.clusterIPs</c>: a dual-stack Service's VIP of the
+    /// other family (<c>spec.ipFamilies</c>). Empty for a single-stack Service.</summary>
+    public ImmutableArray<string> SecondaryClusterIPs { get; init; } = [];
+
     public bool Equals(ServiceResource? other) =>
         ReferenceEquals(this, other)
         || (other is not null && base.Equals(other) && Type == other.Type && ClusterIP == other.ClusterIP
-            && ValueEquality.Equal(Selector, other.Selector) && ValueEquality.Equal(Ports, other.Ports));
+            && ValueEquality.Equal(Selector, other.Selector) && ValueEquality.Equal(Ports, other.Ports)
+            && ValueEquality.Equal(SecondaryClusterIPs, other.SecondaryClusterIPs));
 
     public override int GetHashCode() =>
-        HashCode.Combine(base.GetHashCode(), Type, ClusterIP, ValueEquality.Hash(Selector), ValueEquality.Hash(Ports));
+        HashCode.Combine(base.GetHashCode(), Type, ClusterIP, ValueEquality.Hash(Selector), ValueEquality.Hash(Ports), ValueEquality.Hash(SecondaryClusterIPs));
 }
+
+/// <summary>
+/// A <c>discovery.k8s.io/v1</c> EndpointSlice: the endpoints Kubernetes (or a user, for a Service without a selector)
+/// lists for the Service named by its <c>kubernetes.io/service-name</c> label (<see cref="ServiceName"/>).
+/// </summary>
+public sealed record EndpointSliceResource(
+    string ApiVersion,
+    ObjectMeta Metadata,
+    SourceLocation Source,
+    string AddressType,
+    ImmutableArray<EndpointSliceEndpoint> Endpoints,
+    ImmutableArray<EndpointSlicePort> Ports)
+    : Resource(ApiVersion, "EndpointSlice", Metadata, Source)
+{
+    public const string ServiceNameLabel = "kubernetes.io/service-name";
+
+    /// <summary>The Service the slice belongs to; null for a slice that names none (Istio ignores those, so do we).</summary>
+    public string? ServiceName => Metadata.Label(ServiceNameLabel);
+
+    public bool Equals(EndpointSliceResource? other) =>
+        ReferenceEquals(this, other)
+        || (other is not null && base.Equals(other) && AddressType == other.AddressType
+            && ValueEquality.Equal(Endpoints, other.Endpoints) && ValueEquality.Equal(Ports, other.Ports));
+
+    public override int GetHashCode() =>
+        HashCode.Combine(base.GetHashCode(), AddressType, ValueEquality.Hash(Endpoints), ValueEquality.Hash(Ports));
+}
+
+/// <summary>One endpoint of a slice: its addresses, <c>conditions.ready</c> (absent means ready), and the Pod it names
+/// through <c>targetRef</c> (null when it names none, or something else than a Pod).</summary>
+public sealed record EndpointSliceEndpoint(ImmutableArray<string> Addresses, bool Ready, ObjectKeyRef? TargetPod)
+{
+    public bool Equals(EndpointSliceEndpoint? other) =>
+        ReferenceEquals(this, other)
+        || (other is not null && Ready == other.Ready && TargetPod == other.TargetPod && ValueEquality.Equal(Addresses, other.Addresses));
+
+    public override int GetHashCode() => HashCode.Combine(Ready, TargetPod, ValueEquality.Hash(Addresses));
+}
+
+/// <summary>A namespaced object reference (namespace, name).</summary>
+public sealed record ObjectKeyRef(string Namespace, string Name);
+
+/// <summary>A slice port: <see cref="Name"/> is the Service port's name (null for an unnamed one), <see cref="Port"/>
+/// the endpoints' port number.</summary>
+public sealed record EndpointSlicePort(string? Name, int Port, string Protocol);
 
 /// <summary>A kind we do not understand yet: kept so nothing is silently lost, reported once as ignored.</summary>
 public sealed record UnknownResource(string ApiVersion, string Kind, ObjectMeta Metadata, SourceLocation Source)

@@ -37,10 +37,11 @@ internal static class MeshBuilder
         var services = new List<ServiceResource>();
         var routes = new List<HttpRouteResource>();
         var grants = new List<ReferenceGrantResource>();
+        var slices = new List<EndpointSliceResource>();
         var firstSeen = new Dictionary<(string Kind, string Namespace, string Name), SourceLocation>(resources.Count);
         foreach (var r in resources)
         {
-            if (r is not (NamespaceResource or PodResource or ServiceResource or HttpRouteResource or ReferenceGrantResource))
+            if (r is not (NamespaceResource or PodResource or ServiceResource or HttpRouteResource or ReferenceGrantResource or EndpointSliceResource))
             {
                 continue;
             }
@@ -68,6 +69,9 @@ internal static class MeshBuilder
                 case ReferenceGrantResource grant:
                     grants.Add(grant);
                     break;
+                case EndpointSliceResource slice:
+                    slices.Add(slice);
+                    break;
             }
         }
 
@@ -78,6 +82,7 @@ internal static class MeshBuilder
         var selectorsByNamespace = new Dictionary<string, SelectorIndex>(StringComparer.Ordinal);
         // What the cache compares per namespace: the Services whose selectors its pods are matched against.
         var selectingByNamespace = cache is null ? null : new Dictionary<string, List<ServiceResource>>(StringComparer.Ordinal);
+        Dictionary<ObjectKey, ServiceInfo>? selectorless = null;
         foreach (var svc in services)
         {
             if (LoopbackAddressAllocator.IsExternalName(svc))
@@ -89,7 +94,9 @@ internal static class MeshBuilder
             serviceInfos.Add(info);
             if (svc.Selector.Count == 0)
             {
-                continue; // Kubernetes: an empty selector selects nothing (endpoints are managed by hand).
+                // Kubernetes: an empty selector selects nothing; the endpoints are the Service's EndpointSlices.
+                (selectorless ??= []).TryAdd(new ObjectKey(info.Namespace, info.Name), info);
+                continue;
             }
             if (!selectorsByNamespace.TryGetValue(info.Namespace, out var index))
             {
@@ -106,6 +113,7 @@ internal static class MeshBuilder
             }
         }
 
+        var sliceEndpoints = EndpointSliceEndpoints.Build(slices, selectorless, pods, assignment, options, pool, problems);
         var workloads = new List<WorkloadInfo>(pods.Count);
         var matched = new List<ServiceMatcher>();
         foreach (var pod in pods)
@@ -119,6 +127,8 @@ internal static class MeshBuilder
                 workload = BuildWorkload(pod, ns, nsResource, selectors, matched, options, address, pool);
                 cache?.Remember(pod, address, workload);
             }
+            // After the cache: what the slices add is never cached, so a changed slice cannot leave a stale workload.
+            workload = sliceEndpoints.AddTo(workload, ns, pod.Metadata.Name);
             if (resolver.ForPod(pod) is { } waypoint)
             {
                 workload = workload with { Waypoint = waypoint.GatewayAddress };
@@ -131,6 +141,7 @@ internal static class MeshBuilder
             }
             workloads.Add(workload);
         }
+        workloads.AddRange(sliceEndpoints.Workloads);
 
         routes.Sort(static (a, b) => ObjectKey.CompareJoined(new ObjectKey(a.Metadata.Namespace, a.Metadata.Name), new ObjectKey(b.Metadata.Namespace, b.Metadata.Name)));
         grants.Sort(static (a, b) => ObjectKey.CompareJoined(new ObjectKey(a.Metadata.Namespace, a.Metadata.Name), new ObjectKey(b.Metadata.Namespace, b.Metadata.Name)));
@@ -225,7 +236,7 @@ internal static class MeshBuilder
         return new ServiceInfo(name, ns, ServiceInfo.KubernetesHostname(name, ns, options.DomainSuffix))
         {
             Network = pool.Get(options.Network),
-            Vips = vip is null ? [] : [vip],
+            Vips = vip is null ? [] : svc.ClusterIP is null ? [vip] : DualStackAddresses.WithSecondary(vip, svc.SecondaryClusterIPs),
             Ports = ports.MoveToImmutable(),
             Labels = svc.Metadata.Labels,
             Selector = svc.Selector,
@@ -255,7 +266,7 @@ internal static class MeshBuilder
         return new WorkloadInfo(WorkloadInfo.PodUid(options.ClusterId, ns, name), ns, pool.Get(options.TrustDomain), serviceAccount, pool)
         {
             Name = name,
-            Addresses = address is null ? [] : [address],
+            Addresses = address is null ? [] : pod.PodIP is null ? [address] : DualStackAddresses.WithSecondary(address, pod.SecondaryPodIPs),
             Network = pool.Get(options.Network),
             TunnelProtocol = IsEnrolled(pod, nsResource) ? TunnelProtocol.Hbone : TunnelProtocol.None,
             Node = pool.Get(pod.NodeName ?? ""),

@@ -64,6 +64,20 @@ public sealed class KubernetesConfigSourceTests
              "spec":{"mtls":{"mode":"STRICT"}}}
             """, ("ns", ns), ("name", name), ("rev", rev));
 
+        public static string EndpointSlice(string ns, string name, string service, string ip, string rev = "1", string? pod = null, bool ready = true) =>
+            Fill("""
+            {"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"%name%","namespace":"%ns%","labels":{"kubernetes.io/service-name":"%service%","rev":"%rev%"}},
+             "addressType":"IPv4","endpoints":[{"addresses":["%ip%"],"conditions":{"ready":%ready%}%target%}],"ports":[{"name":"http","port":8080,"protocol":"TCP"}]}
+            """, ("ns", ns), ("name", name), ("service", service), ("ip", ip), ("rev", rev), ("ready", ready ? "true" : "false"),
+                ("target", pod is null ? "" : ",\"targetRef\":{\"kind\":\"Pod\",\"namespace\":\"" + ns + "\",\"name\":\"" + pod + "\"}"));
+
+        /// <summary>A Service without a selector: its endpoints are its EndpointSlices.</summary>
+        public static string SelectorlessService(string ns, string name, string ip) =>
+            Fill("""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"%name%","namespace":"%ns%"},
+             "spec":{"clusterIP":"%ip%","ports":[{"name":"http","port":80}]}}
+            """, ("ns", ns), ("name", name), ("ip", ip));
+
         private static string Fill(string template, params (string Name, string Value)[] values)
         {
             foreach (var (name, value) in values)
@@ -80,6 +94,7 @@ public sealed class KubernetesConfigSourceTests
             "ServiceAccount" => ServiceAccount("shop", "x", rev),
             "Pod" => Pod("shop", "x", "10.244.1.9", rev: rev),
             "Service" => Service("shop", "x", "10.96.0.9", rev),
+            "EndpointSlice" => EndpointSlice("shop", "x", "external", "192.0.2.9", rev),
             "Gateway" => Gateway("shop", "x", rev),
             "HTTPRoute" => HttpRoute("shop", "x", rev),
             "ReferenceGrant" => ReferenceGrant("shop", "x", rev),
@@ -127,6 +142,7 @@ public sealed class KubernetesConfigSourceTests
         server.Put(Objects.ReferenceGrant("shop", "grant"));
         server.Put(Objects.AuthorizationPolicy("shop", "allow"));
         server.Put(Objects.PeerAuthentication("shop", "strict"));
+        server.Put(Objects.EndpointSlice("shop", "external-1", "external", "10.244.1.7", pod: "web-1"));
 
         using var source = await StartAsync(server);
         var snapshot = source.Current;
@@ -143,6 +159,7 @@ public sealed class KubernetesConfigSourceTests
         Assert.IsType<ReferenceGrantResource>(Find(snapshot, "ReferenceGrant", "shop", "grant"));
         Assert.IsType<AuthorizationPolicyResource>(Find(snapshot, "AuthorizationPolicy", "shop", "allow"));
         Assert.IsType<PeerAuthenticationResource>(Find(snapshot, "PeerAuthentication", "shop", "strict"));
+        Assert.Equal(new ObjectKeyRef("shop", "web-1"), Assert.IsType<EndpointSliceResource>(Find(snapshot, "EndpointSlice", "shop", "external-1")).Endpoints[0].TargetPod);
     }
 
     [Theory]
@@ -150,6 +167,7 @@ public sealed class KubernetesConfigSourceTests
     [InlineData("ServiceAccount")]
     [InlineData("Pod")]
     [InlineData("Service")]
+    [InlineData("EndpointSlice")]
     [InlineData("Gateway")]
     [InlineData("HTTPRoute")]
     [InlineData("ReferenceGrant")]
@@ -170,6 +188,38 @@ public sealed class KubernetesConfigSourceTests
 
         Assert.True(server.Delete(added["apiVersion"]!.GetValue<string>(), kind, ns.Length == 0 ? null : ns, "x"));
         await WaitForAsync(source, s => Find(s, kind, ns, "x") is null, $"{kind} x deleted");
+    }
+
+    [Fact]
+    public async Task A_watched_endpoint_slice_adds_moves_and_removes_the_endpoints_of_a_selectorless_service()
+    {
+        const string key = "shop/external.shop.svc.cluster.local";
+        await using var server = await FakeKubeApiServer.StartAsync(cancellationToken: TestContext.Current.CancellationToken);
+        server.Put(Objects.Namespace("shop"));
+        server.Put(Objects.Pod("shop", "web-1", "10.244.1.7"));
+        server.Put(Objects.SelectorlessService("shop", "external", "10.96.0.20"));
+        using var source = await StartAsync(server);
+        var cache = new Ambient.Core.Model.MeshBuildCache();
+        Ambient.Core.Model.MeshSnapshot Build(ConfigSnapshot s) => Ambient.Core.Model.MeshBuilder.Build(s.Resources, null, cache);
+        Assert.Empty(Build(source.Current).EndpointsOf(Build(source.Current).FindServiceByKey(key)!));
+
+        // Added: the pod it names serves the Service on the slice's port.
+        server.Put(Objects.EndpointSlice("shop", "external-1", "external", "10.244.1.7", pod: "web-1"));
+        var added = Build(await WaitForAsync(source, s => Find(s, "EndpointSlice", "shop", "external-1") is not null, "the slice"));
+        var entry = Assert.Single(added.FindPod("shop", "web-1")!.Services, s => s.ServiceKey == key);
+        Assert.Equal(8080, Assert.Single(entry.Ports).TargetPort);
+
+        // Updated: the endpoint is now an address outside the cluster's pods, and not ready.
+        server.Put(Objects.EndpointSlice("shop", "external-1", "external", "192.0.2.30", rev: "2", ready: false));
+        var updated = Build(await WaitForAsync(source, s => Find(s, "EndpointSlice", "shop", "external-1")?.Metadata.Label("rev") == "2", "the slice updated"));
+        Assert.DoesNotContain(updated.FindPod("shop", "web-1")!.Services, s => s.ServiceKey == key);
+        var outside = Assert.Single(updated.EndpointsOf(updated.FindServiceByKey(key)!)).Workload;
+        Assert.Equal(("192.0.2.30", Ambient.Core.Protos.Workload.WorkloadStatus.Unhealthy), (outside.Addresses[0].ToString(), outside.Status));
+
+        // Deleted: the Service has no endpoints again.
+        Assert.True(server.Delete("discovery.k8s.io/v1", "EndpointSlice", "shop", "external-1"));
+        var deleted = Build(await WaitForAsync(source, s => Find(s, "EndpointSlice", "shop", "external-1") is null, "the slice deleted"));
+        Assert.Empty(deleted.EndpointsOf(deleted.FindServiceByKey(key)!));
     }
 
     [Fact]

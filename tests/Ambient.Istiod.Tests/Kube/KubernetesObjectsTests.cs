@@ -170,4 +170,58 @@ public sealed class KubernetesObjectsTests
         for (var i = 0; i < kv.Length; i += 2) b[kv[i]] = kv[i + 1];
         return b.ToImmutable();
     }
+
+    [Fact]
+    public void A_dual_stack_pod_and_service_keep_the_address_of_the_other_family()
+    {
+        var pod = RunningPod();
+        pod.Status.PodIPs = [new V1PodIP { Ip = "10.244.1.7" }, new V1PodIP { Ip = "fd00:10:244::7" }];
+        var converted = Assert.IsType<PodResource>(KubernetesObjects.Pod(pod).Resource);
+        Assert.Equal("10.244.1.7", converted.PodIP);
+        Assert.Equal(["fd00:10:244::7"], converted.SecondaryPodIPs);
+
+        var svc = new V1Service
+        {
+            ApiVersion = "v1",
+            Metadata = new V1ObjectMeta { Name = "web", NamespaceProperty = "shop" },
+            Spec = new V1ServiceSpec
+            {
+                ClusterIP = "10.96.0.10", ClusterIPs = ["10.96.0.10", "fd00:96::10"], IpFamilies = ["IPv4", "IPv6"],
+                Selector = new Dictionary<string, string> { ["app"] = "web" }, Ports = [new V1ServicePort { Name = "http", Port = 80 }],
+            },
+        };
+        var service = Assert.IsType<ServiceResource>(KubernetesObjects.Service(svc).Resource);
+        Assert.Equal(("10.96.0.10", "fd00:96::10"), (service.ClusterIP, Assert.Single(service.SecondaryClusterIPs)));
+
+        pod.Status.PodIPs[1].Ip = "fd00::7/64";
+        var rejected = KubernetesObjects.Pod(pod);
+        Assert.Null(rejected.Resource);
+        Assert.Equal("status.podIPs[1].ip", Assert.Single(rejected.Errors).Field);
+    }
+
+    [Fact]
+    public void An_endpoint_slice_keeps_its_service_endpoints_readiness_target_pods_and_ports()
+    {
+        var slice = new V1EndpointSlice
+        {
+            ApiVersion = "discovery.k8s.io/v1",
+            AddressType = "IPv4",
+            Metadata = new V1ObjectMeta { Name = "db-x1", NamespaceProperty = "shop", Labels = new Dictionary<string, string> { ["kubernetes.io/service-name"] = "db" } },
+            Endpoints =
+            [
+                new V1Endpoint { Addresses = ["10.244.1.9"], TargetRef = new V1ObjectReference { Kind = "Pod", Name = "db-0" } },
+                new V1Endpoint { Addresses = ["192.0.2.1"], Conditions = new V1EndpointConditions { Ready = false } },
+            ],
+            Ports = [new Discoveryv1EndpointPort { Name = "sql", Port = 5432, Protocol = "TCP" }, new Discoveryv1EndpointPort { Port = 53, Protocol = "UDP" }],
+        };
+
+        var converted = Assert.IsType<EndpointSliceResource>(KubernetesObjects.EndpointSlice(slice).Resource);
+
+        Assert.Equal(("EndpointSlice/shop/db-x1", "db", "IPv4"), (converted.Key, converted.ServiceName, converted.AddressType));
+        Assert.Equal(new EndpointSliceEndpoint(["10.244.1.9"], true, new ObjectKeyRef("shop", "db-0")), converted.Endpoints[0]);
+        Assert.Equal(new EndpointSliceEndpoint(["192.0.2.1"], false, null), converted.Endpoints[1]);
+        Assert.Equal([new EndpointSlicePort("sql", 5432, "TCP"), new EndpointSlicePort(null, 53, "UDP")], converted.Ports);
+        // Equal objects convert to equal records: a status-only update publishes nothing.
+        Assert.Equal(converted, KubernetesObjects.EndpointSlice(slice).Resource);
+    }
 }
