@@ -704,6 +704,40 @@ public sealed class GatewayConformanceE2ETests(GatewayConformanceMesh mesh) : IC
         Assert.True(r.Elapsed >= TimeSpan.FromMilliseconds(950), $"retried after {r.Elapsed.TotalMilliseconds:0}ms, the backoff is 1s");
     }
 
+    // ---- Consumer routes (GEP-1294 "Namespace boundaries"; upstream conformance MeshConsumerRoute) ----
+
+    [Fact]
+    public async Task ConsumerRoute_AffectsRequestsFromItsNamespaceOnly()
+    {
+        var url = $"http://{mesh.Host(GatewayConformanceMesh.ConsumedService)}/";
+        var fromConsumer = await mesh.ConsumerClient.SendAsync(HttpMethod.Get, url);
+        Assert.True(fromConsumer.Code == 200 && fromConsumer.Service == "infra-backend-v1" && fromConsumer.Header("X-Header-Set") == "set",
+            fromConsumer.ToString());
+        var fromProducer = await mesh.Client.SendAsync(HttpMethod.Get, url);
+        Assert.True(fromProducer.Code == 200 && fromProducer.Service == "infra-backend-v1" && fromProducer.Header("X-Header-Set") is null,
+            fromProducer.ToString());
+    }
+
+    [Fact]
+    public async Task ConsumerRoute_ReplacesTheProducerRoutesForItsNamespace()
+    {
+        var url = $"http://{mesh.Host(GatewayConformanceMesh.ConsumedService)}/producer-only";
+        var fromProducer = await mesh.Client.SendAsync(HttpMethod.Get, url);
+        Assert.True(fromProducer.Code == 200 && fromProducer.Service == "infra-backend-v2" && fromProducer.Header("X-Header-Set") is null,
+            fromProducer.ToString());
+        var fromConsumer = await mesh.ConsumerClient.SendAsync(HttpMethod.Get, url);
+        Assert.True(fromConsumer.Code == 200 && fromConsumer.Service == "infra-backend-v1" && fromConsumer.Header("X-Header-Set") == "set",
+            fromConsumer.ToString());
+    }
+
+    [Fact]
+    public async Task Status_ConsumerRoute_IsAcceptedOnItsServiceParent()
+    {
+        var conditions = await ConditionsAsync("consumer-add-header", mesh.ConsumerNamespace);
+        Assert.Contains("Accepted=True/Accepted", conditions);
+        Assert.Contains("ResolvedRefs=True/ResolvedRefs", conditions);
+    }
+
     // ---- Status ----
 
     [Fact]
@@ -739,9 +773,9 @@ public sealed class GatewayConformanceE2ETests(GatewayConformanceMesh mesh) : IC
     }
 
     /// <summary>The route's conditions for its (one) parentRef as `Type=Status/Reason`, from `ambientctl get httproute -o json`.</summary>
-    private async Task<List<string>> ConditionsAsync(string route)
+    private async Task<List<string>> ConditionsAsync(string route, string? ns = null)
     {
-        var get = await mesh.Run.CtlAsync(TimeSpan.FromSeconds(30), "get", "httproute", route, "-n", mesh.Namespace, "-o", "json");
+        var get = await mesh.Run.CtlAsync(TimeSpan.FromSeconds(30), "get", "httproute", route, "-n", ns ?? mesh.Namespace, "-o", "json");
         Assert.True(get.Code == 0, get.Output);
         using var doc = JsonDocument.Parse(get.Output[get.Output.IndexOf('{', StringComparison.Ordinal)..]);
         var parent = Assert.Single(doc.RootElement.GetProperty("status").GetProperty("parents").EnumerateArray());

@@ -9,9 +9,10 @@ namespace Ambient.E2E.Tests;
 /// <summary>
 /// The mesh of the Gateway API conformance suite (GAMMA mesh profile), built once for every test of
 /// <see cref="GatewayConformanceE2ETests"/>: the conformance backends infra-backend-v1/v2/v3 (Deployments of the echo
-/// sample, each behind a Service of the same name on port 8080), a client pod, a waypoint for the namespace, and one
-/// Service per feature (each selecting infra-backend-v1, so a request no rule matches lands there) with its own
-/// HTTPRoutes, so the routes of one feature cannot decide a request of another. All routes are written before
+/// sample, each behind a Service of the same name on port 8080), a client pod (and one in a consumer namespace, for
+/// consumer routes), a waypoint for the namespace, and one Service per feature (each selecting infra-backend-v1, so a
+/// request no rule matches lands there) with its own HTTPRoutes, so the routes of one feature cannot decide a request
+/// of another. All routes are written before
 /// `local up`; the fixture returns once every route answers as routed.
 /// </summary>
 public sealed class GatewayConformanceMesh : IAsyncLifetime
@@ -25,6 +26,9 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
 
     private static readonly TimeSpan Propagation = TimeSpan.FromSeconds(60);
 
+    /// <summary>The Service (here, selecting infra-backend-v1) that the consumer namespace's route is for.</summary>
+    public const string ConsumedService = "consumed";
+
     private readonly List<(string Name, int Port)> _routedServices = [];
     private MeshRun? _run;
 
@@ -36,7 +40,17 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
     public string WebNamespace => WebNamespaceOf(Namespace);
 
     private static string WebNamespaceOf(string ns) => ns + "-web";
+
+    /// <summary>The consumer namespace (the upstream suite's gateway-conformance-mesh-consumer): a client pod and a
+    /// consumer route for this namespace's Service <c>consumed</c>.</summary>
+    public string ConsumerNamespace => ConsumerNamespaceOf(Namespace);
+
+    private static string ConsumerNamespaceOf(string ns) => ns + "-consumer";
+
     internal ConformanceClient Client { get; private set; } = null!;
+
+    /// <summary>A client in <see cref="ConsumerNamespace"/>.</summary>
+    internal ConformanceClient ConsumerClient { get; private set; } = null!;
 
     public string Host(string service) => $"{service}.{Namespace}.svc.cluster.local";
 
@@ -49,7 +63,21 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
         // one pod), so the probe opens a connection per request and asks each routed Service three times for /ready,
         // which only a live route sends to infra-backend-v3 (the Service itself selects infra-backend-v1).
         using var probe = new ConformanceClient(Run.Pod("client"), keepAlive: false);
-        var pending = new List<(string Name, int Port)>(_routedServices);
+        await WaitForRoutesAsync(probe, _routedServices, r => r.Service == "infra-backend-v3");
+        // The consumer route's /ready rule marks its answer, so the probe tells it from the producer route's.
+        var consumerPod = Run.Get($"pod-{ConsumerNamespace}-client");
+        using var consumerProbe = new ConformanceClient(consumerPod, keepAlive: false);
+        await WaitForRoutesAsync(consumerProbe, [(ConsumedService, 80)],
+            r => r.Service == "infra-backend-v3" && r.Header("X-Consumer-Route") == "ready");
+        // Opened after every route is live, so its kept-alive connections are served as HTTP, routed per request.
+        Client = new ConformanceClient(Run.Pod("client"), keepAlive: true);
+        ConsumerClient = new ConformanceClient(consumerPod, keepAlive: true);
+    }
+
+    private async Task WaitForRoutesAsync(ConformanceClient probe, IEnumerable<(string Name, int Port)> services,
+        Func<ConformanceResponse, bool> routed)
+    {
+        var pending = new List<(string Name, int Port)>(services);
         string? last = null;
         await MeshRun.EventuallyAsync(async () =>
         {
@@ -61,7 +89,7 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
                     try
                     {
                         var r = await probe.SendAsync(HttpMethod.Get, $"http://{Host(pending[i].Name)}:{pending[i].Port}/ready");
-                        live = r.Service == "infra-backend-v3";
+                        live = routed(r);
                         last = $"{pending[i].Name}: {r}";
                     }
                     catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
@@ -74,13 +102,12 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
             }
             return pending.Count == 0;
         }, Propagation, () => Task.FromResult($"routes never went live for {string.Join(", ", pending.Select(p => p.Name))} (last: {last})"));
-        // Opened after every route is live, so its kept-alive connections are served as HTTP, routed per request.
-        Client = new ConformanceClient(Run.Pod("client"), keepAlive: true);
     }
 
     public ValueTask DisposeAsync()
     {
         Client?.Dispose();
+        ConsumerClient?.Dispose();
         _run?.Dispose();
         return ValueTask.CompletedTask;
     }
@@ -274,6 +301,25 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
               - matches: [{path: {type: PathPrefix, value: /live}}]
                 backendRefs: [{name: web-live, namespace: {{{web}}}, port: 8080}]
             """));
+
+        // Consumer routes (GEP-1294 "Namespace boundaries", upstream MeshConsumerRoute): a route in the consumer namespace
+        // for the Service consumed here sets a response header and sends to that Service itself (no ReferenceGrant
+        // needed for the parent); for its /ready rule, infra-backend-v3 here needs the grant. Clients of the consumer
+        // namespace use it instead of the producer route on the same Service (/producer-only -> infra-backend-v2).
+        var consumer = ConsumerNamespaceOf(ns);
+        yaml.Append(MeshYaml.Namespace(consumer) + MeshYaml.ServiceAccount(consumer, "client") + MeshYaml.Sleep(consumer, "client", "client", "gc-node-a"));
+        yaml.Append(Route(ns, ConsumedService, """
+              - matches: [{path: {type: PathPrefix, value: /producer-only}}]
+                backendRefs: [{name: infra-backend-v2, port: 8080}]
+            """));
+        yaml.Append(RouteOnly(consumer, "consumer-add-header", ConsumedService, $$$"""
+              - filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-Header-Set, value: set}]}}]
+                backendRefs: [{name: {{{ConsumedService}}}, namespace: {{{ns}}}, port: 80}]
+              - matches: [{path: {type: Exact, value: /ready}}]
+                filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-Consumer-Route, value: ready}]}}]
+                backendRefs: [{name: infra-backend-v3, namespace: {{{ns}}}, port: 8080}]
+            """, parentPort: null, parentNamespace: ns));
+        yaml.Append(Grant(ns, "allow-consumer-ready", consumer, "infra-backend-v3"));
 
         // A parentRef to a port the Service does not have: not accepted, so it routes nothing.
         yaml.Append(RouteOnly(ns, "wrong-port", "invalid-refs", """
@@ -509,12 +555,13 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
             """;
     }
 
-    private static string RouteOnly(string ns, string name, string service, string rules, string? created = null, int? parentPort = 80) => $$$"""
+    private static string RouteOnly(string ns, string name, string service, string rules, string? created = null, int? parentPort = 80,
+        string? parentNamespace = null) => $$$"""
         apiVersion: gateway.networking.k8s.io/v1
         kind: HTTPRoute
         metadata: {name: {{{name}}}, namespace: {{{ns}}}{{{(created is null ? "" : ", creationTimestamp: \"" + created + "\"")}}}}
         spec:
-          parentRefs: [{group: "", kind: Service, name: {{{service}}}{{{(parentPort is { } p ? ", port: " + p : "")}}}}]
+          parentRefs: [{group: "", kind: Service, name: {{{service}}}{{{(parentNamespace is null ? "" : ", namespace: " + parentNamespace)}}}{{{(parentPort is { } p ? ", port: " + p : "")}}}}]
           rules:
         {{{rules.TrimEnd('\n')}}}
         ---

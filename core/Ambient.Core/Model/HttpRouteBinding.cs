@@ -180,12 +180,6 @@ internal static class HttpRouteBinder
             {
                 return (NotAccepted("NoMatchingParent", $"Service {name} does not exist"), null);
             }
-            if (ns != routeNs)
-            {
-                // A consumer route (GAMMA): it would apply to clients in the route's namespace only, which a waypoint
-                // serving every client of the Service cannot tell apart.
-                return (NotAccepted("NotAllowedByListeners", $"Service {name} is in another namespace than the route; waypoints apply producer routes only"), null);
-            }
             if (parent.Port != 0 && !service.TryGetPort((int)parent.Port, out _))
             {
                 return (NotAccepted("NoMatchingParent", $"Service {name} has no port {parent.Port}"), null);
@@ -198,7 +192,12 @@ internal static class HttpRouteBinder
             {
                 return (NotAccepted("NoMatchingParent", $"Service {name} has no waypoint ({WaypointLabels.UseWaypoint}); no proxy applies the route"), null);
             }
-            return (Accepted($"bound to waypoint {serving.Key} through Service {name}"), serving);
+            // GEP-1294 "Namespace boundaries": a route in another namespace than its Service is a consumer route. It is
+            // bound like a producer route, to the waypoint serving the Service; that waypoint tells clients apart by the
+            // namespace of their SPIFFE identity and applies the route only to clients of the route's namespace.
+            return ns == routeNs
+                ? (Accepted($"bound to waypoint {serving.Key} through Service {name}"), serving)
+                : (Accepted($"bound to waypoint {serving.Key} through Service {name} as a consumer route: applies to clients in namespace {routeNs}"), serving);
         }
         if (kind == "Gateway" && group == GatewayGroup)
         {
@@ -258,25 +257,25 @@ internal static class HttpRouteBinder
                 {
                     continue;
                 }
-                var problem = Resolve(snapshot, route.Namespace, backend.BackendRef);
+                var problem = Resolve(snapshot, route, backend.BackendRef);
                 backend.InvalidReason = problem?.Reason ?? "";
-                var mirrors = ResolveMirrors(snapshot, route.Namespace, backend.Filters);
+                var mirrors = ResolveMirrors(snapshot, route, backend.Filters);
                 first ??= problem ?? mirrors;
             }
-            var ruleMirrors = ResolveMirrors(snapshot, route.Namespace, rule.Filters);
+            var ruleMirrors = ResolveMirrors(snapshot, route, rule.Filters);
             first ??= ruleMirrors;
         }
         return first;
     }
 
-    private static (string Reason, string Message)? ResolveMirrors(MeshSnapshot snapshot, string routeNamespace, IEnumerable<HTTPRouteFilter> filters)
+    private static (string Reason, string Message)? ResolveMirrors(MeshSnapshot snapshot, HTTPRoute route, IEnumerable<HTTPRouteFilter> filters)
     {
         (string, string)? first = null;
         foreach (var f in filters)
         {
             if (f.Type == HTTPRouteFilterType.RequestMirror && f.RequestMirror?.BackendRef is { } mirror)
             {
-                var problem = Resolve(snapshot, routeNamespace, mirror);
+                var problem = Resolve(snapshot, route, mirror);
                 f.RequestMirror.InvalidReason = problem?.Reason ?? "";
                 first ??= problem;
             }
@@ -284,8 +283,9 @@ internal static class HttpRouteBinder
         return first;
     }
 
-    private static (string Reason, string Message)? Resolve(MeshSnapshot snapshot, string routeNamespace, BackendRef backend)
+    private static (string Reason, string Message)? Resolve(MeshSnapshot snapshot, HTTPRoute route, BackendRef backend)
     {
+        var routeNamespace = route.Namespace;
         if (backend.Namespace.Length == 0)
         {
             backend.Namespace = routeNamespace;
@@ -295,7 +295,7 @@ internal static class HttpRouteBinder
         {
             return ("InvalidKind", $"backendRef {name}: kind '{backend.Group}/{backend.Kind}' is not supported (Service only)");
         }
-        if (backend.Namespace != routeNamespace && !Permitted(snapshot, routeNamespace, backend))
+        if (backend.Namespace != routeNamespace && !IsParentService(route, backend) && !Permitted(snapshot, routeNamespace, backend))
         {
             return ("RefNotPermitted", $"backendRef {name} is in another namespace and no ReferenceGrant there permits HTTPRoutes of namespace {routeNamespace} to refer to it");
         }
@@ -304,6 +304,26 @@ internal static class HttpRouteBinder
             return ("BackendNotFound", $"backendRef Service {name} does not exist");
         }
         return null;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="backend"/> names one of the route's own Service parents. GEP-1294 "Namespace boundaries":
+    /// mesh routes augment Services rather than expose them, so a ReferenceGrant is needed only where a reference reaches
+    /// further than the client could anyway. A consumer route sending to (or mirroring to) the very Service its clients
+    /// called reaches nothing new: upstream MeshConsumerRoute sends to its parent in the producer namespace with no grant.
+    /// Every other cross-namespace Service keeps needing a grant, as for producer routes.
+    /// </summary>
+    private static bool IsParentService(HTTPRoute route, BackendRef backend)
+    {
+        foreach (var parent in route.ParentRefs)
+        {
+            if (parent.Kind == "Service" && parent.Group is "" or "core" && parent.Name == backend.Name
+                && (parent.Namespace.Length > 0 ? parent.Namespace : route.Namespace) == backend.Namespace)
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>

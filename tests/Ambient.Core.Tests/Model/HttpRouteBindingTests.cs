@@ -140,13 +140,70 @@ public class HttpRouteBindingTests
     [InlineData("ghost", 0u, "", "NoMatchingParent")]                   // no such Service
     [InlineData("echo", 81u, "", "NoMatchingParent")]                  // no such port
     [InlineData("plain", 0u, "", "NoMatchingParent")]                  // the Service has no waypoint
-    [InlineData("other", 0u, "bank", "NotAllowedByListeners")]         // a consumer route (other namespace)
+    [InlineData("other", 0u, "bank", "NoMatchingParent")]              // a consumer route to a Service without a waypoint
     public void Service_parents_that_no_waypoint_serves_are_not_accepted(string service, uint port, string ns, string reason)
     {
         var snapshot = MeshBuilder.Build(Mesh(Route("shop", "r", [ServiceParent(service, port, ns)], Backend("echo", 80))));
 
         AssertCondition(Conditions(snapshot, "shop/r").Accepted, false, reason);
         Assert.Empty(snapshot.Routing.For("shop/waypoint").Routes);
+    }
+
+    // GEP-1294 "Namespace boundaries": a route whose Service parent is in another namespace is a consumer route. It is
+    // accepted (no NotAllowedByListeners) and sent to the waypoint serving that Service, which applies it only to
+    // clients in the route's namespace.
+    [Fact]
+    public void A_consumer_route_is_accepted_and_sent_to_the_waypoint_of_the_service_in_the_other_namespace()
+    {
+        var snapshot = MeshBuilder.Build(Mesh(
+            Route("bank", "consumer", [ServiceParent("echo", port: 80, ns: "shop")], Backend("echo", 80, "shop")),
+            Route("shop", "producer", [ServiceParent("echo")], Backend("echo-v2", 80))));
+
+        var (accepted, refs) = Conditions(snapshot, "bank/consumer");
+        AssertCondition(accepted, true, "Accepted");
+        Assert.Contains("consumer route", accepted.Message, StringComparison.Ordinal);
+        AssertCondition(refs, true, "ResolvedRefs");
+        var sent = snapshot.Routing.For("shop/waypoint").Routes;
+        Assert.Equal(["bank/consumer", "shop/producer"], sent.Select(r => r.Namespace + "/" + r.Name).Order(StringComparer.Ordinal));
+        var consumer = sent.Single(r => r.Namespace == "bank");
+        Assert.Equal(("shop", "echo"), (consumer.ParentRefs[0].Namespace, consumer.ParentRefs[0].Name));
+        Assert.Equal(("shop", ""), (consumer.Rules[0].BackendRefs[0].BackendRef.Namespace, consumer.Rules[0].BackendRefs[0].InvalidReason));
+    }
+
+    // GEP-1294 "Namespace boundaries": mesh routes augment Services rather than exposing them, and a ReferenceGrant is
+    // needed only where a reference reaches further than the client could anyway. A consumer route's backendRef (or
+    // mirror) to its own parent Service reaches exactly what its clients were calling (upstream MeshConsumerRoute sends
+    // to its parent echo-v1 in the producer namespace with no grant); any other Service there still needs a grant, as
+    // for producer routes.
+    [Theory]
+    [InlineData("echo", "")]
+    [InlineData("echo-v2", "RefNotPermitted")]
+    public void A_consumer_routes_backend_ref_to_its_parent_service_needs_no_grant_and_others_do(string backend, string reason)
+    {
+        var route = Route("bank", "consumer", [ServiceParent("echo", ns: "shop")], Backend(backend, 80, "shop"));
+        route.Spec.Rules[0].Filters.Add(new HTTPRouteFilter
+        {
+            Type = HTTPRouteFilterType.RequestMirror,
+            RequestMirror = new HTTPRequestMirrorFilter { BackendRef = Backend(backend, 80, "shop") },
+        });
+        var snapshot = MeshBuilder.Build(Mesh(route));
+
+        AssertCondition(Conditions(snapshot, "bank/consumer").Accepted, true, "Accepted");
+        AssertCondition(Conditions(snapshot, "bank/consumer").ResolvedRefs, reason.Length == 0, reason.Length == 0 ? "ResolvedRefs" : reason);
+        var rule = Assert.Single(snapshot.Routing.For("shop/waypoint").Routes).Rules[0];
+        Assert.Equal(reason, rule.BackendRefs[0].InvalidReason);
+        Assert.Equal(reason, rule.Filters[0].RequestMirror.InvalidReason);
+    }
+
+    [Fact]
+    public void A_consumer_route_to_another_service_in_the_producer_namespace_follows_its_reference_grant()
+    {
+        var snapshot = MeshBuilder.Build(Mesh(
+            Route("bank", "consumer", [ServiceParent("echo", ns: "shop")], Backend("echo-v2", 80, "shop")),
+            Grant("shop", "g", "bank", "echo-v2")));
+
+        AssertCondition(Conditions(snapshot, "bank/consumer").ResolvedRefs, true, "ResolvedRefs");
+        Assert.Equal("", Assert.Single(snapshot.Routing.For("shop/waypoint").Routes).Rules[0].BackendRefs[0].InvalidReason);
     }
 
     [Fact]

@@ -105,6 +105,32 @@ public sealed class WaypointXdsTests : IDisposable
         Assert.Contains(_logs.Entries, e => e.Message.Contains("is waypoint shop/waypoint", StringComparison.Ordinal));
     }
 
+    // GEP-1294 consumer route: an HTTPRoute in bank for shop's echo. The waypoint serving echo (shop's) gets it, bank's
+    // own waypoint does not, and its status is Accepted on the Service parent.
+    [Fact]
+    public async Task A_consumer_route_goes_to_the_waypoint_of_its_parent_service_and_is_accepted()
+    {
+        var source = new InMemoryConfigSource(Mesh(
+            Route("bank", "consumer", [ServiceParent("echo", ns: "shop")], Backend("echo", 80, "shop"))));
+        using var controller = await StartAsync(source);
+        await using var shop = new Stream(controller.Discovery, "node-a", _logs);
+        await using var bank = new Stream(controller.Discovery, "node-b", _logs);
+
+        shop.Send(new DeltaDiscoveryRequest { Node = new Node { Id = NodeIdOf(controller.Snapshot, "shop") }, TypeUrl = XdsTypeUrls.HttpRoute });
+        var route = Assert.Single((await shop.NextAsync()).Resources);
+        Assert.Equal("bank/consumer", route.Name);
+        var sent = route.Resource_.Unpack<HTTPRoute>();
+        Assert.Equal(("bank", "shop", "echo"), (sent.Namespace, sent.ParentRefs[0].Namespace, sent.ParentRefs[0].Name));
+
+        bank.Send(new DeltaDiscoveryRequest { Node = new Node { Id = NodeIdOf(controller.Snapshot, "bank") }, TypeUrl = XdsTypeUrls.HttpRoute });
+        Assert.Empty((await bank.NextAsync()).Resources);
+
+        var status = controller.Snapshot.Routing.Routes.Single(r => (r.Namespace, r.Name) == ("bank", "consumer"));
+        var conditions = Assert.Single(status.Parents).Conditions;
+        Assert.Contains(conditions, c => c is { Type: "Accepted", Status: true, Reason: "Accepted" });
+        Assert.Contains(conditions, c => c is { Type: "ResolvedRefs", Status: true });
+    }
+
     [Fact]
     public async Task A_ztunnel_gets_the_waypoint_types_empty()
     {

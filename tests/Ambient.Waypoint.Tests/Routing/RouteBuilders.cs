@@ -20,6 +20,14 @@ internal static class RouteBuilders
         return route;
     }
 
+    /// <summary>A consumer route: in <paramref name="ns"/>, for the Service <paramref name="service"/> of <see cref="Ns"/>.</summary>
+    public static HTTPRoute ConsumerRoute(string ns, string name, string service, uint port, params HTTPRouteRule[] rules)
+    {
+        var route = MeshRoute(name, service, port, rules);
+        route.Namespace = ns;
+        return route;
+    }
+
     public static HTTPRoute GatewayRoute(string name, string[] hostnames, params HTTPRouteRule[] rules)
     {
         var route = new HTTPRoute { Namespace = Ns, Name = name };

@@ -250,6 +250,64 @@ public sealed class RouteMatchingTests
         Assert.Equal("producer-backend", table.Route(Echo(), Request("/")).Backend!.Name);
     }
 
+    // GEP-1294 "Multiple routes for a Service": requests from a namespace with consumer routes use the (merged) set of
+    // routes in that namespace, and only those; the producer routes are not consulted, not even for a path only they
+    // match (such a request then goes to the Service as if no route existed).
+    [Theory]
+    [InlineData("client-ns", "/special", "NoRoute")]
+    [InlineData("client-ns", "/consumer", "consumer-backend")]
+    [InlineData("other-ns", "/special", "producer-special")]
+    [InlineData("other-ns", "/consumer", "producer-backend")]
+    [InlineData(Ns, "/special", "producer-special")]
+    public void ConsumerRoutesReplaceTheProducerRoutesForTheirNamespace(string client, string path, string expected)
+    {
+        var table = RouteTable.Build([
+            MeshRoute("producer", "echo", Rule(Exact("/special"), "producer-special"), Rule(Prefix("/"), "producer-backend")),
+            ConsumerRoute("client-ns", "consumer", "echo", 0, Rule(Prefix("/consumer"), "consumer-backend")),
+        ]);
+        Assert.Equal(expected, RouteFor(table, Echo(), path, client));
+    }
+
+    // Within one consumer namespace routes merge with the usual precedence (specificity, then age, then name); another
+    // namespace's consumer routes never apply.
+    [Theory]
+    [InlineData("client-ns", "/a/b", "newer-exact")]
+    [InlineData("client-ns", "/a", "older-prefix")]
+    [InlineData("client-ns", "/tie", "a-wins-the-tie")]
+    [InlineData("elsewhere", "/a/b", "elsewhere-backend")]
+    [InlineData("third-ns", "/a/b", "producer-backend")]
+    public void ConsumerRoutesOfOneNamespaceMergeByPrecedence(string client, string path, string expected)
+    {
+        var table = RouteTable.Build([
+            ConsumerRoute("client-ns", "newer", "echo", 0, Rule(Exact("/a/b"), "newer-exact")).Created(2000),
+            ConsumerRoute("client-ns", "older", "echo", 0, Rule(Prefix("/a"), "older-prefix"), Rule(Prefix("/tie"), "older-tie")).Created(1000),
+            ConsumerRoute("client-ns", "b", "echo", 0, Rule(Prefix("/tie"), "b-loses-the-tie")).Created(500),
+            ConsumerRoute("client-ns", "a", "echo", 0, Rule(Prefix("/tie"), "a-wins-the-tie")).Created(500),
+            ConsumerRoute("elsewhere", "theirs", "echo", 0, Rule(Prefix("/"), "elsewhere-backend")),
+            MeshRoute("producer", "echo", Rule(Prefix("/"), "producer-backend")),
+        ]);
+        Assert.Equal(expected, RouteFor(table, Echo(), path, client));
+    }
+
+    // GEP-1294 "Ports": a consumer route naming port 80 replaces the producer routes on port 80 only.
+    [Theory]
+    [InlineData(80, "consumer-backend")]
+    [InlineData(8080, "producer-backend")]
+    public void AConsumerRouteOnOnePortLeavesOtherPortsToTheProducerRoutes(int port, string expected)
+    {
+        var table = RouteTable.Build([
+            ConsumerRoute("client-ns", "consumer", "echo", 80, Rule(Prefix("/"), "consumer-backend")),
+            MeshRoute("producer", "echo", Rule(Prefix("/"), "producer-backend")),
+        ]);
+        Assert.Equal(expected, RouteFor(table, Echo(port), "/", "client-ns", port));
+    }
+
+    private static string RouteFor(RouteTable table, ServiceTarget service, string path, string clientNamespace, int port = 80)
+    {
+        var plan = table.Route(service, Request(path, port: port), clientNamespace);
+        return plan.Outcome == RouteOutcome.Forward ? plan.Backend!.Name : plan.Outcome.ToString();
+    }
+
     // conformance/tests/httproute-matching-across-routes.go: two Gateway routes, hostnames [example.com,
     // example.net] and ["*.com"]; precedence applies across both routes for hosts both accept.
     [Theory]
