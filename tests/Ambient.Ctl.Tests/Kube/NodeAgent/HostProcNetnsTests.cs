@@ -1,0 +1,45 @@
+using Ambient.Ctl.Kube.NodeAgent;
+using Ambient.TestCommon;
+
+namespace Ambient.Ctl.Tests.Kube.NodeAgent;
+
+/// <summary>Finding a running pod's namespace in a /proc built in a temp folder (cgroup files, ns/net links).</summary>
+public sealed class HostProcNetnsTests : IDisposable
+{
+    private const string Uid = "6b2f1c9e-0d1a-4c55-9f1e-2a7d3c4b5e6f";
+    private readonly TempDir _dir = new();
+
+    private void Process(int pid, string cgroup, string netnsTarget)
+    {
+        _dir.Write($"{pid}/cgroup", cgroup);
+        Directory.CreateDirectory(Path.Combine(_dir.Path, pid.ToString(System.Globalization.CultureInfo.InvariantCulture), "ns"));
+        File.CreateSymbolicLink(Path.Combine(_dir.Path, pid.ToString(System.Globalization.CultureInfo.InvariantCulture), "ns", "net"), netnsTarget);
+    }
+
+    [Fact]
+    public void A_process_whose_cgroup_names_the_pod_uid_gives_the_pods_namespace()
+    {
+        Process(10, "0::/system.slice/containerd.service\n", "net:[1]");
+        Process(20, $"0::/kubepods/besteffort/pod{Uid}0/abc\n", "net:[2]");
+        Process(30, $"12:memory:/kubepods/burstable/pod{Uid}/cri-containerd-1234\n0::/\n", "net:[3]");
+        Assert.Equal(Path.Combine(_dir.Path, "30", "ns", "net"), new HostProcNetns(_dir.Path).Find(Uid));
+    }
+
+    [Fact]
+    public void The_systemd_cgroup_driver_spelling_is_found_too()
+    {
+        Process(40, $"0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{Uid.Replace('-', '_')}.slice/cri-containerd-9.scope\n", "net:[4]");
+        Assert.Equal(Path.Combine(_dir.Path, "40", "ns", "net"), new HostProcNetns(_dir.Path).Find(Uid));
+    }
+
+    [Fact]
+    public void No_process_and_host_namespace_processes_give_nothing()
+    {
+        Assert.Null(new HostProcNetns(_dir.Path).Find(Uid));
+        // A host-network pod: its process shares the agent's (the host's) namespace.
+        Process(50, $"0::/kubepods/besteffort/pod{Uid}/abc\n", new FileInfo("/proc/self/ns/net").LinkTarget!);
+        Assert.Null(new HostProcNetns(_dir.Path).Find(Uid));
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
