@@ -139,17 +139,30 @@ internal sealed partial class CniInstaller : IDisposable
     private void CopyPlugin()
     {
         Directory.CreateDirectory(_options.BinDir);
+        // The shipped plugin is one native file. A development build is an apphost that needs its assembly and runtime
+        // config beside it (and a .NET runtime on the host): those go along when they are there.
+        var source = Path.GetDirectoryName(Path.GetFullPath(_options.PluginSource))!;
+        foreach (var companion in (string[])[".dll", ".runtimeconfig.json", ".deps.json"])
+        {
+            var file = Path.Combine(source, CniNames.PluginType + companion);
+            if (File.Exists(file)) CopyAtomically(file, Path.Combine(_options.BinDir, CniNames.PluginType + companion));
+        }
         var target = Path.Combine(_options.BinDir, CniNames.PluginType);
-        var temp = Path.Combine(_options.BinDir, "." + CniNames.PluginType + ".tmp");
-        File.Copy(_options.PluginSource, temp, overwrite: true);
+        CopyAtomically(_options.PluginSource, target);
+        LogCopied(_logger, target);
+    }
+
+    private static void CopyAtomically(string from, string to)
+    {
+        var temp = Path.Combine(Path.GetDirectoryName(to)!, "." + Path.GetFileName(to) + ".tmp");
+        File.Copy(from, temp, overwrite: true);
         if (!OperatingSystem.IsWindows())
         {
             File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
                 | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
         }
         // A rename: a runtime executing the old file keeps it, the next exec gets the new one (no "text file busy").
-        File.Move(temp, target, overwrite: true);
-        LogCopied(_logger, target);
+        File.Move(temp, to, overwrite: true);
     }
 
     private static void WriteIfChanged(string path, string text)
