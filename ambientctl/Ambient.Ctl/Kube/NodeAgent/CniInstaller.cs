@@ -140,12 +140,15 @@ internal sealed partial class CniInstaller : IDisposable
     {
         Directory.CreateDirectory(_options.BinDir);
         // The shipped plugin is one native file. A development build is an apphost that needs its assembly and runtime
-        // config beside it (and a .NET runtime on the host): those go along when they are there.
+        // config beside it (and a .NET runtime on the host): those go along when the runtime config says it is one.
         var source = Path.GetDirectoryName(Path.GetFullPath(_options.PluginSource))!;
-        foreach (var companion in (string[])[".dll", ".runtimeconfig.json", ".deps.json"])
+        if (File.Exists(Path.Combine(source, CniNames.PluginType + ".runtimeconfig.json")))
         {
-            var file = Path.Combine(source, CniNames.PluginType + companion);
-            if (File.Exists(file)) CopyAtomically(file, Path.Combine(_options.BinDir, CniNames.PluginType + companion));
+            foreach (var companion in (string[])[".dll", ".runtimeconfig.json", ".deps.json"])
+            {
+                var file = Path.Combine(source, CniNames.PluginType + companion);
+                if (File.Exists(file)) CopyAtomically(file, Path.Combine(_options.BinDir, CniNames.PluginType + companion));
+            }
         }
         var target = Path.Combine(_options.BinDir, CniNames.PluginType);
         CopyAtomically(_options.PluginSource, target);

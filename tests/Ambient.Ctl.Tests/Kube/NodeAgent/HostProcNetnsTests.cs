@@ -43,3 +43,24 @@ public sealed class HostProcNetnsTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 }
+
+/// <summary>The command's paths: what the agent sees under --host-root, named as the host names them.</summary>
+public sealed class NodeAgentCommandTests
+{
+    [Theory]
+    [InlineData("/host", "/host/etc/cni/net.d", "/etc/cni/net.d")]
+    [InlineData("/host/", "/host/etc/cni/net.d", "/etc/cni/net.d")]
+    [InlineData("/", "/etc/cni/net.d", "/etc/cni/net.d")]
+    [InlineData("/host", "/etc/cni/net.d", "/etc/cni/net.d")]
+    [InlineData("/host", "/hostile/net.d", "/hostile/net.d")]
+    public void Host_paths_drop_the_host_root_prefix(string hostRoot, string path, string expected) =>
+        Assert.Equal(expected, Ambient.Ctl.Cli.NodeAgentCommand.HostPath(hostRoot, path));
+
+    [Fact]
+    public void Node_agent_is_a_command_that_needs_its_node()
+    {
+        var parse = Ambient.Ctl.Cli.CommandLine.Build().Parse(["node-agent"]);
+        Assert.Contains(parse.Errors, e => e.Message.Contains("--node", StringComparison.Ordinal));
+        Assert.Empty(Ambient.Ctl.Cli.CommandLine.Build().Parse(["node-agent", "--node", "n1", "--cni-bin-dir", "/b", "--cni-conf-dir", "/c"]).Errors);
+    }
+}
