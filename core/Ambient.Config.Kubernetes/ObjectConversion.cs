@@ -97,10 +97,7 @@ internal static class KubernetesObjects
                 containers.Add(Container(c));
             }
         }
-        var serviceAccount = spec?.ServiceAccountName is { Length: > 0 } named ? named
-            : spec?.ServiceAccount is { Length: > 0 } legacy ? legacy
-            : ServiceAccountReferences.DefaultServiceAccount;
-        return new ObjectConversion(new PodResource(pod.ApiVersion ?? "v1", meta, source, serviceAccount,
+        return new ObjectConversion(new PodResource(pod.ApiVersion ?? "v1", meta, source, ServiceAccountOf(spec),
             string.IsNullOrEmpty(spec?.NodeName) ? null : spec.NodeName, containers.MoveToImmutable(), ip)
         {
             Ready = IsReady(pod.Status),
@@ -109,6 +106,12 @@ internal static class KubernetesObjects
             SecondaryPodIPs = secondary,
         }, []);
     }
+
+    /// <summary>The pod's service account: spec.serviceAccountName, else the deprecated spec.serviceAccount, else "default".</summary>
+    public static string ServiceAccountOf(V1PodSpec? spec) =>
+        spec?.ServiceAccountName is { Length: > 0 } named ? named
+        : spec?.ServiceAccount is { Length: > 0 } legacy ? legacy
+        : ServiceAccountReferences.DefaultServiceAccount;
 
     public static ObjectConversion Service(V1Service svc)
     {

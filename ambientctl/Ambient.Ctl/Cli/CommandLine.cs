@@ -17,6 +17,7 @@ internal static class CommandLine
         root.Subcommands.Add(DemoCommand.Build());
         root.Subcommands.Add(InstallCommand.Build());
         root.Subcommands.Add(CheckCommand.Build());
+        root.Subcommands.Add(NodeAgentCommand.Build());
         return root;
     }
 }

@@ -101,6 +101,12 @@ public sealed class MeshManifestsTests
         Assert.Contains("/opt/cni/bin", hostPaths);
         Assert.Contains("/etc/cni/net.d", hostPaths);
         Assert.Contains("/var/run/ztunnel", hostPaths);
+        // The plugin on the host reaches the agent at the same path; CNI_NETNS paths are the host's, under /host.
+        Assert.Contains("/var/run/ambient-cni", hostPaths);
+        var args = string.Join(' ', container.Args);
+        Assert.Contains("--cni-socket /var/run/ambient-cni/pluginevent.sock", args);
+        Assert.Contains("--host-root /host", args);
+        Assert.Contains(container.VolumeMounts, m => m.MountPath == "/var/run/ambient-cni");
         var verbs = One<V1ClusterRole>("ambient-node-agent").Rules.SelectMany(r => r.Verbs).Distinct().Order();
         Assert.Equal(["get", "list", "watch"], verbs);
     }
