@@ -26,7 +26,7 @@ internal static class MeshBuilder
         options ??= MeshOptions.Default;
         cache?.Begin(options);
         var problems = new List<ConfigError>();
-        var assignment = LoopbackAddressAllocator.AssignAll(resources, options.Addresses);
+        var assignment = cache?.Assignment(resources, options.Addresses) ?? LoopbackAddressAllocator.AssignAll(resources, options.Addresses);
         problems.AddRange(assignment.Problems);
         // Config records carry their own copy of every namespace/node/service-account string; pooling them keeps
         // one instance per distinct value in the snapshot.
