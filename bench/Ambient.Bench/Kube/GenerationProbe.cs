@@ -71,7 +71,7 @@ internal static class GenerationProbe
         allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
         Console.WriteLine($"  allocated {allocated / rounds / 1048576.0:F1} MiB per generation; GCs over {rounds} generations: "
             + $"gen0 {GC.CollectionCount(0) - collections[0]}, gen1 {GC.CollectionCount(1) - collections[1]}, gen2 {GC.CollectionCount(2) - collections[2]}"
-            + (cache is null ? "" : $"; workloads reused by the last build: {cache.LastReused}"));
+            + (cache is null ? "" : $"; workloads reused by the last build: {cache.LastReused}, its addresses reused: {cache.LastAssignmentReused}"));
         for (var p = 0; p < phases.Length; p++)
         {
             Array.Sort(times[p]);

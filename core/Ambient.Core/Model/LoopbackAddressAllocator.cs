@@ -130,6 +130,8 @@ internal sealed class LoopbackAddressAllocator
     /// The same in either mode (<see cref="AddressRanges"/>). In netns mode node i (sorted) is the gateway .1 of the
     /// i-th /24 of the pod CIDR, a pod's slot is in its node's /24 (a pod without a node gets no address: it cannot
     /// run), and VIPs are slots of the service CIDR, never its DNS VIP.
+    /// Reads Pods, Services and waypoint Gateways only: <see cref="MeshBuildCache.Assignment"/> reuses the result while
+    /// those are unchanged, so a new input (another kind, another field) must be known there too.
     /// </summary>
     public static LoopbackAssignment AssignAll(IReadOnlyList<Resource> resources, AddressRanges ranges)
     {

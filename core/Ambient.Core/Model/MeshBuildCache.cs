@@ -26,8 +26,19 @@ internal sealed class MeshBuildCache
     // Per build: whether a namespace's inputs equal the last build's (decided once per namespace).
     private readonly Dictionary<string, bool> _unchanged = new(StringComparer.Ordinal);
 
+    // The last assignment and the objects it was computed from (Pods, Services, waypoint Gateways, in config order). The
+    // caller may change its list in place between builds, so the objects are copied into arrays owned here, two of them
+    // swapped per build so a steady mesh allocates nothing for this.
+    private LoopbackAssignment? _assignment;
+    private Resource[] _addressed = [];
+    private int _addressedCount;
+    private Resource[] _nextAddressed = [];
+
     /// <summary>Workloads reused by the last build (for tests and the generation probe).</summary>
     public int LastReused { get; private set; }
+
+    /// <summary>Whether the last build reused the addresses of the one before (for tests and the generation probe).</summary>
+    public bool LastAssignmentReused { get; private set; }
 
     /// <summary>Starts a build: a build with other options reuses nothing.</summary>
     internal void Begin(MeshOptions options)
@@ -36,6 +47,7 @@ internal sealed class MeshBuildCache
         {
             _pods.Clear();
             _namespaces.Clear();
+            _assignment = null;
         }
         _options = options;
         _nextPods.Clear();
@@ -62,6 +74,75 @@ internal sealed class MeshBuildCache
         }
         workload = null!;
         return false;
+    }
+
+    /// <summary>
+    /// The addresses of <paramref name="resources"/>: the last build's assignment when every object it depends on is
+    /// unchanged for addressing (a pod whose readiness or labels changed keeps its address; one with another IP or node, or
+    /// any object added, removed or renamed, assigns again), else a new <see cref="LoopbackAddressAllocator.AssignAll(IReadOnlyList{Resource}, AddressRanges)"/>.
+    /// AssignAll is a pure function of these objects' addressing fields, so reusing it gives an equal result.
+    /// </summary>
+    internal LoopbackAssignment Assignment(IReadOnlyList<Resource> resources, AddressRanges ranges)
+    {
+        if (_nextAddressed.Length < resources.Count)
+        {
+            _nextAddressed = new Resource[resources.Count];
+        }
+        var next = _nextAddressed;
+        var n = 0;
+        var same = _assignment is not null;
+        for (var i = 0; i < resources.Count; i++)
+        {
+            var r = resources[i];
+            if (r is PodResource or ServiceResource or GatewayResource { IsWaypoint: true })
+            {
+                same = same && n < _addressedCount && SameForAddressing(_addressed[n], r);
+                next[n++] = r;
+            }
+        }
+        // Records of objects gone from the config are not kept alive by the spare array.
+        if (_addressedCount > n)
+        {
+            Array.Clear(_addressed, n, _addressedCount - n);
+        }
+        (_addressed, _nextAddressed) = (next, _addressed);
+        same = same && n == _addressedCount;
+        _addressedCount = n;
+        LastAssignmentReused = same;
+        if (!same)
+        {
+            _assignment = LoopbackAddressAllocator.AssignAll(resources, ranges);
+        }
+        return _assignment!;
+    }
+
+    /// <summary>
+    /// True when <paramref name="after"/> gets what <paramref name="before"/> got from AssignAll: same kind, namespace and
+    /// name, and equal in every field but those listed as not read by it, so a field added to a record later counts as
+    /// an addressing input until it is listed here.
+    /// </summary>
+    private static bool SameForAddressing(Resource before, Resource after)
+    {
+        if (ReferenceEquals(before, after))
+        {
+            return true;
+        }
+        if (!string.Equals(before.Metadata.Name, after.Metadata.Name, StringComparison.Ordinal)
+            || !string.Equals(before.Metadata.Namespace, after.Metadata.Namespace, StringComparison.Ordinal))
+        {
+            return false;
+        }
+        return (before, after) switch
+        {
+            (PodResource a, PodResource b) => (a with
+            {
+                Metadata = b.Metadata, Ready = b.Ready, Uid = b.Uid, ServiceAccountName = b.ServiceAccountName, Containers = b.Containers,
+            }).Equals(b),
+            (ServiceResource a, ServiceResource b) => (a with { Metadata = b.Metadata, Selector = b.Selector, Ports = b.Ports }).Equals(b),
+            // A waypoint's node comes from its annotations: its metadata counts whole.
+            (GatewayResource a, GatewayResource b) => (a with { Listeners = b.Listeners }).Equals(b),
+            _ => false,
+        };
     }
 
     internal void Remember(PodResource pod, IPAddress? address, WorkloadInfo workload) => _nextPods[pod] = new Entry(workload, address);

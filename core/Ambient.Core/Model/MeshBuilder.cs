@@ -26,7 +26,7 @@ internal static class MeshBuilder
         options ??= MeshOptions.Default;
         cache?.Begin(options);
         var problems = new List<ConfigError>();
-        var assignment = LoopbackAddressAllocator.AssignAll(resources, options.Addresses);
+        var assignment = cache?.Assignment(resources, options.Addresses) ?? LoopbackAddressAllocator.AssignAll(resources, options.Addresses);
         problems.AddRange(assignment.Problems);
         // Config records carry their own copy of every namespace/node/service-account string; pooling them keeps
         // one instance per distinct value in the snapshot.
@@ -38,7 +38,10 @@ internal static class MeshBuilder
         var routes = new List<HttpRouteResource>();
         var grants = new List<ReferenceGrantResource>();
         var slices = new List<EndpointSliceResource>();
-        var firstSeen = new Dictionary<(string Kind, string Namespace, string Name), SourceLocation>(resources.Count);
+        // A source that hands resources over sorted by key (the Kubernetes one) cannot repeat one: then no 11,000-entry map
+        // is built per generation to find duplicates.
+        var firstSeen = KeysStrictlyIncreasing(resources) ? null
+            : new Dictionary<(string Kind, string Namespace, string Name), SourceLocation>(resources.Count);
         foreach (var r in resources)
         {
             if (r is not (NamespaceResource or PodResource or ServiceResource or HttpRouteResource or ReferenceGrantResource or EndpointSliceResource))
@@ -46,7 +49,7 @@ internal static class MeshBuilder
                 continue;
             }
             var key = (r.Kind, r.Metadata.Namespace, r.Metadata.Name);
-            if (!firstSeen.TryAdd(key, r.Source))
+            if (firstSeen is not null && !firstSeen.TryAdd(key, r.Source))
             {
                 problems.Add(new ConfigError(r.Source, "metadata.name",
                     $"duplicate {r.Kind} '{QualifiedName(r)}' (first defined at {firstSeen[key]}); this definition is ignored"));
@@ -149,6 +152,47 @@ internal static class MeshBuilder
         var snapshot = MeshSnapshot.Create(workloads, serviceInfos, options, assignment.Nodes, [.. problems], gatewayApi);
         cache?.Complete();
         return snapshot;
+    }
+
+    /// <summary>True when the built kinds come in strictly increasing <see cref="Resource.Key"/> order (ordinal), so no key repeats.</summary>
+    private static bool KeysStrictlyIncreasing(IReadOnlyList<Resource> resources)
+    {
+        Resource? last = null;
+        for (var i = 0; i < resources.Count; i++)
+        {
+            var r = resources[i];
+            if (r is not (NamespaceResource or PodResource or ServiceResource or HttpRouteResource or ReferenceGrantResource))
+            {
+                continue;
+            }
+            if (last is not null && CompareKeys(last, r) >= 0)
+            {
+                return false;
+            }
+            last = r;
+        }
+        return true;
+    }
+
+    /// <summary>Ordinal order of <see cref="Resource.Key"/> (<c>kind/namespace/name</c>), without concatenating.</summary>
+    internal static int CompareKeys(Resource x, Resource y)
+    {
+        if (string.Equals(x.Kind, y.Kind, StringComparison.Ordinal))
+        {
+            return ObjectKey.CompareJoined(new ObjectKey(x.Metadata.Namespace, x.Metadata.Name), new ObjectKey(y.Metadata.Namespace, y.Metadata.Name));
+        }
+        // Different kinds: decided within "kind/" (a kind never contains '/').
+        var common = Math.Min(x.Kind.Length, y.Kind.Length) + 1;
+        for (var i = 0; i < common; i++)
+        {
+            var cx = i < x.Kind.Length ? x.Kind[i] : '/';
+            var cy = i < y.Kind.Length ? y.Kind[i] : '/';
+            if (cx != cy)
+            {
+                return cx - cy;
+            }
+        }
+        return 0;
     }
 
     /// <summary>

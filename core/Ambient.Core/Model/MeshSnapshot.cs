@@ -35,7 +35,7 @@ internal readonly record struct ServiceEndpoint(WorkloadInfo Workload, Immutable
 }
 
 /// <summary>
-/// One immutable view of the mesh (workloads, services) with every index built once, in the style of
+/// One immutable view of the mesh (workloads, services) with every index built at most once, in the style of
 /// ztunnel's ProxyState. istiod builds it from config (<see cref="MeshBuilder"/>), ztunnel from received
 /// protos (<see cref="FromProtos"/>); a change produces a new snapshot, readers never lock.
 /// </summary>
@@ -43,13 +43,13 @@ internal sealed class MeshSnapshot
 {
     private static readonly IReadOnlyDictionary<string, IPAddress> NoNodes = new Dictionary<string, IPAddress>();
 
-    private readonly Dictionary<string, WorkloadInfo> _workloadsByUid;
-    private readonly Dictionary<IPAddress, WorkloadInfo> _workloadsByAddress;
-    private readonly Dictionary<string, WorkloadInfo[]> _workloadsByNode;
+    // Built on first use: istiod publishes a snapshot per config generation and reads these rarely (a CA request, a
+    // waypoint's endpoints), so at 10,000 pods a one-pod change does not rebuild four 10,000-entry maps for nothing.
+    // Proxies build them at once (FromProtos): they look workloads up per connection.
+    private WorkloadIndexes? _workloadIndexes;
     private readonly Dictionary<string, ServiceInfo> _servicesByKey;
     private readonly Dictionary<string, ServiceInfo[]> _servicesByHostname;
     private readonly Dictionary<IPAddress, ServiceInfo> _servicesByVip;
-    private readonly Dictionary<string, ServiceEndpoint[]> _endpointsByServiceKey;
     private readonly Dictionary<ObjectKey, WaypointInfo> _waypointsByKey;
     private readonly Dictionary<NamespacedHost, WaypointInfo> _waypointsByService;
     private readonly Dictionary<string, WaypointInfo> _waypointsByPodUid;
@@ -82,47 +82,14 @@ internal sealed class MeshSnapshot
         NodeAddresses = nodeAddresses;
         Problems = problems;
 
-        _workloadsByUid = new Dictionary<string, WorkloadInfo>(workloads.Length, StringComparer.Ordinal);
-        _workloadsByAddress = new Dictionary<IPAddress, WorkloadInfo>(workloads.Length);
-        var byNode = new Dictionary<string, List<WorkloadInfo>>(StringComparer.Ordinal);
-        var endpoints = new Dictionary<string, List<ServiceEndpoint>>(services.Length, StringComparer.Ordinal);
-        foreach (var w in workloads)
+        for (var i = 1; i < workloads.Length; i++)
         {
-            if (!_workloadsByUid.TryAdd(w.Uid, w))
+            // Sorted by uid: a uid given twice is two neighbours.
+            if (string.Equals(workloads[i - 1].Uid, workloads[i].Uid, StringComparison.Ordinal))
             {
-                throw new InvalidDataException($"duplicate workload uid '{w.Uid}'");
-            }
-            foreach (var a in w.Addresses)
-            {
-                // Workloads are in uid order, so when two claim one address the choice is deterministic.
-                _workloadsByAddress.TryAdd(a, w);
-            }
-            if (!byNode.TryGetValue(w.Node, out var onNode))
-            {
-                byNode.Add(w.Node, onNode = []);
-            }
-            onNode.Add(w);
-            foreach (var s in w.Services)
-            {
-                if (!endpoints.TryGetValue(s.ServiceKey, out var list))
-                {
-                    endpoints.Add(s.ServiceKey, list = []);
-                }
-                list.Add(new ServiceEndpoint(w, s.Ports));
+                throw new InvalidDataException($"duplicate workload uid '{workloads[i].Uid}'");
             }
         }
-        _workloadsByNode = new Dictionary<string, WorkloadInfo[]>(byNode.Count, StringComparer.Ordinal);
-        foreach (var (node, list) in byNode)
-        {
-            _workloadsByNode.Add(node, [.. list]);
-        }
-        // Endpoints may name a service not (yet) in the snapshot; ztunnel keeps those too, so do we.
-        _endpointsByServiceKey = new Dictionary<string, ServiceEndpoint[]>(endpoints.Count, StringComparer.Ordinal);
-        foreach (var (key, list) in endpoints)
-        {
-            _endpointsByServiceKey.Add(key, [.. list]);
-        }
-
         _servicesByKey = new Dictionary<string, ServiceInfo>(services.Length, StringComparer.Ordinal);
         _servicesByVip = new Dictionary<IPAddress, ServiceInfo>(services.Length);
         var byHost = new Dictionary<string, List<ServiceInfo>>(services.Length, StringComparer.Ordinal);
@@ -148,6 +115,59 @@ internal sealed class MeshSnapshot
             _servicesByHostname.Add(host, [.. list]);
         }
     }
+
+    private WorkloadIndexes Indexes => Volatile.Read(ref _workloadIndexes) ?? IndexWorkloads();
+
+    private WorkloadIndexes IndexWorkloads()
+    {
+        var workloads = Workloads;
+        var byUid = new Dictionary<string, WorkloadInfo>(workloads.Length, StringComparer.Ordinal);
+        var byAddress = new Dictionary<IPAddress, WorkloadInfo>(workloads.Length);
+        var byNode = new Dictionary<string, List<WorkloadInfo>>(StringComparer.Ordinal);
+        var endpoints = new Dictionary<string, List<ServiceEndpoint>>(Services.Length, StringComparer.Ordinal);
+        foreach (var w in workloads)
+        {
+            byUid.Add(w.Uid, w);
+            foreach (var a in w.Addresses)
+            {
+                // Workloads are in uid order, so when two claim one address the choice is deterministic.
+                byAddress.TryAdd(a, w);
+            }
+            if (!byNode.TryGetValue(w.Node, out var onNode))
+            {
+                byNode.Add(w.Node, onNode = []);
+            }
+            onNode.Add(w);
+            foreach (var s in w.Services)
+            {
+                if (!endpoints.TryGetValue(s.ServiceKey, out var list))
+                {
+                    endpoints.Add(s.ServiceKey, list = []);
+                }
+                list.Add(new ServiceEndpoint(w, s.Ports));
+            }
+        }
+        var workloadsByNode = new Dictionary<string, WorkloadInfo[]>(byNode.Count, StringComparer.Ordinal);
+        foreach (var (node, list) in byNode)
+        {
+            workloadsByNode.Add(node, [.. list]);
+        }
+        // Endpoints may name a service not (yet) in the snapshot; ztunnel keeps those too, so do we.
+        var endpointsByServiceKey = new Dictionary<string, ServiceEndpoint[]>(endpoints.Count, StringComparer.Ordinal);
+        foreach (var (key, list) in endpoints)
+        {
+            endpointsByServiceKey.Add(key, [.. list]);
+        }
+        var built = new WorkloadIndexes(byUid, byAddress, workloadsByNode, endpointsByServiceKey);
+        // Readers may race to build them; either result is the same, one is kept.
+        return Interlocked.CompareExchange(ref _workloadIndexes, built, null) ?? built;
+    }
+
+    private sealed record WorkloadIndexes(
+        Dictionary<string, WorkloadInfo> ByUid,
+        Dictionary<IPAddress, WorkloadInfo> ByAddress,
+        Dictionary<string, WorkloadInfo[]> ByNode,
+        Dictionary<string, ServiceEndpoint[]> EndpointsByServiceKey);
 
     public MeshOptions Options { get; }
 
@@ -258,7 +278,9 @@ internal sealed class MeshSnapshot
                     throw new InvalidDataException("Address resource carries neither a workload nor a service");
             }
         }
-        return Create(workloads, services, options);
+        var snapshot = Create(workloads, services, options);
+        _ = snapshot.Indexes; // a proxy looks workloads up on every connection: index now, on the xDS thread
+        return snapshot;
     }
 
     /// <summary>Every workload then every service as wire Address messages.</summary>
@@ -274,9 +296,9 @@ internal sealed class MeshSnapshot
         }
     }
 
-    public WorkloadInfo? FindWorkloadByUid(string uid) => _workloadsByUid.GetValueOrDefault(uid);
+    public WorkloadInfo? FindWorkloadByUid(string uid) => Indexes.ByUid.GetValueOrDefault(uid);
 
-    public WorkloadInfo? FindWorkloadByAddress(IPAddress address) => _workloadsByAddress.GetValueOrDefault(Normalize(address));
+    public WorkloadInfo? FindWorkloadByAddress(IPAddress address) => Indexes.ByAddress.GetValueOrDefault(Normalize(address));
 
     /// <summary>The Kubernetes pod <paramref name="namespace"/>/<paramref name="name"/> of this snapshot's cluster.</summary>
     public WorkloadInfo? FindPod(string @namespace, string name) => FindWorkloadByUid(WorkloadInfo.PodUid(Options.ClusterId, @namespace, name));
@@ -291,7 +313,7 @@ internal sealed class MeshSnapshot
     public IPAddress? NodeAddress(string node) => NodeAddresses.GetValueOrDefault(node);
 
     public ImmutableArray<WorkloadInfo> WorkloadsOnNode(string node)
-        => _workloadsByNode.TryGetValue(node, out var list) ? ImmutableCollectionsMarshal.AsImmutableArray(list) : [];
+        => Indexes.ByNode.TryGetValue(node, out var list) ? ImmutableCollectionsMarshal.AsImmutableArray(list) : [];
 
     /// <summary>
     /// True when a pod of namespace/service account is scheduled on <paramref name="node"/>: the CA's check
@@ -299,7 +321,7 @@ internal sealed class MeshSnapshot
     /// </summary>
     public bool HasPodOnNode(string node, string @namespace, string serviceAccount)
     {
-        if (!_workloadsByNode.TryGetValue(node, out var list))
+        if (!Indexes.ByNode.TryGetValue(node, out var list))
         {
             return false;
         }
@@ -351,7 +373,7 @@ internal sealed class MeshSnapshot
 
     /// <summary>Every workload selected by the service, with its ports for it; empty for an unknown service.</summary>
     public ImmutableArray<ServiceEndpoint> EndpointsOf(ServiceInfo service)
-        => _endpointsByServiceKey.TryGetValue(service.Key, out var list) ? ImmutableCollectionsMarshal.AsImmutableArray(list) : [];
+        => Indexes.EndpointsByServiceKey.TryGetValue(service.Key, out var list) ? ImmutableCollectionsMarshal.AsImmutableArray(list) : [];
 
     /// <summary>Workloads that can serve <paramref name="servicePort"/>, each with its target port (allocates; for tooling and tests).</summary>
     public ImmutableArray<(WorkloadInfo Workload, int TargetPort)> EndpointsOf(ServiceInfo service, int servicePort)

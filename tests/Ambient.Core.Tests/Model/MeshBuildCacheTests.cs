@@ -156,6 +156,98 @@ public class MeshBuildCacheTests
         Assert.Equal(["shop/d.shop.svc.cluster.local"], snapshot.FindPod("shop", "one")!.Services.Select(s => s.ServiceKey));
     }
 
+    [Fact]
+    public void A_readiness_or_label_change_reuses_the_addresses()
+    {
+        var cache = new MeshBuildCache();
+        var config = Mesh();
+        config.Add(Pod("shop", "web-2", [("app", "web")])); // an allocated (loopback) address, not an explicit one
+        MeshBuilder.Build(config, null, cache);
+        Assert.False(cache.LastAssignmentReused);
+
+        Replace(config, "Pod/shop/web-0", p => (PodResource)p with { Ready = false });
+        Replace(config, "Pod/shop/web-2", p => ((PodResource)p).WithLabels(("app", "other")));
+        Replace(config, "Service/bank/vault", s => (ServiceResource)s with { Ports = [Port(8443)] });
+        var next = MeshBuilder.Build(config, null, cache);
+
+        Assert.True(cache.LastAssignmentReused);
+        Assert.Equal(WorkloadStatus.Unhealthy, next.FindPod("shop", "web-0")!.Status);
+        AssertSameAsUncached(config, next);
+    }
+
+    /// <summary>
+    /// Every change that moves an address (or a node) must assign again: a build that wrongly reused the last assignment
+    /// would publish the old address.
+    /// </summary>
+    [Theory]
+    [InlineData("pod IP")]
+    [InlineData("pod node")]
+    [InlineData("service cluster IP")]
+    [InlineData("service type")]
+    [InlineData("pod renamed")]
+    [InlineData("pod added")]
+    [InlineData("pod removed")]
+    [InlineData("waypoint added")]
+    public void A_change_that_moves_addresses_assigns_again(string change)
+    {
+        var cache = new MeshBuildCache();
+        var config = Mesh();
+        config.Add(Pod("shop", "web-2", [("app", "web")]));
+        MeshBuilder.Build(config, null, cache);
+        switch (change)
+        {
+            case "pod IP": Replace(config, "Pod/shop/web-0", p => (PodResource)p with { PodIP = "10.0.0.9" }); break;
+            case "pod node": Replace(config, "Pod/shop/web-2", p => (PodResource)p with { NodeName = "node-b" }); break;
+            case "service cluster IP": Replace(config, "Service/shop/web", s => (ServiceResource)s with { ClusterIP = "10.96.0.9" }); break;
+            case "service type": Replace(config, "Service/shop/web", s => (ServiceResource)s with { ClusterIP = null, Type = "ExternalName" }); break;
+            case "pod renamed": Replace(config, "Pod/shop/web-2", p => (PodResource)p with { Metadata = Meta("shop", "web-3", ("app", "web")) }); break;
+            case "pod added": config.Add(Pod("bank", "vault-1", [("app", "vault")])); break;
+            case "pod removed": config.RemoveAll(r => r.Key == "Pod/shop/web-2"); break;
+            case "waypoint added": config.Add(new GatewayResource("gateway.networking.k8s.io/v1", Meta("shop", "waypoint"), config[0].Source, GatewayResource.WaypointClass, [])); break;
+        }
+
+        var next = MeshBuilder.Build(config, null, cache);
+
+        Assert.False(cache.LastAssignmentReused);
+        AssertSameAsUncached(config, next);
+        Assert.Equal(MeshBuilder.Build(config).NodeAddresses.OrderBy(n => n.Key), next.NodeAddresses.OrderBy(n => n.Key));
+    }
+
+    /// <summary>Generations as a cluster makes them, each built with the cache and compared with a build from scratch.</summary>
+    [Fact]
+    public void A_sequence_of_generations_builds_what_a_full_build_does_at_each_step()
+    {
+        var cache = new MeshBuildCache();
+        var config = Mesh();
+        for (var i = 0; i < 40; i++)
+        {
+            config.Add(Pod("shop", $"p-{i:D2}", [("app", i % 2 == 0 ? "web" : "other")], node: $"node-{i % 3}"));
+        }
+        Action<List<Resource>>[] steps =
+        [
+            c => Replace(c, "Pod/shop/p-03", p => (PodResource)p with { Ready = false }),
+            c => Replace(c, "Pod/shop/p-03", p => (PodResource)p with { Ready = true }),
+            c => Replace(c, "Pod/shop/p-04", p => ((PodResource)p).WithLabels(("app", "other"))),
+            c => c.RemoveAll(r => r.Key == "Pod/shop/p-05"),
+            c => c.Add(Pod("shop", "p-05", [("app", "web")], node: "node-9")),
+            c => Replace(c, "Pod/shop/p-06", p => (PodResource)p with { PodIP = "10.0.0.66" }),
+            c => Replace(c, "Service/shop/web", s => (ServiceResource)s with { ClusterIP = "10.96.0.77" }),
+            c => Replace(c, "Pod/shop/p-07", p => (PodResource)p with { Ready = false }),
+            c => Replace(c, "Namespace//shop", n => Namespace("shop")),
+        ];
+        MeshBuilder.Build(config, null, cache);
+        var reused = 0;
+        foreach (var step in steps)
+        {
+            step(config);
+            var built = MeshBuilder.Build(config, null, cache);
+            reused += cache.LastAssignmentReused ? 1 : 0;
+            AssertSameAsUncached(config, built);
+            Assert.Equal(MeshBuilder.Build(config).NodeAddresses.OrderBy(n => n.Key), built.NodeAddresses.OrderBy(n => n.Key));
+        }
+        Assert.Equal(5, reused); // the readiness, label and namespace steps
+    }
+
     private static void Replace(List<Resource> config, string key, Func<Resource, Resource> change)
     {
         var i = config.FindIndex(r => r.Key == key);
@@ -170,5 +262,6 @@ public class MeshBuildCacheTests
         Assert.Equal(fresh.ToProtos().Select(a => a.ToByteString()), cached.ToProtos().Select(a => a.ToByteString()));
         Assert.Equal(fresh.Workloads.Select(w => (w.Uid, w.Labels.Count, w.ContainerPorts.Length)),
             cached.Workloads.Select(w => (w.Uid, w.Labels.Count, w.ContainerPorts.Length)));
+        Assert.Equal(fresh.Problems, cached.Problems);
     }
 }

@@ -249,6 +249,40 @@ public class MeshBuilderTests
         Assert.Contains(messages, m => m.Contains("ExternalName service 'ns/ext' is not supported", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// Input sorted by key (as the Kubernetes source gives it) is checked for duplicates without a map, by comparing
+    /// neighbours in key order: that order must be the ordinal order of the Key strings.
+    /// </summary>
+    [Fact]
+    public void Keys_compare_as_their_strings_do()
+    {
+        Resource[] resources =
+        [
+            Pod("a", "x"), Pod("a-b", "x"), Pod("a", "x-y"), Pod("a", "xy"), Pod("ab", ""), Pod("a", "x"),
+            Service("a", "x", [], [Port(80)]), Namespace("a"), Namespace("a-b"),
+            new PodResource("v1", Meta("a", "x"), Pod("a", "x").Source, "default", null, [], null) { Ready = false },
+        ];
+        foreach (var x in resources)
+        {
+            foreach (var y in resources)
+            {
+                Assert.Equal(Math.Sign(string.CompareOrdinal(x.Key, y.Key)), Math.Sign(MeshBuilder.CompareKeys(x, y)));
+            }
+        }
+    }
+
+    [Fact]
+    public void Duplicates_in_key_sorted_input_are_reported()
+    {
+        List<Resource> config = [Namespace("ns"), Pod("ns", "a"), Pod("ns", "a", node: "node-z"), Pod("ns", "b"), Service("ns", "s", [], [Port(80)])];
+        config.Sort((x, y) => string.CompareOrdinal(x.Key, y.Key));
+
+        var snapshot = MeshBuilder.Build(config);
+
+        Assert.Equal(2, snapshot.Workloads.Length);
+        Assert.Contains(snapshot.Problems, p => p.ToString().Contains("duplicate Pod 'ns/a'", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData("http", AppProtocol.Http11)]
     [InlineData("HTTP", AppProtocol.Http11)]

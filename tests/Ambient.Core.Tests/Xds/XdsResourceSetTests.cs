@@ -173,6 +173,47 @@ public class XdsResourceSetTests
         Assert.Throws<ArgumentException>(() => XdsResourceSet.Diff(set, Addresses(Config())));
     }
 
+    /// <summary>
+    /// A set built from the previous one with the same names in place keeps the delta it was built with; that delta, and
+    /// the set itself, must be what a build from scratch and a full diff give.
+    /// </summary>
+    [Fact]
+    public void A_set_built_in_place_equals_a_full_build_and_its_delta_a_full_diff()
+    {
+        var config = Config();
+        var previous = Addresses(config);
+        Action<List<Resource>>[] steps =
+        [
+            c => c[1] = (PodResource)c[1] with { Ready = false },
+            c => c[1] = ((PodResource)c[1]).WithLabels(("app", "db")),
+            c => c[4] = (ServiceResource)c[4] with { Ports = [Port(81, 8080, "http")] },
+            c => c[2] = (PodResource)c[2] with { Ready = false },
+            c => { }, // nothing changed
+        ];
+        foreach (var step in steps)
+        {
+            step(config);
+            var snapshot = MeshBuilder.Build(config);
+            var inPlace = XdsResourceSet.ForAddresses(snapshot, previous);
+            var full = XdsResourceSet.ForAddresses(snapshot);
+
+            Assert.Equal(full.Resources.Select(r => (r.Name, r.Version, r.Resource_.Value, string.Join(",", r.Aliases))),
+                inPlace.Resources.Select(r => (r.Name, r.Version, r.Resource_.Value, string.Join(",", r.Aliases))));
+            foreach (var r in full.Resources)
+            {
+                Assert.Equal(r.Version, inPlace.VersionOf(r.Name));
+            }
+            var delta = XdsResourceSet.Diff(previous, inPlace);
+            var fullDelta = XdsResourceSet.Diff(previous, full);
+            Assert.Equal(step != steps[^1], !fullDelta.IsEmpty);
+            Assert.Equal(fullDelta.Resources.Select(r => (r.Name, r.Version)), delta.Resources.Select(r => (r.Name, r.Version)));
+            Assert.Equal(fullDelta.RemovedResources, delta.RemovedResources);
+            // Against any other set the delta is computed, not the one kept.
+            Assert.True(XdsResourceSet.Diff(full, inPlace).IsEmpty);
+            previous = inPlace;
+        }
+    }
+
     [Fact]
     public void Duplicate_names_are_refused()
     {
