@@ -72,7 +72,8 @@ internal sealed class ProxyProcess : IDisposable
             l.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
             l.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
             // YARP's forwarder (the waypoint's) writes two Information lines per request ("Proxying to", "Received
-            // response") beside our access log line: about 5% of the waypoint's CPU per request, formatted on the request path.
+            // response") beside our access log line, formatted on the request path (in a perf profile of the waypoint at
+            // 1000 req/s the first line alone was 2.7% of its CPU).
             l.AddFilter("Yarp", LogLevel.Warning);
             // The console logger's formatter stays (registered by AddSimpleConsole); its provider gives way to ours.
             for (var i = l.Services.Count - 1; i >= 0; i--)
