@@ -56,6 +56,23 @@ public sealed partial class ConsoleLoggingTests
     }
 
     [Fact]
+    public void The_forwarders_per_request_lines_are_left_out_and_its_warnings_kept()
+    {
+        // YARP's forwarder (the waypoint's) logs "Proxying to ..." and "Received HTTP/1.1 response 200." at
+        // Information for every request: two lines per request beside the access log, formatted on the request path.
+        var output = new LockedMemoryStream();
+        var factory = ProxyProcess.CreateConsoleLogging(output, out _);
+        var forwarder = factory.CreateLogger("Yarp.ReverseProxy.Forwarder.HttpForwarder");
+        forwarder.LogInformation("Proxying to http://10.0.0.1:8080/ HTTP/1.1 RequestVersionExact no-streaming");
+        forwarder.LogWarning("Request: An error was encountered before receiving a response.");
+        factory.Dispose();
+
+        var lines = output.Text().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.Contains("warn: Yarp.ReverseProxy.Forwarder.HttpForwarder", lines[0], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Logging_never_waits_for_a_stdout_nobody_reads_and_the_lines_follow_once_it_moves()
     {
         // 10,000 lines: the console logger would block the caller at its 2,500-line queue.
