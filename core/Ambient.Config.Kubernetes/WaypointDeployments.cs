@@ -29,7 +29,7 @@ internal sealed record WaypointDeploymentOptions(string Image, string Istiod, st
 /// asks for differs from what was last applied, so a push that changes no Gateway writes nothing; a Gateway that goes
 /// away has its objects deleted at once rather than when the collector gets to them.
 /// </summary>
-internal sealed partial class WaypointDeployments : IDisposable
+internal sealed partial class WaypointDeployments : LatestWinsWriter<ConfigSnapshot>
 {
     /// <summary>Istio's field manager for the objects its gateway controller applies.</summary>
     public const string FieldManager = "istio.io/gateway-controller";
@@ -41,77 +41,28 @@ internal sealed partial class WaypointDeployments : IDisposable
     private const string RootFolder = "/var/run/secrets/istio";
     private const int StatusPort = 15021;
 
-    private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(2);
-
     private readonly KubernetesConfigSource _source;
     private readonly IKubernetes _client;
     private readonly WaypointDeploymentOptions _options;
     private readonly ILogger _logger;
-    private readonly SemaphoreSlim _signal = new(0, 1);
-    private readonly CancellationTokenSource _stop = new();
     // What was last applied, by "kind/namespace/name": the whole desired object as JSON.
     private readonly Dictionary<string, string> _applied = new(StringComparer.Ordinal);
-    private readonly Task _loop;
-    private ConfigSnapshot? _pending;
-    private TaskCompletionSource _idle = Completed();
     private int _writes;
 
     public WaypointDeployments(KubernetesConfigSource source, WaypointDeploymentOptions options, ILogger logger)
+        : base(logger)
     {
         _source = source;
         _client = source.Client;
         _options = options;
         _logger = logger;
-        _loop = Task.Run(() => RunAsync(_stop.Token));
     }
 
     /// <summary>How many applies and deletes were sent (for tests).</summary>
     public int Writes => Volatile.Read(ref _writes);
 
-    /// <summary>Completes once the latest <see cref="Update"/> has been reconciled (for tests).</summary>
-    public Task Idle => Volatile.Read(ref _idle).Task;
-
-    /// <summary>Takes a new config; reconciled in the background, the latest one wins.</summary>
-    public void Update(ConfigSnapshot config)
-    {
-        Interlocked.Exchange(ref _pending, config);
-        var idle = Volatile.Read(ref _idle);
-        if (idle.Task.IsCompleted) Interlocked.CompareExchange(ref _idle, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), idle);
-        try { _signal.Release(); }
-        catch (SemaphoreFullException) { }
-    }
-
-    private async Task RunAsync(CancellationToken ct)
-    {
-        while (!ct.IsCancellationRequested)
-        {
-            try
-            {
-                await _signal.WaitAsync(ct).ConfigureAwait(false);
-                while (Interlocked.Exchange(ref _pending, null) is { } config)
-                {
-                    if (!await ReconcileAsync(config, ct).ConfigureAwait(false) && Volatile.Read(ref _pending) is null)
-                    {
-                        // The API server refused or was away: try the same config again later, unless a newer one comes.
-                        await Task.Delay(RetryDelay, ct).ConfigureAwait(false);
-                        Interlocked.CompareExchange(ref _pending, config, null);
-                    }
-                }
-                Volatile.Read(ref _idle).TrySetResult();
-            }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
-            {
-                break;
-            }
-            catch (Exception e)
-            {
-                Log.Failed(_logger, e);
-            }
-        }
-    }
-
     /// <summary>Applies what changed and deletes what no Gateway asks for any more; false when a write failed.</summary>
-    private async Task<bool> ReconcileAsync(ConfigSnapshot config, CancellationToken ct)
+    protected override async Task<bool> WriteAsync(ConfigSnapshot config, CancellationToken ct)
     {
         var desired = new Dictionary<string, (string Kind, string Namespace, string Name, JsonObject Body)>(StringComparer.Ordinal);
         var root = ReadRoot();
@@ -405,20 +356,6 @@ internal sealed partial class WaypointDeployments : IDisposable
         ["data"] = new JsonObject { ["root-cert.pem"] = root },
     };
 
-    private static TaskCompletionSource Completed()
-    {
-        var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        tcs.SetResult();
-        return tcs;
-    }
-
-    public void Dispose()
-    {
-        _stop.Cancel();
-        try { _loop.Wait(TimeSpan.FromSeconds(5)); }
-        catch (AggregateException) { }
-    }
-
     private static partial class Log
     {
         [LoggerMessage(1, LogLevel.Information, "Applied waypoint {Kind} {Namespace}/{Name}")]
@@ -432,8 +369,5 @@ internal sealed partial class WaypointDeployments : IDisposable
 
         [LoggerMessage(4, LogLevel.Warning, "The mesh root {Path} cannot be read, so no istio-ca-root-cert is published for waypoints: {Message}")]
         public static partial void NoRoot(ILogger logger, string path, string message);
-
-        [LoggerMessage(5, LogLevel.Error, "Waypoint deployment controller failed")]
-        public static partial void Failed(ILogger logger, Exception exception);
     }
 }
