@@ -104,6 +104,8 @@ public sealed class KubernetesModeIstiodTests : IAsyncLifetime
     public async Task Creates_the_service_account_deployment_and_service_of_a_waypoint_owned_by_its_gateway()
     {
         var deployment = await WaitForAsync("apps/v1", "Deployment", "waypoint", _ => true);
+        // Applied one after another: the last (the root ConfigMap) says all are there.
+        await WaitForAsync("v1", "ConfigMap", "istio-ca-root-cert", _ => true);
         var gatewayUid = _server.Get("gateway.networking.k8s.io/v1", "Gateway", "shop", "waypoint")!["metadata"]!["uid"]!.GetValue<string>();
         foreach (var (apiVersion, kind) in new[] { ("v1", "ServiceAccount"), ("apps/v1", "Deployment"), ("v1", "Service") })
         {
