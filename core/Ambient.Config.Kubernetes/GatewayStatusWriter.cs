@@ -15,77 +15,33 @@ namespace Ambient.Config.Kubernetes;
 /// that changes nothing for an object writes nothing. lastTransitionTime is kept while a condition's status stays.
 /// HTTPRoute parents that are not ours (a Gateway of another class) are neither written nor removed.
 /// </summary>
-internal sealed partial class GatewayStatusWriter : IDisposable
+internal sealed partial class GatewayStatusWriter : LatestWinsWriter<MeshSnapshot>
 {
     private readonly KubernetesConfigSource _source;
     private readonly IKubernetes _client;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
-    private readonly SemaphoreSlim _signal = new(0, 1);
-    private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<string, string> _lastWritten = new(StringComparer.Ordinal);
-    private readonly Task _loop;
-    private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(2);
-    private MeshSnapshot? _pending;
     private bool _failed;
     private int _writes;
 
     public GatewayStatusWriter(KubernetesConfigSource source, ILogger logger, TimeProvider? time = null)
+        : base(logger)
     {
         _source = source;
         _client = source.Client;
         _logger = logger;
         _time = time ?? TimeProvider.System;
-        _loop = Task.Run(() => RunAsync(_stop.Token));
     }
 
     /// <summary>How many status writes were sent (for tests).</summary>
     public int Writes => Volatile.Read(ref _writes);
 
-    /// <summary>Completes once the latest <see cref="Update"/> has been written (for tests).</summary>
-    public Task Idle => Volatile.Read(ref _idle).Task;
-
-    private TaskCompletionSource _idle = NewCompleted();
-
-    /// <summary>Takes the status of a newly published mesh; written in the background, the latest one wins.</summary>
-    public void Update(MeshSnapshot snapshot)
+    protected override async Task<bool> WriteAsync(MeshSnapshot snapshot, CancellationToken ct)
     {
-        Interlocked.Exchange(ref _pending, snapshot);
-        var idle = Volatile.Read(ref _idle);
-        if (idle.Task.IsCompleted) Interlocked.CompareExchange(ref _idle, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), idle);
-        try { _signal.Release(); }
-        catch (SemaphoreFullException) { }
-    }
-
-    private async Task RunAsync(CancellationToken ct)
-    {
-        while (!ct.IsCancellationRequested)
-        {
-            try
-            {
-                await _signal.WaitAsync(ct).ConfigureAwait(false);
-                while (Interlocked.Exchange(ref _pending, null) is { } snapshot)
-                {
-                    _failed = false;
-                    await WriteAllAsync(snapshot, ct).ConfigureAwait(false);
-                    if (_failed && Volatile.Read(ref _pending) is null)
-                    {
-                        // The API server refused or was away: try the same status again later, unless a newer one comes.
-                        await Task.Delay(RetryDelay, ct).ConfigureAwait(false);
-                        Interlocked.CompareExchange(ref _pending, snapshot, null);
-                    }
-                }
-                Volatile.Read(ref _idle).TrySetResult();
-            }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
-            {
-                break;
-            }
-            catch (Exception e)
-            {
-                Log.Failed(_logger, e);
-            }
-        }
+        _failed = false;
+        await WriteAllAsync(snapshot, ct).ConfigureAwait(false);
+        return !_failed;
     }
 
     private async Task WriteAllAsync(MeshSnapshot snapshot, CancellationToken ct)
@@ -264,20 +220,6 @@ internal sealed partial class GatewayStatusWriter : IDisposable
         }
     }
 
-    private static TaskCompletionSource NewCompleted()
-    {
-        var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        tcs.SetResult();
-        return tcs;
-    }
-
-    public void Dispose()
-    {
-        _stop.Cancel();
-        try { _loop.Wait(TimeSpan.FromSeconds(5)); }
-        catch (AggregateException) { }
-    }
-
     private static partial class Log
     {
         [LoggerMessage(1, LogLevel.Information, "Wrote the status of {Plural} {Namespace}/{Name}")]
@@ -285,8 +227,5 @@ internal sealed partial class GatewayStatusWriter : IDisposable
 
         [LoggerMessage(2, LogLevel.Warning, "Writing the status of {Plural} {Namespace}/{Name} failed; retrying: {Message}")]
         public static partial void WriteFailed(ILogger logger, string plural, string @namespace, string name, string message);
-
-        [LoggerMessage(3, LogLevel.Error, "Status writer failed")]
-        public static partial void Failed(ILogger logger, Exception exception);
     }
 }

@@ -20,7 +20,11 @@ internal interface IObjectSink
 }
 
 /// <summary>One object as the source keeps it: its conversion, and for objects whose status we write, what it holds.</summary>
-internal sealed record ObjectEntry(ObjectConversion Conversion, long Generation = 0, System.Text.Json.JsonElement? Status = null);
+internal sealed record ObjectEntry(ObjectConversion Conversion, long Generation = 0, System.Text.Json.JsonElement? Status = null)
+{
+    /// <summary>metadata.uid of the objects whose status we write (a Gateway's owns its waypoint's objects).</summary>
+    public string? Uid { get; init; }
+}
 
 /// <summary>
 /// A reflector for one kind, as client-go's: list (in pages) to learn the objects and a resourceVersion, then watch

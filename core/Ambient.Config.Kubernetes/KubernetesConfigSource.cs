@@ -108,6 +108,15 @@ internal sealed partial class KubernetesConfigSource : IConfigSource, IObjectSin
         return false;
     }
 
+    /// <summary>metadata.uid of an object we write status for (Gateway, HTTPRoute); null when not known.</summary>
+    public string? UidOf(string kind, string @namespace, string name)
+    {
+        lock (_lock)
+        {
+            return _objects.TryGetValue(kind, out var map) && map.TryGetValue(@namespace + "/" + name, out var entry) ? entry.Uid : null;
+        }
+    }
+
     void IObjectSink.Replace(string kind, Dictionary<string, ObjectEntry> objects)
     {
         lock (_lock)
@@ -293,7 +302,10 @@ internal sealed partial class KubernetesConfigSource : IConfigSource, IObjectSin
         Add<CustomResource, CustomResourceList>(kind, (c, rv, w, t, ct) => _client.CustomObjects.ListClusterCustomObjectWithHttpMessagesAsync<CustomResourceList>(
             group, version, plural, allowWatchBookmarks: w ? true : null, continueParameter: c, limit: w ? null : PageSize, resourceVersion: rv,
             timeoutSeconds: t, watch: w ? true : null, cancellationToken: ct),
-            o => new ObjectEntry(KubernetesObjects.Custom(o, kind), withStatus ? o.Metadata?.Generation ?? 0 : 0, withStatus ? o.Status : null));
+            o => new ObjectEntry(KubernetesObjects.Custom(o, kind), withStatus ? o.Metadata?.Generation ?? 0 : 0, withStatus ? o.Status : null)
+            {
+                Uid = withStatus ? o.Metadata?.Uid : null,
+            });
     }
 
     private void Add<T, TList>(string kind, KindWatch<T, TList>.ListCall list, Func<T, ObjectEntry> convert)

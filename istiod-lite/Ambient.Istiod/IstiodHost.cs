@@ -59,12 +59,16 @@ internal sealed class IstiodHost : IAsyncDisposable
     public IPEndPoint GrpcEndpoint { get; }
     public IPEndPoint? MonitoringEndpoint { get; }
     /// <summary>The trust bundle proxies load: the state folder's root, or the plug-in CA's root-cert.pem.</summary>
-    public string RootCertificatePath => Options.CaDirectory is { } caDirectory
+    public string RootCertificatePath => RootCertificatePathOf(Options);
+
+    private static string RootCertificatePathOf(IstiodOptions options) => options.CaDirectory is { } caDirectory
         ? Path.Combine(caDirectory, PlugInCa.RootCertFile)
-        : Path.Combine(Options.StateFolder, CaStore.RootCertFile);
+        : Path.Combine(options.StateFolder, CaStore.RootCertFile);
     public MeshController Mesh => _mesh;
     /// <summary>Writes Gateway and HTTPRoute status in Kubernetes mode; null with a config folder.</summary>
     public GatewayStatusWriter? StatusWriter { get; private init; }
+    /// <summary>Creates each waypoint's ServiceAccount, Deployment and Service in Kubernetes mode; null with a config folder.</summary>
+    public WaypointDeployments? WaypointDeployments { get; private init; }
     public IConfigSource Config => _source;
     public NodeTokens Tokens => _app.Services.GetRequiredService<NodeTokens>();
     public RootRotation Rotation => _app.Services.GetRequiredService<RootRotation>();
@@ -94,6 +98,8 @@ internal sealed class IstiodHost : IAsyncDisposable
             ClusterId = options.ClusterId,
             TrustDomain = options.TrustDomain,
             Addresses = options.Addresses ?? AddressRanges.Loopback,
+            // The cluster runs each waypoint (the Deployment below creates it): its pod and Service come from the API.
+            WaypointsDeployed = options.FromKubernetes,
         };
         // One Kubernetes API client for the config source and the TokenReviews, built here so a missing kubeconfig or
         // in-cluster credential stops the start with one line; the container disposes it with the host.
@@ -160,12 +166,19 @@ internal sealed class IstiodHost : IAsyncDisposable
         await source.StartAsync(cancellationToken).ConfigureAwait(false);
         var mesh = app.Services.GetRequiredService<MeshController>();
         GatewayStatusWriter? statusWriter = null;
+        WaypointDeployments? waypointDeployments = null;
         if (source is KubernetesConfigSource kubernetesSource)
         {
             // The API has a status subresource the mesh's conditions belong in; a folder has not (ambientctl shows them).
             statusWriter = new GatewayStatusWriter(kubernetesSource, app.Services.GetRequiredService<ILogger<GatewayStatusWriter>>());
             mesh.Published += statusWriter.Update;
             statusWriter.Update(mesh.Snapshot);
+            // Istio's gateway deployment controller: each waypoint Gateway gets its ServiceAccount, Deployment and Service.
+            waypointDeployments = new WaypointDeployments(kubernetesSource, new WaypointDeploymentOptions(
+                    options.WaypointImage, options.WaypointIstiod, RootCertificatePathOf(options), options.TrustDomain, options.ClusterId),
+                app.Services.GetRequiredService<ILogger<WaypointDeployments>>());
+            kubernetesSource.Changed += waypointDeployments.Update;
+            waypointDeployments.Update(kubernetesSource.Current);
         }
         // Proxies that subscribe hold the bundle the CA hands out from their first push on.
         var rotation = app.Services.GetRequiredService<RootRotation>();
@@ -197,7 +210,7 @@ internal sealed class IstiodHost : IAsyncDisposable
                 app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Ambient.Istiod.Ca.RootRotation"));
             rotationFolder.Start();
         }
-        return new IstiodHost(app, source, mesh, signer, options, rotationFolder) { StatusWriter = statusWriter };
+        return new IstiodHost(app, source, mesh, signer, options, rotationFolder) { StatusWriter = statusWriter, WaypointDeployments = waypointDeployments };
     }
 
     public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
@@ -233,6 +246,11 @@ internal sealed class IstiodHost : IAsyncDisposable
         {
             _mesh.Published -= statusWriter.Update;
             statusWriter.Dispose();
+        }
+        if (WaypointDeployments is { } waypointDeployments && _source is KubernetesConfigSource kubernetesSource)
+        {
+            kubernetesSource.Changed -= waypointDeployments.Update;
+            waypointDeployments.Dispose();
         }
         await _app.DisposeAsync().ConfigureAwait(false); // disposes the config source and the mesh controller
         _signer.Dispose();

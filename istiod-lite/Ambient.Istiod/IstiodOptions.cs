@@ -1,4 +1,5 @@
 using System.Net;
+using Ambient.Config.Kubernetes;
 using Ambient.Core;
 using Ambient.Core.Identity;
 using Ambient.Core.Model;
@@ -27,6 +28,12 @@ internal sealed record IstiodOptions(
     /// <summary>Kubernetes mode: who may impersonate pods of its node (<c>--ca-trusted-node-accounts</c> or <c>CA_TRUSTED_NODE_ACCOUNTS</c>).</summary>
     public TrustedNodeAccounts TrustedNodeAccounts { get; init; } = TrustedNodeAccounts.None;
 
+    /// <summary>Kubernetes mode: the image of the waypoint Deployments istiod-lite creates (<c>--waypoint-image</c>).</summary>
+    public string WaypointImage { get; init; } = WaypointDeploymentOptions.DefaultImage;
+
+    /// <summary>Kubernetes mode: istiod-lite's address as waypoint pods reach it (<c>--waypoint-istiod</c>).</summary>
+    public string WaypointIstiod { get; init; } = WaypointDeploymentOptions.DefaultIstiod;
+
     public const string FolderSource = "folder";
     public const string KubernetesSource = "kubernetes";
 
@@ -39,6 +46,7 @@ internal sealed record IstiodOptions(
                            [--cluster-id ID] [--trust-domain TD] [--ca-dir DIR [--ca-key-password-file FILE]]
                            [--root-namespace NS] [--network loopback|netns [--pod-cidr CIDR] [--service-cidr CIDR]]
                            [--ca-auth node-token|tokenreview [--ca-trusted-node-accounts NS/SA,...]]
+                           [--waypoint-image IMAGE] [--waypoint-istiod URL]
           --config PATH      a YAML file, or a folder of them, of Kubernetes-style resources (Namespace, ServiceAccount,
                              Pod, Service), watched live
           --config-source folder|kubernetes
@@ -71,6 +79,11 @@ internal sealed record IstiodOptions(
           --ca-trusted-node-accounts NS/SA,...
                              tokenreview: the service accounts that may obtain the identities of pods on their own node
                              (the ztunnel's, e.g. istio-system/ztunnel); default: $CA_TRUSTED_NODE_ACCOUNTS, else none
+          --waypoint-image IMAGE
+                             --config-source kubernetes: the image of the Deployment istiod-lite creates for each Gateway
+                             of class istio-waypoint (with its ServiceAccount and Service), default ambient/waypoint
+          --waypoint-istiod URL
+                             how those waypoint pods reach istiod-lite, default https://istiod.istio-system.svc:15012
         """;
 
     /// <summary>Parses arguments; returns null and an error naming the bad argument instead of throwing.</summary>
@@ -84,6 +97,7 @@ internal sealed record IstiodOptions(
         string? config = null, state = null, clusterId = "Kubernetes", trustDomain = "cluster.local", caDirectory = null, caKeyPasswordFile = null, rootNamespace = "istio-system";
         string configSource = FolderSource;
         string? kubeconfig = null;
+        string? waypointImage = null, waypointIstiod = null;
         string network = "loopback", podCidr = AddressRanges.DefaultPodCidr.ToString(), serviceCidr = AddressRanges.DefaultServiceCidr.ToString();
         var grpc = new IPEndPoint(IPAddress.Loopback, MeshPorts.IstiodGrpc);
         IPEndPoint? monitoring = new(IPAddress.Loopback, MeshPorts.IstiodMonitoring);
@@ -128,6 +142,12 @@ internal sealed record IstiodOptions(
                     if (value is not ("node-token" or "tokenreview")) { error = $"--ca-auth: '{value}' is not node-token or tokenreview"; return null; }
                     caAuth = value; break;
                 case "--ca-trusted-node-accounts": trustedAccounts = value; break;
+                case "--waypoint-image":
+                    if (value.Length == 0) { error = "--waypoint-image: empty"; return null; }
+                    waypointImage = value; break;
+                case "--waypoint-istiod":
+                    if (!Uri.TryCreate(value, UriKind.Absolute, out var u) || u.Scheme != "https") { error = $"--waypoint-istiod: '{value}' is not an https URL"; return null; }
+                    waypointIstiod = value; break;
                 default: error = $"unknown argument {name}\n{Usage}"; return null;
             }
         }
@@ -136,6 +156,8 @@ internal sealed record IstiodOptions(
             if (config is not null) { error = "--config and --config-source kubernetes exclude each other"; return null; }
             if (kubeconfig is not null && !File.Exists(kubeconfig)) { error = $"--kubeconfig: '{kubeconfig}' does not exist"; return null; }
         }
+        else if (waypointImage is not null || waypointIstiod is not null)
+        { error = "--waypoint-image and --waypoint-istiod need --config-source kubernetes (local mode runs waypoints as processes)"; return null; }
         else if (kubeconfig is not null && caAuth != "tokenreview") { error = "--kubeconfig needs --config-source kubernetes or --ca-auth tokenreview"; return null; }
         else if (config is null) { error = "--config PATH is required\n" + Usage; return null; }
         if (caKeyPasswordFile is not null && caDirectory is null) { error = "--ca-key-password-file needs --ca-dir DIR"; return null; }
@@ -169,6 +191,8 @@ internal sealed record IstiodOptions(
             {
                 CaAuth = mode,
                 TrustedNodeAccounts = trusted,
+                WaypointImage = waypointImage ?? WaypointDeploymentOptions.DefaultImage,
+                WaypointIstiod = waypointIstiod ?? WaypointDeploymentOptions.DefaultIstiod,
             };
         }
         config = Path.GetFullPath(config);

@@ -86,8 +86,11 @@ public sealed class KubernetesMeshE2ETests(KubernetesMeshFixture mesh) : IClassF
     private int ListRequests() => mesh.Api.Requests.Count(r => r.StartsWith("GET /api/v1/services", StringComparison.Ordinal) && !r.Contains("watch=true", StringComparison.Ordinal));
 }
 
-/// <summary>The cluster and the processes of <see cref="KubernetesMeshE2ETests"/>, started once.</summary>
-public sealed class KubernetesMeshFixture : IAsyncLifetime
+/// <summary>
+/// The cluster and the processes of <see cref="KubernetesMeshE2ETests"/>, started once. A derived fixture adds to the
+/// cluster before istiod-lite starts (<see cref="SeedCluster"/>) and starts more once the mesh runs (<see cref="StartedAsync"/>).
+/// </summary>
+public class KubernetesMeshFixture : IAsyncLifetime
 {
     internal const string Namespace = "kshop";
     internal const string Node1 = "kube-node-1";
@@ -118,6 +121,7 @@ public sealed class KubernetesMeshFixture : IAsyncLifetime
         Api.Put(Pod("client-1", "client", "client", Node1, PodAddress(1)));
         Api.Put(Pod("echo-1", "echo", "echo", Node2, PodAddress(2)));
         Api.Put(Service("echo", "echo", ServiceAddress(1)));
+        SeedCluster();
 
         var kubeconfig = Api.WriteKubeconfig(Path.Combine(_dir.Path, "kubeconfig"));
         var state = Path.Combine(_dir.Path, "state");
@@ -152,7 +156,20 @@ public sealed class KubernetesMeshFixture : IAsyncLifetime
         }
         var echo = new IPEndPoint(IPAddress.Parse(PodAddress(2)), 8080);
         await MeshRun.EventuallyAsync(() => ListensAsync(echo), TimeSpan.FromSeconds(60), () => Task.FromResult($"echo-1 does not listen on {echo}:\n" + Logs()));
+        await StartedAsync(port, state, ct);
     }
+
+    /// <summary>More objects in the cluster istiod-lite first lists.</summary>
+    private protected virtual void SeedCluster()
+    {
+    }
+
+    /// <summary>Runs once istiod-lite (gRPC on <paramref name="istiodPort"/>, root in <paramref name="state"/>), the ztunnels and echo-1 are up.</summary>
+    private protected virtual Task StartedAsync(int istiodPort, string state, CancellationToken ct) => Task.CompletedTask;
+
+    private protected ChildProcesses Processes => _processes;
+
+    private protected string TempPath => _dir.Path;
 
     /// <summary>The echo sample on a pod's address, with the environment `local up` gives a pod.</summary>
     internal void StartEcho(string pod, string serviceAccount, string address) =>
@@ -241,10 +258,10 @@ public sealed class KubernetesMeshFixture : IAsyncLifetime
          "ports":[{"name":"http","port":8080,"protocol":"TCP"}]}
         """, name, Namespace, service, ip, pod));
 
-    private static JsonObject Json(string text) => JsonNode.Parse(text)!.AsObject();
+    internal static JsonObject Json(string text) => JsonNode.Parse(text)!.AsObject();
 
     // %0%, %1%, ... of a JSON template (fewer than ten values); raw interpolated strings cannot hold JSON's "}}}".
-    private static string Fill(string template, params object[] values)
+    internal static string Fill(string template, params object[] values)
     {
         for (var i = 0; i < values.Length; i++)
         {
@@ -254,13 +271,13 @@ public sealed class KubernetesMeshFixture : IAsyncLifetime
         return template;
     }
 
-    private Process Started(string name, Process process)
+    private protected Process Started(string name, Process process)
     {
         lock (_named) _named.Add((name, process));
         return process;
     }
 
-    private static async Task<bool> ListensAsync(IPEndPoint endpoint)
+    private protected static async Task<bool> ListensAsync(IPEndPoint endpoint)
     {
         using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
         try

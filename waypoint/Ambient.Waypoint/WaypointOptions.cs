@@ -1,6 +1,7 @@
 using System.Net;
 using Ambient.Core;
 using Ambient.Core.Identity;
+using Ambient.Core.Model;
 using Ambient.Dataplane.Control;
 
 namespace Ambient.Waypoint;
@@ -34,6 +35,12 @@ internal sealed record WaypointOptions(
     /// </summary>
     public bool ServiceAccountToken { get; init; }
 
+    /// <summary>
+    /// The pod this waypoint runs as, which it names to istiod-lite in its xDS node id: Kubernetes mode passes the
+    /// Deployment's pod (<c>--pod-name</c>, the downward API's metadata.name); local mode's pod is named after the Gateway.
+    /// </summary>
+    public string PodName { get; init; } = "";
+
     /// <summary>Certificate lifetime asked of the CA (renewed at half-life).</summary>
     public TimeSpan CertificateTtl { get; init; } = TimeSpan.FromHours(24);
 
@@ -43,7 +50,7 @@ internal sealed record WaypointOptions(
     public const string Usage =
         """
         usage: waypoint --node NAME --namespace NS --name GATEWAY --address IP --root FILE (--token-file FILE | --ca-token-file FILE)
-                        [--istiod https://IP:PORT] [--admin N] [--hbone-port N] [--trust-domain TD] [--cluster-id ID]
+                        [--istiod https://IP:PORT] [--admin N] [--hbone-port N] [--trust-domain TD] [--cluster-id ID] [--pod-name POD]
           --node NAME          the node this waypoint runs on (its token authorizes the certificate)
           --namespace NS       the Gateway's namespace
           --name GATEWAY       the Gateway's name (also the waypoint's service account and identity)
@@ -58,12 +65,14 @@ internal sealed record WaypointOptions(
           --hbone-port N       HBONE port, default 15008
           --trust-domain TD    SPIFFE trust domain of the mesh, default cluster.local
           --cluster-id ID      default Kubernetes
+          --pod-name POD       the waypoint's pod, as istiod-lite knows it (Kubernetes mode: the Deployment's pod); default
+                               the pod local mode names after the Gateway
         """;
 
     public static WaypointOptions? TryParse(string[] args, out string? error)
     {
         var common = new ControlPlaneArguments();
-        string? ns = null, name = null;
+        string? ns = null, name = null, podName = null;
         IPAddress? address = null;
         int admin = DefaultAdminPort, hbone = MeshPorts.Hbone;
         for (var i = 0; i < args.Length; i++)
@@ -81,6 +90,7 @@ internal sealed record WaypointOptions(
             {
                 case "--namespace": ns = value; break;
                 case "--name": name = value; break;
+                case "--pod-name": podName = value; break;
                 case "--address":
                     if (!ControlPlaneArguments.TryParseAddress(flag, value, out var a, out error)) { return null; }
                     address = a; break;
@@ -101,6 +111,7 @@ internal sealed record WaypointOptions(
         {
             TrustDomain = common.TrustDomain,
             ServiceAccountToken = serviceAccountToken,
+            PodName = podName ?? WaypointPlacement.PodNameFor(ns, name),
         };
     }
 }

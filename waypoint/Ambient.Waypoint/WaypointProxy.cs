@@ -64,9 +64,9 @@ internal sealed class WaypointProxy : IAsyncDisposable
             ClusterId = options.ClusterId,
             CertificateTtl = options.CertificateTtl,
             TrustDomain = options.TrustDomain,
-            // istiod-lite knows a waypoint by its pod (named after the Gateway, as a Deployment's pod would be).
+            // istiod-lite knows a waypoint by its pod (local mode names it after the Gateway, as a Deployment's pod would be).
             ProxyType = "waypoint",
-            ProxyName = WaypointPlacement.PodNameFor(options.Namespace, options.Name),
+            ProxyName = options.PodName.Length > 0 ? options.PodName : WaypointPlacement.PodNameFor(options.Namespace, options.Name),
             ProxyNamespace = options.Namespace,
             Identities = [options.Identity],
             OptionalXdsTypes = Config.XdsTypes,

@@ -133,7 +133,10 @@ internal sealed class LoopbackAddressAllocator
     /// Reads Pods, Services and waypoint Gateways only: <see cref="MeshBuildCache.Assignment"/> reuses the result while
     /// those are unchanged, so a new input (another kind, another field) must be known there too.
     /// </summary>
-    public static LoopbackAssignment AssignAll(IReadOnlyList<Resource> resources, AddressRanges ranges)
+    /// <param name="waypointsDeployed">True when the config holds each waypoint's pod and Service (Kubernetes mode,
+    /// <see cref="MeshOptions.WaypointsDeployed"/>): the waypoints are placed but get no invented pod address or VIP,
+    /// so the real Service's clusterIP counts.</param>
+    public static LoopbackAssignment AssignAll(IReadOnlyList<Resource> resources, AddressRanges ranges, bool waypointsDeployed = false)
     {
         var netns = ranges.Mode == NetworkMode.Netns;
         var firstNodeOctet = ranges.FirstNodeOctet;
@@ -160,6 +163,10 @@ internal sealed class LoopbackAddressAllocator
             if (r is GatewayResource { IsWaypoint: true } gateway && waypointKeys.Add(new ObjectKey(gateway.Metadata.Namespace, gateway.Metadata.Name)))
             {
                 waypointGateways.Add(gateway);
+                if (waypointsDeployed)
+                {
+                    continue;
+                }
                 var key = new ObjectKey(gateway.Metadata.Namespace, gateway.Metadata.Name);
                 var podKey = new ObjectKey(key.Namespace, WaypointPlacement.PodNameFor(key.Namespace, key.Name));
                 pods.Add(podKey, null);
@@ -231,7 +238,7 @@ internal sealed class LoopbackAddressAllocator
             var node = gateway.Metadata.Annotations.TryGetValue(WaypointLabels.NodeAnnotation, out var named) && named.Length > 0
                 ? named
                 : nodes.Length > 0 ? nodes[0] : "";
-            if (node.Length == 0)
+            if (node.Length == 0 && !waypointsDeployed)
             {
                 problems.Add(new ConfigError(gateway.Source, "metadata.annotations[" + WaypointLabels.NodeAnnotation + "]",
                     $"waypoint {gateway.Metadata.Namespace}/{gateway.Metadata.Name} has no node to run on (no pod names a spec.nodeName); set the annotation"));

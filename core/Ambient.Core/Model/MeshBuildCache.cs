@@ -79,10 +79,10 @@ internal sealed class MeshBuildCache
     /// <summary>
     /// The addresses of <paramref name="resources"/>: the last build's assignment when every object it depends on is
     /// unchanged for addressing (a pod whose readiness or labels changed keeps its address; one with another IP or node, or
-    /// any object added, removed or renamed, assigns again), else a new <see cref="LoopbackAddressAllocator.AssignAll(IReadOnlyList{Resource}, AddressRanges)"/>.
+    /// any object added, removed or renamed, assigns again), else a new <see cref="LoopbackAddressAllocator.AssignAll"/>.
     /// AssignAll is a pure function of these objects' addressing fields, so reusing it gives an equal result.
     /// </summary>
-    internal LoopbackAssignment Assignment(IReadOnlyList<Resource> resources, AddressRanges ranges)
+    internal LoopbackAssignment Assignment(IReadOnlyList<Resource> resources, AddressRanges ranges, bool waypointsDeployed)
     {
         if (_nextAddressed.Length < resources.Count)
         {
@@ -111,7 +111,7 @@ internal sealed class MeshBuildCache
         LastAssignmentReused = same;
         if (!same)
         {
-            _assignment = LoopbackAddressAllocator.AssignAll(resources, ranges);
+            _assignment = LoopbackAddressAllocator.AssignAll(resources, ranges, waypointsDeployed);
         }
         return _assignment!;
     }

@@ -26,7 +26,9 @@ internal static class MeshBuilder
         options ??= MeshOptions.Default;
         cache?.Begin(options);
         var problems = new List<ConfigError>();
-        var assignment = cache?.Assignment(resources, options.Addresses) ?? LoopbackAddressAllocator.AssignAll(resources, options.Addresses);
+        // The cache is reset when the options change, so WaypointsDeployed is the same for every build it reuses.
+        var assignment = cache?.Assignment(resources, options.Addresses, options.WaypointsDeployed)
+            ?? LoopbackAddressAllocator.AssignAll(resources, options.Addresses, options.WaypointsDeployed);
         problems.AddRange(assignment.Problems);
         // Config records carry their own copy of every namespace/node/service-account string; pooling them keeps
         // one instance per distinct value in the snapshot.
@@ -209,8 +211,14 @@ internal static class MeshBuilder
             return result;
         }
         var taken = new HashSet<(string Kind, ObjectKey Key)>();
-        foreach (var placement in assignment.Waypoints)
+        foreach (var planned in assignment.Waypoints)
         {
+            var placement = planned;
+            if (options.WaypointsDeployed)
+            {
+                // The cluster runs the waypoint: its pod is the one its Deployment labels with the Gateway's name.
+                placement = DeployedPlacement(planned, pods);
+            }
             var gateway = placement.Gateway;
             var trafficType = WaypointObjects.TrafficType(gateway);
             if (trafficType is not (WaypointLabels.ForService or WaypointLabels.ForWorkload or WaypointLabels.ForAll or WaypointLabels.None))
@@ -218,12 +226,19 @@ internal static class MeshBuilder
                 problems.Add(new ConfigError(gateway.Source, "metadata.labels[" + WaypointLabels.WaypointFor + "]",
                     $"'{trafficType}' is not one of service, workload, all, none; waypoint {placement.Namespace}/{placement.Name} takes no traffic"));
             }
-            taken.Add(("Service", new ObjectKey(placement.Namespace, placement.Name)));
-            taken.Add(("Pod", new ObjectKey(placement.Namespace, placement.PodName)));
+            if (!options.WaypointsDeployed)
+            {
+                taken.Add(("Service", new ObjectKey(placement.Namespace, placement.Name)));
+                taken.Add(("Pod", new ObjectKey(placement.Namespace, placement.PodName)));
+            }
             result.Add(new WaypointInfo(placement, trafficType,
                 WorkloadInfo.PodUid(options.ClusterId, placement.Namespace, placement.PodName),
                 new NamespacedHost(placement.Namespace, ServiceInfo.KubernetesHostname(placement.Name, placement.Namespace, options.DomainSuffix)),
-                assignment.PodAddress(placement.Namespace, placement.PodName)));
+                placement.PodName.Length == 0 ? null : assignment.PodAddress(placement.Namespace, placement.PodName)));
+        }
+        if (options.WaypointsDeployed)
+        {
+            return result;
         }
         services.RemoveAll(s => Clashes(s, "Service", taken, problems));
         pods.RemoveAll(p => Clashes(p, "Pod", taken, problems));
@@ -233,6 +248,32 @@ internal static class MeshBuilder
             services.Add(WaypointObjects.Service(placement));
         }
         return result;
+
+        // Of the pods labelled gateway.networking.k8s.io/gateway-name in the Gateway's namespace: a running one with an
+        // address first (a rollout's new pod before the old one goes), then by name, so the choice is stable.
+        static WaypointPlacement DeployedPlacement(WaypointPlacement planned, List<PodResource> pods)
+        {
+            PodResource? best = null;
+            foreach (var pod in pods)
+            {
+                if (pod.Metadata.Namespace != planned.Namespace || pod.Metadata.Label(WaypointLabels.GatewayName) != planned.Name)
+                {
+                    continue;
+                }
+                if (best is null || Better(pod, best))
+                {
+                    best = pod;
+                }
+            }
+            return best is null
+                ? planned with { PodName = "", Node = "" }
+                : planned with { PodName = best.Metadata.Name, Node = best.NodeName ?? "" };
+
+            static bool Better(PodResource a, PodResource b) =>
+                Runs(a) != Runs(b) ? Runs(a) : string.CompareOrdinal(a.Metadata.Name, b.Metadata.Name) < 0;
+
+            static bool Runs(PodResource pod) => !string.IsNullOrEmpty(pod.PodIP) && !string.IsNullOrEmpty(pod.NodeName);
+        }
 
         static bool Clashes(Resource r, string kind, HashSet<(string, ObjectKey)> taken, List<ConfigError> problems)
         {

@@ -19,6 +19,13 @@ internal sealed record MeshOptions
 
     /// <summary>Where pods, Service VIPs and nodes get their addresses (loopback, or the netns mode's CIDRs).</summary>
     public AddressRanges Addresses { get; init; } = AddressRanges.Loopback;
+
+    /// <summary>
+    /// True when the source holds each waypoint's pod and Service (Kubernetes: istiod-lite's deployment controller
+    /// creates the Deployment and Service, the cluster runs the pod); false when the builder adds them, as local mode
+    /// runs the waypoint process itself.
+    /// </summary>
+    public bool WaypointsDeployed { get; init; }
 }
 
 /// <summary>Label keys and values users write, exactly as Istio spells them.</summary>

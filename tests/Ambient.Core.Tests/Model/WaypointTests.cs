@@ -58,6 +58,47 @@ public class WaypointTests
     }
 
     [Fact]
+    public void When_the_source_deploys_waypoints_the_clusters_pod_and_service_are_the_waypoint()
+    {
+        // Kubernetes mode: istiod-lite's Deployment runs the pod (named by its ReplicaSet) and the Service has a ClusterIP.
+        var deployed = MeshOptions.Default with { WaypointsDeployed = true };
+        Resource[] config = [
+            AmbientNamespace("shop"),
+            Waypoint("shop", "wp", "all"),
+            Service("shop", "wp", [("gateway.networking.k8s.io/gateway-name", "wp")], [Port(15008)], clusterIP: "10.96.0.20") with
+            {
+                Metadata = Meta("shop", "wp", ("gateway.istio.io/managed", "istio.io-mesh-controller"), ("gateway.networking.k8s.io/gateway-name", "wp")),
+            },
+            Pod("shop", "wp-7d9f8b6c5d-x2x4z", [("gateway.networking.k8s.io/gateway-name", "wp"), ("istio.io/dataplane-mode", "none")],
+                serviceAccount: "wp", node: "node-b", podIP: "10.244.2.9"),
+            Labelled(Service("shop", "echo", [("app", "echo")], [Port(80, 8080)]), "wp"),
+            Pod("shop", "echo-0", [("app", "echo")], podIP: "10.244.1.5"),
+        ];
+        var snapshot = MeshBuilder.Build(config, deployed);
+
+        var w = snapshot.FindWaypoint("shop", "wp")!;
+        Assert.Equal(("wp-7d9f8b6c5d-x2x4z", "node-b", IPAddress.Parse("10.244.2.9")), (w.PodName, w.Node, w.Address));
+        Assert.Same(w, snapshot.FindWaypointByPod("shop", "wp-7d9f8b6c5d-x2x4z"));
+        // No invented pod: the waypoint's only workload is the cluster's, named after its Deployment, with its identity.
+        Assert.Null(snapshot.FindPod("shop", WaypointPlacement.PodNameFor("shop", "wp")));
+        var pod = snapshot.FindPod("shop", "wp-7d9f8b6c5d-x2x4z")!;
+        Assert.Equal(("wp", "wp", WorkloadType.Deployment), (pod.ServiceAccount, pod.WorkloadName, pod.WorkloadType));
+        Assert.Null(pod.Waypoint);
+        // The Service is the cluster's, with its ClusterIP, selecting that pod; it gets no waypoint of its own.
+        var service = snapshot.FindServiceByHostname("wp.shop.svc.cluster.local")!;
+        Assert.Equal([IPAddress.Parse("10.96.0.20")], service.Vips);
+        Assert.Null(service.Waypoint);
+        Assert.Equal("wp", WaypointName(snapshot.FindServiceByHostname("echo.shop.svc.cluster.local")!.Waypoint));
+        Assert.Empty(snapshot.Problems);
+
+        // Until the cluster runs the pod the waypoint has no address (its Gateway is not Programmed), and nothing is invented.
+        var pending = MeshBuilder.Build([.. config.Where(r => r.Metadata.Name != "wp-7d9f8b6c5d-x2x4z")], deployed);
+        Assert.Null(pending.FindWaypoint("shop", "wp")!.Address);
+        Assert.DoesNotContain(pending.Workloads, x => x.Name.StartsWith("wp", StringComparison.Ordinal));
+        Assert.Contains(pending.Routing.Gateways.Single().Conditions, c => c.Type == "Programmed" && !c.Status);
+    }
+
+    [Fact]
     public void A_missing_waypoint_named_by_a_namespace_is_reported_once()
     {
         var snapshot = MeshBuilder.Build([

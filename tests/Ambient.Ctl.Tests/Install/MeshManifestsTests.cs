@@ -42,7 +42,7 @@ public sealed class MeshManifestsTests
     }
 
     [Fact]
-    public void Istiod_may_list_and_watch_what_it_reads_write_route_status_and_review_tokens_nothing_else()
+    public void Istiod_may_list_and_watch_what_it_reads_write_route_status_review_tokens_and_deploy_waypoints_nothing_else()
     {
         var granted = One<V1ClusterRole>("istiod-lite").Rules
             .SelectMany(r => r.ApiGroups.SelectMany(g => r.Resources.SelectMany(res => r.Verbs.Select(v => $"{v} {res}.{g}"))))
@@ -53,6 +53,10 @@ public sealed class MeshManifestsTests
         var wanted = reads.SelectMany(r => new[] { "list " + r, "watch " + r })
             .Concat(["update gateways/status.gateway.networking.k8s.io", "update httproutes/status.gateway.networking.k8s.io",
                 "create tokenreviews.authentication.k8s.io"])
+            // The waypoint deployment controller: server-side apply (create + patch) and delete of each waypoint's
+            // objects, and the mesh root published to the waypoint's namespace.
+            .Concat(new[] { "serviceaccounts.", "services.", "deployments.apps" }.SelectMany(r => new[] { "create " + r, "patch " + r, "delete " + r }))
+            .Concat(["create configmaps.", "patch configmaps."])
             .Order().ToList();
         Assert.Equal(wanted, granted);
         var binding = One<V1ClusterRoleBinding>("istiod-lite");

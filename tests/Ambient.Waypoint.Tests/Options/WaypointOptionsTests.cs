@@ -27,6 +27,13 @@ public sealed class WaypointOptionsTests : IDisposable
         Assert.Equal(new Uri("https://127.0.0.1:15012"), options.Istiod);
     }
 
+    [Fact]
+    public void The_pod_is_named_after_the_gateway_unless_kubernetes_names_it()
+    {
+        Assert.Equal(Ambient.Core.Model.WaypointPlacement.PodNameFor("shop", "waypoint"), WaypointOptions.TryParse(Args(), out _)!.PodName);
+        Assert.Equal("waypoint-5f7c9d8b6d-k2x7q", WaypointOptions.TryParse(Args("--pod-name", "waypoint-5f7c9d8b6d-k2x7q"), out _)!.PodName);
+    }
+
     [Theory]
     [InlineData("--name")]
     [InlineData("--address")]
