@@ -134,10 +134,10 @@ internal readonly struct RoutePlan
     /// on the port it was addressed to, with the rule's filters applied. The Gateway API spec's "no backendRefs: 500"
     /// is Gateway semantics; the mesh conformance tests expect the parent: conformance/tests/mesh-frontend.yaml (a
     /// route on Service echo-v2 with only a ResponseHeaderModifier; requests to echo-v2 get 200 from v2 with the
-    /// header) and mesh-consumer-route.yaml (the same shape as a consumer route). Istio does likewise: for a mesh
-    /// parent, buildHTTPDestination in pilot/pkg/config/kube/gateway/conversion.go turns an empty backendRefs into a
-    /// route to the parent Service's host. An empty list only: backendRefs that are all invalid or all weight 0
-    /// still answer 500.
+    /// header) and mesh-consumer-route.yaml (the same shape as a consumer route, from which MeshConsumerRoute expects
+    /// 200 from the parent with the header). An empty list only: backendRefs that are all invalid or all weight 0
+    /// still answer 500, as the spec says (like convertHTTPRoute's weightSum check in Istio's
+    /// pilot/pkg/config/kube/gateway/conversion.go). A RequestRedirect rule answers before this is reached.
     /// </summary>
     private static RoutePlan ToParentService(CompiledRule rule, CompiledMatch match, in RequestFacts request,
         IRouteRandom random, ServiceTarget parent)
