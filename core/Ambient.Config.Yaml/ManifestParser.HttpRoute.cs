@@ -63,7 +63,8 @@ internal static partial class ManifestParser
         var rules = ctx.Seq(spec.Get("rules"), rulesPath, spec.Line);
         if (rules is null || rules.Items.Count == 0)
         {
-            // +kubebuilder:default: one rule matching every request (and, without backendRefs, answering 500).
+            // +kubebuilder:default: one rule matching every request (without backendRefs: a 500 on a Gateway parent, the
+            // parent Service itself on a Service parent).
             route.Rules.Add(new HTTPRouteRule { Matches = { DefaultMatch() } });
         }
         else if (WithinMaxItems(ctx, rules, rulesPath, MaxRules))

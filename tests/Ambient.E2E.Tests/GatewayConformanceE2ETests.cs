@@ -287,11 +287,33 @@ public sealed class GatewayConformanceE2ETests(GatewayConformanceMesh mesh) : IC
         }
     }
 
+    // GAMMA: on a Service parent a rule without backendRefs sends to that Service (upstream mesh-frontend.yaml and
+    // mesh-consumer-route.yaml expect 200 from the parent); "weights" selects infra-backend-v1.
     [Fact]
-    public async Task RuleWithoutBackendRefs_Answers500()
+    public async Task RuleWithoutBackendRefs_OnAServiceParent_GoesToTheParentService()
     {
         var r = await GetAsync("weights", "/no-backends");
-        Assert.True(r.Code == 500 && r.Echo is null, r.ToString());
+        Assert.True(r.Code == 200 && r.Service == "infra-backend-v1", r.ToString());
+    }
+
+    // Upstream conformance MeshFrontend: the route's filters apply to requests for its Service only.
+    [Fact]
+    public async Task MeshFrontend_RuleWithOnlyAFilter_ServesTheParentWithTheFilter()
+    {
+        var toFrontend = await GetAsync("frontend", "/");
+        Assert.True(toFrontend.Code == 200 && toFrontend.Service == "infra-backend-v1" && toFrontend.Header("X-Header-Set") == "set",
+            toFrontend.ToString());
+        var samePodOtherService = await mesh.Client.SendAsync(HttpMethod.Get, $"http://{mesh.Host("infra-backend-v1")}:8080/");
+        Assert.True(samePodOtherService.Code == 200 && samePodOtherService.Service == "infra-backend-v1"
+            && samePodOtherService.Header("X-Header-Set") is null, samePodOtherService.ToString());
+    }
+
+    [Fact]
+    public async Task Status_RuleWithoutBackendRefs_HasRefsResolved()
+    {
+        var conditions = await ConditionsAsync("frontend", mesh.Namespace);
+        Assert.Contains("Accepted=True/Accepted", conditions);
+        Assert.Contains("ResolvedRefs=True/ResolvedRefs", conditions);
     }
 
     [Fact]
@@ -728,6 +750,13 @@ public sealed class GatewayConformanceE2ETests(GatewayConformanceMesh mesh) : IC
         var fromConsumer = await mesh.ConsumerClient.SendAsync(HttpMethod.Get, url);
         Assert.True(fromConsumer.Code == 200 && fromConsumer.Service == "infra-backend-v1" && fromConsumer.Header("X-Header-Set") == "set",
             fromConsumer.ToString());
+    }
+
+    [Fact]
+    public async Task ConsumerRoute_ExplicitParentBackendRef_NeedsNoGrant()
+    {
+        var r = await mesh.ConsumerClient.SendAsync(HttpMethod.Get, $"http://{mesh.Host(GatewayConformanceMesh.ConsumedService)}/explicit-parent");
+        Assert.True(r.Code == 200 && r.Service == "infra-backend-v1" && r.Header("X-Header-Set") == "explicit", r.ToString());
     }
 
     [Fact]

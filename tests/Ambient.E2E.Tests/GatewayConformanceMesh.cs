@@ -303,9 +303,11 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
             """));
 
         // Consumer routes (GEP-1294 "Namespace boundaries", upstream MeshConsumerRoute): a route in the consumer namespace
-        // for the Service consumed here sets a response header and sends to that Service itself (no ReferenceGrant
-        // needed for the parent); for its /ready rule, infra-backend-v3 here needs the grant. Clients of the consumer
-        // namespace use it instead of the producer route on the same Service (/producer-only -> infra-backend-v2).
+        // for the Service consumed here sets a response header on a rule with no backendRefs, as upstream's
+        // mesh-consumer-route.yaml does, which sends on to the parent Service itself; /explicit-parent names the parent as
+        // its backendRef (no ReferenceGrant needed for the parent); for its /ready rule, infra-backend-v3 here needs the
+        // grant. Clients of the consumer namespace use it instead of the producer route on the same Service
+        // (/producer-only -> infra-backend-v2).
         var consumer = ConsumerNamespaceOf(ns);
         yaml.Append(MeshYaml.Namespace(consumer) + MeshYaml.ServiceAccount(consumer, "client") + MeshYaml.Sleep(consumer, "client", "client", "gc-node-a"));
         yaml.Append(Route(ns, ConsumedService, """
@@ -314,12 +316,21 @@ public sealed class GatewayConformanceMesh : IAsyncLifetime
             """));
         yaml.Append(RouteOnly(consumer, "consumer-add-header", ConsumedService, $$$"""
               - filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-Header-Set, value: set}]}}]
+              - matches: [{path: {type: PathPrefix, value: /explicit-parent}}]
+                filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-Header-Set, value: explicit}]}}]
                 backendRefs: [{name: {{{ConsumedService}}}, namespace: {{{ns}}}, port: 80}]
               - matches: [{path: {type: Exact, value: /ready}}]
                 filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-Consumer-Route, value: ready}]}}]
                 backendRefs: [{name: infra-backend-v3, namespace: {{{ns}}}, port: 8080}]
             """, parentPort: null, parentNamespace: ns));
         yaml.Append(Grant(ns, "allow-consumer-ready", consumer, "infra-backend-v3"));
+
+        // Upstream MeshFrontend (mesh-frontend.yaml): a route on one Service whose only rule sets a response header and
+        // has no backendRefs. Requests to that Service reach its own endpoints with the header; the same pod reached
+        // through another Service (infra-backend-v1) does not get it.
+        yaml.Append(Route(ns, "frontend", """
+              - filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-Header-Set, value: set}]}}]
+            """));
 
         // A parentRef to a port the Service does not have: not accepted, so it routes nothing.
         yaml.Append(RouteOnly(ns, "wrong-port", "invalid-refs", """

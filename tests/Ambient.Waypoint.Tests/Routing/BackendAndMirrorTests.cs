@@ -42,11 +42,44 @@ public sealed class BackendAndMirrorTests
         Assert.Equal(500, plan.StatusCode);
     }
 
+    // GAMMA (GEP-1426; conformance/tests/mesh-frontend.yaml and mesh-consumer-route.yaml): a rule of a Service-bound
+    // route with no backendRefs sends the request on to the parent Service, on the port it was addressed to, with the
+    // rule's filters applied.
     [Fact]
-    public void NoBackendsGives500()
+    public void NoBackendsOnAServiceParentForwardsToTheParentOnTheRequestsPort()
     {
-        var table = RouteTable.Build([MeshRoute("r", "echo", Rule(Prefix("/")))]);
+        var rule = Rule(Prefix("/")).WithFilter(new HTTPRouteFilter
+        {
+            Type = HTTPRouteFilterType.ResponseHeaderModifier,
+            ResponseHeaderModifier = new HTTPHeaderFilter { Set = { new HTTPHeader { Name = "X-Header-Set", Value = "set" } } },
+        });
+        var table = RouteTable.Build([MeshRoute("r", "echo", rule)]);
+        var plan = table.Route(Echo(8080), Request("/", port: 8080));
+        Assert.Equal(RouteOutcome.Forward, plan.Outcome);
+        Assert.Equal(new BackendTarget(Ns, "echo", 8080), plan.Backend);
+        var response = new Microsoft.AspNetCore.Http.HeaderDictionary();
+        plan.ResponseHeaders.ApplyTo(response);
+        Assert.Equal("set", response["X-Header-Set"].ToString());
+    }
+
+    // The same route on the waypoint's Gateway keeps the Gateway semantics: no backend, a 500.
+    [Fact]
+    public void NoBackendsOnAGatewayParentGives500()
+    {
+        var table = RouteTable.Build([GatewayRoute("r", [], Rule(Prefix("/")))], new GatewayTarget(Ns, "waypoint"));
         Assert.Equal("500", table.RouteTo(Request("/")));
+    }
+
+    [Fact]
+    public void NoBackendsWithARedirectStillRedirectsOnAServiceParent()
+    {
+        var rule = Rule(Prefix("/")).WithFilter(new HTTPRouteFilter
+        {
+            Type = HTTPRouteFilterType.RequestRedirect,
+            RequestRedirect = new HTTPRequestRedirectFilter { Hostname = "example.org", StatusCode = 302 },
+        });
+        var table = RouteTable.Build([MeshRoute("r", "echo", rule)]);
+        Assert.Equal("302 http://example.org/", table.RouteTo(Request("/")));
     }
 
     // apis/v1/httproute_types.go, HTTPRouteRule.BackendRefs: "if two backends are specified with equal weights,

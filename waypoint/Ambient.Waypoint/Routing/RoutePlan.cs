@@ -83,7 +83,10 @@ internal readonly struct RoutePlan
         Mirrors = [],
     };
 
-    internal static RoutePlan For(CompiledRule rule, CompiledMatch match, in RequestFacts request, IRouteRandom random)
+    /// <param name="parentService">The addressed Service when the rule's route is bound to it (GAMMA); null for a
+    /// route bound to the waypoint's Gateway.</param>
+    internal static RoutePlan For(CompiledRule rule, CompiledMatch match, in RequestFacts request, IRouteRandom random,
+        ServiceTarget? parentService = null)
     {
         var matchedPrefix = match.PathType == PathMatchType.PathPrefix ? match.PathValue : null;
         if (rule.Redirect is { } redirect)
@@ -101,10 +104,16 @@ internal readonly struct RoutePlan
             };
         }
 
+        if (rule.Backends.Length == 0 && parentService is { } parent)
+        {
+            return ToParentService(rule, match, request, random, parent);
+        }
+
         var backend = rule.PickBackend(random);
         if (backend?.Target is null)
         {
-            // All weights zero, no backendRefs, or this request's share belongs to an invalid reference.
+            // All weights zero, no backendRefs on a Gateway-bound route, or this request's share belongs to an
+            // invalid reference.
             return new RoutePlan
             {
                 Outcome = RouteOutcome.DirectResponse,
@@ -117,6 +126,31 @@ internal readonly struct RoutePlan
             };
         }
 
+        return Forward(rule, matchedPrefix, request, random, backend.Target, backend.RequestHeaders, backend.ResponseHeaders);
+    }
+
+    /// <summary>
+    /// GAMMA: a rule of a Service-bound route with no backendRefs sends the request on to the parent Service itself,
+    /// on the port it was addressed to, with the rule's filters applied. The Gateway API spec's "no backendRefs: 500"
+    /// is Gateway semantics; the mesh conformance tests expect the parent: conformance/tests/mesh-frontend.yaml (a
+    /// route on Service echo-v2 with only a ResponseHeaderModifier; requests to echo-v2 get 200 from v2 with the
+    /// header) and mesh-consumer-route.yaml (the same shape as a consumer route, from which MeshConsumerRoute expects
+    /// 200 from the parent with the header). An empty list only: backendRefs that are all invalid or all weight 0
+    /// still answer 500, as the spec says (like convertHTTPRoute's weightSum check in Istio's
+    /// pilot/pkg/config/kube/gateway/conversion.go). A RequestRedirect rule answers before this is reached.
+    /// </summary>
+    private static RoutePlan ToParentService(CompiledRule rule, CompiledMatch match, in RequestFacts request,
+        IRouteRandom random, ServiceTarget parent)
+    {
+        var matchedPrefix = match.PathType == PathMatchType.PathPrefix ? match.PathValue : null;
+        // One small allocation on this path only: the target's port is the request's, not known when compiling.
+        var target = new BackendTarget(parent.Namespace, parent.Name, parent.Port);
+        return Forward(rule, matchedPrefix, request, random, target, rule.RequestHeaders, rule.ResponseHeaders);
+    }
+
+    private static RoutePlan Forward(CompiledRule rule, string? matchedPrefix, in RequestFacts request, IRouteRandom random,
+        BackendTarget target, HeaderEdits requestHeaders, HeaderEdits responseHeaders)
+    {
         string? rewrittenPath = null;
         string? rewrittenHost = null;
         if (rule.Rewrite is { } rewrite)
@@ -130,11 +164,11 @@ internal readonly struct RoutePlan
             Outcome = RouteOutcome.Forward,
             ParentHasRoutes = true,
             Rule = rule,
-            Backend = backend.Target,
+            Backend = target,
             RewrittenPath = rewrittenPath,
             RewrittenHost = rewrittenHost,
-            RequestHeaders = backend.RequestHeaders,
-            ResponseHeaders = backend.ResponseHeaders,
+            RequestHeaders = requestHeaders,
+            ResponseHeaders = responseHeaders,
             Mirrors = SampleMirrors(rule.Mirrors, random),
         };
     }

@@ -113,17 +113,19 @@ internal sealed class RouteTable
     /// <param name="clientNamespace">The calling workload's namespace when known, for consumer routes.</param>
     public RoutePlan Route(in ServiceTarget service, in RequestFacts request, string? clientNamespace = null)
     {
-        var entry = Match(service, request, clientNamespace, out var parentHasRoutes);
+        var entry = Match(service, request, clientNamespace, out var parentHasRoutes, out var boundToService);
         return entry is null
             ? RoutePlan.NoRoute(parentHasRoutes)
-            : RoutePlan.For(entry.Rule, entry.Match, request, _random);
+            : RoutePlan.For(entry.Rule, entry.Match, request, _random, boundToService ? service : null);
     }
 
-    /// <summary>The highest-precedence entry matching the request, or null.</summary>
+    /// <summary>The highest-precedence entry matching the request, or null. <paramref name="boundToService"/> tells
+    /// whether it came from a route bound to the addressed Service (GAMMA) rather than to the waypoint's Gateway.</summary>
     internal RouteEntry? Match(in ServiceTarget service, in RequestFacts request, string? clientNamespace,
-        out bool parentHasRoutes)
+        out bool parentHasRoutes, out bool boundToService)
     {
         parentHasRoutes = false;
+        boundToService = false;
         if (_services.TryGetValue((service.Namespace, service.Name), out var routes))
         {
             var entries = routes.For(service.Port, clientNamespace);
@@ -134,6 +136,7 @@ internal sealed class RouteTable
                 {
                     if (entry.Match.Matches(request))
                     {
+                        boundToService = true;
                         return entry;
                     }
                 }
