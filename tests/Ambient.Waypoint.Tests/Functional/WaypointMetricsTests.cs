@@ -24,6 +24,21 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
 
     private string Hostname(string service) => $"{service}.{_env.Namespace}.svc.cluster.local";
 
+    /// <summary>
+    /// Scrapes until <paramref name="done"/> holds (at most 5 s), then returns the last text. A request is recorded when
+    /// the waypoint finishes it, which may be just after the client has read the last byte of the answer.
+    /// </summary>
+    private async Task<string> ScrapeUntilAsync(Func<string, bool> done)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (true)
+        {
+            var metrics = await ScrapeAsync();
+            if (done(metrics) || DateTime.UtcNow > deadline) return metrics;
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+    }
+
     private async Task<string> ScrapeAsync(string path = "/stats/prometheus")
     {
         using var admin = new HttpClient();
@@ -73,7 +88,7 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
             "response_flags=\"-\"",
             "connection_security_policy=\"mutual_tls\"",
         ];
-        var metrics = await ScrapeAsync();
+        var metrics = await ScrapeUntilAsync(m => PrometheusCounters.Sum(m, "istio_requests_total", labels) == requests);
         Assert.True(PrometheusCounters.Sum(metrics, "istio_requests_total", labels) == requests, metrics);
         Assert.Equal(requests, PrometheusCounters.Sum(metrics, "istio_request_duration_milliseconds_count", labels));
         Assert.Equal(requests, PrometheusCounters.Sum(metrics, "istio_request_duration_milliseconds_bucket", [.. labels, "le=\"+Inf\""]));
@@ -102,8 +117,8 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
         var answer = await response.Content.ReadAsByteArrayAsync(TestContext.Current.CancellationToken);
         Assert.NotEmpty(answer);
 
-        var metrics = await ScrapeAsync();
         string[] labels = ["reporter=\"waypoint\"", $"destination_service=\"{Hostname("echo")}\"", "response_code=\"200\""];
+        var metrics = await ScrapeUntilAsync(m => PrometheusCounters.Sum(m, "istio_response_bytes_count", labels) >= 1);
         Assert.True(PrometheusCounters.Sum(metrics, "istio_request_bytes_sum", labels) == body.Length, metrics);
         Assert.True(PrometheusCounters.Sum(metrics, "istio_response_bytes_sum", labels) == answer.Length, metrics);
     }
@@ -116,7 +131,7 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         }
-        var metrics = await ScrapeAsync();
+        var metrics = await ScrapeUntilAsync(m => m.Contains("response_flags=\"UH\"", StringComparison.Ordinal));
         // The Service is known; no workload was picked.
         Assert.True(PrometheusCounters.Sum(metrics, "istio_requests_total", "reporter=\"waypoint\"", $"destination_service=\"{Hostname("empty")}\"",
             "destination_workload=\"unknown\"", "response_code=\"503\"", "response_flags=\"UH\"") == 1, metrics);
@@ -130,7 +145,7 @@ public sealed class WaypointMetricsTests : IAsyncLifetime
         {
             Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
         }
-        var metrics = await ScrapeAsync();
+        var metrics = await ScrapeUntilAsync(m => m.Contains("response_flags=\"UF\"", StringComparison.Ordinal));
         // The picked endpoint could not be connected: Envoy's upstream connection failure.
         Assert.True(PrometheusCounters.Sum(metrics, "istio_requests_total", "reporter=\"waypoint\"", $"destination_service=\"{Hostname("ghost")}\"",
             "destination_workload=\"ghost\"", "response_code=\"502\"", "response_flags=\"UF\"") == 1, metrics);
