@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Threading.Channels;
 using Ambient.Hbone;
 using Ambient.Hbone.Http2;
@@ -373,6 +374,150 @@ public sealed class Http2ServerConnectionTests
                 break;
             }
         }
+        await stream.DisposeAsync();
+    }
+
+    private static async Task<(Server Server, HboneStream Stream)> StartTunnelAsync(int streamWindow = 65_535)
+    {
+        var server = await StartAsync(new HboneClientOptions { InitialStreamWindowSize = streamWindow });
+        await SendConnectAsync(server.Client, 1);
+        (HboneStream stream, _) = await server.NextRequestAsync();
+        await stream.RespondAsync(200);
+        await server.Client.ReadFrameAsync(Http2FrameType.HEADERS);
+        return (server, stream);
+    }
+
+    /// <summary>Reads frames up to the ACK of a PING sent now; returns the stream WINDOW_UPDATE increments seen before it.</summary>
+    private static async Task<List<uint>> StreamWindowUpdatesBeforePingAckAsync(ScriptedPeer client, int streamId)
+    {
+        await client.SendRawAsync(Http2FrameType.PING, Http2Flags.NONE, 0, new byte[8]);
+        var increments = new List<uint>();
+        while (true)
+        {
+            (Http2Frame frame, byte[] payload) = await client.ReadFrameAsync().WaitAsync(TestTimeout);
+            if (frame.Type == Http2FrameType.PING)
+            {
+                return increments;
+            }
+            if (frame.Type == Http2FrameType.WINDOW_UPDATE && frame.StreamId == streamId)
+            {
+                increments.Add(Http2FrameReader.ReadWindowUpdateIncrement(new ReadOnlySequence<byte>(payload)));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Receive_reader_returns_window_for_consumed_bytes_only()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeReader reader = stream.CreateReceiveReader();
+        // 40,000 bytes: past half the 65,535 window, so consuming them would send a stream WINDOW_UPDATE at once.
+        await server.Client.SendDataAsync(1, 16_000);
+        await server.Client.SendDataAsync(1, 16_000);
+        await server.Client.SendDataAsync(1, 8_000);
+        ReadResult read;
+        while ((read = await reader.ReadAsync().AsTask().WaitAsync(TestTimeout)).Buffer.Length < 40_000)
+        {
+            reader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+        }
+        // Examined, not consumed (a parser waiting for the rest of a request head): no window back yet.
+        reader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+        Assert.Empty(await StreamWindowUpdatesBeforePingAckAsync(server.Client, 1));
+
+        await server.Client.SendDataAsync(1, 1);
+        read = await reader.ReadAsync().AsTask().WaitAsync(TestTimeout);
+        Assert.Equal(40_001, read.Buffer.Length);
+        // Consume all but the last byte: exactly that much comes back.
+        reader.AdvanceTo(read.Buffer.GetPosition(40_000));
+        Assert.Equal([40_000u], await StreamWindowUpdatesBeforePingAckAsync(server.Client, 1));
+        await reader.CompleteAsync();
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Receive_reader_completes_at_END_STREAM()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeReader reader = stream.CreateReceiveReader();
+        await server.Client.SendDataAsync(1, 100, endStream: true);
+        long total = 0;
+        while (true)
+        {
+            ReadResult read = await reader.ReadAsync().AsTask().WaitAsync(TestTimeout);
+            total += read.Buffer.Length;
+            reader.AdvanceTo(read.Buffer.End);
+            if (read.IsCompleted)
+            {
+                break;
+            }
+        }
+        Assert.Equal(100, total);
+        await reader.CompleteAsync();
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Receive_reader_surfaces_a_reset_as_the_streams_exception()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeReader reader = stream.CreateReceiveReader();
+        ValueTask<ReadResult> pending = reader.ReadAsync();
+        await server.Client.SendRstStreamAsync(1, Http2ErrorCode.CANCEL);
+        await Assert.ThrowsAnyAsync<HboneException>(async () => await pending.AsTask().WaitAsync(TestTimeout));
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Send_writer_sends_nothing_before_a_flush_and_then_one_DATA_frame_per_frame_size()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeWriter writer = stream.CreateSendWriter();
+        byte[] body = new byte[20_000];
+        new Random(7).NextBytes(body);
+        // Written in pieces, as Kestrel writes a response head and body.
+        for (int offset = 0; offset < body.Length; offset += 3_000)
+        {
+            int n = Math.Min(3_000, body.Length - offset);
+            body.AsSpan(offset, n).CopyTo(writer.GetSpan(n));
+            writer.Advance(n);
+        }
+        Assert.Equal(20_000, writer.UnflushedBytes);
+        FlushResult flushed = await writer.FlushAsync().AsTask().WaitAsync(TestTimeout);
+        Assert.False(flushed.IsCanceled);
+
+        // The peer's maximum frame size is 16 KiB: two frames, the bytes in order, no END_STREAM.
+        (Http2Frame first, byte[] firstPayload) = await server.Client.ReadFrameAsync(Http2FrameType.DATA);
+        (Http2Frame second, byte[] secondPayload) = await server.Client.ReadFrameAsync(Http2FrameType.DATA);
+        Assert.Equal(16_384, first.PayloadLength);
+        Assert.Equal(20_000 - 16_384, second.PayloadLength);
+        Assert.False(second.EndStream);
+        Assert.Equal(body, firstPayload.Concat(secondPayload).ToArray());
+
+        // Completing the writer does not end the stream; CompleteWritesAsync does.
+        await writer.CompleteAsync();
+        await stream.CompleteWritesAsync();
+        (Http2Frame end, _) = await server.Client.ReadFrameAsync(Http2FrameType.DATA);
+        Assert.True(end.EndStream);
+        Assert.Equal(0, end.PayloadLength);
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Send_writer_flush_throws_once_the_peer_reset_the_stream()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeWriter writer = stream.CreateSendWriter();
+        await server.Client.SendRstStreamAsync(1, Http2ErrorCode.CANCEL);
+        await WaitUntilAsync(() => stream.Aborted.IsCancellationRequested, TestTimeout, "the reset reached the stream");
+        writer.GetSpan(10);
+        writer.Advance(10);
+        await Assert.ThrowsAnyAsync<HboneException>(async () => await writer.FlushAsync());
+        writer.Complete();
         await stream.DisposeAsync();
     }
 }
