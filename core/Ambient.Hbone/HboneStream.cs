@@ -72,6 +72,10 @@ internal sealed class HboneStream : Stream
     /// <summary>Send window; guarded by the connection's flow lock.</summary>
     internal long SendWindow;
 
+    /// <summary>DATA payload bytes written onto the connection; guarded by the connection's write lock. A canceled write
+    /// stops only between frames, so <see cref="HboneSendWriter"/> learns from it how much of a flush went out.</summary>
+    internal long DataBytesSent;
+
     /// <summary>Queued on the connection's list of writers waiting for connection window; guarded by the flow lock.</summary>
     internal bool WaitingForConnectionWindow;
 

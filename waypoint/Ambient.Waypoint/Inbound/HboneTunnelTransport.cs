@@ -219,6 +219,8 @@ internal sealed class HboneTunnelConnection : ConnectionContext, IHboneTunnelFea
         }
         try
         {
+            // Also waits for what Kestrel left in the writer when it completed it synchronously (an error answer it
+            // never flushed): END_STREAM goes out after the last of those bytes.
             await _output.CompleteAsync().ConfigureAwait(false);
             await _input.CompleteAsync().ConfigureAwait(false);
             if (!_stream.Aborted.IsCancellationRequested)
