@@ -72,6 +72,10 @@ internal sealed class HboneStream : Stream
     /// <summary>Send window; guarded by the connection's flow lock.</summary>
     internal long SendWindow;
 
+    /// <summary>DATA payload bytes written onto the connection; guarded by the connection's write lock. A canceled write
+    /// stops only between frames, so <see cref="HboneSendWriter"/> learns from it how much of a flush went out.</summary>
+    internal long DataBytesSent;
+
     /// <summary>Queued on the connection's list of writers waiting for connection window; guarded by the flow lock.</summary>
     internal bool WaitingForConnectionWindow;
 
@@ -125,6 +129,22 @@ internal sealed class HboneStream : Stream
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    /// <summary>The receive pipe itself, for a consumer that parses in place (Kestrel's connection input) instead of
+    /// copying through <see cref="ReadAsync(Memory{byte}, CancellationToken)"/>. Use one or the other, not both.</summary>
+    internal PipeReader CreateReceiveReader() => new HboneReceiveReader(this, _receive.Reader);
+
+    /// <summary>A pipe writer that frames its flushes as DATA on this stream (for Kestrel's connection output).</summary>
+    internal PipeWriter CreateSendWriter() => new HboneSendWriter(this);
+
+    /// <summary><see cref="HboneReceiveReader"/> consumed <paramref name="count"/> bytes: credit them back to the peer.
+    /// AdvanceTo is synchronous, so a WINDOW_UPDATE this triggers goes out in the background (it waits for the
+    /// connection's write lock).</summary>
+    internal void OnConsumed(int count)
+    {
+        Interlocked.Add(ref _unread, -count);
+        Http2Connection.ObserveInBackground(_connection.OnDataConsumedAsync(this, count));
+    }
 
     public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
 

@@ -206,7 +206,7 @@ internal sealed partial class Http2Connection
     }
 
     /// <summary>Runs a control-frame write without awaiting it; its failure already aborted the connection.</summary>
-    private static void ObserveInBackground(ValueTask task)
+    internal static void ObserveInBackground(ValueTask task)
     {
         if (task.IsCompletedSuccessfully)
         {

@@ -301,6 +301,7 @@ internal sealed partial class Http2Connection : IAsyncDisposable
                 data.Span[..chunk].CopyTo(span[Http2Frame.HeaderLength..]);
                 Http2FrameWriter.WriteDataFrameHeader(span, stream.StreamId, chunk, endStream: false);
                 _output.Advance(Http2Frame.HeaderLength + chunk);
+                stream.DataBytesSent += chunk;
                 await FlushOrAbortAsync().ConfigureAwait(false);
             }
             finally

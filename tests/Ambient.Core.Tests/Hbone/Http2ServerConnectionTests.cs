@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Threading.Channels;
 using Ambient.Hbone;
 using Ambient.Hbone.Http2;
@@ -374,5 +375,425 @@ public sealed class Http2ServerConnectionTests
             }
         }
         await stream.DisposeAsync();
+    }
+
+    /// <param name="peerStreamWindow">The client's SETTINGS_INITIAL_WINDOW_SIZE: how much we may send on the stream
+    /// before its WINDOW_UPDATE (a small one holds a flush in progress).</param>
+    private static async Task<(Server Server, HboneStream Stream)> StartTunnelAsync(int streamWindow = 65_535, uint? peerStreamWindow = null)
+    {
+        var server = await StartAsync(new HboneClientOptions { InitialStreamWindowSize = streamWindow });
+        if (peerStreamWindow is { } window)
+        {
+            await server.Client.SendSettingsAsync(new Http2Setting(Http2SettingsParameter.SETTINGS_INITIAL_WINDOW_SIZE, window));
+        }
+        await SendConnectAsync(server.Client, 1);
+        (HboneStream stream, _) = await server.NextRequestAsync();
+        await stream.RespondAsync(200);
+        await server.Client.ReadFrameAsync(Http2FrameType.HEADERS);
+        return (server, stream);
+    }
+
+    /// <summary>Reads frames up to the ACK of a PING sent now; returns the stream WINDOW_UPDATE increments seen before it.</summary>
+    private static async Task<List<uint>> StreamWindowUpdatesBeforePingAckAsync(ScriptedPeer client, int streamId)
+    {
+        await client.SendRawAsync(Http2FrameType.PING, Http2Flags.NONE, 0, new byte[8]);
+        var increments = new List<uint>();
+        while (true)
+        {
+            (Http2Frame frame, byte[] payload) = await client.ReadFrameAsync().WaitAsync(TestTimeout);
+            if (frame.Type == Http2FrameType.PING)
+            {
+                return increments;
+            }
+            if (frame.Type == Http2FrameType.WINDOW_UPDATE && frame.StreamId == streamId)
+            {
+                increments.Add(Http2FrameReader.ReadWindowUpdateIncrement(new ReadOnlySequence<byte>(payload)));
+            }
+        }
+    }
+
+    /// <summary>Sends DATA frames of these lengths on stream 1 and reads, consuming nothing, until all of them are
+    /// buffered; returns that read, not advanced yet.</summary>
+    private static async Task<ReadResult> SendAndBufferUnconsumedAsync(Server server, PipeReader reader, params int[] frames)
+    {
+        long total = 0;
+        foreach (int length in frames)
+        {
+            await server.Client.SendDataAsync(1, length);
+            total += length;
+        }
+        ReadResult read;
+        while ((read = await reader.ReadAsync().AsTask().WaitAsync(TestTimeout)).Buffer.Length < total)
+        {
+            reader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+        }
+        return read;
+    }
+
+    [Fact]
+    public async Task Receive_reader_returns_window_for_consumed_bytes_only()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeReader reader = stream.CreateReceiveReader();
+        // 40,000 bytes: past half the 65,535 window, so consuming them would send a stream WINDOW_UPDATE at once.
+        ReadResult read = await SendAndBufferUnconsumedAsync(server, reader, 16_000, 16_000, 8_000);
+        // Examined, not consumed (a parser waiting for the rest of a request head): no window back yet.
+        reader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+        Assert.Empty(await StreamWindowUpdatesBeforePingAckAsync(server.Client, 1));
+
+        // A canceled read (Kestrel stopping the connection) still carries every unread byte, and returns no window either.
+        reader.CancelPendingRead();
+        read = await reader.ReadAsync().AsTask().WaitAsync(TestTimeout);
+        Assert.True(read.IsCanceled);
+        Assert.Equal(40_000, read.Buffer.Length);
+        reader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+        Assert.Empty(await StreamWindowUpdatesBeforePingAckAsync(server.Client, 1));
+
+        await server.Client.SendDataAsync(1, 1);
+        read = await reader.ReadAsync().AsTask().WaitAsync(TestTimeout);
+        Assert.Equal(40_001, read.Buffer.Length);
+        // Consume all but the last byte: exactly that much comes back.
+        reader.AdvanceTo(read.Buffer.GetPosition(40_000));
+        Assert.Equal([40_000u], await StreamWindowUpdatesBeforePingAckAsync(server.Client, 1));
+        await reader.CompleteAsync();
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Receive_reader_completes_at_END_STREAM()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeReader reader = stream.CreateReceiveReader();
+        await server.Client.SendDataAsync(1, 100, endStream: true);
+        long total = 0;
+        while (true)
+        {
+            ReadResult read = await reader.ReadAsync().AsTask().WaitAsync(TestTimeout);
+            total += read.Buffer.Length;
+            reader.AdvanceTo(read.Buffer.End);
+            if (read.IsCompleted)
+            {
+                break;
+            }
+        }
+        Assert.Equal(100, total);
+        await reader.CompleteAsync();
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Receive_reader_surfaces_a_reset_as_the_streams_exception()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeReader reader = stream.CreateReceiveReader();
+        ValueTask<ReadResult> pending = reader.ReadAsync();
+        await server.Client.SendRstStreamAsync(1, Http2ErrorCode.CANCEL);
+        await Assert.ThrowsAnyAsync<HboneException>(async () => await pending.AsTask().WaitAsync(TestTimeout));
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Send_writer_sends_nothing_before_a_flush_and_then_one_DATA_frame_per_frame_size()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeWriter writer = stream.CreateSendWriter();
+        byte[] body = new byte[20_000];
+        new Random(7).NextBytes(body);
+        // Written in pieces, as Kestrel writes a response head and body.
+        for (int offset = 0; offset < body.Length; offset += 3_000)
+        {
+            int n = Math.Min(3_000, body.Length - offset);
+            body.AsSpan(offset, n).CopyTo(writer.GetSpan(n));
+            writer.Advance(n);
+        }
+        Assert.Equal(20_000, writer.UnflushedBytes);
+        FlushResult flushed = await writer.FlushAsync().AsTask().WaitAsync(TestTimeout);
+        Assert.False(flushed.IsCanceled);
+
+        // The peer's maximum frame size is 16 KiB: two frames, the bytes in order, no END_STREAM.
+        (Http2Frame first, byte[] firstPayload) = await server.Client.ReadFrameAsync(Http2FrameType.DATA);
+        (Http2Frame second, byte[] secondPayload) = await server.Client.ReadFrameAsync(Http2FrameType.DATA);
+        Assert.Equal(16_384, first.PayloadLength);
+        Assert.Equal(20_000 - 16_384, second.PayloadLength);
+        Assert.False(second.EndStream);
+        Assert.Equal(body, firstPayload.Concat(secondPayload).ToArray());
+
+        // Completing the writer does not end the stream; CompleteWritesAsync does.
+        await writer.CompleteAsync();
+        await stream.CompleteWritesAsync();
+        (Http2Frame end, _) = await server.Client.ReadFrameAsync(Http2FrameType.DATA);
+        Assert.True(end.EndStream);
+        Assert.Equal(0, end.PayloadLength);
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Send_writer_flush_throws_once_the_peer_reset_the_stream()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeWriter writer = stream.CreateSendWriter();
+        await server.Client.SendRstStreamAsync(1, Http2ErrorCode.CANCEL);
+        await WaitUntilAsync(() => stream.Aborted.IsCancellationRequested, TestTimeout, "the reset reached the stream");
+        writer.GetSpan(10);
+        writer.Advance(10);
+        await Assert.ThrowsAnyAsync<HboneException>(async () => await writer.FlushAsync());
+        writer.Complete();
+        await stream.DisposeAsync();
+    }
+
+    // ---- The pipe writer's completion and cancellation: no byte it accepted is lost (Kestrel completes its output
+    // synchronously, cancels flushes, and may complete while a flush waits for window). ----
+
+    private static byte[] RandomBytes(int count, int seed)
+    {
+        byte[] bytes = new byte[count];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+
+    /// <summary>Writes <paramref name="bytes"/> with GetSpan/Advance in uneven pieces, without flushing.</summary>
+    private static void Advance(PipeWriter writer, ReadOnlySpan<byte> bytes)
+    {
+        while (!bytes.IsEmpty)
+        {
+            int n = Math.Min(bytes.Length, 700);
+            bytes[..n].CopyTo(writer.GetSpan(n));
+            writer.Advance(n);
+            bytes = bytes[n..];
+        }
+    }
+
+    /// <summary>On a tunnel whose peer allows 100 bytes (<see cref="StartTunnelAsync"/>'s peerStreamWindow), writes
+    /// <paramref name="bytes"/> and starts a flush; returns it once its first 100 bytes arrived and it waits for window.</summary>
+    private static async Task<(ValueTask<FlushResult> Flushing, byte[] FirstBytes)> FlushHeldByTheWindowAsync(
+        Server server, PipeWriter writer, ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken = default)
+    {
+        Advance(writer, bytes.Span);
+        ValueTask<FlushResult> flushing = writer.FlushAsync(cancellationToken);
+        (Http2Frame first, byte[] payload) = await server.Client.ReadFrameAsync(Http2FrameType.DATA);
+        Assert.Equal(100, first.PayloadLength);
+        Assert.False(flushing.IsCompleted);
+        return (flushing, payload);
+    }
+
+    /// <summary>What the waypoint's tunnel does once Kestrel lets go of it: completes the writer (which waits for what
+    /// it still holds), then ends the stream unless it died.</summary>
+    private static async Task EndLikeTheTunnelAsync(PipeWriter writer, HboneStream stream)
+    {
+        await writer.CompleteAsync();
+        if (!stream.Aborted.IsCancellationRequested)
+        {
+            await stream.CompleteWritesAsync();
+        }
+    }
+
+    /// <summary>The stream's DATA bytes from here on, up to how it ended: END_STREAM (null) or RST_STREAM's code.</summary>
+    private static async Task<(byte[] Data, Http2ErrorCode? Reset)> ReadStreamToEndAsync(ScriptedPeer client, int streamId)
+    {
+        var data = new MemoryStream();
+        while (true)
+        {
+            (Http2Frame frame, byte[] payload) = await client.ReadFrameAsync();
+            if (frame.StreamId != streamId)
+            {
+                continue;
+            }
+            if (frame.Type == Http2FrameType.DATA)
+            {
+                data.Write(payload);
+                if (frame.EndStream)
+                {
+                    return (data.ToArray(), null);
+                }
+            }
+            else if (frame.Type == Http2FrameType.RST_STREAM)
+            {
+                return (data.ToArray(), Http2FrameReader.ReadRstStreamErrorCode(new ReadOnlySequence<byte>(payload)));
+            }
+        }
+    }
+
+    /// <summary>Ends the tunnel as the waypoint does (<paramref name="ending"/> if already started) and asserts that the
+    /// peer got exactly <paramref name="expected"/> (after <paramref name="received"/>), each byte once, then END_STREAM.</summary>
+    private static async Task AssertPeerGetsAllThenEndAsync(Server server, PipeWriter writer, HboneStream stream, byte[] expected,
+        byte[]? received = null, Task? ending = null)
+    {
+        await (ending ?? EndLikeTheTunnelAsync(writer, stream)).WaitAsync(TestTimeout);
+        (byte[] rest, Http2ErrorCode? reset) = await ReadStreamToEndAsync(server.Client, 1);
+        Assert.Null(reset);
+        Assert.Equal(expected, (received ?? []).Concat(rest).ToArray());
+        await stream.DisposeAsync();
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Send_writer_Complete_sends_bytes_advanced_without_a_flush_before_the_end(bool flushedBefore)
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeWriter writer = stream.CreateSendWriter();
+        byte[] body = RandomBytes(3_000, 11);
+        int unflushedFrom = 0;
+        if (flushedBefore)
+        {
+            // A response head flushed, then a body advanced and never flushed.
+            Advance(writer, body.AsSpan(0, 1_000));
+            Assert.False((await writer.FlushAsync()).IsCanceled);
+            unflushedFrom = 1_000;
+        }
+        // The oversized-headers 431: Kestrel writes its answer and completes the output synchronously.
+        Advance(writer, body.AsSpan(unflushedFrom));
+        writer.Complete();
+        await AssertPeerGetsAllThenEndAsync(server, writer, stream, body);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Send_writer_Complete_with_an_exception_sends_the_buffered_bytes_then_resets_the_stream(bool synchronous)
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeWriter writer = stream.CreateSendWriter();
+        byte[] body = RandomBytes(2_000, 12);
+        Advance(writer, body);
+        var failure = new InvalidOperationException("the producer failed");
+        if (synchronous)
+        {
+            writer.Complete(failure);
+        }
+        else
+        {
+            await writer.CompleteAsync(failure).AsTask().WaitAsync(TestTimeout);
+        }
+        await EndLikeTheTunnelAsync(writer, stream).WaitAsync(TestTimeout);
+
+        // Everything the producer wrote, then a reset: the peer can tell a failed answer from a complete one.
+        (byte[] data, Http2ErrorCode? reset) = await ReadStreamToEndAsync(server.Client, 1);
+        Assert.Equal(body, data);
+        Assert.Equal(Http2ErrorCode.CANCEL, reset);
+        Assert.True(stream.Aborted.IsCancellationRequested);
+        await stream.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Send_writer_CancelPendingFlush_during_a_flush_keeps_the_unsent_bytes_for_the_next_flush()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync(peerStreamWindow: 100);
+        await using var owner = server;
+        PipeWriter writer = stream.CreateSendWriter();
+        byte[] body = RandomBytes(1_000, 13);
+        (ValueTask<FlushResult> flushing, byte[] firstBytes) = await FlushHeldByTheWindowAsync(server, writer, body);
+
+        writer.CancelPendingFlush();
+        Assert.True((await flushing.AsTask().WaitAsync(TestTimeout)).IsCanceled);
+        Assert.Equal(900, writer.UnflushedBytes);
+
+        // The window opens; the next flush sends the rest, each byte once.
+        await server.Client.SendWindowUpdateAsync(1, 100_000);
+        Assert.False((await writer.FlushAsync().AsTask().WaitAsync(TestTimeout)).IsCanceled);
+        await AssertPeerGetsAllThenEndAsync(server, writer, stream, body, firstBytes);
+    }
+
+    [Fact]
+    public async Task Send_writer_flush_canceled_by_its_token_keeps_the_unsent_bytes_ahead_of_later_writes()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync(peerStreamWindow: 100);
+        await using var owner = server;
+        PipeWriter writer = stream.CreateSendWriter();
+        byte[] body = RandomBytes(7_000, 16);
+        using var deadline = new CancellationTokenSource();
+        (ValueTask<FlushResult> flushing, byte[] firstBytes) = await FlushHeldByTheWindowAsync(server, writer, body.AsMemory(0, 1_000), deadline.Token);
+
+        deadline.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await flushing.AsTask().WaitAsync(TestTimeout));
+        Assert.Equal(900, writer.UnflushedBytes);
+
+        // More than the buffer holds: it grows and keeps the unsent 900 bytes first.
+        Advance(writer, body.AsSpan(1_000));
+        await server.Client.SendWindowUpdateAsync(1, 100_000);
+        Assert.False((await writer.FlushAsync().AsTask().WaitAsync(TestTimeout)).IsCanceled);
+        await AssertPeerGetsAllThenEndAsync(server, writer, stream, body, firstBytes);
+    }
+
+    [Fact]
+    public async Task Send_writer_CancelPendingFlush_before_a_flush_cancels_it_and_Complete_still_sends_the_bytes()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeWriter writer = stream.CreateSendWriter();
+        byte[] body = RandomBytes(3_000, 14);
+        Advance(writer, body.AsSpan(0, 1_000));
+        Assert.False((await writer.FlushAsync()).IsCanceled);
+
+        // No flush pending: the next one is canceled (the PipeWriter contract), and what it would have sent stays.
+        Advance(writer, body.AsSpan(1_000));
+        writer.CancelPendingFlush();
+        Assert.True((await writer.FlushAsync().AsTask().WaitAsync(TestTimeout)).IsCanceled);
+        Assert.Equal(2_000, writer.UnflushedBytes);
+
+        writer.Complete();
+        await AssertPeerGetsAllThenEndAsync(server, writer, stream, body);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Send_writer_Complete_while_a_flush_waits_for_window_sends_everything_before_the_end(bool synchronous)
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync(peerStreamWindow: 100);
+        await using var owner = server;
+        PipeWriter writer = stream.CreateSendWriter();
+        byte[] body = RandomBytes(1_000, 15);
+        (ValueTask<FlushResult> flushing, byte[] firstBytes) = await FlushHeldByTheWindowAsync(server, writer, body);
+
+        byte[]? recycled = null;
+        Task ending;
+        if (synchronous)
+        {
+            // Kestrel completes its output while its flush still waits; the tunnel then ends as usual.
+            writer.Complete();
+            // The writer's buffer is still being sent: had it gone back to the pool, this rent would get it and scribble on it.
+            recycled = ArrayPool<byte>.Shared.Rent(4_096);
+            recycled.AsSpan().Fill(0xEE);
+            ending = EndLikeTheTunnelAsync(writer, stream);
+        }
+        else
+        {
+            // The tunnel is disposed (CompleteAsync) while Kestrel's flush still waits.
+            ending = Task.Run(() => EndLikeTheTunnelAsync(writer, stream));
+        }
+
+        await server.Client.SendWindowUpdateAsync(1, 100_000);
+        Assert.False((await flushing.AsTask().WaitAsync(TestTimeout)).IsCanceled);
+        // Each byte once and intact, then END_STREAM after the last of them.
+        await AssertPeerGetsAllThenEndAsync(server, writer, stream, body, firstBytes, ending);
+        if (recycled is not null)
+        {
+            ArrayPool<byte>.Shared.Return(recycled);
+        }
+    }
+
+    [Fact]
+    public async Task Receive_reader_Complete_credits_what_was_consumed_and_not_what_was_left_unread()
+    {
+        (Server server, HboneStream stream) = await StartTunnelAsync();
+        await using var owner = server;
+        PipeReader reader = stream.CreateReceiveReader();
+        ReadResult read = await SendAndBufferUnconsumedAsync(server, reader, 16_000, 16_000, 16_000);
+        // 40,000 consumed (past half the window: a WINDOW_UPDATE for exactly them), 8,000 left when Kestrel lets go.
+        reader.AdvanceTo(read.Buffer.GetPosition(40_000));
+        await reader.CompleteAsync();
+        Assert.Equal([40_000u], await StreamWindowUpdatesBeforePingAckAsync(server.Client, 1));
+
+        // The unread bytes stay uncredited on the stream (nobody will read them); disposing it stops the peer.
+        await stream.DisposeAsync();
+        Assert.Equal((1, Http2ErrorCode.CANCEL), await ReadRstAsync(server.Client));
     }
 }

@@ -101,8 +101,8 @@ internal sealed class HboneTunnelTransport : IConnectionListenerFactory, IConnec
 }
 
 /// <summary>
-/// One HBONE stream as a Kestrel connection. Kestrel reads and writes it through pipes over the stream; when Kestrel
-/// is done with it (disposes it), the stream's sending side is ended and <see cref="Completion"/> lets the HBONE
+/// One HBONE stream as a Kestrel connection. Kestrel reads the stream's receive pipe and writes DATA through a pipe
+/// writer; when Kestrel is done with it (disposes it), the stream's sending side is ended and <see cref="Completion"/> lets the HBONE
 /// server finish the tunnel. A reset of the stream by the peer closes the connection for Kestrel.
 /// </summary>
 internal sealed class HboneTunnelConnection : ConnectionContext, IHboneTunnelFeature, IConnectionEndPointFeature
@@ -121,8 +121,10 @@ internal sealed class HboneTunnelConnection : ConnectionContext, IHboneTunnelFea
     {
         _stream = stream;
         Connection = info;
-        _input = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
-        _output = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
+        // The stream's own receive pipe and a writer that frames DATA directly: Kestrel parses the tunnel's bytes where
+        // they landed, with no copy and no Stream layer in between.
+        _input = stream.CreateReceiveReader();
+        _output = stream.CreateSendWriter();
         Transport = new DuplexPipe(_input, _output);
         ConnectionId = "hbone-" + Interlocked.Increment(ref s_nextId).ToString(System.Globalization.CultureInfo.InvariantCulture);
         LocalEndPoint = info.Destination;
@@ -217,6 +219,8 @@ internal sealed class HboneTunnelConnection : ConnectionContext, IHboneTunnelFea
         }
         try
         {
+            // Also waits for what Kestrel left in the writer when it completed it synchronously (an error answer it
+            // never flushed): END_STREAM goes out after the last of those bytes.
             await _output.CompleteAsync().ConfigureAwait(false);
             await _input.CompleteAsync().ConfigureAwait(false);
             if (!_stream.Aborted.IsCancellationRequested)
