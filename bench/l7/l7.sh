@@ -156,7 +156,7 @@ start haproxy-a haproxy -db -f "$work/haproxy-a.cfg"; ha=$last_pid
 
 # --- a settled mesh --------------------------------------------------------------------------------------------------
 # A mesh that has just started is still compiling: istiod-lite and ambientctl are framework-dependent, and their
-# tiered JIT keeps a core busy in bursts for a minute or so (1-2% of a core each, against 0.2-0.4% settled). Users run a
+# tiered JIT keeps a core busy in bursts for a minute or so (1-2.5% of a core each, against 0.2-0.4% settled). Users run a
 # settled mesh, and those bursts land in every path's tail alike, so measuring starts when the control plane is quiet:
 # under 1% of a core over 5 s (or after L7_SETTLE_SECONDS, default 120, whichever comes first).
 ticks() { local total=0 p; for p in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$total"; }
@@ -164,6 +164,8 @@ control_plane="$mesh_pid $(pid_of istiod .)"
 hz="$(getconf CLK_TCK)"
 settle_deadline=$((SECONDS + ${L7_SETTLE_SECONDS:-120}))
 settled=no
+before=0
+after=0
 while [ $SECONDS -lt $settle_deadline ]; do
     before="$(ticks $control_plane)"; sleep 5; after="$(ticks $control_plane)"
     # 1% of a core over 5 s is 0.05 s of CPU.
