@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Threading.Channels;
 using Ambient.Core.InPod;
 using Ambient.Core.Protos.Zds;
@@ -179,13 +180,23 @@ internal sealed partial class ZdsServer : IAsyncDisposable
             {
                 socket = await _listener!.AcceptAsync(stopping).ConfigureAwait(false);
             }
-            catch (OperationCanceledException)
+            catch (Exception) when (stopping.IsCancellationRequested)
             {
+                // Stopping: DisposeAsync cancels the accept and closes the listener, and whichever lands first decides
+                // whether the accept ends as a cancellation, a disposed object or a SocketException (OperationAborted).
                 return;
             }
             catch (ObjectDisposedException)
             {
                 return;
+            }
+            catch (SocketException e)
+            {
+                // Not stopping: a transient failure (the ztunnel gave up before the accept, fd pressure). The listener
+                // stays; the ztunnel reconnects.
+                LogAcceptFailed(_logger, e.SocketErrorCode.ToString());
+                await Task.Delay(100, CancellationToken.None).ConfigureAwait(false);
+                continue;
             }
             var connection = new Connection(socket, Interlocked.Increment(ref _connections), stopping);
             connection.Loop = Task.Run(() => ServeAsync(connection));
@@ -554,4 +565,7 @@ internal sealed partial class ZdsServer : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "ZDS: ztunnel connection {Connection} ended: {Reason}")]
     private static partial void LogConnectionLost(ILogger logger, int connection, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "ZDS: accepting a ztunnel connection failed ({Error}); still listening")]
+    private static partial void LogAcceptFailed(ILogger logger, string error);
 }
