@@ -183,8 +183,9 @@ public sealed class InPodCaptureTests : IAsyncLifetime
         }
         Assert.Equal(accepted, app.Accepted);
         Assert.True(CrossNodeTests.Has(Metrics(_node1), "istio_tcp_connections_opened_total", "reporter=\"destination\"", "response_flags=\"DENY\""), Explain());
-        Assert.True(_captured.Entries.Any(e => e.Message.Contains("direction=inbound", StringComparison.Ordinal)
-            && e.Message.Contains("flags=DENY", StringComparison.Ordinal) && e.Message.Contains("inpod/deny-9090", StringComparison.Ordinal)), AccessLines());
+        // The access line is written as the denied connection is torn down, which can be just after the client saw the reset.
+        await CrossNodeTests.AssertEventuallyAsync(() => Task.FromResult(_captured.Entries.Any(e => e.Message.Contains("direction=inbound", StringComparison.Ordinal)
+            && e.Message.Contains("flags=DENY", StringComparison.Ordinal) && e.Message.Contains("inpod/deny-9090", StringComparison.Ordinal))), AccessLines);
     }
 
     [Fact]
