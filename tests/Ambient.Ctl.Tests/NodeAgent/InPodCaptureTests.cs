@@ -48,6 +48,29 @@ public sealed class InPodCaptureTests
     }
 
     [Fact]
+    public async Task Removing_the_capture_keeps_exactly_the_return_path_until_the_full_remove()
+    {
+        using var netns = TestNetns.Create();
+        var before = Rules(netns.Exec("iptables-save"));
+        await InPodCapture.InstallAsync(netns.Path, new InPodRuleOptions(RedirectDns: true), Ct);
+
+        await InPodCapture.RemoveCaptureAsync(netns.Path, Ct);
+        // What stays is the mangle table's rules (connmark in, fwmark out) and the policy routing they feed.
+        var golden = File.ReadAllText(Path.Combine(RepoPaths.Root, "tests", "Ambient.Ctl.Tests", "NodeAgent", "testdata", "inpod-dns.golden"));
+        var mangle = golden[golden.IndexOf("*mangle", StringComparison.Ordinal)..];
+        mangle = mangle[..mangle.IndexOf("COMMIT", StringComparison.Ordinal)];
+        Assert.Equal(before.Concat(Rules(mangle)).Order(StringComparer.Ordinal), Rules(netns.Exec("iptables-save")).Order(StringComparer.Ordinal));
+        Assert.Contains("fwmark 0x111/0xfff lookup 100", netns.Exec("ip", "rule", "show"), StringComparison.Ordinal);
+        Assert.Contains("local default dev lo", netns.Exec("ip", "route", "show", "table", "100"), StringComparison.Ordinal);
+        await InPodCapture.RemoveCaptureAsync(netns.Path, Ct); // nothing left to capture: a no-op
+
+        await InPodCapture.RemoveAsync(netns.Path, Ct);
+        Assert.Equal(before, Rules(netns.Exec("iptables-save")));
+        Assert.DoesNotContain("0x111", netns.Exec("ip", "rule", "show"), StringComparison.Ordinal);
+        Assert.Equal("", netns.Exec("ip", "route", "show", "table", "100").Trim());
+    }
+
+    [Fact]
     public async Task Install_and_remove_each_start_at_most_four_processes()
     {
         // Each command is nsenter plus a tool: on a loaded 2-core host tens of milliseconds or more apiece, and a label

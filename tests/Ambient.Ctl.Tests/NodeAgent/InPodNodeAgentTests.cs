@@ -20,7 +20,7 @@ public sealed class InPodNodeAgentTests : IDisposable
     private static bool Captured(PodNetns netns) => netns.Exec("iptables-save").Contains("-j ISTIO_OUTPUT", StringComparison.Ordinal);
 
     [Fact]
-    public async Task Enrol_waits_for_the_ztunnel_with_the_rules_already_in_place_and_leave_removes_them_then_deletes()
+    public async Task Enrol_waits_for_the_ztunnel_with_the_rules_already_in_place_and_leave_removes_the_capture_then_deletes_then_the_return_path()
     {
         using var netns = TestNetns.Create();
         var options = Options();
@@ -55,11 +55,18 @@ public sealed class InPodNodeAgentTests : IDisposable
 
         var leaving = agent.UnenrollAsync(Client.Uid, Ct);
         await ztunnel.ExpectAsync(Kind.Del, Ct);
-        // Istio's order: the rules are gone before the ztunnel is told (it still answers what the capture gave it).
-        Assert.False(Captured(netns), "the ztunnel was told to drop the pod while its rules still captured");
+        // Istio's order: the capture is gone before the ztunnel is told (it still answers what the capture gave it);
+        // the return path to the ztunnel stays until it has let go of the pod.
+        var save = netns.Exec("iptables-save");
+        Assert.DoesNotContain("REDIRECT", save, StringComparison.Ordinal);
+        Assert.DoesNotContain("*raw\n:ISTIO", save, StringComparison.Ordinal);
+        Assert.Contains("CONNMARK --restore-mark", save, StringComparison.Ordinal);
+        Assert.Contains("fwmark 0x111/0xfff lookup 100", netns.Exec("ip", "rule", "show"), StringComparison.Ordinal);
         await ztunnel.AckAsync(Ct);
         await leaving.WaitAsync(Wait, Ct);
         Assert.False(Captured(netns));
+        Assert.DoesNotContain("0x111", netns.Exec("ip", "rule", "show"), StringComparison.Ordinal);
+        Assert.Equal("", netns.Exec("ip", "route", "show", "table", "100").Trim());
         Assert.Empty(agent.EnrolledUids);
     }
 

@@ -78,6 +78,11 @@ public sealed class InPodRulesTests
             + "*raw\n-D PREROUTING -j ISTIO_PRERT\n-D OUTPUT -j ISTIO_OUTPUT\n-F ISTIO_OUTPUT\n-F ISTIO_PRERT\n-X ISTIO_OUTPUT\n-X ISTIO_PRERT\nCOMMIT\n",
             text);
         Assert.Null(InPodRules.BuildRemove(IptablesState.Empty));
+
+        // The capture alone (a pod leaving: the return path goes after the ztunnel let go).
+        Assert.Equal(
+            "*raw\n-D PREROUTING -j ISTIO_PRERT\n-D OUTPUT -j ISTIO_OUTPUT\n-F ISTIO_OUTPUT\n-F ISTIO_PRERT\n-X ISTIO_OUTPUT\n-X ISTIO_PRERT\nCOMMIT\n",
+            InPodRules.BuildRemove(IptablesState.Parse(SaveWithOursAndForeign), InPodRules.CaptureTables));
     }
 
     [Fact]

@@ -35,6 +35,19 @@ internal static class InPodCapture
         await Task.WhenAll(removeRules, removeRouting).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// The first half of a pod leaving: the capture rules go (nat and raw), so new connections and DNS queries leave the
+    /// pod directly; the return path stays for the ztunnel to finish what it still serves; <see cref="RemoveAsync"/> takes it once the
+    /// ztunnel dropped the pod. Two processes.
+    /// </summary>
+    public static async Task RemoveCaptureAsync(string netnsPath, CancellationToken cancellationToken)
+    {
+        if (InPodRules.BuildRemove(await ReadStateAsync(netnsPath, cancellationToken).ConfigureAwait(false), InPodRules.CaptureTables) is { } remove)
+        {
+            await RestoreAsync(netnsPath, remove, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     internal static async Task<IptablesState> ReadStateAsync(string netnsPath, CancellationToken cancellationToken) =>
         IptablesState.Parse(await NetnsCommand.RunCheckedAsync(netnsPath, "iptables-save", [], null, cancellationToken).ConfigureAwait(false));
 

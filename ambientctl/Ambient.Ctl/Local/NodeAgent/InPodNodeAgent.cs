@@ -110,8 +110,9 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
     }
 
     /// <summary>
-    /// Takes the pod out of the mesh: its rules go, then the ztunnel drops it (Del, acked). A pod that is not enrolled
-    /// is a no-op. Faults with <see cref="ZdsException"/> when the ztunnel refused the Del (the rules are gone anyway).
+    /// Takes the pod out of the mesh: its capture rules go, then the ztunnel drops it (Del, acked), then the return path.
+    /// A pod that is not enrolled is a no-op. Faults with <see cref="ZdsException"/> when the ztunnel refused the Del
+    /// (the rules are gone anyway).
     /// </summary>
     public async Task UnenrollAsync(string uid, CancellationToken cancellationToken)
     {
@@ -126,10 +127,13 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
         Exception? refused = null;
         try
         {
-            // Istio's order: the rules go first, so new connections and DNS queries leave the pod directly at once while
-            // the ztunnel still serves (and answers) what the capture gave it until then. The other order loses what is
-            // caught between the two (a DNS query whose listener closes under it costs the resolver's 5 s timeout).
-            if (ours) await RemoveRulesAsync(enrolled.Netns, cancellationToken).ConfigureAwait(false);
+            // Istio's order: the capture goes first, so new connections and DNS queries leave the pod directly at once
+            // while the ztunnel still serves (and answers) what the capture gave it until then. The other order loses
+            // what is caught between the two (a DNS query whose listener closes under it costs the resolver's 5 s timeout).
+            // Unlike Istio, the return path (replies to the ztunnel's connections into the pod, which carry the peer's
+            // address) stays until the ztunnel has dropped the pod: without it, a connection the ztunnel opens or
+            // serves in between has its replies routed out of the pod and hangs until a timeout.
+            if (ours) await RemoveCaptureAsync(enrolled.Netns, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -146,7 +150,11 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
             finally
             {
                 // Open until the ztunnel no longer holds the pod: an Add still in flight carries this fd.
-                if (ours) enrolled.Netns.Dispose();
+                if (ours)
+                {
+                    try { await RemoveRulesAsync(enrolled.Netns, cancellationToken).ConfigureAwait(false); }
+                    finally { enrolled.Netns.Dispose(); }
+                }
             }
         }
         LogUnenrolled(_logger, uid, Milliseconds(rulesOut), Milliseconds(Stopwatch.GetElapsedTime(started) - rulesOut));
@@ -215,7 +223,12 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
 
     // Through the fd we hold: the namespace's name may be gone already (a pod being deleted).
     private static Task RemoveRulesAsync(SafeFileHandle netns, CancellationToken cancellationToken) =>
-        InPodCapture.RemoveAsync($"/proc/{Environment.ProcessId}/fd/{netns.DangerousGetHandle()}", cancellationToken);
+        InPodCapture.RemoveAsync(FdPath(netns), cancellationToken);
+
+    private static Task RemoveCaptureAsync(SafeFileHandle netns, CancellationToken cancellationToken) =>
+        InPodCapture.RemoveCaptureAsync(FdPath(netns), cancellationToken);
+
+    private static string FdPath(SafeFileHandle netns) => $"/proc/{Environment.ProcessId}/fd/{netns.DangerousGetHandle()}";
 
     private static long Milliseconds(TimeSpan time) => (long)time.TotalMilliseconds;
 
@@ -236,7 +249,7 @@ internal sealed partial class InPodNodeAgent : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message = "node agent: enrolling {Uid} failed, rules removed: {Reason}")]
     private static partial void LogEnrolFailed(ILogger logger, string uid, string reason);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "node agent: {Uid} left the mesh: rules removed ({RulesMs} ms), ztunnel dropped it ({DropMs} ms more)")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "node agent: {Uid} left the mesh: capture removed ({RulesMs} ms), ztunnel dropped it and the return path went ({DropMs} ms more)")]
     private static partial void LogUnenrolled(ILogger logger, string uid, long rulesMs, long dropMs);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "node agent: the ztunnel did not confirm {Uid} leaving: {Reason}")]

@@ -84,15 +84,25 @@ internal static class InPodRules
         return text.ToString();
     }
 
+    /// <summary>The tables whose rules capture: what goes first when a pod leaves (new connections and DNS leave directly).</summary>
+    public static readonly string[] CaptureTables = ["nat", "raw"];
+
     /// <summary>
-    /// `iptables-restore --noflush` input that removes every rule and chain of ours and nothing else; null when there
-    /// is nothing of ours (iptables-restore would fail deleting what is not there).
+    /// The table whose rules route replies back to the ztunnel (connmark to fwmark, for the return route): what goes
+    /// last when a pod leaves, after the ztunnel stopped serving it, so a connection it was still serving is not cut.
     /// </summary>
-    public static string? BuildRemove(IptablesState current)
+    public static readonly string[] ReturnPathTables = ["mangle"];
+
+    /// <summary>
+    /// `iptables-restore --noflush` input that removes every rule and chain of ours (in <paramref name="tables"/>, or
+    /// in all) and nothing else; null when there is nothing of ours (iptables-restore would fail deleting what is not there).
+    /// </summary>
+    public static string? BuildRemove(IptablesState current, IReadOnlyCollection<string>? tables = null)
     {
         StringBuilder? text = null;
         foreach (var table in TableOrder)
         {
+            if (tables is not null && !tables.Contains(table)) continue;
             var existing = current.Owned(table);
             if (existing.IsEmpty) continue;
             text ??= new StringBuilder();
