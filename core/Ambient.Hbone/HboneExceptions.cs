@@ -26,3 +26,9 @@ internal sealed class HboneConnectException(int statusCode, string authority, st
 
     public string Authority { get; } = authority;
 }
+
+/// <summary>
+/// The peer answered in full (its END_STREAM came) and then reset the stream with NO_ERROR: RFC 9113 section 8.1's
+/// "stop sending the request", not a failure. Only our sending ends; what it sent stays readable to its end.
+/// </summary>
+internal sealed class HboneSendStoppedException(string message) : HboneException(message);

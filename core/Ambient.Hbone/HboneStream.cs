@@ -36,6 +36,8 @@ internal sealed class HboneStream : Stream
     private bool _released;
     private bool _disposed;
     private Exception? _failure;
+    // The peer answered in full and reset with NO_ERROR: writes throw this, reads go on (RFC 9113 section 8.1).
+    private HboneSendStoppedException? _sendStopped;
 
     // Receive flow control: _recvWindow is what the peer may still send; _pendingUpdate is consumed but not yet
     // returned with WINDOW_UPDATE; _unread is buffered but not yet read (credited back to the connection on dispose).
@@ -287,6 +289,10 @@ internal sealed class HboneStream : Stream
             {
                 throw _failure as HboneException ?? new HboneException($"HBONE stream {StreamId} to {_connection.Peer} is closed", inner: _failure);
             }
+            if (_sendStopped is not null)
+            {
+                throw _sendStopped;
+            }
             if (_localEnded)
             {
                 throw new InvalidOperationException($"HBONE stream {StreamId}: writes were already completed (END_STREAM sent)");
@@ -420,6 +426,24 @@ internal sealed class HboneStream : Stream
     internal bool IsRemoteEndedAndLocalEnded
     {
         get { lock (_sync) { return _localEnded && _remoteEnded; } }
+    }
+
+    /// <summary>
+    /// Read loop: the peer, having ended its side, reset with NO_ERROR. Pending and future writes throw
+    /// <paramref name="error"/>; reads go on through what arrived to its end (the receive pipe was already completed
+    /// cleanly) and <see cref="Aborted"/> does not fire, so a relay carries the whole answer before it closes.
+    /// </summary>
+    internal void StopSending(HboneSendStoppedException error)
+    {
+        lock (_sync)
+        {
+            if (_terminated || _disposed)
+            {
+                return;
+            }
+            _sendStopped = error;
+        }
+        SendSignal.Set();
     }
 
     /// <summary>Kills the stream: pending and future reads and writes throw <paramref name="error"/>. Idempotent.</summary>

@@ -320,6 +320,15 @@ internal sealed partial class Http2Connection
         }
         HboneLog.StreamResetByPeer(_logger, Peer, frame.StreamId, code);
         _role.OnPeerReset(stream);
+        if (code == Http2ErrorCode.NO_ERROR && stream.RemoteEnded)
+        {
+            // RFC 9113 section 8.1: the answer is complete and the peer only asks us to stop sending. Clients must not
+            // discard the answer for it: the tunnel's reader still gets every byte and then the end.
+            ReleaseStream(stream, requireBothEnded: false);
+            stream.StopSending(new HboneSendStoppedException(
+                $"HBONE stream {frame.StreamId} (CONNECT {stream.Authority}): {Peer} answered in full and reset it with NO_ERROR (stop sending)"));
+            return;
+        }
         // Released first: a handler that sees the failure and disposes must not answer this RST_STREAM with another
         // (RFC 9113 section 5.4.2). REFUSED_STREAM promises the peer did no work, so the CONNECT may be retried
         // elsewhere (section 8.7).

@@ -146,6 +146,13 @@ internal sealed class DuplexRelay<TA, TB>
                     }
                     await destination.WriteAsync(buffer.AsMemory(0, n), _cancellationToken).ConfigureAwait(false);
                 }
+                catch (HboneSendStoppedException)
+                {
+                    // The destination answered in full and asked us to stop sending (RFC 9113 section 8.1): this
+                    // direction ends quietly, and the other one still carries the whole answer and its end.
+                    MarkEnded(destinationSide, WritesEnded);
+                    return;
+                }
                 catch (Exception ex)
                 {
                     Fail(destinationSide, ex);

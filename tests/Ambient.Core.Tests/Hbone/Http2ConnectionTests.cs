@@ -1,7 +1,10 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using Ambient.Hbone;
+using System.Net.Sockets;
 using Ambient.Hbone.Http2;
+using Ambient.Hbone.Relay;
+using Ambient.TestCommon;
 using static Ambient.Core.Tests.Hbone.HboneTestSupport;
 
 namespace Ambient.Core.Tests.Hbone;
@@ -117,6 +120,86 @@ public sealed class Http2ConnectionTests
             Assert.Equal(Http2ErrorCode.FLOW_CONTROL_ERROR, error.ErrorCode);
             Assert.False(connection.IsClosed, "a stream error leaves the connection up");
             Assert.Equal(0, connection.ActiveStreams);
+        }
+    }
+
+    [Fact]
+    public async Task NoErrorResetAfterTheWholeAnswer_StopsOnlyOurSending_AndTheAnswerIsStillReadToItsEnd()
+    {
+        // RFC 9113 section 8.1: a server that answered in full before reading all of the request may reset with NO_ERROR;
+        // "clients MUST NOT discard responses as a result of receiving such a RST_STREAM".
+        (Http2Connection connection, ScriptedPeer peer) = await StartAsync();
+        await using (connection)
+        {
+            HboneStream stream = await OpenAsync(connection, peer);
+            CancellationToken aborted = stream.Aborted;
+            await peer.SendDataAsync(stream.StreamId, 1000, endStream: true);
+            await peer.SendRstStreamAsync(stream.StreamId, Http2ErrorCode.NO_ERROR);
+
+            HboneSendStoppedException stopped = await Assert.ThrowsAsync<HboneSendStoppedException>(async () =>
+            {
+                while (true)
+                {
+                    await stream.WriteAsync(new byte[10]).AsTask().WaitAsync(TestTimeout);
+                    await peer.ReadFrameAsync(Http2FrameType.DATA); // accepted before the reset was read
+                }
+            });
+            Assert.Contains("NO_ERROR", stopped.Message, StringComparison.Ordinal);
+            Assert.False(aborted.IsCancellationRequested, "a NO_ERROR reset after the whole answer aborted the stream");
+            byte[] answer = new byte[1000];
+            await stream.ReadExactlyAsync(answer).AsTask().WaitAsync(TestTimeout);
+            Assert.Equal(0, await stream.ReadAsync(new byte[1]).AsTask().WaitAsync(TestTimeout));
+            Assert.Equal(0, connection.ActiveStreams);
+            await stream.DisposeAsync();
+            Assert.False(connection.IsClosed);
+        }
+    }
+
+    [Fact]
+    public async Task NoErrorResetAfterTheWholeAnswer_RelayCarriesTheAnswerToTheClientAndEndsCleanly()
+    {
+        // What the waypoint does after answering 431 to oversized headers the client is still sending: END_STREAM, then
+        // RST_STREAM NO_ERROR. The client's relay must still deliver the answer and a FIN, not a TCP reset.
+        (Http2Connection connection, ScriptedPeer peer) = await StartAsync();
+        await using (connection)
+        {
+            HboneStream stream = await OpenAsync(connection, peer);
+            (Socket client, Socket accepted) = await LoopbackSockets.PairAsync();
+            using (client)
+            using (accepted)
+            {
+                ValueTask<RelayResult> relay = DuplexRelay<SocketRelayEnd, HboneRelayEnd>.RunAsync(new SocketRelayEnd(accepted), new HboneRelayEnd(stream));
+                await client.SendAsync(new byte[100]);
+                await peer.ReadFrameAsync(Http2FrameType.DATA);
+
+                await peer.SendDataAsync(stream.StreamId, 1000, endStream: true);
+                await peer.SendRstStreamAsync(stream.StreamId, Http2ErrorCode.NO_ERROR);
+                // The client goes on sending (the rest of its oversized request) while the answer comes back.
+                Task sending = Task.Run(async () =>
+                {
+                    for (int i = 0; i < 50; i++)
+                    {
+                        await client.SendAsync(new byte[1000]);
+                        await Task.Delay(5);
+                    }
+                });
+
+                var received = new MemoryStream();
+                byte[] buffer = new byte[4096];
+                using var timeout = new CancellationTokenSource(TestTimeout);
+                int n;
+                while ((n = await client.ReceiveAsync(buffer, SocketFlags.None, timeout.Token)) > 0)
+                {
+                    received.Write(buffer, 0, n);
+                }
+                Assert.Equal(1000, received.Length);
+                await sending.WaitAsync(TestTimeout);
+                client.Shutdown(SocketShutdown.Send);
+
+                RelayResult result = await relay.AsTask().WaitAsync(TestTimeout);
+                Assert.True(result.Completed, $"the relay failed: {result.Error}");
+                Assert.Equal(1000, result.BytesBToA);
+            }
         }
     }
 

@@ -2,23 +2,14 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using Ambient.Hbone.Relay;
+using Ambient.TestCommon;
 using Ambient.Ztunnel.Proxy.Relay;
 
 namespace Ambient.Ztunnel.Tests.Relay;
 
 public class BidirectionalRelayTests
 {
-    /// <summary>A connected loopback socket pair.</summary>
-    private static async Task<(Socket Left, Socket Right)> PairAsync()
-    {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        var left = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        var accept = listener.AcceptAsync();
-        await left.ConnectAsync(listener.LocalEndPoint!);
-        return (left, await accept);
-    }
+    private static Task<(Socket Left, Socket Right)> PairAsync() => LoopbackSockets.PairAsync();
 
     private static async Task<byte[]> ReadToEndAsync(Socket socket)
     {
