@@ -320,9 +320,9 @@ internal sealed partial class Http2Connection
         }
         HboneLog.StreamResetByPeer(_logger, Peer, frame.StreamId, code);
         _role.OnPeerReset(stream);
-        if (code == Http2ErrorCode.NO_ERROR && stream.RemoteEnded)
+        if (code == Http2ErrorCode.NO_ERROR && _role is ClientRole && stream.RemoteEnded)
         {
-            // RFC 9113 section 8.1: the answer is complete and the peer only asks us to stop sending. Clients must not
+            // RFC 9113 section 8.1: the server's answer is complete and it only asks us to stop sending. Clients must not
             // discard the answer for it: the tunnel's reader still gets every byte and then the end.
             ReleaseStream(stream, requireBothEnded: false);
             stream.StopSending(new HboneSendStoppedException(

@@ -37,8 +37,8 @@ internal static class InPodCapture
 
     /// <summary>
     /// The first half of a pod leaving: the capture rules go (nat and raw), so new connections and DNS queries leave the
-    /// pod directly; the return path stays for the ztunnel to finish what it still serves; <see cref="RemoveAsync"/> takes it once the
-    /// ztunnel dropped the pod. Two processes.
+    /// pod directly; the return path stays for the ztunnel to finish what it still serves, and <see cref="RemoveAsync"/>
+    /// takes it once the ztunnel dropped the pod. Two processes.
     /// </summary>
     public static async Task RemoveCaptureAsync(string netnsPath, CancellationToken cancellationToken)
     {

@@ -84,14 +84,11 @@ internal static class InPodRules
         return text.ToString();
     }
 
-    /// <summary>The tables whose rules capture: what goes first when a pod leaves (new connections and DNS leave directly).</summary>
-    public static readonly string[] CaptureTables = ["nat", "raw"];
-
     /// <summary>
-    /// The table whose rules route replies back to the ztunnel (connmark to fwmark, for the return route): what goes
-    /// last when a pod leaves, after the ztunnel stopped serving it, so a connection it was still serving is not cut.
+    /// The tables whose rules capture: what goes first when a pod leaves (new connections and DNS leave directly). The
+    /// mangle table's rules (connmark to fwmark, for the return route) go last, after the ztunnel let go of the pod.
     /// </summary>
-    public static readonly string[] ReturnPathTables = ["mangle"];
+    public static readonly string[] CaptureTables = ["nat", "raw"];
 
     /// <summary>
     /// `iptables-restore --noflush` input that removes every rule and chain of ours (in <paramref name="tables"/>, or
