@@ -60,8 +60,9 @@ public sealed class ZtunnelDrainE2ETests : IAsyncLifetime
 
         TestContext.Current.TestOutputHelper?.WriteLine(result.ToString());
         DrainVerdict.Check(result, DrainTimeout, lastStreamId: 3);
-        var log = MeshRun.ReadLog(node);
-        Assert.True(log.Contains("HBONE server stopping: GOAWAY sent on", StringComparison.Ordinal), $"{node.Name}'s log does not show the drain:\n{log}");
+        // The log is written in batches by one thread: the line may land a moment after the client saw the GOAWAY.
+        await MeshRun.EventuallyAsync(() => Task.FromResult(MeshRun.ReadLog(node).Contains("HBONE server stopping: GOAWAY sent on", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(10), () => Task.FromResult($"{node.Name}'s log does not show the drain:\n{MeshRun.ReadLog(node)}"));
     }
 
     /// <summary>A certificate for <paramref name="identity"/> from the mesh CA, asked for as <paramref name="node"/>'s
