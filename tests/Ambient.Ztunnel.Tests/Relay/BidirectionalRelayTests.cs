@@ -9,8 +9,6 @@ namespace Ambient.Ztunnel.Tests.Relay;
 
 public class BidirectionalRelayTests
 {
-    private static Task<(Socket Left, Socket Right)> PairAsync() => LoopbackSockets.PairAsync();
-
     private static async Task<byte[]> ReadToEndAsync(Socket socket)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
@@ -29,8 +27,8 @@ public class BidirectionalRelayTests
     public async Task Sockets_BothDirections_CountBytes_AndPropagateHalfClose()
     {
         // client <-> [a | relay | b] <-> server
-        var (client, a) = await PairAsync();
-        var (b, server) = await PairAsync();
+        var (client, a) = await LoopbackSockets.PairAsync();
+        var (b, server) = await LoopbackSockets.PairAsync();
         using (client)
         using (server)
         {
@@ -59,8 +57,8 @@ public class BidirectionalRelayTests
     [Fact]
     public async Task ResetOnOneSide_EndsTheRelay_WithTheErrorAndPartialCounts()
     {
-        var (client, a) = await PairAsync();
-        var (b, server) = await PairAsync();
+        var (client, a) = await LoopbackSockets.PairAsync();
+        var (b, server) = await LoopbackSockets.PairAsync();
         using (server)
         {
             await using var streamA = new NetworkStream(a, ownsSocket: true);
@@ -85,8 +83,8 @@ public class BidirectionalRelayTests
     [InlineData(false)]
     public async Task ResetOnOneSide_IsReportedWithThatSide(bool clientResets)
     {
-        var (client, a) = await PairAsync();
-        var (b, server) = await PairAsync();
+        var (client, a) = await LoopbackSockets.PairAsync();
+        var (b, server) = await LoopbackSockets.PairAsync();
         await using var streamA = new NetworkStream(a, ownsSocket: true);
         await using var streamB = new NetworkStream(b, ownsSocket: true);
         var relay = BidirectionalRelay.RunAsync(streamA, streamB).AsTask();
@@ -130,8 +128,8 @@ public class BidirectionalRelayTests
     {
         // The client half-closes first, the server answers and closes, our END_STREAM goes out and the client's
         // connection drops at once: the tunnel ended cleanly (Istio's flags "-"), not a downstream reset.
-        var (client, a) = await PairAsync();
-        var (b, server) = await PairAsync();
+        var (client, a) = await LoopbackSockets.PairAsync();
+        var (b, server) = await LoopbackSockets.PairAsync();
         using var broken = new CancellationTokenSource();
         using (client)
         using (server)
@@ -157,8 +155,8 @@ public class BidirectionalRelayTests
     [Fact]
     public async Task AnEndThatBreaksBeforeItsDirectionsEnded_IsADownstreamFailure()
     {
-        var (client, a) = await PairAsync();
-        var (b, server) = await PairAsync();
+        var (client, a) = await LoopbackSockets.PairAsync();
+        var (b, server) = await LoopbackSockets.PairAsync();
         using var broken = new CancellationTokenSource();
         using (client)
         using (server)
@@ -181,7 +179,7 @@ public class BidirectionalRelayTests
     {
         // Side B is an in-memory duplex (two pipes), like an HBONE stream: its only way to say "no more data" is the
         // callback, which here completes the pipe the far end reads from.
-        var (client, a) = await PairAsync();
+        var (client, a) = await LoopbackSockets.PairAsync();
         using (client)
         {
             var toFar = new Pipe();
@@ -217,8 +215,8 @@ public class BidirectionalRelayTests
     [Fact]
     public async Task Cancellation_StopsAnIdleRelay()
     {
-        var (client, a) = await PairAsync();
-        var (b, server) = await PairAsync();
+        var (client, a) = await LoopbackSockets.PairAsync();
+        var (b, server) = await LoopbackSockets.PairAsync();
         using (client)
         using (server)
         {
