@@ -56,7 +56,9 @@ internal static class Program
         {
             return count;
         }
-        error = $"{WorkerThreads}='{configured}': expected a whole number of threads from 1 to 1024";
+        // Echoed short: the value is the operator's, but a huge one should not flood the log.
+        var shown = configured.Length <= 32 ? configured : configured[..32] + "...";
+        error = $"{WorkerThreads}='{shown}': expected a whole number of threads from 1 to 1024";
         return null;
     }
 }
